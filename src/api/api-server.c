@@ -1,0 +1,370 @@
+/* The HTTP plumbing: daemon, request bodies with a cap, responses, problem+json, and
+ * suspended long polls. */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api-internal.h"
+#include "base/limits.h"
+#include "base/log.h"
+
+static void add_common_headers(struct MHD_Response *resp) {
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+}
+
+enum MHD_Result mp_api_send_bytes(struct MHD_Connection *conn, unsigned status,
+                                  const char *content_type, const char *data, size_t len) {
+        struct MHD_Response *resp;
+        enum MHD_Result r;
+
+        resp = MHD_create_response_from_buffer(len, (void *) data, MHD_RESPMEM_MUST_COPY);
+        if (!resp)
+                return MHD_NO;
+        if (content_type)
+                MHD_add_response_header(resp, "Content-Type", content_type);
+        add_common_headers(resp);
+        r = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+static enum MHD_Result send_json_typed(struct MHD_Connection *conn, unsigned status, json_t *body,
+                                       const char *type, const char *retry_after) {
+        struct MHD_Response *resp;
+        enum MHD_Result r;
+        char *text;
+
+        if (!body) {
+                resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        } else {
+                text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!text)
+                        return MHD_NO;
+                resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        }
+        if (!resp)
+                return MHD_NO;
+        if (body)
+                MHD_add_response_header(resp, "Content-Type", type);
+        if (retry_after)
+                MHD_add_response_header(resp, "Retry-After", retry_after);
+        add_common_headers(resp);
+        r = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+enum MHD_Result mp_api_send_json(struct MHD_Connection *conn, unsigned status, json_t *body) {
+        return send_json_typed(conn, status, body, "application/json", NULL);
+}
+
+static const char *status_title(unsigned s) {
+        switch (s) {
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 409: return "Conflict";
+        case 413: return "Content Too Large";
+        case 415: return "Unsupported Media Type";
+        case 422: return "Unprocessable Content";
+        case 429: return "Too Many Requests";
+        case 503: return "Service Unavailable";
+        default: return "Internal Server Error";
+        }
+}
+
+enum MHD_Result mp_api_send_problem(struct MHD_Connection *conn, const struct mp_error *err) {
+        unsigned status = err->status >= 400 && err->status < 600 ? (unsigned) err->status : 500;
+        _cleanup_json_ json_t *body = NULL;
+        char type[96];
+
+        if (status >= 500 && status != 503)
+                mp_err("internal error: %s", err->message[0] ? err->message : "(no message)");
+        snprintf(type, sizeof(type), "urn:mecapy:problem:%s", err->code[0] ? err->code : "internal");
+        body = json_pack("{s:s,s:s,s:i,s:s}", "type", type, "title", status_title(status), "status",
+                         (int) status, "detail",
+                         status >= 500 && status != 503 ? "the server failed; the error was logged"
+                         : err->message[0] ? err->message : status_title(status));
+        if (err->errors && status < 500)
+                json_object_set(body, "errors", err->errors);
+        return send_json_typed(conn, status, body, "application/problem+json",
+                               status == 503 ? "2" : NULL);
+}
+
+enum MHD_Result mp_api_send_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                  const char *fmt, ...) {
+        struct mp_error err = { .status = (int) status };
+        va_list ap;
+        enum MHD_Result r;
+
+        snprintf(err.code, sizeof(err.code), "%s", code);
+        va_start(ap, fmt);
+        vsnprintf(err.message, sizeof(err.message), fmt, ap);
+        va_end(ap);
+        r = mp_api_send_problem(conn, &err);
+        return r;
+}
+
+/* --- long polls --- */
+
+static void remove_waiter(struct mp_api *api, struct mp_request *req) {
+        for (struct mp_request **p = &api->waiters; *p; p = &(*p)->next_waiter)
+                if (*p == req) {
+                        *p = req->next_waiter;
+                        req->next_waiter = NULL;
+                        return;
+                }
+}
+
+static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *conn,
+                                   struct mp_request *req) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        _cleanup_json_ json_t *task = NULL;
+        bool ended = false;
+
+        if (mp_core_task_get(api->core, &req->principal, req->wait_task, &task, &ended, &err) < 0)
+                return mp_api_send_problem(conn, &err);
+        return mp_api_send_json(conn, ended ? req->wait_status : 202, task);
+}
+
+enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
+                                 struct mp_request *req, const struct mp_principal *p,
+                                 const char *task_id, int wait_s, unsigned ok_status) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        _cleanup_json_ json_t *task = NULL;
+        bool ended = false;
+
+        snprintf(req->wait_task, sizeof(req->wait_task), "%s", task_id);
+        req->principal = *p;
+        req->wait_status = ok_status;
+        req->conn = conn;
+        req->woken = false;
+        if (wait_s > 0) {
+                /* Register first, then look: a task that ends between the two is either
+                 * seen ended by the look, or wakes the registered waiter. */
+                pthread_mutex_lock(&api->lock);
+                req->deadline_ms = mp_mono_ms() + (int64_t) wait_s * 1000;
+                req->next_waiter = api->waiters;
+                api->waiters = req;
+                pthread_mutex_unlock(&api->lock);
+        }
+        if (mp_core_task_get(api->core, p, task_id, &task, &ended, &err) < 0 || ended || wait_s <= 0) {
+                if (wait_s > 0) {
+                        pthread_mutex_lock(&api->lock);
+                        remove_waiter(api, req);
+                        pthread_mutex_unlock(&api->lock);
+                }
+                if (err.status)
+                        return mp_api_send_problem(conn, &err);
+                return mp_api_send_json(conn, ended ? ok_status : 202, task);
+        }
+        pthread_mutex_lock(&api->lock);
+        if (req->woken) {
+                /* Ended while we looked: answer now. */
+                remove_waiter(api, req);
+                pthread_mutex_unlock(&api->lock);
+                return answer_task(api, conn, req);
+        }
+        /* Suspended under the lock, so a wake-up cannot come before the suspension. */
+        req->suspended = true;
+        MHD_suspend_connection(conn);
+        pthread_cond_signal(&api->cond); /* the timer may need an earlier deadline */
+        pthread_mutex_unlock(&api->lock);
+        return MHD_YES;
+}
+
+/* Wake (under api->lock) one waiter: resume it if suspended, else mark it. */
+static void wake_locked(struct mp_api *api, struct mp_request *req) {
+        remove_waiter(api, req);
+        req->woken = true;
+        if (req->suspended) {
+                req->suspended = false;
+                MHD_resume_connection(req->conn);
+        }
+}
+
+void mp_api_task_ended(void *userdata, const char *task_id) {
+        struct mp_api *api = userdata;
+        pthread_mutex_lock(&api->lock);
+        for (struct mp_request *w = api->waiters, *next; w; w = next) {
+                next = w->next_waiter;
+                if (!strcmp(w->wait_task, task_id)) {
+                        /* A waiter that is not suspended yet is marked and removed; the
+                         * handler sees `woken` and answers. */
+                        if (w->suspended)
+                                wake_locked(api, w);
+                        else
+                                w->woken = true;
+                }
+        }
+        pthread_mutex_unlock(&api->lock);
+}
+
+/* Resumes long polls whose time ran out; sleeps until the nearest deadline. */
+static void *timer_main(void *userdata) {
+        struct mp_api *api = userdata;
+
+        pthread_mutex_lock(&api->lock);
+        while (!api->stopping) {
+                int64_t now = mp_mono_ms(), next = now + 60000;
+                for (struct mp_request *w = api->waiters, *n; w; w = n) {
+                        n = w->next_waiter;
+                        if (!w->suspended)
+                                continue;
+                        if (w->deadline_ms <= now)
+                                wake_locked(api, w);
+                        else if (w->deadline_ms < next)
+                                next = w->deadline_ms;
+                }
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                int64_t ms = next - now;
+                ts.tv_sec += ms / 1000;
+                ts.tv_nsec += (ms % 1000) * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&api->cond, &api->lock, &ts);
+        }
+        /* Stopping: let every held request answer. */
+        while (api->waiters)
+                wake_locked(api, api->waiters);
+        pthread_mutex_unlock(&api->lock);
+        return NULL;
+}
+
+/* --- the access handler --- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+        struct mp_api *api = cls;
+        struct mp_request *req = *con_cls;
+
+        if (!req) {
+                const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+                long n;
+                req = calloc(1, sizeof(*req));
+                if (!req)
+                        return MHD_NO;
+                req->body.cap = MP_MAX_BODY_BYTES;
+                *con_cls = req;
+                /* Refuse an announced oversize body before reading any of it. */
+                if (cl && (mp_parse_long(cl, 0, 1L << 40, &n) < 0 || n > (long) MP_MAX_BODY_BYTES)) {
+                        req->too_large = true;
+                        return mp_api_send_error(conn, 413, "too_large",
+                                                 "the request body is larger than %u bytes",
+                                                 MP_MAX_BODY_BYTES);
+                }
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
+                if (!req->too_large && mp_buf_append(&req->body, upload_data, *upload_data_size) < 0)
+                        req->too_large = true; /* keep reading, answer 413 at the end */
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        if (req->wait_task[0] && req->woken) {
+                /* Resumed long poll. */
+                pthread_mutex_lock(&api->lock);
+                remove_waiter(api, req);
+                pthread_mutex_unlock(&api->lock);
+                return answer_task(api, conn, req);
+        }
+        if (req->too_large)
+                return mp_api_send_error(conn, 413, "too_large", "the request body is larger than %u bytes",
+                                         MP_MAX_BODY_BYTES);
+        return mp_api_route(api, conn, req, method, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+        struct mp_api *api = cls;
+        struct mp_request *req = *con_cls;
+        if (!req)
+                return;
+        pthread_mutex_lock(&api->lock);
+        remove_waiter(api, req);
+        pthread_mutex_unlock(&api->lock);
+        mp_buf_free(&req->body);
+        free(req);
+        *con_cls = NULL;
+}
+
+int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err) {
+        const struct mp_config *c = core->config;
+        struct mp_api *api = calloc(1, sizeof(*api));
+        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t) c->port) };
+        pthread_condattr_t ca;
+        const union MHD_DaemonInfo *info;
+
+        if (!api)
+                return -ENOMEM;
+        if (inet_pton(AF_INET, c->listen_host, &addr.sin_addr) != 1) {
+                free(api);
+                return mp_error_set(err, EINVAL, 400, "config", "--host \"%s\" is not an IPv4 address",
+                                    c->listen_host);
+        }
+        api->core = core;
+        pthread_mutex_init(&api->lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&api->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        core->on_task_end = mp_api_task_ended;
+        core->on_task_end_userdata = api;
+
+        api->daemon = MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                        MHD_USE_ERROR_LOG,
+                (uint16_t) c->port, NULL, NULL, on_request, api,
+                MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+                MHD_OPTION_THREAD_POOL_SIZE, (unsigned) c->http_threads,
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
+                MHD_OPTION_CONNECTION_LIMIT, (unsigned) 4096,
+                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
+                MHD_OPTION_END);
+        if (!api->daemon) {
+                int port = c->port;
+                pthread_mutex_destroy(&api->lock);
+                pthread_cond_destroy(&api->cond);
+                free(api);
+                core->on_task_end = NULL;
+                return mp_error_set(err, EADDRINUSE, 500, "config",
+                                    "cannot listen on %s:%d (is the port taken?)", c->listen_host, port);
+        }
+        info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        api->port = info ? info->port : c->port;
+        pthread_create(&api->timer, NULL, timer_main, api);
+        *ret = api;
+        return 0;
+}
+
+int mp_api_port(struct mp_api *api) {
+        return api->port;
+}
+
+void mp_api_stop(struct mp_api *api) {
+        if (!api)
+                return;
+        pthread_mutex_lock(&api->lock);
+        api->stopping = true;
+        pthread_cond_signal(&api->cond);
+        pthread_mutex_unlock(&api->lock);
+        pthread_join(api->timer, NULL);
+        MHD_stop_daemon(api->daemon);
+        api->core->on_task_end = NULL;
+        pthread_mutex_destroy(&api->lock);
+        pthread_cond_destroy(&api->cond);
+        free(api);
+}

@@ -1,0 +1,28 @@
+#pragma once
+
+#include "core/core.h"
+#include "store/store.h"
+
+/* Field readers for request bodies: each names the field path in err on failure
+ * (422 "validation"), adding to err->errors so one answer lists every bad field. */
+/* A string field: required or optional (*ret = NULL when absent). max: byte length. */
+int mp_core_field_string(json_t *body, const char *key, bool required, size_t max,
+                         const char **ret, struct mp_error *err);
+/* An integer field within [min, max]; absent -> *ret untouched. */
+int mp_core_field_int(json_t *body, const char *key, long min, long max, int *ret,
+                      struct mp_error *err);
+/* Finish a validation pass: when err->errors is not empty, set the 422 message
+ * listing them and return -EINVAL; else 0. */
+int mp_core_validation_done(struct mp_error *err, const char *what);
+/* Shape a row for the API: epoch-ms fields named in `times` become RFC 3339 strings or
+ * null, `drop` keys are removed. Modifies row in place. */
+void mp_core_shape(json_t *row, const char *const *times, const char *const *drop);
+/* The standard 404, same for "unknown" and "not yours". */
+int mp_core_not_found(struct mp_error *err, const char *what, const char *id);
+/* Tell api/ a task ended. */
+void mp_core_task_ended(struct mp_core *core, const char *task_id);
+/* Can this principal see (call) this function row? */
+bool mp_core_can_see_function(const struct mp_principal *p, json_t *fn);
+/* A function the principal may call, and its version (0 = latest); 404 otherwise. */
+int mp_core_load_callable(struct mp_core *core, const struct mp_principal *p, const char *id,
+                          int version, json_t **ret_fn, json_t **ret_ver, struct mp_error *err);

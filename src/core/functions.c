@@ -1,0 +1,422 @@
+/* Functions and their immutable versions. */
+#include <ctype.h>
+#include <string.h>
+
+#include "base/limits.h"
+#include "base/log.h"
+#include "core/core-internal.h"
+#include "exec/exec.h"
+
+static const char *const fn_times[] = { "created_at", "updated_at", NULL };
+static const char *const fn_drop[] = { "deleted_at", "company_id", "latest_version", NULL };
+
+static bool name_ok(const char *s) {
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && !strchr("_-.", *s))
+                        return false;
+        return true;
+}
+
+static bool identifier_ok(const char *s) {
+        if (!*s || isdigit((unsigned char) *s))
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && *s != '_')
+                        return false;
+        return true;
+}
+
+/* The limits a version runs under: the server defaults, overridden by what the body asks
+ * within the server maxima. Field errors under "limits.". */
+static json_t *read_limits(struct mp_core *core, json_t *body_limits, json_t *base,
+                           struct mp_error *err) {
+        const struct mp_config *c = core->config;
+        int timeout = c->default_timeout_s, memory = c->default_memory_mb, cpus = c->default_cpus;
+        const char *key;
+        json_t *v;
+
+        if (base) {
+                timeout = (int) json_integer_value(json_object_get(base, "timeout_s"));
+                memory = (int) json_integer_value(json_object_get(base, "memory_mb"));
+                cpus = (int) json_integer_value(json_object_get(base, "cpus"));
+        }
+        if (body_limits && !json_is_null(body_limits)) {
+                if (!json_is_object(body_limits)) {
+                        mp_error_add_field(err, "limits", "must be an object");
+                        return NULL;
+                }
+                json_object_foreach(body_limits, key, v) {
+                        int *dst = NULL;
+                        long max = 0, min = 1;
+                        if (!strcmp(key, "timeout_s"))
+                                dst = &timeout, max = c->max_timeout_s;
+                        else if (!strcmp(key, "memory_mb"))
+                                dst = &memory, max = c->max_memory_mb, min = 64;
+                        else if (!strcmp(key, "cpus"))
+                                dst = &cpus, max = c->max_cpus;
+                        char path[96];
+                        snprintf(path, sizeof(path), "limits.%.60s", key);
+                        if (!dst) {
+                                mp_error_add_field(err, path, "is not a known limit (timeout_s, memory_mb, cpus)");
+                                continue;
+                        }
+                        if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+                                mp_error_add_field(err, path, "must be a whole number from %ld to %ld "
+                                                   "(the server's maximum)", min, max);
+                                continue;
+                        }
+                        *dst = (int) json_integer_value(v);
+                }
+        }
+        return json_pack("{s:i,s:i,s:i}", "timeout_s", timeout, "memory_mb", memory, "cpus", cpus);
+}
+
+static json_t *read_requirements(json_t *v, struct mp_error *err) {
+        size_t i;
+        json_t *item;
+
+        if (!v || json_is_null(v))
+                return json_array();
+        if (!json_is_array(v) || json_array_size(v) > MP_MAX_REQUIREMENTS) {
+                mp_error_add_field(err, "requirements", "must be a list of at most %d package names",
+                                   MP_MAX_REQUIREMENTS);
+                return NULL;
+        }
+        json_array_foreach(v, i, item) {
+                const char *s = json_string_value(item);
+                if (!s || !*s || strlen(s) > 200 || strpbrk(s, " \t\r\n;|&$`")) {
+                        char path[48];
+                        snprintf(path, sizeof(path), "requirements[%zu]", i);
+                        mp_error_add_field(err, path, "must be a requirement like \"numpy>=1.24\"");
+                }
+        }
+        /* Environments (installing requirements) come with the warm pool's environments;
+         * until then only what the base image provides can be imported. */
+        return json_incref(v);
+}
+
+/* Analyze the code in the sandbox: the input schema, and the problems that refuse it. */
+static int analyze(struct mp_core *core, const char *code, const char *handler,
+                   json_t **ret_analysis, struct mp_error *err) {
+        struct mp_exec_request req = {
+                .op = MP_EXEC_ANALYZE,
+                .code = code,
+                .handler = handler,
+                .policy = core->policy,
+                .limits = { .timeout_s = 10, .memory_mb = 512, .cpus = 1, .max_procs = 4, .tmp_mb = 16 },
+        };
+        struct mp_exec_result res = { 0 };
+        json_t *problems;
+        size_t i;
+        json_t *pr;
+        int r;
+
+        r = mp_executor_run(core->executor, &req, &res, err);
+        if (r < 0)
+                return r;
+        if (res.status != MP_EXEC_OK) {
+                const char *msg = json_string_value(json_object_get(res.error, "message"));
+                mp_error_add_field(err, "code", "could not be analyzed: %s", msg ? msg : "unknown error");
+                mp_exec_result_clear(&res);
+                return mp_core_validation_done(err, "fields");
+        }
+        problems = json_object_get(res.result, "problems");
+        json_array_foreach(problems, i, pr) {
+                json_int_t line = json_integer_value(json_object_get(pr, "line"));
+                const char *msg = json_string_value(json_object_get(pr, "message"));
+                mp_error_add_field(err, "code", "line %lld: %s", (long long) line, msg ? msg : "");
+                /* Keep the line as its own member too, for tools. */
+                json_t *last = json_array_get(err->errors, json_array_size(err->errors) - 1);
+                if (last)
+                        json_object_set_new(last, "line", json_integer(line));
+        }
+        if (json_array_size(problems)) {
+                mp_exec_result_clear(&res);
+                return mp_core_validation_done(err, "fields");
+        }
+        *ret_analysis = json_incref(res.result);
+        mp_exec_result_clear(&res);
+        return 0;
+}
+
+/* Build a version row from a body (create, or update over `prev`). */
+static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t **ret,
+                        struct mp_error *err) {
+        const char *code = NULL, *handler = NULL, *isolation = NULL;
+        _cleanup_json_ json_t *limits = NULL, *reqs = NULL, *analysis = NULL;
+        int r;
+
+        mp_core_field_string(body, "code", !prev, MP_MAX_CODE_BYTES, &code, err);
+        mp_core_field_string(body, "handler", false, 128, &handler, err);
+        mp_core_field_string(body, "isolation", false, 16, &isolation, err);
+        if (handler && !identifier_ok(handler))
+                mp_error_add_field(err, "handler", "must be a Python identifier");
+        if (isolation && strcmp(isolation, "warm") && strcmp(isolation, "per_call"))
+                mp_error_add_field(err, "isolation", "must be \"warm\" or \"per_call\"");
+        limits = read_limits(core, json_object_get(body, "limits"),
+                             prev ? json_object_get(prev, "limits") : NULL, err);
+        if (json_object_get(body, "requirements") || !prev)
+                reqs = read_requirements(json_object_get(body, "requirements"), err);
+        else
+                reqs = json_incref(json_object_get(prev, "requirements"));
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        if (!code)
+                code = json_string_value(json_object_get(prev, "code"));
+        if (!handler)
+                handler = prev ? json_string_value(json_object_get(prev, "handler")) : "main";
+        if (!isolation)
+                isolation = prev ? json_string_value(json_object_get(prev, "isolation")) : "warm";
+        if (!mp_utf8_valid(code, strlen(code)))
+                return mp_error_set(err, EINVAL, 422, "validation", "code is not valid UTF-8");
+        if ((r = analyze(core, code, handler, &analysis, err)) < 0)
+                return r;
+        *ret = json_pack("{s:s,s:s,s:O,s:O,s:O,s:s,s:I}", "code", code, "handler", handler,
+                         "requirements", reqs, "input_schema", json_object_get(analysis, "input_schema"),
+                         "limits", limits, "isolation", isolation, "created_at", (json_int_t) mp_now_ms());
+        return 0;
+}
+
+/* The function as the API shows it: metadata and one version. */
+static json_t *render(json_t *fn, json_t *ver, bool with_code) {
+        json_t *out = json_deep_copy(fn);
+        static const char *const keys[] = { "handler", "input_schema", "requirements", "limits",
+                                            "isolation", NULL };
+        for (const char *const *k = keys; *k; k++)
+                json_object_set(out, *k, json_object_get(ver, *k));
+        json_object_set(out, "version", json_object_get(ver, "version"));
+        if (with_code)
+                json_object_set(out, "code", json_object_get(ver, "code"));
+        mp_core_shape(out, fn_times, fn_drop);
+        return out;
+}
+
+int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, json_t *body,
+                            json_t **ret, struct mp_error *err) {
+        const char *name = NULL, *description = NULL, *visibility = NULL;
+        _cleanup_json_ json_t *ver = NULL, *fn = NULL;
+        char id[MP_ID_LEN + 1];
+        int r;
+
+        if (!json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
+        mp_core_field_string(body, "name", true, MP_MAX_NAME_LEN, &name, err);
+        mp_core_field_string(body, "description", false, MP_MAX_DESCRIPTION_LEN, &description, err);
+        mp_core_field_string(body, "visibility", false, 16, &visibility, err);
+        if (name && !name_ok(name))
+                mp_error_add_field(err, "name", "may hold only letters, digits, '_', '-' and '.'");
+        if (visibility && strcmp(visibility, "private") && strcmp(visibility, "company") &&
+            strcmp(visibility, "public"))
+                mp_error_add_field(err, "visibility", "must be private, company or public");
+        if (err->errors) {
+                /* Report body errors together with code errors in one answer where we can;
+                 * the code is only analyzed once the body is well-formed. */
+                read_limits(core, json_object_get(body, "limits"), NULL, err);
+                return mp_core_validation_done(err, "fields");
+        }
+        if ((r = read_version(core, body, NULL, &ver, err)) < 0)
+                return r;
+
+        mp_id_new(id);
+        int64_t now = mp_now_ms();
+        fn = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "id", id, "owner_id", p->user_id, "name",
+                       name, "description", description ? description : "", "visibility",
+                       visibility ? visibility : "private", "created_at", (json_int_t) now,
+                       "updated_at", (json_int_t) now);
+        json_object_set_new(fn, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
+        r = MP_STORE(core->store)->function_create(core->store, fn, ver, err);
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict",
+                                    "you already have a function named \"%s\": use PUT "
+                                    "/api/v1/functions/{id} to add a version", name);
+        if (r < 0)
+                return r;
+        json_object_set_new(ver, "version", json_integer(1));
+        *ret = render(fn, ver, false);
+        return 0;
+}
+
+/* A live function the principal may see, else 404 (never 403: existence is private). */
+static int load_visible(struct mp_core *core, const struct mp_principal *p, const char *id,
+                        json_t **ret, struct mp_error *err) {
+        json_t *fn = NULL;
+        int r;
+
+        if (!mp_id_valid(id))
+                return mp_core_not_found(err, "function", id);
+        r = MP_STORE(core->store)->function_get(core->store, id, &fn, err);
+        if (r == -ENOENT)
+                return mp_core_not_found(err, "function", id);
+        if (r < 0)
+                return r;
+        if (!mp_core_can_see_function(p, fn)) {
+                json_decref(fn);
+                return mp_core_not_found(err, "function", id);
+        }
+        *ret = fn;
+        return 0;
+}
+
+static int load_owned(struct mp_core *core, const struct mp_principal *p, const char *id,
+                      json_t **ret, struct mp_error *err) {
+        json_t *fn = NULL;
+        int r = load_visible(core, p, id, &fn, err);
+        if (r < 0)
+                return r;
+        if (strcmp(json_string_value(json_object_get(fn, "owner_id")), p->user_id)) {
+                json_decref(fn);
+                /* Visible but not theirs: they may call it, not change it. */
+                return mp_error_set(err, EPERM, 403, "forbidden",
+                                    "only the owner of function %s may change or delete it", id);
+        }
+        *ret = fn;
+        return 0;
+}
+
+int mp_core_function_get(struct mp_core *core, const struct mp_principal *p, const char *id,
+                         int version, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *fn = NULL, *ver = NULL;
+        int r = load_visible(core, p, id, &fn, err);
+        if (r < 0)
+                return r;
+        r = MP_STORE(core->store)->function_get_version(core->store, id, version, &ver, err);
+        if (r == -ENOENT)
+                return mp_error_set(err, ENOENT, 404, "not_found", "function %s has no version %d", id,
+                                    version);
+        if (r < 0)
+                return r;
+        *ret = render(fn, ver, true);
+        return 0;
+}
+
+int mp_core_function_list(struct mp_core *core, const struct mp_principal *p,
+                          const char *name, const char *cursor, int limit, json_t **ret,
+                          struct mp_error *err) {
+        _cleanup_json_ json_t *filter = NULL, *items = NULL;
+        struct mp_store_list list = { 0 };
+        size_t i;
+        json_t *fn;
+        int r;
+
+        filter = json_pack("{s:s,s:i}", "viewer_id", p->user_id, "limit", limit);
+        json_object_set_new(filter, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
+        if (name)
+                json_object_set_new(filter, "name", json_string(name));
+        if (cursor)
+                json_object_set_new(filter, "cursor", json_string(cursor));
+        r = MP_STORE(core->store)->function_list(core->store, filter, &list, err);
+        if (r == -EINVAL)
+                return mp_error_set(err, EINVAL, 400, "bad_request", "cursor \"%.64s\" is not one this server gave",
+                                    cursor ? cursor : "");
+        if (r < 0)
+                return r;
+        items = json_array();
+        json_array_foreach(list.items, i, fn) {
+                _cleanup_json_ json_t *ver = NULL;
+                if (MP_STORE(core->store)->function_get_version(core->store,
+                                json_string_value(json_object_get(fn, "id")), 0, &ver, NULL) < 0)
+                        continue;
+                json_array_append_new(items, render(fn, ver, false));
+        }
+        *ret = json_pack("{s:O,s:s?}", "items", items, "next_cursor", list.next_cursor);
+        if (!list.next_cursor)
+                json_object_set_new(*ret, "next_cursor", json_null());
+        json_decref(list.items);
+        free(list.next_cursor);
+        return 0;
+}
+
+int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, const char *id,
+                            json_t *body, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *fn = NULL, *prev = NULL, *ver = NULL, *fields = NULL;
+        const char *description = NULL, *visibility = NULL, *name = NULL;
+        bool new_version = false;
+        int latest = 0, r;
+
+        if (!json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
+        if ((r = load_owned(core, p, id, &fn, err)) < 0)
+                return r;
+        mp_core_field_string(body, "name", false, MP_MAX_NAME_LEN, &name, err);
+        if (name && strcmp(name, json_string_value(json_object_get(fn, "name"))))
+                mp_error_add_field(err, "name", "cannot be changed (create a new function instead)");
+        mp_core_field_string(body, "description", false, MP_MAX_DESCRIPTION_LEN, &description, err);
+        mp_core_field_string(body, "visibility", false, 16, &visibility, err);
+        if (visibility && strcmp(visibility, "private") && strcmp(visibility, "company") &&
+            strcmp(visibility, "public"))
+                mp_error_add_field(err, "visibility", "must be private, company or public");
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        static const char *const vkeys[] = { "code", "handler", "requirements", "limits", "isolation", NULL };
+        for (const char *const *k = vkeys; *k; k++)
+                if (json_object_get(body, *k))
+                        new_version = true;
+        if (new_version) {
+                r = MP_STORE(core->store)->function_get_version(core->store, id, 0, &prev, err);
+                if (r < 0)
+                        return r;
+                if ((r = read_version(core, body, prev, &ver, err)) < 0)
+                        return r;
+        }
+        fields = json_object();
+        if (description)
+                json_object_set_new(fields, "description", json_string(description));
+        if (visibility)
+                json_object_set_new(fields, "visibility", json_string(visibility));
+        r = MP_STORE(core->store)->function_update(core->store, id, fields, ver, mp_now_ms(), &latest, err);
+        if (r == -ENOENT)
+                return mp_core_not_found(err, "function", id);
+        if (r < 0)
+                return r;
+        return mp_core_function_get(core, p, id, latest, ret, err);
+}
+
+int mp_core_function_versions(struct mp_core *core, const struct mp_principal *p,
+                              const char *id, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *fn = NULL, *items = NULL;
+        size_t i;
+        json_t *v;
+        int r = load_visible(core, p, id, &fn, err);
+        if (r < 0)
+                return r;
+        r = MP_STORE(core->store)->function_list_versions(core->store, id, &items, err);
+        if (r < 0)
+                return r;
+        json_array_foreach(items, i, v) {
+                static const char *const times[] = { "created_at", NULL };
+                static const char *const drop[] = { "code", "function_id", NULL };
+                mp_core_shape(v, times, drop);
+        }
+        *ret = json_pack("{s:O}", "items", items);
+        return 0;
+}
+
+int mp_core_function_delete(struct mp_core *core, const struct mp_principal *p, const char *id,
+                            struct mp_error *err) {
+        _cleanup_json_ json_t *fn = NULL;
+        int r = load_owned(core, p, id, &fn, err);
+        if (r < 0)
+                return r;
+        r = MP_STORE(core->store)->function_delete(core->store, id, mp_now_ms(), err);
+        if (r == -ENOENT)
+                return mp_core_not_found(err, "function", id);
+        return r < 0 ? r : 0;
+}
+
+int mp_core_load_callable(struct mp_core *core, const struct mp_principal *p, const char *id,
+                          int version, json_t **ret_fn, json_t **ret_ver, struct mp_error *err) {
+        _cleanup_json_ json_t *fn = NULL;
+        int r = load_visible(core, p, id, &fn, err);
+        if (r < 0)
+                return r;
+        r = MP_STORE(core->store)->function_get_version(core->store, id, version, ret_ver, err);
+        if (r == -ENOENT)
+                return mp_error_set(err, ENOENT, 404, "not_found", "function %s has no version %d", id,
+                                    version);
+        if (r < 0)
+                return r;
+        *ret_fn = TAKE_PTR(fn);
+        return 0;
+}

@@ -1,0 +1,191 @@
+/* The worker's side of a task: claim, run in the sandbox, record the end. */
+#include <string.h>
+
+#include "base/limits.h"
+#include "base/log.h"
+#include "blobs/blobs.h"
+#include "core/core-internal.h"
+#include "exec/exec.h"
+#include "queue/queue.h"
+
+int mp_core_recover(struct mp_core *core, struct mp_error *err) {
+        int r = MP_QUEUE(core->queue)->recover(core->queue, err);
+        if (r > 0)
+                mp_warn("%d task(s) were running when the previous process stopped: they go back to the queue", r);
+        return r < 0 ? r : 0;
+}
+
+/* Store a value inline, or spill it to a blob when large: sets field or field_blob. */
+static int keep(struct mp_core *core, json_t *fields, const char *field, const char *blob_key,
+                const char *data, size_t len, json_t *inline_value, struct mp_error *err) {
+        char key_field[64];
+        int r;
+
+        snprintf(key_field, sizeof(key_field), "%s_blob", field);
+        if (len <= MP_INLINE_MAX_BYTES) {
+                json_object_set(fields, field, inline_value);
+                return 0;
+        }
+        r = MP_BLOBS(core->blobs)->put(core->blobs, blob_key, data, len, err);
+        if (r < 0)
+                return r;
+        json_object_set_new(fields, field, json_null());
+        json_object_set_new(fields, key_field, json_string(blob_key));
+        return 0;
+}
+
+static const char *end_status(enum mp_exec_status s) {
+        switch (s) {
+        case MP_EXEC_OK: return "completed";
+        case MP_EXEC_TIMEOUT: return "timed_out";
+        default: return "failed";
+        }
+}
+
+/* Turn an execution result into the columns task_finish stores. */
+static int result_fields(struct mp_core *core, const char *task_id, struct mp_exec_result *res,
+                         json_t *fields, struct mp_error *err) {
+        char key[256];
+        json_t *arts = json_array();
+        int r;
+
+        json_object_set_new(fields, "status", json_string(end_status(res->status)));
+        json_object_set(fields, "error", res->status == MP_EXEC_OK ? json_null() : res->error);
+        if (res->status == MP_EXEC_OK) {
+                _cleanup_free_ char *text = json_dumps(res->result, JSON_COMPACT | JSON_ENCODE_ANY);
+                snprintf(key, sizeof(key), "tasks/%s/result.json", task_id);
+                if (!text)
+                        return -ENOMEM;
+                if ((r = keep(core, fields, "result", key, text, strlen(text), res->result, err)) < 0)
+                        return r;
+        } else
+                json_object_set_new(fields, "result", json_null());
+
+        _cleanup_json_ json_t *logs = json_stringn_nocheck(res->logs ? res->logs : "", res->logs_len);
+        snprintf(key, sizeof(key), "tasks/%s/logs.txt", task_id);
+        if ((r = keep(core, fields, "logs", key, res->logs ? res->logs : "", res->logs_len, logs, err)) < 0)
+                return r;
+        json_object_set_new(fields, "logs_truncated", json_integer(res->logs_truncated));
+
+        for (size_t i = 0; i < res->n_artifacts; i++) {
+                /* Blob keys use the index: artifact names may hold any character. */
+                snprintf(key, sizeof(key), "tasks/%s/artifacts/%zu", task_id, i);
+                r = MP_BLOBS(core->blobs)->put(core->blobs, key, res->artifacts[i].data,
+                                                res->artifacts[i].size, err);
+                if (r < 0) {
+                        json_decref(arts);
+                        return r;
+                }
+                json_array_append_new(arts, json_pack("{s:s,s:I,s:s}", "name", res->artifacts[i].name,
+                                                      "size", (json_int_t) res->artifacts[i].size,
+                                                      "blob", key));
+        }
+        json_object_set_new(fields, "artifacts", arts);
+        json_object_set_new(fields, "execution_ms", json_integer(res->wall_ms));
+        json_object_set_new(fields, "cpu_ms", json_integer(res->cpu_ms));
+        json_object_set_new(fields, "peak_memory_kb", json_integer(res->peak_memory_kb));
+        json_object_set_new(fields, "finished_at", json_integer(mp_now_ms()));
+        return 0;
+}
+
+static int finish(struct mp_core *core, const char *task_id, json_t *fields, struct mp_error *err) {
+        int r = MP_STORE(core->store)->task_finish(core->store, task_id, fields, err);
+        if (r > 0)
+                mp_core_task_ended(core, task_id);
+        return r;
+}
+
+static int fail_task(struct mp_core *core, const char *task_id, const char *type, const char *msg,
+                     struct mp_error *err) {
+        _cleanup_json_ json_t *fields = json_pack("{s:s,s:{s:s,s:s},s:I}", "status", "failed", "error",
+                                                  "type", type, "message", msg, "finished_at",
+                                                  (json_int_t) mp_now_ms());
+        return finish(core, task_id, fields, err);
+}
+
+/* Move the claimed task to running. 1 to run it, 0 when there is nothing to run. */
+static int start(struct mp_core *core, const char *worker_id, const char *task_id, json_t *task,
+                 struct mp_error *err) {
+        const char *status = json_string_value(json_object_get(task, "status"));
+        int64_t lease_ms = ((int64_t) core->config->max_timeout_s + 60) * 1000;
+        int r;
+
+        if (!strcmp(status, "queued"))
+                return MP_STORE(core->store)->task_start(core->store, task_id, worker_id, mp_now_ms(), err);
+        if (strcmp(status, "running"))
+                return 0;
+        /* Running but claimable: the process that ran it died. Retry, a bounded number of
+         * times, since the function may be what kills its worker. */
+        if (json_integer_value(json_object_get(task, "attempts")) >= MP_MAX_ATTEMPTS) {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "the worker running this task stopped %d times; it is not "
+                         "retried again", MP_MAX_ATTEMPTS);
+                fail_task(core, task_id, "WorkerLost", msg, err);
+                return 0;
+        }
+        mp_warn("task %s: its previous run was interrupted, running it again", task_id);
+        if ((r = MP_STORE(core->store)->task_requeue(core->store, task_id, err)) < 0)
+                return r;
+        if ((r = MP_STORE(core->store)->task_start(core->store, task_id, worker_id, mp_now_ms(), err)) <= 0)
+                return r;
+        MP_QUEUE(core->queue)->extend(core->queue, task_id, worker_id, lease_ms, NULL);
+        return 1;
+}
+
+int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_ms,
+                     struct mp_error *err) {
+        char task_id[MP_ID_LEN + 1];
+        _cleanup_json_ json_t *task = NULL, *ver = NULL, *fields = NULL;
+        _cleanup_error_ struct mp_error xerr = { 0 };
+        struct mp_exec_result res = { 0 };
+        const struct mp_config *c = core->config;
+        int64_t lease_ms = ((int64_t) c->max_timeout_s + 60) * 1000;
+        int r;
+
+        r = MP_QUEUE(core->queue)->claim(core->queue, worker_id, lease_ms, wait_ms, task_id, err);
+        if (r <= 0)
+                return r;
+        if ((r = MP_STORE(core->store)->task_get(core->store, task_id, &task, err)) < 0)
+                return r == -ENOENT ? 1 : r;
+        if ((r = start(core, worker_id, task_id, task, err)) <= 0)
+                return r < 0 ? r : 1;
+
+        r = MP_STORE(core->store)->function_get_version(core->store,
+                        json_string_value(json_object_get(task, "function_id")),
+                        (int) json_integer_value(json_object_get(task, "version")), &ver, err);
+        if (r < 0) {
+                fail_task(core, task_id, "FunctionGone", "the function version of this task no longer exists", NULL);
+                return 1;
+        }
+        json_t *lim = json_object_get(ver, "limits");
+        struct mp_exec_request req = {
+                .op = MP_EXEC_RUN,
+                .code = json_string_value(json_object_get(ver, "code")),
+                .handler = json_string_value(json_object_get(ver, "handler")),
+                .inputs = json_object_get(task, "inputs"),
+                .limits = {
+                        .timeout_s = (int) json_integer_value(json_object_get(lim, "timeout_s")),
+                        .memory_mb = (int) json_integer_value(json_object_get(lim, "memory_mb")),
+                        .cpus = (int) json_integer_value(json_object_get(lim, "cpus")),
+                        .max_procs = c->max_procs,
+                        .tmp_mb = c->tmp_mb,
+                },
+        };
+        r = mp_executor_run(core->executor, &req, &res, &xerr);
+        if (r < 0) {
+                mp_err("task %s: could not run: %s", task_id, xerr.message);
+                fail_task(core, task_id, "SandboxError", xerr.message, NULL);
+                return 1;
+        }
+        fields = json_object();
+        r = result_fields(core, task_id, &res, fields, err);
+        mp_exec_result_clear(&res);
+        if (r < 0) {
+                /* The result could not be kept (object store down): the task stays claimed
+                 * and runs again after its lease, rather than losing its result. */
+                mp_err("task %s: could not store its result: %s", task_id, err->message);
+                return r;
+        }
+        r = finish(core, task_id, fields, err);
+        return r < 0 ? r : 1;
+}

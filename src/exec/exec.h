@@ -1,0 +1,83 @@
+/* exec/: "run this code with these inputs under these limits" -> "result, logs, files,
+ * usage". The security boundary. It knows nothing of HTTP, SQL or tenants.
+ *
+ * mp_executor_start() forks a single-threaded executor process (call it before any
+ * thread exists); every sandbox is forked from that process, never from the threaded
+ * server. mp_executor_run() is thread-safe and blocks the calling thread until the
+ * call ends; up to `channels` calls run at once. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "base/error.h"
+
+struct mp_limits {
+        int timeout_s;  /* wall clock; the whole sandbox is killed past it */
+        int memory_mb;  /* address space / cgroup memory */
+        int cpus;       /* cgroup CPU quota where available */
+        int max_procs;  /* processes and threads inside the sandbox */
+        int tmp_mb;     /* size of the private /tmp and working directory */
+};
+
+struct mp_exec_config {
+        bool sandbox;           /* false only with --no-sandbox (development, loudly logged) */
+        const char *python;     /* interpreter run inside the sandbox, "/usr/bin/python3" */
+        unsigned channels;      /* calls that can run at once */
+};
+
+enum mp_exec_op {
+        MP_EXEC_RUN,      /* import the module, call handler(**inputs) */
+        MP_EXEC_ANALYZE,  /* parse only: input schema from the signature, policy check */
+};
+
+struct mp_exec_request {
+        enum mp_exec_op op;
+        const char *code;     /* the module source */
+        const char *handler;  /* function name, e.g. "main" */
+        json_t *inputs;       /* RUN: object of keyword arguments (borrowed) */
+        json_t *policy;       /* ANALYZE: {"forbidden_imports": [..], "forbidden_calls": [..]} (borrowed) */
+        struct mp_limits limits;
+};
+
+enum mp_exec_status {
+        MP_EXEC_OK,        /* result holds the return value (ANALYZE: the analysis) */
+        MP_EXEC_ERROR,     /* user code raised: error = {type, message, traceback} */
+        MP_EXEC_TIMEOUT,   /* wall clock limit: error names the limit */
+        MP_EXEC_LIMIT,     /* memory, processes, output or result size: error names which */
+        MP_EXEC_CRASH,     /* the interpreter died (signal, exit): error says how */
+};
+
+struct mp_exec_artifact {
+        char *name;   /* a plain file name from outputs/ (no slashes) */
+        char *data;
+        size_t size;
+};
+
+struct mp_exec_result {
+        enum mp_exec_status status;
+        json_t *result;   /* owned; MP_EXEC_OK */
+        json_t *error;    /* owned; otherwise: {"type","message","traceback"?,"limit"?} */
+        char *logs;       /* owned, NUL-terminated: stdout and stderr, capped */
+        size_t logs_len;
+        bool logs_truncated;
+        struct mp_exec_artifact *artifacts; /* owned */
+        size_t n_artifacts;
+        int64_t wall_ms, cpu_ms, peak_memory_kb;
+};
+
+struct mp_executor;
+
+/* 0 or -errno (err says why, e.g. the host cannot create user namespaces). */
+int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret,
+                      struct mp_error *err);
+/* Runs one request. Returns 0 when the call ran to any end (look at ret->status), or
+ * -errno with err filled when it could not be run at all (sandbox setup failed, executor
+ * gone). ret is only filled on 0 and must be cleared with mp_exec_result_clear(). */
+int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req,
+                    struct mp_exec_result *ret, struct mp_error *err);
+void mp_exec_result_clear(struct mp_exec_result *r);
+/* Kills running calls, stops the executor process, frees ex. NULL is fine. */
+void mp_executor_stop(struct mp_executor *ex);

@@ -1,0 +1,3 @@
+#pragma once
+#include "queue/queue.h"
+extern const struct mp_queue_ops mp_queue_local_ops;

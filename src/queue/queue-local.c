@@ -1,0 +1,130 @@
+/* The embedded queue: jobs are rows of the store's jobs table, so they survive a crash
+ * with the tasks they belong to; a condition variable wakes the workers of this process
+ * the moment a job is pushed (no polling on the call path). A timed wait still re-checks
+ * the table now and then, for leases that expire. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+#include "queue/queue-internal.h"
+#include "store/store.h"
+
+#define LEASE_RECHECK_MS 1000
+
+struct local_queue {
+        struct mp_queue_base base;
+        struct mp_store *store;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        uint64_t pushes;   /* bumped by push, so a claim never sleeps past one */
+        bool closing;
+};
+
+static int local_open(const char *url, struct mp_store *store, struct mp_queue **ret,
+                      struct mp_error *err) {
+        struct local_queue *q = calloc(1, sizeof(*q));
+        pthread_condattr_t ca;
+
+        if (!q)
+                return -ENOMEM;
+        q->base.ops = &mp_queue_local_ops;
+        q->store = store;
+        pthread_mutex_init(&q->lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&q->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        *ret = (struct mp_queue *) q;
+        return 0;
+}
+
+static void local_close(struct mp_queue *qq) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_mutex_destroy(&q->lock);
+        pthread_cond_destroy(&q->cond);
+        free(q);
+}
+
+static int local_push(struct mp_queue *qq, const char *task_id, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_mutex_lock(&q->lock);
+        q->pushes++;
+        pthread_cond_signal(&q->cond);
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+}
+
+static int local_claim(struct mp_queue *qq, const char *worker_id, int64_t lease_ms,
+                       int64_t wait_ms, char *ret_task_id, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        int64_t deadline = mp_mono_ms() + wait_ms;
+
+        for (;;) {
+                uint64_t seen;
+                int64_t now, left;
+                int r;
+
+                pthread_mutex_lock(&q->lock);
+                seen = q->pushes;
+                bool closing = q->closing;
+                pthread_mutex_unlock(&q->lock);
+                if (closing)
+                        return 0;
+
+                now = mp_now_ms();
+                r = MP_STORE(q->store)->job_claim(q->store, worker_id, now, now + lease_ms,
+                                                  ret_task_id, err);
+                if (r != 0)
+                        return r;
+
+                left = deadline - mp_mono_ms();
+                if (left <= 0)
+                        return 0;
+                pthread_mutex_lock(&q->lock);
+                if (q->pushes == seen && !q->closing) {
+                        struct timespec ts;
+                        int64_t ms = MP_MIN(left, LEASE_RECHECK_MS);
+                        clock_gettime(CLOCK_MONOTONIC, &ts);
+                        ts.tv_sec += ms / 1000;
+                        ts.tv_nsec += (ms % 1000) * 1000000;
+                        if (ts.tv_nsec >= 1000000000) {
+                                ts.tv_sec++;
+                                ts.tv_nsec -= 1000000000;
+                        }
+                        pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+                }
+                pthread_mutex_unlock(&q->lock);
+        }
+}
+
+static int local_extend(struct mp_queue *qq, const char *task_id, const char *worker_id,
+                        int64_t lease_ms, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        return MP_STORE(q->store)->job_extend(q->store, task_id, worker_id,
+                                              mp_now_ms() + lease_ms, err);
+}
+
+static int local_recover(struct mp_queue *qq, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        return MP_STORE(q->store)->job_release_all(q->store, err);
+}
+
+static void local_shutdown(struct mp_queue *qq) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_mutex_lock(&q->lock);
+        q->closing = true;
+        pthread_cond_broadcast(&q->cond);
+        pthread_mutex_unlock(&q->lock);
+}
+
+const struct mp_queue_ops mp_queue_local_ops = {
+        .scheme = "local",
+        .open = local_open,
+        .close = local_close,
+        .push = local_push,
+        .claim = local_claim,
+        .extend = local_extend,
+        .recover = local_recover,
+        .shutdown = local_shutdown,
+};

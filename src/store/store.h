@@ -1,0 +1,167 @@
+/* store/: the metadata store port. Rows travel as jansson objects whose keys are the
+ * column names below (the API's field names where the API shows them), so a new column
+ * costs one place in each backend and none in the callers.
+ *
+ * Conventions for every operation:
+ *  - returns >= 0 on success, -ENOENT for an unknown id, -EEXIST for a uniqueness
+ *    conflict, -EBUSY when the database stays locked, other -errno on failure; err (may
+ *    be NULL) then says what failed in a sentence;
+ *  - json arguments are borrowed; json_t **ret_* are new references owned by the caller
+ *    and left untouched on failure;
+ *  - times are epoch milliseconds (integers), ids are UUID text (mp_id_new);
+ *  - "JSON columns" (marked (json) below) are stored as text and come back parsed.
+ *  - every operation is safe to call from several threads at once on one mp_store.
+ *
+ * Tables (the SQL lives in each backend; migrations are numbered and idempotent):
+ *  companies(id, name unique, created_at)
+ *  users(id, email unique (case-folded by the caller), password_hash, company_id?, role
+ *        "admin"|"member"|"viewer", created_at)
+ *  tokens(id, user_id, token_hash unique (hex of a hash, never the token), kind
+ *        "session"|"api", name, created_at, expires_at (0 = never), revoked_at (0 = no),
+ *        last_used_at)
+ *  functions(id, owner_id, company_id?, name, description, visibility
+ *        "private"|"company"|"public", latest_version, created_at, updated_at,
+ *        deleted_at (0 = live)); unique (owner_id, name) among live functions
+ *  function_versions(function_id, version, code, handler, requirements (json),
+ *        input_schema (json), limits (json), isolation, created_at); primary key
+ *        (function_id, version)
+ *  tasks(id, function_id, version, owner_id, company_id?, status, inputs (json),
+ *        result (json, null when none or spilled), result_blob?, error (json),
+ *        logs (text), logs_blob?, logs_truncated (0/1), artifacts (json: array of
+ *        {name, size, blob}), queued_at, started_at, finished_at, execution_ms,
+ *        cpu_ms, peak_memory_kb, attempts, worker_id?, idempotency_key?);
+ *        unique (owner_id, function_id, idempotency_key) where the key is set
+ *  jobs(task_id primary key, enqueued_at, worker_id?, lease_until (0 = unclaimed))
+ *        the local queue: a row per task waiting or being run.
+ *
+ * Absent optional values are JSON null (or 0 for times) in rows that come back.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "base/error.h"
+
+struct mp_store;
+
+struct mp_store_list {
+        json_t *items;      /* array of rows */
+        char *next_cursor;  /* opaque, NULL at the end; caller frees */
+};
+
+struct mp_store_ops {
+        const char *scheme; /* "sqlite" */
+        /* url: "sqlite:/path/to/mecapy.db"; creates the file and runs the migrations. */
+        int (*open)(const char *url, struct mp_store **ret, struct mp_error *err);
+        void (*close)(struct mp_store *s);
+
+        /* --- identity --- */
+        int (*company_ensure)(struct mp_store *s, const char *name, json_t **ret_company,
+                              struct mp_error *err);
+        int (*user_create)(struct mp_store *s, json_t *user, struct mp_error *err);
+        /* field is "id" or "email". */
+        int (*user_get)(struct mp_store *s, const char *field, const char *value, json_t **ret,
+                        struct mp_error *err);
+        int (*user_set_password)(struct mp_store *s, const char *user_id, const char *hash,
+                                 struct mp_error *err);
+        int (*token_create)(struct mp_store *s, json_t *token, struct mp_error *err);
+        /* A live token (not revoked, not expired at now) by hash: ret = {"token": row,
+         * "user": row}; bumps last_used_at. -ENOENT otherwise. */
+        int (*token_lookup)(struct mp_store *s, const char *token_hash, int64_t now,
+                            json_t **ret, struct mp_error *err);
+        /* API tokens of a user (kind "api"), newest first, without token_hash. */
+        int (*token_list)(struct mp_store *s, const char *user_id, json_t **ret,
+                          struct mp_error *err);
+        /* -ENOENT when no such token of that user. */
+        int (*token_revoke)(struct mp_store *s, const char *user_id, const char *token_id,
+                            int64_t now, struct mp_error *err);
+
+        /* --- functions --- */
+        /* fn: {id, owner_id, company_id, name, description, visibility, created_at};
+         * version: {code, handler, requirements, input_schema, limits, isolation,
+         * created_at}; stored as version 1. -EEXIST: the owner has a live function
+         * of that name. */
+        int (*function_create)(struct mp_store *s, json_t *fn, json_t *version,
+                               struct mp_error *err);
+        /* A live function row (with latest_version). */
+        int (*function_get)(struct mp_store *s, const char *id, json_t **ret,
+                            struct mp_error *err);
+        /* The live function of that owner and name. */
+        int (*function_find)(struct mp_store *s, const char *owner_id, const char *name,
+                             json_t **ret, struct mp_error *err);
+        /* Live functions visible to a viewer: owned by viewer_id, or visibility
+         * "company" with the same company_id, or "public". filter: {viewer_id,
+         * company_id (null ok), name (optional exact), cursor (optional), limit}.
+         * Ordered by created_at then id. */
+        int (*function_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                             struct mp_error *err);
+        /* Update metadata fields present in `fields` (description, visibility) and, when
+         * version != NULL, add it as latest_version + 1 in the same transaction.
+         * *ret_version = the latest version after the update. */
+        int (*function_update)(struct mp_store *s, const char *id, json_t *fields,
+                               json_t *version, int64_t now, int *ret_version,
+                               struct mp_error *err);
+        /* version 0 = latest. Row: {function_id, version, code, handler, requirements,
+         * input_schema, limits, isolation, created_at}. */
+        int (*function_get_version)(struct mp_store *s, const char *id, int version,
+                                    json_t **ret, struct mp_error *err);
+        /* All versions, newest first, without code. */
+        int (*function_list_versions)(struct mp_store *s, const char *id, json_t **ret,
+                                      struct mp_error *err);
+        /* Soft delete (deleted_at = now); its name can be reused. */
+        int (*function_delete)(struct mp_store *s, const char *id, int64_t now,
+                               struct mp_error *err);
+
+        /* --- tasks --- */
+        /* task: {id, function_id, version, owner_id, company_id, inputs, idempotency_key?,
+         * queued_at}; stored with status "queued", attempts 0, and its job row pushed in
+         * the same transaction. When idempotency_key is set and a task of that owner and
+         * function already has it: -EEXIST and *ret_existing = that task. */
+        int (*task_create)(struct mp_store *s, json_t *task, json_t **ret_existing,
+                           struct mp_error *err);
+        int (*task_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
+        /* filter: {owner_id, function_id?, status?, cursor?, limit}; newest first. */
+        int (*task_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                         struct mp_error *err);
+        /* queued -> running (started_at = now, worker_id, attempts + 1). 1 when it
+         * moved, 0 when the task was not queued (cancelled meanwhile, say). */
+        int (*task_start)(struct mp_store *s, const char *id, const char *worker_id,
+                          int64_t now, struct mp_error *err);
+        /* queued|running -> fields.status (completed, failed, timed_out, cancelled), with
+         * the other columns present in fields (result, result_blob, error, logs,
+         * logs_blob, logs_truncated, artifacts, finished_at, execution_ms, cpu_ms,
+         * peak_memory_kb), and the job row deleted, in one transaction. 1 when it moved,
+         * 0 when the task had already ended (completion is idempotent). */
+        int (*task_finish)(struct mp_store *s, const char *id, json_t *fields,
+                           struct mp_error *err);
+        /* running -> queued (a retry after its worker died); the job row is released.
+         * 1 when it moved, 0 otherwise. */
+        int (*task_requeue)(struct mp_store *s, const char *id, struct mp_error *err);
+
+        /* --- the local queue (jobs table) --- */
+        /* Claim the oldest unclaimed job (or one whose lease ended before now) for
+         * worker_id until lease_until: 1 and the task id in ret_task_id (37 bytes), 0 when
+         * there is none. */
+        int (*job_claim)(struct mp_store *s, const char *worker_id, int64_t now,
+                         int64_t lease_until, char *ret_task_id, struct mp_error *err);
+        int (*job_extend)(struct mp_store *s, const char *task_id, const char *worker_id,
+                          int64_t lease_until, struct mp_error *err);
+        /* Release every claim (lease_until = 0, worker_id = null): at start-up of the
+         * embedded server, whose previous process died. Returns the count released. */
+        int (*job_release_all)(struct mp_store *s, struct mp_error *err);
+};
+
+/* Open the backend that the url's scheme names. */
+int mp_store_open(const char *url, struct mp_store **ret, struct mp_error *err);
+void mp_store_close(struct mp_store *s);
+/* The table of operations behind an open store. */
+const struct mp_store_ops *mp_store_ops(struct mp_store *s);
+
+/* Every backend's struct starts with this, so dispatch can find the ops. */
+struct mp_store_base {
+        const struct mp_store_ops *ops;
+};
+
+/* Shorthand for calls: MP_STORE(s)->task_get(s, ...). */
+#define MP_STORE(s) (((struct mp_store_base *) (s))->ops)

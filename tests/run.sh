@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Run every test suite and end with one line: "N passed, N failed[, N skipped]".
+#   tests/run.sh BUILD_DIR ASAN_BUILD_DIR
+# Unit and C security tests run from the sanitizer build; the HTTP suites drive the
+# normal build's binary against servers they start themselves.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+asan=${2:-build-asan}
+passed=0 failed=0 skipped=0
+failures=()
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+add() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + ${3:-0})); }
+
+# C test programs print "N passed, N failed" as their last line.
+run_c() {
+  local exe=$1 name out line p f
+  name=$(basename "$exe")
+  echo "== $name"
+  out="$tmp/$name.log"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    timeout 600 "$exe" >"$out" 2>&1
+  local rc=$?
+  grep -E '^(FAIL|ok  )' "$out" | grep '^FAIL' || true
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+  if [ -n "$line" ]; then
+    p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+    add "$p" "$f"
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+      echo "   $name exited $rc after its cases passed (sanitizer report?):"; tail -n 30 "$out"
+      add 0 1; failures+=("$name (exit $rc)")
+    fi
+    [ "$f" -gt 0 ] && { failures+=("$name"); sed -n '1,200p' "$out" | grep -vE '^ok  ' | tail -n 60; }
+  else
+    echo "   $name printed no summary (exit $rc):"; tail -n 40 "$out"
+    add 0 1; failures+=("$name (crashed)")
+  fi
+  echo "   $line"
+}
+
+for exe in "$asan"/tests/unit/test-* "$asan"/tests/security/test-*; do
+  [ -x "$exe" ] && [ -f "$exe" ] && run_c "$exe"
+done
+
+# The HTTP suites (pytest), against the normal build.
+echo "== pytest tests/integration tests/security"
+MECAPY_BIN="$PWD/$build/mecapy" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+  --junitxml="$tmp/pytest.xml" tests/integration tests/security 2>&1 | tail -n 40
+if [ -f "$tmp/pytest.xml" ]; then
+  read -r p f s < <(/usr/bin/python3 - "$tmp/pytest.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == 'testsuite' else root.findall('testsuite')
+t = sum(int(s.get('tests', 0)) for s in suites)
+f = sum(int(s.get('failures', 0)) + int(s.get('errors', 0)) for s in suites)
+sk = sum(int(s.get('skipped', 0)) for s in suites)
+print(t - f - sk, f, sk)
+PY
+)
+  add "$p" "$f" "$s"
+  [ "$f" -gt 0 ] && failures+=("pytest ($f)")
+else
+  add 0 1; failures+=("pytest (no report)")
+fi
+
+# The OpenAPI document must pass an independent validator.
+echo "== redocly lint src/api/openapi.json"
+if [ -x node_modules/.bin/redocly ]; then
+  if node_modules/.bin/redocly lint src/api/openapi.json >"$tmp/lint.log" 2>&1; then
+    add 1 0; tail -n 3 "$tmp/lint.log"
+  else
+    add 0 1; failures+=("openapi lint"); tail -n 40 "$tmp/lint.log"
+  fi
+else
+  echo "   redocly is not installed (npm ci did not run)"; add 0 1; failures+=("openapi lint (not installed)")
+fi
+
+echo
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]

@@ -1,0 +1,127 @@
+/* base/: ids, buffers with caps, frames, UTF-8, config parsing, errors. */
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "base/config.h"
+#include "base/error.h"
+#include "base/limits.h"
+#include "base/util.h"
+#include "check.h"
+
+TEST(ids_are_uuid_v4_and_unique) {
+        char a[MP_ID_LEN + 1], b[MP_ID_LEN + 1];
+        mp_id_new(a);
+        mp_id_new(b);
+        CHECK(mp_id_valid(a));
+        CHECK(mp_id_valid(b));
+        CHECK(strcmp(a, b) != 0);
+        CHECK_INT(a[14], ==, '4');
+        CHECK(!mp_id_valid("not-an-id"));
+        CHECK(!mp_id_valid("0123456789abcdef0123456789abcdef0123"));
+        CHECK(!mp_id_valid(NULL));
+        CHECK(!mp_id_valid("AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA"));
+}
+
+TEST(buffer_refuses_past_cap) {
+        struct mp_buf b = { .cap = 10 };
+        CHECK_INT(mp_buf_append(&b, "12345", 5), ==, 0);
+        CHECK_INT(mp_buf_append(&b, "123456", 6), ==, -E2BIG);
+        CHECK_INT(b.len, ==, 5);
+        mp_buf_append_trunc(&b, "abcdefgh", 8);
+        CHECK_INT(b.len, ==, 10);
+        CHECK(b.truncated);
+        CHECK_STR(b.data, "12345abcde");
+        mp_buf_free(&b);
+}
+
+TEST(frames_round_trip_and_cap) {
+        int sv[2];
+        char *got = NULL;
+        size_t len = 0;
+        REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+        CHECK_INT(mp_frame_write(sv[0], "{\"a\":1}", 7), ==, 0);
+        CHECK_INT(mp_frame_read(sv[1], 100, &got, &len), ==, 0);
+        CHECK_INT(len, ==, 7);
+        CHECK_STR(got, "{\"a\":1}");
+        free(got);
+        got = NULL;
+        CHECK_INT(mp_frame_write(sv[0], "0123456789", 10), ==, 0);
+        CHECK_INT(mp_frame_read(sv[1], 5, &got, &len), ==, -E2BIG);
+        CHECK(got == NULL);
+        close(sv[0]);
+        CHECK_INT(mp_frame_read(sv[1], 100, &got, &len), <, 0);
+        close(sv[1]);
+}
+
+TEST(utf8_validation) {
+        CHECK(mp_utf8_valid("plain", 5));
+        CHECK(mp_utf8_valid("\xc3\xa9t\xc3\xa9", 5));          /* été */
+        CHECK(mp_utf8_valid("\xf0\x9f\x94\xa9", 4));           /* a 4-byte emoji */
+        CHECK(!mp_utf8_valid("\xff", 1));
+        CHECK(!mp_utf8_valid("\xc3", 1));                      /* truncated */
+        CHECK(!mp_utf8_valid("\xc0\xaf", 2));                  /* overlong '/' */
+        CHECK(!mp_utf8_valid("\xed\xa0\x80", 3));              /* surrogate */
+        CHECK(!mp_utf8_valid("a\0b", 3));                      /* NUL */
+}
+
+TEST(parse_long_ranges) {
+        long v = 0;
+        CHECK_INT(mp_parse_long("42", 0, 100, &v), ==, 0);
+        CHECK_INT(v, ==, 42);
+        CHECK_INT(mp_parse_long("101", 0, 100, &v), ==, -ERANGE);
+        CHECK_INT(mp_parse_long("4x", 0, 100, &v), ==, -ERANGE);
+        CHECK_INT(mp_parse_long("", 0, 100, &v), ==, -EINVAL);
+        CHECK_INT(mp_parse_long("99999999999999999999", 0, 100, &v), ==, -ERANGE);
+}
+
+TEST(config_defaults_and_options) {
+        char *argv[] = { "serve", "--port", "9001", "--data-dir", "/tmp/x", "--workers", "3", NULL };
+        struct mp_config *c = NULL;
+        struct mp_error err = { 0 };
+        REQUIRE(mp_config_parse(7, argv, &c, NULL, &err) == 0);
+        CHECK_INT(c->port, ==, 9001);
+        CHECK_INT(c->workers, ==, 3);
+        CHECK_STR(c->db_url, "sqlite:/tmp/x/mecapy.db");
+        CHECK_STR(c->blobs_url, "file:/tmp/x/objects");
+        CHECK_STR(c->queue_url, "local:");
+        CHECK_STR(c->listen_host, "127.0.0.1");
+        CHECK(c->sandbox);
+        CHECK_INT(c->default_timeout_s, ==, MP_DEFAULT_TIMEOUT_S);
+        CHECK_INT(c->default_memory_mb, ==, MP_DEFAULT_MEMORY_MB);
+        mp_config_free(c);
+}
+
+TEST(config_refuses_bad_numbers_naming_the_option) {
+        char *argv[] = { "serve", "--port", "http", NULL };
+        struct mp_config *c = NULL;
+        struct mp_error err = { 0 };
+        CHECK_INT(mp_config_parse(3, argv, &c, NULL, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "--port") != NULL);
+        CHECK(c == NULL);
+        mp_error_clear(&err);
+}
+
+TEST(error_fields_accumulate_and_cap) {
+        struct mp_error err = { 0 };
+        for (int i = 0; i < 500; i++)
+                mp_error_add_field(&err, "inputs.x", "bad %d", i);
+        CHECK_INT(json_array_size(err.errors), ==, 100);
+        CHECK_INT(mp_error_set(&err, EINVAL, 422, "validation", "x"), ==, -EINVAL);
+        CHECK_INT(err.status, ==, 422);
+        mp_error_prefix(&err, "storing");
+        CHECK_STR(err.message, "storing: x");
+        mp_error_clear(&err);
+        CHECK(err.errors == NULL);
+}
+
+static const struct check_case cases[] = {
+        CASE(ids_are_uuid_v4_and_unique),
+        CASE(buffer_refuses_past_cap),
+        CASE(frames_round_trip_and_cap),
+        CASE(utf8_validation),
+        CASE(parse_long_ranges),
+        CASE(config_defaults_and_options),
+        CASE(config_refuses_bad_numbers_naming_the_option),
+        CASE(error_fields_accumulate_and_cap),
+};
+CHECK_MAIN(cases)
