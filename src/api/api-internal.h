@@ -18,7 +18,8 @@ struct mp_request {
         bool woken;          /* resumed: answer now */
         int64_t deadline_ms; /* monotonic end of the long poll */
         char wait_task[MP_ID_LEN + 1];
-        unsigned wait_status; /* the HTTP status to answer with when the task ended */
+        unsigned ended_status;   /* the HTTP status when the task ended */
+        unsigned pending_status; /* ... and when the wait ran out first */
         struct mp_principal principal; /* who asked, for the answer after the wait */
         struct mp_request *next_waiter;
         struct MHD_Connection *conn;
@@ -48,11 +49,12 @@ enum MHD_Result mp_api_send_problem(struct MHD_Connection *conn, const struct mp
 enum MHD_Result mp_api_send_error(struct MHD_Connection *conn, unsigned status, const char *code,
                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Hold the request until task_id ends or wait_s passes, then answer with the task
- * (status `ok_status` when it ended, 202 otherwise). Answers at once when it already
- * ended. */
+/* Hold the request until task_id ends or wait_s passes, then answer with the task,
+ * with ended_status when it ended and pending_status when the time ran out first.
+ * Answers at once when it already ended or wait_s is 0. */
 enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
                                  struct mp_request *req, const struct mp_principal *p,
-                                 const char *task_id, int wait_s, unsigned ok_status);
+                                 const char *task_id, int wait_s, unsigned ended_status,
+                                 unsigned pending_status);
 /* Called by core when a task ends (any thread). */
 void mp_api_task_ended(void *userdata, const char *task_id);

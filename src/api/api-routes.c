@@ -217,12 +217,11 @@ static enum MHD_Result route_functions(struct route_ctx *c) {
                     mp_core_execute(core, &c->principal, id, (int) version, body,
                                     header(c, "Idempotency-Key"), &task, &c->err) < 0)
                         return problem(c);
-                const char *tid = json_string_value(json_object_get(task, "id"));
-                if (wait == 0 || mp_core_status_ended(json_string_value(json_object_get(task, "status"))))
-                        return mp_api_send_json(c->conn,
-                                                mp_core_status_ended(json_string_value(json_object_get(task, "status")))
-                                                        ? 200 : 202, task);
-                return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, tid, (int) wait, 200);
+                bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
+                if (wait == 0 || ended)
+                        return mp_api_send_json(c->conn, ended ? 200 : 202, task);
+                return mp_api_wait_task(c->api, c->conn, c->req, &c->principal,
+                                        json_string_value(json_object_get(task, "id")), (int) wait, 200, 202);
         }
         return mp_api_send_error(c->conn, 404, "not_found", "no such route");
 }
@@ -260,7 +259,7 @@ static enum MHD_Result route_tasks(struct route_ctx *c) {
                         return method_not_allowed(c, "GET");
                 if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
                         return problem(c);
-                return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, id, (int) wait, 200);
+                return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, id, (int) wait, 200, 200);
         }
         if (c->nseg == 3 && !strcmp(c->seg[2], "logs")) {
                 _cleanup_free_ char *logs = NULL;

@@ -131,19 +131,21 @@ static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *co
 
         if (mp_core_task_get(api->core, &req->principal, req->wait_task, &task, &ended, &err) < 0)
                 return mp_api_send_problem(conn, &err);
-        return mp_api_send_json(conn, ended ? req->wait_status : 202, task);
+        return mp_api_send_json(conn, ended ? req->ended_status : req->pending_status, task);
 }
 
 enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
                                  struct mp_request *req, const struct mp_principal *p,
-                                 const char *task_id, int wait_s, unsigned ok_status) {
+                                 const char *task_id, int wait_s, unsigned ended_status,
+                                 unsigned pending_status) {
         _cleanup_error_ struct mp_error err = { 0 };
         _cleanup_json_ json_t *task = NULL;
         bool ended = false;
 
         snprintf(req->wait_task, sizeof(req->wait_task), "%s", task_id);
         req->principal = *p;
-        req->wait_status = ok_status;
+        req->ended_status = ended_status;
+        req->pending_status = pending_status;
         req->conn = conn;
         req->woken = false;
         if (wait_s > 0) {
@@ -163,7 +165,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 }
                 if (err.status)
                         return mp_api_send_problem(conn, &err);
-                return mp_api_send_json(conn, ended ? ok_status : 202, task);
+                return mp_api_send_json(conn, ended ? ended_status : pending_status, task);
         }
         pthread_mutex_lock(&api->lock);
         if (req->woken) {

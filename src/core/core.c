@@ -336,6 +336,10 @@ int mp_core_authenticate(struct mp_core *core, const char *token, struct mp_prin
 }
 
 int mp_core_logout(struct mp_core *core, const struct mp_principal *p, struct mp_error *err) {
+        /* Logging out ends the login session; an API token is revoked only on purpose,
+         * through DELETE /api/v1/tokens/{id}. */
+        if (!p->session)
+                return 0;
         int r = MP_STORE(core->store)->token_revoke(core->store, p->user_id, p->token_id,
                                                     mp_now_ms(), err);
         return r < 0 ? r : 0;

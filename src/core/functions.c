@@ -193,6 +193,12 @@ static json_t *render(json_t *fn, json_t *ver, bool with_code) {
         return out;
 }
 
+/* Without a description, the first line of the handler's docstring serves. */
+static const char *doc_line(json_t *ver) {
+        const char *d = json_string_value(json_object_get(json_object_get(ver, "input_schema"), "description"));
+        return d ? d : "";
+}
+
 int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, json_t *body,
                             json_t **ret, struct mp_error *err) {
         const char *name = NULL, *description = NULL, *visibility = NULL;
@@ -222,7 +228,7 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         mp_id_new(id);
         int64_t now = mp_now_ms();
         fn = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "id", id, "owner_id", p->user_id, "name",
-                       name, "description", description ? description : "", "visibility",
+                       name, "description", description ? description : doc_line(ver), "visibility",
                        visibility ? visibility : "private", "created_at", (json_int_t) now,
                        "updated_at", (json_int_t) now);
         json_object_set_new(fn, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());

@@ -68,6 +68,16 @@ static json_t *render(struct mp_core *core, json_t *row) {
         return t;
 }
 
+static bool idempotency_key_ok(const char *k) {
+        size_t n = strlen(k);
+        if (n == 0 || n > MP_MAX_IDEMPOTENCY_KEY_LEN)
+                return false;
+        for (; *k; k++)
+                if (*k < 0x20 || *k > 0x7e)
+                        return false;
+        return true;
+}
+
 int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const char *function_id,
                     int version, json_t *body, const char *idempotency_key, json_t **ret,
                     struct mp_error *err) {
@@ -95,9 +105,9 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
                 return mp_core_validation_done(err, "fields");
         if ((r = mp_core_schema_validate(json_object_get(ver, "input_schema"), inputs, err)) < 0)
                 return r;
-        if (idempotency_key && (!*idempotency_key || strlen(idempotency_key) > MP_MAX_IDEMPOTENCY_KEY_LEN))
+        if (idempotency_key && !idempotency_key_ok(idempotency_key))
                 return mp_error_set(err, EINVAL, 400, "bad_request",
-                                    "the Idempotency-Key header must be 1 to %d characters",
+                                    "the Idempotency-Key header must be 1 to %d printable ASCII characters",
                                     MP_MAX_IDEMPOTENCY_KEY_LEN);
 
         mp_id_new(id);
