@@ -184,11 +184,12 @@ static bool email_plausible(const char *e) {
         return at && at != e && at[1] && !strchr(at + 1, '@') && !strpbrk(e, " \t\r\n");
 }
 
-static json_t *user_public(json_t *user, json_t *company) {
+static json_t *user_public(json_t *user) {
         json_t *u = json_pack("{s:O,s:O,s:O,s:O}", "id", json_object_get(user, "id"), "email",
                               json_object_get(user, "email"), "role", json_object_get(user, "role"),
                               "created_at", json_object_get(user, "created_at"));
-        json_object_set(u, "company", company ? json_object_get(company, "name") : json_null());
+        json_t *company = json_object_get(user, "company");
+        json_object_set(u, "company", company ? company : json_null());
         static const char *const times[] = { "created_at", NULL };
         mp_core_shape(u, times, NULL);
         return u;
@@ -231,20 +232,10 @@ int mp_core_create_user(struct mp_core *core, const char *email, const char *pas
                                     folded);
         if (r < 0)
                 return r;
-        if (ret_user)
-                *ret_user = user_public(user, comp);
-        return 0;
-}
-
-static int company_of(struct mp_core *core, json_t *user, json_t **ret) {
-        /* The company row is only needed for its name; a user without one has none. */
-        const char *cid = json_string_value(json_object_get(user, "company_id"));
-        *ret = NULL;
-        if (!cid)
-                return 0;
-        /* company_ensure takes a name, so look the name up through a user-facing path:
-         * companies are few and stable, the store keeps them; the id is enough here. */
-        *ret = json_pack("{s:s,s:s}", "id", cid, "name", cid);
+        if (ret_user) {
+                json_object_set(user, "company", comp ? json_object_get(comp, "name") : json_null());
+                *ret_user = user_public(user);
+        }
         return 0;
 }
 
@@ -275,7 +266,7 @@ static int new_token(struct mp_core *core, const char *user_id, const char *kind
 int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_error *err) {
         const char *email = NULL, *password = NULL;
         char folded[MP_MAX_EMAIL_LEN + 1];
-        _cleanup_json_ json_t *user = NULL, *tok = NULL, *comp = NULL;
+        _cleanup_json_ json_t *user = NULL, *tok = NULL;
         int r;
 
         mp_core_field_string(body, "email", true, MP_MAX_EMAIL_LEN, &email, err);
@@ -299,9 +290,8 @@ int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_er
                       (int64_t) MP_SESSION_TTL_S * 1000, &tok, err);
         if (r < 0)
                 return r;
-        company_of(core, user, &comp);
         *ret = json_pack("{s:O,s:O,s:o}", "token", json_object_get(tok, "token"), "expires_at",
-                         json_object_get(tok, "expires_at"), "user", user_public(user, comp));
+                         json_object_get(tok, "expires_at"), "user", user_public(user));
         return 0;
 }
 
@@ -347,12 +337,11 @@ int mp_core_logout(struct mp_core *core, const struct mp_principal *p, struct mp
 
 int mp_core_me(struct mp_core *core, const struct mp_principal *p, json_t **ret,
                struct mp_error *err) {
-        _cleanup_json_ json_t *user = NULL, *comp = NULL;
+        _cleanup_json_ json_t *user = NULL;
         int r = MP_STORE(core->store)->user_get(core->store, "id", p->user_id, &user, err);
         if (r < 0)
                 return r;
-        company_of(core, user, &comp);
-        *ret = user_public(user, comp);
+        *ret = user_public(user);
         return 0;
 }
 

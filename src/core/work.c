@@ -107,8 +107,6 @@ static int fail_task(struct mp_core *core, const char *task_id, const char *type
 static int start(struct mp_core *core, const char *worker_id, const char *task_id, json_t *task,
                  struct mp_error *err) {
         const char *status = json_string_value(json_object_get(task, "status"));
-        int64_t lease_ms = ((int64_t) core->config->max_timeout_s + 60) * 1000;
-        int r;
 
         if (!strcmp(status, "queued"))
                 return MP_STORE(core->store)->task_start(core->store, task_id, worker_id, mp_now_ms(), err);
@@ -124,12 +122,9 @@ static int start(struct mp_core *core, const char *worker_id, const char *task_i
                 return 0;
         }
         mp_warn("task %s: its previous run was interrupted, running it again", task_id);
-        if ((r = MP_STORE(core->store)->task_requeue(core->store, task_id, err)) < 0)
-                return r;
-        if ((r = MP_STORE(core->store)->task_start(core->store, task_id, worker_id, mp_now_ms(), err)) <= 0)
-                return r;
-        MP_QUEUE(core->queue)->extend(core->queue, task_id, worker_id, lease_ms, NULL);
-        return 1;
+        /* This worker holds the job's claim: it runs the task again in place, so no other
+         * worker can take it meanwhile. */
+        return MP_STORE(core->store)->task_retry(core->store, task_id, worker_id, mp_now_ms(), err);
 }
 
 int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_ms,

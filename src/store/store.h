@@ -15,7 +15,8 @@
  * Tables (the SQL lives in each backend; migrations are numbered and idempotent):
  *  companies(id, name unique, created_at)
  *  users(id, email unique (case-folded by the caller), password_hash, company_id?, role
- *        "admin"|"member"|"viewer", created_at)
+ *        "admin"|"member"|"viewer", created_at); user rows that come back also hold
+ *        "company", the company's name (null without one)
  *  tokens(id, user_id, token_hash unique (hex of a hash, never the token), kind
  *        "session"|"api", name, created_at, expires_at (0 = never), revoked_at (0 = no),
  *        last_used_at)
@@ -127,6 +128,11 @@ struct mp_store_ops {
         /* queued -> running (started_at = now, worker_id, attempts + 1). 1 when it
          * moved, 0 when the task was not queued (cancelled meanwhile, say). */
         int (*task_start)(struct mp_store *s, const char *id, const char *worker_id,
+                          int64_t now, struct mp_error *err);
+        /* running -> running again for worker_id (started_at = now, attempts + 1): the
+         * process that ran it died and worker_id, which claimed its job, runs it again.
+         * 1 when it moved, 0 when the task was not running. */
+        int (*task_retry)(struct mp_store *s, const char *id, const char *worker_id,
                           int64_t now, struct mp_error *err);
         /* queued|running -> fields.status (completed, failed, timed_out, cancelled), with
          * the other columns present in fields (result, result_blob, error, logs,

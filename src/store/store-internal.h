@@ -1,0 +1,7 @@
+/* store/: what the dispatch file needs from the backends, and nothing else. */
+#pragma once
+
+#include "store/store.h"
+
+/* The "sqlite:" backend (store-sqlite.c). */
+extern const struct mp_store_ops mp_store_sqlite_ops;

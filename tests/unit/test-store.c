@@ -1,0 +1,1039 @@
+/* Unit tests of store/ through its port (the sqlite: backend), each case on a fresh
+ * database in its own temporary folder. */
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#include "base/limits.h"
+#include "base/util.h"
+#include "store/store.h"
+
+/* ---- fixtures ---- */
+
+static char tmp_dir[4096];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
+        (void) st;
+        (void) flag;
+        (void) f;
+        return remove(path);
+}
+
+static void tmp_make(void) {
+        const char *base = getenv("TMPDIR");
+        snprintf(tmp_dir, sizeof(tmp_dir), "%s/mp-test-store-XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(tmp_dir)) {
+                perror("mkdtemp");
+                exit(2);
+        }
+}
+
+static void tmp_remove(void) {
+        if (tmp_dir[0])
+                nftw(tmp_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        tmp_dir[0] = 0;
+}
+
+static void db_url(char *buf, size_t size) {
+        /* a folder that does not exist yet: open must create it */
+        snprintf(buf, size, "sqlite:%s/data/mecapy.db", tmp_dir);
+}
+
+/* A fresh store in a new temporary folder. */
+static struct mp_store *fresh(void) {
+        struct mp_error err = { 0 };
+        struct mp_store *s = NULL;
+        char url[4200];
+        int r;
+
+        tmp_make();
+        db_url(url, sizeof(url));
+        r = mp_store_open(url, &s, &err);
+        if (r < 0) {
+                fprintf(stderr, "open %s: %d %s\n", url, r, err.message);
+                exit(2);
+        }
+        mp_error_clear(&err);
+        return s;
+}
+
+static void done(struct mp_store *s) {
+        mp_store_close(s);
+        tmp_remove();
+}
+
+struct world {
+        char company_a[MP_ID_LEN + 1], company_b[MP_ID_LEN + 1];
+        char u1[MP_ID_LEN + 1], u2[MP_ID_LEN + 1], u3[MP_ID_LEN + 1]; /* u1, u2 in A; u3 in B */
+};
+
+static void make_user(struct mp_store *s, char *id, const char *email, const char *company) {
+        json_t *u;
+        int r;
+
+        mp_id_new(id);
+        u = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I}", "id", id, "email", email, "password_hash", "h",
+                      "company_id", company, "role", "member", "created_at", (json_int_t) 1000);
+        r = MP_STORE(s)->user_create(s, u, NULL);
+        json_decref(u);
+        if (r < 0) {
+                fprintf(stderr, "user_create %s: %d\n", email, r);
+                exit(2);
+        }
+}
+
+static void make_world(struct mp_store *s, struct world *w) {
+        json_t *c = NULL;
+
+        MP_STORE(s)->company_ensure(s, "Acme", &c, NULL);
+        snprintf(w->company_a, sizeof(w->company_a), "%s", json_string_value(json_object_get(c, "id")));
+        json_decref(c);
+        MP_STORE(s)->company_ensure(s, "Globex", &c, NULL);
+        snprintf(w->company_b, sizeof(w->company_b), "%s", json_string_value(json_object_get(c, "id")));
+        json_decref(c);
+        make_user(s, w->u1, "u1@acme.test", w->company_a);
+        make_user(s, w->u2, "u2@acme.test", w->company_a);
+        make_user(s, w->u3, "u3@globex.test", w->company_b);
+}
+
+/* Create a function; id is filled. Returns the store's answer. */
+static int make_function(struct mp_store *s, char *id, const char *owner, const char *company,
+                         const char *name, const char *visibility, int64_t created_at) {
+        json_t *fn, *v;
+        int r;
+
+        mp_id_new(id);
+        fn = json_pack("{s:s,s:s,s:s?,s:s,s:s,s:s,s:I}", "id", id, "owner_id", owner, "company_id",
+                       company, "name", name, "description", "a beam", "visibility", visibility,
+                       "created_at", (json_int_t) created_at);
+        v = json_pack("{s:s,s:s,s:[s],s:{s:s},s:n,s:s,s:I}", "code", "def f(x): return x",
+                      "handler", "f", "requirements", "numpy", "input_schema", "type", "object",
+                      "limits", "isolation", "warm", "created_at", (json_int_t) created_at);
+        r = MP_STORE(s)->function_create(s, fn, v, NULL);
+        json_decref(fn);
+        json_decref(v);
+        return r;
+}
+
+/* The error of the last make_task. */
+static struct mp_error task_err;
+
+static int make_task(struct mp_store *s, char *id, const char *fn, const char *owner,
+                     const char *key, int64_t queued_at, json_t **ret_existing) {
+        json_t *t;
+        int r;
+
+        mp_id_new(id);
+        t = json_pack("{s:s,s:s,s:i,s:s,s:n,s:{s:f},s:s?,s:I}", "id", id, "function_id", fn,
+                      "version", 1, "owner_id", owner, "company_id", "inputs", "length", 2.5,
+                      "idempotency_key", key, "queued_at", (json_int_t) queued_at);
+        mp_error_clear(&task_err);
+        r = MP_STORE(s)->task_create(s, t, ret_existing, &task_err);
+        json_decref(t);
+        return r;
+}
+
+static const char *str(json_t *row, const char *key) {
+        return json_string_value(json_object_get(row, key));
+}
+static int64_t num(json_t *row, const char *key) {
+        return json_integer_value(json_object_get(row, key));
+}
+
+/* ---- cases ---- */
+
+TEST(open_bad_urls) {
+        struct mp_error err = { 0 };
+        struct mp_store *s = NULL;
+
+        CHECK_INT(mp_store_open("nosuch:/x", &s, &err), ==, -EPROTONOSUPPORT);
+        CHECK(strstr(err.message, "nosuch") != NULL);
+        CHECK_INT(mp_store_open("no-scheme-at-all", &s, &err), ==, -EINVAL);
+        CHECK_INT(mp_store_open("sqlite:", &s, &err), ==, -EINVAL);
+        CHECK(s == NULL);
+        mp_error_clear(&err);
+}
+
+TEST(identity) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = mp_store_ops(s);
+        struct mp_error err = { 0 };
+        json_t *c1 = NULL, *c2 = NULL, *u = NULL, *row = NULL;
+        char id[MP_ID_LEN + 1], other[MP_ID_LEN + 1];
+
+        CHECK_STR(ops->scheme, "sqlite");
+        CHECK_INT(ops->company_ensure(s, "Acme", &c1, &err), ==, 0);
+        CHECK_INT(ops->company_ensure(s, "Acme", &c2, &err), ==, 0);
+        REQUIRE(c1 && c2);
+        CHECK_STR(str(c1, "id"), str(c2, "id"));
+        CHECK_STR(str(c1, "name"), "Acme");
+        CHECK_INT(num(c1, "created_at"), >, 0);
+        CHECK_INT(ops->company_ensure(s, "", NULL, &err), ==, -EINVAL);
+
+        mp_id_new(id);
+        u = json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", id, "email", "ada@acme.test", "password_hash",
+                      "argon", "company_id", str(c1, "id"), "role", "admin");
+        CHECK_INT(ops->user_create(s, u, &err), ==, 0);
+        /* the same email again, under another id */
+        mp_id_new(other);
+        json_object_set_new(u, "id", json_string(other));
+        CHECK_INT(ops->user_create(s, u, &err), ==, -EEXIST);
+        CHECK(strstr(err.message, "ada@acme.test") != NULL);
+        /* unknown company, unknown role, missing email */
+        json_object_set_new(u, "email", json_string("bob@acme.test"));
+        json_object_set_new(u, "company_id", json_string("no-such-company"));
+        CHECK_INT(ops->user_create(s, u, &err), ==, -ENOENT);
+        json_object_set_new(u, "company_id", json_null());
+        json_object_set_new(u, "role", json_string("root"));
+        CHECK_INT(ops->user_create(s, u, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "role") != NULL);
+        json_object_del(u, "role");
+        json_object_del(u, "email");
+        CHECK_INT(ops->user_create(s, u, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "email") != NULL);
+        json_decref(u);
+
+        CHECK_INT(ops->user_get(s, "email", "ada@acme.test", &row, &err), ==, 0);
+        REQUIRE(row);
+        CHECK_STR(str(row, "id"), id);
+        CHECK_STR(str(row, "role"), "admin");
+        CHECK_STR(str(row, "password_hash"), "argon");
+        CHECK_INT(num(row, "created_at"), >, 0);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->user_get(s, "id", id, &row, &err), ==, 0);
+        CHECK_STR(str(row, "email"), "ada@acme.test");
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->user_get(s, "id", other, &row, &err), ==, -ENOENT);
+        CHECK(row == NULL);
+        CHECK_INT(ops->user_get(s, "name", "x", &row, &err), ==, -EINVAL);
+
+        CHECK_INT(ops->user_set_password(s, id, "argon2", &err), ==, 0);
+        CHECK_INT(ops->user_get(s, "id", id, &row, &err), ==, 0);
+        CHECK_STR(str(row, "password_hash"), "argon2");
+        json_decref(row);
+        CHECK_INT(ops->user_set_password(s, other, "x", &err), ==, -ENOENT);
+
+        json_decref(c1);
+        json_decref(c2);
+        mp_error_clear(&err);
+        done(s);
+}
+
+TEST(tokens) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char t1[MP_ID_LEN + 1], t2[MP_ID_LEN + 1], t3[MP_ID_LEN + 1], t4[MP_ID_LEN + 1];
+        json_t *t, *got = NULL, *list = NULL;
+
+        make_world(s, &w);
+        mp_id_new(t1);
+        mp_id_new(t2);
+        mp_id_new(t3);
+        mp_id_new(t4);
+        t = json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", t1, "user_id", w.u1, "token_hash", "h1", "kind",
+                      "session", "created_at", (json_int_t) 100);
+        CHECK_INT(ops->token_create(s, t, &err), ==, 0);
+        json_decref(t);
+        t = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "id", t2, "user_id", w.u1, "token_hash", "h2",
+                      "kind", "api", "name", "ci", "created_at", (json_int_t) 200);
+        CHECK_INT(ops->token_create(s, t, &err), ==, 0);
+        /* the same hash again */
+        json_object_set_new(t, "id", json_string(t4));
+        CHECK_INT(ops->token_create(s, t, &err), ==, -EEXIST);
+        json_decref(t);
+        t = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "id", t3, "user_id", w.u1, "token_hash", "h3",
+                      "kind", "api", "name", "old", "created_at", (json_int_t) 300, "expires_at",
+                      (json_int_t) 5000);
+        CHECK_INT(ops->token_create(s, t, &err), ==, 0);
+        json_decref(t);
+        t = json_pack("{s:s,s:s,s:s,s:s}", "id", t4, "user_id", w.u1, "token_hash", "h4", "kind", "magic");
+        CHECK_INT(ops->token_create(s, t, &err), ==, -EINVAL);
+        json_object_set_new(t, "kind", json_string("api"));
+        json_object_set_new(t, "user_id", json_string("nobody"));
+        CHECK_INT(ops->token_create(s, t, &err), ==, -ENOENT);
+        json_decref(t);
+
+        CHECK_INT(ops->token_lookup(s, "h1", 1234, &got, &err), ==, 0);
+        REQUIRE(got);
+        CHECK_STR(str(json_object_get(got, "token"), "id"), t1);
+        CHECK_INT(num(json_object_get(got, "token"), "last_used_at"), ==, 1234);
+        CHECK_STR(str(json_object_get(got, "user"), "email"), "u1@acme.test");
+        json_decref(got);
+        got = NULL;
+        /* the bump was stored */
+        CHECK_INT(ops->token_lookup(s, "h1", 1300, &got, &err), ==, 0);
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_lookup(s, "nope", 1234, &got, &err), ==, -ENOENT);
+        /* expiry: live before expires_at, dead at and after it */
+        CHECK_INT(ops->token_lookup(s, "h3", 4999, &got, &err), ==, 0);
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_lookup(s, "h3", 5000, &got, &err), ==, -ENOENT);
+        CHECK(got == NULL);
+
+        CHECK_INT(ops->token_list(s, w.u1, &list, &err), ==, 0);
+        REQUIRE(list);
+        CHECK_INT(json_array_size(list), ==, 2);
+        CHECK_STR(str(json_array_get(list, 0), "id"), t3); /* newest first */
+        CHECK_STR(str(json_array_get(list, 1), "id"), t2);
+        CHECK(json_object_get(json_array_get(list, 0), "token_hash") == NULL);
+        CHECK_STR(str(json_array_get(list, 1), "name"), "ci");
+        json_decref(list);
+
+        /* revoke: another user's token is not found; twice is fine; revoked is dead */
+        CHECK_INT(ops->token_revoke(s, w.u2, t2, 2000, &err), ==, -ENOENT);
+        CHECK_INT(ops->token_revoke(s, w.u1, t2, 2000, &err), ==, 0);
+        CHECK_INT(ops->token_revoke(s, w.u1, t2, 2001, &err), ==, 0);
+        CHECK_INT(ops->token_lookup(s, "h2", 2100, &got, &err), ==, -ENOENT);
+        CHECK_INT(ops->token_list(s, w.u1, &list, &err), ==, 0);
+        CHECK_INT(num(json_array_get(list, 1), "revoked_at"), ==, 2000);
+        json_decref(list);
+        mp_error_clear(&err);
+        done(s);
+}
+
+TEST(functions) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f1[MP_ID_LEN + 1], f2[MP_ID_LEN + 1], f3[MP_ID_LEN + 1];
+        json_t *row = NULL, *fields, *v2, *list = NULL;
+        int version = -1;
+
+        make_world(s, &w);
+        CHECK_INT(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1000), ==, 0);
+        /* same owner, same name: conflict; another owner may use it */
+        CHECK_INT(make_function(s, f2, w.u1, w.company_a, "beam", "public", 1001), ==, -EEXIST);
+        CHECK_INT(make_function(s, f2, w.u2, w.company_a, "beam", "public", 1002), ==, 0);
+        CHECK_INT(make_function(s, f3, "nobody", NULL, "ghost", "public", 1003), ==, -ENOENT);
+        CHECK_INT(make_function(s, f3, w.u1, NULL, "bad", "everyone", 1003), ==, -EINVAL);
+
+        CHECK_INT(ops->function_get(s, f1, &row, &err), ==, 0);
+        REQUIRE(row);
+        CHECK_STR(str(row, "name"), "beam");
+        CHECK_STR(str(row, "owner_id"), w.u1);
+        CHECK_STR(str(row, "company_id"), w.company_a);
+        CHECK_STR(str(row, "visibility"), "private");
+        CHECK_INT(num(row, "latest_version"), ==, 1);
+        CHECK_INT(num(row, "created_at"), ==, 1000);
+        CHECK_INT(num(row, "updated_at"), ==, 1000);
+        CHECK_INT(num(row, "deleted_at"), ==, 0);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->function_find(s, w.u1, "beam", &row, &err), ==, 0);
+        CHECK_STR(str(row, "id"), f1);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->function_find(s, w.u3, "beam", &row, &err), ==, -ENOENT);
+
+        /* version 1 with its JSON columns parsed */
+        CHECK_INT(ops->function_get_version(s, f1, 0, &row, &err), ==, 0);
+        REQUIRE(row);
+        CHECK_INT(num(row, "version"), ==, 1);
+        CHECK_STR(str(row, "function_id"), f1);
+        CHECK_STR(str(row, "code"), "def f(x): return x");
+        CHECK(json_is_array(json_object_get(row, "requirements")));
+        CHECK_STR(json_string_value(json_array_get(json_object_get(row, "requirements"), 0)), "numpy");
+        CHECK_STR(str(json_object_get(row, "input_schema"), "type"), "object");
+        CHECK(json_is_null(json_object_get(row, "limits")));
+        json_decref(row);
+        row = NULL;
+
+        /* update metadata and add version 2 */
+        fields = json_pack("{s:s,s:s}", "description", "a better beam", "visibility", "company");
+        v2 = json_pack("{s:s,s:s,s:[]}", "code", "def f(x): return 2*x", "handler", "f",
+                       "requirements");
+        CHECK_INT(ops->function_update(s, f1, fields, v2, 5000, &version, &err), ==, 0);
+        CHECK_INT(version, ==, 2);
+        json_decref(fields);
+        /* metadata only: the version stays */
+        fields = json_pack("{s:s}", "description", "best");
+        CHECK_INT(ops->function_update(s, f1, fields, NULL, 6000, &version, &err), ==, 0);
+        CHECK_INT(version, ==, 2);
+        json_decref(fields);
+        fields = json_pack("{s:s}", "visibility", "world");
+        CHECK_INT(ops->function_update(s, f1, fields, NULL, 6000, &version, &err), ==, -EINVAL);
+        json_decref(fields);
+        fields = json_pack("{s:s}", "owner_id", w.u3);
+        CHECK_INT(ops->function_update(s, f1, fields, NULL, 6000, &version, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "owner_id") != NULL);
+        json_decref(fields);
+        CHECK_INT(ops->function_update(s, "nope", NULL, v2, 6000, &version, &err), ==, -ENOENT);
+        json_decref(v2);
+
+        CHECK_INT(ops->function_get(s, f1, &row, &err), ==, 0);
+        CHECK_STR(str(row, "description"), "best");
+        CHECK_STR(str(row, "visibility"), "company");
+        CHECK_INT(num(row, "latest_version"), ==, 2);
+        CHECK_INT(num(row, "updated_at"), ==, 6000);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->function_get_version(s, f1, 0, &row, &err), ==, 0);
+        CHECK_INT(num(row, "version"), ==, 2);
+        CHECK_STR(str(row, "code"), "def f(x): return 2*x");
+        CHECK_INT(num(row, "created_at"), ==, 5000);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->function_get_version(s, f1, 1, &row, &err), ==, 0);
+        CHECK_STR(str(row, "code"), "def f(x): return x");
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->function_get_version(s, f1, 3, &row, &err), ==, -ENOENT);
+        CHECK_INT(ops->function_get_version(s, "nope", 0, &row, &err), ==, -ENOENT);
+
+        CHECK_INT(ops->function_list_versions(s, f1, &list, &err), ==, 0);
+        REQUIRE(list);
+        CHECK_INT(json_array_size(list), ==, 2);
+        CHECK_INT(num(json_array_get(list, 0), "version"), ==, 2);
+        CHECK_INT(num(json_array_get(list, 1), "version"), ==, 1);
+        CHECK(json_object_get(json_array_get(list, 0), "code") == NULL);
+        json_decref(list);
+        list = NULL;
+        CHECK_INT(ops->function_list_versions(s, "nope", &list, &err), ==, -ENOENT);
+
+        /* soft delete: gone for get and find, name free again, versions still readable */
+        CHECK_INT(ops->function_delete(s, f1, 7000, &err), ==, 0);
+        CHECK_INT(ops->function_delete(s, f1, 7001, &err), ==, -ENOENT);
+        CHECK_INT(ops->function_get(s, f1, &row, &err), ==, -ENOENT);
+        CHECK(strstr(err.message, f1) != NULL);
+        CHECK_INT(ops->function_find(s, w.u1, "beam", &row, &err), ==, -ENOENT);
+        CHECK_INT(ops->function_update(s, f1, NULL, NULL, 8000, &version, &err), ==, -ENOENT);
+        CHECK_INT(ops->function_get_version(s, f1, 2, &row, &err), ==, 0);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(make_function(s, f3, w.u1, w.company_a, "beam", "private", 9000), ==, 0);
+        CHECK_INT(ops->function_find(s, w.u1, "beam", &row, &err), ==, 0);
+        CHECK_STR(str(row, "id"), f3);
+        json_decref(row);
+        mp_error_clear(&err);
+        done(s);
+}
+
+/* Which of the named functions does the list hold? A string of letters, in list order. */
+static void listed(json_t *items, const char *ids[], const char *letters, char *out, size_t size) {
+        size_t n = 0;
+        for (size_t i = 0; i < json_array_size(items) && n + 1 < size; i++) {
+                const char *id = str(json_array_get(items, i), "id");
+                char c = '?';
+                for (size_t k = 0; letters[k]; k++)
+                        if (strcmp(id, ids[k]) == 0)
+                                c = letters[k];
+                out[n++] = c;
+        }
+        out[n] = 0;
+}
+
+TEST(function_visibility) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char a[MP_ID_LEN + 1], b[MP_ID_LEN + 1], c[MP_ID_LEN + 1], d[MP_ID_LEN + 1],
+                e[MP_ID_LEN + 1], f[MP_ID_LEN + 1], g[MP_ID_LEN + 1];
+        const char *ids[] = { a, b, c, d, e, f, g };
+        struct mp_store_list l = { 0 };
+        json_t *filter;
+        char got[16];
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, a, w.u1, w.company_a, "a", "private", 1) == 0);
+        REQUIRE(make_function(s, b, w.u1, w.company_a, "b", "company", 2) == 0);
+        REQUIRE(make_function(s, c, w.u1, w.company_a, "c", "public", 3) == 0);
+        REQUIRE(make_function(s, d, w.u2, w.company_a, "d", "private", 4) == 0);
+        REQUIRE(make_function(s, e, w.u3, w.company_b, "e", "company", 5) == 0);
+        REQUIRE(make_function(s, f, w.u3, w.company_b, "f", "public", 6) == 0);
+        REQUIRE(make_function(s, g, w.u3, w.company_b, "g", "public", 7) == 0);
+        REQUIRE(ops->function_delete(s, g, 100, NULL) == 0);
+
+        filter = json_pack("{s:s,s:s}", "viewer_id", w.u1, "company_id", w.company_a);
+        CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+        listed(l.items, ids, "abcdefg", got, sizeof(got));
+        CHECK_STR(got, "abcf");
+        CHECK(l.next_cursor == NULL);
+        json_decref(l.items);
+        json_decref(filter);
+
+        /* a colleague sees the company's "company" functions, not its private ones */
+        filter = json_pack("{s:s,s:s}", "viewer_id", w.u2, "company_id", w.company_a);
+        CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+        listed(l.items, ids, "abcdefg", got, sizeof(got));
+        CHECK_STR(got, "bcdf");
+        json_decref(l.items);
+        json_decref(filter);
+
+        /* another company: only public ones, and its own */
+        filter = json_pack("{s:s,s:s}", "viewer_id", w.u3, "company_id", w.company_b);
+        CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+        listed(l.items, ids, "abcdefg", got, sizeof(got));
+        CHECK_STR(got, "cef");
+        json_decref(l.items);
+        json_decref(filter);
+
+        /* no company: company visibility never matches a null company */
+        filter = json_pack("{s:s,s:n}", "viewer_id", w.u3, "company_id");
+        CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+        listed(l.items, ids, "abcdefg", got, sizeof(got));
+        CHECK_STR(got, "cef");
+        json_decref(l.items);
+        json_decref(filter);
+
+        /* exact name filter, still under the visibility rule */
+        filter = json_pack("{s:s,s:s,s:s}", "viewer_id", w.u3, "company_id", w.company_b, "name", "a");
+        CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+        CHECK_INT(json_array_size(l.items), ==, 0);
+        json_decref(l.items);
+        json_object_set_new(filter, "name", json_string("c"));
+        CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+        listed(l.items, ids, "abcdefg", got, sizeof(got));
+        CHECK_STR(got, "c");
+        json_decref(l.items);
+        json_decref(filter);
+        mp_error_clear(&err);
+        done(s);
+}
+
+TEST(pagination) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char fid[7][MP_ID_LEN + 1], tid[5][MP_ID_LEN + 1], name[8];
+        /* equal times on purpose: the id breaks ties */
+        const int64_t times[7] = { 10, 20, 20, 20, 30, 40, 40 };
+        json_t *filter, *seen = json_object();
+        struct mp_store_list l = { 0 };
+        int pages = 0, total = 0;
+        int64_t last_t = -1;
+
+        make_world(s, &w);
+        for (int i = 0; i < 7; i++) {
+                snprintf(name, sizeof(name), "f%d", i);
+                REQUIRE(make_function(s, fid[i], w.u1, NULL, name, "private", times[i]) == 0);
+        }
+        filter = json_pack("{s:s,s:i}", "viewer_id", w.u1, "limit", 3);
+        for (;;) {
+                CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+                REQUIRE(l.items);
+                pages++;
+                for (size_t i = 0; i < json_array_size(l.items); i++) {
+                        json_t *row = json_array_get(l.items, i);
+                        CHECK(json_object_get(seen, str(row, "id")) == NULL);
+                        json_object_set_new(seen, str(row, "id"), json_true());
+                        CHECK_INT(num(row, "created_at"), >=, last_t);
+                        last_t = num(row, "created_at");
+                        total++;
+                }
+                json_decref(l.items);
+                if (!l.next_cursor)
+                        break;
+                json_object_set_new(filter, "cursor", json_string(l.next_cursor));
+                free(l.next_cursor);
+                l.next_cursor = NULL;
+                REQUIRE(pages < 10);
+        }
+        CHECK_INT(pages, ==, 3);
+        CHECK_INT(total, ==, 7);
+        json_decref(filter);
+        json_decref(seen);
+
+        /* tasks: newest first across pages */
+        for (int i = 0; i < 5; i++)
+                REQUIRE(make_task(s, tid[i], fid[0], w.u1, NULL, 100 + (i / 2), NULL) == 0);
+        filter = json_pack("{s:s,s:i}", "owner_id", w.u1, "limit", 2);
+        seen = json_object();
+        pages = total = 0;
+        last_t = INT64_MAX;
+        for (;;) {
+                CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);
+                REQUIRE(l.items);
+                pages++;
+                for (size_t i = 0; i < json_array_size(l.items); i++) {
+                        json_t *row = json_array_get(l.items, i);
+                        CHECK(json_object_get(seen, str(row, "id")) == NULL);
+                        json_object_set_new(seen, str(row, "id"), json_true());
+                        CHECK_INT(num(row, "queued_at"), <=, last_t);
+                        last_t = num(row, "queued_at");
+                        total++;
+                }
+                json_decref(l.items);
+                if (!l.next_cursor)
+                        break;
+                json_object_set_new(filter, "cursor", json_string(l.next_cursor));
+                free(l.next_cursor);
+                l.next_cursor = NULL;
+                REQUIRE(pages < 10);
+        }
+        CHECK_INT(pages, ==, 3);
+        CHECK_INT(total, ==, 5);
+        CHECK_INT(last_t, ==, 100);
+        json_decref(seen);
+        json_decref(filter);
+
+        /* an exact multiple of the page size ends without an empty page */
+        filter = json_pack("{s:s,s:i}", "owner_id", w.u1, "limit", 5);
+        CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);
+        CHECK_INT(json_array_size(l.items), ==, 5);
+        CHECK(l.next_cursor == NULL);
+        json_decref(l.items);
+        json_decref(filter);
+        mp_error_clear(&err);
+        done(s);
+}
+
+TEST(bad_cursors) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        /* not hex; odd length; hex of "garbage"; hex of "12:../x"; hex of "-5:abc";
+         * hex of ":abc"; empty */
+        const char *bad[] = { "zzzz", "abc", "67617262616765", "31323a2e2e2f78", "2d353a616263",
+                              "3a616263", "" };
+        struct mp_store_list l = { 0 };
+
+        make_world(s, &w);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_t *filter = json_pack("{s:s,s:s}", "viewer_id", w.u1, "cursor", bad[i]);
+                mp_error_clear(&err);
+                CHECK_INT(ops->function_list(s, filter, &l, &err), ==, -EINVAL);
+                CHECK(strstr(err.message, "cursor") != NULL);
+                CHECK(l.items == NULL);
+                json_object_set_new(filter, "owner_id", json_string(w.u1));
+                CHECK_INT(ops->task_list(s, filter, &l, &err), ==, -EINVAL);
+                CHECK(strstr(err.message, "cursor") != NULL);
+                json_decref(filter);
+        }
+        /* a cursor that decodes fine is accepted */
+        {
+                json_t *filter = json_pack("{s:s,s:s}", "viewer_id", w.u1, "cursor", "31323a616263");
+                CHECK_INT(ops->function_list(s, filter, &l, &err), ==, 0);
+                json_decref(l.items);
+                json_object_set_new(filter, "limit", json_integer(-1));
+                CHECK_INT(ops->function_list(s, filter, &l, &err), ==, -EINVAL);
+                CHECK(strstr(err.message, "limit") != NULL);
+                json_decref(filter);
+        }
+        /* task_list needs an owner */
+        {
+                json_t *filter = json_pack("{s:i}", "limit", 5);
+                CHECK_INT(ops->task_list(s, filter, &l, &err), ==, -EINVAL);
+                CHECK(strstr(err.message, "owner_id") != NULL);
+                json_decref(filter);
+        }
+        mp_error_clear(&err);
+        done(s);
+}
+
+TEST(tasks_and_idempotency) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f1[MP_ID_LEN + 1], f2[MP_ID_LEN + 1], t1[MP_ID_LEN + 1], t2[MP_ID_LEN + 1],
+                t3[MP_ID_LEN + 1], t4[MP_ID_LEN + 1], t5[MP_ID_LEN + 1], t6[MP_ID_LEN + 1];
+        json_t *row = NULL, *existing = NULL, *filter;
+        struct mp_store_list l = { 0 };
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "company", 1) == 0);
+        REQUIRE(make_function(s, f2, w.u1, w.company_a, "plate", "company", 2) == 0);
+
+        CHECK_INT(make_task(s, t1, f1, w.u1, "k1", 100, &existing), ==, 0);
+        CHECK(existing == NULL);
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        REQUIRE(row);
+        CHECK_STR(str(row, "status"), "queued");
+        CHECK_INT(num(row, "attempts"), ==, 0);
+        CHECK_INT(num(row, "version"), ==, 1);
+        CHECK_INT(num(row, "queued_at"), ==, 100);
+        CHECK_INT(num(row, "started_at"), ==, 0);
+        CHECK_INT(num(row, "finished_at"), ==, 0);
+        CHECK(json_real_value(json_object_get(json_object_get(row, "inputs"), "length")) == 2.5);
+        CHECK(json_is_null(json_object_get(row, "result")));
+        CHECK(json_is_null(json_object_get(row, "worker_id")));
+        CHECK(json_is_null(json_object_get(row, "company_id")));
+        CHECK_STR(str(row, "idempotency_key"), "k1");
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->task_get(s, "nope", &row, &err), ==, -ENOENT);
+
+        /* same owner, function and key: the first task comes back */
+        CHECK_INT(make_task(s, t2, f1, w.u1, "k1", 101, &existing), ==, -EEXIST);
+        REQUIRE(existing);
+        CHECK_STR(str(existing, "id"), t1);
+        CHECK(strstr(task_err.message, "k1") != NULL);
+        json_decref(existing);
+        existing = NULL;
+        CHECK_INT(ops->task_get(s, t2, &row, &err), ==, -ENOENT); /* nothing was stored */
+        /* the key is per owner and function */
+        CHECK_INT(make_task(s, t2, f2, w.u1, "k1", 102, &existing), ==, 0);
+        CHECK_INT(make_task(s, t3, f1, w.u2, "k1", 103, &existing), ==, 0);
+        CHECK_INT(make_task(s, t4, f1, w.u1, NULL, 104, &existing), ==, 0);
+        CHECK_INT(make_task(s, t5, f1, w.u1, NULL, 105, &existing), ==, 0);
+        CHECK(existing == NULL);
+        CHECK_INT(make_task(s, t6, "no-such-function", w.u1, NULL, 106, NULL), ==, -ENOENT);
+
+        /* filters */
+        filter = json_pack("{s:s,s:s}", "owner_id", w.u1, "function_id", f1);
+        CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);
+        CHECK_INT(json_array_size(l.items), ==, 3);
+        CHECK_STR(str(json_array_get(l.items, 0), "id"), t5);
+        json_decref(l.items);
+        json_decref(filter);
+
+        /* queued -> running, exactly once */
+        CHECK_INT(ops->task_start(s, t1, "w1", 200, &err), ==, 1);
+        CHECK_INT(ops->task_start(s, t1, "w2", 201, &err), ==, 0);
+        CHECK_INT(ops->task_start(s, "nope", "w1", 200, &err), ==, -ENOENT);
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "running");
+        CHECK_STR(str(row, "worker_id"), "w1");
+        CHECK_INT(num(row, "started_at"), ==, 200);
+        CHECK_INT(num(row, "attempts"), ==, 1);
+        json_decref(row);
+        row = NULL;
+
+        filter = json_pack("{s:s,s:s}", "owner_id", w.u1, "status", "running");
+        CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);
+        CHECK_INT(json_array_size(l.items), ==, 1);
+        json_decref(l.items);
+
+        /* running -> completed, exactly once */
+        {
+                json_t *fields = json_pack("{s:s,s:{s:f},s:s,s:b,s:[{s:s,s:i,s:s}],s:I,s:i,s:i,s:i}",
+                                           "status", "completed", "result", "stress", 1.5, "logs",
+                                           "hello\n", "logs_truncated", 1, "artifacts", "name",
+                                           "plot.png", "size", 10, "blob", "tasks/x/plot.png",
+                                           "finished_at", (json_int_t) 300, "execution_ms", 90,
+                                           "cpu_ms", 80, "peak_memory_kb", 4096);
+                json_t *again = json_pack("{s:s,s:s}", "status", "failed", "logs", "late");
+                CHECK_INT(ops->task_finish(s, t1, fields, &err), ==, 1);
+                CHECK_INT(ops->task_finish(s, t1, again, &err), ==, 0);
+                CHECK_INT(ops->task_finish(s, "nope", again, &err), ==, -ENOENT);
+                json_decref(fields);
+                json_decref(again);
+        }
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "completed");
+        CHECK(json_real_value(json_object_get(json_object_get(row, "result"), "stress")) == 1.5);
+        CHECK_STR(str(row, "logs"), "hello\n");
+        CHECK_INT(num(row, "logs_truncated"), ==, 1);
+        CHECK_STR(str(json_array_get(json_object_get(row, "artifacts"), 0), "name"), "plot.png");
+        CHECK_INT(num(row, "finished_at"), ==, 300);
+        CHECK_INT(num(row, "execution_ms"), ==, 90);
+        CHECK_INT(num(row, "peak_memory_kb"), ==, 4096);
+        CHECK(json_is_null(json_object_get(row, "error")));
+        json_decref(row);
+        row = NULL;
+        json_object_set_new(filter, "status", json_string("running"));
+        CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);
+        CHECK_INT(json_array_size(l.items), ==, 0);
+        json_decref(l.items);
+        json_decref(filter);
+
+        /* a queued task can be cancelled; finished_at defaults to now */
+        {
+                json_t *fields = json_pack("{s:s,s:{s:s}}", "status", "cancelled", "error", "type",
+                                           "Cancelled");
+                CHECK_INT(ops->task_finish(s, t4, fields, &err), ==, 1);
+                CHECK_INT(ops->task_start(s, t4, "w1", 400, &err), ==, 0);
+                json_decref(fields);
+        }
+        CHECK_INT(ops->task_get(s, t4, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "cancelled");
+        CHECK_INT(num(row, "finished_at"), >, 1000);
+        CHECK_STR(str(json_object_get(row, "error"), "type"), "Cancelled");
+        json_decref(row);
+        row = NULL;
+
+        /* bad finishes change nothing */
+        {
+                json_t *bad = json_pack("{s:s}", "status", "running");
+                CHECK_INT(ops->task_finish(s, t5, bad, &err), ==, -EINVAL);
+                json_decref(bad);
+                bad = json_pack("{s:s,s:s}", "status", "failed", "finshed_at", "typo");
+                CHECK_INT(ops->task_finish(s, t5, bad, &err), ==, -EINVAL);
+                CHECK(strstr(err.message, "finshed_at") != NULL);
+                json_decref(bad);
+                bad = json_pack("{s:s,s:s}", "status", "failed", "cpu_ms", "many");
+                CHECK_INT(ops->task_finish(s, t5, bad, &err), ==, -EINVAL);
+                json_decref(bad);
+                CHECK_INT(ops->task_get(s, t5, &row, &err), ==, 0);
+                CHECK_STR(str(row, "status"), "queued");
+                json_decref(row);
+                row = NULL;
+        }
+
+        /* running -> queued (requeue) once, then it can start again */
+        CHECK_INT(ops->task_requeue(s, t5, &err), ==, 0); /* queued: no move */
+        CHECK_INT(ops->task_start(s, t5, "w1", 500, &err), ==, 1);
+        CHECK_INT(ops->task_requeue(s, t5, &err), ==, 1);
+        CHECK_INT(ops->task_requeue(s, t5, &err), ==, 0);
+        CHECK_INT(ops->task_requeue(s, "nope", &err), ==, -ENOENT);
+        CHECK_INT(ops->task_get(s, t5, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "queued");
+        CHECK(json_is_null(json_object_get(row, "worker_id")));
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->task_start(s, t5, "w2", 600, &err), ==, 1);
+        CHECK_INT(ops->task_get(s, t5, &row, &err), ==, 0);
+        CHECK_INT(num(row, "attempts"), ==, 2);
+        json_decref(row);
+        row = NULL;
+
+        /* logs are whatever the function printed: bytes that are not UTF-8 must not make
+         * the task unreadable */
+        {
+                json_t *fields = json_pack("{s:s,s:o}", "status", "failed", "logs",
+                                           json_stringn_nocheck("ok\xff\xc3 end", 8));
+                CHECK_INT(ops->task_finish(s, t5, fields, &err), ==, 1);
+                json_decref(fields);
+        }
+        CHECK_INT(ops->task_get(s, t5, &row, &err), ==, 0);
+        CHECK_STR(str(row, "logs"), "ok\xef\xbf\xbd\xef\xbf\xbd end");
+        json_decref(row);
+        mp_error_clear(&err);
+        done(s);
+}
+
+TEST(jobs) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f[MP_ID_LEN + 1], t1[MP_ID_LEN + 1], t2[MP_ID_LEN + 1], t3[MP_ID_LEN + 1];
+        char got[MP_ID_LEN + 1];
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f, w.u1, NULL, "beam", "private", 1) == 0);
+        CHECK_INT(ops->job_claim(s, "w1", 1000, 2000, got, &err), ==, 0); /* empty queue */
+        /* created out of order: claims follow queued_at */
+        REQUIRE(make_task(s, t2, f, w.u1, NULL, 200, NULL) == 0);
+        REQUIRE(make_task(s, t1, f, w.u1, NULL, 100, NULL) == 0);
+        REQUIRE(make_task(s, t3, f, w.u1, NULL, 300, NULL) == 0);
+
+        CHECK_INT(ops->job_claim(s, "w1", 1000, 2000, got, &err), ==, 1);
+        CHECK_STR(got, t1);
+        CHECK_INT(ops->job_claim(s, "w2", 1000, 2000, got, &err), ==, 1);
+        CHECK_STR(got, t2);
+        CHECK_INT(ops->job_claim(s, "w3", 1000, 2000, got, &err), ==, 1);
+        CHECK_STR(got, t3);
+        CHECK_INT(ops->job_claim(s, "w4", 1500, 2500, got, &err), ==, 0);
+
+        /* only the holder extends */
+        CHECK_INT(ops->job_extend(s, t1, "w1", 5000, &err), ==, 0);
+        CHECK_INT(ops->job_extend(s, t1, "w2", 9000, &err), ==, -ENOENT);
+        CHECK(strstr(err.message, t1) != NULL);
+        CHECK_INT(ops->job_extend(s, "nope", "w1", 9000, &err), ==, -ENOENT);
+
+        /* at 2500 the leases of t2 and t3 have run out, t1's has not */
+        CHECK_INT(ops->job_claim(s, "w5", 2500, 3500, got, &err), ==, 1);
+        CHECK_STR(got, t2);
+        CHECK_INT(ops->job_extend(s, t2, "w2", 9000, &err), ==, -ENOENT); /* w2 lost it */
+        CHECK_INT(ops->job_claim(s, "w5", 2500, 3500, got, &err), ==, 1);
+        CHECK_STR(got, t3);
+        CHECK_INT(ops->job_claim(s, "w5", 2500, 3500, got, &err), ==, 0);
+
+        /* a finished task leaves the queue */
+        {
+                json_t *fields = json_pack("{s:s}", "status", "completed");
+                REQUIRE(ops->task_start(s, t1, "w1", 1100, &err) == 1);
+                CHECK_INT(ops->task_finish(s, t1, fields, &err), ==, 1);
+                json_decref(fields);
+        }
+        CHECK_INT(ops->job_extend(s, t1, "w1", 9000, &err), ==, -ENOENT);
+
+        /* start-up of a new process: every claim released, oldest first again */
+        CHECK_INT(ops->job_release_all(s, &err), ==, 2);
+        CHECK_INT(ops->job_release_all(s, &err), ==, 0);
+        CHECK_INT(ops->job_claim(s, "w6", 2600, 3600, got, &err), ==, 1);
+        CHECK_STR(got, t2);
+
+        /* a requeued task's job is released for the next claim */
+        REQUIRE(ops->task_start(s, t2, "w6", 2600, &err) == 1);
+        CHECK_INT(ops->job_claim(s, "w7", 2700, 3700, got, &err), ==, 1);
+        CHECK_STR(got, t3);
+        CHECK_INT(ops->job_claim(s, "w7", 2700, 3700, got, &err), ==, 0);
+        CHECK_INT(ops->task_requeue(s, t2, &err), ==, 1);
+        CHECK_INT(ops->job_claim(s, "w8", 2700, 3700, got, &err), ==, 1);
+        CHECK_STR(got, t2);
+        mp_error_clear(&err);
+        done(s);
+}
+
+#define CLAIM_THREADS 8
+#define CLAIM_JOBS 240
+
+struct claimer {
+        struct mp_store *s;
+        int index;
+        int n, errors;
+        char ids[CLAIM_JOBS][MP_ID_LEN + 1];
+};
+
+static void *claim_loop(void *arg) {
+        struct claimer *c = arg;
+        char worker[32];
+
+        snprintf(worker, sizeof(worker), "w%d", c->index);
+        for (;;) {
+                char id[MP_ID_LEN + 1];
+                int r = MP_STORE(c->s)->job_claim(c->s, worker, 1000, 1000000, id, NULL);
+                if (r < 0) {
+                        c->errors++;
+                        continue;
+                }
+                if (r == 0)
+                        break;
+                if (c->n < CLAIM_JOBS)
+                        memcpy(c->ids[c->n++], id, sizeof(id));
+                /* also read and move the task, as a worker would */
+                if (MP_STORE(c->s)->task_start(c->s, id, worker, 1001, NULL) != 1)
+                        c->errors++;
+        }
+        return NULL;
+}
+
+static int cmp_id(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+TEST(concurrent_claims) {
+        struct mp_store *s = fresh();
+        struct world w;
+        char f[MP_ID_LEN + 1], t[MP_ID_LEN + 1];
+        static struct claimer c[CLAIM_THREADS];
+        static char all[CLAIM_JOBS * 2][MP_ID_LEN + 1];
+        pthread_t th[CLAIM_THREADS];
+        int total = 0, errors = 0, busy_threads = 0;
+        struct mp_store *s2 = NULL;
+        char url[4200];
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f, w.u1, NULL, "beam", "private", 1) == 0);
+        for (int i = 0; i < CLAIM_JOBS; i++)
+                REQUIRE(make_task(s, t, f, w.u1, NULL, 100 + i, NULL) == 0);
+        /* half the threads go through a second connection to the same file, as a second
+         * process would: BEGIN IMMEDIATE and the busy timeout keep claims apart there */
+        db_url(url, sizeof(url));
+        REQUIRE(mp_store_open(url, &s2, NULL) == 0);
+        for (int i = 0; i < CLAIM_THREADS; i++) {
+                c[i] = (struct claimer) { .s = i % 2 ? s2 : s, .index = i };
+                REQUIRE(pthread_create(&th[i], NULL, claim_loop, &c[i]) == 0);
+        }
+        for (int i = 0; i < CLAIM_THREADS; i++)
+                pthread_join(th[i], NULL);
+        for (int i = 0; i < CLAIM_THREADS; i++) {
+                for (int k = 0; k < c[i].n && total < CLAIM_JOBS * 2; k++)
+                        memcpy(all[total++], c[i].ids[k], MP_ID_LEN + 1);
+                errors += c[i].errors;
+                busy_threads += c[i].n > 0;
+        }
+        CHECK_INT(errors, ==, 0);
+        CHECK_INT(total, ==, CLAIM_JOBS);
+        CHECK_INT(busy_threads, >=, 2);
+        qsort(all, (size_t) total, sizeof(all[0]), cmp_id);
+        for (int i = 1; i < total; i++)
+                if (strcmp(all[i - 1], all[i]) == 0)
+                        CHECK_FAIL("job %s handed out twice", all[i]);
+        mp_store_close(s2);
+        done(s);
+}
+
+static int64_t count_rows(const char *path, const char *sql) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        int64_t n = -1;
+
+        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+TEST(reopen_and_migrations) {
+        struct mp_store *s = fresh();
+        struct mp_error err = { 0 };
+        struct world w;
+        char url[4200], path[4200], f[MP_ID_LEN + 1], t[MP_ID_LEN + 1], got[MP_ID_LEN + 1];
+        json_t *row = NULL;
+        int64_t versions;
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f, w.u1, NULL, "beam", "private", 1) == 0);
+        REQUIRE(make_task(s, t, f, w.u1, "k", 100, NULL) == 0);
+        mp_store_close(s);
+        s = NULL;
+
+        db_url(url, sizeof(url));
+        snprintf(path, sizeof(path), "%s", url + strlen("sqlite:"));
+        versions = count_rows(path, "SELECT COUNT(*) FROM schema_migrations");
+        CHECK_INT(versions, >=, 1);
+        CHECK_INT(count_rows(path, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), ==, 1);
+
+        for (int round = 0; round < 2; round++) {
+                CHECK_INT(mp_store_open(url, &s, &err), ==, 0);
+                REQUIRE(s);
+                CHECK_INT(MP_STORE(s)->user_get(s, "email", "u2@acme.test", &row, &err), ==, 0);
+                CHECK_STR(str(row, "id"), w.u2);
+                json_decref(row);
+                row = NULL;
+                CHECK_INT(MP_STORE(s)->task_get(s, t, &row, &err), ==, 0);
+                CHECK_STR(str(row, "idempotency_key"), "k");
+                json_decref(row);
+                row = NULL;
+                mp_store_close(s);
+                s = NULL;
+        }
+        /* migrations ran once each */
+        CHECK_INT(count_rows(path, "SELECT COUNT(*) FROM schema_migrations"), ==, versions);
+        /* the queue survived */
+        CHECK_INT(mp_store_open(url, &s, &err), ==, 0);
+        CHECK_INT(MP_STORE(s)->job_claim(s, "w", 1000, 2000, got, &err), ==, 1);
+        CHECK_STR(got, t);
+        mp_store_close(s);
+        s = NULL;
+
+        /* a database from a newer program is refused, not silently used */
+        {
+                sqlite3 *db = NULL;
+                REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+                sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (9999, 0)", NULL, NULL, NULL);
+                sqlite3_close(db);
+        }
+        CHECK_INT(mp_store_open(url, &s, &err), <, 0);
+        CHECK(s == NULL);
+        CHECK(strstr(err.message, "9999") != NULL);
+        mp_error_clear(&err);
+        tmp_remove();
+}
+
+static const struct check_case cases[] = {
+        CASE(open_bad_urls),
+        CASE(identity),
+        CASE(tokens),
+        CASE(functions),
+        CASE(function_visibility),
+        CASE(pagination),
+        CASE(bad_cursors),
+        CASE(tasks_and_idempotency),
+        CASE(jobs),
+        CASE(concurrent_claims),
+        CASE(reopen_and_migrations),
+};
+
+CHECK_MAIN(cases)
