@@ -263,10 +263,16 @@ TEST(tokens) {
         CHECK_INT(ops->token_create(s, t, &err), ==, -ENOENT);
         json_decref(t);
 
-        CHECK_INT(ops->token_lookup(s, "h1", 1234, &got, &err), ==, 0);
+        /* Use is recorded to the minute: the first use, then not again within 60 s. */
+        CHECK_INT(ops->token_lookup(s, "h1", 61234, &got, &err), ==, 0);
         REQUIRE(got);
         CHECK_STR(str(json_object_get(got, "token"), "id"), t1);
-        CHECK_INT(num(json_object_get(got, "token"), "last_used_at"), ==, 1234);
+        CHECK_INT(num(json_object_get(got, "token"), "last_used_at"), ==, 61234);
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_lookup(s, "h1", 62000, &got, &err), ==, 0);
+        REQUIRE(got);
+        CHECK_INT(num(json_object_get(got, "token"), "last_used_at"), ==, 61234);
         CHECK_STR(str(json_object_get(got, "user"), "email"), "u1@acme.test");
         json_decref(got);
         got = NULL;
