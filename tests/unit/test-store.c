@@ -711,6 +711,17 @@ TEST(tasks_and_idempotency) {
         json_decref(row);
         row = NULL;
 
+        /* running -> running again for the worker that took over its job */
+        CHECK_INT(ops->task_retry(s, t1, "w3", 250, &err), ==, 1);
+        CHECK_INT(ops->task_retry(s, "nope", "w3", 250, &err), ==, -ENOENT);
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "running");
+        CHECK_STR(str(row, "worker_id"), "w3");
+        CHECK_INT(num(row, "started_at"), ==, 250);
+        CHECK_INT(num(row, "attempts"), ==, 2);
+        json_decref(row);
+        row = NULL;
+
         filter = json_pack("{s:s,s:s}", "owner_id", w.u1, "status", "running");
         CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);
         CHECK_INT(json_array_size(l.items), ==, 1);
