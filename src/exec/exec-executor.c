@@ -1,0 +1,992 @@
+/* The executor: one single-threaded process, forked before the server starts threads,
+ * that forks every sandbox (a threaded process must not fork user code: another
+ * thread's locks and fds would be copied mid-use). The server talks to it over
+ * `channels` socketpairs, one call per channel at a time, in length-prefixed frames:
+ *
+ *   server -> executor  {"op","code","handler","inputs","policy","limits"}
+ *   executor -> server  {"status","result","error","logs"(base64),"logs_truncated",
+ *                        "artifacts":[{"name","data"(base64)}],"wall_ms","cpu_ms",
+ *                        "peak_memory_kb"}  or  {"setup_error": "sentence"}
+ *
+ * The executor's loop polls every channel and every running sandbox at once: the
+ * sandbox's guest socket (request out, reply in), its log pipe (drained and capped so
+ * printing never blocks), its pidfd (exit), and the wall-clock deadlines.
+ *
+ * Everything the guest sends is untrusted: user code runs in the guest's process and
+ * can write anything on fd 3. The executor re-checks sizes, counts and shapes. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/limits.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "exec/exec-internal.h"
+
+extern const char mp_guest_py[];
+extern const size_t mp_guest_py_len;
+
+/* Server <-> executor replies carry base64 logs and artifacts next to the result. */
+#define CHANNEL_MAX_FRAME (2 * (size_t) MP_MAX_FRAME_BYTES)
+#define ANALYZE_TIMEOUT_S 10
+#define ANALYZE_MEMORY_MB 256
+
+struct mp_executor {
+        pid_t pid;
+        unsigned n;
+        int *fds;
+        bool *busy;
+        bool dead;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+};
+
+/* ------------------------------------------------------------------ limits */
+
+static int normalize_limits(enum mp_exec_op op, const struct mp_limits *in, struct mp_limits *out,
+                            struct mp_error *err) {
+        struct mp_limits l = *in;
+
+        if (l.timeout_s == 0)
+                l.timeout_s = MP_DEFAULT_TIMEOUT_S;
+        if (l.memory_mb == 0)
+                l.memory_mb = MP_DEFAULT_MEMORY_MB;
+        if (l.cpus == 0)
+                l.cpus = MP_DEFAULT_CPUS;
+        if (l.max_procs == 0)
+                l.max_procs = MP_DEFAULT_MAX_PROCS;
+        if (l.tmp_mb == 0)
+                l.tmp_mb = MP_DEFAULT_TMP_MB;
+        if (l.timeout_s < 1 || l.timeout_s > MP_MAX_TIMEOUT_S)
+                return mp_error_set(err, EINVAL, 422, "validation", "limits.timeout_s must be 1..%d", MP_MAX_TIMEOUT_S);
+        if (l.memory_mb < 32 || l.memory_mb > MP_MAX_MEMORY_MB)
+                return mp_error_set(err, EINVAL, 422, "validation", "limits.memory_mb must be 32..%d", MP_MAX_MEMORY_MB);
+        if (l.cpus < 1 || l.cpus > MP_MAX_CPUS)
+                return mp_error_set(err, EINVAL, 422, "validation", "limits.cpus must be 1..%d", MP_MAX_CPUS);
+        if (l.max_procs < 1 || l.max_procs > 4096)
+                return mp_error_set(err, EINVAL, 422, "validation", "limits.max_procs must be 1..4096");
+        if (l.tmp_mb < 1 || l.tmp_mb > MP_MAX_MEMORY_MB)
+                return mp_error_set(err, EINVAL, 422, "validation", "limits.tmp_mb must be 1..%d", MP_MAX_MEMORY_MB);
+        if (op == MP_EXEC_ANALYZE) {
+                /* Parsing needs little; hostile source gets little. */
+                l.timeout_s = MP_MIN(l.timeout_s, ANALYZE_TIMEOUT_S);
+                l.memory_mb = MP_MIN(l.memory_mb, ANALYZE_MEMORY_MB);
+                l.tmp_mb = MP_MIN(l.tmp_mb, 16);
+                l.max_procs = MP_MIN(l.max_procs, 8);
+                l.cpus = 1;
+        }
+        *out = l;
+        return 0;
+}
+
+static json_t *limits_json(const struct mp_limits *l) {
+        return json_pack("{s:i,s:i,s:i,s:i,s:i}", "timeout_s", l->timeout_s, "memory_mb", l->memory_mb,
+                         "cpus", l->cpus, "max_procs", l->max_procs, "tmp_mb", l->tmp_mb);
+}
+
+static int limits_from_json(json_t *j, struct mp_limits *l) {
+        memset(l, 0, sizeof(*l));
+        if (!json_is_object(j))
+                return -EINVAL;
+        l->timeout_s = (int) json_integer_value(json_object_get(j, "timeout_s"));
+        l->memory_mb = (int) json_integer_value(json_object_get(j, "memory_mb"));
+        l->cpus = (int) json_integer_value(json_object_get(j, "cpus"));
+        l->max_procs = (int) json_integer_value(json_object_get(j, "max_procs"));
+        l->tmp_mb = (int) json_integer_value(json_object_get(j, "tmp_mb"));
+        return 0;
+}
+
+/* ------------------------------------------------------------------ base64 */
+
+static json_t *b64_json(const void *p, size_t n) {
+        size_t enc = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+        _cleanup_free_ char *s = malloc(enc);
+        if (!s)
+                return NULL;
+        sodium_bin2base64(s, enc, p, n, sodium_base64_VARIANT_ORIGINAL);
+        return json_stringn_nocheck(s, enc - 1);
+}
+
+/* Decode; *ret is NUL-terminated for convenience. */
+static int b64_decode(const char *s, size_t len, size_t max, char **ret, size_t *ret_len) {
+        size_t cap = len / 4 * 3 + 3, out = 0;
+        if (len / 4 * 3 > max + 3) /* padding: the text may announce up to 2 bytes more */
+                return -E2BIG;
+        _cleanup_free_ char *d = malloc(cap + 1);
+        if (!d)
+                return -ENOMEM;
+        if (sodium_base642bin((unsigned char *) d, cap, s, len, NULL, &out, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0)
+                return -EINVAL;
+        if (out > max)
+                return -E2BIG;
+        d[out] = 0;
+        *ret = TAKE_PTR(d);
+        *ret_len = out;
+        return 0;
+}
+
+/* ================================================================ executor side */
+
+struct call {
+        bool active;
+        enum mp_exec_op op;
+        struct mp_limits limits;
+        pid_t pid;
+        int pidfd, gfd, lfd;
+        struct mp_buf req;   /* frame to the guest, sent as the socket takes it */
+        size_t req_off;
+        struct mp_buf rep;   /* frame from the guest */
+        bool rep_complete, rep_oversize;
+        struct mp_buf logs;  /* capped at MP_MAX_LOG_BYTES, the rest drained and dropped */
+        int64_t start_ms, deadline_ms;
+        bool timed_out, killed;
+        struct mp_cgroup cg;
+        char workdir[64];    /* no-sandbox mode: a host temp dir, removed after */
+};
+
+struct loop {
+        unsigned n;
+        int *chan;           /* -1 once the server closed it */
+        struct call *calls;  /* one per channel */
+        int sigfd;
+        bool sandbox;
+        const char *python;
+        struct mp_seccomp *seccomp;
+        struct mp_cgroup *stale; /* cgroups whose rmdir said EBUSY, retried */
+        size_t n_stale;
+        unsigned long seq;
+};
+
+/* nftw callback for the no-sandbox working directory: remove what can be, go on. */
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) remove(path);
+        return 0;
+}
+
+static void call_release(struct loop *L, struct call *c) {
+        if (c->pidfd >= 0)
+                close(c->pidfd);
+        if (c->gfd >= 0)
+                close(c->gfd);
+        if (c->lfd >= 0)
+                close(c->lfd);
+        mp_buf_free(&c->req);
+        mp_buf_free(&c->rep);
+        mp_buf_free(&c->logs);
+        if (mp_cgroup_destroy(&c->cg) == -EBUSY) {
+                /* Killed tasks leave their cgroup asynchronously; retry from the loop. */
+                struct mp_cgroup *s = realloc(L->stale, (L->n_stale + 1) * sizeof(*s));
+                if (s) {
+                        L->stale = s;
+                        L->stale[L->n_stale++] = c->cg;
+                }
+        }
+        if (c->workdir[0])
+                (void) nftw(c->workdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        memset(c, 0, sizeof(*c));
+        c->pidfd = c->gfd = c->lfd = -1;
+}
+
+static void retry_stale(struct loop *L) {
+        size_t j = 0;
+        for (size_t i = 0; i < L->n_stale; i++)
+                if (mp_cgroup_destroy(&L->stale[i]) < 0)
+                        L->stale[j++] = L->stale[i];
+        L->n_stale = j;
+}
+
+static void channel_reply(struct loop *L, unsigned i, json_t *reply) {
+        _cleanup_free_ char *s = json_dumps(reply, JSON_COMPACT);
+        if (!s || L->chan[i] < 0)
+                return;
+        if (mp_frame_write(L->chan[i], s, strlen(s)) < 0) {
+                close(L->chan[i]);
+                L->chan[i] = -1;
+        }
+}
+
+static void reply_setup_error(struct loop *L, unsigned i, const char *msg) {
+        _cleanup_json_ json_t *j = json_pack("{s:s}", "setup_error", msg);
+        channel_reply(L, i, j);
+}
+
+/* Read one request from channel i and start its sandbox. */
+static void call_start(struct loop *L, unsigned i) {
+        _cleanup_free_ char *frame = NULL;
+        _cleanup_json_ json_t *req = NULL, *greq = NULL;
+        _cleanup_error_ struct mp_error err = { 0 };
+        _cleanup_close_ int gchild = -1, lchild = -1;
+        struct call *c = &L->calls[i];
+        struct mp_limits lim;
+        int sp[2], lp[2], r;
+
+        size_t flen = 0;
+        r = mp_frame_read(L->chan[i], CHANNEL_MAX_FRAME, &frame, &flen);
+        if (r < 0) {
+                /* EOF: the server closed this channel (stop, or the server died). */
+                close(L->chan[i]);
+                L->chan[i] = -1;
+                return;
+        }
+        /* The side that holds privilege re-checks every request it receives. */
+        req = json_loadb(frame, flen, JSON_ALLOW_NUL, NULL);
+        const char *op = json_string_value(json_object_get(req, "op"));
+        const char *code = json_string_value(json_object_get(req, "code"));
+        const char *handler = json_string_value(json_object_get(req, "handler"));
+        enum mp_exec_op eop = op && strcmp(op, "analyze") == 0 ? MP_EXEC_ANALYZE : MP_EXEC_RUN;
+        if (!op || !code || !handler || strlen(code) > MP_MAX_CODE_BYTES ||
+            limits_from_json(json_object_get(req, "limits"), &lim) < 0 ||
+            normalize_limits(eop, &lim, &lim, &err) < 0) {
+                reply_setup_error(L, i, err.message[0] ? err.message : "executor: malformed request");
+                return;
+        }
+
+        memset(c, 0, sizeof(*c));
+        c->pidfd = c->gfd = c->lfd = -1;
+        c->op = eop;
+        c->limits = lim;
+        c->logs.cap = MP_MAX_LOG_BYTES;
+        c->start_ms = mp_mono_ms();
+        c->deadline_ms = c->start_ms + (int64_t) lim.timeout_s * 1000;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+                reply_setup_error(L, i, "executor: socketpair failed");
+                return;
+        }
+        c->gfd = sp[0];
+        gchild = sp[1];
+        if (pipe2(lp, O_CLOEXEC) < 0) {
+                reply_setup_error(L, i, "executor: pipe failed");
+                call_release(L, c);
+                return;
+        }
+        c->lfd = lp[0];
+        lchild = lp[1];
+
+        if (!L->sandbox) {
+                snprintf(c->workdir, sizeof(c->workdir), "/tmp/mecapy-call-XXXXXX");
+                char out[128];
+                if (!mkdtemp(c->workdir) ||
+                    (snprintf(out, sizeof(out), "%s/outputs", c->workdir), mkdir(out, 0700) < 0)) {
+                        reply_setup_error(L, i, "executor: cannot create a working directory");
+                        call_release(L, c);
+                        return;
+                }
+        } else {
+                char name[64];
+                snprintf(name, sizeof(name), "call-%d-%lu", (int) getpid(), ++L->seq);
+                (void) mp_cgroup_create(name, &lim, &c->cg);
+        }
+
+        struct mp_spawn spawn = {
+                .sandbox = L->sandbox,
+                .python = L->python,
+                .guest_src = mp_guest_py,
+                .workdir = c->workdir,
+                .limits = lim,
+                .seccomp = L->seccomp,
+                .cgroup = &c->cg,
+                .guest_fd = gchild,
+                .log_fd = lchild,
+        };
+        r = mp_sandbox_spawn(&spawn, &c->pid, &c->pidfd, &err);
+        if (r < 0) {
+                reply_setup_error(L, i, err.message);
+                call_release(L, c);
+                return;
+        }
+        c->active = true;
+
+        /* The guest's request: what to do, plus the caps it should respect itself (we
+         * re-check them on the way back). */
+        greq = json_pack("{s:s,s:O,s:O,s:O?,s:O?,s:s,s:I,s:I,s:I,s:i}", "op",
+                         eop == MP_EXEC_ANALYZE ? "analyze" : "run", "code", json_object_get(req, "code"),
+                         "handler", json_object_get(req, "handler"), "inputs", json_object_get(req, "inputs"),
+                         "policy", json_object_get(req, "policy"), "workdir",
+                         L->sandbox ? MP_SANDBOX_WORKDIR : c->workdir, "max_result_bytes",
+                         (json_int_t) MP_MAX_RESULT_BYTES, "max_artifacts", (json_int_t) MP_MAX_ARTIFACTS,
+                         "max_artifact_bytes", (json_int_t) MP_MAX_ARTIFACT_BYTES, "memory_mb", lim.memory_mb);
+        _cleanup_free_ char *gs = greq ? json_dumps(greq, JSON_COMPACT) : NULL;
+        uint32_t len = gs ? htole32((uint32_t) strlen(gs)) : 0;
+        if (!gs || mp_buf_append(&c->req, &len, 4) < 0 || mp_buf_append(&c->req, gs, strlen(gs)) < 0) {
+                (void) kill(c->pid, SIGKILL);
+                c->killed = true;
+        }
+        (void) fcntl(c->gfd, F_SETFL, O_NONBLOCK);
+        (void) fcntl(c->lfd, F_SETFL, O_NONBLOCK);
+}
+
+static void drain_logs(struct call *c) {
+        char buf[65536];
+        /* Bounded per wake-up so one chatty sandbox cannot starve the others. */
+        for (int k = 0; k < 64 && c->lfd >= 0; k++) {
+                ssize_t n = read(c->lfd, buf, sizeof(buf));
+                if (n > 0) {
+                        mp_buf_append_trunc(&c->logs, buf, (size_t) n);
+                        continue;
+                }
+                if (n == 0) {
+                        close(c->lfd);
+                        c->lfd = -1;
+                }
+                break;
+        }
+}
+
+static void guest_io(struct call *c, short revents) {
+        if ((revents & POLLOUT) && c->req_off < c->req.len) {
+                ssize_t n = send(c->gfd, c->req.data + c->req_off, c->req.len - c->req_off, MSG_NOSIGNAL);
+                if (n > 0)
+                        c->req_off += (size_t) n;
+                else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                        c->req_off = c->req.len; /* guest gone; its exit tells the rest */
+        }
+        if (!(revents & (POLLIN | POLLHUP | POLLERR)) || c->rep_complete || c->rep_oversize)
+                return;
+        char buf[65536];
+        for (int k = 0; k < 64; k++) {
+                ssize_t n = recv(c->gfd, buf, sizeof(buf), 0);
+                if (n <= 0)
+                        break;
+                if (mp_buf_append(&c->rep, buf, (size_t) n) < 0) {
+                        c->rep_oversize = true;
+                        break;
+                }
+                if (c->rep.len >= 4) {
+                        uint32_t len;
+                        memcpy(&len, c->rep.data, 4);
+                        len = le32toh(len);
+                        if (len > MP_MAX_FRAME_BYTES) {
+                                c->rep_oversize = true;
+                                break;
+                        }
+                        if (c->rep.len >= 4 + (size_t) len) {
+                                c->rep_complete = true;
+                                break;
+                        }
+                }
+        }
+        if ((c->rep_complete || c->rep_oversize) && !c->killed) {
+                /* The answer is in (or refused): nothing the process does from now on
+                 * matters, and a user thread left running must not hold the call. */
+                (void) kill(c->pid, SIGKILL);
+                c->killed = true;
+        }
+}
+
+static json_t *err_json(const char *type, const char *limit, const char *fmt, ...) _printf_(3, 4);
+static json_t *err_json(const char *type, const char *limit, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        json_t *e = json_pack("{s:s,s:s}", "type", type, "message", msg);
+        if (e && limit)
+                json_object_set_new(e, "limit", json_string(limit));
+        return e;
+}
+
+/* Check the artifacts list the guest sent: count, names, decoded size. NULL = bad
+ * shape (crash), else a new reference; *ret_over when a cap was exceeded. */
+static json_t *check_artifacts(json_t *a, bool *ret_over) {
+        size_t idx, total = 0;
+        json_t *v;
+
+        *ret_over = false;
+        if (!a)
+                return json_array();
+        if (!json_is_array(a))
+                return NULL;
+        if (json_array_size(a) > MP_MAX_ARTIFACTS) {
+                *ret_over = true;
+                return json_array();
+        }
+        json_array_foreach(a, idx, v) {
+                const char *name = json_string_value(json_object_get(v, "name"));
+                const char *data = json_string_value(json_object_get(v, "data"));
+                if (!name || !data || !*name || strlen(name) > 255 || strchr(name, '/') ||
+                    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                        return NULL;
+                total += json_string_length(json_object_get(v, "data")) / 4 * 3;
+                if (total > MP_MAX_ARTIFACT_BYTES + 3) {
+                        *ret_over = true;
+                        return json_array();
+                }
+        }
+        return json_incref(a);
+}
+
+static const char *signame(int sig) {
+        const char *s = sigabbrev_np(sig);
+        return s ? s : "?";
+}
+
+/* The sandbox's PID 1 exited: reap it, read what is left, decide the outcome, reply. */
+static void call_finish(struct loop *L, unsigned i) {
+        struct call *c = &L->calls[i];
+        _cleanup_json_ json_t *reply = NULL, *grep = NULL;
+        json_t *result = NULL, *error = NULL, *artifacts = NULL;
+        const char *status = "crash";
+        struct rusage ru = { 0 };
+        int ws = 0;
+        int64_t peak_kb = -1;
+        bool oom = false;
+
+        if (wait4(c->pid, &ws, __WALL, &ru) < 0)
+                ws = 0;
+        int64_t wall = mp_mono_ms() - c->start_ms;
+        drain_logs(c);
+        guest_io(c, POLLIN);
+        mp_cgroup_usage(&c->cg, &peak_kb, &oom);
+        if (peak_kb < 0)
+                peak_kb = ru.ru_maxrss;
+
+        if (c->rep_complete)
+                grep = json_loadb(c->rep.data + 4, c->rep.len - 4, JSON_ALLOW_NUL, NULL);
+
+        if (c->timed_out) {
+                status = "timeout";
+                error = err_json("TimeLimitExceeded", "timeout", "the call ran longer than its %d s limit",
+                                 c->limits.timeout_s);
+        } else if (c->rep_oversize) {
+                status = "limit";
+                error = err_json("ResultTooLarge", "result_size", "the result is larger than the %u MB limit",
+                                 MP_MAX_RESULT_BYTES >> 20);
+        } else if (json_is_object(grep)) {
+                const char *gs = json_string_value(json_object_get(grep, "status"));
+                json_t *ge = json_object_get(grep, "error");
+                bool over = false;
+                artifacts = check_artifacts(json_object_get(grep, "artifacts"), &over);
+                if (gs && strcmp(gs, "ok") == 0 && json_object_get(grep, "result")) {
+                        result = json_incref(json_object_get(grep, "result"));
+                        size_t sz = json_dumpb(result, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+                        if (sz > MP_MAX_RESULT_BYTES) {
+                                json_decref(result);
+                                result = NULL;
+                                status = "limit";
+                                error = err_json("ResultTooLarge", "result_size",
+                                                 "the result is larger than the %u MB limit", MP_MAX_RESULT_BYTES >> 20);
+                        } else {
+                                status = "ok";
+                        }
+                } else if (gs && (strcmp(gs, "error") == 0 || strcmp(gs, "limit") == 0) && json_is_object(ge) &&
+                           json_is_string(json_object_get(ge, "type")) &&
+                           json_is_string(json_object_get(ge, "message"))) {
+                        const char *lim = json_string_value(json_object_get(ge, "limit"));
+                        if (strcmp(gs, "limit") == 0 && lim &&
+                            (strcmp(lim, "memory") == 0 || strcmp(lim, "result_size") == 0 ||
+                             strcmp(lim, "artifacts") == 0))
+                                status = "limit";
+                        else
+                                status = "error";
+                        error = json_pack("{s:O,s:O}", "type", json_object_get(ge, "type"), "message",
+                                          json_object_get(ge, "message"));
+                        if (error && json_is_string(json_object_get(ge, "traceback")))
+                                json_object_set(error, "traceback", json_object_get(ge, "traceback"));
+                        if (error && strcmp(status, "limit") == 0)
+                                json_object_set_new(error, "limit", json_string(lim));
+                } else {
+                        error = err_json("ProtocolError", NULL, "the interpreter answered something unreadable");
+                }
+                if (!artifacts) {
+                        json_decref(result);
+                        result = NULL;
+                        json_decref(error);
+                        status = "crash";
+                        error = err_json("ProtocolError", NULL, "the interpreter listed an invalid output file");
+                } else if (over) {
+                        json_decref(result);
+                        result = NULL;
+                        json_decref(error);
+                        json_decref(artifacts);
+                        artifacts = json_array();
+                        status = "limit";
+                        error = err_json("ArtifactsTooLarge", "artifacts",
+                                         "outputs/ holds more than %d files or %u MB", MP_MAX_ARTIFACTS,
+                                         MP_MAX_ARTIFACT_BYTES >> 20);
+                }
+        } else if (oom || (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL && !c->killed)) {
+                /* SIGKILL we did not send: the cgroup's OOM killer (PID 1 of a pid
+                 * namespace ignores every other SIGKILL from inside). */
+                status = "limit";
+                error = err_json("MemoryLimitExceeded", "memory", "the call used more than its %d MB memory limit",
+                                 c->limits.memory_mb);
+        } else if (c->rep_complete) {
+                error = err_json("ProtocolError", NULL, "the interpreter answered something unreadable");
+        } else if (WIFSIGNALED(ws)) {
+                error = err_json("Crash", NULL, "the interpreter was killed by signal SIG%s%s",
+                                 signame(WTERMSIG(ws)),
+                                 WTERMSIG(ws) == SIGXCPU ? " (CPU time limit)" : "");
+        } else {
+                error = err_json("Crash", NULL, "the interpreter exited with status %d without returning a result",
+                                 WEXITSTATUS(ws));
+        }
+
+        reply = json_pack("{s:s,s:o*,s:o*,s:o*,s:b,s:o*,s:I,s:I,s:I}", "status", status, "result", result,
+                          "error", error, "logs", b64_json(c->logs.data ? c->logs.data : "", c->logs.len),
+                          "logs_truncated", c->logs.truncated, "artifacts", artifacts ? artifacts : json_array(),
+                          "wall_ms", (json_int_t) wall, "cpu_ms",
+                          (json_int_t) (ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+                                        ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000),
+                          "peak_memory_kb", (json_int_t) peak_kb);
+        call_release(L, c);
+        if (!reply)
+                reply_setup_error(L, i, "executor: out of memory building the reply");
+        else
+                channel_reply(L, i, reply);
+}
+
+static void kill_all(struct loop *L) {
+        for (unsigned i = 0; i < L->n; i++) {
+                struct call *c = &L->calls[i];
+                if (!c->active)
+                        continue;
+                (void) kill(c->pid, SIGKILL);
+                (void) waitpid(c->pid, NULL, __WALL);
+                call_release(L, c);
+        }
+        for (int k = 0; k < 50 && L->n_stale; k++) {
+                retry_stale(L);
+                if (L->n_stale)
+                        usleep(10000);
+        }
+}
+
+static _noreturn_ void executor_main(struct loop *L) {
+        size_t maxfds = 1 + (size_t) L->n * 3;
+        struct pollfd *pfd = calloc(maxfds, sizeof(*pfd));
+        int *who = calloc(maxfds, sizeof(int)); /* channel index * 4 + kind */
+
+        if (!pfd || !who)
+                _exit(1);
+        for (;;) {
+                size_t np = 0;
+                bool any_open = false, any_active = false;
+                int64_t now = mp_mono_ms(), timeout = -1;
+
+                pfd[np] = (struct pollfd) { .fd = L->sigfd, .events = POLLIN };
+                who[np++] = -1;
+                for (unsigned i = 0; i < L->n; i++) {
+                        struct call *c = &L->calls[i];
+                        if (L->chan[i] >= 0)
+                                any_open = true;
+                        if (!c->active) {
+                                if (L->chan[i] >= 0) {
+                                        pfd[np] = (struct pollfd) { .fd = L->chan[i], .events = POLLIN };
+                                        who[np++] = (int) i * 4;
+                                }
+                                continue;
+                        }
+                        any_active = true;
+                        pfd[np] = (struct pollfd) { .fd = c->pidfd, .events = POLLIN };
+                        who[np++] = (int) i * 4 + 1;
+                        pfd[np] = (struct pollfd) { .fd = c->gfd,
+                                                    .events = (short) (POLLIN | (c->req_off < c->req.len ? POLLOUT : 0)) };
+                        who[np++] = (int) i * 4 + 2;
+                        if (c->lfd >= 0) {
+                                pfd[np] = (struct pollfd) { .fd = c->lfd, .events = POLLIN };
+                                who[np++] = (int) i * 4 + 3;
+                        }
+                        if (!c->killed) {
+                                int64_t left = MP_MAX(c->deadline_ms - now, 0);
+                                timeout = timeout < 0 ? left : MP_MIN(timeout, left);
+                        }
+                }
+                if (!any_open && !any_active) {
+                        kill_all(L);
+                        _exit(0);
+                }
+                if (L->n_stale)
+                        timeout = timeout < 0 ? 100 : MP_MIN(timeout, 100);
+
+                int r = poll(pfd, np, (int) timeout);
+                if (r < 0 && errno != EINTR)
+                        _exit(1);
+                for (size_t k = 0; r > 0 && k < np; k++) {
+                        if (!pfd[k].revents)
+                                continue;
+                        if (who[k] < 0) {
+                                /* SIGTERM/SIGINT: mp_executor_stop. */
+                                kill_all(L);
+                                _exit(0);
+                        }
+                        unsigned i = (unsigned) who[k] / 4;
+                        struct call *c = &L->calls[i];
+                        switch (who[k] % 4) {
+                        case 0:
+                                call_start(L, i);
+                                break;
+                        case 2:
+                                if (c->active)
+                                        guest_io(c, pfd[k].revents);
+                                break;
+                        case 3:
+                                if (c->active)
+                                        drain_logs(c);
+                                break;
+                        }
+                }
+                /* Exits last, so that data that arrived with the exit is read first. */
+                for (size_t k = 0; r > 0 && k < np; k++)
+                        if (pfd[k].revents && who[k] >= 0 && who[k] % 4 == 1 && L->calls[who[k] / 4].active)
+                                call_finish(L, (unsigned) who[k] / 4);
+
+                now = mp_mono_ms();
+                for (unsigned i = 0; i < L->n; i++) {
+                        struct call *c = &L->calls[i];
+                        if (c->active && !c->killed && now >= c->deadline_ms) {
+                                /* PID 1 of its pid namespace: killing it kills every
+                                 * process in the sandbox. */
+                                (void) kill(c->pid, SIGKILL);
+                                c->killed = c->timed_out = true;
+                        }
+                }
+                if (L->n_stale)
+                        retry_stale(L);
+        }
+}
+
+/* Close every inherited fd except stdio and ours: the executor must not keep the
+ * server's listening sockets or database files alive. */
+static void close_other_fds(const int *keep, unsigned n) {
+        DIR *d = opendir("/proc/self/fd");
+        if (!d)
+                return;
+        int self = dirfd(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                long fd;
+                if (mp_parse_long(de->d_name, 0, INT_MAX, &fd) < 0 || fd <= 2 || fd == self)
+                        continue;
+                bool k = false;
+                for (unsigned i = 0; i < n && !k; i++)
+                        k = keep[i] == fd;
+                if (!k)
+                        close((int) fd);
+        }
+        closedir(d);
+}
+
+/* ================================================================ server side */
+
+int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret, struct mp_error *err) {
+        struct mp_seccomp *sc = NULL;
+        unsigned n = cfg->channels ? cfg->channels : 1;
+        const char *python = cfg->python ? cfg->python : "/usr/bin/python3";
+        int r;
+
+        if (n > 1024)
+                return mp_error_set(err, EINVAL, 500, "config", "exec: at most 1024 channels");
+        if (python[0] != '/' || access(python, X_OK) < 0)
+                return mp_error_set(err, ENOENT, 500, "config", "exec: the interpreter %s is not an executable absolute path",
+                                    python);
+        if (cfg->sandbox) {
+                r = mp_sandbox_probe(err);
+                if (r < 0)
+                        return r;
+                r = mp_seccomp_build(&sc, err);
+                if (r < 0)
+                        return r;
+        } else {
+                mp_warn("*** exec: running user code WITHOUT A SANDBOX (--no-sandbox): any function "
+                        "can read and change everything this server can. Development only. ***");
+        }
+
+        struct mp_executor *ex = calloc(1, sizeof(*ex));
+        int *child_fds = calloc(n, sizeof(int));
+        if (!ex || !child_fds || !(ex->fds = calloc(n, sizeof(int))) || !(ex->busy = calloc(n, sizeof(bool)))) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        ex->n = n;
+        for (unsigned i = 0; i < n; i++)
+                ex->fds[i] = child_fds[i] = -1;
+        for (unsigned i = 0; i < n; i++) {
+                int sp[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+                        r = mp_error_set(err, errno, 500, "sandbox", "exec: socketpair: %m");
+                        goto fail;
+                }
+                ex->fds[i] = sp[0];
+                child_fds[i] = sp[1];
+        }
+
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid < 0) {
+                r = mp_error_set(err, errno, 500, "sandbox", "exec: cannot fork the executor: %m");
+                goto fail;
+        }
+        if (pid == 0) {
+                /* The executor dies with the server; its sandboxes die with it. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
+                        _exit(1);
+                (void) prctl(PR_SET_NAME, "mecapy-exec", 0, 0, 0);
+                close_other_fds(child_fds, n);
+                signal(SIGPIPE, SIG_IGN);
+                sigset_t ss;
+                sigemptyset(&ss);
+                sigaddset(&ss, SIGTERM);
+                sigaddset(&ss, SIGINT);
+                sigprocmask(SIG_BLOCK, &ss, NULL);
+                struct loop L = {
+                        .n = n,
+                        .chan = child_fds,
+                        .calls = calloc(n, sizeof(struct call)),
+                        .sigfd = signalfd(-1, &ss, SFD_CLOEXEC),
+                        .sandbox = cfg->sandbox,
+                        .python = python,
+                        .seccomp = sc,
+                };
+                if (!L.calls || L.sigfd < 0)
+                        _exit(1);
+                for (unsigned i = 0; i < n; i++)
+                        L.calls[i].pidfd = L.calls[i].gfd = L.calls[i].lfd = -1;
+                executor_main(&L);
+        }
+        for (unsigned i = 0; i < n; i++)
+                close(child_fds[i]);
+        free(child_fds);
+        mp_seccomp_free(sc);
+        ex->pid = pid;
+        pthread_mutex_init(&ex->lock, NULL);
+        pthread_cond_init(&ex->cond, NULL);
+        *ret = ex;
+        return 0;
+
+fail:
+        if (r == -ENOMEM)
+                mp_error_set(err, ENOMEM, 500, "sandbox", "exec: out of memory");
+        for (unsigned i = 0; ex && ex->fds && i < n; i++) {
+                if (ex->fds[i] >= 0)
+                        close(ex->fds[i]);
+                if (child_fds && child_fds[i] >= 0)
+                        close(child_fds[i]);
+        }
+        if (ex) {
+                free(ex->fds);
+                free(ex->busy);
+        }
+        free(ex);
+        free(child_fds);
+        mp_seccomp_free(sc);
+        return r;
+}
+
+static int send_frame(int fd, const char *p, size_t n) {
+        /* send(MSG_NOSIGNAL): a dead executor must be an error here, not a SIGPIPE that
+         * takes the whole server down. */
+        uint32_t len = htole32((uint32_t) n);
+        char hdr[4];
+        memcpy(hdr, &len, 4);
+        for (int part = 0; part < 2; part++) {
+                const char *c = part ? p : hdr;
+                size_t left = part ? n : 4;
+                while (left) {
+                        ssize_t w = send(fd, c, left, MSG_NOSIGNAL);
+                        if (w < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                return -errno;
+                        }
+                        c += w;
+                        left -= (size_t) w;
+                }
+        }
+        return 0;
+}
+
+static int valid_identifier(const char *s) {
+        if (!s || !*s || strlen(s) > MP_MAX_NAME_LEN || (*s >= '0' && *s <= '9'))
+                return 0;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
+                        return 0;
+        return 1;
+}
+
+static enum mp_exec_status status_from(const char *s) {
+        if (!s)
+                return MP_EXEC_CRASH;
+        if (strcmp(s, "ok") == 0)
+                return MP_EXEC_OK;
+        if (strcmp(s, "error") == 0)
+                return MP_EXEC_ERROR;
+        if (strcmp(s, "timeout") == 0)
+                return MP_EXEC_TIMEOUT;
+        if (strcmp(s, "limit") == 0)
+                return MP_EXEC_LIMIT;
+        return MP_EXEC_CRASH;
+}
+
+static int parse_reply(const char *frame, size_t len, struct mp_exec_result *ret, struct mp_error *err) {
+        /* JSON_ALLOW_NUL: "\u0000" is valid JSON a function may return. */
+        _cleanup_json_ json_t *j = json_loadb(frame, len, JSON_ALLOW_NUL, NULL);
+        struct mp_exec_result r = { 0 };
+        json_t *v;
+        size_t idx;
+
+        if (!json_is_object(j))
+                return mp_error_set(err, EPROTO, 500, "sandbox", "exec: unreadable reply from the executor");
+        const char *setup = json_string_value(json_object_get(j, "setup_error"));
+        if (setup)
+                return mp_error_set(err, EIO, 503, "sandbox", "%s", setup);
+
+        r.status = status_from(json_string_value(json_object_get(j, "status")));
+        r.result = json_incref(json_object_get(j, "result"));
+        r.error = json_incref(json_object_get(j, "error"));
+        if (r.status == MP_EXEC_OK && !r.result)
+                r.result = json_null();
+        r.logs_truncated = json_is_true(json_object_get(j, "logs_truncated"));
+        r.wall_ms = json_integer_value(json_object_get(j, "wall_ms"));
+        r.cpu_ms = json_integer_value(json_object_get(j, "cpu_ms"));
+        r.peak_memory_kb = json_integer_value(json_object_get(j, "peak_memory_kb"));
+        const char *logs = json_string_value(json_object_get(j, "logs"));
+        if (!logs || b64_decode(logs, strlen(logs), MP_MAX_LOG_BYTES, &r.logs, &r.logs_len) < 0) {
+                r.logs = strdup("");
+                r.logs_len = 0;
+        }
+        json_t *arts = json_object_get(j, "artifacts");
+        size_t na = json_array_size(arts);
+        if (na) {
+                r.artifacts = calloc(na, sizeof(*r.artifacts));
+                if (!r.artifacts) {
+                        mp_exec_result_clear(&r);
+                        return -ENOMEM;
+                }
+        }
+        json_array_foreach(arts, idx, v) {
+                const char *name = json_string_value(json_object_get(v, "name"));
+                const char *data = json_string_value(json_object_get(v, "data"));
+                struct mp_exec_artifact *a = &r.artifacts[r.n_artifacts];
+                if (!name || !data)
+                        continue;
+                if (b64_decode(data, strlen(data), MP_MAX_ARTIFACT_BYTES, &a->data, &a->size) < 0)
+                        continue;
+                a->name = strdup(name);
+                if (!a->name) {
+                        free(a->data);
+                        continue;
+                }
+                r.n_artifacts++;
+        }
+        *ret = r;
+        return 0;
+}
+
+int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, struct mp_exec_result *ret,
+                    struct mp_error *err) {
+        _cleanup_json_ json_t *j = NULL;
+        _cleanup_free_ char *s = NULL, *reply = NULL;
+        struct mp_limits lim;
+        size_t rlen = 0;
+        unsigned ch;
+        int r;
+
+        if (!ex)
+                return mp_error_set(err, EINVAL, 500, "sandbox", "exec: no executor");
+        if (!req->code || strlen(req->code) > MP_MAX_CODE_BYTES)
+                return mp_error_set(err, E2BIG, 422, "validation", "the code is missing or larger than %u KB",
+                                    MP_MAX_CODE_BYTES >> 10);
+        if (!valid_identifier(req->handler))
+                return mp_error_set(err, EINVAL, 422, "validation", "handler must be a Python identifier");
+        if (req->op == MP_EXEC_RUN && req->inputs && !json_is_object(req->inputs))
+                return mp_error_set(err, EINVAL, 422, "validation", "inputs must be a JSON object");
+        r = normalize_limits(req->op, &req->limits, &lim, err);
+        if (r < 0)
+                return r;
+        if (req->inputs && json_dumpb(req->inputs, NULL, 0, JSON_COMPACT) > MP_MAX_INPUTS_BYTES)
+                return mp_error_set(err, E2BIG, 422, "validation", "the inputs are larger than %u KB",
+                                    MP_MAX_INPUTS_BYTES >> 10);
+        json_t *inputs = NULL;
+        if (req->op == MP_EXEC_RUN)
+                inputs = req->inputs ? json_incref(req->inputs) : json_object();
+        j = json_pack("{s:s,s:s,s:s,s:o?,s:O?,s:o}", "op", req->op == MP_EXEC_ANALYZE ? "analyze" : "run", "code",
+                      req->code, "handler", req->handler, "inputs", inputs, "policy", req->policy, "limits",
+                      limits_json(&lim));
+        if (!j || !(s = json_dumps(j, JSON_COMPACT)))
+                return mp_error_set(err, EINVAL, 422, "validation", "exec: the request is not valid JSON (UTF-8?)");
+
+        pthread_mutex_lock(&ex->lock);
+        for (;;) {
+                if (ex->dead) {
+                        pthread_mutex_unlock(&ex->lock);
+                        return mp_error_set(err, EPIPE, 503, "sandbox", "exec: the executor process is gone");
+                }
+                for (ch = 0; ch < ex->n && ex->busy[ch]; ch++)
+                        ;
+                if (ch < ex->n)
+                        break;
+                pthread_cond_wait(&ex->cond, &ex->lock);
+        }
+        ex->busy[ch] = true;
+        pthread_mutex_unlock(&ex->lock);
+
+        r = send_frame(ex->fds[ch], s, strlen(s));
+        if (r >= 0)
+                r = mp_frame_read(ex->fds[ch], CHANNEL_MAX_FRAME, &reply, &rlen);
+
+        pthread_mutex_lock(&ex->lock);
+        ex->busy[ch] = false;
+        if (r < 0)
+                ex->dead = true; /* a channel out of step is as good as gone */
+        pthread_cond_broadcast(&ex->cond);
+        pthread_mutex_unlock(&ex->lock);
+        if (r < 0)
+                return mp_error_set(err, -r, 503, "sandbox", "exec: the executor process is gone (%s)", strerror(-r));
+        return parse_reply(reply, rlen, ret, err);
+}
+
+void mp_exec_result_clear(struct mp_exec_result *r) {
+        if (!r)
+                return;
+        if (r->result)
+                json_decref(r->result);
+        if (r->error)
+                json_decref(r->error);
+        free(r->logs);
+        for (size_t i = 0; i < r->n_artifacts; i++) {
+                free(r->artifacts[i].name);
+                free(r->artifacts[i].data);
+        }
+        free(r->artifacts);
+        memset(r, 0, sizeof(*r));
+}
+
+void mp_executor_stop(struct mp_executor *ex) {
+        if (!ex)
+                return;
+        /* SIGTERM: the executor kills its sandboxes, removes their cgroups and exits. */
+        (void) kill(ex->pid, SIGTERM);
+        int ws;
+        pid_t w = 0;
+        for (int k = 0; k < 500 && (w = waitpid(ex->pid, &ws, WNOHANG)) == 0; k++)
+                usleep(10000);
+        if (w == 0) {
+                (void) kill(ex->pid, SIGKILL);
+                (void) waitpid(ex->pid, &ws, 0);
+        }
+        for (unsigned i = 0; i < ex->n; i++)
+                close(ex->fds[i]);
+        pthread_mutex_destroy(&ex->lock);
+        pthread_cond_destroy(&ex->cond);
+        free(ex->fds);
+        free(ex->busy);
+        free(ex);
+}

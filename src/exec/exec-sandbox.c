@@ -1,0 +1,608 @@
+/* The sandbox: a process in fresh user, pid, mount, ipc, uts and network namespaces,
+ * on a tmpfs root that holds only read-only binds of the system, a minimal /dev, its own
+ * /proc and size-capped private /tmp and /work; no capabilities, no_new_privs, the
+ * seccomp filter, rlimits, cgroup limits; then it execs the interpreter with a clean
+ * environment.
+ *
+ * As in bubblewrap, the file system is first described as a list of steps (plan_root,
+ * in the parent: it looks at the host) and then applied in the child (apply_steps), so
+ * what a sandbox can see is readable in one place. Every privileged step says why. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/securebits.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "exec/exec-internal.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Where the new root is assembled, inside the child's private mount namespace only: a
+ * tmpfs mounted over it hides the host's directory from the sandbox, not from the host. */
+#define BASE "/tmp"
+/* Extra address space over memory_mb: the interpreter, shared libraries, thread stacks
+ * and malloc arenas are virtual size, not memory (SERVICES pitfall 11). The real memory
+ * bound is the cgroup; RLIMIT_AS turns a huge single allocation into a MemoryError. */
+#define AS_HEADROOM_MB 512
+
+enum step_kind {
+        STEP_DIR,      /* mkdir dest */
+        STEP_BIND_RO,  /* bind src on dest, remounted read-only after pivot_root */
+        STEP_BIND_DEV, /* bind a host device node (null, zero, ...) */
+        STEP_SYMLINK,  /* dest -> src */
+        STEP_FILE,     /* dest with content src (written before the root turns read-only) */
+        STEP_TMPFS,    /* a private size-capped tmpfs on dest */
+        STEP_PROC,     /* a proc of the sandbox's pid namespace on dest */
+};
+
+struct step {
+        enum step_kind kind;
+        char src[PATH_MAX]; /* host path, link target or file content */
+        char dest[128];     /* relative to the new root */
+        long size_mb;       /* TMPFS */
+        mode_t mode;        /* TMPFS, DIR */
+        uid_t uid;          /* TMPFS owner */
+};
+
+#define MAX_STEPS 64
+
+struct plan {
+        struct step steps[MAX_STEPS];
+        size_t n;
+        bool root_mode; /* running as host root: full uid range mapped, uid switch */
+};
+
+static struct step *plan_add(struct plan *p, enum step_kind kind, const char *src, const char *dest) {
+        if (p->n >= MAX_STEPS)
+                return NULL;
+        struct step *s = &p->steps[p->n++];
+        memset(s, 0, sizeof(*s));
+        s->kind = kind;
+        snprintf(s->src, sizeof(s->src), "%s", src ? src : "");
+        snprintf(s->dest, sizeof(s->dest), "%s", dest);
+        s->mode = 0755;
+        return s;
+}
+
+/* A host path, bound read-only at the same place when it exists. */
+static void plan_bind_if_exists(struct plan *p, const char *host) {
+        struct stat st;
+        if (lstat(host, &st) == 0 && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)))
+                plan_add(p, STEP_BIND_RO, host, host + 1);
+}
+
+static int plan_root(struct plan *p, const struct mp_spawn *sp) {
+        static const char *const toplinks[] = { "bin", "sbin", "lib", "lib32", "lib64", "libx32" };
+        static const char *const devs[] = { "null", "zero", "full", "random", "urandom" };
+        char host[PATH_MAX], target[PATH_MAX];
+        uid_t owner = p->root_mode ? MP_SANDBOX_UID : 0;
+        struct step *s;
+
+        memset(p->steps, 0, sizeof(p->steps));
+        p->n = 0;
+        plan_add(p, STEP_DIR, NULL, "usr");
+        plan_add(p, STEP_BIND_RO, "/usr", "usr");
+        /* Merged /usr (Debian 12): /bin, /lib... are symlinks into usr/, recreate them;
+         * on a split layout bind the directories themselves. */
+        for (size_t i = 0; i < ELEMENTSOF(toplinks); i++) {
+                struct stat st;
+                snprintf(host, sizeof(host), "/%s", toplinks[i]);
+                if (lstat(host, &st) < 0)
+                        continue;
+                if (S_ISLNK(st.st_mode)) {
+                        ssize_t n = readlink(host, target, sizeof(target) - 1);
+                        if (n <= 0)
+                                continue;
+                        target[n] = 0;
+                        plan_add(p, STEP_SYMLINK, target, toplinks[i]);
+                } else if (S_ISDIR(st.st_mode)) {
+                        plan_add(p, STEP_BIND_RO, host, toplinks[i]);
+                }
+        }
+        /* /etc: only what the interpreter and the scientific stack read. Debian's BLAS
+         * resolves through /etc/alternatives and the loader through ld.so.cache (pitfall
+         * 1); sitecustomize lives in /etc/python3.X; matplotlib reads /etc/matplotlibrc
+         * and fontconfig /etc/fonts. Never passwd/shadow/hosts of the host. */
+        plan_add(p, STEP_DIR, NULL, "etc");
+        plan_bind_if_exists(p, "/etc/alternatives");
+        plan_bind_if_exists(p, "/etc/ld.so.cache");
+        plan_bind_if_exists(p, "/etc/localtime");
+        plan_bind_if_exists(p, "/etc/fonts");
+        plan_bind_if_exists(p, "/etc/matplotlibrc");
+        plan_bind_if_exists(p, "/etc/mime.types");
+        glob_t g = { 0 };
+        if (glob("/etc/python3*", GLOB_NOSORT, NULL, &g) == 0)
+                for (size_t i = 0; i < g.gl_pathc; i++)
+                        plan_bind_if_exists(p, g.gl_pathv[i]);
+        globfree(&g);
+        /* getpwuid() of the sandbox user must answer something sane, not the host's. */
+        snprintf(target, sizeof(target),
+                 "root:x:0:0:root:/tmp:/usr/sbin/nologin\nuser:x:%d:%d:user:/tmp:/usr/sbin/nologin\n",
+                 MP_SANDBOX_UID, MP_SANDBOX_UID);
+        plan_add(p, STEP_FILE, target, "etc/passwd");
+        snprintf(target, sizeof(target), "root:x:0:\nuser:x:%d:\n", MP_SANDBOX_UID);
+        plan_add(p, STEP_FILE, target, "etc/group");
+        plan_add(p, STEP_FILE, "mecapy\n", "etc/hostname");
+
+        /* /dev: a handful of harmless host nodes, bound (a user namespace cannot mknod). */
+        plan_add(p, STEP_DIR, NULL, "dev");
+        for (size_t i = 0; i < ELEMENTSOF(devs); i++) {
+                snprintf(host, sizeof(host), "/dev/%s", devs[i]);
+                snprintf(target, sizeof(target), "dev/%s", devs[i]);
+                plan_add(p, STEP_BIND_DEV, host, target);
+        }
+        plan_add(p, STEP_SYMLINK, "/proc/self/fd", "dev/fd");
+        plan_add(p, STEP_SYMLINK, "/proc/self/fd/0", "dev/stdin");
+        plan_add(p, STEP_SYMLINK, "/proc/self/fd/1", "dev/stdout");
+        plan_add(p, STEP_SYMLINK, "/proc/self/fd/2", "dev/stderr");
+
+        plan_add(p, STEP_DIR, NULL, "proc");
+        plan_add(p, STEP_PROC, NULL, "proc");
+
+        /* The only writable places, private to this call and capped (their pages are
+         * also charged to the sandbox's memory cgroup). */
+        plan_add(p, STEP_DIR, NULL, "tmp");
+        s = plan_add(p, STEP_TMPFS, NULL, "tmp");
+        if (s) {
+                s->size_mb = sp->limits.tmp_mb;
+                s->mode = 01777;
+        }
+        plan_add(p, STEP_DIR, NULL, "work");
+        s = plan_add(p, STEP_TMPFS, NULL, "work");
+        if (s) {
+                s->size_mb = sp->limits.tmp_mb;
+                s->mode = 0755;
+                s->uid = owner;
+        }
+        if (p->n >= MAX_STEPS)
+                return -E2BIG;
+        return 0;
+}
+
+/* ---- the child ---- */
+
+/* Report a failed setup step to the parent over the error pipe and die. The message is
+ * the sentence the API shows, so it names the step. */
+static _noreturn_ _printf_(3, 4) void child_fail(int errfd, int errnum, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                n = 0;
+        if ((size_t) n < sizeof(msg) && errnum)
+                n += snprintf(msg + n, sizeof(msg) - (size_t) n, ": %s", strerror(errnum));
+        (void) !write(errfd, msg, MP_MIN((size_t) n, sizeof(msg) - 1));
+        _exit(127);
+}
+
+static int write_file_at(const char *path, const char *content, mode_t mode) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        return mp_write_all(fd, content, strlen(content));
+}
+
+static void apply_steps(const struct plan *p, int errfd) {
+        char path[PATH_MAX + 8], opts[128];
+
+        for (size_t i = 0; i < p->n; i++) {
+                const struct step *s = &p->steps[i];
+                struct stat st;
+                snprintf(path, sizeof(path), BASE "/%s", s->dest);
+                switch (s->kind) {
+                case STEP_DIR:
+                        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                                child_fail(errfd, errno, "sandbox: cannot create %s", s->dest);
+                        break;
+                case STEP_BIND_RO:
+                case STEP_BIND_DEV:
+                        if (stat(s->src, &st) < 0)
+                                child_fail(errfd, errno, "sandbox: cannot find %s on the host", s->src);
+                        if (S_ISDIR(st.st_mode)) {
+                                if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                                        child_fail(errfd, errno, "sandbox: cannot create %s", s->dest);
+                        } else if (write_file_at(path, "", 0644) < 0) {
+                                child_fail(errfd, errno, "sandbox: cannot create %s", s->dest);
+                        }
+                        /* Not MS_REC: whatever is mounted below a bound host directory
+                         * stays invisible. MS_NOSUID: no set-uid binary gains anything. */
+                        if (mount(s->src, path, NULL, MS_BIND | MS_NOSUID, NULL) < 0)
+                                child_fail(errfd, errno, "sandbox: cannot bind %s", s->src);
+                        break;
+                case STEP_SYMLINK:
+                        if (symlink(s->src, path) < 0 && errno != EEXIST)
+                                child_fail(errfd, errno, "sandbox: cannot link %s", s->dest);
+                        break;
+                case STEP_FILE:
+                        if (write_file_at(path, s->src, 0644) < 0)
+                                child_fail(errfd, errno, "sandbox: cannot write %s", s->dest);
+                        break;
+                case STEP_TMPFS:
+                        /* nr_inodes: an inode bomb is memory too. */
+                        snprintf(opts, sizeof(opts), "size=%ldm,nr_inodes=65536,mode=%o,uid=%u,gid=%u",
+                                 s->size_mb, (unsigned) s->mode, (unsigned) s->uid, (unsigned) s->uid);
+                        if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                                child_fail(errfd, errno, "sandbox: cannot mount a tmpfs on /%s", s->dest);
+                        break;
+                case STEP_PROC:
+                        /* A proc of the new pid namespace: the sandbox sees only its own
+                         * processes. The kernel refuses it if the host's /proc is partly
+                         * hidden by overmounts (mount_too_revealing). */
+                        if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                                child_fail(errfd, errno, "sandbox: cannot mount /proc for the sandbox's pid namespace");
+                        break;
+                }
+        }
+}
+
+/* After pivot_root: make every bind read-only. A bind mount ignores MS_RDONLY at
+ * creation; it takes a remount, which must repeat the flags the kernel locked on the
+ * source mount (nosuid, nodev, noexec, atime) or it fails with EPERM in a user ns. */
+static void remount_ro(const struct plan *p, int errfd) {
+        char path[PATH_MAX];
+
+        for (size_t i = 0; i < p->n; i++) {
+                const struct step *s = &p->steps[i];
+                struct statvfs sv;
+                if (s->kind != STEP_BIND_RO)
+                        continue;
+                snprintf(path, sizeof(path), "/%s", s->dest);
+                if (statvfs(path, &sv) < 0)
+                        child_fail(errfd, errno, "sandbox: cannot stat %s", path);
+                unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID;
+                if (sv.f_flag & ST_NODEV)
+                        flags |= MS_NODEV;
+                if (sv.f_flag & ST_NOEXEC)
+                        flags |= MS_NOEXEC;
+                if (sv.f_flag & ST_NOATIME)
+                        flags |= MS_NOATIME;
+                if (sv.f_flag & ST_NODIRATIME)
+                        flags |= MS_NODIRATIME;
+                if (sv.f_flag & ST_RELATIME)
+                        flags |= MS_RELATIME;
+                if (mount(NULL, path, NULL, flags, NULL) < 0)
+                        child_fail(errfd, errno, "sandbox: cannot make %s read-only", path);
+        }
+        /* The root tmpfs itself (mount points, /etc/passwd...): read-only too. */
+        if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+                child_fail(errfd, errno, "sandbox: cannot make / read-only");
+}
+
+static void set_rlimit(int errfd, int res, const char *name, rlim_t soft, rlim_t hard) {
+        struct rlimit rl = { .rlim_cur = soft, .rlim_max = hard };
+        if (setrlimit(res, &rl) < 0)
+                child_fail(errfd, errno, "sandbox: cannot set %s", name);
+}
+
+static void apply_rlimits(const struct mp_spawn *sp, bool root_mode, int errfd) {
+        const struct mp_limits *l = &sp->limits;
+        rlim_t as = ((rlim_t) l->memory_mb + AS_HEADROOM_MB) << 20;
+        rlim_t cpu = (rlim_t) l->timeout_s * (rlim_t) MP_MAX(l->cpus, 1) + 1;
+
+        set_rlimit(errfd, RLIMIT_AS, "RLIMIT_AS", as, as);
+        set_rlimit(errfd, RLIMIT_FSIZE, "RLIMIT_FSIZE", (rlim_t) l->tmp_mb << 20, (rlim_t) l->tmp_mb << 20);
+        set_rlimit(errfd, RLIMIT_NOFILE, "RLIMIT_NOFILE", 1024, 1024);
+        set_rlimit(errfd, RLIMIT_CORE, "RLIMIT_CORE", 0, 0);
+        /* CPU seconds over all threads: a backstop only, since sleep escapes it; the
+         * executor's wall-clock deadline is what ends a call. */
+        set_rlimit(errfd, RLIMIT_CPU, "RLIMIT_CPU", cpu, cpu + 1);
+        set_rlimit(errfd, RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 0, 0);
+        /* Counted per user of the user namespace; as non-root that would be the
+         * developer's own processes, so only in root mode. */
+        if (root_mode)
+                set_rlimit(errfd, RLIMIT_NPROC, "RLIMIT_NPROC", (rlim_t) l->max_procs, (rlim_t) l->max_procs);
+}
+
+/* fds 0 (/dev/null), 1 and 2 (the log pipe), 3 (the guest socket), and nothing else.
+ * Everything is first moved to high numbers: dup2(fd, fd) is a no-op that would keep
+ * O_CLOEXEC (pitfall 2). Every other fd is marked close-on-exec, so the error pipe
+ * still works until the exec succeeds. */
+static void setup_fds(const struct mp_spawn *sp, int errfd) {
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0)
+                child_fail(errfd, errno, "sandbox: cannot open /dev/null");
+        int hn = fcntl(null, F_DUPFD_CLOEXEC, 64);
+        int hl = fcntl(sp->log_fd, F_DUPFD_CLOEXEC, 64);
+        int hg = fcntl(sp->guest_fd, F_DUPFD_CLOEXEC, 64);
+        if (hn < 0 || hl < 0 || hg < 0)
+                child_fail(errfd, errno, "sandbox: cannot move fds");
+        if (dup2(hn, 0) < 0 || dup2(hl, 1) < 0 || dup2(hl, 2) < 0 || dup2(hg, 3) < 0)
+                child_fail(errfd, errno, "sandbox: cannot set up fds");
+        if (syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+                for (int fd = 4; fd < 65536; fd++)
+                        if (fd != errfd)
+                                (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+}
+
+static void drop_privileges(bool root_mode, int errfd) {
+        /* Bounding set first: dropping it needs CAP_SETPCAP, which the uid switch below
+         * takes away. With an empty bounding set no execve can ever regain a cap. */
+        for (int c = 0; c <= 63; c++)
+                if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+                        child_fail(errfd, errno, "sandbox: cannot drop capability %d", c);
+        /* uid 0 must not mean "all capabilities" after execve (it is the only uid as
+         * non-root, where no switch is possible); locked so user code cannot undo it. */
+        if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                                             SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+                  0, 0, 0) < 0)
+                child_fail(errfd, errno, "sandbox: cannot lock securebits");
+        if (root_mode) {
+                /* An unprivileged uid inside, host MP_SANDBOX_HOST_BASE + 1000: owns no
+                 * host file and no other sandbox's processes (they have their own ns). */
+                if (setresgid(MP_SANDBOX_UID, MP_SANDBOX_UID, MP_SANDBOX_UID) < 0 ||
+                    setresuid(MP_SANDBOX_UID, MP_SANDBOX_UID, MP_SANDBOX_UID) < 0)
+                        child_fail(errfd, errno, "sandbox: cannot switch to the sandbox user");
+        }
+        cap_t none = cap_init();
+        if (!none || cap_set_proc(none) < 0)
+                child_fail(errfd, errno, "sandbox: cannot clear capabilities");
+        cap_free(none);
+        (void) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        /* setresuid cleared PDEATHSIG (pitfall 3): set it again so the sandbox dies with
+         * the executor. Nothing else in the namespace outlives PID 1. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+                child_fail(errfd, errno, "sandbox: cannot set the parent-death signal");
+}
+
+static char *const clean_env[] = {
+        /* The server's environment never reaches user code: only these. */
+        "HOME=/tmp", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TMPDIR=/tmp",
+        "OPENBLAS_NUM_THREADS=1", "MPLCONFIGDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1",
+        "USER=user", "LOGNAME=user", NULL,
+};
+
+static _noreturn_ void exec_guest(const struct mp_spawn *sp, int errfd) {
+        /* -I: isolated (no env vars, no user site, no script dir on sys.path);
+         * -B: no .pyc (PYTHONDONTWRITEBYTECODE is ignored under -I). */
+        char *argv[] = { "python3", "-I", "-B", "-c", (char *) sp->guest_src, NULL };
+        execve(sp->python, argv, clean_env);
+        child_fail(errfd, errno, "sandbox: cannot execute %s", sp->python);
+}
+
+static _noreturn_ void child_sandbox(const struct mp_spawn *sp, const struct plan *p, int syncfd, int errfd) {
+        char c;
+
+        /* Wait until the parent has written our id maps and cgroups. */
+        if (read(syncfd, &c, 1) != 1)
+                child_fail(errfd, 0, "sandbox: the executor did not finish the setup");
+        close(syncfd);
+
+        /* Supplementary groups survive into the namespace and would still open
+         * group-readable host files (pitfall 4). As non-root, setgroups is denied by
+         * design (and there are none worth keeping). */
+        if (p->root_mode && setgroups(0, NULL) < 0)
+                child_fail(errfd, errno, "sandbox: cannot drop supplementary groups");
+        /* Become the namespace's root (a host uid that owns nothing) for the setup. */
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                child_fail(errfd, errno, "sandbox: cannot become root of the user namespace");
+        if (setsid() < 0)
+                child_fail(errfd, errno, "sandbox: setsid");
+
+        /* No mount event may propagate back to the host. */
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                child_fail(errfd, errno, "sandbox: cannot make the mount namespace private");
+        if (mount("tmpfs", BASE, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=1024,mode=0755") < 0)
+                child_fail(errfd, errno, "sandbox: cannot mount the new root");
+        apply_steps(p, errfd);
+
+        /* pivot_root(".", "."): the old root ends up stacked on the new one and is then
+         * detached, so no path leads back to the host's file system (chroot would). */
+        if (chdir(BASE) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+                child_fail(errfd, errno, "sandbox: pivot_root");
+        if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+                child_fail(errfd, errno, "sandbox: cannot detach the host's root");
+        remount_ro(p, errfd);
+
+        if (mkdir(MP_SANDBOX_WORKDIR "/outputs", 0755) < 0 ||
+            (p->root_mode && chown(MP_SANDBOX_WORKDIR "/outputs", MP_SANDBOX_UID, MP_SANDBOX_UID) < 0))
+                child_fail(errfd, errno, "sandbox: cannot create the outputs directory");
+        if (sethostname("mecapy", 6) < 0)
+                child_fail(errfd, errno, "sandbox: sethostname");
+
+        setup_fds(sp, errfd);
+        apply_rlimits(sp, p->root_mode, errfd);
+        drop_privileges(p->root_mode, errfd);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                child_fail(errfd, errno, "sandbox: PR_SET_NO_NEW_PRIVS");
+        int r = mp_seccomp_load(sp->seccomp);
+        if (r < 0)
+                child_fail(errfd, -r, "sandbox: cannot load the seccomp filter");
+        if (chdir(MP_SANDBOX_WORKDIR) < 0)
+                child_fail(errfd, errno, "sandbox: chdir " MP_SANDBOX_WORKDIR);
+        exec_guest(sp, errfd);
+}
+
+/* Development mode (--no-sandbox): the interpreter as a plain child, in its own session
+ * and working directory, with the clean environment and rlimits. No isolation. */
+static _noreturn_ void child_plain(const struct mp_spawn *sp, int syncfd, int errfd) {
+        char c;
+
+        if (read(syncfd, &c, 1) != 1)
+                child_fail(errfd, 0, "executor: setup interrupted");
+        close(syncfd);
+        if (setsid() < 0)
+                child_fail(errfd, errno, "setsid");
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+                child_fail(errfd, errno, "PR_SET_PDEATHSIG");
+        if (chdir(sp->workdir) < 0)
+                child_fail(errfd, errno, "cannot enter %s", sp->workdir);
+        setup_fds(sp, errfd);
+        apply_rlimits(sp, false, errfd);
+        exec_guest(sp, errfd);
+}
+
+/* ---- the parent (executor) ---- */
+
+static int write_proc(pid_t pid, const char *file, const char *content) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, file);
+        return write_file_at(path, content, 0);
+}
+
+static int write_id_maps(pid_t pid, bool root_mode) {
+        char map[64];
+        int r;
+
+        if (root_mode) {
+                /* The whole inside range lands on host ids that own nothing
+                 * (pitfall 13). As a privileged writer we need no setgroups "deny",
+                 * so the child can still drop its supplementary groups. */
+                snprintf(map, sizeof(map), "0 %d %d\n", MP_SANDBOX_HOST_BASE, MP_SANDBOX_RANGE);
+                r = write_proc(pid, "uid_map", map);
+                return r < 0 ? r : write_proc(pid, "gid_map", map);
+        }
+        /* Unprivileged: inside 0 is ourselves, nothing else exists. The kernel requires
+         * setgroups to be denied before an unprivileged gid_map. */
+        snprintf(map, sizeof(map), "0 %u 1\n", (unsigned) getuid());
+        r = write_proc(pid, "uid_map", map);
+        if (r >= 0)
+                r = write_proc(pid, "setgroups", "deny");
+        snprintf(map, sizeof(map), "0 %u 1\n", (unsigned) getgid());
+        return r < 0 ? r : write_proc(pid, "gid_map", map);
+}
+
+static long raw_clone(unsigned long flags, int *pidfd) {
+        /* Raw clone, fork-like (no new stack): the executor is single-threaded, and the
+         * libc wrapper needs a function and a stack. CLONE_PIDFD gives a pollable handle
+         * that cannot be confused with a recycled pid. */
+        return syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, NULL, pidfd, NULL, 0);
+}
+
+int mp_sandbox_spawn(const struct mp_spawn *sp, pid_t *ret_pid, int *ret_pidfd, struct mp_error *err) {
+        static struct plan plan; /* big; the executor is single-threaded */
+        int syncp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+        _cleanup_close_ int pidfd = -1;
+        unsigned long flags = 0;
+        char msg[512];
+        int r;
+
+        plan.root_mode = geteuid() == 0;
+        if (sp->sandbox) {
+                r = plan_root(&plan, sp);
+                if (r < 0)
+                        return mp_error_set(err, -r, 500, "sandbox", "sandbox: too many setup steps");
+                /* A network namespace per call costs ~1 ms (see SERVICES); it leaves the
+                 * sandbox with only a loopback that stays down. */
+                flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+                        CLONE_NEWNET | CLONE_NEWCGROUP;
+        }
+        if (pipe2(syncp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+                r = -errno;
+                goto fail_pipes;
+        }
+
+        long pid = raw_clone(flags, &pidfd);
+        if (pid < 0) {
+                r = -errno;
+                mp_error_set(err, -r, 503, "sandbox",
+                             "sandbox: cannot create the namespaces (%s); this host must allow "
+                             "user namespaces (or run with --no-sandbox for development only)",
+                             strerror(-r));
+                goto fail_pipes;
+        }
+        if (pid == 0) {
+                close(syncp[1]);
+                close(errp[0]);
+                if (sp->sandbox)
+                        child_sandbox(sp, &plan, syncp[0], errp[1]);
+                child_plain(sp, syncp[0], errp[1]);
+        }
+        close(syncp[0]);
+        close(errp[1]);
+
+        r = 0;
+        if (sp->sandbox) {
+                r = write_id_maps((pid_t) pid, plan.root_mode);
+                if (r < 0)
+                        mp_error_set(err, -r, 503, "sandbox", "sandbox: cannot write the uid/gid maps: %s",
+                                     strerror(-r));
+        }
+        if (r >= 0 && sp->cgroup) {
+                r = mp_cgroup_attach(sp->cgroup, (pid_t) pid);
+                if (r < 0)
+                        mp_error_set(err, -r, 503, "sandbox", "sandbox: cannot attach to its cgroup: %s",
+                                     strerror(-r));
+        }
+        if (r >= 0 && write(syncp[1], "x", 1) != 1) {
+                r = -EPIPE;
+                mp_error_set(err, EPIPE, 503, "sandbox", "sandbox: the child died during setup");
+        }
+        close(syncp[1]);
+
+        if (r >= 0) {
+                /* The error pipe is O_CLOEXEC: EOF means the interpreter was exec'ed,
+                 * bytes are the sentence of the step that failed. */
+                struct pollfd pfd = { .fd = errp[0], .events = POLLIN };
+                int pr;
+                do
+                        pr = poll(&pfd, 1, 10000);
+                while (pr < 0 && errno == EINTR);
+                ssize_t n = pr > 0 ? read(errp[0], msg, sizeof(msg) - 1) : -1;
+                if (n > 0) {
+                        msg[n] = 0;
+                        r = mp_error_set(err, EIO, 503, "sandbox", "%s", msg);
+                } else if (n < 0) {
+                        r = mp_error_set(err, ETIMEDOUT, 503, "sandbox", "sandbox: setup did not finish in 10 s");
+                }
+        }
+        close(errp[0]);
+        if (r < 0) {
+                (void) kill((pid_t) pid, SIGKILL);
+                (void) waitpid((pid_t) pid, NULL, __WALL);
+                return r;
+        }
+        *ret_pid = (pid_t) pid;
+        *ret_pidfd = TAKE_FD(pidfd);
+        return 0;
+
+fail_pipes:
+        for (int i = 0; i < 2; i++) {
+                if (syncp[i] >= 0)
+                        close(syncp[i]);
+                if (errp[i] >= 0)
+                        close(errp[i]);
+        }
+        if (!err || !err->message[0])
+                mp_error_set(err, -r, 503, "sandbox", "sandbox: %s", strerror(-r));
+        return r;
+}
+
+int mp_sandbox_probe(struct mp_error *err) {
+        /* A real, empty clone: the cheapest honest answer to "are user namespaces
+         * allowed here" (sysctls, container policies and LSMs all can say no). */
+        int pidfd = -1;
+        long pid = raw_clone(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET, &pidfd);
+        if (pid < 0)
+                return mp_error_set(err, errno, 503, "sandbox",
+                                    "sandbox: this host does not allow user namespaces (%m); enable "
+                                    "them, or run with --no-sandbox for development only");
+        if (pid == 0)
+                _exit(0);
+        close(pidfd);
+        (void) waitpid((pid_t) pid, NULL, 0);
+        return 0;
+}

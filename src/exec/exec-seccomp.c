@@ -1,0 +1,170 @@
+/* The seccomp filter of every sandbox: default ALLOW with a deny list answering EPERM.
+ *
+ * Why a deny list with EPERM and not a default KILL allow list: Python and its native
+ * libraries probe syscalls they can live without (OpenBLAS's mbind, socket options, ...);
+ * a KILL default dies silently on them (SERVICES pitfall 9), while EPERM turns into a
+ * Python exception the user can read. The list below is the kernel's attack surface and
+ * everything that would let code leave its namespaces or see other processes.
+ *
+ * The filter is built once with libseccomp in the executor and exported as BPF; each
+ * sandbox only loads the ready program (~0.3 ms instead of ~1 ms). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "exec/exec-internal.h"
+
+struct mp_seccomp {
+        struct sock_fprog prog;
+};
+
+/* Syscalls user code never needs, each denied with EPERM. */
+static const char *const deny_eperm[] = {
+        /* leaving the sandbox: namespaces, mounts, root */
+        "mount", "umount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+        "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+        /* other processes: debugging, memory access, handles by inode */
+        "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+        "open_by_handle_at", "name_to_handle_at",
+        /* process creation: a fork bomb would exhaust the pids budget (pitfall 10);
+         * clone is handled below so that threads (OpenBLAS) still work */
+        "fork", "vfork",
+        /* kernel attack surface */
+        "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+        "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init",
+        "lookup_dcookie", "iopl", "ioperm", "uselib", "sysfs", "ustat", "vm86", "vm86old",
+        "_sysctl", "nfsservctl", "personality",
+        /* host administration */
+        "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+        "create_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd",
+        "syslog", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+        "sethostname", "setdomainname",
+};
+
+/* clone flags that would create namespaces (never allowed, even for a thread). */
+static const uint64_t clone_ns_flags[] = {
+        CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS,
+        CLONE_NEWCGROUP, 0x00000080ULL /* CLONE_NEWTIME */,
+};
+
+static void ctx_releasep(scmp_filter_ctx *c) {
+        if (*c)
+                seccomp_release(*c);
+}
+
+static int add_rules(scmp_filter_ctx ctx, struct mp_error *err) {
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(deny_eperm); i++) {
+                int nr = seccomp_syscall_resolve_name(deny_eperm[i]);
+                if (nr == __NR_SCMP_ERROR)
+                        continue; /* not on this architecture */
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+                if (r < 0 && r != -EDOM) /* -EDOM: pseudo syscall not on this arch */
+                        return mp_error_set(err, -r, 500, "sandbox",
+                                            "seccomp: cannot deny %s: %s", deny_eperm[i],
+                                            strerror(-r));
+        }
+
+        /* Sockets: only AF_UNIX (socketpair for the user's own threads); no network, not
+         * even the namespace's loopback, no netlink, no packet sockets. */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                             SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socketpair), 1,
+                                     SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+
+        /* clone: threads carry CLONE_THREAD; a clone without it is a new process
+         * (fork, vfork, posix_spawn). Namespace flags are refused in any case. */
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                                     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(clone_ns_flags); i++)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                                     SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i],
+                                             clone_ns_flags[i]));
+        /* clone3 passes its flags in memory a filter cannot read: answer ENOSYS so that
+         * glibc falls back to clone, where the rules above apply. */
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+        /* TIOCSTI would push input into a terminal outside (there is none, but cheap). */
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+                                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, 0x5412u));
+        if (r < 0)
+                return mp_error_set(err, -r, 500, "sandbox", "seccomp: cannot add a rule: %s",
+                                    strerror(-r));
+        return 0;
+}
+
+int mp_seccomp_build(struct mp_seccomp **ret, struct mp_error *err) {
+        _cleanup_(ctx_releasep) scmp_filter_ctx ctx = NULL;
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ struct mp_seccomp *s = NULL;
+        _cleanup_free_ char *bpf = NULL;
+        off_t size;
+        int r;
+
+        ctx = seccomp_init(SCMP_ACT_ALLOW);
+        if (!ctx)
+                return mp_error_set(err, ENOMEM, 500, "sandbox", "seccomp: cannot initialise libseccomp");
+        /* A syscall from a foreign ABI (i386 int 0x80, x32) would bypass the rules. */
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+        if (r < 0)
+                return mp_error_set(err, -r, 500, "sandbox", "seccomp: %s", strerror(-r));
+        r = add_rules(ctx, err);
+        if (r < 0)
+                return r;
+
+        fd = memfd_create("mp-seccomp", MFD_CLOEXEC);
+        if (fd < 0)
+                return mp_error_set(err, errno, 500, "sandbox", "seccomp: memfd_create: %m");
+        r = seccomp_export_bpf(ctx, fd);
+        if (r < 0)
+                return mp_error_set(err, -r, 500, "sandbox", "seccomp: cannot export the filter: %s",
+                                    strerror(-r));
+        size = lseek(fd, 0, SEEK_END);
+        if (size <= 0 || size % sizeof(struct sock_filter) != 0 || size > 65536)
+                return mp_error_set(err, EINVAL, 500, "sandbox", "seccomp: odd filter size %lld",
+                                    (long long) size);
+        bpf = malloc((size_t) size);
+        if (!bpf)
+                return -ENOMEM;
+        if (pread(fd, bpf, (size_t) size, 0) != size)
+                return mp_error_set(err, EIO, 500, "sandbox", "seccomp: cannot read the filter back");
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->prog.len = (unsigned short) (size / sizeof(struct sock_filter));
+        s->prog.filter = (struct sock_filter *) TAKE_PTR(bpf);
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int mp_seccomp_load(const struct mp_seccomp *s) {
+        /* Needs PR_SET_NO_NEW_PRIVS (set by the caller) since we hold no CAP_SYS_ADMIN on
+         * the host. TSYNC is pointless: the child is single-threaded here. */
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &s->prog) < 0)
+                return -errno;
+        return 0;
+}
+
+struct mp_seccomp *mp_seccomp_free(struct mp_seccomp *s) {
+        if (s) {
+                free(s->prog.filter);
+                free(s);
+        }
+        return NULL;
+}

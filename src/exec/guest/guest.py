@@ -1,0 +1,466 @@
+# MecaPy guest: runs inside the sandbox (python3 -I -B -c <this>), the only Python in
+# the server. Protocol on fd 3: one request frame in, one reply frame out; a frame is a
+# u32 little-endian length and that many bytes of JSON.
+#
+#   request  {"op": "run"|"analyze", "code", "handler", "inputs", "policy", "workdir",
+#             "max_result_bytes", "max_artifacts", "max_artifact_bytes", "memory_mb"}
+#   reply    {"status": "ok", "result": ..., "artifacts": [{"name", "data"(base64)}]}
+#            {"status": "error"|"limit", "error": {"type", "message", "traceback"?, "limit"?}}
+#
+# User code runs in this process and could rewrite anything here: the executor treats
+# the reply as untrusted and re-checks it. This file only has to be right for honest code.
+import ast
+import base64
+import json
+import math
+import os
+import struct
+import sys
+import types
+
+FD = 3
+USER_FILE = "<function>"
+MAX_DEPTH = 256
+
+_write = os.write
+_dumps = json.dumps
+
+
+def read_frame():
+    def exact(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = os.read(FD, n - len(buf))
+            if not chunk:
+                raise EOFError("executor closed the channel")
+            buf += chunk
+        return buf
+    (n,) = struct.unpack("<I", exact(4))
+    return json.loads(exact(n))
+
+
+def write_frame(obj):
+    data = _dumps(obj, allow_nan=False, separators=(",", ":")).encode()
+    data = struct.pack("<I", len(data)) + data
+    view = memoryview(data)
+    while view:
+        n = _write(FD, view)
+        view = view[n:]
+
+
+def note(line):
+    try:
+        _write(2, ("mecapy: " + line + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def flush_std():
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------- run
+
+
+class ResultError(TypeError):
+    pass
+
+
+def to_json(value, path, depth=0):
+    """The return value as plain JSON: numpy scalars and arrays, tuples become numbers
+    and lists; non-finite floats become null with a note in the logs."""
+    if depth > MAX_DEPTH:
+        raise ResultError("%s is nested more than %d levels deep" % (path, MAX_DEPTH))
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        note("%s was %s, returned as null" % (path, "NaN" if math.isnan(value) else
+                                               ("inf" if value > 0 else "-inf")))
+        return None
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biufUS?":
+                raise ResultError("%s is a numpy array of %s, not JSON-serialisable" % (path, value.dtype))
+            return to_json(value.tolist(), path, depth)
+        if isinstance(value, np.generic):
+            item = value.item()
+            if isinstance(item, np.generic) or isinstance(item, complex):
+                raise ResultError("%s of type %s is not JSON-serialisable" % (path, type(value).__name__))
+            return to_json(item, path, depth)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ResultError("%s has a key of type %s; keys must be str" % (path, type(k).__name__))
+            out[k] = to_json(v, "%s.%s" % (path, k), depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [to_json(v, "%s[%d]" % (path, i), depth + 1) for i, v in enumerate(value)]
+    raise ResultError("%s of type %s is not JSON-serialisable" % (path, type(value).__name__))
+
+
+def user_traceback(exc):
+    """The exception with only the user's frames: the guest's own are dropped."""
+    import traceback
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != "<string>"]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def error_reply(exc, status="error", limit=None):
+    err = {"type": type(exc).__name__, "message": str(exc), "traceback": user_traceback(exc)}
+    if limit:
+        err["limit"] = limit
+    return {"status": status, "error": err}
+
+
+def collect_artifacts(req):
+    out_dir = os.path.join(req.get("workdir", "."), "outputs")
+    arts, total = [], 0
+    try:
+        entries = sorted(os.scandir(out_dir), key=lambda e: e.name)
+    except OSError:
+        return []
+    for e in entries:
+        # Regular files only, never through a symlink.
+        if not e.is_file(follow_symlinks=False) or "/" in e.name:
+            continue
+        if len(arts) >= req["max_artifacts"]:
+            raise OverflowError("more than %d files in outputs/" % req["max_artifacts"])
+        fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            data = b""
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+                if total + len(data) > req["max_artifact_bytes"]:
+                    raise OverflowError("outputs/ holds more than %d bytes" % req["max_artifact_bytes"])
+        finally:
+            os.close(fd)
+        total += len(data)
+        arts.append({"name": e.name, "data": base64.b64encode(data).decode()})
+    return arts
+
+
+def op_run(req):
+    import linecache
+    code = req["code"]
+    # Tracebacks show the user's source lines under a neutral name.
+    linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
+    os.chdir(req.get("workdir", "."))
+    mod = types.ModuleType("function")
+    mod.__file__ = USER_FILE
+    sys.modules["function"] = mod
+    try:
+        exec(compile(code, USER_FILE, "exec"), mod.__dict__)
+        fn = getattr(mod, req["handler"], None)
+        if not callable(fn):
+            raise AttributeError("the module defines no function %r" % req["handler"])
+        np = sys.modules.get("numpy")
+        if np is not None:
+            # A fresh seed per call: with forked instances every call would otherwise
+            # draw the same "random" numbers (pitfall 7).
+            np.random.seed(int.from_bytes(os.urandom(4), "little"))
+        value = fn(**(req.get("inputs") or {}))
+        result = to_json(value, "result")
+    except MemoryError as e:
+        flush_std()
+        reply = error_reply(e, "limit", "memory")
+        reply["error"]["message"] = "the call ran out of memory (limit %d MB)" % req.get("memory_mb", 0)
+        return reply
+    except ResultError as e:
+        flush_std()
+        return {"status": "error", "error": {"type": "TypeError", "message": str(e)}}
+    except RecursionError as e:
+        flush_std()
+        return error_reply(e)
+    except BaseException as e:  # SystemExit and KeyboardInterrupt too: the call failed
+        flush_std()
+        return error_reply(e)
+    flush_std()
+    try:
+        text = _dumps(result, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        return {"status": "error", "error": {"type": "TypeError", "message": "result: %s" % e}}
+    if len(text) > req["max_result_bytes"]:
+        return {"status": "limit", "error": {"type": "ResultTooLarge", "limit": "result_size",
+                "message": "the result is %d bytes, over the %d bytes limit" % (len(text), req["max_result_bytes"])}}
+    try:
+        arts = collect_artifacts(req)
+    except OverflowError as e:
+        return {"status": "limit", "error": {"type": "ArtifactsTooLarge", "limit": "artifacts", "message": str(e)}}
+    return {"status": "ok", "result": result, "artifacts": arts}
+
+
+# ---------------------------------------------------------------- analyze
+
+SCALARS = {"float": "number", "int": "integer", "bool": "boolean", "str": "string",
+           "bytes": "string", "complex": None}
+ARRAYS = {"list", "List", "Sequence", "tuple", "Tuple", "set", "Set", "Iterable", "ndarray", "MutableSequence"}
+OBJECTS = {"dict", "Dict", "Mapping", "MutableMapping"}
+
+
+def _name(node):
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _nullable(schema):
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _is_none(node):
+    return (isinstance(node, ast.Constant) and node.value is None) or _name(node) == "None"
+
+
+def schema_of(node, depth=0):
+    """A JSON Schema for a type annotation (an ast node)."""
+    if node is None or depth > 32:
+        return {}
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            return schema_of(ast.parse(node.value, mode="eval").body, depth + 1)
+        except SyntaxError:
+            return {}
+    if _is_none(node):
+        return {"type": "null"}
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        parts = []
+
+        def flatten(n):
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
+                flatten(n.left)
+                flatten(n.right)
+            else:
+                parts.append(n)
+        flatten(node)
+        return _union(parts, depth)
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        n = _name(node)
+        if n in SCALARS and SCALARS[n]:
+            return {"type": SCALARS[n]}
+        if n in ARRAYS:
+            return {"type": "array"}
+        if n in OBJECTS:
+            return {"type": "object"}
+        return {}
+    if isinstance(node, ast.Subscript):
+        base = _name(node.value)
+        args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base == "Optional":
+            return _nullable(schema_of(args[0], depth + 1))
+        if base == "Union":
+            return _union(args, depth)
+        if base == "Literal":
+            values = []
+            for a in args:
+                if isinstance(a, ast.Constant) and isinstance(a.value, (str, int, float, bool, type(None))):
+                    values.append(a.value)
+            return {"enum": values}
+        if base == "Annotated":
+            return schema_of(args[0], depth + 1)
+        if base in ARRAYS:
+            if base in ("tuple", "Tuple") and len(args) > 1 and not (isinstance(args[-1], ast.Constant) and args[-1].value is Ellipsis):
+                return {"type": "array", "prefixItems": [schema_of(a, depth + 1) for a in args],
+                        "minItems": len(args), "maxItems": len(args)}
+            return {"type": "array", "items": schema_of(args[0], depth + 1)}
+        if base in OBJECTS:
+            s = {"type": "object"}
+            if len(args) == 2:
+                s["additionalProperties"] = schema_of(args[1], depth + 1)
+            return s
+    return {}
+
+
+def _union(parts, depth):
+    has_none = any(_is_none(p) for p in parts)
+    rest = [schema_of(p, depth + 1) for p in parts if not _is_none(p)]
+    if len(rest) == 1:
+        return _nullable(rest[0]) if has_none else rest[0]
+    if has_none:
+        rest.append({"type": "null"})
+    return {"anyOf": rest}
+
+
+def param_docs(doc):
+    """Parameter descriptions from a Google ("Args:") or NumPy ("Parameters") docstring."""
+    import inspect
+    out = {}
+    lines = inspect.cleandoc(doc).splitlines()
+    i = 0
+    while i < len(lines):
+        head = lines[i].strip()
+        if head in ("Args:", "Arguments:", "Parameters:", "Params:"):  # Google
+            i += 1
+            cur = None
+            while i < len(lines) and (not lines[i].strip() or lines[i][:1].isspace()):
+                line = lines[i]
+                stripped = line.strip()
+                indent = len(line) - len(line.lstrip())
+                if stripped and ":" in stripped and (cur is None or indent <= cur[1]):
+                    name, _, desc = stripped.partition(":")
+                    name = name.split("(")[0].strip().lstrip("*")
+                    cur = (name, indent)
+                    out[name] = desc.strip()
+                elif stripped and cur:
+                    out[cur[0]] = (out[cur[0]] + " " + stripped).strip()
+                i += 1
+            continue
+        if head == "Parameters" and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:  # NumPy
+            i += 2
+            cur = None
+            while i < len(lines):
+                line = lines[i]
+                stripped = line.strip()
+                if stripped and i + 1 < len(lines) and lines[i + 1].strip() and set(lines[i + 1].strip()) == {"-"}:
+                    break  # next section
+                if stripped and not line[:1].isspace():
+                    for name in stripped.split(":")[0].split(","):
+                        out[name.strip().lstrip("*")] = ""
+                    cur = [n.strip().lstrip("*") for n in stripped.split(":")[0].split(",")]
+                elif stripped and cur:
+                    for name in cur:
+                        out[name] = (out[name] + " " + stripped).strip()
+                i += 1
+            continue
+        i += 1
+    return {k: v for k, v in out.items() if k}
+
+
+def _literal(node):
+    try:
+        value = ast.literal_eval(node)
+        _dumps(value, allow_nan=False)
+        return True, value
+    except Exception:
+        return False, None
+
+
+def _dotted(node):
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def op_analyze(req):
+    code, handler = req["code"], req["handler"]
+    policy = req.get("policy") or {}
+    forbidden_imports = set(policy.get("forbidden_imports") or [])
+    forbidden_calls = set(policy.get("forbidden_calls") or [])
+    problems = []
+    out = {"input_schema": {"type": "object", "properties": {}, "additionalProperties": False},
+           "description": "", "problems": problems}
+    try:
+        tree = ast.parse(code, USER_FILE)
+    except SyntaxError as e:
+        problems.append({"line": e.lineno or 1, "message": "SyntaxError: %s" % e.msg})
+        return {"status": "ok", "result": out}
+    except (RecursionError, MemoryError, ValueError, OverflowError) as e:
+        problems.append({"line": 1, "message": "the code is too deeply nested or too large to analyse (%s)" %
+                         type(e).__name__})
+        return {"status": "ok", "result": out}
+
+    for node in ast.walk(tree):  # iterative: no recursion limit here
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                top = a.name.split(".")[0]
+                if top in forbidden_imports:
+                    problems.append({"line": node.lineno, "message": "import of %r is not allowed" % top})
+        elif isinstance(node, ast.ImportFrom):
+            top = (node.module or "").split(".")[0]
+            if node.level == 0 and top in forbidden_imports:
+                problems.append({"line": node.lineno, "message": "import of %r is not allowed" % top})
+        elif isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            if name and (name in forbidden_calls or
+                         (isinstance(node.func, ast.Name) and node.func.id in forbidden_calls)):
+                problems.append({"line": node.lineno, "message": "call to %s() is not allowed" % name})
+
+    fn = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == handler:
+            fn = node
+    if fn is None:
+        problems.append({"line": 1, "message": "no function named %r at module level" % handler})
+        problems.sort(key=lambda p: p["line"])
+        return {"status": "ok", "result": out}
+    if isinstance(fn, ast.AsyncFunctionDef):
+        problems.append({"line": fn.lineno, "message": "%r is async; define it with def" % handler})
+
+    doc = ast.get_docstring(fn) or ""
+    docs = param_docs(doc) if doc else {}
+    first = doc.strip().splitlines()[0].strip() if doc.strip() else ""
+
+    a = fn.args
+    positional = a.posonlyargs + a.args
+    pos_defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    params = list(zip(positional, pos_defaults)) + list(zip(a.kwonlyargs, a.kw_defaults))
+    props, required = {}, []
+    for arg, default in params:
+        s = dict(schema_of(arg.annotation))
+        if docs.get(arg.arg):
+            s["description"] = docs[arg.arg]
+        if default is None:
+            required.append(arg.arg)
+        else:
+            ok, value = _literal(default)
+            if ok:
+                s["default"] = value
+        props[arg.arg] = s
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+              "properties": props, "required": required,
+              "additionalProperties": bool(a.vararg or a.kwarg)}
+    if first:
+        schema["description"] = first
+    out["input_schema"] = schema
+    out["description"] = first
+    problems.sort(key=lambda p: p["line"])
+    return {"status": "ok", "result": out}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    req = read_frame()
+    try:
+        if req.get("op") == "analyze":
+            reply = op_analyze(req)
+        else:
+            reply = op_run(req)
+    except (RecursionError, MemoryError) as e:
+        reply = {"status": "ok", "result": {"input_schema": {}, "description": "", "problems": [
+            {"line": 1, "message": "the code is too deeply nested to analyse (%s)" % type(e).__name__}]}} \
+            if req.get("op") == "analyze" else error_reply(e, "limit" if isinstance(e, MemoryError) else "error",
+                                                           "memory" if isinstance(e, MemoryError) else None)
+    try:
+        write_frame(reply)
+    except (TypeError, ValueError) as e:
+        write_frame({"status": "error", "error": {"type": "TypeError", "message": "result: %s" % e}})
+    flush_std()
+
+
+main()
