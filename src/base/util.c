@@ -240,29 +240,64 @@ int mp_parse_long(const char *s, long min, long max, long *ret) {
         return 0;
 }
 
+/* Length of the valid, non-NUL UTF-8 sequence at p (1 to 4), or 0. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *e) {
+        unsigned c = *p;
+        size_t more;
+        unsigned min;
+
+        if (c == 0)
+                return 0;
+        if (c < 0x80)
+                return 1;
+        if ((c & 0xe0) == 0xc0) { more = 1; min = 0x80; c &= 0x1f; }
+        else if ((c & 0xf0) == 0xe0) { more = 2; min = 0x800; c &= 0x0f; }
+        else if ((c & 0xf8) == 0xf0) { more = 3; min = 0x10000; c &= 0x07; }
+        else return 0;
+        if ((size_t) (e - p) <= more)
+                return 0;
+        for (size_t i = 1; i <= more; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                c = (c << 6) | (p[i] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+                return 0;
+        return more + 1;
+}
+
 bool mp_utf8_valid(const char *s, size_t n) {
         const unsigned char *p = (const unsigned char *) s, *e = p + n;
         while (p < e) {
-                unsigned c = *p++;
-                int more;
-                unsigned min;
-                if (c == 0)
+                size_t k = utf8_seq(p, e);
+                if (!k)
                         return false;
-                if (c < 0x80)
-                        continue;
-                if ((c & 0xe0) == 0xc0) { more = 1; min = 0x80; c &= 0x1f; }
-                else if ((c & 0xf0) == 0xe0) { more = 2; min = 0x800; c &= 0x0f; }
-                else if ((c & 0xf8) == 0xf0) { more = 3; min = 0x10000; c &= 0x07; }
-                else return false;
-                if (e - p < more)
-                        return false;
-                while (more--) {
-                        if ((*p & 0xc0) != 0x80)
-                                return false;
-                        c = (c << 6) | (*p++ & 0x3f);
-                }
-                if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                        return false;
+                p += k;
         }
         return true;
+}
+
+char *mp_utf8_sanitize(const char *s, size_t n, size_t *ret_len) {
+        const unsigned char *p = (const unsigned char *) s, *e = p + n;
+        struct mp_buf b = { 0 };
+
+        while (p < e) {
+                const unsigned char *start = p;
+                size_t k;
+                while (p < e && (k = utf8_seq(p, e)))
+                        p += k;
+                if (mp_buf_append(&b, start, (size_t) (p - start)) < 0)
+                        goto oom;
+                if (p < e) {
+                        if (mp_buf_append(&b, "\xef\xbf\xbd", 3) < 0)
+                                goto oom;
+                        p++;
+                }
+        }
+        if (ret_len)
+                *ret_len = b.len;
+        return mp_buf_steal(&b);
+oom:
+        mp_buf_free(&b);
+        return NULL;
 }

@@ -54,3 +54,7 @@ bool mp_streq_ct(const char *a, const char *b);
 int mp_parse_long(const char *s, long min, long max, long *ret);
 /* Valid UTF-8 without NUL bytes? */
 bool mp_utf8_valid(const char *s, size_t n);
+/* A copy of s with every invalid UTF-8 sequence and NUL byte replaced by U+FFFD, so
+ * bytes a program printed can be shown as JSON text. Returns a malloc'ed NUL-terminated
+ * string (length in *ret_len) or NULL when out of memory. */
+char *mp_utf8_sanitize(const char *s, size_t n, size_t *ret_len);

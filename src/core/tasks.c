@@ -42,7 +42,7 @@ static json_t *render(struct mp_core *core, json_t *row) {
                 _cleanup_free_ char *data = NULL;
                 size_t len;
                 if (MP_BLOBS(core->blobs)->get(core->blobs, key, MP_MAX_LOG_BYTES + 1, &data, &len, NULL) >= 0)
-                        json_object_set_new(t, "logs", json_stringn_nocheck(data, len));
+                        json_object_set_new(t, "logs", json_stringn(data, len));
         }
         if (!json_is_string(json_object_get(t, "logs")))
                 json_object_set_new(t, "logs", json_string(""));

@@ -61,9 +61,15 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
         } else
                 json_object_set_new(fields, "result", json_null());
 
-        _cleanup_json_ json_t *logs = json_stringn_nocheck(res->logs ? res->logs : "", res->logs_len);
+        /* What the program printed is bytes; the task shows text. Invalid UTF-8 (or a
+         * character cut by the log cap) becomes U+FFFD once, here. */
+        size_t text_len = 0;
+        _cleanup_free_ char *text = mp_utf8_sanitize(res->logs ? res->logs : "", res->logs_len, &text_len);
+        if (!text)
+                return -ENOMEM;
+        _cleanup_json_ json_t *logs = json_stringn(text, text_len);
         snprintf(key, sizeof(key), "tasks/%s/logs.txt", task_id);
-        if ((r = keep(core, fields, "logs", key, res->logs ? res->logs : "", res->logs_len, logs, err)) < 0)
+        if ((r = keep(core, fields, "logs", key, text, text_len, logs, err)) < 0)
                 return r;
         json_object_set_new(fields, "logs_truncated", json_integer(res->logs_truncated));
 

@@ -64,6 +64,20 @@ TEST(utf8_validation) {
         CHECK(!mp_utf8_valid("a\0b", 3));                      /* NUL */
 }
 
+TEST(utf8_sanitize_replaces_only_the_bad_bytes) {
+        size_t n = 0;
+        char *s = mp_utf8_sanitize("ok \xff \xc3\xa9 \xc3", 9, &n);
+        REQUIRE(s);
+        CHECK_STR(s, "ok \xef\xbf\xbd \xc3\xa9 \xef\xbf\xbd");
+        CHECK_INT(n, ==, strlen(s));
+        CHECK(mp_utf8_valid(s, n));
+        free(s);
+        s = mp_utf8_sanitize("a\0b", 3, &n);
+        REQUIRE(s);
+        CHECK_STR(s, "a\xef\xbf\xbd" "b");
+        free(s);
+}
+
 TEST(parse_long_ranges) {
         long v = 0;
         CHECK_INT(mp_parse_long("42", 0, 100, &v), ==, 0);
@@ -119,6 +133,7 @@ static const struct check_case cases[] = {
         CASE(buffer_refuses_past_cap),
         CASE(frames_round_trip_and_cap),
         CASE(utf8_validation),
+        CASE(utf8_sanitize_replaces_only_the_bad_bytes),
         CASE(parse_long_ranges),
         CASE(config_defaults_and_options),
         CASE(config_refuses_bad_numbers_naming_the_option),
