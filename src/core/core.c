@@ -362,18 +362,26 @@ int mp_core_token_create(struct mp_core *core, const struct mp_principal *p, jso
 
 int mp_core_token_list(struct mp_core *core, const struct mp_principal *p, json_t **ret,
                        struct mp_error *err) {
-        _cleanup_json_ json_t *items = NULL;
+        _cleanup_json_ json_t *items = NULL, *live = json_array();
+        int64_t now = mp_now_ms();
         size_t i;
         json_t *row;
         int r = MP_STORE(core->store)->token_list(core->store, p->user_id, &items, err);
         if (r < 0)
                 return r;
+        /* Only tokens that still work: a revoked or expired one is gone for the user. */
         json_array_foreach(items, i, row) {
+                json_int_t exp = json_integer_value(json_object_get(row, "expires_at"));
+                if (json_integer_value(json_object_get(row, "revoked_at")) > 0 || (exp > 0 && exp <= now))
+                        continue;
+                json_array_append(live, row);
+        }
+        json_array_foreach(live, i, row) {
                 static const char *const times[] = { "created_at", "expires_at", "last_used_at", NULL };
                 static const char *const drop[] = { "token_hash", "user_id", "revoked_at", "kind", NULL };
                 mp_core_shape(row, times, drop);
         }
-        *ret = json_pack("{s:O}", "items", items);
+        *ret = json_pack("{s:O}", "items", live);
         return 0;
 }
 

@@ -213,6 +213,11 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         mp_core_field_string(body, "visibility", false, 16, &visibility, err);
         if (name && !name_ok(name))
                 mp_error_add_field(err, "name", "may hold only letters, digits, '_', '-' and '.'");
+        /* The code itself is read with the version below; its absence is reported here
+         * with the other missing fields, in one answer. */
+        if (!json_is_string(json_object_get(body, "code")))
+                mp_error_add_field(err, "code", json_object_get(body, "code") ? "must be a string"
+                                                                              : "is required");
         if (visibility && strcmp(visibility, "private") && strcmp(visibility, "company") &&
             strcmp(visibility, "public"))
                 mp_error_add_field(err, "visibility", "must be private, company or public");

@@ -36,7 +36,7 @@ static json_t *render(struct mp_core *core, json_t *row) {
                 _cleanup_free_ char *data = NULL;
                 size_t len;
                 if (MP_BLOBS(core->blobs)->get(core->blobs, key, MP_MAX_RESULT_BYTES + 1, &data, &len, NULL) >= 0)
-                        json_object_set_new(t, "result", json_loadb(data, len, JSON_DECODE_ANY, NULL));
+                        json_object_set_new(t, "result", json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL));
         }
         if ((key = json_string_value(json_object_get(t, "logs_blob")))) {
                 _cleanup_free_ char *data = NULL;

@@ -456,7 +456,7 @@ static int row_json(struct mp_store *s, sqlite3_stmt *st, json_t **ret, struct m
                         size_t len = (size_t) sqlite3_column_bytes(st, i);
                         if (is_json_column(name)) {
                                 json_error_t jerr;
-                                v = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+                                v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
                                 if (!v)
                                         return mp_error_set(err, EIO, 500, "storage",
                                                             "column %s holds JSON that does not "
