@@ -5,8 +5,13 @@
 
 #include "store/store-internal.h"
 
-static const struct mp_store_ops *const backends[] = {
-        &mp_store_sqlite_ops,
+static const struct {
+        const char *scheme;
+        const struct mp_store_ops *ops;
+} backends[] = {
+        { "sqlite", &mp_store_sqlite_ops },
+        { "postgres", &mp_store_postgres_ops },
+        { "postgresql", &mp_store_postgres_ops }, /* libpq's own spelling */
 };
 
 int mp_store_open(const char *url, struct mp_store **ret, struct mp_error *err) {
@@ -15,14 +20,15 @@ int mp_store_open(const char *url, struct mp_store **ret, struct mp_error *err) 
 
         if (!url || !(colon = strchr(url, ':')) || colon == url)
                 return mp_error_set(err, EINVAL, 500, "config",
-                                    "store URL '%s' has no scheme: write sqlite:/path/to/mecapy.db",
+                                    "store URL '%s' has no scheme: write sqlite:/path/to/mecapy.db "
+                                    "or postgres://user@host:port/dbname",
                                     url ? url : "(null)");
         n = (size_t) (colon - url);
         for (size_t i = 0; i < ELEMENTSOF(backends); i++)
-                if (strlen(backends[i]->scheme) == n && strncmp(url, backends[i]->scheme, n) == 0)
-                        return backends[i]->open(url, ret, err);
+                if (strlen(backends[i].scheme) == n && strncmp(url, backends[i].scheme, n) == 0)
+                        return backends[i].ops->open(url, ret, err);
         return mp_error_set(err, EPROTONOSUPPORT, 500, "config",
-                            "store URL '%s': unknown scheme '%.*s' (this build knows sqlite:)",
+                            "store URL '%s': unknown scheme '%.*s' (this build knows sqlite: and postgres:)",
                             url, (int) n, url);
 }
 

@@ -1,0 +1,455 @@
+/* store/: what the SQL backends share: the schema (numbered migrations), the SQL texts
+ * where SQLite and PostgreSQL agree, the column lists that say which fields of a caller's
+ * row are stored and how, and the pure helpers for filters, cursors and text.
+ *
+ * Parameters are written ?N (SQLite's numbered form); the PostgreSQL backend rewrites
+ * them to $N once per text. Both dialects give ?N/$N the same meaning (the Nth bound
+ * value, the same value wherever N repeats), which SQLite's $NAME form would not.
+ * Everything here is static: each backend gets its own copy, and the SQLite backend's
+ * statement cache keys on the address of these texts. */
+#pragma once
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/limits.h"
+#include "base/util.h"
+
+#define CURSOR_MAX_ID 64
+
+#define not_found(err, ...) mp_error_set(err, ENOENT, 404, "not_found", __VA_ARGS__)
+#define invalid(err, ...) mp_error_set(err, EINVAL, 422, "validation", __VA_ARGS__)
+
+#define TRY(expr)                    \
+        do {                         \
+                int _r = (expr);     \
+                if (_r < 0)          \
+                        return _r;   \
+        } while (0)
+
+/* ---- schema ---- */
+
+/* Numbered migrations: index + 1 is the version. Never edit one that has shipped; add
+ * the next. Each runs once, in its own transaction, recorded in schema_migrations. */
+static const char *const migrations[] = {
+        /* 1: the initial schema */
+        "CREATE TABLE IF NOT EXISTS companies ("
+        "  id TEXT PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  created_at BIGINT NOT NULL DEFAULT 0);"
+        "CREATE TABLE IF NOT EXISTS users ("
+        "  id TEXT PRIMARY KEY,"
+        "  email TEXT NOT NULL UNIQUE,"
+        "  password_hash TEXT,"
+        "  company_id TEXT REFERENCES companies(id),"
+        "  role TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('admin', 'member', 'viewer')),"
+        "  created_at BIGINT NOT NULL DEFAULT 0);"
+        "CREATE TABLE IF NOT EXISTS tokens ("
+        "  id TEXT PRIMARY KEY,"
+        "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+        "  token_hash TEXT NOT NULL UNIQUE,"
+        "  kind TEXT NOT NULL CHECK (kind IN ('session', 'api')),"
+        "  name TEXT,"
+        "  created_at BIGINT NOT NULL DEFAULT 0,"
+        "  expires_at BIGINT NOT NULL DEFAULT 0,"
+        "  revoked_at BIGINT NOT NULL DEFAULT 0,"
+        "  last_used_at BIGINT NOT NULL DEFAULT 0);"
+        "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id, created_at);"
+        "CREATE TABLE IF NOT EXISTS functions ("
+        "  id TEXT PRIMARY KEY,"
+        "  owner_id TEXT NOT NULL REFERENCES users(id),"
+        "  company_id TEXT REFERENCES companies(id),"
+        "  name TEXT NOT NULL,"
+        "  description TEXT NOT NULL DEFAULT '',"
+        "  visibility TEXT NOT NULL DEFAULT 'private'"
+        "    CHECK (visibility IN ('private', 'company', 'public')),"
+        "  latest_version INTEGER NOT NULL DEFAULT 1,"
+        "  created_at BIGINT NOT NULL DEFAULT 0,"
+        "  updated_at BIGINT NOT NULL DEFAULT 0,"
+        "  deleted_at BIGINT NOT NULL DEFAULT 0);"
+        "CREATE UNIQUE INDEX IF NOT EXISTS functions_owner_name_live"
+        "  ON functions (owner_id, name) WHERE deleted_at = 0;"
+        "CREATE INDEX IF NOT EXISTS functions_order ON functions (created_at, id);"
+        "CREATE TABLE IF NOT EXISTS function_versions ("
+        "  function_id TEXT NOT NULL REFERENCES functions(id),"
+        "  version INTEGER NOT NULL,"
+        "  code TEXT NOT NULL,"
+        "  handler TEXT,"
+        "  requirements TEXT,"
+        "  input_schema TEXT,"
+        "  limits TEXT,"
+        "  isolation TEXT,"
+        "  created_at BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (function_id, version));"
+        "CREATE TABLE IF NOT EXISTS tasks ("
+        "  id TEXT PRIMARY KEY,"
+        "  function_id TEXT NOT NULL REFERENCES functions(id),"
+        "  version INTEGER NOT NULL,"
+        "  owner_id TEXT NOT NULL REFERENCES users(id),"
+        "  company_id TEXT,"
+        "  status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN"
+        "    ('queued', 'running', 'completed', 'failed', 'timed_out', 'cancelled')),"
+        "  inputs TEXT,"
+        "  result TEXT,"
+        "  result_blob TEXT,"
+        "  error TEXT,"
+        "  logs TEXT,"
+        "  logs_blob TEXT,"
+        "  logs_truncated INTEGER NOT NULL DEFAULT 0,"
+        "  artifacts TEXT,"
+        "  queued_at BIGINT NOT NULL DEFAULT 0,"
+        "  started_at BIGINT NOT NULL DEFAULT 0,"
+        "  finished_at BIGINT NOT NULL DEFAULT 0,"
+        "  execution_ms BIGINT NOT NULL DEFAULT 0,"
+        "  cpu_ms BIGINT NOT NULL DEFAULT 0,"
+        "  peak_memory_kb BIGINT NOT NULL DEFAULT 0,"
+        "  attempts INTEGER NOT NULL DEFAULT 0,"
+        "  worker_id TEXT,"
+        "  idempotency_key TEXT);"
+        "CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency"
+        "  ON tasks (owner_id, function_id, idempotency_key) WHERE idempotency_key IS NOT NULL;"
+        "CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner_id, queued_at, id);"
+        "CREATE INDEX IF NOT EXISTS tasks_function ON tasks (function_id, queued_at);"
+        "CREATE TABLE IF NOT EXISTS jobs ("
+        "  task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,"
+        "  enqueued_at BIGINT NOT NULL,"
+        "  worker_id TEXT,"
+        "  lease_until BIGINT NOT NULL DEFAULT 0);"
+        "CREATE INDEX IF NOT EXISTS jobs_order ON jobs (enqueued_at, task_id);",
+};
+
+/* Columns whose text is JSON: parsed on the way out. */
+static inline bool is_json_column(const char *name) {
+        static const char *const names[] = {
+                "requirements", "input_schema", "limits", "inputs", "result", "error", "artifacts",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strcmp(name, names[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* ---- columns a caller's row may set ---- */
+
+enum col_kind { COL_TEXT, COL_INT, COL_JSON };
+enum {
+        COL_REQUIRED = 1 << 0, /* absent or null: -EINVAL */
+        COL_NOW = 1 << 1,      /* absent: the current time */
+};
+
+/* How a row's field from the caller is bound to a column. */
+struct col {
+        const char *name;
+        enum col_kind kind;
+        unsigned flags;
+        const char *def;                 /* COL_TEXT: stored when absent (else NULL) */
+        const char *const *allowed;      /* COL_TEXT: NULL-terminated list of values */
+};
+
+static const char *const roles[] = { "admin", "member", "viewer", NULL };
+static const char *const token_kinds[] = { "session", "api", NULL };
+static const char *const visibilities[] = { "private", "company", "public", NULL };
+static const char *const end_statuses[] = { "completed", "failed", "timed_out", "cancelled", NULL };
+
+static const struct col user_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "email", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "password_hash", COL_TEXT, 0, NULL, NULL },
+        { "company_id", COL_TEXT, 0, NULL, NULL },
+        { "role", COL_TEXT, 0, "member", roles },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+};
+
+static const struct col token_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "user_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "token_hash", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "kind", COL_TEXT, COL_REQUIRED, NULL, token_kinds },
+        { "name", COL_TEXT, 0, NULL, NULL },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "expires_at", COL_INT, 0, NULL, NULL },
+        { "revoked_at", COL_INT, 0, NULL, NULL },
+        { "last_used_at", COL_INT, 0, NULL, NULL },
+};
+
+static const struct col function_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "owner_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "company_id", COL_TEXT, 0, NULL, NULL },
+        { "name", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "description", COL_TEXT, 0, "", NULL },
+        { "visibility", COL_TEXT, 0, "private", visibilities },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "updated_at", COL_INT, COL_NOW, NULL, NULL },
+};
+
+static const struct col version_cols[] = {
+        { "function_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "version", COL_INT, COL_REQUIRED, NULL, NULL },
+        { "code", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "handler", COL_TEXT, 0, NULL, NULL },
+        { "requirements", COL_JSON, 0, NULL, NULL },
+        { "input_schema", COL_JSON, 0, NULL, NULL },
+        { "limits", COL_JSON, 0, NULL, NULL },
+        { "isolation", COL_TEXT, 0, NULL, NULL },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+};
+
+static const struct col function_update_cols[] = {
+        { "description", COL_TEXT, 0, "", NULL },
+        { "visibility", COL_TEXT, COL_REQUIRED, NULL, visibilities },
+};
+
+static const struct col task_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "function_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "version", COL_INT, COL_REQUIRED, NULL, NULL },
+        { "owner_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "company_id", COL_TEXT, 0, NULL, NULL },
+        { "inputs", COL_JSON, 0, NULL, NULL },
+        { "idempotency_key", COL_TEXT, 0, NULL, NULL },
+        { "queued_at", COL_INT, COL_NOW, NULL, NULL },
+};
+
+/* What task_finish may set, besides status. */
+static const struct col finish_cols[] = {
+        { "status", COL_TEXT, COL_REQUIRED, NULL, end_statuses },
+        { "finished_at", COL_INT, COL_NOW, NULL, NULL },
+        { "result", COL_JSON, 0, NULL, NULL },
+        { "result_blob", COL_TEXT, 0, NULL, NULL },
+        { "error", COL_JSON, 0, NULL, NULL },
+        { "logs", COL_TEXT, 0, NULL, NULL },
+        { "logs_blob", COL_TEXT, 0, NULL, NULL },
+        { "logs_truncated", COL_INT, 0, NULL, NULL },
+        { "artifacts", COL_JSON, 0, NULL, NULL },
+        { "execution_ms", COL_INT, 0, NULL, NULL },
+        { "cpu_ms", COL_INT, 0, NULL, NULL },
+        { "peak_memory_kb", COL_INT, 0, NULL, NULL },
+};
+
+/* ---- SQL texts shared by the backends ---- */
+
+static const char SQL_MIGRATIONS_TABLE[] =
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "  version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)";
+static const char SQL_MIGRATION_MAX[] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+static const char SQL_MIGRATION_HAS[] = "SELECT 1 FROM schema_migrations WHERE version = ?1";
+static const char SQL_MIGRATION_ADD[] =
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)";
+static const char SQL_COMPANY_INSERT[] =
+        "INSERT INTO companies (id, name, created_at) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (name) DO NOTHING";
+static const char SQL_COMPANY_BY_NAME[] = "SELECT * FROM companies WHERE name = ?1";
+/* Users come back with their company's name (null without one), for display. */
+static const char SQL_USER_BY_ID[] =
+        "SELECT u.*, c.name AS company FROM users u LEFT JOIN companies c ON c.id = u.company_id"
+        " WHERE u.id = ?1";
+static const char SQL_USER_BY_EMAIL[] =
+        "SELECT u.*, c.name AS company FROM users u LEFT JOIN companies c ON c.id = u.company_id"
+        " WHERE u.email = ?1";
+static const char SQL_USER_SET_PASSWORD[] = "UPDATE users SET password_hash = ?1 WHERE id = ?2";
+static const char SQL_TOKEN_LIVE[] =
+        "SELECT * FROM tokens WHERE token_hash = ?1 AND revoked_at = 0 "
+        "AND (expires_at = 0 OR expires_at > ?2)";
+/* last_used_at is kept to the minute: a write per request would serialize every
+ * authenticated call on the database's write lock. */
+static const char SQL_TOKEN_TOUCH[] =
+        "UPDATE tokens SET last_used_at = ?1 WHERE id = ?2 AND last_used_at < ?1 - 60000";
+static const char SQL_TOKEN_LIST[] =
+        "SELECT id, user_id, kind, name, created_at, expires_at, revoked_at, last_used_at "
+        "FROM tokens WHERE user_id = ?1 AND kind = 'api' ORDER BY created_at DESC, id DESC";
+static const char SQL_TOKEN_REVOKE[] =
+        "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at = 0";
+static const char SQL_TOKEN_OF_USER[] = "SELECT 1 FROM tokens WHERE id = ?1 AND user_id = ?2";
+static const char SQL_FUNCTION_GET[] = "SELECT * FROM functions WHERE id = ?1 AND deleted_at = 0";
+static const char SQL_FUNCTION_FIND[] =
+        "SELECT * FROM functions WHERE owner_id = ?1 AND name = ?2 AND deleted_at = 0";
+/* Visible: the viewer's own, their company's "company" functions, and "public" ones. */
+static const char SQL_FUNCTION_LIST[] =
+        "SELECT * FROM functions WHERE deleted_at = 0"
+        " AND (owner_id = ?1 OR (visibility = 'company' AND company_id = ?2)"
+        "      OR visibility = 'public')"
+        " AND (?3 IS NULL OR name = ?3)"
+        " AND (?4 IS NULL OR created_at > ?4 OR (created_at = ?4 AND id > ?5))"
+        " ORDER BY created_at, id LIMIT ?6";
+static const char SQL_FUNCTION_LATEST[] =
+        "SELECT latest_version FROM functions WHERE id = ?1 AND deleted_at = 0";
+/* Versions are read whether or not the function was deleted since: a task queued
+ * before the deletion still runs the code it was queued for. */
+static const char SQL_VERSION_GET[] =
+        "SELECT v.* FROM function_versions v JOIN functions f ON f.id = v.function_id"
+        " WHERE v.function_id = ?1"
+        " AND v.version = CASE WHEN ?2 = 0 THEN f.latest_version ELSE ?2 END";
+static const char SQL_VERSION_LIST[] =
+        "SELECT function_id, version, handler, requirements, input_schema, limits, isolation,"
+        " created_at FROM function_versions WHERE function_id = ?1 ORDER BY version DESC";
+static const char SQL_FUNCTION_DELETE[] =
+        "UPDATE functions SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at = 0";
+static const char SQL_TASK_BY_KEY[] =
+        "SELECT * FROM tasks WHERE owner_id = ?1 AND function_id = ?2 AND idempotency_key = ?3";
+static const char SQL_JOB_PUSH[] =
+        "INSERT INTO jobs (task_id, enqueued_at) SELECT id, queued_at FROM tasks WHERE id = ?1";
+static const char SQL_TASK_GET[] = "SELECT * FROM tasks WHERE id = ?1";
+static const char SQL_TASK_EXISTS[] = "SELECT 1 FROM tasks WHERE id = ?1";
+static const char SQL_TASK_LIST[] =
+        "SELECT * FROM tasks WHERE owner_id = ?1"
+        " AND (?2 IS NULL OR function_id = ?2)"
+        " AND (?3 IS NULL OR status = ?3)"
+        " AND (?4 IS NULL OR queued_at < ?4 OR (queued_at = ?4 AND id < ?5))"
+        " ORDER BY queued_at DESC, id DESC LIMIT ?6";
+static const char SQL_TASK_START[] =
+        "UPDATE tasks SET status = 'running', started_at = ?1, worker_id = ?2,"
+        " attempts = attempts + 1 WHERE id = ?3 AND status = 'queued'";
+static const char SQL_TASK_RETRY[] =
+        "UPDATE tasks SET started_at = ?1, worker_id = ?2, attempts = attempts + 1"
+        " WHERE id = ?3 AND status = 'running'";
+static const char SQL_JOB_DELETE[] = "DELETE FROM jobs WHERE task_id = ?1";
+static const char SQL_TASK_REQUEUE[] =
+        "UPDATE tasks SET status = 'queued', worker_id = NULL WHERE id = ?1 AND status = 'running'";
+/* The WHERE on the SELECT keeps SQLite's parser from reading ON as a join. */
+static const char SQL_JOB_RELEASE[] =
+        "INSERT INTO jobs (task_id, enqueued_at) SELECT id, queued_at FROM tasks WHERE id = ?1"
+        " ON CONFLICT (task_id) DO UPDATE SET worker_id = NULL, lease_until = 0";
+static const char SQL_JOB_EXTEND[] =
+        "UPDATE jobs SET lease_until = ?1 WHERE task_id = ?2 AND worker_id = ?3";
+static const char SQL_JOB_RELEASE_ALL[] =
+        "UPDATE jobs SET worker_id = NULL, lease_until = 0"
+        " WHERE lease_until <> 0 OR worker_id IS NOT NULL";
+
+/* ---- text, filters and cursors ---- */
+
+/* Text as a JSON string. Logs hold whatever a user's function printed, so bytes that are
+ * not UTF-8 become U+FFFD here rather than making the whole row unreadable. */
+static inline json_t *text_json(const char *p, size_t n) {
+        struct mp_buf b = { 0 };
+        json_t *v;
+
+        if ((v = json_stringn(p, n))) /* NULL when not valid UTF-8 */
+                return v;
+        for (size_t i = 0; i < n;) {
+                unsigned char c = (unsigned char) p[i];
+                size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
+                           (c & 0xf8) == 0xf0 ? 4 : 0;
+                int r;
+
+                if (c == 0 || (k && i + k <= n && mp_utf8_valid(p + i, k))) {
+                        k = k ? k : 1;
+                        r = mp_buf_append(&b, p + i, k);
+                        i += k;
+                } else {
+                        r = mp_buf_append(&b, "\xef\xbf\xbd", 3);
+                        i++;
+                }
+                if (r < 0) {
+                        mp_buf_free(&b);
+                        return NULL;
+                }
+        }
+        v = json_stringn(b.data ? b.data : "", b.len);
+        mp_buf_free(&b);
+        return v;
+}
+
+/* An optional string field of a filter: NULL when absent or null. */
+static inline int filter_str(json_t *filter, const char *key, const char **ret, struct mp_error *err) {
+        json_t *v = json_object_get(filter, key);
+        if (!v || json_is_null(v)) {
+                *ret = NULL;
+                return 0;
+        }
+        if (!json_is_string(v)) {
+                invalid(err, "`%s` must be a string", key);
+                mp_error_add_field(err, key, "must be a string");
+                return -EINVAL;
+        }
+        *ret = json_string_value(v);
+        return 0;
+}
+
+static inline int filter_limit(json_t *filter, int *ret, struct mp_error *err) {
+        json_t *v = json_object_get(filter, "limit");
+        json_int_t n;
+
+        if (!v || json_is_null(v)) {
+                *ret = MP_DEFAULT_PAGE;
+                return 0;
+        }
+        if (!json_is_integer(v) || (n = json_integer_value(v)) < 0) {
+                invalid(err, "`limit` must be an integer between 1 and %d", MP_MAX_PAGE);
+                mp_error_add_field(err, "limit", "must be an integer between 1 and %d", MP_MAX_PAGE);
+                return -EINVAL;
+        }
+        *ret = n == 0 ? MP_DEFAULT_PAGE : (int) MP_MIN(n, (json_int_t) MP_MAX_PAGE);
+        return 0;
+}
+
+/* A cursor is the hex of "<time>:<id>" of the last row of the previous page. */
+static inline char *cursor_encode(int64_t t, const char *id) {
+        static const char hex[] = "0123456789abcdef";
+        char raw[32 + CURSOR_MAX_ID];
+        int n = snprintf(raw, sizeof(raw), "%" PRId64 ":%s", t, id);
+        char *out;
+
+        if (n < 0 || (size_t) n >= sizeof(raw))
+                return NULL;
+        out = malloc((size_t) n * 2 + 1);
+        if (!out)
+                return NULL;
+        for (int i = 0; i < n; i++) {
+                out[2 * i] = hex[(unsigned char) raw[i] >> 4];
+                out[2 * i + 1] = hex[(unsigned char) raw[i] & 0xf];
+        }
+        out[2 * n] = 0;
+        return out;
+}
+
+static inline int hexval(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+static inline int bad_cursor(struct mp_error *err) {
+        invalid(err, "`cursor` is not one this server handed out; start again without it");
+        mp_error_add_field(err, "cursor", "not a cursor from a previous page");
+        return -EINVAL;
+}
+
+static inline int cursor_decode(const char *c, int64_t *ret_t, char ret_id[CURSOR_MAX_ID + 1],
+                         struct mp_error *err) {
+        char raw[32 + CURSOR_MAX_ID];
+        size_t len = strlen(c), n = len / 2;
+        char *colon, *id;
+        long t;
+
+        if (len == 0 || len % 2 || n >= sizeof(raw))
+                return bad_cursor(err);
+        for (size_t i = 0; i < n; i++) {
+                int hi = hexval(c[2 * i]), lo = hexval(c[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return bad_cursor(err);
+                raw[i] = (char) (hi << 4 | lo);
+        }
+        raw[n] = 0;
+        if (memchr(raw, 0, n) || !(colon = strchr(raw, ':')))
+                return bad_cursor(err);
+        *colon = 0;
+        id = colon + 1;
+        if (mp_parse_long(raw, 0, LONG_MAX, &t) < 0 || !*id || strlen(id) > CURSOR_MAX_ID)
+                return bad_cursor(err);
+        for (const char *p = id; *p; p++)
+                if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                      (*p >= 'A' && *p <= 'Z')))
+                        return bad_cursor(err);
+        *ret_t = t;
+        memcpy(ret_id, id, strlen(id) + 1);
+        return 0;
+}
