@@ -453,7 +453,7 @@ static int value_json(PGresult *res, int row, int col, json_t **ret, struct mp_e
         default:
                 if (is_json_column(name)) {
                         json_error_t jerr;
-                        *ret = json_loadb(v, len, JSON_DECODE_ANY, &jerr);
+                        *ret = json_loadb(v, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
                         if (!*ret)
                                 return mp_error_set(err, EIO, 500, "storage",
                                                     "column %s holds JSON that does not parse: %s",
