@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-run}
-pkgs=(gcc pkg-config meson ninja-build python3 python3-numpy python3-scipy
-      libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libseccomp-dev libcap-dev
-      libcurl4-gnutls-dev ca-certificates)
+pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3-scipy
+      libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev
+      libseccomp-dev libcap-dev libcurl4-gnutls-dev ca-certificates)
 if [ "$what" = test ]; then
-  pkgs+=(python3-pytest python3-requests curl procps iproute2)
+  # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
+  pkgs+=(python3-pytest python3-requests python3-boto3 curl procps iproute2
+         postgresql redis-server)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
@@ -32,7 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The OpenAPI linter for the tests, from the committed lockfile.
-if [ "$what" = test ] && [ -f package-lock.json ] && [ ! -d node_modules/@redocly ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+# The test tools from npm (the OpenAPI linter, the S3 server), from the committed
+# lockfile; installed again whenever the lockfile changes.
+if [ "$what" = test ] && [ -f package-lock.json ]; then
+  want=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [ "$(cat node_modules/.lock-sha256 2>/dev/null)" != "$want" ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$want" > node_modules/.lock-sha256
+  fi
 fi
 exit 0

@@ -10,7 +10,30 @@ asan=${2:-build-asan}
 passed=0 failed=0 skipped=0
 failures=()
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+svc=$(mktemp -d)  # services' folders: outside $tmp, which is 0700 (postgres cannot enter it)
+chmod 755 "$svc"
+stop_services() {
+  for s in tests/services/*.sh; do
+    [ -d "$svc/$(basename "$s" .sh)" ] && "$s" stop "$svc/$(basename "$s" .sh)" >/dev/null 2>&1
+  done
+  rm -rf "$tmp" "$svc"
+}
+trap stop_services EXIT
+
+# Real servers for the suites that need them, on loopback, stopped at exit. A service
+# that cannot start here leaves its variable unset; the suites that need it say so.
+start_service() {  # name VAR
+  local name=$1 var=$2 dir="$svc/$1" url
+  [ -x "tests/services/$name.sh" ] || return 0
+  mkdir -p "$dir"
+  if url=$("tests/services/$name.sh" start "$dir" 2>"$dir.err"); then
+    export "$var=$url"
+    echo "== $name: $url"
+  else
+    echo "== $name could not start:"; tail -n 5 "$dir.err"
+  fi
+}
+start_service postgres MECAPY_TEST_POSTGRES_URL
 
 add() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + ${3:-0})); }
 
