@@ -1,4 +1,5 @@
 /* The worker's side of a task: claim, run in the sandbox, record the end. */
+#include <sodium.h>
 #include <string.h>
 
 #include "base/limits.h"
@@ -133,6 +134,36 @@ static int start(struct mp_core *core, const char *worker_id, const char *task_i
         return MP_STORE(core->store)->task_retry(core->store, task_id, worker_id, mp_now_ms(), err);
 }
 
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The environment a version runs in: NULL (the base one) without requirements, else
+ * "req-" and a content hash of the sorted requirement strings, so versions asking for
+ * the same set share one zygote. */
+static const char *env_key_of(json_t *reqs, char *buf, size_t size) {
+        const char *names[MP_MAX_REQUIREMENTS];
+        size_t n = 0, i;
+        json_t *r;
+        crypto_hash_sha256_state st;
+        unsigned char h[crypto_hash_sha256_BYTES];
+        char hex[2 * crypto_hash_sha256_BYTES + 1];
+
+        json_array_foreach(reqs, i, r)
+                if (json_is_string(r) && n < ELEMENTSOF(names))
+                        names[n++] = json_string_value(r);
+        if (n == 0)
+                return NULL;
+        qsort(names, n, sizeof(names[0]), cmp_str);
+        crypto_hash_sha256_init(&st);
+        for (i = 0; i < n; i++)
+                crypto_hash_sha256_update(&st, (const unsigned char *) names[i], strlen(names[i]) + 1);
+        crypto_hash_sha256_final(&st, h);
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        snprintf(buf, size, "req-%.32s", hex);
+        return buf;
+}
+
 int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_ms,
                      struct mp_error *err) {
         char task_id[MP_ID_LEN + 1];
@@ -159,7 +190,18 @@ int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_m
                 return 1;
         }
         json_t *lim = json_object_get(ver, "limits");
+        /* Warm path: instances are keyed by function version and tenant; the zygote
+         * by environment (a content hash of the sorted requirements, "base" when none). */
+        char fkey[160], env[80];
+        snprintf(fkey, sizeof(fkey), "%s:%d", json_string_value(json_object_get(task, "function_id")) ?: "",
+                 (int) json_integer_value(json_object_get(task, "version")));
+        const char *env_key = env_key_of(json_object_get(ver, "requirements"), env, sizeof(env));
+        const char *isolation = json_string_value(json_object_get(ver, "isolation"));
         struct mp_exec_request req = {
+                .function_key = fkey,
+                .tenant = json_string_value(json_object_get(task, "owner_id")),
+                .env_key = env_key,
+                .per_call = isolation && strcmp(isolation, "per_call") == 0,
                 .op = MP_EXEC_RUN,
                 .code = json_string_value(json_object_get(ver, "code")),
                 .handler = json_string_value(json_object_get(ver, "handler")),

@@ -93,8 +93,33 @@ static int parent_dir(const char *ctrl, char *buf, size_t size) {
         return 0;
 }
 
+static int set_limit(int i, const char *dir, const struct mp_limits *limits) {
+        char v[64];
+        int r = 0;
+
+        switch (i) {
+        case MP_CG_MEMORY:
+                snprintf(v, sizeof(v), "%lld", (long long) limits->memory_mb << 20);
+                r = write_str(dir, "memory.limit_in_bytes", v);
+                /* no swap either, where swap accounting exists (else ENOENT) */
+                (void) write_str(dir, "memory.memsw.limit_in_bytes", v);
+                break;
+        case MP_CG_PIDS:
+                snprintf(v, sizeof(v), "%d", limits->max_procs);
+                r = write_str(dir, "pids.max", v);
+                break;
+        case MP_CG_CPU:
+                snprintf(v, sizeof(v), "%d", limits->cpus * 100000);
+                r = write_str(dir, "cpu.cfs_period_us", "100000");
+                if (r >= 0)
+                        r = write_str(dir, "cpu.cfs_quota_us", v);
+                break;
+        }
+        return r;
+}
+
 int mp_cgroup_create(const char *name, const struct mp_limits *limits, struct mp_cgroup *cg) {
-        char parent[PATH_MAX], v[64];
+        char parent[PATH_MAX];
         int n = 0;
 
         memset(cg, 0, sizeof(*cg));
@@ -107,26 +132,7 @@ int mp_cgroup_create(const char *name, const struct mp_limits *limits, struct mp
                         dir[0] = 0;
                         continue;
                 }
-                int r = 0;
-                switch (i) {
-                case MP_CG_MEMORY:
-                        snprintf(v, sizeof(v), "%lld", (long long) limits->memory_mb << 20);
-                        r = write_str(dir, "memory.limit_in_bytes", v);
-                        /* no swap either, where swap accounting exists (else ENOENT) */
-                        (void) write_str(dir, "memory.memsw.limit_in_bytes", v);
-                        break;
-                case MP_CG_PIDS:
-                        snprintf(v, sizeof(v), "%d", limits->max_procs);
-                        r = write_str(dir, "pids.max", v);
-                        break;
-                case MP_CG_CPU:
-                        snprintf(v, sizeof(v), "%d", limits->cpus * 100000);
-                        r = write_str(dir, "cpu.cfs_period_us", "100000");
-                        if (r >= 0)
-                                r = write_str(dir, "cpu.cfs_quota_us", v);
-                        break;
-                }
-                if (r < 0) {
+                if (set_limit(i, dir, limits) < 0) {
                         rmdir(dir);
                         dir[0] = 0;
                         continue;
@@ -134,6 +140,29 @@ int mp_cgroup_create(const char *name, const struct mp_limits *limits, struct mp
                 n++;
         }
         return n;
+}
+
+int mp_cgroup_set_limits(const struct mp_cgroup *cg, const struct mp_limits *limits) {
+        for (int i = 0; i < MP_CG_COUNT; i++) {
+                if (!cg->path[i][0])
+                        continue;
+                int r = set_limit(i, cg->path[i], limits);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int64_t mp_cgroup_memory_kb(const struct mp_cgroup *cg) {
+        int64_t b = cg->path[MP_CG_MEMORY][0] ? read_i64(cg->path[MP_CG_MEMORY], "memory.usage_in_bytes") : -1;
+        return b < 0 ? -1 : b / 1024;
+}
+
+void mp_cgroup_reset_peak(const struct mp_cgroup *cg) {
+        /* cgroup v1: writing 0 resets the high-water mark to the current usage, so the
+         * next reading is the peak of one call, not of the instance's life. */
+        if (cg->path[MP_CG_MEMORY][0])
+                (void) write_str(cg->path[MP_CG_MEMORY], "memory.max_usage_in_bytes", "0");
 }
 
 int mp_cgroup_attach(const struct mp_cgroup *cg, pid_t pid) {

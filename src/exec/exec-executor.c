@@ -93,12 +93,12 @@ static int normalize_limits(enum mp_exec_op op, const struct mp_limits *in, stru
         return 0;
 }
 
-static json_t *limits_json(const struct mp_limits *l) {
+json_t *mp_exec_limits_json(const struct mp_limits *l) {
         return json_pack("{s:i,s:i,s:i,s:i,s:i}", "timeout_s", l->timeout_s, "memory_mb", l->memory_mb,
                          "cpus", l->cpus, "max_procs", l->max_procs, "tmp_mb", l->tmp_mb);
 }
 
-static int limits_from_json(json_t *j, struct mp_limits *l) {
+int mp_exec_limits_from_json(json_t *j, struct mp_limits *l) {
         memset(l, 0, sizeof(*l));
         if (!json_is_object(j))
                 return -EINVAL;
@@ -170,6 +170,8 @@ struct loop {
         struct mp_cgroup *stale; /* cgroups whose rmdir said EBUSY, retried */
         size_t n_stale;
         unsigned long seq;
+        struct mp_pool *pool;    /* warm path; NULL without the sandbox */
+        bool *pending;           /* channel's request is with the pool */
 };
 
 /* nftw callback for the no-sandbox working directory: remove what can be, go on. */
@@ -225,6 +227,33 @@ static void reply_setup_error(struct loop *L, unsigned i, const char *msg) {
         channel_reply(L, i, j);
 }
 
+static void pool_reply(void *ctx, unsigned ch, json_t *reply) {
+        struct loop *L = ctx;
+        L->pending[ch] = false;
+        if (reply)
+                channel_reply(L, ch, reply);
+        else
+                reply_setup_error(L, ch, "executor: out of memory building the reply");
+}
+
+int mp_pollset_add(struct mp_pollset *ps, int fd, short events, void *tag) {
+        if (ps->n == ps->cap) {
+                size_t cap = ps->cap ? ps->cap * 2 : 64;
+                struct pollfd *p = realloc(ps->pfd, cap * sizeof(*p));
+                if (!p)
+                        return -ENOMEM;
+                ps->pfd = p;
+                void **t = realloc(ps->tag, cap * sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                ps->tag = t;
+                ps->cap = cap;
+        }
+        ps->pfd[ps->n] = (struct pollfd) { .fd = fd, .events = events };
+        ps->tag[ps->n++] = tag;
+        return 0;
+}
+
 /* Read one request from channel i and start its sandbox. */
 static void call_start(struct loop *L, unsigned i) {
         _cleanup_free_ char *frame = NULL;
@@ -248,11 +277,23 @@ static void call_start(struct loop *L, unsigned i) {
         const char *op = json_string_value(json_object_get(req, "op"));
         const char *code = json_string_value(json_object_get(req, "code"));
         const char *handler = json_string_value(json_object_get(req, "handler"));
+        if (op && strcmp(op, "stats") == 0) {
+                _cleanup_json_ json_t *st = json_pack("{s:o}", "stats", L->pool ? mp_pool_stats(L->pool) : json_object());
+                channel_reply(L, i, st);
+                return;
+        }
         enum mp_exec_op eop = op && strcmp(op, "analyze") == 0 ? MP_EXEC_ANALYZE : MP_EXEC_RUN;
         if (!op || !code || !handler || strlen(code) > MP_MAX_CODE_BYTES ||
-            limits_from_json(json_object_get(req, "limits"), &lim) < 0 ||
+            mp_exec_limits_from_json(json_object_get(req, "limits"), &lim) < 0 ||
             normalize_limits(eop, &lim, &lim, &err) < 0) {
                 reply_setup_error(L, i, err.message[0] ? err.message : "executor: malformed request");
+                return;
+        }
+        if (eop == MP_EXEC_RUN && L->pool && json_is_string(json_object_get(req, "function_key"))) {
+                /* Warm: the pool finds (or makes) an instance and replies later. */
+                json_object_set_new(req, "limits", mp_exec_limits_json(&lim));
+                L->pending[i] = true;
+                mp_pool_submit(L->pool, i, TAKE_PTR(req));
                 return;
         }
 
@@ -303,6 +344,7 @@ static void call_start(struct loop *L, unsigned i) {
                 .cgroup = &c->cg,
                 .guest_fd = gchild,
                 .log_fd = lchild,
+                .zygote_exe_fd = -1,
         };
         r = mp_sandbox_spawn(&spawn, &c->pid, &c->pidfd, &err);
         if (r < 0) {
@@ -437,34 +479,21 @@ static const char *signame(int sig) {
         return s ? s : "?";
 }
 
-/* The sandbox's PID 1 exited: reap it, read what is left, decide the outcome, reply. */
-static void call_finish(struct loop *L, unsigned i) {
-        struct call *c = &L->calls[i];
-        _cleanup_json_ json_t *reply = NULL, *grep = NULL;
+json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int64_t wall, int64_t cpu_ms,
+                      int64_t peak_kb) {
+        _cleanup_json_ json_t *grep = NULL;
         json_t *result = NULL, *error = NULL, *artifacts = NULL;
         const char *status = "crash";
-        struct rusage ru = { 0 };
-        int ws = 0;
-        int64_t peak_kb = -1;
-        bool oom = false;
+        int ws = o->ws;
 
-        if (wait4(c->pid, &ws, __WALL, &ru) < 0)
-                ws = 0;
-        int64_t wall = mp_mono_ms() - c->start_ms;
-        drain_logs(c);
-        guest_io(c, POLLIN);
-        mp_cgroup_usage(&c->cg, &peak_kb, &oom);
-        if (peak_kb < 0)
-                peak_kb = ru.ru_maxrss;
+        if (o->rep_complete)
+                grep = json_loadb(o->rep->data + 4, o->rep->len - 4, JSON_ALLOW_NUL, NULL);
 
-        if (c->rep_complete)
-                grep = json_loadb(c->rep.data + 4, c->rep.len - 4, JSON_ALLOW_NUL, NULL);
-
-        if (c->timed_out) {
+        if (o->timed_out) {
                 status = "timeout";
                 error = err_json("TimeLimitExceeded", "timeout", "the call ran longer than its %d s limit",
-                                 c->limits.timeout_s);
-        } else if (c->rep_oversize) {
+                                 o->timeout_s);
+        } else if (o->rep_oversize) {
                 status = "limit";
                 error = err_json("ResultTooLarge", "result_size", "the result is larger than the %u MB limit",
                                  MP_MAX_RESULT_BYTES >> 20);
@@ -521,14 +550,16 @@ static void call_finish(struct loop *L, unsigned i) {
                                          "outputs/ holds more than %d files or %u MB", MP_MAX_ARTIFACTS,
                                          MP_MAX_ARTIFACT_BYTES >> 20);
                 }
-        } else if (oom || (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL && !c->killed)) {
+        } else if (o->oom || (o->exited && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL && !o->killed)) {
                 /* SIGKILL we did not send: the cgroup's OOM killer (PID 1 of a pid
                  * namespace ignores every other SIGKILL from inside). */
                 status = "limit";
                 error = err_json("MemoryLimitExceeded", "memory", "the call used more than its %d MB memory limit",
-                                 c->limits.memory_mb);
-        } else if (c->rep_complete) {
+                                 o->memory_mb);
+        } else if (o->rep_complete) {
                 error = err_json("ProtocolError", NULL, "the interpreter answered something unreadable");
+        } else if (o->crash_note) {
+                error = err_json("Crash", NULL, "%s", o->crash_note);
         } else if (WIFSIGNALED(ws)) {
                 error = err_json("Crash", NULL, "the interpreter was killed by signal SIG%s%s",
                                  signame(WTERMSIG(ws)),
@@ -538,13 +569,39 @@ static void call_finish(struct loop *L, unsigned i) {
                                  WEXITSTATUS(ws));
         }
 
-        reply = json_pack("{s:s,s:o*,s:o*,s:o*,s:b,s:o*,s:I,s:I,s:I}", "status", status, "result", result,
-                          "error", error, "logs", b64_json(c->logs.data ? c->logs.data : "", c->logs.len),
-                          "logs_truncated", c->logs.truncated, "artifacts", artifacts ? artifacts : json_array(),
-                          "wall_ms", (json_int_t) wall, "cpu_ms",
-                          (json_int_t) (ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
-                                        ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000),
-                          "peak_memory_kb", (json_int_t) peak_kb);
+        return json_pack("{s:s,s:o*,s:o*,s:o*,s:b,s:o*,s:I,s:I,s:I}", "status", status, "result", result,
+                         "error", error, "logs", b64_json(logs->data ? logs->data : "", logs->len),
+                         "logs_truncated", logs->truncated, "artifacts", artifacts ? artifacts : json_array(),
+                         "wall_ms", (json_int_t) wall, "cpu_ms", (json_int_t) cpu_ms,
+                         "peak_memory_kb", (json_int_t) peak_kb);
+}
+
+/* The sandbox's PID 1 exited: reap it, read what is left, decide the outcome, reply. */
+static void call_finish(struct loop *L, unsigned i) {
+        struct call *c = &L->calls[i];
+        _cleanup_json_ json_t *reply = NULL;
+        struct rusage ru = { 0 };
+        int ws = 0;
+        int64_t peak_kb = -1;
+        bool oom = false;
+
+        if (wait4(c->pid, &ws, __WALL, &ru) < 0)
+                ws = 0;
+        int64_t wall = mp_mono_ms() - c->start_ms;
+        drain_logs(c);
+        guest_io(c, POLLIN);
+        mp_cgroup_usage(&c->cg, &peak_kb, &oom);
+        if (peak_kb < 0)
+                peak_kb = ru.ru_maxrss;
+        struct mp_outcome o = {
+                .rep = &c->rep, .rep_complete = c->rep_complete, .rep_oversize = c->rep_oversize,
+                .timed_out = c->timed_out, .killed = c->killed, .exited = true, .oom = oom, .ws = ws,
+                .timeout_s = c->limits.timeout_s, .memory_mb = c->limits.memory_mb,
+        };
+        reply = mp_exec_reply(&o, &c->logs, wall,
+                              ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 + ru.ru_stime.tv_sec * 1000 +
+                                      ru.ru_stime.tv_usec / 1000,
+                              peak_kb);
         call_release(L, c);
         if (!reply)
                 reply_setup_error(L, i, "executor: out of memory building the reply");
@@ -553,6 +610,8 @@ static void call_finish(struct loop *L, unsigned i) {
 }
 
 static void kill_all(struct loop *L) {
+        if (L->pool)
+                mp_pool_shutdown(L->pool);
         for (unsigned i = 0; i < L->n; i++) {
                 struct call *c = &L->calls[i];
                 if (!c->active)
@@ -568,46 +627,55 @@ static void kill_all(struct loop *L) {
         }
 }
 
-static _noreturn_ void executor_main(struct loop *L) {
-        size_t maxfds = 1 + (size_t) L->n * 3;
-        struct pollfd *pfd = calloc(maxfds, sizeof(*pfd));
-        int *who = calloc(maxfds, sizeof(int)); /* channel index * 4 + kind */
-
-        if (!pfd || !who)
+/* A poll entry of the executor's own (channel or cold call i). */
+static void add_own(struct mp_pollset *ps, size_t **idx, int fd, short events, void *tag, unsigned i) {
+        size_t cap = ps->cap;
+        if (mp_pollset_add(ps, fd, events, tag) < 0)
                 _exit(1);
+        if (ps->cap != cap || !*idx) {
+                size_t *ni = realloc(*idx, ps->cap * sizeof(**idx));
+                if (!ni)
+                        _exit(1);
+                *idx = ni;
+        }
+        (*idx)[ps->n - 1] = i;
+}
+
+static _noreturn_ void executor_main(struct loop *L) {
+        struct mp_pollset ps = { 0 };
+        /* Tags of our own entries: the address of one of these markers, plus index. */
+        static char tag_sig, tag_chan[1], tag_exit[1], tag_guest[1], tag_log[1];
+        size_t *idx = NULL;
+
         for (;;) {
-                size_t np = 0;
                 bool any_open = false, any_active = false;
                 int64_t now = mp_mono_ms(), timeout = -1;
 
-                pfd[np] = (struct pollfd) { .fd = L->sigfd, .events = POLLIN };
-                who[np++] = -1;
+                ps.n = 0;
+                add_own(&ps, &idx, L->sigfd, POLLIN, &tag_sig, 0);
                 for (unsigned i = 0; i < L->n; i++) {
                         struct call *c = &L->calls[i];
                         if (L->chan[i] >= 0)
                                 any_open = true;
                         if (!c->active) {
-                                if (L->chan[i] >= 0) {
-                                        pfd[np] = (struct pollfd) { .fd = L->chan[i], .events = POLLIN };
-                                        who[np++] = (int) i * 4;
+                                if (L->chan[i] >= 0 && !L->pending[i])
+                                        add_own(&ps, &idx, L->chan[i], POLLIN, tag_chan, i);
+                        } else {
+                                any_active = true;
+                                add_own(&ps, &idx, c->pidfd, POLLIN, tag_exit, i);
+                                add_own(&ps, &idx, c->gfd, (short) (POLLIN | (c->req_off < c->req.len ? POLLOUT : 0)),
+                                        tag_guest, i);
+                                if (c->lfd >= 0)
+                                        add_own(&ps, &idx, c->lfd, POLLIN, tag_log, i);
+                                if (!c->killed) {
+                                        int64_t left = MP_MAX(c->deadline_ms - now, 0);
+                                        timeout = timeout < 0 ? left : MP_MIN(timeout, left);
                                 }
-                                continue;
-                        }
-                        any_active = true;
-                        pfd[np] = (struct pollfd) { .fd = c->pidfd, .events = POLLIN };
-                        who[np++] = (int) i * 4 + 1;
-                        pfd[np] = (struct pollfd) { .fd = c->gfd,
-                                                    .events = (short) (POLLIN | (c->req_off < c->req.len ? POLLOUT : 0)) };
-                        who[np++] = (int) i * 4 + 2;
-                        if (c->lfd >= 0) {
-                                pfd[np] = (struct pollfd) { .fd = c->lfd, .events = POLLIN };
-                                who[np++] = (int) i * 4 + 3;
-                        }
-                        if (!c->killed) {
-                                int64_t left = MP_MAX(c->deadline_ms - now, 0);
-                                timeout = timeout < 0 ? left : MP_MIN(timeout, left);
                         }
                 }
+                size_t own = ps.n;
+                if (L->pool)
+                        mp_pool_watch(L->pool, &ps, now, &timeout);
                 if (!any_open && !any_active) {
                         kill_all(L);
                         _exit(0);
@@ -615,37 +683,37 @@ static _noreturn_ void executor_main(struct loop *L) {
                 if (L->n_stale)
                         timeout = timeout < 0 ? 100 : MP_MIN(timeout, 100);
 
-                int r = poll(pfd, np, (int) timeout);
+                int r = poll(ps.pfd, ps.n, (int) timeout);
                 if (r < 0 && errno != EINTR)
                         _exit(1);
-                for (size_t k = 0; r > 0 && k < np; k++) {
-                        if (!pfd[k].revents)
+                for (size_t k = 0; r > 0 && k < own; k++) {
+                        if (!ps.pfd[k].revents)
                                 continue;
-                        if (who[k] < 0) {
+                        if (ps.tag[k] == &tag_sig) {
                                 /* SIGTERM/SIGINT: mp_executor_stop. */
                                 kill_all(L);
                                 _exit(0);
                         }
-                        unsigned i = (unsigned) who[k] / 4;
+                        unsigned i = (unsigned) idx[k];
                         struct call *c = &L->calls[i];
-                        switch (who[k] % 4) {
-                        case 0:
-                                call_start(L, i);
-                                break;
-                        case 2:
+                        if (ps.tag[k] == tag_chan) {
+                                if (!c->active && !L->pending[i] && L->chan[i] >= 0)
+                                        call_start(L, i);
+                        } else if (ps.tag[k] == tag_guest) {
                                 if (c->active)
-                                        guest_io(c, pfd[k].revents);
-                                break;
-                        case 3:
+                                        guest_io(c, ps.pfd[k].revents);
+                        } else if (ps.tag[k] == tag_log) {
                                 if (c->active)
                                         drain_logs(c);
-                                break;
                         }
                 }
                 /* Exits last, so that data that arrived with the exit is read first. */
-                for (size_t k = 0; r > 0 && k < np; k++)
-                        if (pfd[k].revents && who[k] >= 0 && who[k] % 4 == 1 && L->calls[who[k] / 4].active)
-                                call_finish(L, (unsigned) who[k] / 4);
+                for (size_t k = 0; r > 0 && k < own; k++)
+                        if (ps.pfd[k].revents && ps.tag[k] == tag_exit && L->calls[idx[k]].active)
+                                call_finish(L, (unsigned) idx[k]);
+                for (size_t k = own; r > 0 && k < ps.n; k++)
+                        if (ps.pfd[k].revents)
+                                mp_pool_event(L->pool, ps.tag[k], ps.pfd[k].revents);
 
                 now = mp_mono_ms();
                 for (unsigned i = 0; i < L->n; i++) {
@@ -657,6 +725,8 @@ static _noreturn_ void executor_main(struct loop *L) {
                                 c->killed = c->timed_out = true;
                         }
                 }
+                if (L->pool)
+                        mp_pool_tick(L->pool, now);
                 if (L->n_stale)
                         retry_stale(L);
         }
@@ -753,9 +823,16 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
                         .sandbox = cfg->sandbox,
                         .python = python,
                         .seccomp = sc,
+                        .pending = calloc(n, sizeof(bool)),
                 };
-                if (!L.calls || L.sigfd < 0)
+                if (!L.calls || L.sigfd < 0 || !L.pending)
                         _exit(1);
+                if (cfg->sandbox) {
+                        /* Our own binary, executed again as each environment's zygote. */
+                        int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+                        if (exe < 0 || mp_pool_new(cfg, python, exe, pool_reply, &L, &L.pool) < 0)
+                                mp_warn("exec: no warm pool (cannot open our own binary); every call runs cold");
+                }
                 for (unsigned i = 0; i < n; i++)
                         L.calls[i].pidfd = L.calls[i].gfd = L.calls[i].lfd = -1;
                 executor_main(&L);
@@ -919,7 +996,16 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
                 inputs = req->inputs ? json_incref(req->inputs) : json_object();
         j = json_pack("{s:s,s:s,s:s,s:o?,s:O?,s:o}", "op", req->op == MP_EXEC_ANALYZE ? "analyze" : "run", "code",
                       req->code, "handler", req->handler, "inputs", inputs, "policy", req->policy, "limits",
-                      limits_json(&lim));
+                      mp_exec_limits_json(&lim));
+        if (j && req->op == MP_EXEC_RUN && req->function_key) {
+                if (strlen(req->function_key) > 256 || (req->tenant && strlen(req->tenant) > 256) ||
+                    (req->env_key && strlen(req->env_key) > 128))
+                        return mp_error_set(err, EINVAL, 422, "validation", "exec: function, tenant or environment key too long");
+                json_object_set_new(j, "function_key", json_string(req->function_key));
+                json_object_set_new(j, "tenant", json_string(req->tenant ? req->tenant : ""));
+                json_object_set_new(j, "env", json_string(req->env_key ? req->env_key : "base"));
+                json_object_set_new(j, "per_call", json_boolean(req->per_call));
+        }
         if (!j || !(s = json_dumps(j, JSON_COMPACT)))
                 return mp_error_set(err, EINVAL, 422, "validation", "exec: the request is not valid JSON (UTF-8?)");
 
@@ -951,6 +1037,51 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
         if (r < 0)
                 return mp_error_set(err, -r, 503, "sandbox", "exec: the executor process is gone (%s)", strerror(-r));
         return parse_reply(reply, rlen, ret, err);
+}
+
+int mp_executor_stats(struct mp_executor *ex, json_t **ret) {
+        _cleanup_free_ char *reply = NULL;
+        size_t rlen = 0;
+        unsigned ch;
+        int r;
+
+        if (!ex)
+                return -EINVAL;
+        pthread_mutex_lock(&ex->lock);
+        for (;;) {
+                if (ex->dead) {
+                        pthread_mutex_unlock(&ex->lock);
+                        return -EPIPE;
+                }
+                for (ch = 0; ch < ex->n && ex->busy[ch]; ch++)
+                        ;
+                if (ch < ex->n)
+                        break;
+                pthread_cond_wait(&ex->cond, &ex->lock);
+        }
+        ex->busy[ch] = true;
+        pthread_mutex_unlock(&ex->lock);
+        static const char q[] = "{\"op\":\"stats\"}";
+        r = send_frame(ex->fds[ch], q, sizeof(q) - 1);
+        if (r >= 0)
+                r = mp_frame_read(ex->fds[ch], CHANNEL_MAX_FRAME, &reply, &rlen);
+        pthread_mutex_lock(&ex->lock);
+        ex->busy[ch] = false;
+        if (r < 0)
+                ex->dead = true;
+        pthread_cond_broadcast(&ex->cond);
+        pthread_mutex_unlock(&ex->lock);
+        if (r < 0)
+                return r;
+        json_t *j = json_loadb(reply, rlen, 0, NULL);
+        json_t *st = json_incref(json_object_get(j, "stats"));
+        json_decref(j);
+        if (!json_is_object(st)) {
+                json_decref(st);
+                return -EPROTO;
+        }
+        *ret = st;
+        return 0;
 }
 
 void mp_exec_result_clear(struct mp_exec_result *r) {

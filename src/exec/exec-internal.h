@@ -6,7 +6,11 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/types.h>
+#include <jansson.h>
+
+#include "base/util.h"
 
 #include "base/error.h"
 #include "exec/exec.h"
@@ -46,6 +50,11 @@ int mp_cgroup_create(const char *name, const struct mp_limits *limits, struct mp
 int mp_cgroup_attach(const struct mp_cgroup *cg, pid_t pid);
 /* Peak memory (kB, -1 unknown) and whether the memory limit was hit. */
 void mp_cgroup_usage(const struct mp_cgroup *cg, int64_t *ret_peak_kb, bool *ret_oom);
+/* (Re)write the limits of an existing cgroup. 0 or -errno. */
+int mp_cgroup_set_limits(const struct mp_cgroup *cg, const struct mp_limits *limits);
+/* Current memory charged to cg in kB (-1 unknown); reset the peak for the next call. */
+int64_t mp_cgroup_memory_kb(const struct mp_cgroup *cg);
+void mp_cgroup_reset_peak(const struct mp_cgroup *cg);
 /* rmdir every cgroup of cg; -EBUSY while killed tasks are still leaving (retry later). */
 int mp_cgroup_destroy(struct mp_cgroup *cg);
 
@@ -61,6 +70,12 @@ struct mp_spawn {
         const struct mp_cgroup *cgroup; /* may be NULL */
         int guest_fd;                   /* becomes fd 3 in the child */
         int log_fd;                     /* becomes fds 1 and 2 */
+        /* Zygote mode: >= 0 is an fd of our own binary, executed (argv) in the sandbox's
+         * file system with its namespaces, but without the per-call /tmp and /work, the
+         * uid switch, capability drop and seccomp: the zygote needs them to make
+         * instances, and applies them to each instance (mp_sandbox_instance_*). */
+        int zygote_exe_fd;
+        char *const *zygote_argv;
 };
 
 /* Clone the sandbox (user, pid, mount, ipc, uts, net namespaces), write its id maps,
@@ -70,5 +85,75 @@ struct mp_spawn {
  * failed (nothing is left running). */
 int mp_sandbox_spawn(const struct mp_spawn *sp, pid_t *ret_pid, int *ret_pidfd,
                      struct mp_error *err);
+/* In a new instance (a clone of the zygote in new pid, mount and ipc namespaces, still
+ * privileged inside the zygote's user namespace): its own /proc, fds 0-3, setsid.
+ * Dies (_exit 127, sentence on fd 2) on failure. */
+void mp_sandbox_instance_early(int guest_fd, int log_fd);
+/* Then, once it has its limits: private /tmp and /work, rlimits, uid 1000, no caps,
+ * no_new_privs, seccomp, cwd /work. Dies on failure. */
+void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccomp *sc);
+/* The environment of the interpreter, cold or zygote. */
+extern char *const mp_sandbox_env[];
 /* Is this host able to build sandboxes at all? (cheap checks, run at executor start) */
 int mp_sandbox_probe(struct mp_error *err);
+
+/* ---- zygote (exec-zygote.c, runs in its own process) ---- */
+
+#define MP_ZYGOTE_ARGV0 "mecapy-zygote"
+/* Defined in exec-zygote.c, used by the pool: the reference is what makes the linker
+ * keep exec-zygote.o (and so its constructor) in every binary that has the pool. */
+extern char mp_zygote_argv0[];
+/* Executor <-> zygote messages on a SOCK_SEQPACKET pair (fd 3 in the zygote). The
+ * zygote never sees user input: it is told only to make an instance, and says when one
+ * exists (pidfd, guest socket, log pipe passed with SCM_RIGHTS) or has ended. */
+enum { MP_Z_SPAWN = 1, MP_Z_READY, MP_Z_SPAWNED, MP_Z_EXITED, MP_Z_FAILED };
+struct mp_zmsg {
+        uint32_t op;
+        uint32_t id;      /* instance id, chosen by the executor */
+        int32_t status;   /* EXITED: wait status; FAILED: errno */
+        int32_t pad;
+        int64_t cpu_us;   /* EXITED: user+system CPU of the instance's whole life */
+};
+/* Instance setup bytes, the first thing the executor writes on the guest socket. */
+struct mp_zsetup {
+        int32_t timeout_s, memory_mb, cpus, max_procs, tmp_mb;
+};
+
+/* ---- warm pool (exec-pool.c, in the executor process) ---- */
+
+struct mp_pool;
+struct mp_pollset {
+        struct pollfd *pfd;
+        void **tag;      /* the pool's handle for each of its entries, NULL for others */
+        size_t n, cap;
+};
+int mp_pollset_add(struct mp_pollset *ps, int fd, short events, void *tag);
+
+typedef void (*mp_pool_reply_fn)(void *ctx, unsigned ch, json_t *reply);
+int mp_pool_new(const struct mp_exec_config *cfg, const char *python, int exe_fd, mp_pool_reply_fn reply,
+                void *ctx, struct mp_pool **ret);
+/* Take a request frame (ownership of req) read from channel ch; the reply comes
+ * through the reply callback, now or later. */
+void mp_pool_submit(struct mp_pool *p, unsigned ch, json_t *req);
+json_t *mp_pool_stats(struct mp_pool *p);
+/* Add the pool's fds; lower *timeout_ms to its nearest deadline. */
+void mp_pool_watch(struct mp_pool *p, struct mp_pollset *ps, int64_t now, int64_t *timeout_ms);
+void mp_pool_event(struct mp_pool *p, void *tag, short revents);
+void mp_pool_tick(struct mp_pool *p, int64_t now);
+/* Kill every zygote and instance, remove their cgroups. */
+void mp_pool_shutdown(struct mp_pool *p);
+
+/* ---- shared by the cold and warm paths (exec-executor.c) ---- */
+
+struct mp_outcome {
+        const struct mp_buf *rep; /* the guest's frame (4-byte length first) */
+        bool rep_complete, rep_oversize, timed_out, killed, exited, oom;
+        int ws;                   /* wait status when exited */
+        const char *crash_note;   /* overrides the crash sentence when set */
+        int timeout_s, memory_mb;
+};
+/* The executor's reply frame to the server for one finished call. */
+json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int64_t wall_ms, int64_t cpu_ms,
+                      int64_t peak_kb);
+json_t *mp_exec_limits_json(const struct mp_limits *l);
+int mp_exec_limits_from_json(json_t *j, struct mp_limits *l);

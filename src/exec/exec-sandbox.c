@@ -159,14 +159,17 @@ static int plan_root(struct plan *p, const struct mp_spawn *sp) {
         plan_add(p, STEP_PROC, NULL, "proc");
 
         /* The only writable places, private to this call and capped (their pages are
-         * also charged to the sandbox's memory cgroup). */
+         * also charged to the sandbox's memory cgroup). A zygote leaves them as empty
+         * mount points: each instance mounts its own (mp_sandbox_instance_enter). */
         plan_add(p, STEP_DIR, NULL, "tmp");
+        plan_add(p, STEP_DIR, NULL, "work");
+        if (sp->zygote_exe_fd >= 0)
+                return p->n >= MAX_STEPS ? -E2BIG : 0;
         s = plan_add(p, STEP_TMPFS, NULL, "tmp");
         if (s) {
                 s->size_mb = sp->limits.tmp_mb;
                 s->mode = 01777;
         }
-        plan_add(p, STEP_DIR, NULL, "work");
         s = plan_add(p, STEP_TMPFS, NULL, "work");
         if (s) {
                 s->size_mb = sp->limits.tmp_mb;
@@ -368,19 +371,42 @@ static void drop_privileges(bool root_mode, int errfd) {
                 child_fail(errfd, errno, "sandbox: cannot set the parent-death signal");
 }
 
-static char *const clean_env[] = {
+char *const mp_sandbox_env[] = {
         /* The server's environment never reaches user code: only these. */
         "HOME=/tmp", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TMPDIR=/tmp",
         "OPENBLAS_NUM_THREADS=1", "MPLCONFIGDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1",
-        "USER=user", "LOGNAME=user", NULL,
+        "USER=user", "LOGNAME=user",
+#if defined(__SANITIZE_ADDRESS__)
+        /* Sanitizer builds (tests) run the zygote under ASan: a refused allocation must
+         * be a MemoryError, and a SIGSEGV a signal, as in a plain build. */
+        "ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0:handle_segv=0:handle_sigbus=0:handle_sigfpe=0",
+#endif
+        NULL,
 };
 
 static _noreturn_ void exec_guest(const struct mp_spawn *sp, int errfd) {
         /* -I: isolated (no env vars, no user site, no script dir on sys.path);
          * -B: no .pyc (PYTHONDONTWRITEBYTECODE is ignored under -I). */
         char *argv[] = { "python3", "-I", "-B", "-c", (char *) sp->guest_src, NULL };
-        execve(sp->python, argv, clean_env);
+        execve(sp->python, argv, mp_sandbox_env);
         child_fail(errfd, errno, "sandbox: cannot execute %s", sp->python);
+}
+
+/* The zygote: our own binary again (a clean image: nothing of the server's heap or
+ * environment), run from an fd since its path is not in the sandbox's file system. It
+ * keeps root of its user namespace and its capabilities there, which it needs to give
+ * each instance its own pid, mount and ipc namespaces; it runs no user code. */
+static _noreturn_ void exec_zygote(const struct mp_spawn *sp, int errfd) {
+        /* fd 3: its control socket; 1 and 2: the executor's stderr (the server log),
+         * for import warnings. Instances replace them with their own log pipe. */
+        setup_fds(sp, errfd);
+        set_rlimit(errfd, RLIMIT_CORE, "RLIMIT_CORE", 0, 0);
+        /* setresuid(0) above cleared PDEATHSIG (pitfall 3): the zygote, and with it its
+         * pid namespace and every instance, dies with the executor. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+                child_fail(errfd, errno, "sandbox: cannot set the parent-death signal");
+        syscall(SYS_execveat, sp->zygote_exe_fd, "", sp->zygote_argv, mp_sandbox_env, AT_EMPTY_PATH);
+        child_fail(errfd, errno, "sandbox: cannot start the zygote");
 }
 
 static _noreturn_ void child_sandbox(const struct mp_spawn *sp, const struct plan *p, int syncfd, int errfd) {
@@ -417,11 +443,13 @@ static _noreturn_ void child_sandbox(const struct mp_spawn *sp, const struct pla
                 child_fail(errfd, errno, "sandbox: cannot detach the host's root");
         remount_ro(p, errfd);
 
+        if (sethostname("mecapy", 6) < 0)
+                child_fail(errfd, errno, "sandbox: sethostname");
+        if (sp->zygote_exe_fd >= 0)
+                exec_zygote(sp, errfd);
         if (mkdir(MP_SANDBOX_WORKDIR "/outputs", 0755) < 0 ||
             (p->root_mode && chown(MP_SANDBOX_WORKDIR "/outputs", MP_SANDBOX_UID, MP_SANDBOX_UID) < 0))
                 child_fail(errfd, errno, "sandbox: cannot create the outputs directory");
-        if (sethostname("mecapy", 6) < 0)
-                child_fail(errfd, errno, "sandbox: sethostname");
 
         setup_fds(sp, errfd);
         apply_rlimits(sp, p->root_mode, errfd);
@@ -605,4 +633,100 @@ int mp_sandbox_probe(struct mp_error *err) {
         close(pidfd);
         (void) waitpid((pid_t) pid, NULL, 0);
         return 0;
+}
+
+/* ---- function instances (called in the zygote's clone, see exec-zygote.c) ---- */
+
+static _noreturn_ _printf_(2, 3) void inst_fail(int errnum, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                n = 0;
+        if ((size_t) n < sizeof(msg) - 1 && errnum)
+                n += snprintf(msg + n, sizeof(msg) - (size_t) n, ": %s", strerror(errnum));
+        if ((size_t) n < sizeof(msg) - 1)
+                msg[n++] = '\n';
+        (void) !write(2, msg, MP_MIN((size_t) n, sizeof(msg)));
+        _exit(127);
+}
+
+void mp_sandbox_instance_early(int guest_fd, int log_fd) {
+        struct mp_spawn sp = { .guest_fd = guest_fd, .log_fd = log_fd };
+
+        if (setsid() < 0)
+                inst_fail(errno, "sandbox: setsid");
+        /* Its own /proc, showing only its own pid namespace. A new proc mount is only
+         * allowed while a fully visible one exists in this mount namespace (the
+         * zygote's, which shows the zygote and its other instances): mount the new one
+         * aside on the empty /work mount point, drop the zygote's, move the new one in. */
+        if (mount("proc", MP_SANDBOX_WORKDIR, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                inst_fail(errno, "sandbox: cannot mount the instance's /proc");
+        if (umount2("/proc", MNT_DETACH) < 0)
+                inst_fail(errno, "sandbox: cannot detach the zygote's /proc");
+        if (mount(MP_SANDBOX_WORKDIR, "/proc", NULL, MS_MOVE, NULL) < 0)
+                inst_fail(errno, "sandbox: cannot move the instance's /proc");
+        setup_fds(&sp, 2);
+        /* No exec follows: close-on-exec is not enough. The zygote's control socket,
+         * signalfd and other instances' fds must not stay open here. */
+        if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+                for (int fd = 4; fd < 65536; fd++)
+                        (void) close(fd);
+}
+
+void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccomp *sc) {
+        _cleanup_free_ char *map = NULL, *statm = NULL;
+        long inside = 0, outside = 0, count = 0, vsz_pages = 0;
+        char opts[128];
+
+        /* The whole uid range is mapped when the executor runs as host root; as a
+         * plain user only uid 0 exists inside and there is no uid to switch to. */
+        if (mp_read_file("/proc/self/uid_map", 4096, &map, NULL) < 0 ||
+            sscanf(map, "%ld %ld %ld", &inside, &outside, &count) != 3)
+                inst_fail(errno, "sandbox: cannot read the uid map");
+        bool root_mode = count > MP_SANDBOX_UID;
+        uid_t owner = root_mode ? MP_SANDBOX_UID : 0;
+        /* Private, size-capped /tmp and /work for this instance (one tenant, one
+         * function): nothing of another instance is reachable. */
+        snprintf(opts, sizeof(opts), "size=%dm,nr_inodes=65536,mode=1777", l->tmp_mb);
+        if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                inst_fail(errno, "sandbox: cannot mount /tmp");
+        snprintf(opts, sizeof(opts), "size=%dm,nr_inodes=65536,mode=0755,uid=%u,gid=%u", l->tmp_mb, (unsigned) owner,
+                 (unsigned) owner);
+        if (mount("tmpfs", MP_SANDBOX_WORKDIR, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                inst_fail(errno, "sandbox: cannot mount " MP_SANDBOX_WORKDIR);
+        if (mkdir(MP_SANDBOX_WORKDIR "/outputs", 0755) < 0 ||
+            (root_mode && chown(MP_SANDBOX_WORKDIR "/outputs", MP_SANDBOX_UID, MP_SANDBOX_UID) < 0))
+                inst_fail(errno, "sandbox: cannot create the outputs directory");
+
+        /* RLIMIT_AS must include what the zygote already maps (numpy, scipy, OpenBLAS:
+         * pitfall 11), so it is counted from the instance's size now. No RLIMIT_NPROC:
+         * it counts per uid of the user namespace, which every instance of this zygote
+         * shares; the instance's pids cgroup and the seccomp ban on fork bound it. */
+        if (mp_read_file("/proc/self/statm", 4096, &statm, NULL) == 0)
+                (void) sscanf(statm, "%ld", &vsz_pages);
+        rlim_t as = (rlim_t) vsz_pages * (rlim_t) sysconf(_SC_PAGESIZE) + (((rlim_t) l->memory_mb + 256) << 20);
+        struct { int res; rlim_t v; } rl[] = {
+                { RLIMIT_AS, as }, { RLIMIT_FSIZE, (rlim_t) l->tmp_mb << 20 }, { RLIMIT_NOFILE, 1024 },
+                { RLIMIT_CORE, 0 }, { RLIMIT_MEMLOCK, 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rl); i++) {
+                struct rlimit r = { rl[i].v, rl[i].v };
+                if (setrlimit(rl[i].res, &r) < 0)
+                        inst_fail(errno, "sandbox: cannot set a resource limit");
+        }
+        /* No RLIMIT_CPU either: it would count the instance's whole life, not one call;
+         * the wall-clock deadline of each call kills the instance. */
+        drop_privileges(root_mode, 2);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                inst_fail(errno, "sandbox: PR_SET_NO_NEW_PRIVS");
+        int r = mp_seccomp_load(sc);
+        if (r < 0)
+                inst_fail(-r, "sandbox: cannot load the seccomp filter");
+        if (chdir(MP_SANDBOX_WORKDIR) < 0)
+                inst_fail(errno, "sandbox: chdir " MP_SANDBOX_WORKDIR);
 }

@@ -26,6 +26,16 @@ struct mp_exec_config {
         bool sandbox;           /* false only with --no-sandbox (development, loudly logged) */
         const char *python;     /* interpreter run inside the sandbox, "/usr/bin/python3" */
         unsigned channels;      /* calls that can run at once */
+        /* The warm pool (see exec-pool.c). 0 picks the default named in brackets. */
+        unsigned max_instances;   /* live function instances, spares included [64] */
+        uint64_t max_memory_mb;   /* private memory of all instances together [25% of RAM] */
+        unsigned max_per_function;/* calls of one function+tenant at once; more queue [4] */
+        unsigned max_calls;       /* an instance retires after this many calls [10000] */
+        int idle_s;               /* an instance idle this long retires [600] */
+        unsigned max_growth_mb;   /* an instance whose memory grew this much since its
+                                   * first call retires [256] */
+        const char *preload;      /* comma-separated modules every zygote imports
+                                   * ["numpy,scipy,scipy.optimize"] */
 };
 
 enum mp_exec_op {
@@ -40,6 +50,11 @@ struct mp_exec_request {
         json_t *inputs;       /* RUN: object of keyword arguments (borrowed) */
         json_t *policy;       /* ANALYZE: {"forbidden_imports": [..], "forbidden_calls": [..]} (borrowed) */
         struct mp_limits limits;
+        /* Warm path (RUN only, sandbox mode). NULL function_key: a cold, one-off sandbox. */
+        const char *function_key; /* e.g. "<function_id>:<version>": what an instance loads */
+        const char *tenant;       /* the calling user: an instance never serves two tenants */
+        const char *env_key;      /* environment (zygote) key; NULL = "base" */
+        bool per_call;            /* a fresh (pre-forked) instance for every call */
 };
 
 enum mp_exec_status {
@@ -65,7 +80,7 @@ struct mp_exec_result {
         bool logs_truncated;
         struct mp_exec_artifact *artifacts; /* owned */
         size_t n_artifacts;
-        int64_t wall_ms, cpu_ms, peak_memory_kb;
+        int64_t wall_ms, cpu_ms, peak_memory_kb; /* of this call, not of its instance */
 };
 
 struct mp_executor;
@@ -79,5 +94,9 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
 int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req,
                     struct mp_exec_result *ret, struct mp_error *err);
 void mp_exec_result_clear(struct mp_exec_result *r);
+/* The warm pool's counters: {"hits","misses","cold_starts","evictions","retired",
+ * "crashes","instances","spares","busy","queued","zygotes","memory_kb","per_call"}.
+ * 0 with *ret owned by the caller, or -errno (executor gone). Thread-safe. */
+int mp_executor_stats(struct mp_executor *ex, json_t **ret);
 /* Kills running calls, stops the executor process, frees ex. NULL is fine. */
 void mp_executor_stop(struct mp_executor *ex);

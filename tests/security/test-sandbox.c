@@ -22,6 +22,46 @@
 static struct mp_executor *ex;
 static char host_dir[64];
 
+/* Our child named "mecapy-exec" (found through /proc, not through exec's internals). */
+static pid_t executor_pid(void) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        pid_t found = -1;
+        while (d && (de = readdir(d))) {
+                char path[300], *s = NULL;
+                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+                if (mp_read_file(path, 4096, &s, NULL) < 0)
+                        continue;
+                char *rp = strrchr(s, ')');
+                int ppid = 0;
+                if (strstr(s, "(mecapy-exec)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == getpid())
+                        found = (pid_t) strtol(de->d_name, NULL, 10);
+                free(s);
+        }
+        if (d)
+                closedir(d);
+        return found;
+}
+
+/* call-* and inst-* cgroups of executor pid, under any mecapy/ parent. */
+static int exec_cgroups(pid_t pid) {
+        int left = 0;
+        const char *roots[] = { "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu" };
+        for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
+                char cmd[400];
+                snprintf(cmd, sizeof(cmd),
+                         "find %s -maxdepth 6 -type d \\( -name 'call-%d-*' -o -name 'inst-%d-*' \\) 2>/dev/null | grep -c /mecapy/",
+                         roots[i], (int) pid, (int) pid);
+                FILE *p = popen(cmd, "r");
+                int n = 0;
+                if (p && fscanf(p, "%d", &n) == 1)
+                        left += n;
+                if (p)
+                        pclose(p);
+        }
+        return left;
+}
+
 static struct mp_executor *executor(void) {
         if (!ex) {
                 /* Set before the executor starts: it must never reach user code. */
@@ -36,12 +76,25 @@ static struct mp_executor *executor(void) {
         return ex;
 }
 
+/* Attacks run twice: in a cold one-off sandbox, then through warm function instances
+ * (forked from the zygote), where the function key names the code. */
+static bool warm;
+
 static const struct mp_limits lim = { .timeout_s = 20, .memory_mb = 256, .cpus = 1, .max_procs = 32, .tmp_mb = 16 };
 
 static int run_lim(const char *code, const char *inputs, const struct mp_limits *l, struct mp_exec_result *res) {
         json_t *in = json_loads(inputs ? inputs : "{}", 0, NULL);
         struct mp_exec_request req = { .op = MP_EXEC_RUN, .code = code, .handler = "main", .inputs = in, .limits = *l };
         struct mp_error err = { 0 };
+        char fk[64];
+        if (warm) {
+                unsigned long h = 5381;
+                for (const char *c = code; *c; c++)
+                        h = h * 33 + (unsigned char) *c;
+                snprintf(fk, sizeof(fk), "sec-%lx:1", h);
+                req.function_key = fk;
+                req.tenant = "attacker";
+        }
         int r = mp_executor_run(executor(), &req, res, &err);
         if (r < 0)
                 fprintf(stderr, "  run: %s\n", err.message);
@@ -69,8 +122,36 @@ static const char *elimit(const struct mp_exec_result *r) {
         return json_string_value(json_object_get(r->error, "limit")) ?: "";
 }
 
-/* Processes running as the sandbox's host uids, i.e. leftovers of a sandbox. */
-static int sandbox_procs(void) {
+/* Is pid one of ours: a descendant of this test, or an orphan (parent init) that a
+ * stopped executor would have left? Other servers' zygotes on this host are neither. */
+static bool ours_or_orphan(const char *pid) {
+        char path[300], *s = NULL;
+        long p = 0;
+        for (int depth = 0; depth < 64; depth++) {
+                snprintf(path, sizeof(path), "/proc/%s/stat", depth ? path + 280 : pid);
+                if (mp_read_file(path, 4096, &s, NULL) < 0)
+                        return false;
+                char *rp = strrchr(s, ')');
+                int ppid = 0;
+                bool ok = rp && sscanf(rp + 2, "%*c %d", &ppid) == 1;
+                free(s);
+                s = NULL;
+                if (!ok)
+                        return false;
+                if (ppid == getpid() || (depth == 0 && ppid == 1))
+                        return true;
+                if (ppid <= 1)
+                        return false;
+                p = ppid;
+                snprintf(path + 280, 20, "%ld", p);
+        }
+        return false;
+}
+
+/* Processes running as the sandbox's host uids, i.e. leftovers of a sandbox. Warm
+ * instances and their zygote (named mecapy-zygote) are meant to stay while the
+ * executor runs; stop_cleans_up checks that they too are gone after a stop. */
+static int sandbox_procs_all(bool all) {
         int n = 0;
         DIR *d = opendir("/proc");
         struct dirent *de;
@@ -79,12 +160,22 @@ static int sandbox_procs(void) {
                 struct stat st;
                 snprintf(path, sizeof(path), "/proc/%s", de->d_name);
                 if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && stat(path, &st) == 0 && st.st_uid >= 100000 &&
-                    st.st_uid < 165536)
-                        n++;
+                    st.st_uid < 165536 && ours_or_orphan(de->d_name)) {
+                        char comm_path[320], *comm = NULL;
+                        snprintf(comm_path, sizeof(comm_path), "%s/comm", path);
+                        bool pooled = mp_read_file(comm_path, 64, &comm, NULL) == 0 && strncmp(comm, "mecapy-zygote", 13) == 0;
+                        free(comm);
+                        if (all || !pooled)
+                                n++;
+                }
         }
         if (d)
                 closedir(d);
         return n;
+}
+
+static int sandbox_procs(void) {
+        return sandbox_procs_all(false);
 }
 
 /* After every attack: the sandbox is gone and a normal call works. */
@@ -434,24 +525,58 @@ TEST(crash_named) {
 
 TEST(stop_cleans_up) {
         executor();
+        pid_t pid = executor_pid();
+        REQUIRE(pid > 0);
         mp_executor_stop(ex);
         ex = NULL;
-        CHECK_INT(sandbox_procs(), ==, 0);
-        /* no cgroup of ours left behind */
-        int left = 0;
-        const char *roots[] = { "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu" };
-        for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
-                char cmd[300];
-                snprintf(cmd, sizeof(cmd), "find %s -maxdepth 6 -type d -name 'call-*' 2>/dev/null | grep -c /mecapy/", roots[i]);
-                FILE *p = popen(cmd, "r");
-                int n = 0;
-                if (p && fscanf(p, "%d", &n) == 1)
-                        left += n;
-                if (p)
-                        pclose(p);
-        }
-        CHECK_INT(left, ==, 0);
+        CHECK_INT(sandbox_procs_all(true), ==, 0);
+        CHECK_INT(exec_cgroups(pid), ==, 0); /* no cgroup of ours left behind */
 }
+
+/* One tenant's state (module globals, /tmp, /work) never reaches another tenant's
+ * call of the same function. */
+TEST(tenants_isolated) {
+        struct mp_exec_result r;
+        const char *code = "import os\nseen = []\ndef main(who):\n    seen.append(who)\n"
+                           "    open('/tmp/' + who, 'w').write(who)\n    open('/work/' + who, 'w').write(who)\n"
+                           "    return {'seen': seen, 'tmp': sorted(os.listdir('/tmp')), 'work': sorted(os.listdir('/work'))}\n";
+        json_t *in = json_pack("{s:s}", "who", "alice");
+        struct mp_exec_request req = { .op = MP_EXEC_RUN, .code = code, .handler = "main", .inputs = in, .limits = lim,
+                                       .function_key = "shared:1", .tenant = "alice" };
+        struct mp_error err = { 0 };
+        REQUIRE(mp_executor_run(executor(), &req, &r, &err) == 0);
+        mp_exec_result_clear(&r);
+        json_object_set_new(in, "who", json_string("bob"));
+        req.tenant = "bob";
+        REQUIRE(mp_executor_run(executor(), &req, &r, &err) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_OK);
+        CHECK_STR(dump(r.result), "{\"seen\":[\"bob\"],\"tmp\":[\"bob\"],\"work\":[\"bob\",\"outputs\"]}");
+        mp_exec_result_clear(&r);
+        json_decref(in);
+}
+
+#define WARM(fn)                                \
+        static void fn##_warm(void) {           \
+                warm = true;                    \
+                fn();                           \
+                warm = false;                   \
+        }
+WARM(environment_hidden)
+WARM(fork_bomb)
+WARM(threads_still_work)
+WARM(memory_hog_one_block)
+WARM(memory_hog_touched)
+WARM(infinite_loop)
+WARM(network_denied)
+WARM(host_files_hidden)
+WARM(writes_outside_denied)
+WARM(print_200mb)
+WARM(nan_result)
+WARM(kernel_escapes_denied)
+WARM(processes_invisible_and_unkillable)
+WARM(oversized_result)
+WARM(forged_reply_rejected)
+WARM(crash_named)
 
 static const struct check_case cases[] = {
         CASE(environment_hidden),
@@ -470,6 +595,23 @@ static const struct check_case cases[] = {
         CASE(oversized_result),
         CASE(forged_reply_rejected),
         CASE(crash_named),
+        CASE(environment_hidden_warm),
+        CASE(fork_bomb_warm),
+        CASE(threads_still_work_warm),
+        CASE(memory_hog_one_block_warm),
+        CASE(memory_hog_touched_warm),
+        CASE(infinite_loop_warm),
+        CASE(network_denied_warm),
+        CASE(host_files_hidden_warm),
+        CASE(writes_outside_denied_warm),
+        CASE(print_200mb_warm),
+        CASE(nan_result_warm),
+        CASE(kernel_escapes_denied_warm),
+        CASE(processes_invisible_and_unkillable_warm),
+        CASE(oversized_result_warm),
+        CASE(forged_reply_rejected_warm),
+        CASE(crash_named_warm),
+        CASE(tenants_isolated),
         CASE(stop_cleans_up),
 };
 

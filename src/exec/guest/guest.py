@@ -1,6 +1,11 @@
-# MecaPy guest: runs inside the sandbox (python3 -I -B -c <this>), the only Python in
-# the server. Protocol on fd 3: one request frame in, one reply frame out; a frame is a
-# u32 little-endian length and that many bytes of JSON.
+# MecaPy guest: runs inside the sandbox, the only Python in the server. Cold: as
+# `python3 -I -B -c <this>`, one request frame in, one reply frame out, then exit. Warm:
+# imported by a zygote as module "mecapy_guest"; each function instance calls serve(),
+# which answers frames one at a time until the executor hangs up. A frame is a u32
+# little-endian length and that many bytes of JSON, on fd 3.
+#
+#   warm only: {"op": "load", "code", "handler"} -> {"status": "ok", "loaded": true} or an error;
+#              a "run" may carry "code" (not loaded yet) or not (the module of this instance)
 #
 #   request  {"op": "run"|"analyze", "code", "handler", "inputs", "policy", "workdir",
 #             "max_result_bytes", "max_artifacts", "max_artifact_bytes", "memory_mb"}
@@ -155,20 +160,56 @@ def collect_artifacts(req):
     return arts
 
 
-def op_run(req):
+# The user module of this instance (warm): imported once, kept across calls.
+LOADED = {"mod": None}
+
+
+def load_module(req):
     import linecache
     code = req["code"]
     # Tracebacks show the user's source lines under a neutral name.
     linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
-    os.chdir(req.get("workdir", "."))
     mod = types.ModuleType("function")
     mod.__file__ = USER_FILE
     sys.modules["function"] = mod
+    exec(compile(code, USER_FILE, "exec"), mod.__dict__)
+    fn = getattr(mod, req["handler"], None)
+    if not callable(fn):
+        raise AttributeError("the module defines no function %r" % req["handler"])
+    LOADED["mod"] = mod
+    LOADED["handler"] = req["handler"]
+    return mod
+
+
+def reset_outputs(workdir):
+    """outputs/ holds only this call's files: empty it (warm instances serve many calls)."""
+    out = os.path.join(workdir, "outputs")
     try:
-        exec(compile(code, USER_FILE, "exec"), mod.__dict__)
-        fn = getattr(mod, req["handler"], None)
+        if os.path.islink(out) or (os.path.exists(out) and not os.path.isdir(out)):
+            os.unlink(out)
+        if not os.path.isdir(out):
+            os.mkdir(out)
+            return
+        import shutil
+        for e in os.scandir(out):
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+    except OSError as e:
+        note("could not empty outputs/: %s" % e)
+
+
+def op_run(req):
+    os.chdir(req.get("workdir", "."))
+    try:
+        mod = LOADED["mod"] if req.get("code") is None else load_module(req)
+        if mod is None:
+            raise RuntimeError("the function is not loaded in this instance")
+        name = req.get("handler") or LOADED["handler"]
+        fn = getattr(mod, name, None)
         if not callable(fn):
-            raise AttributeError("the module defines no function %r" % req["handler"])
+            raise AttributeError("the module defines no function %r" % name)
         np = sys.modules.get("numpy")
         if np is not None:
             # A fresh seed per call: with forked instances every call would otherwise
@@ -203,6 +244,16 @@ def op_run(req):
     except OverflowError as e:
         return {"status": "limit", "error": {"type": "ArtifactsTooLarge", "limit": "artifacts", "message": str(e)}}
     return {"status": "ok", "result": result, "artifacts": arts}
+
+
+def op_load(req):
+    try:
+        load_module(req)
+    except BaseException as e:
+        flush_std()
+        return error_reply(e)
+    flush_std()
+    return {"status": "ok", "result": None, "loaded": True}
 
 
 # ---------------------------------------------------------------- analyze
@@ -444,8 +495,7 @@ def op_analyze(req):
 # ---------------------------------------------------------------- main
 
 
-def main():
-    req = read_frame()
+def handle(req):
     try:
         if req.get("op") == "analyze":
             reply = op_analyze(req)
@@ -456,6 +506,8 @@ def main():
             {"line": 1, "message": "the code is too deeply nested to analyse (%s)" % type(e).__name__}]}} \
             if req.get("op") == "analyze" else error_reply(e, "limit" if isinstance(e, MemoryError) else "error",
                                                            "memory" if isinstance(e, MemoryError) else None)
+    if LOADED["mod"] is not None:
+        reply["loaded"] = True
     try:
         write_frame(reply)
     except (TypeError, ValueError) as e:
@@ -463,4 +515,27 @@ def main():
     flush_std()
 
 
-main()
+def main():
+    handle(read_frame())
+
+
+def serve():
+    """A warm instance: one call at a time, until the executor hangs up."""
+    while True:
+        try:
+            req = read_frame()
+        except EOFError:
+            return
+        if req.get("op") == "load":
+            reply = op_load(req)
+            try:
+                write_frame(reply)
+            except (TypeError, ValueError):
+                write_frame({"status": "error", "error": {"type": "TypeError", "message": "load"}})
+            continue
+        reset_outputs(req.get("workdir", "."))
+        handle(req)
+
+
+if __name__ == "__main__":
+    main()

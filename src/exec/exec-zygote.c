@@ -1,0 +1,324 @@
+/* The zygote: one process per environment that embeds CPython, imports the heavy
+ * modules once (numpy, scipy...) and forks function instances on demand.
+ *
+ * It is our own binary, executed again by the sandbox (exec-sandbox.c, exec_zygote)
+ * inside the sandbox's file system, user, pid, ipc, uts and network namespaces; a
+ * constructor below turns the process into the zygote before main() when argv[0] says
+ * so. So its image holds nothing of the server (no heap, no environment), and the
+ * server's own process never holds CPython state.
+ *
+ * It never runs user code and never sees user input: the executor only tells it "make
+ * instance N" and it answers with the instance's pidfd, guest socket and log pipe
+ * (SCM_RIGHTS), and later with its exit status. Each instance is a clone in new pid,
+ * mount and ipc namespaces that first blocks on its guest socket until the executor
+ * sends its limits (SERVICES pitfall 5), then enters the per-call restrictions
+ * (mp_sandbox_instance_enter) and runs the guest's serve() loop. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "exec/exec-internal.h"
+
+extern const char mp_guest_py[];
+
+#define CTL_FD 3
+/* Instances one zygote keeps track of; the executor's own bound is far lower. */
+#define MAX_KIDS 65536
+
+struct kid {
+        pid_t pid;
+        uint32_t id;
+};
+
+char mp_zygote_argv0[] = MP_ZYGOTE_ARGV0;
+
+static struct kid *kids;
+static size_t n_kids, cap_kids;
+
+static void zlog(const char *fmt, ...) _printf_(1, 2);
+static void zlog(const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(msg, sizeof(msg) - 1, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        n = MP_MIN(n, (int) sizeof(msg) - 2);
+        msg[n++] = '\n';
+        (void) !write(2, msg, (size_t) n);
+}
+
+static int send_msg(const struct mp_zmsg *m, const int *fds, int nfds) {
+        union {
+                char buf[CMSG_SPACE(3 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = { .iov_base = (void *) m, .iov_len = sizeof(*m) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (nfds > 0) {
+                memset(&u, 0, sizeof(u));
+                mh.msg_control = u.buf;
+                mh.msg_controllen = CMSG_SPACE((size_t) nfds * sizeof(int));
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN((size_t) nfds * sizeof(int));
+                memcpy(CMSG_DATA(c), fds, (size_t) nfds * sizeof(int));
+        }
+        while (sendmsg(CTL_FD, &mh, MSG_NOSIGNAL) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return 0;
+}
+
+/* In the clone: become the instance, then serve calls until the executor hangs up. */
+static _noreturn_ void instance_main(PyObject *serve, const struct mp_seccomp *sc, int gfd, int lfd) {
+        struct mp_zsetup su;
+        sigset_t none;
+
+        PyOS_AfterFork_Child();
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        mp_sandbox_instance_early(gfd, lfd);
+        /* Block until the executor has put us in our cgroup and bound us to a call:
+         * a spare costs nothing while it waits. EOF: retired before any use. */
+        if (mp_read_full(3, &su, sizeof(su)) < 0)
+                _exit(0);
+        struct mp_limits l = {
+                .timeout_s = su.timeout_s, .memory_mb = su.memory_mb, .cpus = su.cpus,
+                .max_procs = su.max_procs, .tmp_mb = su.tmp_mb,
+        };
+        if (l.memory_mb < 32 || l.tmp_mb < 1 || l.cpus < 1 || l.max_procs < 1)
+                _exit(127);
+        mp_sandbox_instance_enter(&l, sc);
+        PyObject *r = PyObject_CallNoArgs(serve);
+        if (!r)
+                PyErr_Print();
+        _exit(r ? 0 : 1);
+}
+
+static void spawn(uint32_t id, PyObject *serve, const struct mp_seccomp *sc) {
+        struct mp_zmsg m = { .op = MP_Z_FAILED, .id = id };
+        int sp[2] = { -1, -1 }, lp[2] = { -1, -1 }, pidfd = -1;
+
+        if (n_kids >= MAX_KIDS) {
+                m.status = EAGAIN;
+                (void) send_msg(&m, NULL, 0);
+                return;
+        }
+        if (n_kids == cap_kids) {
+                size_t cap = cap_kids ? cap_kids * 2 : 64;
+                struct kid *k = realloc(kids, cap * sizeof(*k));
+                if (!k) {
+                        m.status = ENOMEM;
+                        (void) send_msg(&m, NULL, 0);
+                        return;
+                }
+                kids = k;
+                cap_kids = cap;
+        }
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 || pipe2(lp, O_CLOEXEC) < 0) {
+                m.status = errno;
+                goto out;
+        }
+        PyOS_BeforeFork();
+        /* New pid namespace: the instance is PID 1 there, sees only itself, and
+         * killing it kills everything it started. New mount namespace: its own /proc,
+         * /tmp and /work. New ipc namespace: no shared memory with other instances.
+         * The user, uts and network namespaces are the zygote's (no network at all). */
+        long pid = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_PIDFD | SIGCHLD, NULL,
+                           &pidfd, NULL, 0);
+        if (pid == 0) {
+                close(sp[0]);
+                close(lp[0]);
+                instance_main(serve, sc, sp[1], lp[1]);
+        }
+        PyOS_AfterFork_Parent();
+        if (pid < 0) {
+                m.status = errno;
+                goto out;
+        }
+        kids[n_kids++] = (struct kid) { .pid = (pid_t) pid, .id = id };
+        m.op = MP_Z_SPAWNED;
+        int fds[3] = { pidfd, sp[0], lp[0] };
+        if (send_msg(&m, fds, 3) < 0)
+                (void) kill((pid_t) pid, SIGKILL);
+out:
+        if (m.op == MP_Z_FAILED)
+                (void) send_msg(&m, NULL, 0);
+        for (int i = 0; i < 2; i++) {
+                if (sp[i] >= 0)
+                        close(sp[i]);
+                if (lp[i] >= 0)
+                        close(lp[i]);
+        }
+        if (pidfd >= 0)
+                close(pidfd);
+}
+
+static void reap(void) {
+        for (;;) {
+                struct rusage ru;
+                int ws;
+                pid_t pid = wait4(-1, &ws, WNOHANG | __WALL, &ru);
+                if (pid <= 0)
+                        return;
+                for (size_t i = 0; i < n_kids; i++) {
+                        if (kids[i].pid != pid)
+                                continue;
+                        struct mp_zmsg m = {
+                                .op = MP_Z_EXITED, .id = kids[i].id, .status = ws,
+                                .cpu_us = (int64_t) ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec +
+                                          (int64_t) ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec,
+                        };
+                        kids[i] = kids[--n_kids];
+                        (void) send_msg(&m, NULL, 0);
+                        break;
+                }
+        }
+}
+
+static int py_init(const char *python) {
+        PyConfig c;
+        PyStatus st;
+
+        /* Isolated, like `python3 -I -B`: no PYTHON* variables, no user site, no
+         * script directory on sys.path, no .pyc written. program_name locates the
+         * interpreter's prefix (the configured interpreter, e.g. /usr/bin/python3). */
+        PyConfig_InitIsolatedConfig(&c);
+        c.write_bytecode = 0;
+        c.install_signal_handlers = 0;
+        st = PyConfig_SetBytesString(&c, &c.program_name, python);
+        if (!PyStatus_Exception(st))
+                st = PyConfig_SetBytesString(&c, &c.executable, python);
+        if (!PyStatus_Exception(st))
+                st = Py_InitializeFromConfig(&c);
+        PyConfig_Clear(&c);
+        if (PyStatus_Exception(st)) {
+                zlog("mecapy-zygote: cannot initialise Python: %s", st.err_msg ? st.err_msg : "?");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* The guest as module "mecapy_guest" (its main() only runs as __main__, i.e. cold). */
+static PyObject *load_guest(void) {
+        PyObject *mod = PyImport_AddModule("mecapy_guest"); /* borrowed */
+        if (!mod)
+                return NULL;
+        PyObject *d = PyModule_GetDict(mod);
+        if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0)
+                return NULL;
+        /* "<string>", like `python3 -c`: the guest drops its own frames by that name. */
+        PyObject *code = Py_CompileString(mp_guest_py, "<string>", Py_file_input);
+        if (!code)
+                return NULL;
+        PyObject *r = PyEval_EvalCode(code, d, d);
+        Py_DECREF(code);
+        if (!r)
+                return NULL;
+        Py_DECREF(r);
+        return PyObject_GetAttrString(mod, "serve");
+}
+
+static void preload(const char *list) {
+        char name[256];
+        for (const char *p = list; p && *p;) {
+                const char *comma = strchr(p, ',');
+                size_t n = comma ? (size_t) (comma - p) : strlen(p);
+                if (n > 0 && n < sizeof(name)) {
+                        memcpy(name, p, n);
+                        name[n] = 0;
+                        PyObject *m = PyImport_ImportModule(name);
+                        if (!m) {
+                                zlog("mecapy-zygote: cannot preload %s (calls import it themselves):", name);
+                                PyErr_Print();
+                        }
+                        Py_XDECREF(m);
+                }
+                p = comma ? comma + 1 : NULL;
+        }
+}
+
+static _noreturn_ void zygote_main(char **argv) {
+        struct mp_seccomp *sc = NULL;
+        struct mp_error err = { 0 };
+        struct mp_zmsg ready = { .op = MP_Z_READY };
+        sigset_t ss;
+
+        (void) prctl(PR_SET_NAME, MP_ZYGOTE_ARGV0, 0, 0, 0);
+        /* Dies with the executor (set before exec too; again here in case). */
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
+        if (sfd < 0 || mp_seccomp_build(&sc, &err) < 0) {
+                zlog("mecapy-zygote: %s", err.message[0] ? err.message : "cannot set up");
+                _exit(1);
+        }
+        if (py_init(argv[1]) < 0)
+                _exit(1);
+        PyObject *serve = load_guest();
+        if (!serve) {
+                PyErr_Print();
+                _exit(1);
+        }
+        preload(argv[2]);
+        /* Freeze what the imports made: a GC pass in an instance would otherwise touch
+         * (and copy) every object of numpy and scipy (pitfall 8). Flush stdio so that no
+         * buffered byte of the zygote is written again by every instance. */
+        if (PyRun_SimpleString("import gc, sys\ngc.collect()\ngc.freeze()\nsys.stdout.flush()\nsys.stderr.flush()\n") < 0)
+                _exit(1);
+        if (send_msg(&ready, NULL, 0) < 0)
+                _exit(1);
+
+        for (;;) {
+                struct pollfd p[2] = { { .fd = CTL_FD, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(1);
+                }
+                if (p[1].revents) {
+                        struct signalfd_siginfo si;
+                        (void) !read(sfd, &si, sizeof(si));
+                        reap();
+                }
+                if (p[0].revents & POLLIN) {
+                        struct mp_zmsg m;
+                        ssize_t n = recv(CTL_FD, &m, sizeof(m), 0);
+                        if (n == 0)
+                                _exit(0); /* the executor is gone: PID 1 exits, every instance dies */
+                        if (n == (ssize_t) sizeof(m) && m.op == MP_Z_SPAWN)
+                                spawn(m.id, serve, sc);
+                } else if (p[0].revents & (POLLHUP | POLLERR)) {
+                        _exit(0);
+                }
+        }
+}
+
+/* glibc calls constructors with (argc, argv, envp). Our binary started as the zygote
+ * (argv: "mecapy-zygote", interpreter, preload list) never reaches main(). */
+static void zygote_ctor(int argc, char **argv, char **envp) __attribute__((constructor));
+static void zygote_ctor(int argc, char **argv, char **envp) {
+        if (argc == 3 && argv && argv[0] && strcmp(argv[0], MP_ZYGOTE_ARGV0) == 0)
+                zygote_main(argv);
+}

@@ -1,0 +1,403 @@
+/* exec/ warm pool: zygotes, function instances, the LRU pool and its counters, through
+ * the real executor and sandbox (user namespaces required). */
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/limits.h"
+#include "base/util.h"
+#include "check.h"
+#include "exec/exec.h"
+
+static struct mp_executor *ex;
+static struct mp_exec_config cfg = { .sandbox = true, .python = "/usr/bin/python3", .channels = 8 };
+
+static struct mp_executor *executor(void) {
+        if (!ex) {
+                struct mp_error err = { 0 };
+                if (mp_executor_start(&cfg, &ex, &err) < 0) {
+                        fprintf(stderr, "cannot start the executor: %s\n", err.message);
+                        exit(2);
+                }
+        }
+        return ex;
+}
+
+static void restart(const struct mp_exec_config *c) {
+        mp_executor_stop(ex);
+        ex = NULL;
+        cfg = *c;
+        executor();
+}
+
+static const struct mp_limits small = { .timeout_s = 20, .memory_mb = 512, .cpus = 1, .max_procs = 16, .tmp_mb = 16 };
+
+struct call {
+        const char *code, *inputs, *fk, *tenant;
+        bool per_call;
+        int timeout_s;
+};
+
+static int call(const struct call *c, struct mp_exec_result *res) {
+        json_t *in = json_loads(c->inputs ? c->inputs : "{}", 0, NULL);
+        struct mp_exec_request req = { .op = MP_EXEC_RUN, .code = c->code, .handler = "main", .inputs = in,
+                                       .limits = small, .function_key = c->fk ? c->fk : "f:1",
+                                       .tenant = c->tenant ? c->tenant : "alice", .per_call = c->per_call };
+        if (c->timeout_s)
+                req.limits.timeout_s = c->timeout_s;
+        struct mp_error err = { 0 };
+        int r = mp_executor_run(executor(), &req, res, &err);
+        if (r < 0)
+                fprintf(stderr, "  run: %s\n", err.message);
+        json_decref(in);
+        mp_error_clear(&err);
+        return r;
+}
+
+static int64_t stat_of(const char *name) {
+        json_t *st = NULL;
+        if (mp_executor_stats(executor(), &st) < 0)
+                return -1;
+        int64_t v = json_integer_value(json_object_get(st, name));
+        json_decref(st);
+        return v;
+}
+
+/* Call and return the integer result (or -1000 - status). */
+static long long call_int(const struct call *c) {
+        struct mp_exec_result r;
+        if (call(c, &r) < 0)
+                return -2000;
+        long long v = r.status == MP_EXEC_OK ? json_integer_value(r.result) : -1000 - (long long) r.status;
+        if (r.status != MP_EXEC_OK)
+                fprintf(stderr, "  status %d: %s\n%s\n", r.status, json_dumps(r.error, 0), r.logs ? r.logs : "");
+        mp_exec_result_clear(&r);
+        return v;
+}
+
+static const char *COUNTER = "import os\nn = 0\ndef main():\n    global n\n    n += 1\n    return n\n";
+
+TEST(warm_hit_and_state) {
+        int64_t h0 = stat_of("hits"), m0 = stat_of("misses");
+        struct call c = { .code = COUNTER, .fk = "counter:1", .tenant = "alice" };
+        CHECK_INT(call_int(&c), ==, 1);
+        CHECK_INT(call_int(&c), ==, 2); /* module state kept: the same instance */
+        CHECK_INT(call_int(&c), ==, 3);
+        CHECK_INT(stat_of("hits") - h0, ==, 2);
+        CHECK_INT(stat_of("misses") - m0, ==, 1);
+        /* Another tenant calling the same function: its own instance, its own state. */
+        c.tenant = "bob";
+        CHECK_INT(call_int(&c), ==, 1);
+        c.tenant = "alice";
+        CHECK_INT(call_int(&c), ==, 4);
+}
+
+TEST(tenant_files_invisible) {
+        const char *code = "import os\ndef main(w):\n    if w:\n        open('/tmp/secret', 'w').write('alice')\n"
+                           "        open('/work/mine', 'w').write('alice')\n"
+                           "    return int(os.path.exists('/tmp/secret')) + 2 * int(os.path.exists('/work/mine'))\n";
+        struct call c = { .code = code, .fk = "files:1", .tenant = "alice", .inputs = "{\"w\": true}" };
+        CHECK_INT(call_int(&c), ==, 3);
+        c.inputs = "{\"w\": false}";
+        CHECK_INT(call_int(&c), ==, 3); /* same tenant, same instance: its files stay */
+        c.tenant = "bob";
+        CHECK_INT(call_int(&c), ==, 0); /* never another tenant's */
+}
+
+TEST(outputs_per_call) {
+        struct mp_exec_result r;
+        const char *code = "def main(name):\n    open('outputs/' + name, 'w').write(name)\n    return 1\n";
+        struct call c = { .code = code, .fk = "out:1", .inputs = "{\"name\": \"a.txt\"}" };
+        REQUIRE(call(&c, &r) == 0);
+        CHECK_INT(r.n_artifacts, ==, 1);
+        mp_exec_result_clear(&r);
+        c.inputs = "{\"name\": \"b.txt\"}";
+        REQUIRE(call(&c, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_OK);
+        CHECK_INT(r.n_artifacts, ==, 1);
+        if (r.n_artifacts == 1)
+                CHECK_STR(r.artifacts[0].name, "b.txt");
+        mp_exec_result_clear(&r);
+}
+
+TEST(per_call_fresh) {
+        /* Every per_call call is a new process: a module counter never passes 1. */
+        struct call c = { .code = COUNTER, .fk = "pc:1", .per_call = true };
+        int64_t p0 = stat_of("per_call"), h0 = stat_of("hits");
+        for (int i = 0; i < 6; i++) {
+                CHECK_INT(call_int(&c), ==, 1);
+                usleep(60000); /* quiet time: the next instance is pre-bound */
+        }
+        CHECK_INT(stat_of("per_call") - p0, >=, 4); /* served by pre-bound instances */
+        CHECK_INT(stat_of("hits") - h0, ==, 0);      /* never a reuse */
+}
+
+TEST(numpy_rng_differs) {
+        const char *code = "import numpy as np\ndef main():\n    return int(np.random.randint(0, 1 << 30))\n";
+        struct call c = { .code = code, .fk = "rng:1", .per_call = true };
+        long long a = call_int(&c);
+        usleep(20000);
+        long long b = call_int(&c);
+        CHECK(a >= 0 && b >= 0);
+        CHECK_INT(a, !=, b);
+}
+
+struct th {
+        struct call c;
+        long long want, got;
+        int status;
+};
+
+static void *th_run(void *arg) {
+        struct th *t = arg;
+        struct mp_exec_result r;
+        t->status = -1;
+        if (call(&t->c, &r) == 0) {
+                t->status = (int) r.status;
+                t->got = json_integer_value(r.result);
+                mp_exec_result_clear(&r);
+        }
+        return NULL;
+}
+
+TEST(crash_and_timeout_isolated) {
+        struct th t[4] = {
+                { .c = { .code = "import time\ndef main():\n    time.sleep(0.5)\n    return 7\n", .fk = "slow:1" }, .want = 7 },
+                { .c = { .code = "import os\ndef main():\n    os._exit(3)\n", .fk = "exit:1" } },
+                { .c = { .code = "import ctypes\ndef main():\n    ctypes.string_at(0)\n", .fk = "segv:1" } },
+                { .c = { .code = "def main():\n    while True:\n        pass\n", .fk = "loop:1", .timeout_s = 1 } },
+        };
+        pthread_t id[4];
+        for (int i = 0; i < 4; i++)
+                pthread_create(&id[i], NULL, th_run, &t[i]);
+        for (int i = 0; i < 4; i++)
+                pthread_join(id[i], NULL);
+        CHECK_INT(t[0].status, ==, MP_EXEC_OK);
+        CHECK_INT(t[0].got, ==, 7);
+        CHECK_INT(t[1].status, ==, MP_EXEC_CRASH);
+        CHECK_INT(t[2].status, ==, MP_EXEC_CRASH);
+        CHECK_INT(t[3].status, ==, MP_EXEC_TIMEOUT);
+        /* The next call of a crashed function gets a fresh instance and works. */
+        struct call c = { .code = "def main():\n    return 5\n", .fk = "segv:1" };
+        CHECK_INT(call_int(&c), ==, 5);
+        CHECK_INT(stat_of("crashes"), >=, 2);
+}
+
+TEST(crash_message) {
+        struct mp_exec_result r;
+        struct call c = { .code = "import ctypes\ndef main():\n    ctypes.string_at(0)\n", .fk = "segv:2" };
+        REQUIRE(call(&c, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_CRASH);
+        CHECK(strstr(json_string_value(json_object_get(r.error, "message")) ?: "", "SIGSEGV"));
+        mp_exec_result_clear(&r);
+}
+
+TEST(retire_after_calls) {
+        struct mp_exec_config c2 = cfg;
+        c2.max_calls = 3;
+        restart(&c2);
+        struct call c = { .code = COUNTER, .fk = "ret:1" };
+        long long seen[7];
+        for (int i = 0; i < 7; i++)
+                seen[i] = call_int(&c);
+        /* 1 2 3, retired, 1 2 3, retired, 1 */
+        CHECK_INT(seen[2], ==, 3);
+        CHECK_INT(seen[3], ==, 1);
+        CHECK_INT(seen[6], ==, 1);
+        CHECK_INT(stat_of("retired"), >=, 2);
+}
+
+TEST(eviction_under_bound) {
+        struct mp_exec_config c2 = cfg;
+        c2.max_instances = 2;
+        c2.max_calls = 0;
+        restart(&c2);
+        char fk[32], in[64];
+        for (int round = 0; round < 3; round++)
+                for (int f = 0; f < 5; f++) {
+                        snprintf(fk, sizeof(fk), "ev:%d", f);
+                        snprintf(in, sizeof(in), "{\"x\": %d}", f * 10 + round);
+                        struct call c = { .code = "def main(x):\n    return x * 2\n", .fk = fk, .inputs = in };
+                        CHECK_INT(call_int(&c), ==, (f * 10 + round) * 2);
+                }
+        CHECK_INT(stat_of("evictions"), >=, 5);
+        CHECK_INT(stat_of("instances"), <=, 2);
+}
+
+TEST(memory_bound_evicts) {
+        struct mp_exec_config c2 = cfg;
+        c2.max_instances = 0;
+        c2.max_memory_mb = 40;
+        restart(&c2);
+        const char *code = "keep = bytearray(30 << 20)\nfor i in range(0, len(keep), 4096):\n    keep[i] = 1\n"
+                           "def main():\n    return 1\n";
+        char fk[32];
+        for (int f = 0; f < 3; f++) {
+                snprintf(fk, sizeof(fk), "mem:%d", f);
+                struct call c = { .code = code, .fk = fk };
+                CHECK_INT(call_int(&c), ==, 1);
+        }
+        CHECK_INT(stat_of("evictions"), >=, 1);
+        CHECK_INT(stat_of("memory_kb"), <=, 2 * 40 * 1024);
+}
+
+struct many {
+        int tid;
+        int ok, bad;
+};
+
+static void *many_run(void *arg) {
+        struct many *m = arg;
+        for (int k = 0; k < 20; k++) {
+                int f = (m->tid * 7 + k) % 20, tenant = (m->tid + k) % 5;
+                char fk[32], tn[16], in[64];
+                snprintf(fk, sizeof(fk), "many:%d", f);
+                snprintf(tn, sizeof(tn), "t%d", tenant);
+                snprintf(in, sizeof(in), "{\"x\": %d}", k);
+                char code[128];
+                snprintf(code, sizeof(code), "def main(x):\n    return x * 1000 + %d\n", f);
+                struct call c = { .code = code, .fk = fk, .tenant = tn, .inputs = in };
+                if (call_int(&c) == k * 1000 + f)
+                        m->ok++;
+                else
+                        m->bad++;
+        }
+        return NULL;
+}
+
+TEST(concurrent_200) {
+        struct mp_exec_config c2 = cfg;
+        c2.max_instances = 0;
+        c2.max_memory_mb = 0;
+        c2.channels = 10;
+        restart(&c2);
+        enum { T = 10 };
+        pthread_t id[T];
+        struct many m[T];
+        for (int i = 0; i < T; i++) {
+                m[i] = (struct many) { .tid = i };
+                pthread_create(&id[i], NULL, many_run, &m[i]);
+        }
+        int ok = 0, bad = 0;
+        for (int i = 0; i < T; i++) {
+                pthread_join(id[i], NULL);
+                ok += m[i].ok;
+                bad += m[i].bad;
+        }
+        CHECK_INT(ok, ==, 200);
+        CHECK_INT(bad, ==, 0);
+}
+
+/* Is pid one of ours: a descendant of this test, or an orphan (parent init) that a
+ * stopped executor would have left? Other servers' zygotes on this host are neither. */
+static bool ours_or_orphan(const char *pid) {
+        char path[300], *s = NULL;
+        long p = 0;
+        for (int depth = 0; depth < 64; depth++) {
+                snprintf(path, sizeof(path), "/proc/%s/stat", depth ? path + 280 : pid);
+                if (mp_read_file(path, 4096, &s, NULL) < 0)
+                        return false;
+                char *rp = strrchr(s, ')');
+                int ppid = 0;
+                bool ok = rp && sscanf(rp + 2, "%*c %d", &ppid) == 1;
+                free(s);
+                s = NULL;
+                if (!ok)
+                        return false;
+                if (ppid == getpid() || (depth == 0 && ppid == 1))
+                        return true;
+                if (ppid <= 1)
+                        return false;
+                p = ppid;
+                snprintf(path + 280, 20, "%ld", p);
+        }
+        return false;
+}
+
+/* Our child named "mecapy-exec" (found through /proc, not through exec's internals). */
+static pid_t executor_pid(void) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        pid_t found = -1;
+        while (d && (de = readdir(d))) {
+                char path[300], *s = NULL;
+                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+                if (mp_read_file(path, 4096, &s, NULL) < 0)
+                        continue;
+                char *rp = strrchr(s, ')');
+                int ppid = 0;
+                if (strstr(s, "(mecapy-exec)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == getpid())
+                        found = (pid_t) strtol(de->d_name, NULL, 10);
+                free(s);
+        }
+        if (d)
+                closedir(d);
+        return found;
+}
+
+/* call-* and inst-* cgroups of executor pid, under any mecapy/ parent. */
+static int exec_cgroups(pid_t pid) {
+        int left = 0;
+        const char *roots[] = { "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu" };
+        for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
+                char cmd[400];
+                snprintf(cmd, sizeof(cmd),
+                         "find %s -maxdepth 6 -type d \\( -name 'call-%d-*' -o -name 'inst-%d-*' \\) 2>/dev/null | grep -c /mecapy/",
+                         roots[i], (int) pid, (int) pid);
+                FILE *p = popen(cmd, "r");
+                int n = 0;
+                if (p && fscanf(p, "%d", &n) == 1)
+                        left += n;
+                if (p)
+                        pclose(p);
+        }
+        return left;
+}
+
+/* Processes of the sandbox's host uid range, and our cgroups. */
+static int leftovers(pid_t exec_pid) {
+        int n = 0;
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                char path[300];
+                struct stat st;
+                snprintf(path, sizeof(path), "/proc/%s", de->d_name);
+                if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && stat(path, &st) == 0 && st.st_uid >= 100000 &&
+                    st.st_uid < 165536 && ours_or_orphan(de->d_name))
+                        n++;
+        }
+        if (d)
+                closedir(d);
+        n += exec_cgroups(exec_pid);
+        return n;
+}
+
+TEST(stop_leaves_nothing) {
+        struct call c = { .code = COUNTER, .fk = "stop:1" };
+        CHECK_INT(call_int(&c), ==, 1);
+        pid_t pid = executor_pid();
+        CHECK_INT(leftovers(pid), >, 0);
+        mp_executor_stop(ex);
+        ex = NULL;
+        CHECK_INT(leftovers(pid), ==, 0);
+}
+
+static const struct check_case cases[] = {
+        CASE(warm_hit_and_state),
+        CASE(tenant_files_invisible),
+        CASE(outputs_per_call),
+        CASE(per_call_fresh),
+        CASE(numpy_rng_differs),
+        CASE(crash_and_timeout_isolated),
+        CASE(crash_message),
+        CASE(retire_after_calls),
+        CASE(eviction_under_bound),
+        CASE(memory_bound_evicts),
+        CASE(concurrent_200),
+        CASE(stop_leaves_nothing),
+};
+
+CHECK_MAIN(cases)
