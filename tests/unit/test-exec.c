@@ -7,6 +7,7 @@
 #include "base/limits.h"
 #include "base/util.h"
 #include "check.h"
+#include "exec-fixture.h"
 #include "exec/exec.h"
 
 static struct mp_executor *ex;
@@ -331,26 +332,6 @@ TEST(latency) {
         printf("  per call (sandbox + python start + call): %.1f ms\n", (double) (mp_mono_ms() - t0) / 10.0);
 }
 
-/* Our child named "mecapy-exec" (found through /proc, not through exec's internals). */
-static pid_t executor_pid(void) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        pid_t found = -1;
-        while (d && (de = readdir(d))) {
-                char path[300], *s = NULL;
-                snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-                if (mp_read_file(path, 4096, &s, NULL) < 0)
-                        continue;
-                char *rp = strrchr(s, ')');
-                int ppid = 0;
-                if (strstr(s, "(mecapy-exec)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == getpid())
-                        found = (pid_t) strtol(de->d_name, NULL, 10);
-                free(s);
-        }
-        if (d)
-                closedir(d);
-        return found;
-}
 
 TEST(stop_and_dead_executor) {
         struct mp_exec_result r;
