@@ -7,6 +7,7 @@
 
 static const struct mp_blobs_ops *const backends[] = {
         &mp_blobs_file_ops,
+        &mp_blobs_s3_ops,
 };
 
 int mp_blobs_open(const char *url, struct mp_blobs **ret, struct mp_error *err) {
@@ -15,14 +16,16 @@ int mp_blobs_open(const char *url, struct mp_blobs **ret, struct mp_error *err) 
 
         if (!url || !(colon = strchr(url, ':')) || colon == url)
                 return mp_error_set(err, EINVAL, 500, "config",
-                                    "objects URL '%s' has no scheme: write file:/path/to/objects",
+                                    "objects URL '%s' has no scheme: write file:/path/to/objects or "
+                                    "s3://BUCKET?endpoint=URL&region=REGION",
                                     url ? url : "(null)");
         n = (size_t) (colon - url);
         for (size_t i = 0; i < ELEMENTSOF(backends); i++)
                 if (strlen(backends[i]->scheme) == n && strncmp(url, backends[i]->scheme, n) == 0)
                         return backends[i]->open(url, ret, err);
         return mp_error_set(err, EPROTONOSUPPORT, 500, "config",
-                            "objects URL '%s': unknown scheme '%.*s' (this build knows file:)",
+                            "objects URL '%s': unknown scheme '%.*s' (this build knows file: "
+                            "and s3:)",
                             url, (int) n, url);
 }
 
