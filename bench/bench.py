@@ -1,0 +1,1030 @@
+#!/usr/bin/python3
+"""MecaPy benchmarks and their peers, in one run (stdlib only; started by bench/run.sh).
+
+Usage: bench.py --bin BUILD/mecapy --tmp DIR --out bench/results.json
+
+Everything it starts (the MecaPy server, redis-server, the Celery worker, uvicorn, the
+bubblewrap peer) listens on 127.0.0.1 only, is started in its own session, is written to
+DIR/pids (for run.sh's trap) and is stopped in a `finally`. Every load loop is bounded by
+a count and a time cap. See docs/benchmarks.md for what each figure means.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+FUNCS = os.path.join(HERE, "functions")
+PY = "/usr/bin/python3"
+API = "/api/v1"
+
+# Counts and caps: a loop stops at its count or its time cap, whichever comes first.
+# BENCH_SCALE (default 1) multiplies every count and cap, for a quicker smoke run (0.2).
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+
+
+def scaled(n):
+    return max(1, int(n * SCALE))
+
+
+WARM_N, WARM_CAP_S = scaled(500), 40 * SCALE
+NUMPY_N, NUMPY_CAP_S = scaled(500), 30 * SCALE
+NEWVER_N, NEWVER_CAP_S = max(3, scaled(12)), 30 * SCALE
+PERCALL_N, PERCALL_CAP_S = scaled(500), 20 * SCALE
+THROUGHPUT_S, PERCALL_THROUGHPUT_S, CONNS = max(2, int(10 * SCALE)), max(2, int(8 * SCALE)), 64
+COLD_ENV_RESTARTS = 3
+BWRAP_N, BWRAP_CAP_S = scaled(60), 10 * SCALE
+BWRAP_NUMPY_N, BWRAP_NUMPY_CAP_S = scaled(15), 8 * SCALE
+FASTAPI_N, FASTAPI_CAP_S = scaled(500), 15 * SCALE
+CELERY_N, CELERY_CAP_S, CELERY_THROUGHPUT_S = scaled(500), 20 * SCALE, max(2, int(10 * SCALE))
+
+TRIVIAL_INPUTS = lambda i: {"x": float(i)}  # noqa: E731
+NUMPY_INPUTS = {"a": [[4, 1, 0], [1, 3, 1], [0, 1, 2]], "b": [1, 2, 3]}
+NUMPY_NORM = 1.46565621758588
+
+CLIENT_NAME = ("Python http.client, one keep-alive HTTP/1.1 connection, TCP_NODELAY, "
+               "sequential (bench/bench.py HttpClient); the same client for MecaPy, "
+               "FastAPI and the bubblewrap peer")
+
+NOTES: list[str] = []
+
+# The whole run stays under 5 minutes: every loop's cap is cut to this deadline, and a part
+# that would start after it is skipped (with a note).
+RUN_BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "270"))
+DEADLINE = time.monotonic() + RUN_BUDGET_S
+TMP_DIR = None
+
+
+def time_left():
+    return DEADLINE - time.monotonic()
+
+
+def clean_path(text):
+    """results.json names no machine-specific folder: the temp dir and repo are replaced."""
+    if TMP_DIR:
+        text = text.replace(TMP_DIR, "<tmp>")
+    return text.replace(REPO, "<repo>")
+
+
+def note(msg):
+    NOTES.append(msg)
+    log("note: " + msg)
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def read_source(name):
+    with open(os.path.join(FUNCS, name + ".py")) as f:
+        return f.read()
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pct(xs, p):
+    """Nearest-rank percentile of a list of numbers (None when empty)."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
+    return s[k]
+
+
+def r3(x):
+    return None if x is None else round(x, 3)
+
+
+# ---------------------------------------------------------------- processes we start
+
+class Procs:
+    """Every process this run starts: own session, recorded for run.sh, stopped at the end."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.live: list[tuple[str, subprocess.Popen]] = []
+        self.pidfile = os.path.join(tmp, "pids")
+
+    def start(self, name, argv, *, log_name, env=None, cwd=None):
+        logf = open(os.path.join(self.tmp, log_name), "ab")
+        e = dict(os.environ)
+        e["PYTHONDONTWRITEBYTECODE"] = "1"
+        if env:
+            e.update(env)
+        p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env=e, cwd=cwd, start_new_session=True)
+        logf.close()
+        self.live.append((name, p))
+        with open(self.pidfile, "a") as f:
+            f.write(f"{p.pid}\n")
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, grace=15.0):
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # whatever is left of its session (prefork children, helpers)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.live = [(n, q) for n, q in self.live if q is not p]
+
+    def stop_all(self):
+        for name, p in reversed(list(self.live)):
+            self.stop(p, grace=10.0)
+
+
+def tail(path, n=30):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()[-16384:].decode("utf-8", "replace")
+        return "\n".join(data.splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- the one HTTP client
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection. Every HTTP latency figure goes through it."""
+
+    def __init__(self, port, timeout=60.0):
+        self.port = port
+        self.timeout = timeout
+        self.conn = None
+
+    def _connect(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        c.connect()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = c
+
+    def request(self, method, path, body=None, headers=None):
+        data = None if body is None else json.dumps(body).encode()
+        h = {"Content-Type": "application/json"} if data is not None else {}
+        if headers:
+            h.update(headers)
+        for attempt in (0, 1):
+            if self.conn is None:
+                self._connect()
+            try:
+                self.conn.request(method, path, body=data, headers=h)
+                r = self.conn.getresponse()
+                payload = r.read()
+                if r.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return r.status, payload
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()  # the server closed an idle keep-alive connection: once more
+                if attempt:
+                    raise
+            except Exception:
+                self.close()
+                raise
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def latency_loop(client, method, path_fn, body_fn, headers, check, n, cap_s, warmup=0):
+    """Sequential calls: warm-up (untimed), then up to n timed calls or cap_s seconds.
+    check(i, status, payload) -> bool; failed calls are counted, not timed."""
+    cap_s = max(0.0, min(cap_s, time_left()))
+    warm_end = time.monotonic() + cap_s / 2
+    for i in range(warmup):
+        if time.monotonic() > warm_end:
+            break
+        client.request(method, path_fn(i), body_fn(i), headers)
+    lat, errors, first_error, exec_ms = [], 0, None, []
+    end = time.monotonic() + cap_s
+    t_start = time.monotonic()
+    for i in range(n):
+        if time.monotonic() > end:
+            break
+        p, b = path_fn(i), body_fn(i)
+        t0 = time.perf_counter()
+        try:
+            status, payload = client.request(method, p, b, headers)
+        except Exception as e:  # noqa: BLE001
+            status, payload = None, str(e).encode()
+        dt = (time.perf_counter() - t0) * 1000.0
+        if status is not None and check(i, status, payload):
+            lat.append(dt)
+            ex = _execution_ms(payload)
+            if ex is not None:
+                exec_ms.append(ex)
+        else:
+            errors += 1
+            if first_error is None:
+                first_error = answer_summary(status, payload)
+    wall = time.monotonic() - t_start
+    return {"n": len(lat), "errors": errors, "requested": n, "cap_s": round(cap_s, 1),
+            "capped": len(lat) + errors < n, "wall_s": round(wall, 2),
+            "p50_ms": r3(pct(lat, 50)), "p90_ms": r3(pct(lat, 90)), "p99_ms": r3(pct(lat, 99)),
+            "min_ms": r3(min(lat) if lat else None), "max_ms": r3(max(lat) if lat else None),
+            "mean_ms": r3(statistics.fmean(lat) if lat else None), "first_error": first_error,
+            "task_execution_ms_p50": pct(exec_ms, 50)}
+
+
+def _execution_ms(payload):
+    """The task's own execution_ms (MecaPy answers only), to split server time from HTTP."""
+    if not payload.startswith(b"{") or b'"execution_ms"' not in payload:
+        return None
+    try:
+        return json.loads(payload).get("execution_ms")
+    except ValueError:
+        return None
+
+
+def task_ok(payload, expect):
+    try:
+        t = json.loads(payload)
+    except ValueError:
+        return False
+    return t.get("status") == "completed" and expect(t.get("result"))
+
+
+def answer_summary(status, payload):
+    """HTTP status, task status and error of a failed call, for the notes."""
+    try:
+        t = json.loads(payload)
+        err = t.get("error") or {}
+        if isinstance(err, dict):
+            err = {k: err.get(k) for k in ("type", "message", "limit") if err.get(k) is not None}
+        return f"HTTP {status}, status {t.get('status')!r}, error {json.dumps(err)[:400]}"
+    except (ValueError, AttributeError):
+        return f"HTTP {status}: {payload[:300].decode('utf-8', 'replace')}"
+
+
+def trivial_check(i, status, payload):
+    return status == 200 and task_ok(payload, lambda r: r == i + 1)
+
+
+def numpy_check(i, status, payload):
+    return status == 200 and task_ok(
+        payload, lambda r: isinstance(r, dict) and abs(r.get("norm", 0) - NUMPY_NORM) < 1e-9)
+
+
+# ---------------------------------------------------------------- /proc helpers
+
+def proc_children_map():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+            ppid = int(s[s.rfind(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def descendants(pid):
+    kids = proc_children_map()
+    out, todo = [], list(kids.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_ticks(pid):
+    """utime+stime+cutime+cstime of one process, in clock ticks (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        fields = s[s.rfind(")") + 2:].split()
+        return sum(int(fields[k]) for k in (11, 12, 13, 14)), sum(int(fields[k]) for k in (11, 12))
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+def tree_cpu_s(pid):
+    """(own CPU of pid, CPU of pid and its whole tree), seconds. Reaped descendants count
+    through their parent's cutime/cstime, so a difference of two readings is the tree's
+    CPU in between."""
+    hz = os.sysconf("SC_CLK_TCK")
+    total, own = cpu_ticks(pid)
+    own_total = own
+    for d in descendants(pid):
+        total += cpu_ticks(d)[0]
+    return own_total / hz, total / hz
+
+
+def machine_busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v), idle
+
+
+def proc_info(pid):
+    info = {"pid": pid}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("Name", "PPid", "VmRSS"):
+                    info[k] = v.strip()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            info["cmdline"] = clean_path(
+                f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip())[:160]
+    except OSError:
+        return None
+    try:
+        info["exe"] = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        info["exe"] = None
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+                    info[k.lower() + "_kib"] = int(v.split()[0])
+    except OSError:
+        pass
+    if "private_clean_kib" in info:
+        info["private_mib"] = round((info["private_clean_kib"] + info["private_dirty_kib"]) / 1024, 3)
+    if "rss_kib" in info:
+        info["rss_mib"] = round(info["rss_kib"] / 1024, 3)
+    return info
+
+
+def memory_snapshot(server_pid):
+    """The server, its descendants, and which of them are zygotes and instances.
+
+    Only a process's name (comm) and the base name of its argv[0] are matched, never the
+    rest of its command line (a folder name must not decide). A descendant is a zygote
+    candidate if they match BENCH_ZYGOTE_MATCH (default "zygote"), or if it is a Python
+    process with Python children. A candidate whose parent is itself a candidate is a
+    clone of it, hence an instance; the others are zygotes. Every child of a zygote is an
+    instance, as is a process matching BENCH_INSTANCE_MATCH (default instance|warm|spare)."""
+    procs = [i for i in (proc_info(p) for p in [server_pid] + descendants(server_pid)) if i]
+    by_pid = {i["pid"]: i for i in procs}
+    zyg_re = re.compile(os.environ.get("BENCH_ZYGOTE_MATCH") or "zygote", re.I)
+    inst_re = re.compile(os.environ.get("BENCH_INSTANCE_MATCH") or "instance|warm|spare", re.I)
+
+    def names(i):
+        argv0 = (i.get("cmdline") or "").split(" ", 1)[0]
+        return i.get("Name", "") + " " + os.path.basename(argv0)
+
+    def is_py(i):
+        return "python" in (i.get("exe") or "") or "python" in i.get("Name", "").lower()
+
+    def parent(i):
+        try:
+            return int(i.get("PPid", "0"))
+        except ValueError:
+            return 0
+
+    kids = {}
+    for i in procs:
+        kids.setdefault(parent(i), []).append(i["pid"])
+    cand = set()
+    for i in procs[1:]:
+        py_kids = [k for k in kids.get(i["pid"], []) if k in by_pid and is_py(by_pid[k])]
+        if zyg_re.search(names(i)) or (is_py(i) and py_kids):
+            cand.add(i["pid"])
+    zpids = {p for p in cand if parent(by_pid[p]) not in cand}
+    zyg = [by_pid[p] for p in sorted(zpids)]
+    inst = [i for i in procs[1:] if i["pid"] not in zpids
+            and (parent(i) in zpids or inst_re.search(names(i)))]
+    return {"server": procs[0] if procs else None, "descendants": procs[1:],
+            "zygotes": zyg, "instances": inst}
+
+
+# ---------------------------------------------------------------- MecaPy
+
+class MecaPy:
+    def __init__(self, procs, binary, data_dir):
+        self.procs, self.binary, self.data_dir = procs, binary, data_dir
+        self.port = None
+        self.p = None
+        self.token = None
+        self.email, self.password = "bench@example.com", "bench-password-1234"
+
+    def create_user(self):
+        r = subprocess.run([self.binary, "admin", "create-user", "--email", self.email,
+                            "--password", self.password, "--data-dir", self.data_dir],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"admin create-user failed: {r.stdout}{r.stderr}")
+
+    def start(self):
+        self.port = free_port()
+        argv = [self.binary, "serve", "--data-dir", self.data_dir, "--port", str(self.port)]
+        if os.environ.get("BENCH_WORKERS"):
+            argv += ["--workers", os.environ["BENCH_WORKERS"]]
+        self.p = self.procs.start("mecapy", argv, log_name="mecapy.log")
+        deadline = time.monotonic() + 30
+        c = HttpClient(self.port, timeout=2)
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise RuntimeError("mecapy serve exited:\n" + tail(os.path.join(self.procs.tmp, "mecapy.log")))
+            try:
+                st, _ = c.request("GET", "/healthz")
+                if st == 200:
+                    c.close()
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("mecapy serve did not answer /healthz in 30 s")
+
+    def stop(self):
+        if self.p is not None:
+            self.procs.stop(self.p, grace=20)
+            self.p = None
+        deadline = time.monotonic() + 10
+        while self.port and port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def auth(self):
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def login(self, c):
+        st, b = c.request("POST", API + "/auth/login", {"email": self.email, "password": self.password})
+        if st != 200:
+            raise RuntimeError(f"login: HTTP {st} {b[:300]!r}")
+        self.token = json.loads(b)["token"]
+
+    def create_function(self, c, name, source, **extra):
+        body = {"name": name, "code": source}
+        body.update(extra)
+        st, b = c.request("POST", API + "/functions", body, self.auth())
+        if st != 201:
+            raise RuntimeError(f"create function {name}: HTTP {st} {b[:500]!r}")
+        return json.loads(b)
+
+    def drain(self, c, cap_s=60):
+        """After a load run: cancel what is still queued, wait for what runs (bounded)."""
+        end = time.monotonic() + cap_s
+        cancelled = 0
+        while time.monotonic() < end:
+            busy = False
+            for status in ("queued", "running"):
+                st, b = c.request("GET", f"{API}/tasks?status={status}&limit=100", None, self.auth())
+                if st != 200:
+                    return {"cancelled": cancelled, "error": f"HTTP {st}"}
+                items = json.loads(b).get("items", [])
+                if items:
+                    busy = True
+                if status == "queued":
+                    for t in items:
+                        s2, _ = c.request("POST", f"{API}/tasks/{t['id']}/cancel", None, self.auth())
+                        cancelled += s2 == 200
+            if not busy:
+                return {"cancelled": cancelled, "idle": True}
+            time.sleep(0.1)
+        return {"cancelled": cancelled, "idle": False}
+
+
+def run_wrk(port, path, token, body, seconds, conns, tmp, threads=2):
+    env = dict(os.environ, BENCH_TOKEN=token or "", BENCH_BODY=json.dumps(body))
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "35s",
+            "-s", os.path.join(HERE, "execute.lua"), f"http://127.0.0.1:{port}{path}"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            d = json.loads(line[len("BENCH_JSON "):])
+            secs = d["duration_us"] / 1e6
+            d["seconds"] = round(secs, 2)
+            d["ok_per_s"] = round(d["ok"] / secs, 1) if secs else None
+            d["errors"] = (d["non_200"] + d["not_completed"] + d["connect_errors"] + d["read_errors"]
+                           + d["write_errors"] + d["timeouts"])
+            d["connections"], d["threads"] = conns, threads
+            return d
+    raise RuntimeError(f"wrk gave no result (rc {r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
+
+
+# ---------------------------------------------------------------- the run
+
+def time_cmd(argv, n, warmup=1):
+    for _ in range(warmup):
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    xs = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+        xs.append((time.perf_counter() - t0) * 1000)
+    return xs
+
+
+def machine_info():
+    info = {"nproc": os.cpu_count(), "kernel": platform.release(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["mem_total_mib"] = int(f.readline().split()[1]) // 1024
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    info["os"] = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    try:
+        r = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, timeout=5)
+        if r.returncode == 0:
+            info["repo_head"] = r.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def bench_mecapy(R, procs, args):
+    data = os.path.join(args.tmp, "data")
+    m = MecaPy(procs, args.bin, data)
+    m.create_user()
+    m.start()
+    R["server"] = {"workers": os.environ.get("BENCH_WORKERS") or "server default",
+                   "binary": (clean_path(args.bin) if args.bin.startswith(REPO + os.sep)
+                              else "<outside the repo>/" + os.path.basename(args.bin)),
+                   "binary_mtime": datetime.datetime.fromtimestamp(
+                       os.stat(args.bin).st_mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    c = HttpClient(m.port)
+    m.login(c)
+    trivial_src, numpy_src = read_source("trivial"), read_source("numpy_solve")
+    f_triv = m.create_function(c, "bench_trivial", trivial_src)
+    f_np = m.create_function(c, "bench_numpy", numpy_src)
+    f_ver = m.create_function(c, "bench_versions", trivial_src)
+    f_pc = m.create_function(c, "bench_numpy_per_call", numpy_src, isolation="per_call")
+    R["per_call_isolation_echoed"] = f_pc.get("isolation")
+    if f_pc.get("isolation") != "per_call":
+        note(f"the server answered isolation={f_pc.get('isolation')!r} for a per_call function")
+    exe = lambda fid: f"{API}/functions/{fid}/execute?wait=30"  # noqa: E731
+
+    log("client floor: GET /healthz")
+    R["client_floor"] = latency_loop(c, "GET", lambda i: "/healthz", lambda i: None, None,
+                                     lambda i, s, b: s == 200, scaled(300), 5, warmup=20)
+
+    log(f"warm trivial: up to {WARM_N} sequential calls, cap {WARM_CAP_S:.0f} s")
+    R["warm"] = latency_loop(c, "POST", lambda i: exe(f_triv["id"]),
+                             lambda i: {"inputs": TRIVIAL_INPUTS(i)}, m.auth(), trivial_check,
+                             WARM_N, WARM_CAP_S, warmup=20)
+    log(f"  p50 {R['warm']['p50_ms']} ms, p99 {R['warm']['p99_ms']} ms, n={R['warm']['n']}")
+
+    log(f"warm numpy: up to {NUMPY_N} sequential calls, cap {NUMPY_CAP_S:.0f} s")
+    R["numpy_warm"] = latency_loop(c, "POST", lambda i: exe(f_np["id"]),
+                                   lambda i: {"inputs": NUMPY_INPUTS}, m.auth(), numpy_check,
+                                   NUMPY_N, NUMPY_CAP_S, warmup=10)
+    log(f"  p50 {R['numpy_warm']['p50_ms']} ms, n={R['numpy_warm']['n']}")
+
+    log("memory: the server's process tree while idle after the warm runs")
+    R["memory_idle"] = memory_snapshot(m.p.pid)
+
+    log(f"new version: PUT new code then time the first call, {NEWVER_N} times")
+    lat, errors, first_error = [], 0, None
+    end = time.monotonic() + max(0.0, min(NEWVER_CAP_S, time_left()))
+    for k in range(NEWVER_N):
+        if time.monotonic() > end:
+            break
+        src = trivial_src.replace("return x + 1", f"return x + {k + 2}")
+        st, b = c.request("PUT", f"{API}/functions/{f_ver['id']}", {"code": src}, m.auth())
+        if st != 200:
+            errors += 1
+            first_error = first_error or f"PUT HTTP {st}: {b[:200]!r}"
+            continue
+        t0 = time.perf_counter()
+        st, b = c.request("POST", exe(f_ver["id"]), {"inputs": {"x": 1.0}}, m.auth())
+        dt = (time.perf_counter() - t0) * 1000
+        if st == 200 and task_ok(b, lambda r, k=k: r == 1.0 + k + 2):
+            lat.append(dt)
+        else:
+            errors += 1
+            first_error = first_error or answer_summary(st, b)
+    R["cold_new_version"] = {"n": len(lat), "errors": errors, "requested": NEWVER_N,
+                             "p50_ms": r3(pct(lat, 50)), "max_ms": r3(max(lat) if lat else None),
+                             "samples_ms": [r3(x) for x in lat], "first_error": first_error}
+    log(f"  p50 {R['cold_new_version']['p50_ms']} ms")
+
+    log(f"per_call numpy: up to {PERCALL_N} sequential calls, cap {PERCALL_CAP_S:.0f} s")
+    R["per_call"] = latency_loop(c, "POST", lambda i: exe(f_pc["id"]),
+                                 lambda i: {"inputs": NUMPY_INPUTS}, m.auth(), numpy_check,
+                                 PERCALL_N, PERCALL_CAP_S, warmup=5)
+    log(f"  p50 {R['per_call']['p50_ms']} ms, n={R['per_call']['n']}")
+
+    if shutil.which("wrk"):
+        log(f"throughput: wrk, {CONNS} connections, {THROUGHPUT_S} s, trivial function")
+        rss0 = proc_info(m.p.pid)
+        own0, tree0 = tree_cpu_s(m.p.pid)
+        tot0, idle0 = machine_busy()
+        t0 = time.monotonic()
+        w = run_wrk(m.port, exe(f_triv["id"]), m.token, {"inputs": {"x": 1.0}},
+                    THROUGHPUT_S, CONNS, args.tmp)
+        wall = time.monotonic() - t0
+        own1, tree1 = tree_cpu_s(m.p.pid)
+        tot1, idle1 = machine_busy()
+        rss1 = proc_info(m.p.pid)
+        w["server_cpu_s"] = round(own1 - own0, 2)
+        w["server_tree_cpu_s"] = round(tree1 - tree0, 2)
+        w["wall_s"] = round(wall, 2)
+        w["machine_busy_pct"] = round(100.0 * (1 - (idle1 - idle0) / max(1, tot1 - tot0)), 1)
+        w["server_rss_mib_before"] = rss0.get("rss_mib") if rss0 else None
+        w["server_rss_mib_after"] = rss1.get("rss_mib") if rss1 else None
+        R["throughput"] = w
+        log(f"  {w['ok_per_s']}/s ok, {w['errors']} errors; drain: {m.drain(c)}")
+        R["memory_after_load"] = memory_snapshot(m.p.pid)
+
+        log(f"per_call throughput: wrk, {CONNS} connections, {PERCALL_THROUGHPUT_S} s, numpy per_call")
+        R["per_call_throughput"] = run_wrk(m.port, exe(f_pc["id"]), m.token,
+                                           {"inputs": NUMPY_INPUTS}, PERCALL_THROUGHPUT_S, CONNS,
+                                           args.tmp)
+        log(f"  {R['per_call_throughput']['ok_per_s']}/s ok; drain: {m.drain(c)}")
+    else:
+        note("wrk is not installed: throughput figures not measured")
+
+    c.close()
+    m.stop()
+
+    log("reference: python3 -c 'import numpy, scipy.optimize' (1 warm-up + 5 runs), and -c pass")
+    ref = time_cmd([PY, "-c", "import numpy, scipy.optimize"], 5)
+    R["python_import_numpy_scipy_ms_samples"] = [r3(x) for x in ref]
+    R["python_import_numpy_scipy_ms"] = r3(statistics.median(ref))
+    R["python_pass_ms"] = r3(statistics.median(time_cmd([PY, "-c", "pass"], 5)))
+
+    log(f"new env: restart the server, time the first numpy call ({COLD_ENV_RESTARTS} restarts)")
+    samples = []
+    for k in range(COLD_ENV_RESTARTS):
+        m.start()
+        c = HttpClient(m.port)
+        t0 = time.perf_counter()
+        st, b = c.request("POST", exe(f_np["id"]), {"inputs": NUMPY_INPUTS}, m.auth())
+        dt = (time.perf_counter() - t0) * 1000
+        ok = numpy_check(0, st, b)
+        samples.append({"ms": r3(dt), "ok": ok, **({} if ok else {"answer": answer_summary(st, b)})})
+        c.close()
+        m.stop()
+    good = [s["ms"] for s in samples if s["ok"]]
+    R["cold_new_env"] = {"samples": samples, "median_ms": r3(statistics.median(good)) if good else None}
+    log(f"  {samples}")
+
+
+def bench_bwrap(R, procs, args):
+    if not shutil.which("bwrap"):
+        note("bubblewrap is not installed: bwrap peer not measured")
+        return
+    port = free_port()
+    p = procs.start("bwrap-peer", [PY, os.path.join(HERE, "peer_bwrap.py"), str(port), FUNCS],
+                    log_name="bwrap-peer.log")
+    try:
+        wait_http(port, p, "bwrap peer", os.path.join(args.tmp, "bwrap-peer.log"))
+        c = HttpClient(port)
+        ck = lambda i, s, b: s == 200 and task_ok(b, lambda r: r == i + 1)  # noqa: E731
+        log(f"bwrap peer: up to {BWRAP_N} calls of the trivial function, cap {BWRAP_CAP_S:.0f} s")
+        R["bwrap"] = latency_loop(c, "POST", lambda i: "/execute/trivial",
+                                  lambda i: {"inputs": TRIVIAL_INPUTS(i)}, None, ck,
+                                  BWRAP_N, BWRAP_CAP_S, warmup=3)
+        log(f"  p50 {R['bwrap']['p50_ms']} ms")
+        R["bwrap_numpy"] = latency_loop(c, "POST", lambda i: "/execute/numpy_solve",
+                                        lambda i: {"inputs": NUMPY_INPUTS}, None, numpy_check,
+                                        BWRAP_NUMPY_N, BWRAP_NUMPY_CAP_S, warmup=1)
+        log(f"  numpy p50 {R['bwrap_numpy']['p50_ms']} ms")
+        c.close()
+    finally:
+        procs.stop(p)
+
+
+def wait_http(port, p, what, logpath, cap_s=30):
+    deadline = time.monotonic() + cap_s
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{tail(logpath)}")
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen in {cap_s} s:\n{tail(logpath)}")
+
+
+def bench_fastapi(R, procs, args):
+    try:
+        subprocess.run([PY, "-c", "import fastapi, uvicorn"], check=True, capture_output=True, timeout=60)
+    except subprocess.CalledProcessError:
+        note("python3-fastapi / python3-uvicorn are not installed: FastAPI peer not measured")
+        return
+    port = free_port()
+    p = procs.start("uvicorn", [PY, "-m", "uvicorn", "peer_fastapi:app", "--host", "127.0.0.1",
+                                "--port", str(port), "--workers", "1", "--no-access-log",
+                                "--log-level", "warning"],
+                    log_name="uvicorn.log", cwd=HERE, env={"BENCH_FUNCTIONS_DIR": FUNCS})
+    try:
+        wait_http(port, p, "uvicorn", os.path.join(args.tmp, "uvicorn.log"))
+        c = HttpClient(port)
+        ck = lambda i, s, b: s == 200 and task_ok(b, lambda r: r == i + 1)  # noqa: E731
+        log(f"FastAPI peer: up to {FASTAPI_N} calls, cap {FASTAPI_CAP_S:.0f} s")
+        R["fastapi"] = latency_loop(c, "POST", lambda i: "/execute/trivial",
+                                    lambda i: {"inputs": TRIVIAL_INPUTS(i)}, None, ck,
+                                    FASTAPI_N, FASTAPI_CAP_S, warmup=50)
+        R["fastapi_numpy"] = latency_loop(c, "POST", lambda i: "/execute/numpy_solve",
+                                          lambda i: {"inputs": NUMPY_INPUTS}, None, numpy_check,
+                                          FASTAPI_N, FASTAPI_CAP_S / 2, warmup=20)
+        log(f"  p50 {R['fastapi']['p50_ms']} ms, numpy p50 {R['fastapi_numpy']['p50_ms']} ms")
+        c.close()
+    finally:
+        procs.stop(p)
+
+
+def bench_celery(R, procs, args):
+    missing = [x for x in ("redis-server",) if not shutil.which(x)]
+    try:
+        subprocess.run([PY, "-c", "import celery, redis"], check=True, capture_output=True, timeout=60)
+    except subprocess.CalledProcessError:
+        missing.append("python3-celery/python3-redis")
+    if missing:
+        note(f"{', '.join(missing)} not installed: Celery+Redis peer not measured")
+        return
+    rport = free_port()
+    rdir = os.path.join(args.tmp, "redis")
+    os.makedirs(rdir)
+    redis = procs.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(rport),
+                                  "--save", "", "--appendonly", "no", "--daemonize", "no",
+                                  "--dir", rdir, "--protected-mode", "yes"],
+                        log_name="redis.log")
+    worker = None
+    try:
+        wait_http(rport, redis, "redis-server", os.path.join(args.tmp, "redis.log"))
+        url = f"redis://127.0.0.1:{rport}/0"
+        env = {"BENCH_REDIS_URL": url}
+        worker = procs.start("celery", [PY, "-m", "celery", "-A", "peer_celery", "worker",
+                                        "-P", "prefork", "-c", "2", "-l", "warning",
+                                        "--without-heartbeat", "--without-gossip", "--without-mingle",
+                                        "-n", f"bench{rport}@localhost"],
+                             log_name="celery.log", cwd=HERE, env=env)
+        log(f"Celery+Redis peer: {CELERY_N} sequential .delay().get() (cap {CELERY_CAP_S:.0f} s), "
+            f"then {CONNS} threads for {CELERY_THROUGHPUT_S} s")
+        e = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **env)
+        r = subprocess.run([PY, "peer_celery.py", "client", str(CELERY_N), str(CELERY_CAP_S),
+                            str(CONNS), str(CELERY_THROUGHPUT_S)], cwd=HERE, env=e,
+                           capture_output=True, text=True,
+                           timeout=60 + CELERY_CAP_S + CELERY_THROUGHPUT_S + 60)
+        if r.returncode != 0 or not r.stdout.strip():
+            raise RuntimeError(f"celery client failed: {r.stderr[-800:]}\n"
+                               f"worker log:\n{tail(os.path.join(args.tmp, 'celery.log'))}")
+        R["celery"] = json.loads(r.stdout.strip().splitlines()[-1])
+        log(f"  p50 {R['celery']['seq']['p50_ms']:.3f} ms, {R['celery']['throughput']['per_s']:.1f}/s")
+    finally:
+        if worker is not None:
+            procs.stop(worker, grace=15)
+        procs.stop(redis)
+
+
+# ---------------------------------------------------------------- report
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def build_results(R, machine):
+    g = lambda *ks: _get(R, *ks)  # noqa: E731
+    mem = R.get("memory_idle") or {}
+    inst = [i["private_mib"] for i in mem.get("instances", []) if "private_mib" in i]
+    zyg = [i["rss_mib"] for i in mem.get("zygotes", []) if "rss_mib" in i]
+    if not mem:
+        note("instance_private_mib, zygote_rss_mib: no memory snapshot was taken (the MecaPy "
+             "part did not reach it)")
+    elif not inst:
+        note(f"instance_private_mib: no warm instance process found among the server's "
+             f"{len(mem.get('descendants', []))} descendant(s) "
+             f"({', '.join(sorted({d.get('Name', '?') for d in mem.get('descendants', [])})) or 'none'}); "
+             f"see memory_idle in results.json")
+    if mem and not zyg:
+        note("zygote_rss_mib: no zygote process found among the server's descendants")
+    cold_env = g("cold_new_env", "median_ms")
+    ref = R.get("python_import_numpy_scipy_ms")
+    thr = g("throughput", "ok_per_s")
+    cel_thr = g("celery", "throughput", "per_s")
+    bw = g("bwrap", "p50_ms")
+    warm = g("warm", "p50_ms")
+    res = {
+        "warm_p50_ms": warm,
+        "warm_p99_ms": g("warm", "p99_ms"),
+        "warm_task_execution_ms_p50": g("warm", "task_execution_ms_p50"),
+        "numpy_warm_p50_ms": g("numpy_warm", "p50_ms"),
+        "cold_new_version_p50_ms": g("cold_new_version", "p50_ms"),
+        "cold_new_env_ms": cold_env,
+        "python_import_numpy_scipy_ms": ref,
+        "cold_new_env_ratio": r3(ratio(cold_env, ref)),
+        "throughput_per_s": thr,
+        "throughput_errors": g("throughput", "errors"),
+        "per_call_p50_ms": g("per_call", "p50_ms"),
+        "per_call_throughput_per_s": g("per_call_throughput", "ok_per_s"),
+        "per_call_throughput_errors": g("per_call_throughput", "errors"),
+        "instance_private_mib": r3(statistics.median(inst)) if inst else None,
+        "zygote_rss_mib": r3(statistics.median(zyg)) if zyg else None,
+        "instances_found": len(inst),
+        "instance_private_mib_range": [min(inst), max(inst)] if inst else None,
+        "zygotes_found": len(zyg),
+        "server_rss_mib": g("throughput", "server_rss_mib_after") or _get(mem, "server", "rss_mib"),
+        "server_cpu_s_during_throughput": g("throughput", "server_cpu_s"),
+        "server_tree_cpu_s_during_throughput": g("throughput", "server_tree_cpu_s"),
+        "warm_vs_bwrap_speedup": r3(ratio(bw, warm)),
+        "throughput_vs_celery": r3(ratio(thr, cel_thr)),
+        "peers": {
+            "bwrap_per_call_p50_ms": bw,
+            "bwrap_numpy_per_call_p50_ms": g("bwrap_numpy", "p50_ms"),
+            "celery_redis_p50_ms": r3(g("celery", "seq", "p50_ms")),
+            "celery_redis_throughput_per_s": r3(cel_thr),
+            "fastapi_inprocess_p50_ms": g("fastapi", "p50_ms"),
+            "fastapi_inprocess_numpy_p50_ms": g("fastapi_numpy", "p50_ms"),
+        },
+        "http_client": CLIENT_NAME,
+        "http_client_floor_p50_ms": g("client_floor", "p50_ms"),
+        "throughput_client": f"wrk, 2 threads, {CONNS} keep-alive connections, bench/execute.lua "
+                             "(a response counts only if HTTP 200 and status completed)",
+        "bwrap_peer_timing": "over HTTP: bench/peer_bwrap.py runs one fresh bwrap sandbox per "
+                             "request, timed by the same HTTP client",
+        "celery_client": f".delay(x).get() from Python, sequential; then {CONNS} client threads",
+        "machine": machine,
+        "details": R,
+        "notes": NOTES,
+    }
+    return res
+
+
+def _get(d, *ks):
+    for k in ks:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        v = f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return f"{v}{unit}"
+
+
+def table(res):
+    d = res["details"]
+    p = res["peers"]
+
+    def le(v, t):
+        return None if v is None else v <= t
+
+    def ge(v, t):
+        return None if v is None else v >= t
+
+    def nnote(key, want):
+        n = _get(d, key, "n")
+        return f" (n={n}<{want})" if n is not None and n < want else ""
+
+    ref = res["python_import_numpy_scipy_ms"]
+    thr_err = res.get("throughput_errors")
+    rows = [
+        ("warm p50 (trivial, HTTP)", fmt(res["warm_p50_ms"], " ms") + nnote("warm", 500), "<= 2 ms", le(res["warm_p50_ms"], 2)),
+        ("warm p99 (trivial, HTTP)", fmt(res["warm_p99_ms"], " ms"), "<= 10 ms", le(res["warm_p99_ms"], 10)),
+        ("numpy warm p50", fmt(res["numpy_warm_p50_ms"], " ms") + nnote("numpy_warm", 500), "<= 3 ms", le(res["numpy_warm_p50_ms"], 3)),
+        ("new version, first call p50", fmt(res["cold_new_version_p50_ms"], " ms") + nnote("cold_new_version", 10), "<= 30 ms", le(res["cold_new_version_p50_ms"], 30)),
+        ("new env, first call after restart", fmt(res["cold_new_env_ms"], " ms") + f" = {fmt(res['cold_new_env_ratio'])}x import ({fmt(ref, ' ms')})",
+         "<= 1.3x import", le(res["cold_new_env_ratio"], 1.3)),
+        ("throughput (trivial, 64 conns)", fmt(res["throughput_per_s"], "/s") + (f", {thr_err} errors" if thr_err else ""), ">= 1500/s",
+         None if res["throughput_per_s"] is None else (res["throughput_per_s"] >= 1500 and not thr_err)),
+        ("throughput vs Celery+Redis", fmt(res["throughput_vs_celery"], "x"), ">= 2x", ge(res["throughput_vs_celery"], 2)),
+        ("per_call numpy p50", fmt(res["per_call_p50_ms"], " ms") + nnote("per_call", 500), "<= 3 ms", le(res["per_call_p50_ms"], 3)),
+        ("per_call numpy throughput", fmt(res["per_call_throughput_per_s"], "/s"), ">= 250/s", ge(res["per_call_throughput_per_s"], 250)),
+        ("instance private memory", fmt(res["instance_private_mib"], " MiB"), "<= 3 MiB", le(res["instance_private_mib"], 3)),
+        ("warm vs bwrap per call", fmt(res["warm_vs_bwrap_speedup"], "x faster"), ">= 50x", ge(res["warm_vs_bwrap_speedup"], 50)),
+        ("zygote RSS", fmt(res["zygote_rss_mib"], " MiB"), "-", None),
+        ("server RSS (after load)", fmt(res["server_rss_mib"], " MiB"), "-", None),
+        ("server CPU during throughput run", fmt(res["server_cpu_s_during_throughput"], " s") + f" (tree {fmt(res['server_tree_cpu_s_during_throughput'], ' s')}, wall {fmt(_get(d, 'throughput', 'wall_s'), ' s')})", "-", None),
+        ("HTTP client floor (GET /healthz p50)", fmt(res["http_client_floor_p50_ms"], " ms"), "-", None),
+        ("peer: bwrap per call p50 (trivial)", fmt(p["bwrap_per_call_p50_ms"], " ms"), "-", None),
+        ("peer: bwrap per call p50 (numpy)", fmt(p["bwrap_numpy_per_call_p50_ms"], " ms"), "-", None),
+        ("peer: Celery+Redis p50", fmt(p["celery_redis_p50_ms"], " ms"), "-", None),
+        ("peer: Celery+Redis throughput", fmt(p["celery_redis_throughput_per_s"], "/s"), "-", None),
+        ("peer: FastAPI in-process p50 (trivial)", fmt(p["fastapi_inprocess_p50_ms"], " ms"), "-", None),
+        ("peer: FastAPI in-process p50 (numpy)", fmt(p["fastapi_inprocess_numpy_p50_ms"], " ms"), "-", None),
+    ]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len(r[2]) for r in rows)
+    lines = [f"{'figure':<{w0}}  {'value':<{w1}}  {'target':<{w2}}  verdict",
+             f"{'-' * w0}  {'-' * w1}  {'-' * w2}  -------"]
+    for name, val, tgt, ok in rows:
+        v = "-" if tgt == "-" else ("n/a" if ok is None else ("PASS" if ok else "FAIL"))
+        lines.append(f"{name:<{w0}}  {val:<{w1}}  {tgt:<{w2}}  {v}")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    args.bin = os.path.abspath(args.bin)
+    global TMP_DIR
+    TMP_DIR = os.path.abspath(args.tmp)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    procs = Procs(args.tmp)
+    R: dict = {}
+    machine = machine_info()
+    a0 = machine_busy()
+    time.sleep(1.0)
+    a1 = machine_busy()
+    busy = round(100.0 * (1 - (a1[1] - a0[1]) / max(1, a1[0] - a0[0])), 1)
+    machine["cpu_busy_pct_before_run"] = busy
+    if busy > 15:
+        note(f"the machine was {busy}% busy in the second before the run started (other "
+             f"processes): latencies and throughputs are perturbed")
+    t0 = time.monotonic()
+    failed = []
+    try:
+        for name, fn in (("mecapy", bench_mecapy), ("bwrap", bench_bwrap),
+                         ("fastapi", bench_fastapi), ("celery", bench_celery)):
+            if time_left() < 20:
+                note(f"{name} part skipped: the run's {RUN_BUDGET_S:.0f} s budget is spent")
+                failed.append(name)
+                continue
+            try:
+                fn(R, procs, args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001  one part failing must not hide the others
+                failed.append(name)
+                note(f"{name} part failed: {type(e).__name__}: {str(e)[:1500]}")
+                procs.stop_all()
+    finally:
+        procs.stop_all()
+    R["total_s"] = round(time.monotonic() - t0, 1)
+    try:
+        with open("/proc/loadavg") as f:
+            machine["loadavg_at_end"] = f.read().split()[:3]
+    except OSError:
+        pass
+    res = build_results(R, machine)
+    out = table(res)
+    res["table"] = out.splitlines()
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=2)
+        f.write("\n")
+    print()
+    print(f"MecaPy benchmarks, {machine['date']}, {machine.get('nproc')} CPUs, kernel "
+          f"{machine['kernel']}, {machine.get('cpu', '')}  (run took {R['total_s']} s)")
+    print(f"HTTP latency client: {CLIENT_NAME}")
+    print(f"Throughput client: {res['throughput_client']}")
+    print()
+    print(out)
+    if NOTES:
+        print("\nnotes:")
+        for n in NOTES:
+            print(f"  - {n}")
+    print(f"\nwritten: {os.path.relpath(args.out, REPO)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

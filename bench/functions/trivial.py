@@ -1,0 +1,2 @@
+def main(x: float) -> float:
+    return x + 1

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# MecaPy benchmarks and their peers, in one run: `make bench` or `bench/run.sh [BUILD_DIR]`.
+#
+# Installs the peers' Debian packages when run as root (otherwise names them and measures
+# what it can), starts everything on 127.0.0.1 in a temporary folder, prints a table and
+# writes bench/results.json. Every process it starts is stopped, and the temporary folder
+# removed, however the run ends. See docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${1:-build}
+PY=/usr/bin/python3
+
+pkgs=(bubblewrap wrk python3-celery python3-redis redis-server python3-fastapi python3-uvicorn
+      python3-requests python3-numpy python3-scipy)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bench: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "bench: these Debian packages are missing: ${missing[*]}" >&2
+    echo "bench: install them with: sudo apt-get install ${missing[*]}" >&2
+    echo "bench: going on; the figures that need them will be reported as not measured" >&2
+  fi
+fi
+
+if [ ! -x "$PY" ]; then
+  echo "bench: $PY is needed (Debian's python3)" >&2
+  exit 1
+fi
+
+if [ ! -x "$BUILD/mecapy" ]; then
+  [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=debugoptimized
+  ninja -C "$BUILD"
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mecapy-bench.XXXXXX")
+child=
+
+cleanup() {
+  rc=$?
+  trap - EXIT INT TERM HUP
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    kill -TERM "$child" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$child" 2>/dev/null || true
+  fi
+  # Anything bench.py started and could not stop: each was started in its own session,
+  # so its pid is also its process group.
+  if [ -f "$TMP/pids" ]; then
+    while read -r pid; do
+      [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
+    done < "$TMP/pids"
+  fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+PYTHONDONTWRITEBYTECODE=1 "$PY" bench/bench.py --bin "$BUILD/mecapy" --tmp "$TMP" \
+  --out bench/results.json &
+child=$!
+wait "$child"
