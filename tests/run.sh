@@ -41,6 +41,8 @@ start_service postgres MECAPY_TEST_POSTGRES_URL
 # s3rver accepts any signature; these are the credentials it is set up with.
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 start_service s3 MECAPY_TEST_S3_URL
+start_service oidc MECAPY_TEST_OIDC_ISSUER
+start_service redis MECAPY_TEST_REDIS_URL
 
 # C test programs print "N passed, N failed" as their last line.
 run_c() {
