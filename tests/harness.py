@@ -118,9 +118,11 @@ def run_cli(args: list[str], *, env: dict | None = None, input: str | None = Non
                     f"stdout={ex.stdout!r} stderr={ex.stderr!r}")
 
 
-def create_user(data_dir: Path, u: User) -> None:
+def create_user(data_dir: Path, u: User, extra_args: list[str] | None = None) -> None:
+    """extra_args (optional): more server options, e.g. ["--db", "postgres://..."]."""
     r = run_cli(["admin", "create-user", "--email", u.email, "--password", u.password,
-                 "--company", u.company, "--role", u.role, "--data-dir", str(data_dir)],
+                 "--company", u.company, "--role", u.role, "--data-dir", str(data_dir)]
+                + list(extra_args or []),
                 timeout=30)
     if r.returncode != 0:
         pytest.fail(f"`mecapy admin create-user --email {u.email}` exited {r.returncode}:\n"
@@ -276,6 +278,85 @@ class Server:
             self.stop()
         self._sweep_group()
         self.start()
+
+
+class Worker:
+    """One `mecapy worker` process (a standalone worker on a shared queue): no HTTP, so
+    it is ready when its log says so. Shows in RUNNING_SERVERS for failure reports."""
+
+    READY_LINE = "MecaPy worker ready"
+
+    def __init__(self, data_dir: Path, args: list[str], *, env: dict | None = None,
+                 name: str = "worker"):
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.env = env or {}
+        self.port = None
+        self.log_path = data_dir.parent / (data_dir.name + f".{name}.log")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def argv(self) -> list[str]:
+        return [str(mecapy_bin()), "worker", "--data-dir", str(self.data_dir), *self.args]
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> None:
+        require_binary()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MECAPY_")}
+        env.update(self.env)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== {' '.join(self.argv())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env,
+                                         start_new_session=True)
+        RUNNING_SERVERS.append(self)  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"`mecapy worker` exited with {self.proc.returncode} before it was "
+                            f"ready; its log:\n{tail(self.log_path)}", pytrace=False)
+            if self.READY_LINE in self.log_path.read_bytes()[offset:].decode("utf-8", "replace"):
+                return
+            time.sleep(0.05)
+        self.kill9()
+        pytest.fail(f"`mecapy worker` was not ready within {timeout:.0f} s; its log:\n"
+                    f"{tail(self.log_path)}", pytrace=False)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (a graceful drain), SIGKILL after timeout. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._forget()
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        """SIGKILL the worker process only (its sandboxes die with it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._forget()
+
+    def _forget(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self in RUNNING_SERVERS:
+            RUNNING_SERVERS.remove(self)  # type: ignore[arg-type]
 
 
 def descendants(pid: int) -> list[int]:
@@ -505,7 +586,10 @@ class Stack:
 
 
 def start_stack(label: str, *, workers: int | None = None, env: dict | None = None,
-                users: list[User] | None = None, extra_args: list[str] | None = None) -> Stack:
+                users: list[User] | None = None, extra_args: list[str] | None = None,
+                admin_args: list[str] | None = None) -> Stack:
+    """admin_args (optional): options for `mecapy admin create-user` besides --data-dir,
+    e.g. the same ["--db", URL] as the server's extra_args."""
     require_binary()
     root = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=tmp_root()))
     data_dir = root / "data"
@@ -513,7 +597,7 @@ def start_stack(label: str, *, workers: int | None = None, env: dict | None = No
     users = [User(u.name, u.email, u.password, u.company, u.role)
              for u in (users or DEFAULT_USERS)]
     for u in users:
-        create_user(data_dir, u)
+        create_user(data_dir, u, admin_args)
     server = Server(data_dir, workers=workers, env=env, extra_args=extra_args)
     server.start()
     api = Api(server, users)

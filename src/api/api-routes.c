@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api/api-internal.h"
+#include "auth/auth.h"
 #include "base/limits.h"
 #include "base/log.h"
 
@@ -52,8 +53,34 @@ static enum MHD_Result problem(struct route_ctx *c) {
         return mp_api_send_problem(c->conn, &c->err);
 }
 
+#define IS(m) (!strcmp(c->method, m))
+
+static const char *cookie(struct route_ctx *c, const char *name) {
+        return MHD_lookup_connection_value(c->conn, MHD_COOKIE_KIND, name);
+}
+
+/* A browser sends cookies with requests that other sites make it send (CSRF). So a
+ * session cookie authenticates a GET or HEAD (which change nothing) on its own, and
+ * anything else only with an X-CSRF-Token header equal to the mecapy_csrf cookie: a
+ * value another site can neither read nor set (double submit; docs/api.md). */
+static int cookie_session(struct route_ctx *c, const char *session) {
+        const char *csrf = cookie(c, "mecapy_csrf"), *sent = header(c, "X-CSRF-Token");
+
+        if (strncmp(session, "mpy_", 4))
+                return mp_error_set(&c->err, EACCES, 401, "unauthorized",
+                                    "the mecapy_session cookie does not hold a MecaPy session");
+        if (!IS("GET") && !IS("HEAD") &&
+            (!csrf || !sent || strlen(csrf) < 32 || !mp_streq_ct(csrf, sent)))
+                return mp_error_set(&c->err, EACCES, 403, "csrf",
+                                    "a %s authenticated by the session cookie needs an X-CSRF-Token "
+                                    "header equal to the mecapy_csrf cookie", c->method);
+        return mp_core_authenticate(c->api->core, session, &c->principal, &c->err);
+}
+
 static int authenticate(struct route_ctx *c) {
         const char *h = header(c, "Authorization");
+        if (!h && cookie(c, "mecapy_session"))
+                return cookie_session(c, cookie(c, "mecapy_session"));
         if (!h || strncasecmp(h, "Bearer ", 7))
                 return mp_error_set(&c->err, EACCES, 401, "unauthorized",
                                     "this route needs an Authorization: Bearer <token> header "
@@ -102,7 +129,144 @@ static enum MHD_Result send_owned(struct route_ctx *c, unsigned status, json_t *
         return r;
 }
 
-#define IS(m) (!strcmp(c->method, m))
+/* --- OpenID login: cookies and redirects --- */
+
+/* A response with extra headers (name, value, ..., NULL): Set-Cookie, Location. */
+static enum MHD_Result send_with_headers(struct route_ctx *c, unsigned status, json_t *body,
+                                         const char *const *hdrs) {
+        struct MHD_Response *resp;
+        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        enum MHD_Result r;
+
+        if (body && !text)
+                return MHD_NO;
+        resp = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
+                    : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+                free(text);
+                return MHD_NO;
+        }
+        if (text)
+                MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        for (; hdrs && hdrs[0]; hdrs += 2)
+                MHD_add_response_header(resp, hdrs[0], hdrs[1]);
+        r = MHD_queue_response(c->conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+/* Cookies get Secure when the request came over TLS (a TLS proxy says so with
+ * X-Forwarded-Proto: the flag only ever tightens, so trusting the header is harmless). */
+static const char *secure_attr(struct route_ctx *c) {
+        const char *p = header(c, "X-Forwarded-Proto");
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_PROTOCOL);
+        return (p && !strcasecmp(p, "https")) || (ci && ci->tls_session) ? "; Secure" : "";
+}
+
+/* Our callback URL: configured (what is registered at the provider), or this request's
+ * scheme and Host. A forged Host can only name a URL the provider will refuse. */
+static int callback_uri(struct route_ctx *c, char *buf, size_t size) {
+        const char *host = header(c, "Host"), *proto = header(c, "X-Forwarded-Proto");
+
+        if (c->api->core->config->oidc_redirect_uri) {
+                snprintf(buf, size, "%s", c->api->core->config->oidc_redirect_uri);
+                return 0;
+        }
+        if (!host || !*host || strlen(host) > 255 || strspn(host, "abcdefghijklmnopqrstuvwxyz"
+                                                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))
+                return mp_error_set(&c->err, EINVAL, 400, "bad_request",
+                                    "the Host header is missing or not a host name; set --oidc-redirect-uri");
+        snprintf(buf, size, "%s://%s/api/v1/auth/oidc/callback",
+                 proto && !strcasecmp(proto, "https") ? "https" : "http", host);
+        return 0;
+}
+
+static enum MHD_Result oidc_login(struct route_ctx *c) {
+        _cleanup_free_ char *url = NULL;
+        char redirect_uri[MP_OIDC_MAX_URL_LEN + 1], binding[MP_OIDC_RANDOM_LEN + 1], set[256];
+
+        if (!IS("GET"))
+                return method_not_allowed(c, "GET");
+        if (callback_uri(c, redirect_uri, sizeof(redirect_uri)) < 0 ||
+            mp_core_oidc_begin(c->api->core, redirect_uri, query(c, "redirect"), query(c, "cli_redirect"),
+                               query(c, "cli_state"), query(c, "cli_challenge"), &url, binding,
+                               sizeof(binding), &c->err) < 0)
+                return problem(c);
+        /* The login is bound to this browser by a cookie only it holds; SameSite=Lax
+         * still sends it on the provider's top-level redirect back to us. */
+        snprintf(set, sizeof(set), "mecapy_oidc=%s; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=%d%s",
+                 binding, MP_OIDC_LOGIN_TTL_S, secure_attr(c));
+        /* ?mode=json: a dashboard script navigates itself (same cookie, same login). */
+        if (query(c, "mode") && !strcmp(query(c, "mode"), "json")) {
+                _cleanup_json_ json_t *out = json_pack("{s:s}", "authorization_url", url);
+                const char *hdrs[] = { "Set-Cookie", set, NULL };
+                return send_with_headers(c, 200, out, hdrs);
+        }
+        const char *hdrs[] = { "Location", url, "Set-Cookie", set, NULL };
+        return send_with_headers(c, 302, NULL, hdrs);
+}
+
+static enum MHD_Result oidc_callback(struct route_ctx *c) {
+        _cleanup_json_ json_t *out = NULL;
+        _cleanup_free_ char *location = NULL;
+        char session[256], csrf[256], clear[160], token_csrf[MP_OIDC_RANDOM_LEN + 1];
+        const char *secure = secure_attr(c);
+
+        if (!IS("GET"))
+                return method_not_allowed(c, "GET");
+        if (query(c, "error")) {
+                mp_error_set(&c->err, EACCES, 401, "unauthorized", "the OpenID provider refused the login: %.100s",
+                             query(c, "error"));
+                return problem(c);
+        }
+        if (mp_core_oidc_callback(c->api->core, query(c, "state"), cookie(c, "mecapy_oidc"), query(c, "code"),
+                                  &out, &location, &c->err) < 0)
+                return problem(c);
+        snprintf(clear, sizeof(clear), "mecapy_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0%s",
+                 secure);
+        if (!out) { /* a CLI's login: back to its loopback listener with a one-time code */
+                const char *hdrs[] = { "Location", location, "Set-Cookie", clear, NULL };
+                return send_with_headers(c, 302, NULL, hdrs);
+        }
+        mp_oidc_random(token_csrf);
+        snprintf(session, sizeof(session), "mecapy_session=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s",
+                 json_string_value(json_object_get(out, "token")), MP_SESSION_TTL_S, secure);
+        snprintf(csrf, sizeof(csrf), "mecapy_csrf=%s; Path=/; SameSite=Lax; Max-Age=%d%s", token_csrf,
+                 MP_SESSION_TTL_S, secure);
+        json_object_set_new(out, "csrf_token", json_string(token_csrf));
+        const char *hdrs[] = { "Set-Cookie", session, "Set-Cookie", csrf, "Set-Cookie", clear,
+                               location ? "Location" : NULL, location, NULL };
+        return send_with_headers(c, location ? 302 : 200, out, hdrs);
+}
+
+static enum MHD_Result route_oidc(struct route_ctx *c) {
+        if (c->nseg == 3 && !strcmp(c->seg[2], "login"))
+                return oidc_login(c);
+        if (c->nseg == 3 && !strcmp(c->seg[2], "callback"))
+                return oidc_callback(c);
+        if (c->nseg == 3 && !strcmp(c->seg[2], "cli-exchange")) {
+                _cleanup_json_ json_t *body = NULL;
+                json_t *out = NULL;
+                if (!IS("POST"))
+                        return method_not_allowed(c, "POST");
+                if (body_json(c, false, &body) < 0)
+                        return problem(c);
+                if (!json_is_object(body)) {
+                        mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
+                        return problem(c);
+                }
+                if (mp_core_oidc_cli_exchange(c->api->core, body, &out, &c->err) < 0)
+                        return problem(c);
+                return send_owned(c, 200, out);
+        }
+        return mp_api_send_error(c->conn, 404, "not_found", "no route auth/oidc/%s",
+                                 c->nseg >= 3 ? c->seg[2] : "");
+}
 
 static enum MHD_Result route_auth(struct route_ctx *c) {
         json_t *out = NULL;
@@ -125,8 +289,16 @@ static enum MHD_Result route_auth(struct route_ctx *c) {
                         return method_not_allowed(c, "POST");
                 if (authenticate(c) < 0 || mp_core_logout(c->api->core, &c->principal, &c->err) < 0)
                         return problem(c);
-                return mp_api_send_json(c->conn, 204, NULL);
+                /* The session is revoked; the browser's cookies go too. */
+                char s1[128], s2[128];
+                snprintf(s1, sizeof(s1), "mecapy_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s",
+                         secure_attr(c));
+                snprintf(s2, sizeof(s2), "mecapy_csrf=; Path=/; SameSite=Lax; Max-Age=0%s", secure_attr(c));
+                const char *hdrs[] = { "Set-Cookie", s1, "Set-Cookie", s2, NULL };
+                return send_with_headers(c, 204, NULL, hdrs);
         }
+        if (c->nseg >= 2 && !strcmp(c->seg[1], "oidc"))
+                return route_oidc(c);
         return mp_api_send_error(c->conn, 404, "not_found", "no route %s", c->seg[1]);
 }
 
@@ -354,7 +526,16 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
                 r = route_functions(c);
         else if (!strcmp(c->seg[0], "tasks"))
                 r = route_tasks(c);
-        else
+        else if (!strcmp(c->seg[0], "workers") && c->nseg == 1) {
+                /* Any signed-in user: the list holds hosts and counts, no tenant data. */
+                json_t *out = NULL;
+                if (!IS("GET"))
+                        r = method_not_allowed(c, "GET");
+                else if (mp_core_workers(api->core, &c->principal, &out, &c->err) < 0)
+                        r = problem(c);
+                else
+                        r = send_owned(c, 200, out);
+        } else
                 r = mp_api_send_error(conn, 404, "not_found", "no route %.200s", url);
         mp_error_clear(&c->err);
         return r;

@@ -192,8 +192,41 @@ static void wake_locked(struct mp_api *api, struct mp_request *req) {
         }
 }
 
+/* Notices may have been lost (the queue's connection broke): look at every held task
+ * again and wake those that ended. Ids and principals are copied under the lock and
+ * looked up outside it, since a lookup reads the store. */
+static void recheck_waiters(struct mp_api *api) {
+        enum { MAX_RECHECK = 4096 };
+        struct held {
+                char task[MP_ID_LEN + 1];
+                struct mp_principal p;
+        } *held = calloc(MAX_RECHECK, sizeof(*held));
+        size_t n = 0;
+
+        if (!held)
+                return;
+        pthread_mutex_lock(&api->lock);
+        for (struct mp_request *w = api->waiters; w && n < MAX_RECHECK; w = w->next_waiter) {
+                snprintf(held[n].task, sizeof(held[n].task), "%s", w->wait_task);
+                held[n++].p = w->principal;
+        }
+        pthread_mutex_unlock(&api->lock);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_error_ struct mp_error err = { 0 };
+                _cleanup_json_ json_t *task = NULL;
+                bool ended = false;
+                if (mp_core_task_get(api->core, &held[i].p, held[i].task, &task, &ended, &err) >= 0 && ended)
+                        mp_api_task_ended(api, held[i].task);
+        }
+        free(held);
+}
+
 void mp_api_task_ended(void *userdata, const char *task_id) {
         struct mp_api *api = userdata;
+        if (!task_id) {
+                recheck_waiters(api);
+                return;
+        }
         pthread_mutex_lock(&api->lock);
         for (struct mp_request *w = api->waiters, *next; w; w = next) {
                 next = w->next_waiter;
@@ -322,8 +355,6 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&api->cond, &ca);
         pthread_condattr_destroy(&ca);
-        core->on_task_end = mp_api_task_ended;
-        core->on_task_end_userdata = api;
 
         api->daemon = MHD_start_daemon(
                 MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -341,13 +372,17 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 pthread_mutex_destroy(&api->lock);
                 pthread_cond_destroy(&api->cond);
                 free(api);
-                core->on_task_end = NULL;
                 return mp_error_set(err, EADDRINUSE, 500, "config",
                                     "cannot listen on %s:%d (is the port taken?)", c->listen_host, port);
         }
         info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
         api->port = info ? info->port : c->port;
         pthread_create(&api->timer, NULL, timer_main, api);
+        /* Ends of tasks reach us through the queue, from whichever process ran them. */
+        if (mp_core_listen_task_end(core, mp_api_task_ended, api, err) < 0) {
+                mp_api_stop(api);
+                return -EIO;
+        }
         *ret = api;
         return 0;
 }
@@ -364,8 +399,9 @@ void mp_api_stop(struct mp_api *api) {
         pthread_cond_signal(&api->cond);
         pthread_mutex_unlock(&api->lock);
         pthread_join(api->timer, NULL);
+        /* No notice may come in once the daemon and the waiters are gone. */
+        mp_core_listen_task_end(api->core, NULL, NULL, NULL);
         MHD_stop_daemon(api->daemon);
-        api->core->on_task_end = NULL;
         pthread_mutex_destroy(&api->lock);
         pthread_cond_destroy(&api->cond);
         free(api);

@@ -13,7 +13,7 @@ const char mp_config_usage[] =
         "  --db URL               metadata store (MECAPY_DB, sqlite:DIR/mecapy.db)\n"
         "  --queue URL            job queue (MECAPY_QUEUE, local:)\n"
         "  --blobs URL            object store (MECAPY_BLOBS, file:DIR/objects)\n"
-        "  --workers N            calls run at once (MECAPY_WORKERS, 4)\n"
+        "  --workers N            calls run at once (MECAPY_WORKERS, 4; 0: serve runs no worker)\n"
         "  --http-threads N       HTTP threads (MECAPY_HTTP_THREADS, 4)\n"
         "  --python PATH          interpreter for user code (MECAPY_PYTHON, /usr/bin/python3)\n"
         "  --forbidden-imports L  comma-separated modules refused at upload\n"
@@ -24,14 +24,39 @@ const char mp_config_usage[] =
         "  --max-memory MB        largest memory a function may ask (MECAPY_MAX_MEMORY, 16384)\n"
         "  --default-timeout S    (MECAPY_DEFAULT_TIMEOUT, 300)\n"
         "  --default-memory MB    (MECAPY_DEFAULT_MEMORY, 2048)\n"
+        "  --max-instances N      warm function instances kept (MECAPY_MAX_INSTANCES, 64)\n"
+        "  --pool-memory MB       their private memory together (MECAPY_POOL_MEMORY, 25% of RAM)\n"
+        "  --instance-idle S      an idle instance retires after S seconds (MECAPY_INSTANCE_IDLE, 600)\n"
+        "  --instance-calls N     an instance retires after N calls (MECAPY_INSTANCE_CALLS, 10000)\n"
+        "  --function-concurrency N  calls of one function and user at once\n"
+        "                         (MECAPY_FUNCTION_CONCURRENCY, 4)\n"
+        "  --preload L            modules every zygote imports (MECAPY_PRELOAD,\n"
+        "                         numpy,scipy,scipy.optimize)\n"
+        "  --shard K              worker: the queue shard to take work from first\n"
+        "                         (MECAPY_SHARD, picked by the queue)\n"
+        "  --grace S              worker: on SIGTERM, running calls get S seconds to end\n"
+        "                         (MECAPY_GRACE, 30)\n"
         "  --no-sandbox           DEVELOPMENT ONLY: run user code without isolation\n"
         "                         (MECAPY_NO_SANDBOX=1)\n"
-        "  --verbose              debug logging\n";
+        "  --verbose              debug logging\n"
+        "  --auth LIST            identity providers: local, oidc:ISSUER-URL, or both\n"
+        "                         comma separated (MECAPY_AUTH, local)\n"
+        "  --oidc-audience AUD    audience required in access tokens (MECAPY_OIDC_AUDIENCE)\n"
+        "  --oidc-client-id ID    client of the browser/CLI login (MECAPY_OIDC_CLIENT_ID)\n"
+        "  --oidc-client-secret S for a confidential client (MECAPY_OIDC_CLIENT_SECRET)\n"
+        "  --oidc-company-claim C claim naming the company (MECAPY_OIDC_COMPANY_CLAIM, company)\n"
+        "  --oidc-role-map MAP    idp-role=admin|member|viewer,... (MECAPY_OIDC_ROLE_MAP)\n"
+        "  --oidc-redirect-uri U  callback URL registered at the provider\n"
+        "                         (MECAPY_OIDC_REDIRECT_URI, from the request's Host)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
         OPT_HTTP_THREADS, OPT_PYTHON, OPT_FIMPORTS, OPT_FCALLS, OPT_MAX_TIMEOUT,
         OPT_MAX_MEMORY, OPT_DEF_TIMEOUT, OPT_DEF_MEMORY, OPT_NO_SANDBOX, OPT_VERBOSE,
+        OPT_AUTH = 1100, OPT_OIDC_AUDIENCE, OPT_OIDC_CLIENT_ID, OPT_OIDC_CLIENT_SECRET,
+        OPT_OIDC_COMPANY_CLAIM, OPT_OIDC_ROLE_MAP, OPT_OIDC_REDIRECT_URI,
+        OPT_MAX_INSTANCES = 1200, OPT_POOL_MEMORY, OPT_INSTANCE_IDLE, OPT_INSTANCE_CALLS,
+        OPT_FUNCTION_CONCURRENCY, OPT_PRELOAD, OPT_SHARD, OPT_GRACE,
 };
 
 static const struct {
@@ -55,6 +80,21 @@ static const struct {
         { OPT_DEF_MEMORY, "default-memory", "MECAPY_DEFAULT_MEMORY" },
         { OPT_NO_SANDBOX, "no-sandbox", "MECAPY_NO_SANDBOX" },
         { OPT_VERBOSE, "verbose", "MECAPY_VERBOSE" },
+        { OPT_AUTH, "auth", "MECAPY_AUTH" },
+        { OPT_OIDC_AUDIENCE, "oidc-audience", "MECAPY_OIDC_AUDIENCE" },
+        { OPT_OIDC_CLIENT_ID, "oidc-client-id", "MECAPY_OIDC_CLIENT_ID" },
+        { OPT_OIDC_CLIENT_SECRET, "oidc-client-secret", "MECAPY_OIDC_CLIENT_SECRET" },
+        { OPT_OIDC_COMPANY_CLAIM, "oidc-company-claim", "MECAPY_OIDC_COMPANY_CLAIM" },
+        { OPT_OIDC_ROLE_MAP, "oidc-role-map", "MECAPY_OIDC_ROLE_MAP" },
+        { OPT_OIDC_REDIRECT_URI, "oidc-redirect-uri", "MECAPY_OIDC_REDIRECT_URI" },
+        { OPT_MAX_INSTANCES, "max-instances", "MECAPY_MAX_INSTANCES" },
+        { OPT_POOL_MEMORY, "pool-memory", "MECAPY_POOL_MEMORY" },
+        { OPT_INSTANCE_IDLE, "instance-idle", "MECAPY_INSTANCE_IDLE" },
+        { OPT_INSTANCE_CALLS, "instance-calls", "MECAPY_INSTANCE_CALLS" },
+        { OPT_FUNCTION_CONCURRENCY, "function-concurrency", "MECAPY_FUNCTION_CONCURRENCY" },
+        { OPT_PRELOAD, "preload", "MECAPY_PRELOAD" },
+        { OPT_SHARD, "shard", "MECAPY_SHARD" },
+        { OPT_GRACE, "grace", "MECAPY_GRACE" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -90,7 +130,8 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
         case OPT_DB: return set_str(&c->db_url, v);
         case OPT_QUEUE: return set_str(&c->queue_url, v);
         case OPT_BLOBS: return set_str(&c->blobs_url, v);
-        case OPT_WORKERS: return set_int(&c->workers, v, 1, 256, name, err);
+        /* serve may run no worker threads (a pure API node); `worker` needs one. */
+        case OPT_WORKERS: return set_int(&c->workers, v, 0, 256, name, err);
         case OPT_HTTP_THREADS: return set_int(&c->http_threads, v, 1, 256, name, err);
         case OPT_PYTHON: return set_str(&c->python, v);
         case OPT_FIMPORTS: return set_str(&c->forbidden_imports, v);
@@ -101,7 +142,62 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
         case OPT_DEF_MEMORY: return set_int(&c->default_memory_mb, v, 64, MP_MAX_MEMORY_MB, name, err);
         case OPT_NO_SANDBOX: c->sandbox = !(v ? truthy(v) : true); return 0;
         case OPT_VERBOSE: c->verbose = v ? truthy(v) : true; return 0;
+        case OPT_AUTH: return set_str(&c->auth, v);
+        case OPT_OIDC_AUDIENCE: return set_str(&c->oidc_audience, v);
+        case OPT_OIDC_CLIENT_ID: return set_str(&c->oidc_client_id, v);
+        case OPT_OIDC_CLIENT_SECRET: return set_str(&c->oidc_client_secret, v);
+        case OPT_OIDC_COMPANY_CLAIM: return set_str(&c->oidc_company_claim, v);
+        case OPT_OIDC_ROLE_MAP: return set_str(&c->oidc_role_map, v);
+        case OPT_OIDC_REDIRECT_URI: return set_str(&c->oidc_redirect_uri, v);
+        /* The warm pool; 0 leaves exec/'s default. */
+        case OPT_MAX_INSTANCES: return set_int(&c->pool_max_instances, v, 0, 100000, name, err);
+        case OPT_POOL_MEMORY: return set_int(&c->pool_memory_mb, v, 0, 1 << 24, name, err);
+        case OPT_INSTANCE_IDLE: return set_int(&c->instance_idle_s, v, 0, 86400 * 7, name, err);
+        case OPT_INSTANCE_CALLS: return set_int(&c->instance_calls, v, 0, 1 << 30, name, err);
+        case OPT_FUNCTION_CONCURRENCY: return set_int(&c->function_concurrency, v, 0, 4096, name, err);
+        case OPT_PRELOAD: return set_str(&c->preload, v);
+        case OPT_SHARD: return set_int(&c->shard, v, 0, 255, name, err);
+        case OPT_GRACE: return set_int(&c->grace_s, v, 0, 86400, name, err);
         }
+        return 0;
+}
+
+/* --auth "local", "oidc:<issuer>" or both, comma separated. The issuer is taken whole
+ * after "oidc:" up to the next comma (an issuer URL has none). */
+static int parse_auth(struct mp_config *c, struct mp_error *err) {
+        const char *p = c->auth ? c->auth : "local";
+        int r;
+
+        c->auth_local = false;
+        while (*p) {
+                const char *e = strchr(p, ',');
+                size_t n = e ? (size_t) (e - p) : strlen(p);
+                if (n == 5 && !strncmp(p, "local", 5))
+                        c->auth_local = true;
+                else if (n > 5 && !strncmp(p, "oidc:", 5)) {
+                        char *iss = strndup(p + 5, n - 5);
+                        if (!iss)
+                                return -ENOMEM;
+                        free(c->oidc_issuer);
+                        c->oidc_issuer = iss;
+                } else if (n > 0)
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--auth takes local and oidc:<issuer-url>, comma "
+                                            "separated, not \"%.*s\"", (int) MP_MIN(n, 200), p);
+                p = e ? e + 1 : p + n;
+        }
+        if (!c->auth_local && !c->oidc_issuer)
+                return mp_error_set(err, EINVAL, 400, "config",
+                                    "--auth names no identity provider; use local, oidc:<issuer-url> or both");
+        if (c->oidc_issuer && (strncmp(c->oidc_issuer, "https://", 8) && strncmp(c->oidc_issuer, "http://", 7)))
+                return mp_error_set(err, EINVAL, 400, "config",
+                                    "the OpenID issuer \"%s\" must be an https:// URL", c->oidc_issuer);
+        if (c->oidc_issuer && (!c->oidc_audience || !*c->oidc_audience))
+                return mp_error_set(err, EINVAL, 400, "config",
+                                    "--oidc-audience is required with oidc: it is the aud that "
+                                    "access tokens for MecaPy must carry");
+        if (!c->oidc_company_claim && (r = set_str(&c->oidc_company_claim, "company")) < 0)
+                return r;
         return 0;
 }
 
@@ -115,6 +211,8 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest
                 return -ENOMEM;
         c->port = 8000;
         c->workers = 4;
+        c->shard = -1;
+        c->grace_s = 30;
         c->http_threads = 4;
         c->sandbox = true;
         c->default_timeout_s = MP_DEFAULT_TIMEOUT_S;
@@ -162,6 +260,8 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest
                 r = -ENOMEM;
                 goto fail;
         }
+        if ((r = parse_auth(c, err)) < 0)
+                goto fail;
         if (c->default_timeout_s > c->max_timeout_s)
                 c->default_timeout_s = c->max_timeout_s;
         if (c->default_memory_mb > c->max_memory_mb)
@@ -186,6 +286,15 @@ void mp_config_free(struct mp_config *c) {
         free(c->python);
         free(c->forbidden_imports);
         free(c->forbidden_calls);
+        free(c->preload);
+        free(c->auth);
+        free(c->oidc_issuer);
+        free(c->oidc_audience);
+        free(c->oidc_client_id);
+        free(c->oidc_client_secret);
+        free(c->oidc_company_claim);
+        free(c->oidc_role_map);
+        free(c->oidc_redirect_uri);
         free(c);
 }
 

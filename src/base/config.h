@@ -28,6 +28,26 @@ struct mp_config {
         int max_procs;
         int tmp_mb;
         bool verbose;
+        /* The warm pool (0 = exec/'s default). */
+        int pool_max_instances;   /* --max-instances */
+        int pool_memory_mb;       /* --pool-memory */
+        int instance_idle_s;      /* --instance-idle */
+        int instance_calls;       /* --instance-calls */
+        int function_concurrency; /* --function-concurrency */
+        char *preload;            /* --preload, NULL = the default set */
+        int shard;                /* worker --shard, -1: the queue picks */
+        int grace_s;              /* worker --grace: SIGTERM drain time */
+        /* Identity (docs/identity.md). */
+        char *auth;               /* --auth / MECAPY_AUTH, "local"; "local,oidc:<issuer>" */
+        bool auth_local;          /* "local" is in --auth: password login is on */
+        char *oidc_issuer;        /* the <issuer> of "oidc:<issuer>", NULL when off */
+        char *oidc_audience;      /* --oidc-audience: required in access tokens' aud */
+        char *oidc_client_id;     /* --oidc-client-id: for the login flow (ID token aud) */
+        char *oidc_client_secret; /* --oidc-client-secret: NULL for a public PKCE client */
+        char *oidc_company_claim; /* --oidc-company-claim, "company" */
+        char *oidc_role_map;      /* --oidc-role-map "idp-role=mecapy-role,...", NULL */
+        char *oidc_redirect_uri;  /* --oidc-redirect-uri: our callback URL as the provider
+                                   * knows it; NULL = derived from the request's Host */
 };
 
 /* Parse the options of `serve`, `worker`, `migrate` and `admin` from argv (options it

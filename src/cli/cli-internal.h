@@ -144,6 +144,8 @@ const char *mp_cli_str(json_t *obj, const char *key); /* "" when absent or not a
 
 /* ---- verbs ---- */
 int mp_cli_login(int argc, char **argv);
+/* `mecapy login --oidc` (cli-oidc.c): c->url is set; returns an exit code. */
+int mp_cli_login_oidc(struct mp_cli *c, bool json);
 int mp_cli_logout(int argc, char **argv);
 int mp_cli_fn(int argc, char **argv);
 int mp_cli_run(int argc, char **argv);

@@ -27,6 +27,7 @@ const char *mp_cli_str(json_t *obj, const char *key) {
 
 static const char login_usage[] =
         "usage: mecapy login [--url URL] [--email EMAIL] [--password P | --password-stdin] [--json]\n"
+        "       mecapy login --oidc [--url URL] [--json]\n"
         "\n"
         "Log in to a MecaPy server and keep the session token in\n"
         "<config dir>/mecapy/config.json (mode 0600). The config dir is MECAPY_CONFIG_DIR,\n"
@@ -36,6 +37,8 @@ static const char login_usage[] =
         "  --email EMAIL      account email\n"
         "  --password P       password (visible to other users in ps: prefer --password-stdin)\n"
         "  --password-stdin   read the password from the first line of standard input\n"
+        "  --oidc             log in with the server's OpenID provider (Keycloak...): open\n"
+        "                     the printed URL in a browser; it comes back to this machine\n"
         "  --json             print the server's answer as JSON (it contains the token)\n";
 
 static const char logout_usage[] =
@@ -97,13 +100,14 @@ static int prompt(const char *question, bool echo, char *buf, size_t size) {
 
 int mp_cli_login(int argc, char **argv) {
         const char *url_opt = NULL, *email_opt = NULL, *password_opt = NULL;
-        bool password_stdin = false, help = false, json = false;
+        bool password_stdin = false, help = false, json = false, oidc = false;
         const struct mp_cli_opt opts[] = {
                 { "url", 0, MP_CLI_OPT_VALUE, &url_opt, NULL },
                 { "email", 0, MP_CLI_OPT_VALUE, &email_opt, NULL },
                 { "password", 0, MP_CLI_OPT_VALUE, &password_opt, NULL },
                 { "password-stdin", 0, MP_CLI_OPT_FLAG, &password_stdin, NULL },
                 { "json", 0, MP_CLI_OPT_FLAG, &json, NULL },
+                { "oidc", 0, MP_CLI_OPT_FLAG, &oidc, NULL },
                 { "help", 'h', MP_CLI_OPT_FLAG, &help, NULL },
         };
         _cleanup_free_ char **pos = calloc((size_t) argc + 1, sizeof(char *));
@@ -142,6 +146,14 @@ int mp_cli_login(int argc, char **argv) {
                 mp_cli_put_safe(stderr, c.url);
                 fprintf(stderr, "'\n");
                 code = MP_CLI_EXIT_USAGE;
+                goto out;
+        }
+        if (oidc) {
+                if (email_opt || password_opt || password_stdin) {
+                        fprintf(stderr, "mecapy login: --oidc takes no email or password\n");
+                        code = MP_CLI_EXIT_USAGE;
+                } else
+                        code = mp_cli_login_oidc(&c, json);
                 goto out;
         }
 

@@ -1,5 +1,6 @@
 /* mecapy: one binary, many roles (see docs/architecture.md). */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "api/api.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "cli/cli.h"
 #include "core/core.h"
 #include "exec/exec.h"
@@ -18,6 +20,9 @@ static void usage(FILE *f) {
                 "MecaPy: Python calculations as sandboxed, versioned web services.\n\n"
                 "Server:\n"
                 "  mecapy serve [OPTIONS]       API, worker and sandbox in one process tree\n"
+                "                               (--workers 0: API only, workers run elsewhere)\n"
+                "  mecapy worker [OPTIONS] [--shard K] [--grace S]\n"
+                "                               a standalone worker on a shared queue (--queue redis://...)\n"
                 "  mecapy migrate [OPTIONS]     create or upgrade the metadata store, then exit\n"
                 "  mecapy admin create-user --email E --password P [--company C] [--role admin|member|viewer]\n"
                 "                               [OPTIONS]\n\n"
@@ -102,6 +107,27 @@ out:
         return rc;
 }
 
+/* Fork the executor while this process still has a single thread: every sandbox is
+ * forked from it, never from the threaded server (see docs/architecture.md). */
+static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
+                          struct mp_executor **ret, struct mp_error *err) {
+        struct mp_exec_config xcfg = {
+                .sandbox = cfg->sandbox,
+                .python = cfg->python,
+                .channels = (unsigned) cfg->workers + extra_channels,
+                .max_instances = (unsigned) cfg->pool_max_instances,
+                .max_memory_mb = (uint64_t) cfg->pool_memory_mb,
+                .max_per_function = (unsigned) cfg->function_concurrency,
+                .max_calls = (unsigned) cfg->instance_calls,
+                .idle_s = cfg->instance_idle_s,
+                .preload = cfg->preload,
+        };
+        if (!cfg->sandbox)
+                mp_warn("--no-sandbox: USER CODE RUNS WITHOUT ISOLATION. For development only; never "
+                        "serve other people's code like this.");
+        return mp_executor_start(&xcfg, ret, err);
+}
+
 static int cmd_serve(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
         struct mp_config *cfg = NULL;
@@ -114,17 +140,8 @@ static int cmd_serve(int argc, char **argv) {
 
         if (open_config(argc, argv, &cfg) < 0)
                 return 2;
-        /* The executor is forked first, while this process has a single thread: every
-         * sandbox is forked from it, never from the threaded server. */
-        struct mp_exec_config xcfg = {
-                .sandbox = cfg->sandbox,
-                .python = cfg->python,
-                .channels = (unsigned) cfg->workers + 4, /* workers + uploads being analyzed */
-        };
-        if (!cfg->sandbox)
-                mp_warn("--no-sandbox: USER CODE RUNS WITHOUT ISOLATION. For development only; never "
-                        "serve other people's code like this.");
-        if (mp_executor_start(&xcfg, &ex, &err) < 0) {
+        /* Channels: the workers, and uploads being analyzed. */
+        if (start_executor(cfg, 4, &ex, &err) < 0) {
                 mp_err("cannot start the sandbox executor: %s", err.message);
                 goto out;
         }
@@ -142,7 +159,7 @@ static int cmd_serve(int argc, char **argv) {
         sigaddset(&sigs, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         signal(SIGPIPE, SIG_IGN);
-        if (mp_worker_pool_start(core, cfg->workers, "worker", &workers, &err) < 0 ||
+        if (mp_worker_pool_start(core, cfg->workers, cfg->shard, &workers, &err) < 0 ||
             mp_api_start(core, &api, &err) < 0) {
                 mp_err("%s", err.message);
                 goto out;
@@ -155,6 +172,72 @@ static int cmd_serve(int argc, char **argv) {
         rc = 0;
 out:
         mp_api_stop(api);
+        mp_worker_pool_stop(workers);
+        mp_executor_stop(ex);
+        mp_core_close(core);
+        mp_config_free(cfg);
+        return rc;
+}
+
+/* A standalone worker: the same backends as serve (named by the same URLs), no HTTP. */
+static int cmd_worker(int argc, char **argv) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        struct mp_config *cfg = NULL;
+        struct mp_core *core = NULL;
+        struct mp_executor *ex = NULL;
+        struct mp_worker_pool *workers = NULL;
+        sigset_t sigs;
+        int sig = 0, rc = 1;
+
+        if (open_config(argc, argv, &cfg) < 0)
+                return 2;
+        if (cfg->workers == 0 || !strncmp(cfg->queue_url, "local:", 6)) {
+                fprintf(stderr, "mecapy worker: %s\n", cfg->workers == 0 ? "--workers must be at least 1" :
+                        "a standalone worker needs a shared queue (--queue redis://host:port) and store "
+                        "(--db postgres://...); the local queue only serves the workers inside `mecapy serve`");
+                mp_config_free(cfg);
+                return 2;
+        }
+        if (start_executor(cfg, 1, &ex, &err) < 0) {
+                mp_err("cannot start the sandbox executor: %s", err.message);
+                goto out;
+        }
+        if (mp_core_open(cfg, &core, &err) < 0) {
+                mp_err("%s", err.message);
+                goto out;
+        }
+        core->executor = ex;
+        /* Jobs a crash or a Redis outage left behind: not fatal, the reaper retries. */
+        if (mp_core_recover(core, &err) < 0) {
+                mp_warn("recovering the queue: %s (will retry)", err.message);
+                mp_error_clear(&err);
+        }
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if (mp_worker_pool_start(core, cfg->workers, cfg->shard, &workers, &err) < 0) {
+                mp_err("%s", err.message);
+                goto out;
+        }
+        mp_info("MecaPy worker ready (queue %s, store %s, %d threads, sandbox %s)", cfg->queue_url,
+                cfg->db_url, cfg->workers, cfg->sandbox ? "on" : "OFF");
+        sigwait(&sigs, &sig);
+        mp_info("received %s: no new jobs; waiting up to %d s for %d running call(s)", strsignal(sig),
+                cfg->grace_s, mp_worker_pool_running(workers));
+        if (mp_worker_pool_drain(workers, (int64_t) cfg->grace_s * 1000) < 0) {
+                /* The calls still running would outlive the grace period: their jobs go
+                 * back to the queue for another worker, and this process ends them by
+                 * exiting (the executor and its sandboxes die with it). */
+                mp_warn("grace period over with %d call(s) running: their jobs go back to the queue",
+                        mp_worker_pool_running(workers));
+                mp_worker_pool_abandon(workers);
+                _exit(0);
+        }
+        mp_info("drained: every running call finished");
+        rc = 0;
+out:
         mp_worker_pool_stop(workers);
         mp_executor_stop(ex);
         mp_core_close(core);
@@ -175,6 +258,8 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(cmd, "serve"))
                 return cmd_serve(argc - 1, argv + 1);
+        if (!strcmp(cmd, "worker"))
+                return cmd_worker(argc - 1, argv + 1);
         if (!strcmp(cmd, "migrate"))
                 return cmd_migrate(argc - 1, argv + 1);
         if (!strcmp(cmd, "admin"))

@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "blobs/blobs.h"
 #include "core/core-internal.h"
+#include "exec/exec.h"
 #include "queue/queue.h"
 
 static json_t *split_list(const char *csv) {
@@ -43,6 +44,15 @@ int mp_core_open(const struct mp_config *config, struct mp_core **ret, struct mp
                 goto fail;
         if ((r = mp_queue_open(config->queue_url, c->store, &c->queue, err)) < 0)
                 goto fail;
+        if (config->oidc_issuer) {
+                struct mp_oidc_settings os = {
+                        .issuer = config->oidc_issuer, .audience = config->oidc_audience,
+                        .client_id = config->oidc_client_id, .client_secret = config->oidc_client_secret,
+                        .company_claim = config->oidc_company_claim, .role_map = config->oidc_role_map,
+                };
+                if ((r = mp_oidc_new(&os, &c->oidc, err)) < 0)
+                        goto fail;
+        }
         c->policy = json_pack("{s:o,s:o}", "forbidden_imports", split_list(config->forbidden_imports),
                               "forbidden_calls", split_list(config->forbidden_calls));
         *ret = c;
@@ -58,6 +68,7 @@ void mp_core_close(struct mp_core *c) {
         mp_queue_close(c->queue);
         mp_blobs_close(c->blobs);
         mp_store_close(c->store);
+        mp_oidc_free(c->oidc);
         if (c->policy)
                 json_decref(c->policy);
         free(c);
@@ -153,8 +164,11 @@ int mp_core_not_found(struct mp_error *err, const char *what, const char *id) {
 }
 
 void mp_core_task_ended(struct mp_core *core, const char *task_id) {
-        if (core->on_task_end)
-                core->on_task_end(core->on_task_end_userdata, task_id);
+        _cleanup_error_ struct mp_error err = { 0 };
+        /* Through the queue, so waiters in every process hear it. A lost notice only
+         * delays a waiter until its own deadline: the store has the end. */
+        if (MP_QUEUE(core->queue)->notify_done(core->queue, task_id, &err) < 0)
+                mp_debug("task %s ended, but the notice was not sent: %s", task_id, err.message);
 }
 
 bool mp_core_can_see_function(const struct mp_principal *p, json_t *fn) {
@@ -269,6 +283,10 @@ int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_er
         _cleanup_json_ json_t *user = NULL, *tok = NULL;
         int r;
 
+        if (!core->config->auth_local)
+                return mp_error_set(err, EACCES, 403, "forbidden",
+                                    "password login is off on this server; log in with OpenID "
+                                    "(GET /api/v1/auth/oidc/login)");
         mp_core_field_string(body, "email", true, MP_MAX_EMAIL_LEN, &email, err);
         mp_core_field_string(body, "password", true, MP_MAX_PASSWORD_LEN, &password, err);
         if ((r = mp_core_validation_done(err, "fields")) < 0)
@@ -284,6 +302,12 @@ int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_er
         }
         if (r < 0)
                 return r;
+        /* A user made by an OpenID provider has no password: it logs in there only. */
+        if (!json_string_value(json_object_get(user, "password_hash"))) {
+                mp_auth_verify_password("$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$"
+                                        "2bRrRUOA0bbwE/nvxkYHwbqFZlh0DLAUsfzS1WsuHxM", password);
+                return mp_error_set(err, EACCES, 401, "unauthorized", "wrong email or password");
+        }
         if (!mp_auth_verify_password(json_string_value(json_object_get(user, "password_hash")), password))
                 return mp_error_set(err, EACCES, 401, "unauthorized", "wrong email or password");
         r = new_token(core, json_string_value(json_object_get(user, "id")), "session", "login",
@@ -295,6 +319,90 @@ int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_er
         return 0;
 }
 
+/* --- OpenID Connect: users known by their provider's subject --- */
+
+/* The user behind verified claims: created on first sight, and its email, role and
+ * company refreshed from the provider on every later sight (the provider is the
+ * authority on them). *ret_user is the stored row (with "company"). */
+static int oidc_user(struct mp_core *core, json_t *claims, json_t **ret_user, struct mp_error *err) {
+        _cleanup_json_ json_t *user = NULL, *comp = NULL;
+        struct mp_oidc_identity id;
+        const char *company_id = NULL;
+        int r;
+
+        if ((r = mp_oidc_identity(core->oidc, claims, &id, err)) < 0)
+                return r;
+        if (id.company[0]) {
+                if ((r = MP_STORE(core->store)->company_ensure(core->store, id.company, &comp, err)) < 0)
+                        return r;
+                company_id = json_string_value(json_object_get(comp, "id"));
+        }
+        r = MP_STORE(core->store)->user_get(core->store, "external_id", id.sub, &user, err);
+        if (r == -ENOENT) {
+                char uid[MP_ID_LEN + 1];
+                _cleanup_json_ json_t *row = NULL;
+                mp_error_clear(err);
+                mp_id_new(uid);
+                row = json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", uid, "email", id.email, "role", id.role,
+                                "external_id", id.sub, "created_at", (json_int_t) mp_now_ms());
+                json_object_set_new(row, "company_id", company_id ? json_string(company_id) : json_null());
+                r = MP_STORE(core->store)->user_create(core->store, row, err);
+                /* An account with that email but not this subject (a local account, or
+                 * one of another subject) is not taken over: linking is an admin's act. */
+                if (r == -EEXIST)
+                        return mp_error_set(err, EEXIST, 403, "forbidden",
+                                            "an account with the email %s already exists and is not "
+                                            "linked to this OpenID identity", id.email);
+                if (r < 0)
+                        return r;
+                mp_info("OpenID: new user %s (%s, %s)", id.email, id.role,
+                        id.company[0] ? id.company : "no company");
+                return MP_STORE(core->store)->user_get(core->store, "id", uid, ret_user, err);
+        }
+        if (r < 0)
+                return r;
+        const char *old_email = json_string_value(json_object_get(user, "email"));
+        const char *old_role = json_string_value(json_object_get(user, "role"));
+        const char *old_cid = json_string_value(json_object_get(user, "company_id"));
+        if (strcmp(old_email ?: "", id.email) || strcmp(old_role ?: "", id.role) ||
+            strcmp(old_cid ?: "", company_id ?: "")) {
+                const char *uid = json_string_value(json_object_get(user, "id"));
+                r = MP_STORE(core->store)->user_set_identity(core->store, uid, id.email, id.role,
+                                                             company_id, err);
+                if (r == -EEXIST)
+                        return mp_error_set(err, EEXIST, 403, "forbidden",
+                                            "the email %s is taken by another account", id.email);
+                if (r < 0)
+                        return r;
+                json_t *fresh = NULL;
+                if ((r = MP_STORE(core->store)->user_get(core->store, "id", uid, &fresh, err)) < 0)
+                        return r;
+                json_decref(user);
+                user = fresh;
+        }
+        *ret_user = TAKE_PTR(user);
+        return 0;
+}
+
+static int oidc_authenticate(struct mp_core *core, const char *token, struct mp_principal *ret,
+                             struct mp_error *err) {
+        _cleanup_json_ json_t *claims = NULL, *user = NULL;
+        int r;
+
+        if ((r = mp_oidc_verify_access_token(core->oidc, token, &claims, err)) < 0)
+                return r;
+        if ((r = oidc_user(core, claims, &user, err)) < 0)
+                return r;
+        memset(ret, 0, sizeof(*ret));
+        snprintf(ret->user_id, sizeof(ret->user_id), "%s", json_string_value(json_object_get(user, "id")));
+        const char *cid = json_string_value(json_object_get(user, "company_id"));
+        snprintf(ret->company_id, sizeof(ret->company_id), "%s", cid ? cid : "");
+        snprintf(ret->role, sizeof(ret->role), "%s", json_string_value(json_object_get(user, "role")));
+        snprintf(ret->email, sizeof(ret->email), "%s", json_string_value(json_object_get(user, "email")));
+        ret->session = false; /* the provider's token: nothing of ours to log out */
+        return 0;
+}
+
 int mp_core_authenticate(struct mp_core *core, const char *token, struct mp_principal *ret,
                          struct mp_error *err) {
         char hash[MP_AUTH_TOKEN_HASH_LEN + 1];
@@ -302,6 +410,10 @@ int mp_core_authenticate(struct mp_core *core, const char *token, struct mp_prin
         json_t *user, *tok;
         int r;
 
+        /* A bearer that is not one of ours (mpy_...) and has a JWT's shape is an access
+         * token of the OpenID provider, when one is configured. */
+        if (core->oidc && token && strncmp(token, "mpy_", 4) && mp_oidc_looks_like_jwt(token))
+                return oidc_authenticate(core, token, ret, err);
         if (!token || strlen(token) < 8 || strlen(token) > 512)
                 return mp_error_set(err, EACCES, 401, "unauthorized",
                                     "missing or malformed bearer token");
@@ -396,7 +508,155 @@ int mp_core_token_revoke(struct mp_core *core, const struct mp_principal *p, con
         return r < 0 ? r : 0;
 }
 
+/* --- OpenID Connect login --- */
+
+static int session_for(struct mp_core *core, json_t *user, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *tok = NULL;
+        int r = new_token(core, json_string_value(json_object_get(user, "id")), "session", "oidc",
+                          (int64_t) MP_SESSION_TTL_S * 1000, &tok, err);
+        if (r < 0)
+                return r;
+        *ret = json_pack("{s:O,s:O,s:o}", "token", json_object_get(tok, "token"), "expires_at",
+                         json_object_get(tok, "expires_at"), "user", user_public(user));
+        return 0;
+}
+
+static int oidc_off(struct mp_error *err) {
+        return mp_error_set(err, ENOENT, 404, "not_found",
+                            "OpenID login is not configured on this server (--auth oidc:<issuer>)");
+}
+
+int mp_core_oidc_begin(struct mp_core *core, const char *redirect_uri, const char *return_to,
+                       const char *cli_redirect, const char *cli_state, const char *cli_challenge,
+                       char **ret_url, char *ret_binding, size_t binding_size,
+                       struct mp_error *err) {
+        char binding[MP_OIDC_RANDOM_LEN + 1];
+        struct mp_oidc_login_start in = { .redirect_uri = redirect_uri, .return_to = return_to,
+                                          .cli_redirect = cli_redirect, .cli_state = cli_state,
+                                          .cli_challenge = cli_challenge };
+        int r;
+
+        if (!core->oidc)
+                return oidc_off(err);
+        if ((r = mp_oidc_login_begin(core->oidc, &in, ret_url, binding, err)) < 0)
+                return r;
+        snprintf(ret_binding, binding_size, "%s", binding);
+        return 0;
+}
+
+int mp_core_oidc_callback(struct mp_core *core, const char *state, const char *binding,
+                          const char *code, json_t **ret, char **ret_location,
+                          struct mp_error *err) {
+        struct mp_oidc_login_result res = { 0 };
+        _cleanup_json_ json_t *user = NULL;
+        int r;
+
+        if (!core->oidc)
+                return oidc_off(err);
+        if ((r = mp_oidc_login_finish(core->oidc, state, binding, code, &res, err)) < 0)
+                return r;
+        r = oidc_user(core, res.claims, &user, err);
+        json_decref(res.claims);
+        if (r < 0)
+                return r;
+        *ret = NULL;
+        *ret_location = NULL;
+        if (res.cli_redirect[0]) {
+                char code_out[MP_OIDC_RANDOM_LEN + 1];
+                if ((r = mp_oidc_cli_code_new(core->oidc, json_string_value(json_object_get(user, "id")),
+                                              res.cli_challenge, code_out, err)) < 0)
+                        return r;
+                /* cli_state was checked to be base64url and code_out is: no escaping needed. */
+                if (asprintf(ret_location, "%s%ccode=%s&state=%s", res.cli_redirect,
+                             strchr(res.cli_redirect, '?') ? '&' : '?', code_out, res.cli_state) < 0) {
+                        *ret_location = NULL;
+                        return -ENOMEM;
+                }
+                return 0;
+        }
+        if ((r = session_for(core, user, ret, err)) < 0)
+                return r;
+        if (res.return_to[0] && !(*ret_location = strdup(res.return_to))) {
+                json_decref(*ret);
+                *ret = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int mp_core_oidc_cli_exchange(struct mp_core *core, json_t *body, json_t **ret,
+                              struct mp_error *err) {
+        const char *code = NULL, *verifier = NULL;
+        char uid[MP_ID_LEN + 1];
+        _cleanup_json_ json_t *user = NULL;
+        int r;
+
+        if (!core->oidc)
+                return oidc_off(err);
+        mp_core_field_string(body, "code", true, 256, &code, err);
+        mp_core_field_string(body, "code_verifier", true, 256, &verifier, err);
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        if ((r = mp_oidc_cli_code_take(core->oidc, code, verifier, uid, sizeof(uid), err)) < 0)
+                return r;
+        if ((r = MP_STORE(core->store)->user_get(core->store, "id", uid, &user, err)) < 0)
+                return r;
+        return session_for(core, user, ret, err);
+}
+
 bool mp_core_status_ended(const char *s) {
         return s && (!strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "timed_out") ||
                      !strcmp(s, "cancelled"));
+}
+
+/* The queue calls this; core->on_task_end says who listens. */
+static void task_end_relay(void *userdata, const char *task_id) {
+        struct mp_core *core = userdata;
+        if (core->on_task_end)
+                core->on_task_end(core->on_task_end_userdata, task_id);
+}
+
+int mp_core_listen_task_end(struct mp_core *core, void (*cb)(void *userdata, const char *task_id),
+                            void *userdata, struct mp_error *err) {
+        if (!cb) {
+                /* Stop the queue's calls first, so none runs with a half-cleared pair. */
+                int r = MP_QUEUE(core->queue)->listen_done(core->queue, NULL, NULL, err);
+                core->on_task_end = NULL;
+                core->on_task_end_userdata = NULL;
+                return r;
+        }
+        core->on_task_end_userdata = userdata;
+        core->on_task_end = cb;
+        return MP_QUEUE(core->queue)->listen_done(core->queue, task_end_relay, core, err);
+}
+
+json_t *mp_core_exec_status(struct mp_core *core) {
+        _cleanup_json_ json_t *st = NULL;
+        json_t *out = json_pack("{s:n,s:n}", "warm_instances", "cache_hit_rate");
+
+        if (!out || !core->executor || mp_executor_stats(core->executor, &st) < 0 || !st)
+                return out;
+        json_int_t hits = json_integer_value(json_object_get(st, "hits"));
+        json_int_t misses = json_integer_value(json_object_get(st, "misses"));
+        json_object_set_new(out, "warm_instances", json_integer(json_integer_value(json_object_get(st, "instances"))));
+        /* A hit: an idle instance of the same function and tenant was warm. */
+        if (hits + misses > 0)
+                json_object_set_new(out, "cache_hit_rate", json_real((double) hits / (double) (hits + misses)));
+        return out;
+}
+
+int mp_core_workers(struct mp_core *core, const struct mp_principal *p, json_t **ret,
+                    struct mp_error *err) {
+        static const char *const times[] = { "started_at", "last_heartbeat", NULL };
+        json_t *out = NULL, *w;
+        size_t i;
+        int r;
+
+        if ((r = MP_QUEUE(core->queue)->workers(core->queue, &out, err)) < 0)
+                return err && !err->status ? mp_error_set(err, -r, 503, "unavailable",
+                                                          "the list of workers cannot be read now") : r;
+        json_array_foreach(json_object_get(out, "items"), i, w)
+                mp_core_shape(w, times, NULL);
+        *ret = out;
+        return 0;
 }

@@ -131,7 +131,7 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
         if (r < 0)
                 return r;
         /* The task and its job are stored: a lost wake-up only delays it, never loses it. */
-        MP_QUEUE(core->queue)->push(core->queue, id, NULL);
+        MP_QUEUE(core->queue)->push(core->queue, id, function_id, NULL);
         json_object_set_new(task, "status", json_string("queued"));
         json_object_set_new(task, "attempts", json_integer(0));
         *ret = render(core, task);

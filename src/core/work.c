@@ -164,19 +164,16 @@ static const char *env_key_of(json_t *reqs, char *buf, size_t size) {
         return buf;
 }
 
-int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_ms,
-                     struct mp_error *err) {
-        char task_id[MP_ID_LEN + 1];
+/* Run a claimed job: 1 when its fate is settled (the task ended, or there was nothing
+ * to run), -errno when it must stay claimed and run again later. */
+static int work_claimed(struct mp_core *core, const char *worker_id, const char *task_id,
+                        struct mp_error *err) {
         _cleanup_json_ json_t *task = NULL, *ver = NULL, *fields = NULL;
         _cleanup_error_ struct mp_error xerr = { 0 };
         struct mp_exec_result res = { 0 };
         const struct mp_config *c = core->config;
-        int64_t lease_ms = ((int64_t) c->max_timeout_s + 60) * 1000;
         int r;
 
-        r = MP_QUEUE(core->queue)->claim(core->queue, worker_id, lease_ms, wait_ms, task_id, err);
-        if (r <= 0)
-                return r;
         if ((r = MP_STORE(core->store)->task_get(core->store, task_id, &task, err)) < 0)
                 return r == -ENOENT ? 1 : r;
         if ((r = start(core, worker_id, task_id, task, err)) <= 0)
@@ -231,4 +228,35 @@ int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_m
         }
         r = finish(core, task_id, fields, err);
         return r < 0 ? r : 1;
+}
+
+int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_ms,
+                     struct mp_error *err) {
+        return mp_core_work_one_counted(core, worker_id, wait_ms, NULL, err);
+}
+
+int mp_core_work_one_counted(struct mp_core *core, const char *worker_id, int64_t wait_ms,
+                             atomic_int *busy, struct mp_error *err) {
+        char task_id[MP_ID_LEN + 1];
+        int64_t lease_ms = ((int64_t) core->config->max_timeout_s + 60) * 1000;
+        int r;
+
+        r = MP_QUEUE(core->queue)->claim(core->queue, worker_id, lease_ms, wait_ms, task_id, err);
+        if (r <= 0)
+                return r;
+        if (busy)
+                atomic_fetch_add(busy, 1);
+        r = work_claimed(core, worker_id, task_id, err);
+        if (busy)
+                atomic_fetch_sub(busy, 1);
+        if (r == 1) {
+                _cleanup_error_ struct mp_error aerr = { 0 };
+                /* After task_finish: a job acknowledged before would be lost with this
+                 * worker; one acknowledged late at worst runs again, and the store ends
+                 * its task once. */
+                if (MP_QUEUE(core->queue)->ack(core->queue, task_id, worker_id, &aerr) < 0)
+                        mp_warn("task %s: ended, but its job could not be acknowledged: %s", task_id,
+                                aerr.message);
+        }
+        return r;
 }

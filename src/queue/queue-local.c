@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "queue/queue-internal.h"
@@ -19,6 +20,15 @@ struct local_queue {
         pthread_cond_t cond;
         uint64_t pushes;   /* bumped by push, so a claim never sleeps past one */
         bool closing;
+        /* Completion: one process, so the listener is called directly. The rwlock lets
+         * listen_done(NULL) wait for calls in flight. */
+        pthread_rwlock_t listen_lock;
+        mp_queue_done_fn done_cb;
+        void *done_userdata;
+        /* This process's worker record, for workers(). */
+        bool registered;
+        struct mp_queue_worker me;
+        int64_t started_at, last_heartbeat;
 };
 
 static int local_open(const char *url, struct mp_store *store, struct mp_queue **ret,
@@ -35,6 +45,7 @@ static int local_open(const char *url, struct mp_store *store, struct mp_queue *
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&q->cond, &ca);
         pthread_condattr_destroy(&ca);
+        pthread_rwlock_init(&q->listen_lock, NULL);
         *ret = (struct mp_queue *) q;
         return 0;
 }
@@ -43,10 +54,12 @@ static void local_close(struct mp_queue *qq) {
         struct local_queue *q = (struct local_queue *) qq;
         pthread_mutex_destroy(&q->lock);
         pthread_cond_destroy(&q->cond);
+        pthread_rwlock_destroy(&q->listen_lock);
         free(q);
 }
 
-static int local_push(struct mp_queue *qq, const char *task_id, struct mp_error *err) {
+static int local_push(struct mp_queue *qq, const char *task_id, const char *function_id,
+                      struct mp_error *err) {
         struct local_queue *q = (struct local_queue *) qq;
         pthread_mutex_lock(&q->lock);
         q->pushes++;
@@ -118,6 +131,87 @@ static void local_shutdown(struct mp_queue *qq) {
         pthread_mutex_unlock(&q->lock);
 }
 
+/* task_finish already deleted the job row: nothing left to forget. */
+static int local_ack(struct mp_queue *qq, const char *task_id, const char *worker_id,
+                     struct mp_error *err) {
+        return 0;
+}
+
+static int local_notify_done(struct mp_queue *qq, const char *task_id, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_rwlock_rdlock(&q->listen_lock);
+        if (q->done_cb)
+                q->done_cb(q->done_userdata, task_id);
+        pthread_rwlock_unlock(&q->listen_lock);
+        return 0;
+}
+
+static int local_listen_done(struct mp_queue *qq, mp_queue_done_fn cb, void *userdata,
+                             struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_rwlock_wrlock(&q->listen_lock);
+        q->done_cb = cb;
+        q->done_userdata = cb ? userdata : NULL;
+        pthread_rwlock_unlock(&q->listen_lock);
+        return 0;
+}
+
+static int local_register(struct mp_queue *qq, struct mp_queue_worker *w, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        if (!w->id[0])
+                snprintf(w->id, sizeof(w->id), "%.60s-%d", w->host[0] ? w->host : "local", w->pid);
+        pthread_mutex_lock(&q->lock);
+        q->me = *w;
+        q->me.shard = 0; /* one queue, one shard */
+        q->registered = true;
+        q->started_at = q->last_heartbeat = mp_now_ms();
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+}
+
+static int local_heartbeat(struct mp_queue *qq, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_mutex_lock(&q->lock);
+        q->last_heartbeat = mp_now_ms();
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+}
+
+static int local_unregister(struct mp_queue *qq, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_mutex_lock(&q->lock);
+        q->registered = false;
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+}
+
+static int local_workers(struct mp_queue *qq, json_t **ret, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        json_t *items = json_array();
+        struct mp_queue_worker me;
+        bool registered;
+        int64_t started, beat;
+
+        pthread_mutex_lock(&q->lock);
+        registered = q->registered;
+        me = q->me;
+        started = q->started_at;
+        beat = q->last_heartbeat = mp_now_ms(); /* in this process, it is alive right now */
+        pthread_mutex_unlock(&q->lock);
+        if (registered) {
+                _cleanup_json_ json_t *st = me.status ? me.status(me.userdata) : NULL;
+                json_t *run = json_object_get(st, "running"), *warm = json_object_get(st, "warm_instances"),
+                       *hit = json_object_get(st, "cache_hit_rate");
+                json_array_append_new(items, json_pack("{s:s,s:s,s:i,s:I,s:I,s:I,s:i,s:i,s:O,s:O}",
+                        "id", me.id, "host", me.host, "pid", me.pid, "started_at", (json_int_t) started,
+                        "last_heartbeat", (json_int_t) beat, "running", (json_int_t) json_integer_value(run),
+                        "capacity", me.capacity, "shard", 0, "warm_instances", warm ? warm : json_null(),
+                        "cache_hit_rate", hit ? hit : json_null()));
+        }
+        *ret = json_pack("{s:o}", "items", items);
+        return *ret ? 0 : -ENOMEM;
+}
+
 const struct mp_queue_ops mp_queue_local_ops = {
         .scheme = "local",
         .open = local_open,
@@ -127,4 +221,11 @@ const struct mp_queue_ops mp_queue_local_ops = {
         .extend = local_extend,
         .recover = local_recover,
         .shutdown = local_shutdown,
+        .ack = local_ack,
+        .notify_done = local_notify_done,
+        .listen_done = local_listen_done,
+        .register_worker = local_register,
+        .heartbeat = local_heartbeat,
+        .unregister_worker = local_unregister,
+        .workers = local_workers,
 };

@@ -936,8 +936,10 @@ static int postgres_user_get(struct mp_store *s, const char *field, const char *
                 sql = SQL_USER_BY_ID;
         else if (field && strcmp(field, "email") == 0)
                 sql = SQL_USER_BY_EMAIL;
+        else if (field && strcmp(field, "external_id") == 0)
+                sql = SQL_USER_BY_EXTERNAL_ID;
         else
-                return invalid(err, "users are looked up by id or email, not by '%s'",
+                return invalid(err, "users are looked up by id, email or external_id, not by '%s'",
                                field ? field : "(null)");
         if (!value)
                 return not_found(err, "no user with an empty %s", field);
@@ -957,6 +959,27 @@ static int user_set_password_on(struct mp_store *s, struct conn *c, const char *
 static int postgres_user_set_password(struct mp_store *s, const char *user_id, const char *hash,
                                       struct mp_error *err) {
         WITH_CONN(s, err, user_set_password_on(s, c, user_id, hash, err));
+}
+
+static int user_set_identity_on(struct mp_store *s, struct conn *c, const char *user_id,
+                                const char *email, const char *role, const char *company_id,
+                                struct mp_error *err) {
+        int r = run_count(s, c, SQL_USER_SET_IDENTITY,
+                          (struct param[]) { PT(email), PT(role), PT(company_id), PT(user_id) }, 4,
+                          "updating a user's identity", err);
+
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict",
+                                    "another user already has the email '%s'", email ? email : "");
+        if (r == 0)
+                return not_found(err, "no user with id '%s'", user_id ? user_id : "");
+        return r < 0 ? r : 0;
+}
+
+static int postgres_user_set_identity(struct mp_store *s, const char *user_id, const char *email,
+                                      const char *role, const char *company_id,
+                                      struct mp_error *err) {
+        WITH_CONN(s, err, user_set_identity_on(s, c, user_id, email, role, company_id, err));
 }
 
 static int token_create_on(struct mp_store *s, struct conn *c, json_t *token, struct mp_error *err) {
@@ -1617,6 +1640,7 @@ const struct mp_store_ops mp_store_postgres_ops = {
         .user_create = postgres_user_create,
         .user_get = postgres_user_get,
         .user_set_password = postgres_user_set_password,
+        .user_set_identity = postgres_user_set_identity,
         .token_create = postgres_token_create,
         .token_lookup = postgres_token_lookup,
         .token_list = postgres_token_list,

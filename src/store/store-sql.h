@@ -120,6 +120,11 @@ static const char *const migrations[] = {
         "  worker_id TEXT,"
         "  lease_until BIGINT NOT NULL DEFAULT 0);"
         "CREATE INDEX IF NOT EXISTS jobs_order ON jobs (enqueued_at, task_id);",
+        /* 2: users known to an OpenID provider carry its subject ("sub", Keycloak's user
+         * id): the identity is the subject, not the email, which the provider may change. */
+        "ALTER TABLE users ADD COLUMN external_id TEXT;"
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_external_id ON users (external_id)"
+        "  WHERE external_id IS NOT NULL;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -162,6 +167,7 @@ static const struct col user_cols[] = {
         { "company_id", COL_TEXT, 0, NULL, NULL },
         { "role", COL_TEXT, 0, "member", roles },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "external_id", COL_TEXT, 0, NULL, NULL },
 };
 
 static const struct col token_cols[] = {
@@ -252,6 +258,12 @@ static const char SQL_USER_BY_EMAIL[] =
         "SELECT u.*, c.name AS company FROM users u LEFT JOIN companies c ON c.id = u.company_id"
         " WHERE u.email = ?1";
 static const char SQL_USER_SET_PASSWORD[] = "UPDATE users SET password_hash = ?1 WHERE id = ?2";
+static const char SQL_USER_BY_EXTERNAL_ID[] =
+        "SELECT u.*, c.name AS company FROM users u LEFT JOIN companies c ON c.id = u.company_id"
+        " WHERE u.external_id = ?1";
+/* What an OpenID provider says of a user on each sight: email, role and company. */
+static const char SQL_USER_SET_IDENTITY[] =
+        "UPDATE users SET email = ?1, role = ?2, company_id = ?3 WHERE id = ?4";
 static const char SQL_TOKEN_LIVE[] =
         "SELECT * FROM tokens WHERE token_hash = ?1 AND revoked_at = 0 "
         "AND (expires_at = 0 OR expires_at > ?2)";

@@ -582,8 +582,10 @@ static int sqlite_user_get(struct mp_store *s, const char *field, const char *va
                 sql = SQL_USER_BY_ID;
         else if (field && strcmp(field, "email") == 0)
                 sql = SQL_USER_BY_EMAIL;
+        else if (field && strcmp(field, "external_id") == 0)
+                sql = SQL_USER_BY_EXTERNAL_ID;
         else
-                return invalid(err, "users are looked up by id or email, not by '%s'",
+                return invalid(err, "users are looked up by id, email or external_id, not by '%s'",
                                field ? field : "(null)");
         if (!value)
                 return not_found(err, "no user with an empty %s", field);
@@ -603,6 +605,27 @@ static int sqlite_user_set_password(struct mp_store *s, const char *user_id, con
         TRY(bind_text(s, st, 1, hash, err));
         TRY(bind_text(s, st, 2, user_id, err));
         r = step_done(s, st, "setting a password", err);
+        if (r == 0)
+                return not_found(err, "no user with id '%s'", user_id ? user_id : "");
+        return r < 0 ? r : 0;
+}
+
+static int sqlite_user_set_identity(struct mp_store *s, const char *user_id, const char *email,
+                                    const char *role, const char *company_id,
+                                    struct mp_error *err) {
+        LOCKED(s);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        TRY(stmt(s, SQL_USER_SET_IDENTITY, &st, err));
+        TRY(bind_text(s, st, 1, email, err));
+        TRY(bind_text(s, st, 2, role, err));
+        TRY(bind_text(s, st, 3, company_id, err));
+        TRY(bind_text(s, st, 4, user_id, err));
+        r = step_done(s, st, "updating a user's identity", err);
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict",
+                                    "another user already has the email '%s'", email ? email : "");
         if (r == 0)
                 return not_found(err, "no user with id '%s'", user_id ? user_id : "");
         return r < 0 ? r : 0;
@@ -1255,6 +1278,7 @@ const struct mp_store_ops mp_store_sqlite_ops = {
         .user_create = sqlite_user_create,
         .user_get = sqlite_user_get,
         .user_set_password = sqlite_user_set_password,
+        .user_set_identity = sqlite_user_set_identity,
         .token_create = sqlite_token_create,
         .token_lookup = sqlite_token_lookup,
         .token_list = sqlite_token_list,

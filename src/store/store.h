@@ -15,7 +15,8 @@
  * Tables (the SQL lives in each backend; migrations are numbered and idempotent):
  *  companies(id, name unique, created_at)
  *  users(id, email unique (case-folded by the caller), password_hash, company_id?, role
- *        "admin"|"member"|"viewer", created_at); user rows that come back also hold
+ *        "admin"|"member"|"viewer", created_at, external_id? unique: the subject of
+ *        an OpenID provider); user rows that come back also hold
  *        "company", the company's name (null without one)
  *  tokens(id, user_id, token_hash unique (hex of a hash, never the token), kind
  *        "session"|"api", name, created_at, expires_at (0 = never), revoked_at (0 = no),
@@ -61,10 +62,16 @@ struct mp_store_ops {
         int (*company_ensure)(struct mp_store *s, const char *name, json_t **ret_company,
                               struct mp_error *err);
         int (*user_create)(struct mp_store *s, json_t *user, struct mp_error *err);
-        /* field is "id" or "email". */
+        /* field is "id", "email" or "external_id" (an OpenID provider's subject). */
         int (*user_get)(struct mp_store *s, const char *field, const char *value, json_t **ret,
                         struct mp_error *err);
         int (*user_set_password)(struct mp_store *s, const char *user_id, const char *hash,
+                                 struct mp_error *err);
+        /* Set email, role ("admin"|"member"|"viewer") and company_id (NULL: none) of a
+         * user, as its OpenID provider last described it. -ENOENT: no such user;
+         * -EEXIST: another user has that email. */
+        int (*user_set_identity)(struct mp_store *s, const char *user_id, const char *email,
+                                 const char *role, const char *company_id,
                                  struct mp_error *err);
         int (*token_create)(struct mp_store *s, json_t *token, struct mp_error *err);
         /* A live token (not revoked, not expired at now) by hash: ret = {"token": row,
