@@ -579,10 +579,49 @@ class Stack:
     def restart(self) -> None:
         self.server.restart()
 
+    backends: "Backends | None" = None
+
     def close(self) -> None:
         self.server.stop()
+        if self.backends:
+            self.backends.close()
         if not os.environ.get("MECAPY_KEEP_TEST_DATA"):
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Backends:
+    """Scale-out backends of one stack, when MECAPY_TEST_BACKENDS=scaleout: a database of
+    its own on the PostgreSQL of MECAPY_TEST_POSTGRES_URL, a Redis server of its own, and
+    a bucket of its own on the S3 server of MECAPY_TEST_S3_URL. Each stack gets fresh
+    ones, so the suites run unchanged: their users and data never meet."""
+
+    def __init__(self, root: Path, label: str):
+        pg, s3 = os.environ["MECAPY_TEST_POSTGRES_URL"], os.environ["MECAPY_TEST_S3_URL"]
+        suffix = uuid.uuid4().hex[:10]
+        self.db = f"mecapy_{re.sub('[^a-z0-9]', '_', label.lower())}_{suffix}"
+        self.pg_base = pg
+        subprocess.run(["psql", pg, "-v", "ON_ERROR_STOP=1", "-qc", f'CREATE DATABASE "{self.db}"'],
+                       check=True, capture_output=True, timeout=30)
+        self.redis_dir = root / "redis"
+        self.redis_dir.mkdir()
+        r = subprocess.run([str(REPO / "tests/services/redis.sh"), "start", str(self.redis_dir)],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.fail(f"could not start Redis for the stack: {r.stderr}", pytrace=False)
+        bucket = f"{re.sub('[^a-z0-9]', '-', label.lower())}-{suffix}"
+        s3_url = re.sub(r"^s3://[^?]+", f"s3://{bucket}", s3)
+        self.args = ["--db", pg.rsplit("/", 1)[0] + "/" + self.db,
+                     "--queue", r.stdout.strip(), "--blobs", s3_url]
+
+    def close(self) -> None:
+        subprocess.run([str(REPO / "tests/services/redis.sh"), "stop", str(self.redis_dir)],
+                       capture_output=True, timeout=30)
+        subprocess.run(["psql", self.pg_base, "-qc", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'],
+                       capture_output=True, timeout=30)
+
+
+def scaleout_requested() -> bool:
+    return os.environ.get("MECAPY_TEST_BACKENDS") == "scaleout"
 
 
 def start_stack(label: str, *, workers: int | None = None, env: dict | None = None,
@@ -596,17 +635,24 @@ def start_stack(label: str, *, workers: int | None = None, env: dict | None = No
     data_dir.mkdir()
     users = [User(u.name, u.email, u.password, u.company, u.role)
              for u in (users or DEFAULT_USERS)]
+    backends = None
+    if scaleout_requested() and "--db" not in (extra_args or []):
+        backends = Backends(root, label)
+        extra_args = backends.args + list(extra_args or [])
+        admin_args = backends.args + list(admin_args or [])
     for u in users:
         create_user(data_dir, u, admin_args)
     server = Server(data_dir, workers=workers, env=env, extra_args=extra_args)
-    server.start()
-    api = Api(server, users)
     try:
+        server.start()
+        api = Api(server, users)
         api.login_all()
     except BaseException:
         server.stop()
+        if backends:
+            backends.close()
         raise
-    return Stack(root, data_dir, server, api, users)
+    return Stack(root, data_dir, server, api, users, backends)
 
 
 def server_logs_section() -> str:
