@@ -11,9 +11,11 @@
  * while a spare is made. At most max_per_function calls of one key run at once; more
  * wait here, in order. The pool is bounded by instance count and by the instances'
  * private memory (their cgroup's charge): the least recently used idle instance is
- * evicted. per_call instances serve one call; the next one is pre-bound (module
- * loaded) after a short idle gap, as are generic spares (SERVICES pitfall 5), so forks
- * and exits stay in the zygote and off the request path.
+ * evicted. per_call instances serve one call: PREBOUND of them are kept bound (module
+ * loaded) per function, re-armed as soon as one is handed a call; a used one is
+ * stopped, parked (spent) and killed once the pool is quiet, so that its exit never
+ * competes with a waiting call. Generic spares are refilled after a short idle gap
+ * (SERVICES pitfall 5). Forks and exits happen in the zygote, off the request path.
  *
  * Nothing here blocks on an instance: every fd is non-blocking and watched by the
  * executor's poll loop; the only timers are deadlines (call timeout, idle retirement,
@@ -34,8 +36,11 @@
 #include "base/util.h"
 #include "exec/exec-internal.h"
 
-#define REFILL_GAP_MS 3       /* quiet time before a spare is forked (pitfall 5) */
+#define REFILL_GAP_MS 3       /* quiet time before a generic spare is forked (pitfall 5) */
 #define TARGET_SPARES 1       /* generic spares kept per ready zygote */
+#define PREBOUND 2            /* fresh, module-loaded instances kept per per_call function */
+#define SPENT_GAP_MS 5        /* quiet time before used per_call instances are killed */
+#define SPENT_MAX 8           /* used per_call instances parked at most; more are killed now */
 #define SPAWN_FAILS_MAX 3     /* instances dying unbound in a row: the zygote is broken */
 #define KEY_MAX 600
 
@@ -63,6 +68,8 @@ struct inst {
         struct zyg *z;
         enum ist st;
         bool dead, killed, retiring, gfd_eof;
+        bool spent;                /* per_call, its one call done: parked (stopped) until
+                                    * a quiet moment kills it; never dispatched again */
         pid_t pid;
         int pidfd, gfd, lfd;
         clockid_t clk;
@@ -380,8 +387,15 @@ static void call_done(struct mp_pool *p, struct inst *in) {
                 kill_inst(in); /* load failed or protocol broken: never reuse */
                 in->retiring = true;
         } else if (in->per_call && real) {
-                kill_inst(in);
+                /* Not killed now: its exit (~4 ms of page-table teardown for a numpy
+                 * process) would compete with the next call for the CPUs. It is
+                 * stopped (its threads, if user code left any, stop running) and
+                 * killed with the others of its kind once the pool is quiet
+                 * (kill_spent). It is never given another call: spent is final. */
+                in->spent = true;
                 in->retiring = true;
+                if (in->pidfd >= 0)
+                        (void) syscall(SYS_pidfd_send_signal, in->pidfd, SIGSTOP, NULL, 0);
                 p->st.retired++;
         } else if (!in->per_call && (in->calls >= p->max_calls || in->mem_kb - in->base_kb > p->growth_kb)) {
                 kill_inst(in);
@@ -603,13 +617,16 @@ static void zyg_event(struct mp_pool *p, struct zyg *z) {
 
 /* ---------------------------------------------------------------- scheduling */
 
+/* The instance to evict: a spent per_call one first (it is only waiting to die), else
+ * the least recently used idle one. */
 static struct inst *lru_idle(struct mp_pool *p) {
         struct inst *best = NULL;
         for (size_t i = 0; i < p->n_insts; i++) {
                 struct inst *in = p->insts[i];
                 if (in->dead || in->killed || in->st != I_IDLE)
                         continue;
-                if (!best || in->last_ms < best->last_ms)
+                if (!best || (in->spent && !best->spent) ||
+                    (in->spent == best->spent && in->last_ms < best->last_ms))
                         best = in;
         }
         return best;
@@ -679,7 +696,7 @@ static void schedule(struct mp_pool *p) {
                 struct inst *hit = NULL, *spare = NULL;
                 for (size_t i = 0; i < p->n_insts; i++) {
                         struct inst *in = p->insts[i];
-                        if (in->dead || in->killed)
+                        if (in->dead || in->killed || in->spent)
                                 continue;
                         if (in->key && strcmp(in->key, w->key) == 0) {
                                 if (in->st == I_BUSY)
@@ -723,25 +740,56 @@ static void schedule(struct mp_pool *p) {
         }
 }
 
-/* Quiet time: top up spares and pre-bind per_call functions. */
+static unsigned n_spent(const struct mp_pool *p) {
+        unsigned n = 0;
+        for (size_t i = 0; i < p->n_insts; i++)
+                n += p->insts[i]->spent && !p->insts[i]->killed && !p->insts[i]->dead;
+        return n;
+}
+
+/* Kill the spent per_call instances when no call is running or waiting and none came
+ * for SPENT_GAP_MS (their exits then use CPUs nobody waits for), or, under a steady
+ * stream of calls, the oldest ones past SPENT_MAX. */
+static void kill_spent(struct mp_pool *p, int64_t now) {
+        unsigned n = n_spent(p);
+        if (!n)
+                return;
+        bool quiet = !p->nq && now - p->last_activity >= SPENT_GAP_MS;
+        for (size_t i = 0; quiet && i < p->n_insts; i++)
+                quiet = p->insts[i]->dead || p->insts[i]->st != I_BUSY || p->insts[i]->ch < 0;
+        for (size_t i = 0; i < p->n_insts && n > (quiet ? 0 : SPENT_MAX); i++) {
+                struct inst *in = p->insts[i];
+                if (in->spent && !in->killed && !in->dead) {
+                        kill_inst(in);
+                        n--;
+                }
+        }
+}
+
+/* Top up spares and pre-bind per_call functions. */
 static void refill(struct mp_pool *p) {
         for (size_t wi = 0; wi < p->n_wishes;) {
                 struct wish *w = &p->wishes[wi];
                 struct zyg *z = zyg_find(p, w->env);
-                struct inst *spare = NULL;
-                bool have = false;
+                unsigned have = 0;
                 for (size_t i = 0; z && i < p->n_insts; i++) {
                         struct inst *in = p->insts[i];
-                        if (in->dead || in->killed)
+                        if (in->dead || in->killed || in->spent)
                                 continue;
-                        if (in->key && in->per_call && strcmp(in->key, w->key) == 0 && in->st != I_BUSY)
-                                have = true;
-                        else if (in->st == I_SPARE && in->z == z && !spare)
-                                spare = in;
+                        if (in->key && in->per_call && strcmp(in->key, w->key) == 0 &&
+                            (in->st != I_BUSY || in->ch < 0))
+                                have++; /* pre-bound, or being pre-bound (its load) */
                 }
-                if (!z || have || spare) {
-                        if (!have && spare)
-                                dispatch(p, spare, -1, w->key, true, &w->lim, w->load);
+                /* Bind spares to it right away: the load runs in the instance, beside
+                 * the call in flight, so the next call finds a ready one. */
+                for (size_t i = 0; z && have < PREBOUND && i < p->n_insts; i++) {
+                        struct inst *in = p->insts[i];
+                        if (!in->dead && !in->killed && in->st == I_SPARE && in->z == z) {
+                                dispatch(p, in, -1, w->key, true, &w->lim, w->load);
+                                have++;
+                        }
+                }
+                if (!z || have >= PREBOUND) {
                         json_decref(w->load);
                         memmove(w, w + 1, (p->n_wishes - wi - 1) * sizeof(*w));
                         p->n_wishes--;
@@ -757,7 +805,7 @@ static void refill(struct mp_pool *p) {
                 for (size_t k = 0; k < p->n_insts; k++)
                         spares += !p->insts[k]->dead && !p->insts[k]->killed && p->insts[k]->z == z &&
                                   p->insts[k]->st == I_SPARE;
-                unsigned want = TARGET_SPARES + (unsigned) p->n_wishes;
+                unsigned want = TARGET_SPARES + (unsigned) p->n_wishes * PREBOUND;
                 while (spares + z->spawning < want && live(p) < p->max_instances)
                         if (spawn(p, z) < 0)
                                 break;
@@ -779,7 +827,7 @@ static bool refill_wanted(const struct mp_pool *p) {
                         wishes += strcmp(p->wishes[k].env, z->key) == 0;
                 if (wishes && spares)
                         return true;
-                if (spares + z->spawning < TARGET_SPARES + wishes && live(p) < p->max_instances)
+                if (spares + z->spawning < TARGET_SPARES + wishes * PREBOUND && live(p) < p->max_instances)
                         return true;
         }
         return false;
@@ -861,7 +909,7 @@ json_t *mp_pool_stats(struct mp_pool *p) {
         int64_t mem = 0;
         for (size_t i = 0; i < p->n_insts; i++) {
                 struct inst *in = p->insts[i];
-                if (in->dead || in->killed) /* killed: only its exit is still to come */
+                if (in->dead || in->killed || in->spent) /* only its exit is still to come */
                         continue;
                 inst++;
                 spares += in->st == I_SPARE;
@@ -898,7 +946,9 @@ void mp_pool_watch(struct mp_pool *p, struct mp_pollset *ps, int64_t now, int64_
                         LOWER(in->last_ms + p->idle_ms - now);
         }
         if (refill_wanted(p))
-                LOWER(p->last_activity + REFILL_GAP_MS - now);
+                LOWER(p->n_wishes ? 0 : p->last_activity + REFILL_GAP_MS - now);
+        if (n_spent(p))
+                LOWER(p->last_activity + SPENT_GAP_MS - now);
         if (p->n_stale)
                 LOWER(100);
 #undef LOWER
@@ -945,7 +995,7 @@ static void free_inst(struct mp_pool *p, struct inst *in) {
 void mp_pool_tick(struct mp_pool *p, int64_t now) {
         for (size_t i = 0; i < p->n_insts; i++) {
                 struct inst *in = p->insts[i];
-                if (in->dead || in->killed)
+                if (in->dead || in->killed || in->spent)
                         continue;
                 if (in->st == I_BUSY && now >= in->deadline_ms) {
                         in->timed_out = true;
@@ -957,7 +1007,11 @@ void mp_pool_tick(struct mp_pool *p, int64_t now) {
                 }
         }
         enforce_memory(p);
-        if (now - p->last_activity >= REFILL_GAP_MS && refill_wanted(p))
+        kill_spent(p, now);
+        /* per_call functions are re-armed at once (their next instance is forked in the
+         * zygote and loads its module while the current call runs); generic spares
+         * wait for a quiet gap (pitfall 5). */
+        if ((p->n_wishes || now - p->last_activity >= REFILL_GAP_MS) && refill_wanted(p))
                 refill(p);
         /* Free what ended in this round (events may still have pointed at it). */
         size_t j = 0;

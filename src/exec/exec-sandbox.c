@@ -678,6 +678,38 @@ void mp_sandbox_instance_early(int guest_fd, int log_fd) {
                         (void) close(fd);
 }
 
+/* Landlock (ABI 6, Linux 6.12): scope the instance so that it can neither reach an
+ * abstract AF_UNIX socket nor signal a process created outside its own Landlock
+ * domain. Why: every instance of a zygote shares the zygote's user and network
+ * namespaces, and the abstract socket namespace belongs to the network namespace, so
+ * two instances of different tenants could otherwise meet there (autobind with
+ * SO_PASSCRED, then sendmsg to that name: seccomp cannot see sendmsg's address). Each
+ * instance makes its own domain, so each is alone in it. Signals are already confined
+ * by the instance's pid namespace; this is a second wall. A new ruleset per instance
+ * (~10 µs) rather than one made by the zygote: the domain is what isolates, and a
+ * domain is made by landlock_restrict_self in each instance anyway.
+ * Returns the ABI or -errno; below ABI 6 nothing is done and the seccomp denial of
+ * bind/connect/listen and of sendto with an address is the only guard. */
+#define LL_CREATE_RULESET_VERSION 1U
+#define LL_SCOPE_ABSTRACT_UNIX_SOCKET 1ULL
+#define LL_SCOPE_SIGNAL 2ULL
+static int landlock_scope(void) {
+        struct {
+                uint64_t handled_access_fs, handled_access_net, scoped;
+        } attr = { .scoped = LL_SCOPE_ABSTRACT_UNIX_SOCKET | LL_SCOPE_SIGNAL };
+        long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
+        if (abi < 0)
+                return -errno;
+        if (abi < 6)
+                return (int) abi;
+        _cleanup_close_ int fd = (int) syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0U);
+        if (fd < 0)
+                return -errno;
+        if (syscall(SYS_landlock_restrict_self, fd, 0U) < 0)
+                return -errno;
+        return (int) abi;
+}
+
 void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccomp *sc) {
         _cleanup_free_ char *map = NULL, *statm = NULL;
         long inside = 0, outside = 0, count = 0, vsz_pages = 0;
@@ -724,7 +756,12 @@ void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccom
         drop_privileges(root_mode, 2);
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 inst_fail(errno, "sandbox: PR_SET_NO_NEW_PRIVS");
-        int r = mp_seccomp_load(sc);
+        /* A kernel without Landlock (-ENOSYS, -EOPNOTSUPP: built without it or not
+         * enabled) keeps the seccomp guard only; any other failure is an error. */
+        int r = landlock_scope();
+        if (r < 0 && r != -ENOSYS && r != -EOPNOTSUPP)
+                inst_fail(-r, "sandbox: cannot enter the Landlock scope");
+        r = mp_seccomp_load(sc);
         if (r < 0)
                 inst_fail(-r, "sandbox: cannot load the seccomp filter");
         if (chdir(MP_SANDBOX_WORKDIR) < 0)

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -257,6 +258,42 @@ static void preload(const char *list) {
         }
 }
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#define HUGE_SZ (2UL << 20)
+
+/* Back the zygote's big anonymous regions (the malloc heap, numpy's and pymalloc's
+ * arenas: ~30 MB in ~7,700 pages with numpy+scipy) with 2 MB pages where the kernel
+ * can. Why: every instance is a fork of this process, and fork copies one page table
+ * entry per resident anonymous page, and the instance's exit takes them all down again
+ * (SERVICES: ~2.6 + ~4.6 ms, most of a per_call call's CPU). A huge page is one entry
+ * for both. An instance's first write to one splits it in the instance only (4 kB
+ * copy-on-write as before); the zygote's own pages are never written by instances.
+ * Best effort: a kernel without MADV_COLLAPSE (< 6.1) or without free huge pages
+ * says no, and nothing changes. Costs the zygote up to 2 MB per region (the holes
+ * filled in), once. */
+static void collapse_anon(void) {
+        _cleanup_free_ char *maps = NULL;
+        if (mp_read_file("/proc/self/maps", 1 << 20, &maps, NULL) < 0)
+                return;
+        for (char *l = maps; l && *l;) {
+                char *nl = strchr(l, '\n');
+                unsigned long lo, hi;
+                char perms[8];
+                int name = 0;
+                if (nl)
+                        *nl = 0;
+                if (sscanf(l, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &name) == 3 &&
+                    strcmp(perms, "rw-p") == 0 && (name == 0 || l[name] == 0 || strcmp(l + name, "[heap]") == 0)) {
+                        unsigned long a = (lo + HUGE_SZ - 1) & ~(HUGE_SZ - 1), b = hi & ~(HUGE_SZ - 1);
+                        if (b > a)
+                                (void) madvise((void *) a, b - a, MADV_COLLAPSE);
+                }
+                l = nl ? nl + 1 : NULL;
+        }
+}
+
 static _noreturn_ void zygote_main(char **argv) {
         struct mp_seccomp *sc = NULL;
         struct mp_error err = { 0 };
@@ -287,6 +324,7 @@ static _noreturn_ void zygote_main(char **argv) {
          * buffered byte of the zygote is written again by every instance. */
         if (PyRun_SimpleString("import gc, sys\ngc.collect()\ngc.freeze()\nsys.stdout.flush()\nsys.stderr.flush()\n") < 0)
                 _exit(1);
+        collapse_anon();
         if (send_msg(&ready, NULL, 0) < 0)
                 _exit(1);
 

@@ -518,6 +518,125 @@ TEST(tenants_isolated) {
         json_decref(in);
 }
 
+/* Two tenants' warm instances of the same public function share the zygote's user and
+ * network namespaces. Alice's instance plants a rendezvous on every channel two
+ * processes of one uid could share; Bob's instance, alive at the same time, tries each.
+ * Abstract AF_UNIX sockets: bind/connect/listen and sendto-with-address are denied by
+ * seccomp, and a name Alice gets by autobind (SO_PASSCRED) cannot be reached with
+ * sendmsg (Landlock scope, where the kernel has ABI 6). SysV IPC: one ipc namespace per
+ * instance. /dev/shm: none, and the root is read-only. Signals and /proc: one pid
+ * namespace per instance. */
+static const char xt_code[] =
+        "import ctypes, errno, os, socket\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "keep = {}\n"
+        "def err(f):\n"
+        "    try:\n"
+        "        f()\n"
+        "        return 'ok'\n"
+        "    except OSError as e:\n"
+        "        return errno.errorcode.get(e.errno, str(e.errno))\n"
+        "def cerr(rc):\n"
+        "    return 'ok' if rc >= 0 else errno.errorcode.get(ctypes.get_errno(), '?')\n"
+        "def main(step, name=''):\n"
+        "    out = {}\n"
+        "    if step == 'plant':\n"
+        "        os.environ['MP_XT_MARK'] = 'alice-mark-77'\n"
+        "        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "        out['bind'] = err(lambda: s.bind('\\0mecapy-xt'))\n"
+        "        s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "        out['listen'] = err(lambda: s2.listen(1))\n"
+        "        a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "        a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)\n"
+        "        a.setblocking(False)\n"
+        "        err(lambda: a.sendmsg([b'x'], [], 0, '\\0mecapy-nowhere'))\n"
+        "        keep['a'] = a\n"
+        "        out['name'] = a.getsockname().hex() if isinstance(a.getsockname(), bytes) else ''\n"
+        "        out['msgget'] = cerr(libc.msgget(0x4d50, 0o1666))\n"
+        "        out['shm'] = err(lambda: open('/dev/shm/mp-xt', 'w').write('x'))\n"
+        "        out['pid'] = os.getpid()\n"
+        "        return out\n"
+        "    if step == 'probe':\n"
+        "        d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "        target = bytes.fromhex(name) if name else b'\\0mecapy-nowhere'\n"
+        "        out['sendmsg'] = err(lambda: d.sendmsg([b'hi'], [], 0, target))\n"
+        "        out['sendto'] = err(lambda: d.sendto(b'hi', target))\n"
+        "        out['connect'] = err(lambda: d.connect('\\0mecapy-xt'))\n"
+        "        out['msgget'] = cerr(libc.msgget(0x4d50, 0))\n"
+        "        out['shm'] = os.path.exists('/dev/shm/mp-xt')\n"
+        "        out['signals'] = sum(1 for p in range(2, 4096) if err(lambda: os.kill(p, 0)) != 'ESRCH')\n"
+        "        out['pids'] = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "        seen = ''\n"
+        "        for p in out['pids']:\n"
+        "            for f in ('environ', 'cmdline'):\n"
+        "                try:\n"
+        "                    seen += open('/proc/%d/%s' % (p, f), 'rb').read().decode('latin-1')\n"
+        "                except OSError:\n"
+        "                    pass\n"
+        "        out['mark_seen'] = 'alice-mark-77' in seen\n"
+        "        return out\n"
+        "    a = keep['a']\n"
+        "    out['received'] = err(lambda: a.recv(64))\n"
+        "    return out\n";
+
+static json_t *xt_call(const char *tenant, const char *step, const char *name, struct mp_exec_result *r) {
+        json_t *in = json_pack("{s:s,s:s}", "step", step, "name", name ? name : "");
+        struct mp_exec_request req = { .op = MP_EXEC_RUN, .code = xt_code, .handler = "main", .inputs = in,
+                                       .limits = lim, .function_key = "public-xt:1", .tenant = tenant };
+        struct mp_error err = { 0 };
+        int rc = mp_executor_run(executor(), &req, r, &err);
+        json_decref(in);
+        mp_error_clear(&err);
+        if (rc < 0 || r->status != MP_EXEC_OK) {
+                if (rc == 0) {
+                        fprintf(stderr, "  %s/%s: %s %s\n", tenant, step, dump(r->error), r->logs ? r->logs : "");
+                        mp_exec_result_clear(r);
+                }
+                return NULL;
+        }
+        return r->result;
+}
+
+TEST(cross_tenant_channels) {
+        struct mp_exec_result ra, rb, rc;
+        json_t *a = xt_call("alice", "plant", NULL, &ra);
+        REQUIRE(a);
+        CHECK_STR(json_string_value(json_object_get(a, "bind")), "EPERM");
+        CHECK_STR(json_string_value(json_object_get(a, "listen")), "EPERM");
+        CHECK_STR(json_string_value(json_object_get(a, "shm")), "ENOENT");
+        CHECK_STR(json_string_value(json_object_get(a, "msgget")), "ok"); /* her own ipc namespace */
+        const char *name = json_string_value(json_object_get(a, "name")) ?: "";
+        CHECK(name[0]); /* the autobind worked: Bob has a real name to try */
+        json_t *b = xt_call("bob", "probe", name, &rb);
+        if (!b) {
+                mp_exec_result_clear(&ra);
+                REQUIRE(b);
+        }
+        CHECK_STR(json_string_value(json_object_get(b, "sendto")), "EPERM");
+        CHECK_STR(json_string_value(json_object_get(b, "connect")), "EPERM");
+        const char *sm = json_string_value(json_object_get(b, "sendmsg")) ?: "?";
+        /* Landlock refuses (EPERM); a kernel without it at least finds nobody there. */
+        CHECK(strcmp(sm, "ok") != 0);
+        if (name[0] && strcmp(sm, "EPERM") != 0)
+                fprintf(stderr, "  note: sendmsg to an autobound name gave %s (no Landlock scope here?)\n", sm);
+        CHECK_STR(json_string_value(json_object_get(b, "msgget")), "ENOENT");
+        CHECK(json_is_false(json_object_get(b, "shm")));
+        CHECK_INT(json_integer_value(json_object_get(b, "signals")), ==, 0);
+        CHECK_STR(dump(json_object_get(b, "pids")), "[1]");
+        CHECK(json_is_false(json_object_get(b, "mark_seen")));
+        /* Alice's socket got nothing, and she is still the same warm instance. */
+        json_t *c = xt_call("alice", "check", NULL, &rc);
+        if (c) {
+                CHECK_STR(json_string_value(json_object_get(c, "received")), "EAGAIN");
+                mp_exec_result_clear(&rc);
+        } else {
+                CHECK_FAIL("alice's second call failed");
+        }
+        mp_exec_result_clear(&ra);
+        mp_exec_result_clear(&rb);
+        check_recovered();
+}
+
 #define WARM(fn)                                \
         static void fn##_warm(void) {           \
                 warm = true;                    \
@@ -575,6 +694,7 @@ static const struct check_case cases[] = {
         CASE(forged_reply_rejected_warm),
         CASE(crash_named_warm),
         CASE(tenants_isolated),
+        CASE(cross_tenant_channels),
         CASE(stop_cleans_up),
 };
 

@@ -135,6 +135,23 @@ TEST(per_call_fresh) {
         CHECK_INT(stat_of("hits") - h0, ==, 0);      /* never a reuse */
 }
 
+/* Back to back, with no quiet time: every call still gets a fresh instance, most of
+ * them pre-bound (re-armed right after each call is handed out), and the used ones,
+ * parked meanwhile, are all killed once the pool is quiet. */
+TEST(per_call_back_to_back) {
+        struct call c = { .code = COUNTER, .fk = "pcb:1", .per_call = true };
+        CHECK_INT(call_int(&c), ==, 1);
+        usleep(60000);
+        int64_t p0 = stat_of("per_call"), r0 = stat_of("retired"), i0 = stat_of("instances");
+        for (int i = 0; i < 20; i++)
+                CHECK_INT(call_int(&c), ==, 1);
+        CHECK_INT(stat_of("per_call") - p0, >=, 10);
+        CHECK_INT(stat_of("retired") - r0, ==, 20);
+        usleep(200000); /* quiet: the parked instances are killed and reaped */
+        CHECK_INT(stat_of("instances"), <=, i0 + 2); /* at most its PREBOUND, no leak */
+        CHECK_INT(stat_of("busy"), ==, 0);
+}
+
 TEST(numpy_rng_differs) {
         const char *code = "import numpy as np\ndef main():\n    return int(np.random.randint(0, 1 << 30))\n";
         struct call c = { .code = code, .fk = "rng:1", .per_call = true };
@@ -353,6 +370,7 @@ static const struct check_case cases[] = {
         CASE(tenant_files_invisible),
         CASE(outputs_per_call),
         CASE(per_call_fresh),
+        CASE(per_call_back_to_back),
         CASE(numpy_rng_differs),
         CASE(crash_and_timeout_isolated),
         CASE(crash_message),
