@@ -35,6 +35,7 @@ struct mp_api {
         struct mp_request *waiters;
         pthread_t timer;
         bool stopping;
+        struct mp_api_guard *guard; /* addresses, headers, CORS, rate limits (api-guard.h) */
 };
 
 /* Route a request whose body is complete. Returns an MHD result. */
@@ -46,6 +47,8 @@ enum MHD_Result mp_api_send_json(struct MHD_Connection *conn, unsigned status, j
 enum MHD_Result mp_api_send_bytes(struct MHD_Connection *conn, unsigned status,
                                   const char *content_type, const char *data, size_t len);
 enum MHD_Result mp_api_send_problem(struct MHD_Connection *conn, const struct mp_error *err);
+/* 429 problem+json with Retry-After: retry_after_s (>= 1); `what` names the limit. */
+enum MHD_Result mp_api_send_throttled(struct MHD_Connection *conn, int retry_after_s, const char *what);
 enum MHD_Result mp_api_send_error(struct MHD_Connection *conn, unsigned status, const char *code,
                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -1,7 +1,10 @@
 /* The routes: each handler parses, authenticates, calls core/ and renders. */
+#include <ctype.h>
 #include <string.h>
 
+#include "api/api-guard.h"
 #include "api/api-internal.h"
+#include "api/api-company.h"
 #include "auth/auth.h"
 #include "base/limits.h"
 #include "base/log.h"
@@ -22,6 +25,8 @@ struct route_ctx {
         int nseg;
         struct mp_principal principal;
         struct mp_error err;
+        char client[48]; /* the client's address (api-guard.c) */
+        bool authed;     /* principal is set */
 };
 
 static const char *query(struct route_ctx *c, const char *name) {
@@ -88,6 +93,96 @@ static int authenticate(struct route_ctx *c) {
         return mp_core_authenticate(c->api->core, h + 7, &c->principal, &c->err);
 }
 
+/* --- abuse limits, scopes, and the audit of refusals (docs/identity.md) --- */
+
+/* 429 with Retry-After; the first refusal of an episode goes to the audit log (one row
+ * per episode, not per request: a flood must not become a flood of writes). */
+static enum MHD_Result throttled(struct route_ctx *c, enum mp_limit which, int wait, bool first) {
+        if (first)
+                mp_core_audit(c->api->core, "rate_limited", c->authed ? c->principal.user_id : NULL,
+                              c->authed ? c->principal.company_id : NULL, c->client, NULL,
+                              json_pack("{s:s,s:i,s:s}", "limit", mp_api_limit_name(which),
+                                        "retry_after", wait, "method", c->method));
+        char what[160];
+        snprintf(what, sizeof(what), "too many requests (%s limit); retry in %d s",
+                 mp_api_limit_name(which), wait);
+        return mp_api_send_throttled(c->conn, wait, what);
+}
+
+static void audit_denied(struct route_ctx *c) {
+        mp_core_audit(c->api->core, "access_denied", c->authed ? c->principal.user_id : NULL,
+                      c->authed ? c->principal.company_id : NULL, c->client, NULL,
+                      json_pack("{s:i,s:s,s:s,s:s}", "status", c->err.status, "code", c->err.code,
+                                "method", c->method, "route", c->nseg > 0 ? c->seg[0] : ""));
+}
+
+/* Authentication failed: refusals count against the client's address, so guessing
+ * tokens (or flooding the audit log with 401s) is as bounded as using the API. */
+static enum MHD_Result denied(struct route_ctx *c) {
+        bool first;
+        int wait = mp_api_limit(c->api->guard, MP_LIMIT_ANON, c->client, &first);
+        if (wait)
+                return throttled(c, MP_LIMIT_ANON, wait, first);
+        audit_denied(c);
+        return problem(c);
+}
+
+/* The scope a route needs from an API token (0: none beyond being signed in). */
+static unsigned required_scope(struct route_ctx *c) {
+        const char *s0 = c->seg[0];
+        if (!strcmp(s0, "functions")) {
+                if (c->nseg == 3 && !strcmp(c->seg[2], "execute"))
+                        return MP_SCOPE_EXECUTE;
+                return IS("GET") || IS("HEAD") ? MP_SCOPE_FUNCTIONS_READ : MP_SCOPE_FUNCTIONS_WRITE;
+        }
+        if (!strcmp(s0, "tasks"))
+                return IS("GET") || IS("HEAD") ? MP_SCOPE_TASKS_READ : MP_SCOPE_TASKS_WRITE;
+        /* Tokens, the password and the audit log are the account's administration. */
+        if (!strcmp(s0, "tokens") || !strcmp(s0, "audit") || (!strcmp(s0, "me") && c->nseg > 1))
+                return MP_SCOPE_TOKENS;
+        return 0;
+}
+
+/* After authentication: the user's rate limit, then the token's scopes. True when it
+ * answered (*r set). */
+static bool admit(struct route_ctx *c, enum MHD_Result *r) {
+        char key[MP_ID_LEN + 8];
+        unsigned need;
+        bool first;
+        int wait;
+
+        c->authed = true;
+        snprintf(c->principal.client, sizeof(c->principal.client), "%s", c->client);
+        snprintf(key, sizeof(key), "user:%s", c->principal.user_id);
+        if ((wait = mp_api_limit(c->api->guard, MP_LIMIT_API, key, &first))) {
+                *r = throttled(c, MP_LIMIT_API, wait, first);
+                return true;
+        }
+        need = required_scope(c);
+        if (need && !(c->principal.scopes & need)) {
+                mp_error_set(&c->err, EACCES, 403, "insufficient_scope",
+                             "this token lacks the scope \"%s\" that %s /api/v1/%s needs",
+                             mp_core_scope_name(need), c->method, c->seg[0]);
+                mp_error_add_field(&c->err, "scopes", "missing %s", mp_core_scope_name(need));
+                *r = problem(c);
+                return true;
+        }
+        return false;
+}
+
+/* A function's audience changed: published (to its company or everyone) or back to
+ * private. before: the visibility before the change (NULL for a new function). */
+static void audit_visibility(struct route_ctx *c, const char *before, json_t *fn) {
+        const char *after = json_string_value(json_object_get(fn, "visibility"));
+        bool now_private = after && !strcmp(after, "private");
+
+        if (!after || (before && !strcmp(before, after)) || (!before && now_private))
+                return;
+        mp_core_audit_by(c->api->core, &c->principal, now_private ? "function_unpublished" : "function_published",
+                         json_string_value(json_object_get(fn, "id")),
+                         json_pack("{s:s,s:s}", "from", before ? before : "new", "to", after));
+}
+
 /* Parse the JSON body: 415 unless JSON, 400 with line and column when malformed. */
 static int body_json(struct route_ctx *c, bool optional, json_t **ret) {
         struct mp_buf *b = &c->req->body;
@@ -148,10 +243,7 @@ static enum MHD_Result send_with_headers(struct route_ctx *c, unsigned status, j
         }
         if (text)
                 MHD_add_response_header(resp, "Content-Type", "application/json");
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-        MHD_add_response_header(resp, "Cache-Control", "no-store");
-        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        mp_api_add_headers(c->conn, resp, NULL);
         for (; hdrs && hdrs[0]; hdrs += 2)
                 MHD_add_response_header(resp, hdrs[0], hdrs[1]);
         r = MHD_queue_response(c->conn, status, resp);
@@ -268,26 +360,93 @@ static enum MHD_Result route_oidc(struct route_ctx *c) {
                                  c->nseg >= 3 ? c->seg[2] : "");
 }
 
-static enum MHD_Result route_auth(struct route_ctx *c) {
-        json_t *out = NULL;
-        if (c->nseg == 2 && !strcmp(c->seg[1], "login")) {
-                _cleanup_json_ json_t *body = NULL;
-                if (!IS("POST"))
-                        return method_not_allowed(c, "POST");
-                if (body_json(c, false, &body) < 0)
-                        return problem(c);
-                if (!json_is_object(body)) {
-                        mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
-                        return problem(c);
-                }
-                if (mp_core_login(c->api->core, body, &out, &c->err) < 0)
-                        return problem(c);
-                return send_owned(c, 200, out);
+/* Password login, with two limits: per client address (before anything, in
+ * route_auth) and per email for failures, so that a guesser spread over many addresses
+ * still gets MP_LOGIN_FAILS_PER_HOUR tries at one account. The email's bucket is looked
+ * at before the password is checked (no argon2 for a locked email) and taken only on
+ * a failure; the answer to a locked email is the same 429 whatever the password. */
+static enum MHD_Result auth_login(struct route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        json_t *out = NULL, *email;
+        char key[MP_MAX_EMAIL_LEN + 8] = "";
+        int wait;
+
+        if (!IS("POST"))
+                return method_not_allowed(c, "POST");
+        if (body_json(c, false, &body) < 0)
+                return problem(c);
+        if (!json_is_object(body)) {
+                mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
+                return problem(c);
         }
+        email = json_object_get(body, "email");
+        if (json_is_string(email) && json_string_length(email) <= MP_MAX_EMAIL_LEN) {
+                size_t n = snprintf(key, sizeof(key), "email:%s", json_string_value(email)) > 0 ? strlen(key) : 0;
+                for (size_t i = 6; i < n; i++)
+                        key[i] = (char) tolower((unsigned char) key[i]);
+        }
+        if (key[0] && (wait = mp_api_limit_peek(c->api->guard, MP_LIMIT_LOGIN_FAILS, key))) {
+                mp_core_audit(c->api->core, "rate_limited", NULL, NULL, c->client, NULL,
+                              json_pack("{s:s,s:i,s:s}", "limit", mp_api_limit_name(MP_LIMIT_LOGIN_FAILS),
+                                        "retry_after", wait, "email", key + 6));
+                return mp_api_send_throttled(c->conn, wait, "too many failed logins for this email; retry later");
+        }
+        if (mp_core_login_from(c->api->core, body, c->client, &out, &c->err) < 0) {
+                if (c->err.status == 401 && key[0])
+                        mp_api_limit(c->api->guard, MP_LIMIT_LOGIN_FAILS, key, NULL);
+                return problem(c);
+        }
+        return send_owned(c, 200, out);
+}
+
+static enum MHD_Result auth_signup(struct route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        json_t *out = NULL;
+
+        if (!c->api->core->config->allow_signup)
+                return mp_api_send_error(c->conn, 404, "not_found", "no route auth/signup");
+        if (!IS("POST"))
+                return method_not_allowed(c, "POST");
+        if (body_json(c, false, &body) < 0 || mp_core_signup(c->api->core, body, c->client, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 201, out);
+}
+
+static enum MHD_Result route_auth(struct route_ctx *c) {
+        const char *what = c->nseg >= 2 ? c->seg[1] : "";
+        bool oidc_start = c->nseg == 3 && !strcmp(what, "oidc") && !strcmp(c->seg[2], "login");
+        char key[96];
+        bool first;
+        int wait;
+
+        /* Per client address: each endpoint its own bucket. An OpenID start is counted
+         * only when it holds a pending login (the table of those is shared by all). */
+        if ((c->nseg == 2 && (!strcmp(what, "login") || !strcmp(what, "signup"))) || oidc_start ||
+            (c->nseg == 3 && !strcmp(what, "oidc") && !strcmp(c->seg[2], "cli-exchange"))) {
+                snprintf(key, sizeof(key), "%s:%s", c->nseg == 3 ? c->seg[2] : what, c->client);
+                wait = oidc_start ? mp_api_limit_peek(c->api->guard, MP_LIMIT_OIDC_START, key)
+                                  : mp_api_limit(c->api->guard, MP_LIMIT_AUTH, key, &first);
+                if (wait)
+                        return throttled(c, oidc_start ? MP_LIMIT_OIDC_START : MP_LIMIT_AUTH, wait,
+                                         oidc_start || first);
+                if (oidc_start) {
+                        enum MHD_Result r = route_oidc(c);
+                        if (!c->err.status)
+                                mp_api_limit(c->api->guard, MP_LIMIT_OIDC_START, key, NULL);
+                        return r;
+                }
+        }
+        if (c->nseg == 2 && !strcmp(c->seg[1], "login"))
+                return auth_login(c);
+        if (c->nseg == 2 && !strcmp(c->seg[1], "signup"))
+                return auth_signup(c);
         if (c->nseg == 2 && !strcmp(c->seg[1], "logout")) {
                 if (!IS("POST"))
                         return method_not_allowed(c, "POST");
-                if (authenticate(c) < 0 || mp_core_logout(c->api->core, &c->principal, &c->err) < 0)
+                if (authenticate(c) < 0)
+                        return denied(c);
+                snprintf(c->principal.client, sizeof(c->principal.client), "%s", c->client);
+                if (mp_core_logout(c->api->core, &c->principal, &c->err) < 0)
                         return problem(c);
                 /* The session is revoked; the browser's cookies go too. */
                 char s1[128], s2[128];
@@ -347,6 +506,7 @@ static enum MHD_Result route_functions(struct route_ctx *c) {
                         if (body_json(c, false, &body) < 0 ||
                             mp_core_function_create(core, &c->principal, body, &out, &c->err) < 0)
                                 return problem(c);
+                        audit_visibility(c, NULL, out);
                         return send_owned(c, 201, out);
                 }
                 return method_not_allowed(c, "GET, POST");
@@ -361,9 +521,18 @@ static enum MHD_Result route_functions(struct route_ctx *c) {
                 }
                 if (IS("PUT") || IS("PATCH")) {
                         _cleanup_json_ json_t *body = NULL;
-                        if (body_json(c, false, &body) < 0 ||
-                            mp_core_function_update(core, &c->principal, id, body, &out, &c->err) < 0)
+                        _cleanup_json_ json_t *before = NULL;
+                        if (body_json(c, false, &body) < 0)
                                 return problem(c);
+                        /* The audience before, to audit a change of it (one read, only when
+                         * the body names a visibility). */
+                        if (json_object_get(body, "visibility") &&
+                            mp_core_function_get(core, &c->principal, id, 0, &before, &c->err) < 0)
+                                return problem(c);
+                        if (mp_core_function_update(core, &c->principal, id, body, &out, &c->err) < 0)
+                                return problem(c);
+                        if (before)
+                                audit_visibility(c, json_string_value(json_object_get(before, "visibility")), out);
                         return send_owned(c, 200, out);
                 }
                 if (IS("DELETE")) {
@@ -465,13 +634,47 @@ static enum MHD_Result route_tasks(struct route_ctx *c) {
                                  ? strrchr(c->seg[3], '.') : "");
                 MHD_add_response_header(resp, "Content-Type", content_type_for(c->seg[3]));
                 MHD_add_response_header(resp, "Content-Disposition", disp);
-                MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-                MHD_add_response_header(resp, "Content-Security-Policy", "sandbox");
+                mp_api_add_headers(c->conn, resp, MP_CSP_ARTIFACT);
                 enum MHD_Result r = MHD_queue_response(c->conn, 200, resp);
                 MHD_destroy_response(resp);
                 return r;
         }
         return mp_api_send_error(c->conn, 404, "not_found", "no such route");
+}
+
+/* POST /me/password: a wrong current password counts as a failed login of the
+ * account's email, so a stolen session cannot be used to guess it at the API's rate. */
+static enum MHD_Result route_password(struct route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        char key[MP_MAX_EMAIL_LEN + 8];
+        int wait, r;
+
+        if (!IS("POST"))
+                return method_not_allowed(c, "POST");
+        snprintf(key, sizeof(key), "email:%s", c->principal.email);
+        if ((wait = mp_api_limit_peek(c->api->guard, MP_LIMIT_LOGIN_FAILS, key)))
+                return throttled(c, MP_LIMIT_LOGIN_FAILS, wait, false);
+        if (body_json(c, false, &body) < 0)
+                return problem(c);
+        r = mp_core_password_change(c->api->core, &c->principal, body, &c->err);
+        if (r == -EACCES)
+                mp_api_limit(c->api->guard, MP_LIMIT_LOGIN_FAILS, key, NULL);
+        if (r < 0)
+                return problem(c);
+        return mp_api_send_json(c->conn, 204, NULL);
+}
+
+static enum MHD_Result route_audit(struct route_ctx *c) {
+        json_t *out = NULL;
+        long limit;
+
+        if (!IS("GET"))
+                return method_not_allowed(c, "GET");
+        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+            mp_core_audit_list(c->api->core, &c->principal, query(c, "kind"), query(c, "actor"),
+                               query(c, "since"), query(c, "cursor"), (int) limit, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
 }
 
 /* Split "/a/b/c" into segments, percent-decoded (MHD gives the path undecoded). */
@@ -493,6 +696,15 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
         char path[1024];
         enum MHD_Result r;
 
+        /* A CORS preflight names no credentials: answered here, for any path. */
+        if (IS("OPTIONS"))
+                return mp_api_cors_preflight(conn);
+        if (mp_api_check_sizes(conn, url, &c->err) < 0) {
+                r = problem(c);
+                mp_error_clear(&c->err);
+                return r;
+        }
+        mp_api_client_address(api->guard, conn, c->client, sizeof(c->client));
         if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
                 _cleanup_json_ json_t *ok = json_pack("{s:s}", "status", "ok");
                 return mp_api_send_json(conn, 200, ok);
@@ -511,7 +723,11 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
         if (!strcmp(c->seg[0], "auth"))
                 r = route_auth(c);
         else if (authenticate(c) < 0)
-                r = problem(c);
+                r = denied(c);
+        else if (admit(c, &r))
+                ; /* throttled, or a scope the token lacks */
+        else if (mp_api_company_route(api, conn, req, method, c->seg, c->nseg, &c->principal, &r))
+                ; /* company/, catalogue, role rules (api-company.c) */
         else if (!strcmp(c->seg[0], "me") && c->nseg == 1) {
                 json_t *out = NULL;
                 if (!IS("GET"))
@@ -535,8 +751,15 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
                         r = problem(c);
                 else
                         r = send_owned(c, 200, out);
-        } else
+        } else if (!strcmp(c->seg[0], "me") && c->nseg == 2 && !strcmp(c->seg[1], "password"))
+                r = route_password(c);
+        else if (!strcmp(c->seg[0], "audit") && c->nseg == 1)
+                r = route_audit(c);
+        else
                 r = mp_api_send_error(conn, 404, "not_found", "no route %.200s", url);
+        /* A signed-in caller refused something: for the admins to see. */
+        if (c->authed && c->err.status == 403)
+                audit_denied(c);
         mp_error_clear(&c->err);
         return r;
 }

@@ -6,15 +6,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api-guard.h"
 #include "api/api-internal.h"
 #include "base/limits.h"
 #include "base/log.h"
 
-static void add_common_headers(struct MHD_Response *resp) {
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-        MHD_add_response_header(resp, "Cache-Control", "no-store");
-        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+/* Every response's security headers, HSTS and CORS (api-guard.c); the dashboard page
+ * gets a CSP that lets it load its own styles and scripts. */
+static void add_common_headers(struct MHD_Connection *conn, struct MHD_Response *resp,
+                               const char *content_type) {
+        bool html = content_type && !strncmp(content_type, "text/html", 9);
+        mp_api_add_headers(conn, resp, html ? MP_CSP_INDEX : MP_CSP_API);
 }
 
 enum MHD_Result mp_api_send_bytes(struct MHD_Connection *conn, unsigned status,
@@ -27,7 +29,7 @@ enum MHD_Result mp_api_send_bytes(struct MHD_Connection *conn, unsigned status,
                 return MHD_NO;
         if (content_type)
                 MHD_add_response_header(resp, "Content-Type", content_type);
-        add_common_headers(resp);
+        add_common_headers(conn, resp, content_type);
         r = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         return r;
@@ -53,7 +55,7 @@ static enum MHD_Result send_json_typed(struct MHD_Connection *conn, unsigned sta
                 MHD_add_response_header(resp, "Content-Type", type);
         if (retry_after)
                 MHD_add_response_header(resp, "Retry-After", retry_after);
-        add_common_headers(resp);
+        add_common_headers(conn, resp, NULL);
         r = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         return r;
@@ -72,6 +74,7 @@ static const char *status_title(unsigned s) {
         case 405: return "Method Not Allowed";
         case 409: return "Conflict";
         case 413: return "Content Too Large";
+        case 414: return "URI Too Long";
         case 415: return "Unsupported Media Type";
         case 422: return "Unprocessable Content";
         case 429: return "Too Many Requests";
@@ -96,6 +99,17 @@ enum MHD_Result mp_api_send_problem(struct MHD_Connection *conn, const struct mp
                 json_object_set(body, "errors", err->errors);
         return send_json_typed(conn, status, body, "application/problem+json",
                                status == 503 ? "2" : NULL);
+}
+
+enum MHD_Result mp_api_send_throttled(struct MHD_Connection *conn, int retry_after_s, const char *what) {
+        _cleanup_json_ json_t *body = NULL;
+        char secs[16];
+
+        snprintf(secs, sizeof(secs), "%d", retry_after_s < 1 ? 1 : retry_after_s);
+        body = json_pack("{s:s,s:s,s:i,s:s,s:i}", "type", "urn:mecapy:problem:rate_limited", "title",
+                         "Too Many Requests", "status", 429, "detail", what, "retry_after",
+                         retry_after_s < 1 ? 1 : retry_after_s);
+        return send_json_typed(conn, 429, body, "application/problem+json", secs);
 }
 
 enum MHD_Result mp_api_send_error(struct MHD_Connection *conn, unsigned status, const char *code,
@@ -350,6 +364,10 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                                     c->listen_host);
         }
         api->core = core;
+        if (mp_api_guard_new(c, &api->guard, err) < 0) {
+                free(api);
+                return -EINVAL;
+        }
         pthread_mutex_init(&api->lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -363,6 +381,11 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned) c->http_threads,
                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+                /* Every response finds the guard through its connection. */
+                MHD_OPTION_NOTIFY_CONNECTION, mp_api_guard_on_connection, api->guard,
+                /* The request line and headers must fit here (MHD answers 431 or 414
+                 * otherwise); bodies stream through it in pieces. */
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) MP_MAX_HEADER_BYTES,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) 4096,
                 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
@@ -371,6 +394,7 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 int port = c->port;
                 pthread_mutex_destroy(&api->lock);
                 pthread_cond_destroy(&api->cond);
+                mp_api_guard_free(api->guard);
                 free(api);
                 return mp_error_set(err, EADDRINUSE, 500, "config",
                                     "cannot listen on %s:%d (is the port taken?)", c->listen_host, port);
@@ -404,5 +428,6 @@ void mp_api_stop(struct mp_api *api) {
         MHD_stop_daemon(api->daemon);
         pthread_mutex_destroy(&api->lock);
         pthread_cond_destroy(&api->cond);
+        mp_api_guard_free(api->guard);
         free(api);
 }

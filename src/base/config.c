@@ -47,7 +47,14 @@ const char mp_config_usage[] =
         "  --oidc-company-claim C claim naming the company (MECAPY_OIDC_COMPANY_CLAIM, company)\n"
         "  --oidc-role-map MAP    idp-role=admin|member|viewer,... (MECAPY_OIDC_ROLE_MAP)\n"
         "  --oidc-redirect-uri U  callback URL registered at the provider\n"
-        "                         (MECAPY_OIDC_REDIRECT_URI, from the request's Host)\n";
+        "                         (MECAPY_OIDC_REDIRECT_URI, from the request's Host)\n"
+        "  --allow-signup         anyone may create a local account (MECAPY_ALLOW_SIGNUP=1)\n"
+        "  --rate-limit N         API requests a minute per user (MECAPY_RATE_LIMIT, 600; 0 off)\n"
+        "  --auth-rate-limit N    logins, sign-ups and OpenID starts a minute per client\n"
+        "                         address (MECAPY_AUTH_RATE_LIMIT, 10; 0 off)\n"
+        "  --cors-origin LIST     comma-separated origins allowed by CORS (MECAPY_CORS_ORIGIN)\n"
+        "  --trusted-proxy LIST   comma-separated proxy addresses whose X-Forwarded-For is\n"
+        "                         believed (MECAPY_TRUSTED_PROXY)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -57,6 +64,8 @@ enum {
         OPT_OIDC_COMPANY_CLAIM, OPT_OIDC_ROLE_MAP, OPT_OIDC_REDIRECT_URI,
         OPT_MAX_INSTANCES = 1200, OPT_POOL_MEMORY, OPT_INSTANCE_IDLE, OPT_INSTANCE_CALLS,
         OPT_FUNCTION_CONCURRENCY, OPT_PRELOAD, OPT_SHARD, OPT_GRACE,
+        OPT_ALLOW_SIGNUP = 1300, OPT_RATE_LIMIT, OPT_AUTH_RATE_LIMIT, OPT_CORS_ORIGIN,
+        OPT_TRUSTED_PROXY,
 };
 
 static const struct {
@@ -95,6 +104,11 @@ static const struct {
         { OPT_PRELOAD, "preload", "MECAPY_PRELOAD" },
         { OPT_SHARD, "shard", "MECAPY_SHARD" },
         { OPT_GRACE, "grace", "MECAPY_GRACE" },
+        { OPT_ALLOW_SIGNUP, "allow-signup", "MECAPY_ALLOW_SIGNUP" },
+        { OPT_RATE_LIMIT, "rate-limit", "MECAPY_RATE_LIMIT" },
+        { OPT_AUTH_RATE_LIMIT, "auth-rate-limit", "MECAPY_AUTH_RATE_LIMIT" },
+        { OPT_CORS_ORIGIN, "cors-origin", "MECAPY_CORS_ORIGIN" },
+        { OPT_TRUSTED_PROXY, "trusted-proxy", "MECAPY_TRUSTED_PROXY" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -158,6 +172,11 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
         case OPT_PRELOAD: return set_str(&c->preload, v);
         case OPT_SHARD: return set_int(&c->shard, v, 0, 255, name, err);
         case OPT_GRACE: return set_int(&c->grace_s, v, 0, 86400, name, err);
+        case OPT_ALLOW_SIGNUP: c->allow_signup = v ? truthy(v) : true; return 0;
+        case OPT_RATE_LIMIT: return set_int(&c->rate_limit, v, 0, MP_MAX_RATE_PER_MIN, name, err);
+        case OPT_AUTH_RATE_LIMIT: return set_int(&c->auth_rate_limit, v, 0, MP_MAX_RATE_PER_MIN, name, err);
+        case OPT_CORS_ORIGIN: return set_str(&c->cors_origins, v);
+        case OPT_TRUSTED_PROXY: return set_str(&c->trusted_proxies, v);
         }
         return 0;
 }
@@ -223,6 +242,8 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest
         c->max_cpus = MP_MAX_CPUS;
         c->max_procs = MP_DEFAULT_MAX_PROCS;
         c->tmp_mb = MP_DEFAULT_TMP_MB;
+        c->rate_limit = MP_DEFAULT_RATE_PER_MIN;
+        c->auth_rate_limit = MP_DEFAULT_AUTH_RATE_PER_MIN;
         if ((r = set_str(&c->listen_host, "127.0.0.1")) < 0 ||
             (r = set_str(&c->data_dir, "./mecapy-data")) < 0 ||
             (r = set_str(&c->queue_url, "local:")) < 0 ||
@@ -238,7 +259,8 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest
                         goto fail;
         }
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                bool flag = table[i].opt == OPT_NO_SANDBOX || table[i].opt == OPT_VERBOSE;
+                bool flag = table[i].opt == OPT_NO_SANDBOX || table[i].opt == OPT_VERBOSE ||
+                            table[i].opt == OPT_ALLOW_SIGNUP;
                 longopts[i] = (struct option) { table[i].name, flag ? no_argument : required_argument,
                                                 NULL, table[i].opt };
         }
@@ -295,6 +317,8 @@ void mp_config_free(struct mp_config *c) {
         free(c->oidc_company_claim);
         free(c->oidc_role_map);
         free(c->oidc_redirect_uri);
+        free(c->cors_origins);
+        free(c->trusted_proxies);
         free(c);
 }
 

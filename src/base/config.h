@@ -48,6 +48,14 @@ struct mp_config {
         char *oidc_role_map;      /* --oidc-role-map "idp-role=mecapy-role,...", NULL */
         char *oidc_redirect_uri;  /* --oidc-redirect-uri: our callback URL as the provider
                                    * knows it; NULL = derived from the request's Host */
+        /* Abuse limits (docs/identity.md#abuse-limits). */
+        bool allow_signup;        /* --allow-signup / MECAPY_ALLOW_SIGNUP=1: POST auth/signup */
+        int rate_limit;           /* --rate-limit N: API requests a minute per user, 600; 0 off */
+        int auth_rate_limit;      /* --auth-rate-limit N: login, sign-up and OpenID starts a
+                                   * minute per client address, 10; 0 off */
+        char *cors_origins;       /* --cors-origin LIST: origins allowed by CORS, NULL none */
+        char *trusted_proxies;    /* --trusted-proxy LIST: peers whose X-Forwarded-For is
+                                   * believed, NULL none */
 };
 
 /* Parse the options of `serve`, `worker`, `migrate` and `admin` from argv (options it

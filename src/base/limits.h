@@ -26,6 +26,22 @@
 #define MP_MAX_IDEMPOTENCY_KEY_LEN 128
 #define MP_MAX_ATTEMPTS            3                    /* a task whose worker died is retried this often */
 
+/* Abuse limits (docs/identity.md#abuse-limits). A rate is a token bucket that holds a
+ * minute's worth and refills continuously. */
+#define MP_DEFAULT_RATE_PER_MIN      600    /* API requests per user (--rate-limit) */
+#define MP_DEFAULT_AUTH_RATE_PER_MIN 10     /* logins, sign-ups per address (--auth-rate-limit) */
+#define MP_MAX_RATE_PER_MIN          1000000
+#define MP_LOGIN_FAILS_PER_HOUR      20     /* failed logins per email before 429 */
+#define MP_OIDC_START_FACTOR         6      /* OpenID starts: this times --auth-rate-limit */
+#define MP_RATE_TABLE_SIZE           16384  /* keys per bucket table; the least recently seen go */
+#define MP_MAX_HEADER_BYTES          (32u * 1024) /* request line and headers of one connection */
+#define MP_MAX_URL_LEN               2048
+#define MP_MAX_QUERY_ARGS            32
+#define MP_MAX_QUERY_VALUE_LEN       1024
+#define MP_MAX_CORS_ORIGINS          32
+#define MP_MAX_TRUSTED_PROXIES       32
+#define MP_MAX_AUDIT_DETAIL_BYTES    4096
+
 /* Execution limits: defaults of the original plan, and the server maxima a function
  * may ask for. Operators can lower or raise the maxima in the config. */
 #define MP_DEFAULT_TIMEOUT_S       300

@@ -25,7 +25,8 @@ static void usage(FILE *f) {
                 "                               a standalone worker on a shared queue (--queue redis://...)\n"
                 "  mecapy migrate [OPTIONS]     create or upgrade the metadata store, then exit\n"
                 "  mecapy admin create-user --email E --password P [--company C] [--role admin|member|viewer]\n"
-                "                               [OPTIONS]\n\n"
+                "                               [OPTIONS]\n"
+                "  mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]\n\n"
                 "Client (talks to MECAPY_URL, default http://127.0.0.1:8000):\n"
                 "  mecapy login | logout\n"
                 "  mecapy fn push FILE | ls | show NAME | rm NAME\n"
@@ -64,6 +65,42 @@ static int cmd_migrate(int argc, char **argv) {
         return 0;
 }
 
+/* mecapy admin set-role --email E --role R: an operator's change (docs/identity.md). */
+static int cmd_admin_set_role(int argc, char **argv) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        const char *email = NULL, *role = NULL;
+        struct mp_config *cfg = NULL;
+        struct mp_core *core = NULL;
+        json_t *user = NULL;
+        int rc = 1;
+
+        for (int i = 2; i + 1 < argc; i++) {
+                if (!strcmp(argv[i], "--email"))
+                        email = argv[++i];
+                else if (!strcmp(argv[i], "--role"))
+                        role = argv[++i];
+        }
+        if (!email || !role) {
+                fprintf(stderr, "usage: mecapy admin set-role --email E --role admin|member|viewer "
+                                "[--data-dir D | --db URL]\n");
+                return 2;
+        }
+        if (open_config(argc - 1, argv + 1, &cfg) < 0)
+                return 2;
+        if (mp_core_open(cfg, &core, &err) < 0 || mp_core_admin_set_role(core, email, role, &user, &err) < 0) {
+                fprintf(stderr, "mecapy admin set-role: %s\n", err.message);
+                goto out;
+        }
+        printf("user %s is now %s\n", json_string_value(json_object_get(user, "email")),
+               json_string_value(json_object_get(user, "role")));
+        json_decref(user);
+        rc = 0;
+out:
+        mp_core_close(core);
+        mp_config_free(cfg);
+        return rc;
+}
+
 static int cmd_admin(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
         const char *email = NULL, *password = NULL, *company = NULL, *role = NULL;
@@ -72,6 +109,8 @@ static int cmd_admin(int argc, char **argv) {
         json_t *user = NULL;
         int rc = 1;
 
+        if (argc >= 2 && !strcmp(argv[1], "set-role"))
+                return cmd_admin_set_role(argc, argv);
         if (argc < 2 || strcmp(argv[1], "create-user")) {
                 fprintf(stderr, "usage: mecapy admin create-user --email E --password P [--company C] "
                                 "[--role admin|member|viewer] [--data-dir D | --db URL]\n");

@@ -26,3 +26,19 @@ bool mp_core_can_see_function(const struct mp_principal *p, json_t *fn);
 /* A function the principal may call, and its version (0 = latest); 404 otherwise. */
 int mp_core_load_callable(struct mp_core *core, const struct mp_principal *p, const char *id,
                           int version, json_t **ret_fn, json_t **ret_ver, struct mp_error *err);
+
+/* --- companies and the catalogue (company.c) --- */
+/* Sizes fed by users, for function tags and catalogue searches. They belong with the
+ * others in base/limits.h; kept here while that file is being changed elsewhere. */
+#define MP_MAX_TAGS                16
+#define MP_MAX_TAG_LEN             32
+#define MP_MAX_CATALOGUE_QUERY_LEN 128
+/* An admin of a company (an admin without a company administers nothing). */
+bool mp_core_is_company_admin(const struct mp_principal *p);
+/* A tag: 1 to MP_MAX_TAG_LEN of [a-z0-9-]. */
+bool mp_core_tag_valid(const char *tag);
+/* The tasks of owner_id made in company_id (NULL: all of the owner's), as
+ * mp_core_task_list shows them. */
+int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const char *company_id,
+                            const char *function_id, const char *status, const char *cursor,
+                            int limit, json_t **ret, struct mp_error *err);

@@ -253,8 +253,55 @@ int mp_core_create_user(struct mp_core *core, const char *email, const char *pas
         return 0;
 }
 
+/* --- scopes of API tokens --- */
+
+static const char *const scope_names[] = {
+        "functions:read", "functions:write", "tasks:read", "tasks:write", "execute", "tokens",
+};
+
+const char *mp_core_scope_name(unsigned bit) {
+        for (size_t i = 0; i < ELEMENTSOF(scope_names); i++)
+                if (bit == 1u << i)
+                        return scope_names[i];
+        return NULL;
+}
+
+/* The names of the bits, in the documented order. */
+static json_t *scopes_json(unsigned bits) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < ELEMENTSOF(scope_names); i++)
+                if (bits & (1u << i))
+                        json_array_append_new(a, json_string(scope_names[i]));
+        return a;
+}
+
+/* A stored scopes column: null (tokens made before scopes existed) is every scope. */
+static unsigned scopes_bits(json_t *v) {
+        unsigned bits = 0;
+        size_t i;
+        json_t *s;
+
+        if (!json_is_array(v))
+                return MP_SCOPE_ALL;
+        json_array_foreach(v, i, s)
+                for (size_t k = 0; k < ELEMENTSOF(scope_names); k++)
+                        if (json_is_string(s) && !strcmp(json_string_value(s), scope_names[k]))
+                                bits |= 1u << k;
+        return bits;
+}
+
+static int new_token_scoped(struct mp_core *core, const char *user_id, const char *kind,
+                            const char *name, int64_t ttl_ms, json_t *scopes, json_t **ret,
+                            struct mp_error *err);
+
 static int new_token(struct mp_core *core, const char *user_id, const char *kind,
                      const char *name, int64_t ttl_ms, json_t **ret, struct mp_error *err) {
+        return new_token_scoped(core, user_id, kind, name, ttl_ms, NULL, ret, err);
+}
+
+static int new_token_scoped(struct mp_core *core, const char *user_id, const char *kind,
+                            const char *name, int64_t ttl_ms, json_t *scopes, json_t **ret,
+                            struct mp_error *err) {
         char token[MP_AUTH_TOKEN_LEN + 1], hash[MP_AUTH_TOKEN_HASH_LEN + 1], id[MP_ID_LEN + 1];
         int64_t now = mp_now_ms();
         _cleanup_json_ json_t *row = NULL;
@@ -266,6 +313,8 @@ static int new_token(struct mp_core *core, const char *user_id, const char *kind
                         "token_hash", hash, "kind", kind, "name", name, "created_at", (json_int_t) now,
                         "expires_at", (json_int_t) (ttl_ms ? now + ttl_ms : 0), "revoked_at",
                         (json_int_t) 0, "last_used_at", (json_int_t) 0);
+        if (scopes)
+                json_object_set(row, "scopes", scopes);
         r = MP_STORE(core->store)->token_create(core->store, row, err);
         if (r < 0)
                 return r;
@@ -278,6 +327,21 @@ static int new_token(struct mp_core *core, const char *user_id, const char *kind
 }
 
 int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_error *err) {
+        return mp_core_login_from(core, body, NULL, ret, err);
+}
+
+/* A failed login, for the admins of the account's company (unknown emails: of none). */
+static int login_failed(struct mp_core *core, const char *folded, json_t *user, const char *client,
+                        struct mp_error *err) {
+        mp_core_audit(core, "login_failed", NULL,
+                      user ? json_string_value(json_object_get(user, "company_id")) : NULL, client,
+                      user ? json_string_value(json_object_get(user, "id")) : NULL,
+                      json_pack("{s:s}", "email", folded));
+        return mp_error_set(err, EACCES, 401, "unauthorized", "wrong email or password");
+}
+
+int mp_core_login_from(struct mp_core *core, json_t *body, const char *client, json_t **ret,
+                       struct mp_error *err) {
         const char *email = NULL, *password = NULL;
         char folded[MP_MAX_EMAIL_LEN + 1];
         _cleanup_json_ json_t *user = NULL, *tok = NULL;
@@ -298,7 +362,8 @@ int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_er
                  * emails have accounts. */
                 mp_auth_verify_password("$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$"
                                         "2bRrRUOA0bbwE/nvxkYHwbqFZlh0DLAUsfzS1WsuHxM", password);
-                return mp_error_set(err, EACCES, 401, "unauthorized", "wrong email or password");
+                mp_error_clear(err);
+                return login_failed(core, folded, NULL, client, err);
         }
         if (r < 0)
                 return r;
@@ -306,16 +371,89 @@ int mp_core_login(struct mp_core *core, json_t *body, json_t **ret, struct mp_er
         if (!json_string_value(json_object_get(user, "password_hash"))) {
                 mp_auth_verify_password("$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$"
                                         "2bRrRUOA0bbwE/nvxkYHwbqFZlh0DLAUsfzS1WsuHxM", password);
-                return mp_error_set(err, EACCES, 401, "unauthorized", "wrong email or password");
+                return login_failed(core, folded, user, client, err);
         }
         if (!mp_auth_verify_password(json_string_value(json_object_get(user, "password_hash")), password))
-                return mp_error_set(err, EACCES, 401, "unauthorized", "wrong email or password");
+                return login_failed(core, folded, user, client, err);
         r = new_token(core, json_string_value(json_object_get(user, "id")), "session", "login",
                       (int64_t) MP_SESSION_TTL_S * 1000, &tok, err);
         if (r < 0)
                 return r;
+        mp_core_audit(core, "login", json_string_value(json_object_get(user, "id")),
+                      json_string_value(json_object_get(user, "company_id")), client,
+                      json_string_value(json_object_get(tok, "id")), NULL);
         *ret = json_pack("{s:O,s:O,s:o}", "token", json_object_get(tok, "token"), "expires_at",
                          json_object_get(tok, "expires_at"), "user", user_public(user));
+        return 0;
+}
+
+int mp_core_signup(struct mp_core *core, json_t *body, const char *client, json_t **ret,
+                   struct mp_error *err) {
+        const char *email = NULL, *password = NULL;
+        _cleanup_json_ json_t *user = NULL;
+        int r;
+
+        /* Off: the route does not exist, as far as a client can tell. */
+        if (!core->config->allow_signup || !core->config->auth_local)
+                return mp_error_set(err, ENOENT, 404, "not_found", "no route auth/signup");
+        if (!json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
+        mp_core_field_string(body, "email", true, MP_MAX_EMAIL_LEN, &email, err);
+        mp_core_field_string(body, "password", true, MP_MAX_PASSWORD_LEN, &password, err);
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        /* A member of no company: joining a company is an admin's act, never a claim. */
+        if ((r = mp_core_create_user(core, email, password, NULL, "member", &user, err)) < 0)
+                return r;
+        const char *uid = json_string_value(json_object_get(user, "id"));
+        mp_core_audit(core, "signup", uid, NULL, client, uid,
+                      json_pack("{s:O}", "email", json_object_get(user, "email")));
+        *ret = TAKE_PTR(user);
+        return 0;
+}
+
+int mp_core_password_change(struct mp_core *core, const struct mp_principal *p, json_t *body,
+                            struct mp_error *err) {
+        const char *current = NULL, *fresh = NULL, *hash;
+        char new_hash[MP_AUTH_HASH_LEN];
+        _cleanup_json_ json_t *user = NULL;
+        int r;
+
+        if (!json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
+        mp_core_field_string(body, "current_password", true, MP_MAX_PASSWORD_LEN, &current, err);
+        mp_core_field_string(body, "new_password", true, MP_MAX_PASSWORD_LEN, &fresh, err);
+        if (fresh && (strlen(fresh) < MP_MIN_PASSWORD_LEN))
+                mp_error_add_field(err, "new_password", "must be %d to %d characters",
+                                   MP_MIN_PASSWORD_LEN, MP_MAX_PASSWORD_LEN);
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        if ((r = MP_STORE(core->store)->user_get(core->store, "id", p->user_id, &user, err)) < 0)
+                return r;
+        hash = json_string_value(json_object_get(user, "password_hash"));
+        if (!hash)
+                return mp_error_set(err, EPERM, 403, "forbidden",
+                                    "this account signs in with its OpenID provider: change the "
+                                    "password there");
+        if (!mp_auth_verify_password(hash, current)) {
+                mp_error_add_field(err, "current_password", "is not the account's password");
+                mp_core_validation_done(err, "fields");
+                return -EACCES;
+        }
+        if ((r = mp_auth_hash_password(fresh, new_hash)) < 0)
+                return mp_error_set(err, -r, 500, "internal", "could not hash the password");
+        if ((r = MP_STORE(core->store)->user_set_password(core->store, p->user_id, new_hash, err)) < 0)
+                return r;
+        /* Whoever else holds a session (a stolen cookie, a forgotten browser) is out; the
+         * session that changed it stays, and API tokens stay: they are revoked one by
+         * one, on purpose. */
+        r = MP_STORE(core->store)->token_revoke_sessions(core->store, p->user_id,
+                                                         p->session ? p->token_id : NULL,
+                                                         mp_now_ms(), err);
+        if (r < 0)
+                return r;
+        mp_core_audit_by(core, p, "password_changed", p->user_id,
+                         json_pack("{s:i}", "sessions_revoked", r));
         return 0;
 }
 
@@ -400,6 +538,7 @@ static int oidc_authenticate(struct mp_core *core, const char *token, struct mp_
         snprintf(ret->role, sizeof(ret->role), "%s", json_string_value(json_object_get(user, "role")));
         snprintf(ret->email, sizeof(ret->email), "%s", json_string_value(json_object_get(user, "email")));
         ret->session = false; /* the provider's token: nothing of ours to log out */
+        ret->scopes = MP_SCOPE_ALL;
         return 0;
 }
 
@@ -434,6 +573,7 @@ int mp_core_authenticate(struct mp_core *core, const char *token, struct mp_prin
         snprintf(ret->role, sizeof(ret->role), "%s", json_string_value(json_object_get(user, "role")));
         snprintf(ret->email, sizeof(ret->email), "%s", json_string_value(json_object_get(user, "email")));
         ret->session = !strcmp(json_string_value(json_object_get(tok, "kind")) ?: "", "session");
+        ret->scopes = ret->session ? MP_SCOPE_ALL : scopes_bits(json_object_get(tok, "scopes"));
         return 0;
 }
 
@@ -444,7 +584,10 @@ int mp_core_logout(struct mp_core *core, const struct mp_principal *p, struct mp
                 return 0;
         int r = MP_STORE(core->store)->token_revoke(core->store, p->user_id, p->token_id,
                                                     mp_now_ms(), err);
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        mp_core_audit_by(core, p, "logout", p->token_id, NULL);
+        return 0;
 }
 
 int mp_core_me(struct mp_core *core, const struct mp_principal *p, json_t **ret,
@@ -467,9 +610,48 @@ int mp_core_token_create(struct mp_core *core, const struct mp_principal *p, jso
                 return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
         mp_core_field_string(body, "name", true, MP_MAX_TOKEN_NAME_LEN, &name, err);
         mp_core_field_int(body, "expires_in_days", 1, MP_MAX_TOKEN_TTL_DAYS, &days, err);
+        /* Scopes: a subset of the caller's own (default: all of them), so a token that
+         * may make tokens cannot make one that may do more than itself. */
+        unsigned want = p->scopes;
+        json_t *sc = json_object_get(body, "scopes");
+        if (sc && !json_is_null(sc)) {
+                size_t i;
+                json_t *v;
+                want = 0;
+                if (!json_is_array(sc) || json_array_size(sc) == 0 || json_array_size(sc) > 16)
+                        mp_error_add_field(err, "scopes", "must be a non-empty array of scope names");
+                else
+                        json_array_foreach(sc, i, v) {
+                                unsigned bit = 0;
+                                for (size_t k = 0; json_is_string(v) && k < ELEMENTSOF(scope_names); k++)
+                                        if (!strcmp(json_string_value(v), scope_names[k]))
+                                                bit = 1u << k;
+                                if (!bit) {
+                                        mp_error_add_field(err, "scopes", "\"%.40s\" is not one of functions:read, "
+                                                           "functions:write, tasks:read, tasks:write, execute, tokens",
+                                                           json_is_string(v) ? json_string_value(v) : "(not a string)");
+                                        break;
+                                }
+                                if (!(bit & p->scopes)) {
+                                        mp_error_add_field(err, "scopes", "%s is more than the token used may do",
+                                                           mp_core_scope_name(bit));
+                                        break;
+                                }
+                                want |= bit;
+                        }
+        }
         if ((r = mp_core_validation_done(err, "fields")) < 0)
                 return r;
-        return new_token(core, p->user_id, "api", name, (int64_t) days * 86400 * 1000, ret, err);
+        _cleanup_json_ json_t *names = scopes_json(want);
+        if (!names)
+                return -ENOMEM;
+        r = new_token_scoped(core, p->user_id, "api", name, (int64_t) days * 86400 * 1000, names, ret,
+                             err);
+        if (r < 0)
+                return r;
+        mp_core_audit_by(core, p, "token_created", json_string_value(json_object_get(*ret, "id")),
+                         json_pack("{s:s,s:O}", "name", name, "scopes", names));
+        return 0;
 }
 
 int mp_core_token_list(struct mp_core *core, const struct mp_principal *p, json_t **ret,
@@ -492,6 +674,7 @@ int mp_core_token_list(struct mp_core *core, const struct mp_principal *p, json_
                 static const char *const times[] = { "created_at", "expires_at", "last_used_at", NULL };
                 static const char *const drop[] = { "token_hash", "user_id", "revoked_at", "kind", NULL };
                 mp_core_shape(row, times, drop);
+                json_object_set_new(row, "scopes", scopes_json(scopes_bits(json_object_get(row, "scopes"))));
         }
         *ret = json_pack("{s:O}", "items", live);
         return 0;
@@ -505,7 +688,10 @@ int mp_core_token_revoke(struct mp_core *core, const struct mp_principal *p, con
         r = MP_STORE(core->store)->token_revoke(core->store, p->user_id, id, mp_now_ms(), err);
         if (r == -ENOENT)
                 return mp_core_not_found(err, "token", id);
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        mp_core_audit_by(core, p, "token_revoked", id, NULL);
+        return 0;
 }
 
 /* --- OpenID Connect login --- */

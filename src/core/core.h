@@ -30,7 +30,22 @@ struct mp_principal {
         char role[16];
         char email[256];
         bool session; /* a login session (vs an API token) */
+        unsigned scopes; /* MP_SCOPE_* bits: what this token may do (sessions: all) */
+        char client[48]; /* the client's address, set by api/ for the audit log */
 };
+
+/* Scopes of API tokens (docs/api.md#scopes). A route needs at most one. */
+enum {
+        MP_SCOPE_FUNCTIONS_READ = 1u << 0,
+        MP_SCOPE_FUNCTIONS_WRITE = 1u << 1,
+        MP_SCOPE_TASKS_READ = 1u << 2,
+        MP_SCOPE_TASKS_WRITE = 1u << 3,
+        MP_SCOPE_EXECUTE = 1u << 4,
+        MP_SCOPE_TOKENS = 1u << 5,
+        MP_SCOPE_ALL = (1u << 6) - 1,
+};
+/* "functions:read" ... for one bit; NULL for anything else. */
+const char *mp_core_scope_name(unsigned bit);
 
 struct mp_core {
         const struct mp_config *config;
@@ -71,6 +86,33 @@ int mp_core_token_list(struct mp_core *core, const struct mp_principal *p, json_
                        struct mp_error *err);
 int mp_core_token_revoke(struct mp_core *core, const struct mp_principal *p, const char *id,
                          struct mp_error *err);
+/* mp_core_login, with the client's address for the audit log (may be NULL). */
+int mp_core_login_from(struct mp_core *core, json_t *body, const char *client, json_t **ret,
+                       struct mp_error *err);
+/* body {"email","password"} -> the new user (a member of no company), 201. 404 when
+ * sign-up is off (--allow-signup) or local accounts are. */
+int mp_core_signup(struct mp_core *core, json_t *body, const char *client, json_t **ret,
+                   struct mp_error *err);
+/* body {"current_password","new_password"}: sets the password and revokes every other
+ * session of the user (API tokens stay). -EACCES (422, current_password) when the
+ * current password is wrong, so the caller can count it as a failed login. */
+int mp_core_password_change(struct mp_core *core, const struct mp_principal *p, json_t *body,
+                            struct mp_error *err);
+
+/* --- the audit log (core/audit.c, docs/identity.md#audit) --- */
+/* Record an event. Never fails the caller: a write that fails is logged. detail (may
+ * be NULL) is taken over (stolen). Every other argument may be NULL. */
+void mp_core_audit(struct mp_core *core, const char *kind, const char *actor_id,
+                   const char *company_id, const char *client, const char *target_id,
+                   json_t *detail);
+/* The same, with actor, company and client from the principal. */
+void mp_core_audit_by(struct mp_core *core, const struct mp_principal *p, const char *kind,
+                      const char *target_id, json_t *detail);
+/* The events of the caller's company, newest first: {"items", "next_cursor"}. 403 unless
+ * the caller is an admin. since: RFC 3339; every filter may be NULL. */
+int mp_core_audit_list(struct mp_core *core, const struct mp_principal *p, const char *kind,
+                       const char *actor, const char *since, const char *cursor, int limit,
+                       json_t **ret, struct mp_error *err);
 
 /* --- OpenID Connect (docs/identity.md) --- */
 /* Start a browser or CLI login: *ret_url is where to send the browser (malloc'ed),
@@ -152,3 +194,53 @@ int mp_core_workers(struct mp_core *core, const struct mp_principal *p, json_t *
 /* Validate inputs against a version's input schema; field errors go to err->errors with
  * paths under "inputs". 0 or -EINVAL (422). Exposed for tests. */
 int mp_core_schema_validate(json_t *schema, json_t *inputs, struct mp_error *err);
+
+/* --- companies, roles and the catalogue (docs/identity.md, company.c) --- */
+/* What a role may do beyond reading and calling what it can see: each check answers 0,
+ * or -EPERM with a 403 (the caller's own company's rule: nothing is hidden by it). */
+enum mp_action {
+        MP_ACTION_FUNCTION_WRITE, /* create, change or delete a function: member, admin */
+        MP_ACTION_TOKEN_CREATE,   /* create an API token: member, admin */
+        MP_ACTION_COMPANY_MANAGE, /* the company's members and their tokens: admin */
+};
+int mp_core_authorize(const struct mp_principal *p, enum mp_action action, struct mp_error *err);
+/* The caller's company: {"id","name","created_at","members"}; 404 without one. */
+int mp_core_company_get(struct mp_core *core, const struct mp_principal *p, json_t **ret,
+                        struct mp_error *err);
+/* Company admins only (403 for other roles, 404 without a company). Members are shown
+ * as {"id","email","role","created_at","identity": "local"|"oidc"}; an id that is not a
+ * member of the caller's company answers 404. */
+int mp_core_company_members(struct mp_core *core, const struct mp_principal *p, json_t **ret,
+                            struct mp_error *err);
+/* body {"email","password"?,"role"?}: a local account in the caller's company. Without a
+ * password one is generated and shown once as "password". 409 on an existing email. */
+int mp_core_company_member_create(struct mp_core *core, const struct mp_principal *p,
+                                  json_t *body, json_t **ret, struct mp_error *err);
+/* body {"role"}; 409 when the company would be left without an admin, or when the member
+ * is managed by the OpenID provider. ret: the member. */
+int mp_core_company_member_update(struct mp_core *core, const struct mp_principal *p,
+                                  const char *id, json_t *body, json_t **ret,
+                                  struct mp_error *err);
+/* Removes the member from the company and disables the account (see docs/identity.md). */
+int mp_core_company_member_remove(struct mp_core *core, const struct mp_principal *p,
+                                  const char *id, struct mp_error *err);
+int mp_core_company_member_tokens(struct mp_core *core, const struct mp_principal *p,
+                                  const char *id, json_t **ret, struct mp_error *err);
+int mp_core_company_member_token_revoke(struct mp_core *core, const struct mp_principal *p,
+                                        const char *id, const char *token_id,
+                                        struct mp_error *err);
+/* The member's tasks made in the company, newest first: {"items","next_cursor"}. */
+int mp_core_company_member_tasks(struct mp_core *core, const struct mp_principal *p,
+                                 const char *id, const char *cursor, int limit, json_t **ret,
+                                 struct mp_error *err);
+/* `mecapy admin set-role`: the operator's change of a user's role, with the same rule
+ * that a company keeps an admin (409). 404 for an unknown email. ret_user may be NULL. */
+int mp_core_admin_set_role(struct mp_core *core, const char *email, const char *role,
+                           json_t **ret_user, struct mp_error *err);
+/* Public functions matching q (name, description, tags or author email), tag (exact)
+ * and author (an email, or the part before its '@'); NULLs match all. 400 on a bad
+ * parameter. {"items": [{"id","name","description","tags","author","version",
+ * "input_schema","updated_at"}], "next_cursor"}. */
+int mp_core_catalogue(struct mp_core *core, const struct mp_principal *p, const char *q,
+                      const char *tag, const char *author, const char *cursor, int limit,
+                      json_t **ret, struct mp_error *err);

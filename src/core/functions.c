@@ -8,7 +8,7 @@
 #include "exec/exec.h"
 
 static const char *const fn_times[] = { "created_at", "updated_at", NULL };
-static const char *const fn_drop[] = { "deleted_at", "company_id", "latest_version", NULL };
+static const char *const fn_drop[] = { "deleted_at", "company_id", "latest_version", "search", NULL };
 
 static bool name_ok(const char *s) {
         if (!*s)
@@ -26,6 +26,59 @@ static bool identifier_ok(const char *s) {
                 if (!isalnum((unsigned char) *s) && *s != '_')
                         return false;
         return true;
+}
+
+/* tags: at most MP_MAX_TAGS distinct tags (see mp_core_tag_valid). A new reference, or
+ * NULL with field errors under "tags". */
+static json_t *read_tags(json_t *v, struct mp_error *err) {
+        size_t i;
+        json_t *item;
+        bool ok = true;
+
+        if (!v || json_is_null(v))
+                return json_array();
+        if (!json_is_array(v) || json_array_size(v) > MP_MAX_TAGS) {
+                mp_error_add_field(err, "tags", "must be a list of at most %d tags", MP_MAX_TAGS);
+                return NULL;
+        }
+        json_array_foreach(v, i, item) {
+                char path[32];
+                snprintf(path, sizeof(path), "tags[%zu]", i);
+                if (!json_is_string(item) || !mp_core_tag_valid(json_string_value(item))) {
+                        mp_error_add_field(err, path, "must be 1 to %d characters of a-z, 0-9 and '-'",
+                                           MP_MAX_TAG_LEN);
+                        ok = false;
+                        continue;
+                }
+                for (size_t k = 0; k < i; k++)
+                        if (json_equal(json_array_get(v, k), item)) {
+                                mp_error_add_field(err, path, "repeats \"%s\"", json_string_value(item));
+                                ok = false;
+                                break;
+                        }
+        }
+        return ok ? json_incref(v) : NULL;
+}
+
+/* What the catalogue searches: name, description and tags, ASCII letters in lower case
+ * (lowered here rather than in SQL, so both store backends match the same rows). */
+static json_t *search_text(const char *name, const char *description, json_t *tags) {
+        struct mp_buf b = { 0 };
+        size_t i;
+        json_t *t, *out;
+
+        mp_buf_append(&b, name ? name : "", strlen(name ? name : ""));
+        mp_buf_append(&b, "\n", 1);
+        mp_buf_append(&b, description ? description : "", strlen(description ? description : ""));
+        json_array_foreach(tags, i, t) {
+                mp_buf_append(&b, "\n", 1);
+                mp_buf_append(&b, json_string_value(t), json_string_length(t));
+        }
+        for (size_t k = 0; k < b.len; k++)
+                b.data[k] = (char) tolower((unsigned char) b.data[k]);
+        out = json_stringn(b.data ? b.data : "", b.len);
+        mp_buf_free(&b);
+        return out;
 }
 
 /* The limits a version runs under: the server defaults, overridden by what the body asks
@@ -206,9 +259,14 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         char id[MP_ID_LEN + 1];
         int r;
 
+        _cleanup_json_ json_t *tags = NULL;
+
+        if ((r = mp_core_authorize(p, MP_ACTION_FUNCTION_WRITE, err)) < 0)
+                return r;
         if (!json_is_object(body))
                 return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
         mp_core_field_string(body, "name", true, MP_MAX_NAME_LEN, &name, err);
+        tags = read_tags(json_object_get(body, "tags"), err);
         mp_core_field_string(body, "description", false, MP_MAX_DESCRIPTION_LEN, &description, err);
         mp_core_field_string(body, "visibility", false, 16, &visibility, err);
         if (name && !name_ok(name))
@@ -237,6 +295,9 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
                        visibility ? visibility : "private", "created_at", (json_int_t) now,
                        "updated_at", (json_int_t) now);
         json_object_set_new(fn, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
+        json_object_set(fn, "tags", tags);
+        json_object_set_new(fn, "search", search_text(name, json_string_value(json_object_get(fn, "description")),
+                                                      tags));
         r = MP_STORE(core->store)->function_create(core->store, fn, ver, err);
         if (r == -EEXIST)
                 return mp_error_set(err, EEXIST, 409, "conflict",
@@ -276,6 +337,11 @@ static int load_owned(struct mp_core *core, const struct mp_principal *p, const 
         int r = load_visible(core, p, id, &fn, err);
         if (r < 0)
                 return r;
+        /* Seen, so its existence is no secret: the caller's role answers 403. */
+        if ((r = mp_core_authorize(p, MP_ACTION_FUNCTION_WRITE, err)) < 0) {
+                json_decref(fn);
+                return r;
+        }
         if (strcmp(json_string_value(json_object_get(fn, "owner_id")), p->user_id)) {
                 json_decref(fn);
                 /* Visible but not theirs: they may call it, not change it. */
@@ -341,7 +407,7 @@ int mp_core_function_list(struct mp_core *core, const struct mp_principal *p,
 
 int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, const char *id,
                             json_t *body, json_t **ret, struct mp_error *err) {
-        _cleanup_json_ json_t *fn = NULL, *prev = NULL, *ver = NULL, *fields = NULL;
+        _cleanup_json_ json_t *fn = NULL, *prev = NULL, *ver = NULL, *fields = NULL, *tags = NULL;
         const char *description = NULL, *visibility = NULL, *name = NULL;
         bool new_version = false;
         int latest = 0, r;
@@ -358,6 +424,8 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
         if (visibility && strcmp(visibility, "private") && strcmp(visibility, "company") &&
             strcmp(visibility, "public"))
                 mp_error_add_field(err, "visibility", "must be private, company or public");
+        if (json_object_get(body, "tags"))
+                tags = read_tags(json_object_get(body, "tags"), err);
         if ((r = mp_core_validation_done(err, "fields")) < 0)
                 return r;
         static const char *const vkeys[] = { "code", "handler", "requirements", "limits", "isolation", NULL };
@@ -376,6 +444,18 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
                 json_object_set_new(fields, "description", json_string(description));
         if (visibility)
                 json_object_set_new(fields, "visibility", json_string(visibility));
+        if (tags || description) {
+                json_t *t = tags ? tags : json_object_get(fn, "tags");
+                if (!json_is_array(t))
+                        t = NULL;
+                _cleanup_json_ json_t *none = t ? NULL : json_array();
+                json_object_set(fields, "tags", t ? t : none);
+                json_object_set_new(fields, "search",
+                                    search_text(json_string_value(json_object_get(fn, "name")),
+                                                description ? description
+                                                            : json_string_value(json_object_get(fn, "description")),
+                                                t ? t : none));
+        }
         r = MP_STORE(core->store)->function_update(core->store, id, fields, ver, mp_now_ms(), &latest, err);
         if (r == -ENOENT)
                 return mp_core_not_found(err, "function", id);
@@ -429,5 +509,73 @@ int mp_core_load_callable(struct mp_core *core, const struct mp_principal *p, co
         if (r < 0)
                 return r;
         *ret_fn = TAKE_PTR(fn);
+        return 0;
+}
+
+/* --- the public catalogue --- */
+
+int mp_core_catalogue(struct mp_core *core, const struct mp_principal *p, const char *q,
+                      const char *tag, const char *author, const char *cursor, int limit,
+                      json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *filter = NULL, *items = NULL;
+        _cleanup_free_ char *lq = NULL, *la = NULL;
+        struct mp_store_list list = { 0 };
+        size_t i;
+        json_t *row;
+        int r;
+
+        if (q && (strlen(q) > MP_MAX_CATALOGUE_QUERY_LEN || !mp_utf8_valid(q, strlen(q)))) {
+                mp_error_set(err, EINVAL, 400, "bad_request",
+                             "query parameter q must be valid UTF-8 of at most %d bytes",
+                             MP_MAX_CATALOGUE_QUERY_LEN);
+                mp_error_add_field(err, "q", "must be at most %d bytes of UTF-8", MP_MAX_CATALOGUE_QUERY_LEN);
+                return -EINVAL;
+        }
+        if (tag && !mp_core_tag_valid(tag)) {
+                mp_error_set(err, EINVAL, 400, "bad_request",
+                             "query parameter tag must be 1 to %d characters of a-z, 0-9 and '-'",
+                             MP_MAX_TAG_LEN);
+                mp_error_add_field(err, "tag", "must be 1 to %d characters of a-z, 0-9 and '-'", MP_MAX_TAG_LEN);
+                return -EINVAL;
+        }
+        if (author && (!*author || strlen(author) > MP_MAX_EMAIL_LEN || !mp_utf8_valid(author, strlen(author)))) {
+                mp_error_set(err, EINVAL, 400, "bad_request",
+                             "query parameter author must be an email or the part of one before '@'");
+                mp_error_add_field(err, "author", "must be an email or the part of one before '@'");
+                return -EINVAL;
+        }
+        /* The search text and emails are stored with ASCII letters in lower case. */
+        if ((q && !(lq = strdup(q))) || (author && !(la = strdup(author))))
+                return -ENOMEM;
+        for (char *c = lq; c && *c; c++)
+                *c = (char) tolower((unsigned char) *c);
+        for (char *c = la; c && *c; c++)
+                *c = (char) tolower((unsigned char) *c);
+        filter = json_pack("{s:i}", "limit", limit);
+        if (lq && *lq)
+                json_object_set_new(filter, "q", json_string(lq));
+        if (tag)
+                json_object_set_new(filter, "tag", json_string(tag));
+        if (la)
+                json_object_set_new(filter, strchr(la, '@') ? "author_email" : "author_name", json_string(la));
+        if (cursor)
+                json_object_set_new(filter, "cursor", json_string(cursor));
+        r = MP_STORE(core->store)->function_catalogue(core->store, filter, &list, err);
+        if (r == -EINVAL)
+                return mp_error_set(err, EINVAL, 400, "bad_request", "cursor \"%.64s\" is not one this server gave",
+                                    cursor ? cursor : "");
+        if (r < 0)
+                return r;
+        items = json_array();
+        json_array_foreach(list.items, i, row) {
+                static const char *const times[] = { "updated_at", NULL };
+                static const char *const drop[] = { "created_at", NULL };
+                mp_core_shape(row, times, drop);
+                json_array_append(items, row);
+        }
+        *ret = json_pack("{s:O}", "items", items);
+        json_object_set_new(*ret, "next_cursor", list.next_cursor ? json_string(list.next_cursor) : json_null());
+        json_decref(list.items);
+        free(list.next_cursor);
         return 0;
 }

@@ -6,9 +6,14 @@
 #include "core/core-internal.h"
 #include "queue/queue.h"
 
+/* A task is its owner's; a company admin also sees (and may cancel) the tasks made in
+ * the company by its members. Anyone else gets the same 404 as for an unknown id. */
 static bool task_visible(const struct mp_principal *p, json_t *task) {
         const char *owner = json_string_value(json_object_get(task, "owner_id"));
-        return owner && !strcmp(owner, p->user_id);
+        const char *company = json_string_value(json_object_get(task, "company_id"));
+        if (owner && !strcmp(owner, p->user_id))
+                return true;
+        return mp_core_is_company_admin(p) && company && !strcmp(company, p->company_id);
 }
 
 static void append_url_escaped(char *buf, size_t size, const char *s) {
@@ -172,6 +177,13 @@ int mp_core_task_get(struct mp_core *core, const struct mp_principal *p, const c
 int mp_core_task_list(struct mp_core *core, const struct mp_principal *p,
                       const char *function_id, const char *status, const char *cursor,
                       int limit, json_t **ret, struct mp_error *err) {
+        return mp_core_task_list_owner(core, p->user_id, NULL, function_id, status, cursor, limit,
+                                       ret, err);
+}
+
+int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const char *company_id,
+                            const char *function_id, const char *status, const char *cursor,
+                            int limit, json_t **ret, struct mp_error *err) {
         static const char *const statuses[] = { "queued", "running", "completed", "failed",
                                                 "timed_out", "cancelled" };
         _cleanup_json_ json_t *filter = NULL, *items = NULL;
@@ -187,7 +199,7 @@ int mp_core_task_list(struct mp_core *core, const struct mp_principal *p,
                 return mp_error_set(err, EINVAL, 400, "bad_request",
                                     "status must be one of queued, running, completed, failed, "
                                     "timed_out, cancelled");
-        filter = json_pack("{s:s,s:i}", "owner_id", p->user_id, "limit", limit);
+        filter = json_pack("{s:s,s:i}", "owner_id", owner_id, "limit", limit);
         if (function_id)
                 json_object_set_new(filter, "function_id", json_string(function_id));
         if (status)
@@ -201,8 +213,14 @@ int mp_core_task_list(struct mp_core *core, const struct mp_principal *p,
         if (r < 0)
                 return r;
         items = json_array();
-        json_array_foreach(list.items, i, t)
+        json_array_foreach(list.items, i, t) {
+                /* A member's tasks from before they joined company_id are not its. A page
+                 * may come out shorter; next_cursor still leads on. */
+                const char *tc = json_string_value(json_object_get(t, "company_id"));
+                if (company_id && (!tc || strcmp(tc, company_id)))
+                        continue;
                 json_array_append_new(items, render(core, t));
+        }
         *ret = json_pack("{s:O}", "items", items);
         json_object_set_new(*ret, "next_cursor", list.next_cursor ? json_string(list.next_cursor) : json_null());
         json_decref(list.items);
@@ -252,9 +270,11 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
         int r = load_task(core, p, id, &t, err);
         if (r < 0)
                 return r;
+        bool by_owner = !strcmp(json_string_value(json_object_get(t, "owner_id")) ?: "", p->user_id);
         fields = json_pack("{s:s,s:I,s:{s:s,s:s}}", "status", "cancelled", "finished_at",
                            (json_int_t) mp_now_ms(), "error", "type", "Cancelled", "message",
-                           "the task was cancelled by its owner");
+                           by_owner ? "the task was cancelled by its owner"
+                                    : "the task was cancelled by an admin of its company");
         r = MP_STORE(core->store)->task_finish(core->store, id, fields, err);
         if (r < 0)
                 return r;

@@ -1091,6 +1091,14 @@ static int postgres_token_revoke(struct mp_store *s, const char *user_id, const 
         WITH_CONN(s, err, token_revoke_on(s, c, user_id, token_id, now, err));
 }
 
+static int postgres_token_revoke_sessions(struct mp_store *s, const char *user_id,
+                                          const char *except_token_id, int64_t now,
+                                          struct mp_error *err) {
+        WITH_CONN(s, err, run_count(s, c, SQL_TOKEN_REVOKE_SESSIONS,
+                                    (struct param[]) { PI(now), PT(user_id), PT(except_token_id) }, 3,
+                                    "revoking a user's sessions", err));
+}
+
 /* ---- functions ---- */
 
 /* Insert `version` as version n of function id (a shallow copy gets the key columns). */
@@ -1632,6 +1640,183 @@ static int postgres_job_release_all(struct mp_store *s, struct mp_error *err) {
         WITH_CONN(s, err, run_count(s, c, SQL_JOB_RELEASE_ALL, NULL, 0, "releasing jobs", err));
 }
 
+/* ---- the audit log ---- */
+
+static int postgres_audit_append(struct mp_store *s, json_t *event, struct mp_error *err) {
+        WITH_CONN(s, err, insert_row(s, c, "audit", audit_cols, ELEMENTSOF(audit_cols), event,
+                                     "writing an audit event", err));
+}
+
+static int audit_list_on(struct mp_store *s, struct conn *c, const char *company, const char *kind,
+                         const char *actor, json_t *since, const struct list_args *l,
+                         struct mp_store_list *ret, struct mp_error *err) {
+        struct param p[] = {
+                PT(company), PT(kind), PT(actor),
+                json_is_integer(since) ? PI(json_integer_value(since)) : PI_NULL,
+                l->cursor ? PI(l->cursor_t) : PI_NULL,
+                PT(l->cursor ? l->cursor_id : NULL),
+                PI(l->limit + 1),
+        };
+        return run_page(s, c, SQL_AUDIT_LIST, p, ELEMENTSOF(p), l->limit, "at", ret,
+                        "listing audit events", err);
+}
+
+static int postgres_audit_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                               struct mp_error *err) {
+        struct list_args l = { 0 };
+        const char *company, *kind, *actor;
+        json_t *since = json_object_get(filter, "since");
+
+        TRY(filter_str(filter, "company_id", &company, err));
+        TRY(filter_str(filter, "kind", &kind, err));
+        TRY(filter_str(filter, "actor_id", &actor, err));
+        TRY(filter_str(filter, "cursor", &l.cursor, err));
+        TRY(filter_limit(filter, &l.limit, err));
+        if (l.cursor)
+                TRY(cursor_decode(l.cursor, &l.cursor_t, l.cursor_id, err));
+        WITH_CONN(s, err, audit_list_on(s, c, company, kind, actor, since, &l, ret, err));
+}
+
+/* ---- companies and the catalogue ---- */
+
+static int company_get_on(struct mp_store *s, struct conn *c, const char *company_id, json_t **ret,
+                          struct mp_error *err) {
+        int r = get_row(s, c, SQL_COMPANY_GET, (struct param[]) { PT(company_id) }, 1, ret,
+                        "reading a company", err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no company with id '%s'", company_id ? company_id : "");
+        return r;
+}
+
+static int postgres_company_get(struct mp_store *s, const char *company_id, json_t **ret,
+                                struct mp_error *err) {
+        WITH_CONN(s, err, company_get_on(s, c, company_id, ret, err));
+}
+
+static int company_members_on(struct mp_store *s, struct conn *c, const char *company_id,
+                              json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *arr = json_array();
+
+        if (!arr)
+                return -ENOMEM;
+        TRY(get_all(s, c, SQL_COMPANY_MEMBERS, (struct param[]) { PT(company_id) }, 1, arr,
+                    "listing a company's members", err));
+        *ret = TAKE_PTR(arr);
+        return 0;
+}
+
+static int postgres_company_members(struct mp_store *s, const char *company_id, json_t **ret,
+                                    struct mp_error *err) {
+        WITH_CONN(s, err, company_members_on(s, c, company_id, ret, err));
+}
+
+/* The company's admins are locked until the transaction ends, so two admins who demote
+ * (or remove) each other at once are counted one after the other: the second sees the
+ * first's change and is refused (SQLite's single writer does this by itself). */
+static const char SQL_ADMINS_LOCK[] =
+        "SELECT id FROM users WHERE company_id = ?1 AND role = 'admin' FOR UPDATE";
+
+/* As in the SQLite backend: 0, -ENOENT or -EPERM. */
+static int member_check(struct mp_store *s, struct conn *c, const char *company_id,
+                        const char *user_id, const char *new_role, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        int64_t others = 0;
+        int r;
+
+        TRY(run_count(s, c, SQL_ADMINS_LOCK, (struct param[]) { PT(company_id) }, 1,
+                      "locking a company's admins", err));
+        r = get_row(s, c, SQL_MEMBER_ROLE, (struct param[]) { PT(user_id), PT(company_id) }, 2, &row,
+                    "reading a member's role", err);
+        if (r == -ENOENT)
+                return not_found(err, "no member with id '%s' in this company", user_id ? user_id : "");
+        if (r < 0)
+                return r;
+        if (strcmp(json_string_value(json_object_get(row, "role")) ?: "", "admin") != 0 ||
+            (new_role && strcmp(new_role, "admin") == 0))
+                return 0;
+        TRY(get_int(s, c, SQL_OTHER_ADMINS, (struct param[]) { PT(company_id), PT(user_id) }, 2, &others,
+                    "counting a company's admins", err));
+        if (others == 0)
+                return mp_error_set(err, EPERM, 409, "conflict",
+                                    "the company would be left without an admin");
+        return 0;
+}
+
+static int member_set_role_tx(struct mp_store *s, struct conn *c, const char *company_id,
+                              const char *user_id, const char *role, struct mp_error *err) {
+        TRY(member_check(s, c, company_id, user_id, role, err));
+        TRY(run_count(s, c, SQL_MEMBER_SET_ROLE, (struct param[]) { PT(role), PT(user_id), PT(company_id) },
+                      3, "setting a member's role", err));
+        return 0;
+}
+
+static int member_set_role_on(struct mp_store *s, struct conn *c, const char *company_id,
+                              const char *user_id, const char *role, struct mp_error *err) {
+        TRY(tx_begin(s, c, err));
+        return tx_end(s, c, member_set_role_tx(s, c, company_id, user_id, role, err), err);
+}
+
+static int postgres_member_set_role(struct mp_store *s, const char *company_id, const char *user_id,
+                                    const char *role, struct mp_error *err) {
+        bool known = false;
+
+        for (const char *const *r = roles; *r && role; r++)
+                known |= strcmp(*r, role) == 0;
+        if (!known)
+                return invalid(err, "a role is admin, member or viewer, not '%s'", role ? role : "");
+        WITH_CONN(s, err, member_set_role_on(s, c, company_id, user_id, role, err));
+}
+
+static int member_remove_tx(struct mp_store *s, struct conn *c, const char *company_id,
+                            const char *user_id, int64_t now, struct mp_error *err) {
+        TRY(member_check(s, c, company_id, user_id, NULL, err));
+        TRY(run_count(s, c, SQL_MEMBER_REMOVE, (struct param[]) { PT(user_id), PT(company_id) }, 2,
+                      "removing a member", err));
+        TRY(run_count(s, c, SQL_TOKENS_REVOKE_ALL, (struct param[]) { PI(now > 0 ? now : 1), PT(user_id) },
+                      2, "revoking a removed member's tokens", err));
+        return 0;
+}
+
+static int member_remove_on(struct mp_store *s, struct conn *c, const char *company_id,
+                            const char *user_id, int64_t now, struct mp_error *err) {
+        TRY(tx_begin(s, c, err));
+        return tx_end(s, c, member_remove_tx(s, c, company_id, user_id, now, err), err);
+}
+
+static int postgres_member_remove(struct mp_store *s, const char *company_id, const char *user_id,
+                                  int64_t now, struct mp_error *err) {
+        WITH_CONN(s, err, member_remove_on(s, c, company_id, user_id, now, err));
+}
+
+static int catalogue_on(struct mp_store *s, struct conn *c, const struct catalogue_args *a,
+                        struct mp_store_list *ret, struct mp_error *err) {
+        struct param p[] = {
+                PT(a->q), PT(a->tag), PT(a->author_email), PT(a->author_name),
+                a->cursor ? PI(a->cursor_t) : PI_NULL,
+                PT(a->cursor ? a->cursor_id : NULL),
+                PI(a->limit + 1),
+        };
+        return run_page(s, c, SQL_CATALOGUE, p, ELEMENTSOF(p), a->limit, "created_at", ret,
+                        "searching the catalogue", err);
+}
+
+static int catalogue_with_conn(struct mp_store *s, const struct catalogue_args *a,
+                               struct mp_store_list *ret, struct mp_error *err) {
+        WITH_CONN(s, err, catalogue_on(s, c, a, ret, err));
+}
+
+static int postgres_function_catalogue(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                                       struct mp_error *err) {
+        struct catalogue_args a;
+        int r;
+
+        TRY(catalogue_args_read(filter, &a, err));
+        r = catalogue_with_conn(s, &a, ret, err);
+        catalogue_args_free(&a);
+        return r;
+}
+
 const struct mp_store_ops mp_store_postgres_ops = {
         .scheme = "postgres",
         .open = postgres_open,
@@ -1645,6 +1830,9 @@ const struct mp_store_ops mp_store_postgres_ops = {
         .token_lookup = postgres_token_lookup,
         .token_list = postgres_token_list,
         .token_revoke = postgres_token_revoke,
+        .token_revoke_sessions = postgres_token_revoke_sessions,
+        .audit_append = postgres_audit_append,
+        .audit_list = postgres_audit_list,
         .function_create = postgres_function_create,
         .function_get = postgres_function_get,
         .function_find = postgres_function_find,
@@ -1663,4 +1851,9 @@ const struct mp_store_ops mp_store_postgres_ops = {
         .job_claim = postgres_job_claim,
         .job_extend = postgres_job_extend,
         .job_release_all = postgres_job_release_all,
+        .company_get = postgres_company_get,
+        .company_members = postgres_company_members,
+        .member_set_role = postgres_member_set_role,
+        .member_remove = postgres_member_remove,
+        .function_catalogue = postgres_function_catalogue,
 };

@@ -125,12 +125,38 @@ static const char *const migrations[] = {
         "ALTER TABLE users ADD COLUMN external_id TEXT;"
         "CREATE UNIQUE INDEX IF NOT EXISTS users_external_id ON users (external_id)"
         "  WHERE external_id IS NOT NULL;",
+        /* 3: the public catalogue. tags: a JSON array of strings; search: name, description
+         * and tags in ASCII lower case, written by core/ so that LIKE matches the same rows
+         * on both backends (their lower() differ beyond ASCII). Rows older than this get
+         * lower(name, description) once. */
+        "ALTER TABLE functions ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';"
+        "ALTER TABLE functions ADD COLUMN search TEXT NOT NULL DEFAULT '';"
+        "UPDATE functions SET search = lower(name || ' ' || description);"
+        "CREATE INDEX IF NOT EXISTS functions_public ON functions (created_at, id)"
+        "  WHERE visibility = 'public' AND deleted_at = 0;"
+        "CREATE INDEX IF NOT EXISTS users_company ON users (company_id, role);",
+        /* 4: API tokens carry scopes (a JSON array; NULL = every scope, which is what
+         * the tokens made before keep), and the audit log of identity events. Number 3
+         * is the companies-and-roles migration of the same issue. */
+        "ALTER TABLE tokens ADD COLUMN scopes TEXT;"
+        "CREATE TABLE IF NOT EXISTS audit ("
+        "  id TEXT PRIMARY KEY,"
+        "  at BIGINT NOT NULL,"
+        "  kind TEXT NOT NULL,"
+        "  actor_id TEXT,"
+        "  company_id TEXT,"
+        "  client TEXT,"
+        "  target_id TEXT,"
+        "  detail TEXT);"
+        "CREATE INDEX IF NOT EXISTS audit_company ON audit (company_id, at, id);",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
 static inline bool is_json_column(const char *name) {
         static const char *const names[] = {
                 "requirements", "input_schema", "limits", "inputs", "result", "error", "artifacts",
+                "tags",
+                "scopes", "detail",
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -180,6 +206,18 @@ static const struct col token_cols[] = {
         { "expires_at", COL_INT, 0, NULL, NULL },
         { "revoked_at", COL_INT, 0, NULL, NULL },
         { "last_used_at", COL_INT, 0, NULL, NULL },
+        { "scopes", COL_JSON, 0, NULL, NULL },
+};
+
+static const struct col audit_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "at", COL_INT, COL_NOW, NULL, NULL },
+        { "kind", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "actor_id", COL_TEXT, 0, NULL, NULL },
+        { "company_id", COL_TEXT, 0, NULL, NULL },
+        { "client", COL_TEXT, 0, NULL, NULL },
+        { "target_id", COL_TEXT, 0, NULL, NULL },
+        { "detail", COL_JSON, 0, NULL, NULL },
 };
 
 static const struct col function_cols[] = {
@@ -191,6 +229,8 @@ static const struct col function_cols[] = {
         { "visibility", COL_TEXT, 0, "private", visibilities },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
         { "updated_at", COL_INT, COL_NOW, NULL, NULL },
+        { "tags", COL_JSON, 0, "[]", NULL },
+        { "search", COL_TEXT, 0, "", NULL },
 };
 
 static const struct col version_cols[] = {
@@ -208,6 +248,8 @@ static const struct col version_cols[] = {
 static const struct col function_update_cols[] = {
         { "description", COL_TEXT, 0, "", NULL },
         { "visibility", COL_TEXT, COL_REQUIRED, NULL, visibilities },
+        { "tags", COL_JSON, COL_REQUIRED, NULL, NULL },
+        { "search", COL_TEXT, COL_REQUIRED, NULL, NULL },
 };
 
 static const struct col task_cols[] = {
@@ -272,11 +314,26 @@ static const char SQL_TOKEN_LIVE[] =
 static const char SQL_TOKEN_TOUCH[] =
         "UPDATE tokens SET last_used_at = ?1 WHERE id = ?2 AND last_used_at < ?1 - 60000";
 static const char SQL_TOKEN_LIST[] =
-        "SELECT id, user_id, kind, name, created_at, expires_at, revoked_at, last_used_at "
+        "SELECT id, user_id, kind, name, created_at, expires_at, revoked_at, last_used_at, scopes "
         "FROM tokens WHERE user_id = ?1 AND kind = 'api' ORDER BY created_at DESC, id DESC";
 static const char SQL_TOKEN_REVOKE[] =
         "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at = 0";
 static const char SQL_TOKEN_OF_USER[] = "SELECT 1 FROM tokens WHERE id = ?1 AND user_id = ?2";
+/* After a password change: every login session of the user but the one that changed it
+ * (?3, may be NULL) stops working. API tokens are kept: they are revoked one by one. */
+static const char SQL_TOKEN_REVOKE_SESSIONS[] =
+        "UPDATE tokens SET revoked_at = ?1 WHERE user_id = ?2 AND kind = 'session'"
+        " AND revoked_at = 0 AND (?3 IS NULL OR id <> ?3)";
+/* The audit log of one company (?1; NULL: the events of no company), newest first.
+ * "(?1 IS NULL AND company_id IS NULL)" says what SQLite's IS and PostgreSQL's IS NOT
+ * DISTINCT FROM would, in words both dialects read. */
+static const char SQL_AUDIT_LIST[] =
+        "SELECT * FROM audit WHERE (company_id = ?1 OR (?1 IS NULL AND company_id IS NULL))"
+        " AND (?2 IS NULL OR kind = ?2)"
+        " AND (?3 IS NULL OR actor_id = ?3)"
+        " AND (?4 IS NULL OR at >= ?4)"
+        " AND (?5 IS NULL OR at < ?5 OR (at = ?5 AND id < ?6))"
+        " ORDER BY at DESC, id DESC LIMIT ?7";
 static const char SQL_FUNCTION_GET[] = "SELECT * FROM functions WHERE id = ?1 AND deleted_at = 0";
 static const char SQL_FUNCTION_FIND[] =
         "SELECT * FROM functions WHERE owner_id = ?1 AND name = ?2 AND deleted_at = 0";
@@ -328,11 +385,76 @@ static const char SQL_JOB_RELEASE[] =
         " ON CONFLICT (task_id) DO UPDATE SET worker_id = NULL, lease_until = 0";
 static const char SQL_JOB_EXTEND[] =
         "UPDATE jobs SET lease_until = ?1 WHERE task_id = ?2 AND worker_id = ?3";
+/* ---- companies and the catalogue (docs/identity.md) ---- */
+static const char SQL_COMPANY_GET[] =
+        "SELECT c.id, c.name, c.created_at,"
+        " (SELECT COUNT(*) FROM users u WHERE u.company_id = c.id) AS members"
+        " FROM companies c WHERE c.id = ?1";
+static const char SQL_COMPANY_MEMBERS[] =
+        "SELECT id, email, role, created_at, external_id FROM users WHERE company_id = ?1"
+        " ORDER BY created_at, id";
+static const char SQL_MEMBER_ROLE[] = "SELECT role FROM users WHERE id = ?1 AND company_id = ?2";
+/* The admins of a company other than one user: a change that leaves none is refused. */
+static const char SQL_OTHER_ADMINS[] =
+        "SELECT COUNT(*) FROM users WHERE company_id = ?1 AND role = 'admin' AND id <> ?2";
+static const char SQL_MEMBER_SET_ROLE[] =
+        "UPDATE users SET role = ?1 WHERE id = ?2 AND company_id = ?3";
+/* A removed member leaves with nothing: no company, no password (no local login), the
+ * least role; its tokens are revoked by SQL_TOKENS_REVOKE_ALL in the same transaction. */
+static const char SQL_MEMBER_REMOVE[] =
+        "UPDATE users SET company_id = NULL, role = 'viewer', password_hash = NULL"
+        " WHERE id = ?1 AND company_id = ?2";
+static const char SQL_TOKENS_REVOKE_ALL[] =
+        "UPDATE tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at = 0";
+/* Public live functions, newest first. ?1 a LIKE pattern for the search text or the
+ * author's email, ?2 a LIKE pattern for one tag in the JSON text, ?3 an exact author
+ * email, ?4 a LIKE pattern for an author's name part ("name@%"); NULL for "any".
+ * Patterns escape with a backslash. */
+static const char SQL_CATALOGUE[] =
+        "SELECT f.id, f.name, f.description, f.tags, u.email AS author,"
+        " f.latest_version AS version, v.input_schema, f.created_at, f.updated_at"
+        " FROM functions f JOIN users u ON u.id = f.owner_id"
+        " JOIN function_versions v ON v.function_id = f.id AND v.version = f.latest_version"
+        " WHERE f.deleted_at = 0 AND f.visibility = 'public'"
+        " AND (?1 IS NULL OR f.search LIKE ?1 ESCAPE '\\' OR u.email LIKE ?1 ESCAPE '\\')"
+        " AND (?2 IS NULL OR f.tags LIKE ?2 ESCAPE '\\')"
+        " AND (?3 IS NULL OR u.email = ?3)"
+        " AND (?4 IS NULL OR u.email LIKE ?4 ESCAPE '\\')"
+        " AND (?5 IS NULL OR f.created_at < ?5 OR (f.created_at = ?5 AND f.id < ?6))"
+        " ORDER BY f.created_at DESC, f.id DESC LIMIT ?7";
+
 static const char SQL_JOB_RELEASE_ALL[] =
         "UPDATE jobs SET worker_id = NULL, lease_until = 0"
         " WHERE lease_until <> 0 OR worker_id IS NOT NULL";
 
 /* ---- text, filters and cursors ---- */
+
+/* A LIKE pattern: before, then s with '\\', '%' and '_' escaped by a backslash, then after.
+ * *ret is malloc'ed (NULL when s is NULL). 0 or -ENOMEM. */
+static inline int like_pattern(const char *before, const char *s, const char *after, char **ret) {
+        struct mp_buf b = { 0 };
+        int r = 0;
+
+        *ret = NULL;
+        if (!s)
+                return 0;
+        r = mp_buf_append(&b, before, strlen(before));
+        for (const char *p = s; *p && r >= 0; p++) {
+                if (*p == '\\' || *p == '%' || *p == '_')
+                        r = mp_buf_append(&b, "\\", 1);
+                if (r >= 0)
+                        r = mp_buf_append(&b, p, 1);
+        }
+        if (r >= 0)
+                r = mp_buf_append(&b, after, strlen(after)); /* NUL-terminated */
+        if (r < 0) {
+                mp_buf_free(&b);
+                return -ENOMEM;
+        }
+        *ret = b.data;
+        return 0;
+}
+
 
 /* Text as a JSON string. Logs hold whatever a user's function printed, so bytes that are
  * not UTF-8 become U+FFFD here rather than making the whole row unreadable. */
@@ -463,5 +585,42 @@ static inline int cursor_decode(const char *c, int64_t *ret_t, char ret_id[CURSO
                         return bad_cursor(err);
         *ret_t = t;
         memcpy(ret_id, id, strlen(id) + 1);
+        return 0;
+}
+
+/* The parameters of SQL_CATALOGUE, read from a filter (see function_catalogue). */
+struct catalogue_args {
+        char *q, *tag, *author_name; /* LIKE patterns, malloc'ed */
+        const char *author_email, *cursor;
+        int64_t cursor_t;
+        char cursor_id[CURSOR_MAX_ID + 1];
+        int limit;
+};
+
+static inline void catalogue_args_free(struct catalogue_args *a) {
+        free(a->q);
+        free(a->tag);
+        free(a->author_name);
+        a->q = a->tag = a->author_name = NULL;
+}
+
+static inline int catalogue_args_read(json_t *filter, struct catalogue_args *a, struct mp_error *err) {
+        const char *q, *tag, *name;
+        int r;
+
+        memset(a, 0, sizeof(*a));
+        if ((r = filter_str(filter, "q", &q, err)) < 0 || (r = filter_str(filter, "tag", &tag, err)) < 0 ||
+            (r = filter_str(filter, "author_name", &name, err)) < 0 ||
+            (r = filter_str(filter, "author_email", &a->author_email, err)) < 0 ||
+            (r = filter_str(filter, "cursor", &a->cursor, err)) < 0 ||
+            (r = filter_limit(filter, &a->limit, err)) < 0)
+                return r;
+        if (a->cursor && (r = cursor_decode(a->cursor, &a->cursor_t, a->cursor_id, err)) < 0)
+                return r;
+        if (like_pattern("%", q, "%", &a->q) < 0 || like_pattern("%\"", tag, "\"%", &a->tag) < 0 ||
+            like_pattern("", name, "@%", &a->author_name) < 0) {
+                catalogue_args_free(a);
+                return -ENOMEM;
+        }
         return 0;
 }

@@ -740,6 +740,60 @@ static int sqlite_token_revoke(struct mp_store *s, const char *user_id, const ch
         return r < 0 ? r : 0;
 }
 
+static int sqlite_token_revoke_sessions(struct mp_store *s, const char *user_id,
+                                        const char *except_token_id, int64_t now,
+                                        struct mp_error *err) {
+        LOCKED(s);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        TRY(stmt(s, SQL_TOKEN_REVOKE_SESSIONS, &st, err));
+        TRY(bind_int(s, st, 1, now, err));
+        TRY(bind_text(s, st, 2, user_id, err));
+        TRY(bind_text(s, st, 3, except_token_id, err));
+        return step_done(s, st, "revoking a user's sessions", err);
+}
+
+/* ---- the audit log ---- */
+
+static struct table audit_table = { "audit", audit_cols, ELEMENTSOF(audit_cols), "" };
+
+static int sqlite_audit_append(struct mp_store *s, json_t *event, struct mp_error *err) {
+        LOCKED(s);
+        return insert_row(s, &audit_table, event, "writing an audit event", err);
+}
+
+static int sqlite_audit_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                             struct mp_error *err) {
+        LOCKED(s);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const char *company, *kind, *actor, *cursor;
+        char before_id[CURSOR_MAX_ID + 1];
+        int64_t before_t = 0;
+        json_t *since = json_object_get(filter, "since");
+        int limit;
+
+        TRY(filter_str(filter, "company_id", &company, err));
+        TRY(filter_str(filter, "kind", &kind, err));
+        TRY(filter_str(filter, "actor_id", &actor, err));
+        TRY(filter_str(filter, "cursor", &cursor, err));
+        TRY(filter_limit(filter, &limit, err));
+        if (cursor)
+                TRY(cursor_decode(cursor, &before_t, before_id, err));
+
+        TRY(stmt(s, SQL_AUDIT_LIST, &st, err));
+        TRY(bind_text(s, st, 1, company, err));
+        TRY(bind_text(s, st, 2, kind, err));
+        TRY(bind_text(s, st, 3, actor, err));
+        if (json_is_integer(since))
+                TRY(bind_int(s, st, 4, json_integer_value(since), err));
+        if (cursor) {
+                TRY(bind_int(s, st, 5, before_t, err));
+                TRY(bind_text(s, st, 6, before_id, err));
+        }
+        TRY(bind_int(s, st, 7, limit + 1, err));
+        return run_page(s, st, limit, "at", ret, "listing audit events", err);
+}
+
 /* ---- functions ---- */
 
 static struct table functions_table = { "functions", function_cols, ELEMENTSOF(function_cols), "" };
@@ -1270,6 +1324,140 @@ static int sqlite_job_release_all(struct mp_store *s, struct mp_error *err) {
         return step_done(s, st, "releasing jobs", err);
 }
 
+/* ---- companies and the catalogue ---- */
+
+static int sqlite_company_get(struct mp_store *s, const char *company_id, json_t **ret,
+                              struct mp_error *err) {
+        LOCKED(s);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        TRY(stmt(s, SQL_COMPANY_GET, &st, err));
+        TRY(bind_text(s, st, 1, company_id, err));
+        r = step_row(s, st, ret, "reading a company", err);
+        if (r == -ENOENT)
+                return not_found(err, "no company with id '%s'", company_id ? company_id : "");
+        return r;
+}
+
+static int sqlite_company_members(struct mp_store *s, const char *company_id, json_t **ret,
+                                  struct mp_error *err) {
+        LOCKED(s);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_json_ json_t *arr = json_array();
+
+        if (!arr)
+                return -ENOMEM;
+        TRY(stmt(s, SQL_COMPANY_MEMBERS, &st, err));
+        TRY(bind_text(s, st, 1, company_id, err));
+        TRY(step_all(s, st, arr, "listing a company's members", err));
+        *ret = TAKE_PTR(arr);
+        return 0;
+}
+
+/* The member's role now, and whether changing it to new_role (NULL: removing the member)
+ * leaves the company an admin: 0, -ENOENT or -EPERM. */
+static int member_check(struct mp_store *s, const char *company_id, const char *user_id,
+                        const char *new_role, struct mp_error *err) {
+        _cleanup_stmt_ sqlite3_stmt *role = NULL, *others = NULL;
+        bool was_admin;
+        int rc;
+
+        TRY(stmt(s, SQL_MEMBER_ROLE, &role, err));
+        TRY(bind_text(s, role, 1, user_id, err));
+        TRY(bind_text(s, role, 2, company_id, err));
+        rc = sqlite3_step(role);
+        if (rc == SQLITE_DONE)
+                return not_found(err, "no member with id '%s' in this company", user_id ? user_id : "");
+        if (rc != SQLITE_ROW)
+                return sql_fail(s, rc, err, "reading a member's role");
+        was_admin = strcmp((const char *) sqlite3_column_text(role, 0), "admin") == 0;
+        if (!was_admin || (new_role && strcmp(new_role, "admin") == 0))
+                return 0;
+        TRY(stmt(s, SQL_OTHER_ADMINS, &others, err));
+        TRY(bind_text(s, others, 1, company_id, err));
+        TRY(bind_text(s, others, 2, user_id, err));
+        rc = sqlite3_step(others);
+        if (rc != SQLITE_ROW)
+                return sql_fail(s, rc, err, "counting a company's admins");
+        if (sqlite3_column_int64(others, 0) == 0)
+                return mp_error_set(err, EPERM, 409, "conflict",
+                                    "the company would be left without an admin");
+        return 0;
+}
+
+static int member_set_role_tx(struct mp_store *s, const char *company_id, const char *user_id,
+                              const char *role, struct mp_error *err) {
+        _cleanup_stmt_ sqlite3_stmt *up = NULL;
+
+        TRY(member_check(s, company_id, user_id, role, err));
+        TRY(stmt(s, SQL_MEMBER_SET_ROLE, &up, err));
+        TRY(bind_text(s, up, 1, role, err));
+        TRY(bind_text(s, up, 2, user_id, err));
+        TRY(bind_text(s, up, 3, company_id, err));
+        TRY(step_done(s, up, "setting a member's role", err));
+        return 0;
+}
+
+static int sqlite_member_set_role(struct mp_store *s, const char *company_id, const char *user_id,
+                                  const char *role, struct mp_error *err) {
+        LOCKED(s);
+        bool known = false;
+
+        for (const char *const *r = roles; *r && role; r++)
+                known |= strcmp(*r, role) == 0;
+        if (!known)
+                return invalid(err, "a role is admin, member or viewer, not '%s'", role ? role : "");
+        TRY(tx_begin(s, err));
+        return tx_end(s, member_set_role_tx(s, company_id, user_id, role, err), err);
+}
+
+static int member_remove_tx(struct mp_store *s, const char *company_id, const char *user_id,
+                            int64_t now, struct mp_error *err) {
+        _cleanup_stmt_ sqlite3_stmt *up = NULL, *revoke = NULL;
+
+        TRY(member_check(s, company_id, user_id, NULL, err));
+        TRY(stmt(s, SQL_MEMBER_REMOVE, &up, err));
+        TRY(bind_text(s, up, 1, user_id, err));
+        TRY(bind_text(s, up, 2, company_id, err));
+        TRY(step_done(s, up, "removing a member", err));
+        TRY(stmt(s, SQL_TOKENS_REVOKE_ALL, &revoke, err));
+        TRY(bind_int(s, revoke, 1, now > 0 ? now : 1, err));
+        TRY(bind_text(s, revoke, 2, user_id, err));
+        TRY(step_done(s, revoke, "revoking a removed member's tokens", err));
+        return 0;
+}
+
+static int sqlite_member_remove(struct mp_store *s, const char *company_id, const char *user_id,
+                                int64_t now, struct mp_error *err) {
+        LOCKED(s);
+
+        TRY(tx_begin(s, err));
+        return tx_end(s, member_remove_tx(s, company_id, user_id, now, err), err);
+}
+
+static int sqlite_function_catalogue(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                                     struct mp_error *err) {
+        LOCKED(s);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        struct catalogue_args a;
+        int r;
+
+        TRY(catalogue_args_read(filter, &a, err));
+        if ((r = stmt(s, SQL_CATALOGUE, &st, err)) < 0 || (r = bind_text(s, st, 1, a.q, err)) < 0 ||
+            (r = bind_text(s, st, 2, a.tag, err)) < 0 || (r = bind_text(s, st, 3, a.author_email, err)) < 0 ||
+            (r = bind_text(s, st, 4, a.author_name, err)) < 0 ||
+            (a.cursor && ((r = bind_int(s, st, 5, a.cursor_t, err)) < 0 ||
+                          (r = bind_text(s, st, 6, a.cursor_id, err)) < 0)) ||
+            (r = bind_int(s, st, 7, a.limit + 1, err)) < 0) {
+                catalogue_args_free(&a);
+                return r;
+        }
+        r = run_page(s, st, a.limit, "created_at", ret, "searching the catalogue", err);
+        catalogue_args_free(&a);
+        return r;
+}
+
 const struct mp_store_ops mp_store_sqlite_ops = {
         .scheme = "sqlite",
         .open = sqlite_open,
@@ -1283,6 +1471,9 @@ const struct mp_store_ops mp_store_sqlite_ops = {
         .token_lookup = sqlite_token_lookup,
         .token_list = sqlite_token_list,
         .token_revoke = sqlite_token_revoke,
+        .token_revoke_sessions = sqlite_token_revoke_sessions,
+        .audit_append = sqlite_audit_append,
+        .audit_list = sqlite_audit_list,
         .function_create = sqlite_function_create,
         .function_get = sqlite_function_get,
         .function_find = sqlite_function_find,
@@ -1301,4 +1492,9 @@ const struct mp_store_ops mp_store_sqlite_ops = {
         .job_claim = sqlite_job_claim,
         .job_extend = sqlite_job_extend,
         .job_release_all = sqlite_job_release_all,
+        .company_get = sqlite_company_get,
+        .company_members = sqlite_company_members,
+        .member_set_role = sqlite_member_set_role,
+        .member_remove = sqlite_member_remove,
+        .function_catalogue = sqlite_function_catalogue,
 };

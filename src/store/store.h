@@ -23,7 +23,9 @@
  *        last_used_at)
  *  functions(id, owner_id, company_id?, name, description, visibility
  *        "private"|"company"|"public", latest_version, created_at, updated_at,
- *        deleted_at (0 = live)); unique (owner_id, name) among live functions
+ *        deleted_at (0 = live), tags (json: array of strings), search (name,
+ *        description and tags in ASCII lower case, for the catalogue)); unique
+ *        (owner_id, name) among live functions
  *  function_versions(function_id, version, code, handler, requirements (json),
  *        input_schema (json), limits (json), isolation, created_at); primary key
  *        (function_id, version)
@@ -35,6 +37,9 @@
  *        unique (owner_id, function_id, idempotency_key) where the key is set
  *  jobs(task_id primary key, enqueued_at, worker_id?, lease_until (0 = unclaimed))
  *        the local queue: a row per task waiting or being run.
+ *  audit(id, at, kind, actor_id?, company_id?, client?, target_id?, detail (json))
+ *        identity and access events (docs/identity.md#audit); tokens also carry
+ *        scopes (json array of scope names; null = every scope).
  *
  * Absent optional values are JSON null (or 0 for times) in rows that come back.
  */
@@ -84,6 +89,19 @@ struct mp_store_ops {
         /* -ENOENT when no such token of that user. */
         int (*token_revoke)(struct mp_store *s, const char *user_id, const char *token_id,
                             int64_t now, struct mp_error *err);
+        /* Revoke every live session token (kind "session") of a user except
+         * except_token_id (NULL: all of them). Returns how many were revoked. */
+        int (*token_revoke_sessions)(struct mp_store *s, const char *user_id,
+                                     const char *except_token_id, int64_t now,
+                                     struct mp_error *err);
+
+        /* --- the audit log --- */
+        /* event: {id, at, kind, actor_id?, company_id?, client?, target_id?, detail?}. */
+        int (*audit_append)(struct mp_store *s, json_t *event, struct mp_error *err);
+        /* filter: {company_id (null: events of no company), kind?, actor_id?, since?
+         * (epoch ms, inclusive), cursor?, limit}; newest first. */
+        int (*audit_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                          struct mp_error *err);
 
         /* --- functions --- */
         /* fn: {id, owner_id, company_id, name, description, visibility, created_at};
@@ -163,6 +181,32 @@ struct mp_store_ops {
         /* Release every claim (lease_until = 0, worker_id = null): at start-up of the
          * embedded server, whose previous process died. Returns the count released. */
         int (*job_release_all)(struct mp_store *s, struct mp_error *err);
+
+        /* --- companies and the catalogue (docs/identity.md) --- */
+        /* {id, name, created_at, members (count of users)}. -ENOENT: no such company. */
+        int (*company_get)(struct mp_store *s, const char *company_id, json_t **ret,
+                           struct mp_error *err);
+        /* The users of a company, oldest first: [{id, email, role, created_at,
+         * external_id}]. */
+        int (*company_members)(struct mp_store *s, const char *company_id, json_t **ret,
+                               struct mp_error *err);
+        /* Set the role of user_id, a member of company_id, in one transaction with the
+         * check that the company keeps an admin. -ENOENT: not a member of that company;
+         * -EPERM: the company would be left without an admin. */
+        int (*member_set_role)(struct mp_store *s, const char *company_id, const char *user_id,
+                               const char *role, struct mp_error *err);
+        /* Remove user_id from company_id: no company, role "viewer", no password, every
+         * token revoked at now, in one transaction. -ENOENT and -EPERM as above. */
+        int (*member_remove)(struct mp_store *s, const char *company_id, const char *user_id,
+                             int64_t now, struct mp_error *err);
+        /* Public live functions, newest first (created_at, id). filter: {q?, tag?,
+         * author_email?, author_name?, cursor?, limit}: q matches the search text or the
+         * author's email as a substring (the caller lower-cases it), tag one tag exactly,
+         * author_email the email, author_name the part of the email before '@'. Items:
+         * {id, name, description, tags, author (email), version, input_schema, created_at,
+         * updated_at}. */
+        int (*function_catalogue)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                                  struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. */

@@ -1454,6 +1454,211 @@ TEST(pg_idempotency_race) {
         mp_store_close(s);
 }
 
+/* Companies: members, roles with the last-admin rule, removal; the catalogue's search. */
+TEST(companies_and_catalogue) {
+        struct mp_store *s = fresh();
+        struct world w;
+        struct mp_error err = { 0 };
+        struct mp_store_list l = { 0 };
+        json_t *row = NULL, *filter, *tok;
+        char f1[MP_ID_LEN + 1], f2[MP_ID_LEN + 1], f3[MP_ID_LEN + 1];
+
+        make_world(s, &w);
+        CHECK_INT(MP_STORE(s)->company_get(s, w.company_a, &row, NULL), ==, 0);
+        CHECK_STR(str(row, "name"), "Acme");
+        CHECK_INT(num(row, "members"), ==, 2);
+        json_decref(row);
+        CHECK_INT(MP_STORE(s)->company_members(s, w.company_a, &row, NULL), ==, 0);
+        CHECK_INT(json_array_size(row), ==, 2);
+        CHECK(json_object_get(json_array_get(row, 0), "password_hash") == NULL);
+        json_decref(row);
+
+        /* u1 admin; u2 made admin then u1 steps down; u2, the last, cannot */
+        CHECK_INT(MP_STORE(s)->member_set_role(s, w.company_a, w.u1, "admin", NULL), ==, 0);
+        CHECK_INT(MP_STORE(s)->member_set_role(s, w.company_a, w.u1, "member", &err), ==, -EPERM);
+        mp_error_clear(&err);
+        CHECK_INT(MP_STORE(s)->member_remove(s, w.company_a, w.u1, 5000, NULL), ==, -EPERM);
+        CHECK_INT(MP_STORE(s)->member_set_role(s, w.company_a, w.u2, "admin", NULL), ==, 0);
+        CHECK_INT(MP_STORE(s)->member_set_role(s, w.company_a, w.u1, "viewer", NULL), ==, 0);
+        CHECK_INT(MP_STORE(s)->member_set_role(s, w.company_a, w.u2, "viewer", NULL), ==, -EPERM);
+        CHECK_INT(MP_STORE(s)->member_set_role(s, w.company_a, w.u2, "owner", NULL), ==, -EINVAL);
+        /* another company's user is not a member */
+        CHECK_INT(MP_STORE(s)->member_set_role(s, w.company_a, w.u3, "admin", NULL), ==, -ENOENT);
+        CHECK_INT(MP_STORE(s)->member_remove(s, w.company_a, w.u3, 5000, NULL), ==, -ENOENT);
+
+        /* removal: no company, viewer, no password, tokens revoked */
+        tok = json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", "00000000-0000-4000-8000-0000000000c1", "user_id",
+                        w.u1, "token_hash", "hash-c1", "kind", "api", "name", "ci");
+        CHECK_INT(MP_STORE(s)->token_create(s, tok, NULL), ==, 0);
+        json_decref(tok);
+        CHECK_INT(MP_STORE(s)->member_remove(s, w.company_a, w.u1, 5000, NULL), ==, 0);
+        CHECK_INT(MP_STORE(s)->user_get(s, "id", w.u1, &row, NULL), ==, 0);
+        CHECK(json_is_null(json_object_get(row, "company_id")));
+        CHECK(json_is_null(json_object_get(row, "password_hash")));
+        CHECK_STR(str(row, "role"), "viewer");
+        json_decref(row);
+        CHECK_INT(MP_STORE(s)->token_lookup(s, "hash-c1", 6000, &row, NULL), ==, -ENOENT);
+
+        /* the catalogue: public and live only, search text, tag, author, newest first */
+        CHECK_INT(make_function(s, f1, w.u2, w.company_a, "beam", "public", 10000), ==, 0);
+        CHECK_INT(make_function(s, f2, w.u3, w.company_b, "plate", "public", 20000), ==, 0);
+        CHECK_INT(make_function(s, f3, w.u3, w.company_b, "secret", "private", 30000), ==, 0);
+        json_t *fields = json_pack("{s:[s,s],s:s}", "tags", "steel", "50%_off", "search", "beam\na beam\nsteel");
+        CHECK_INT(MP_STORE(s)->function_update(s, f1, fields, NULL, 15000, NULL, NULL), ==, 0);
+        json_decref(fields);
+
+        filter = json_pack("{s:i}", "limit", 10);
+        CHECK_INT(MP_STORE(s)->function_catalogue(s, filter, &l, NULL), ==, 0);
+        CHECK_INT(json_array_size(l.items), ==, 2);
+        CHECK_STR(str(json_array_get(l.items, 0), "id"), f2); /* newest first */
+        CHECK_STR(str(json_array_get(l.items, 1), "author"), "u2@acme.test");
+        CHECK_INT(num(json_array_get(l.items, 1), "version"), ==, 1);
+        CHECK(json_is_array(json_object_get(json_array_get(l.items, 1), "tags")));
+        CHECK(json_is_object(json_object_get(json_array_get(l.items, 1), "input_schema")));
+        json_decref(l.items);
+        free(l.next_cursor);
+        json_decref(filter);
+
+        static const struct { const char *key, *value; int n; } searches[] = {
+                { "q", "steel", 1 }, { "q", "eam", 1 }, { "q", "globex", 1 }, { "q", "secret", 0 },
+                { "q", "%", 0 }, { "q", "_", 0 }, { "tag", "steel", 1 }, { "tag", "stee", 0 },
+                { "tag", "50%_off", 1 }, { "author_email", "u3@globex.test", 1 },
+                { "author_name", "u2", 1 }, { "author_name", "u", 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(searches); i++) {
+                filter = json_pack("{s:s,s:i}", searches[i].key, searches[i].value, "limit", 10);
+                CHECK_INT(MP_STORE(s)->function_catalogue(s, filter, &l, NULL), ==, 0);
+                if (json_array_size(l.items) != (size_t) searches[i].n)
+                        CHECK_FAIL("catalogue %s=%s: %zu items, expected %d", searches[i].key,
+                                   searches[i].value, json_array_size(l.items), searches[i].n);
+                json_decref(l.items);
+                free(l.next_cursor);
+                json_decref(filter);
+        }
+        /* pages */
+        filter = json_pack("{s:i}", "limit", 1);
+        CHECK_INT(MP_STORE(s)->function_catalogue(s, filter, &l, NULL), ==, 0);
+        CHECK(l.next_cursor != NULL);
+        json_object_set_new(filter, "cursor", json_string(l.next_cursor));
+        json_decref(l.items);
+        free(l.next_cursor);
+        CHECK_INT(MP_STORE(s)->function_catalogue(s, filter, &l, NULL), ==, 0);
+        CHECK_STR(str(json_array_get(l.items, 0), "id"), f1);
+        CHECK(l.next_cursor == NULL);
+        json_decref(l.items);
+        json_decref(filter);
+        done(s);
+}
+
+/* Migration 4: scopes on tokens, sessions revoked together, the audit log. */
+TEST(scopes_sessions_audit) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct mp_store_list page = { 0 };
+        struct world w;
+        char ids[4][MP_ID_LEN + 1];
+        json_t *t, *got = NULL, *list = NULL, *f;
+        static const char *const kinds[] = { "session", "session", "api", "session" };
+
+        make_world(s, &w);
+        for (int i = 0; i < 4; i++) {
+                char hash[8];
+                snprintf(hash, sizeof(hash), "s%d", i);
+                mp_id_new(ids[i]);
+                t = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "id", ids[i], "user_id", i == 3 ? w.u2 : w.u1,
+                              "token_hash", hash, "kind", kinds[i], "name", "n", "created_at",
+                              (json_int_t) 100 + i);
+                if (i == 2)
+                        json_object_set_new(t, "scopes", json_pack("[s,s]", "functions:read", "execute"));
+                CHECK_INT(ops->token_create(s, t, &err), ==, 0);
+                json_decref(t);
+        }
+        /* scopes come back parsed; a token without is null (every scope) */
+        CHECK_INT(ops->token_lookup(s, "s2", 1000, &got, &err), ==, 0);
+        REQUIRE(got);
+        CHECK_STR(json_string_value(json_array_get(json_object_get(json_object_get(got, "token"), "scopes"), 1)),
+                  "execute");
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_lookup(s, "s0", 1000, &got, &err), ==, 0);
+        REQUIRE(got);
+        CHECK(json_is_null(json_object_get(json_object_get(got, "token"), "scopes")));
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_list(s, w.u1, &list, &err), ==, 0);
+        CHECK_INT(json_array_size(list), ==, 1);
+        CHECK(json_is_array(json_object_get(json_array_get(list, 0), "scopes")));
+        json_decref(list);
+
+        /* u1's sessions but s0 go; its API token and u2's session stay */
+        CHECK_INT(ops->token_revoke_sessions(s, w.u1, ids[0], 2000, &err), ==, 1);
+        CHECK_INT(ops->token_lookup(s, "s1", 3000, &got, &err), ==, -ENOENT);
+        CHECK_INT(ops->token_lookup(s, "s0", 3000, &got, &err), ==, 0);
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_lookup(s, "s2", 3000, &got, &err), ==, 0);
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_lookup(s, "s3", 3000, &got, &err), ==, 0);
+        json_decref(got);
+        got = NULL;
+        CHECK_INT(ops->token_revoke_sessions(s, w.u1, NULL, 4000, &err), ==, 1);
+        CHECK_INT(ops->token_lookup(s, "s0", 5000, &got, &err), ==, -ENOENT);
+
+        /* audit: 5 events of company A, 2 of none, 1 of B */
+        for (int i = 0; i < 8; i++) {
+                char id[MP_ID_LEN + 1];
+                mp_id_new(id);
+                t = json_pack("{s:s,s:I,s:s,s:s,s:s,s:{s:i}}", "id", id, "at", (json_int_t) 1000 + i,
+                              "kind", i % 2 ? "login" : "login_failed", "actor_id", i < 3 ? w.u1 : w.u2,
+                              "client", "192.0.2.1", "detail", "n", i);
+                if (i < 5)
+                        json_object_set_new(t, "company_id", json_string(w.company_a));
+                else if (i == 7)
+                        json_object_set_new(t, "company_id", json_string(w.company_b));
+                CHECK_INT(ops->audit_append(s, t, &err), ==, 0);
+                json_decref(t);
+        }
+        t = json_pack("{s:s}", "id", "x");
+        CHECK_INT(ops->audit_append(s, t, &err), ==, -EINVAL); /* no kind */
+        json_decref(t);
+
+        f = json_pack("{s:s,s:i}", "company_id", w.company_a, "limit", 3);
+        CHECK_INT(ops->audit_list(s, f, &page, &err), ==, 0);
+        CHECK_INT(json_array_size(page.items), ==, 3);
+        CHECK_INT(num(json_array_get(page.items, 0), "at"), ==, 1004); /* newest first */
+        CHECK_INT(num(json_object_get(json_array_get(page.items, 0), "detail"), "n"), ==, 4);
+        CHECK_STR(str(json_array_get(page.items, 0), "client"), "192.0.2.1");
+        REQUIRE(page.next_cursor);
+        json_object_set_new(f, "cursor", json_string(page.next_cursor));
+        json_decref(page.items);
+        free(page.next_cursor);
+        page = (struct mp_store_list) { 0 };
+        CHECK_INT(ops->audit_list(s, f, &page, &err), ==, 0);
+        CHECK_INT(json_array_size(page.items), ==, 2);
+        CHECK(page.next_cursor == NULL);
+        json_decref(page.items);
+        json_decref(f);
+        page = (struct mp_store_list) { 0 };
+
+        /* filters: kind, actor, since; and the events of no company */
+        f = json_pack("{s:s,s:s,s:s,s:I}", "company_id", w.company_a, "kind", "login", "actor_id", w.u1,
+                      "since", (json_int_t) 1001);
+        CHECK_INT(ops->audit_list(s, f, &page, &err), ==, 0);
+        CHECK_INT(json_array_size(page.items), ==, 1); /* at 1001 */
+        json_decref(page.items);
+        json_decref(f);
+        page = (struct mp_store_list) { 0 };
+        f = json_pack("{s:n}", "company_id");
+        CHECK_INT(ops->audit_list(s, f, &page, &err), ==, 0);
+        CHECK_INT(json_array_size(page.items), ==, 2);
+        CHECK(json_is_null(json_object_get(json_array_get(page.items, 0), "company_id")));
+        json_decref(page.items);
+        json_decref(f);
+        mp_store_close(s);
+}
+
 static const struct check_case pg_cases[] = {
         CASE(pg_processes_claim),
         CASE(pg_connection_killed),
@@ -1474,6 +1679,8 @@ static const struct check_case cases[] = {
         CASE(jobs),
         CASE(concurrent_claims),
         CASE(reopen_and_migrations),
+        CASE(scopes_sessions_audit),
+        CASE(companies_and_catalogue),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line
