@@ -135,9 +135,16 @@ class Server:
     """One `mecapy serve` process tree on a data dir; restartable on the same dir/port."""
 
     def __init__(self, data_dir: Path, *, workers: int | None = None,
-                 env: dict | None = None, extra_args: list[str] | None = None):
+                 env: dict | None = None, extra_args: list[str] | None = None,
+                 host: str = "127.0.0.1", port: int | None = None,
+                 prefix: list[str] | None = None):
+        """host, port: where it listens (another address than loopback, say one in a
+        network namespace, needs the port given); prefix: a command the server runs
+        under, which must exec it (["ip", "netns", "exec", NAME])."""
         self.data_dir = data_dir
-        self.port = free_port()
+        self.host = host
+        self.prefix = list(prefix or [])
+        self.port = port or free_port()
         self.workers = workers
         self.env = env or {}
         self.extra_args = extra_args or []
@@ -147,22 +154,22 @@ class Server:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     def argv(self) -> list[str]:
-        a = [str(mecapy_bin()), "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port), "--host", "127.0.0.1"]
+        a = [*self.prefix, str(mecapy_bin()), "serve", "--data-dir", str(self.data_dir),
+             "--port", str(self.port), "--host", self.host]
         if self.workers is not None:
             a += ["--workers", str(self.workers)]
         return a + self.extra_args
 
     def start(self) -> None:
         require_binary()
-        if port_open(self.port):
+        if port_open(self.port, self.host):
             pytest.fail(f"port {self.port} is already taken before starting the server")
         env = {k: v for k, v in os.environ.items() if not k.startswith("MECAPY_")}
         env.update(self.env)
@@ -201,7 +208,7 @@ class Server:
     def _wait_port_closed(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not port_open(self.port):
+            if not port_open(self.port, self.host):
                 return True
             time.sleep(0.05)
         return False
@@ -287,8 +294,11 @@ class Worker:
     READY_LINE = "MecaPy worker ready"
 
     def __init__(self, data_dir: Path, args: list[str], *, env: dict | None = None,
-                 name: str = "worker"):
+                 name: str = "worker", prefix: list[str] | None = None):
+        """prefix: a command the worker runs under, which must exec it (["ip", "netns",
+        "exec", NAME])."""
         self.data_dir = data_dir
+        self.prefix = list(prefix or [])
         self.args = list(args)
         self.env = env or {}
         self.port = None
@@ -300,7 +310,8 @@ class Worker:
         return self.proc.pid if self.proc else None
 
     def argv(self) -> list[str]:
-        return [str(mecapy_bin()), "worker", "--data-dir", str(self.data_dir), *self.args]
+        return [*self.prefix, str(mecapy_bin()), "worker", "--data-dir", str(self.data_dir),
+                *self.args]
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> None:
         require_binary()

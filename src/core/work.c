@@ -1,6 +1,8 @@
 /* The worker's side of a task: claim, run in the sandbox, record the end. */
 #include <sodium.h>
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/limits.h"
 #include "base/log.h"
@@ -8,6 +10,14 @@
 #include "core/core-internal.h"
 #include "exec/exec.h"
 #include "queue/queue.h"
+
+/* A finished call whose end cannot be recorded (the object store or the store is
+ * down) is kept in memory and recorded again with backoff for this long; after that
+ * its job is released, to be taken again after RELEASE_DELAY_MS. */
+#define RECORD_RETRY_MS 60000
+#define RECORD_BACKOFF_FIRST_MS 250
+#define RECORD_BACKOFF_MAX_MS 4000
+#define RELEASE_DELAY_MS 3000
 
 int mp_core_recover(struct mp_core *core, struct mp_error *err) {
         int r = MP_QUEUE(core->queue)->recover(core->queue, err);
@@ -110,6 +120,73 @@ static int fail_task(struct mp_core *core, const char *task_id, const char *type
         return finish(core, task_id, fields, err);
 }
 
+/* A backend that is down for now: worth trying again, unlike a refusal. */
+static bool transient(int r, const struct mp_error *err) {
+        if (err && err->status == 503)
+                return true;
+        return r == -EAGAIN || r == -EBUSY || r == -ETIMEDOUT || r == -ECONNREFUSED ||
+               (r == -EIO && (!err || err->status == 0));
+}
+
+static void sleep_ms(int64_t ms) {
+        struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000 };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* Record the end of a run: its objects, then task_finish. While a backend is down the
+ * result stays here and is recorded again with backoff (puts of the same keys and
+ * task_finish may be repeated), for up to RECORD_RETRY_MS; the claim is kept alive
+ * meanwhile. 1 once recorded (or the task had ended), -errno when it could not be. A
+ * refusal that will not change (not a backend being down) fails the task instead. */
+static int record(struct mp_core *core, const char *worker_id, const char *task_id,
+                  struct mp_exec_result *res, struct mp_error *err) {
+        int64_t deadline = mp_mono_ms() + RECORD_RETRY_MS, backoff = RECORD_BACKOFF_FIRST_MS;
+        int64_t lease_ms = ((int64_t) core->config->max_timeout_s + 60) * 1000;
+
+        for (int attempt = 1;; attempt++) {
+                _cleanup_json_ json_t *fields = json_object();
+                int r;
+
+                mp_error_clear(err);
+                if (!fields)
+                        return -ENOMEM;
+                r = result_fields(core, task_id, res, fields, err);
+                if (r >= 0) {
+                        r = MP_STORE(core->store)->task_finish(core->store, task_id, fields, err);
+                        /* After a failed try, 0 may mean that the try was saved after all:
+                         * tell the waiters in any case (a notice is idempotent). */
+                        if (r > 0 || (r == 0 && attempt > 1))
+                                mp_core_task_ended(core, task_id);
+                        if (r >= 0) {
+                                if (attempt > 1)
+                                        mp_info("task %s: its end was recorded at the %d%s try", task_id,
+                                                attempt, attempt == 2 ? "nd" : attempt == 3 ? "rd" : "th");
+                                return 1;
+                        }
+                }
+                if (!transient(r, err)) {
+                        char msg[sizeof(err->message) + 64];
+                        mp_err("task %s: its end cannot be recorded: %s", task_id, err->message);
+                        snprintf(msg, sizeof(msg), "the result could not be stored: %s", err->message);
+                        return fail_task(core, task_id, "StorageError", msg, NULL) < 0 ? r : 1;
+                }
+                if (mp_mono_ms() + backoff > deadline) {
+                        mp_err("task %s: its end could not be recorded for %d s: %s", task_id,
+                               RECORD_RETRY_MS / 1000, err->message);
+                        return r;
+                }
+                if (attempt == 1)
+                        mp_warn("task %s: its end cannot be recorded now (%s); the result is kept and "
+                                "recorded again for up to %d s", task_id, err->message, RECORD_RETRY_MS / 1000);
+                sleep_ms(backoff);
+                backoff = MP_MIN(backoff * 2, RECORD_BACKOFF_MAX_MS);
+                /* Keep the claim while we hold the result (a no-op where the lease is the
+                 * worker's heartbeat). */
+                MP_QUEUE(core->queue)->extend(core->queue, task_id, worker_id, lease_ms, NULL);
+        }
+}
+
 /* Move the claimed task to running. 1 to run it, 0 when there is nothing to run. */
 static int start(struct mp_core *core, const char *worker_id, const char *task_id, json_t *task,
                  struct mp_error *err) {
@@ -165,11 +242,11 @@ static const char *env_key_of(json_t *reqs, char *buf, size_t size) {
 }
 
 /* Run a claimed job: 1 when its fate is settled (the task ended, or there was nothing
- * to run), -errno when it must stay claimed and run again later. */
+ * to run), -errno when it must run again later (the caller releases its job). */
 static int work_claimed(struct mp_core *core, const char *worker_id, const char *task_id,
                         struct mp_error *err) {
-        _cleanup_json_ json_t *task = NULL, *ver = NULL, *fields = NULL;
-        _cleanup_error_ struct mp_error xerr = { 0 };
+        _cleanup_json_ json_t *task = NULL, *ver = NULL;
+        _cleanup_error_ struct mp_error xerr = { 0 }, lerr = { 0 };
         struct mp_exec_result res = { 0 };
         const struct mp_config *c = core->config;
         int r;
@@ -217,17 +294,9 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
                 fail_task(core, task_id, "SandboxError", xerr.message, NULL);
                 return 1;
         }
-        fields = json_object();
-        r = result_fields(core, task_id, &res, fields, err);
+        r = record(core, worker_id, task_id, &res, err ? err : &lerr);
         mp_exec_result_clear(&res);
-        if (r < 0) {
-                /* The result could not be kept (object store down): the task stays claimed
-                 * and runs again after its lease, rather than losing its result. */
-                mp_err("task %s: could not store its result: %s", task_id, err->message);
-                return r;
-        }
-        r = finish(core, task_id, fields, err);
-        return r < 0 ? r : 1;
+        return r;
 }
 
 int mp_core_work_one(struct mp_core *core, const char *worker_id, int64_t wait_ms,
@@ -249,6 +318,18 @@ int mp_core_work_one_counted(struct mp_core *core, const char *worker_id, int64_
         r = work_claimed(core, worker_id, task_id, err);
         if (busy)
                 atomic_fetch_sub(busy, 1);
+        if (r < 0) {
+                _cleanup_error_ struct mp_error rerr = { 0 };
+                /* Not settled (a backend is down): give the job back rather than hold it
+                 * until this worker stops; the task runs again, here or elsewhere. */
+                int q = MP_QUEUE(core->queue)->release(core->queue, task_id, worker_id, RELEASE_DELAY_MS, &rerr);
+                if (q < 0)
+                        mp_warn("task %s: its job could not be released (%s); it goes back to the queue "
+                                "when this worker stops", task_id, rerr.message);
+                else if (q > 0)
+                        mp_warn("task %s: not settled, its job goes back to the queue in %d s", task_id,
+                                RELEASE_DELAY_MS / 1000);
+        }
         if (r == 1) {
                 _cleanup_error_ struct mp_error aerr = { 0 };
                 /* After task_finish: a job acknowledged before would be lost with this

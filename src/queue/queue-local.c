@@ -137,6 +137,19 @@ static int local_ack(struct mp_queue *qq, const char *task_id, const char *worke
         return 0;
 }
 
+/* Shorten the claim's lease to the delay: the job is claimable again when it ends. */
+static int local_release(struct mp_queue *qq, const char *task_id, const char *worker_id,
+                         int64_t delay_ms, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        int r = MP_STORE(q->store)->job_extend(q->store, task_id, worker_id,
+                                               mp_now_ms() + MP_MAX(delay_ms, 0), err);
+        if (r == -ENOENT) {
+                mp_error_clear(err);
+                return 0;
+        }
+        return r < 0 ? r : 1;
+}
+
 static int local_notify_done(struct mp_queue *qq, const char *task_id, struct mp_error *err) {
         struct local_queue *q = (struct local_queue *) qq;
         pthread_rwlock_rdlock(&q->listen_lock);
@@ -222,6 +235,7 @@ const struct mp_queue_ops mp_queue_local_ops = {
         .recover = local_recover,
         .shutdown = local_shutdown,
         .ack = local_ack,
+        .release = local_release,
         .notify_done = local_notify_done,
         .listen_done = local_listen_done,
         .register_worker = local_register,

@@ -10,6 +10,9 @@
  *   mecapy:workers               set of the workers that registered (the reaper's list)
  *   mecapy:reaper                SET NX PX lock: one reaper at a time, across processes
  *   mecapy:alive                 a marker: when it is missing, Redis lost its data
+ *   mecapy:delayed               sorted set: jobs a worker released (see release),
+ *                                scored by when they may be taken again; moved back to
+ *                                their shard by promote
  *   task:{id}                    live status (status, worker, proc, hash, updated_at);
  *                                informational and for de-duplication, the store is
  *                                the truth
@@ -54,6 +57,8 @@
 #define MAX_WORKERS_LISTED 1024
 #define FIELD_MAX 256                /* longest worker record field we read back */
 #define SWEEPER_ID "mecapy-queue-sweep"
+#define PROMOTE_EVERY_MS 250         /* a process looks for due released jobs this often */
+#define PROMOTE_BATCH 100
 #define STR_(x) #x
 #define MP_STRINGIFY(x) STR_(x)
 
@@ -74,6 +79,7 @@ struct redis_queue {
         bool registered;
         struct mp_queue_worker me;
         int home;
+        _Atomic int64_t promote_at; /* next look at mecapy:delayed (monotonic ms) */
         int64_t started_at;
 
         /* Heartbeat, reaper and sweep: one thread per process that works or listens. */
@@ -288,6 +294,42 @@ static const char LUA_REQUEUE_LIST[] =
         "end\n"
         "return n\n";
 
+/* KEYS processing list, task:{id}, mecapy:delayed. ARGV id, now, due. The job leaves
+ * the processing list for the delayed set (unless its task ended); task:{id} says
+ * queued, so that the next claim is not taken for a duplicate. 1: released, 0: the
+ * list did not hold it. */
+static const char LUA_RELEASE[] =
+        "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end\n"
+        "local st = redis.call('HGET', KEYS[2], 'status')\n"
+        "if st and st ~= 'queued' and st ~= 'running' then return 1 end\n"
+        "redis.call('HSET', KEYS[2], 'status', 'queued', 'worker', '', 'proc', '', 'updated_at', ARGV[2])\n"
+        "redis.call('EXPIRE', KEYS[2], " MP_STRINGIFY(TASK_TTL_S) ")\n"
+        "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])\n"
+        "return 1\n";
+
+/* KEYS mecapy:delayed. ARGV now, shards. Released jobs whose delay is over go back to
+ * the front of their shard (jobs of ended tasks are dropped). Returns how many. */
+static const char LUA_PROMOTE[] =
+        "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, "
+        MP_STRINGIFY(PROMOTE_BATCH) ")\n"
+        "local shards = tonumber(ARGV[2])\n"
+        "local n = 0\n"
+        "for _, id in ipairs(ids) do\n"
+        "  redis.call('ZREM', KEYS[1], id)\n"
+        "  local k = 'task:' .. id\n"
+        "  local st = redis.call('HGET', k, 'status')\n"
+        "  if not st or st == 'queued' or st == 'running' then\n"
+        "    local dest = 'mecapy:jobs'\n"
+        "    if shards > 1 then\n"
+        "      local h = tonumber(redis.call('HGET', k, 'hash') or '0') or 0\n"
+        "      dest = dest .. ':' .. math.floor(h % shards)\n"
+        "    end\n"
+        "    redis.call('RPUSH', dest, id)\n"
+        "    n = n + 1\n"
+        "  end\n"
+        "end\n"
+        "return n\n";
+
 /* KEYS result:{id}, task:{id}. ARGV id, status, now, row JSON ("" = do not cache). */
 static const char LUA_DONE[] =
         "if ARGV[4] ~= '' then redis.call('SET', KEYS[1], ARGV[4], 'EX', " MP_STRINGIFY(RESULT_TTL_S) ") end\n"
@@ -449,6 +491,7 @@ static int redis_push(struct mp_queue *qq, const char *task_id, const char *func
 }
 
 static void maint_start(struct redis_queue *q);
+static int promote(struct redis_queue *q, bool force, struct mp_error *err);
 
 static int do_register(struct redis_queue *q, struct mp_queue_worker *w, struct mp_error *err) {
         if (!w->id[0]) {
@@ -534,6 +577,7 @@ static int redis_claim(struct mp_queue *qq, const char *worker_id, int64_t lease
 
                 if (atomic_load(&q->closing))
                         return 0;
+                promote(q, false, NULL);
                 left = deadline - mp_mono_ms();
                 jobs_key(q, home, src, sizeof(src));
                 r = move_one(q, src, proc_key,
@@ -580,6 +624,40 @@ static int redis_ack(struct mp_queue *qq, const char *task_id, const char *worke
         mp_queue_worker_process(worker_id, proc, sizeof(proc));
         _cleanup_reply_ redisReply *r = cmd(q, err, "LREM mecapy:processing:%s 1 %s", proc, task_id);
         return r ? 0 : -EIO;
+}
+
+/* Released jobs whose delay is over go back to their shard: looked at by claims (at
+ * most every PROMOTE_EVERY_MS per process) and by the maintenance thread. */
+static int promote(struct redis_queue *q, bool force, struct mp_error *err) {
+        int64_t now = mp_mono_ms(), at = atomic_load(&q->promote_at);
+        char shards[16], wall[24];
+
+        if (!force && (now < at || !atomic_compare_exchange_strong(&q->promote_at, &at, now + PROMOTE_EVERY_MS)))
+                return 0;
+        snprintf(shards, sizeof(shards), "%d", q->shards);
+        snprintf(wall, sizeof(wall), "%lld", (long long) mp_now_ms());
+        _cleanup_reply_ redisReply *r = cmd(q, err, "EVAL %s 1 mecapy:delayed %s %s", LUA_PROMOTE, wall, shards);
+        if (!r)
+                return -EIO;
+        return r->type == REDIS_REPLY_INTEGER ? (int) MP_MIN(r->integer, PROMOTE_BATCH) : 0;
+}
+
+static int redis_release(struct mp_queue *qq, const char *task_id, const char *worker_id, int64_t delay_ms,
+                         struct mp_error *err) {
+        struct redis_queue *q = (struct redis_queue *) qq;
+        char proc[MP_QUEUE_WORKER_ID_MAX], pkey[160], tkey[64], now[24], due[24];
+        int64_t wall = mp_now_ms();
+
+        mp_queue_worker_process(worker_id, proc, sizeof(proc));
+        snprintf(pkey, sizeof(pkey), "mecapy:processing:%s", proc);
+        snprintf(tkey, sizeof(tkey), "task:%s", task_id);
+        snprintf(now, sizeof(now), "%lld", (long long) wall);
+        snprintf(due, sizeof(due), "%lld", (long long) (wall + MP_MAX(delay_ms, 0)));
+        _cleanup_reply_ redisReply *r = cmd(q, err, "EVAL %s 3 %s %s mecapy:delayed %s %s %s", LUA_RELEASE,
+                                            pkey, tkey, task_id, now, due);
+        if (!r)
+                return -EIO;
+        return r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 1 : 0;
 }
 
 static void redis_shutdown(struct mp_queue *qq) {
@@ -964,6 +1042,7 @@ static void *maint_main(void *userdata) {
 
                 if (redis_heartbeat((struct mp_queue *) q, &err) < 0)
                         continue;
+                promote(q, true, NULL);
                 /* A missing marker means Redis restarted empty: every queued job it had is
                  * gone. Sweep everything once the live workers have beaten again. */
                 _cleanup_reply_ redisReply *mark = cmd(q, NULL, "SET mecapy:alive 1 NX");
@@ -1025,6 +1104,7 @@ const struct mp_queue_ops mp_queue_redis_ops = {
         .claim = redis_claim,
         .extend = redis_extend,
         .ack = redis_ack,
+        .release = redis_release,
         .recover = redis_recover,
         .shutdown = redis_shutdown,
         .notify_done = redis_notify_done,

@@ -64,6 +64,12 @@ struct mp_queue_ops {
          * forget it. Called after task_finish. */
         int (*ack)(struct mp_queue *q, const char *task_id, const char *worker_id,
                    struct mp_error *err);
+        /* The claimed job could not be run or its end could not be recorded (the store
+         * or the object store is down): give up the claim without ending the task, so
+         * that any worker may take the job again, not before delay_ms (a dead backend
+         * is not hammered). 1 when released, 0 when worker_id did not hold it. */
+        int (*release)(struct mp_queue *q, const char *task_id, const char *worker_id,
+                       int64_t delay_ms, struct mp_error *err);
         /* Jobs claimed by a process that is gone go back to the queue, and jobs the
          * queue lost are taken again from the store (start-up). Returns how many. */
         int (*recover)(struct mp_queue *q, struct mp_error *err);

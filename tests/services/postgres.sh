@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Start and stop a throwaway PostgreSQL server for tests, on loopback.
-#   tests/services/postgres.sh start DIR   initdb into DIR/pgdata, start on a free
-#                                           loopback port (unix socket in DIR), create
-#                                           the database "mecapy", print its URL
+#   tests/services/postgres.sh start DIR [ADDR]
+#                                           initdb into DIR/pgdata, start on a free
+#                                           port of ADDR (default 127.0.0.1; unix socket
+#                                           in DIR; clients of ADDR's /24 are trusted),
+#                                           create the database "mecapy", print its URL.
+#                                           Started again on a DIR whose server was
+#                                           stopped, it uses the same data, address and
+#                                           port (the tests stop PostgreSQL under load)
 #   tests/services/postgres.sh url DIR     print the URL of the server started in DIR
 #   tests/services/postgres.sh stop DIR    stop it (pg_ctl -m fast); DIR is left for the
 #                                           caller to remove
@@ -14,10 +19,13 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start|stop|url DIR" >&2
+  echo "usage: $0 start DIR [ADDR] | stop DIR | url DIR" >&2
   exit 2
 fi
 dir=$(cd "$dir" && pwd)
+addr=${3:-}
+[ -n "$addr" ] || addr=$(cat "$dir/addr" 2>/dev/null || true)
+[ -n "$addr" ] || addr=127.0.0.1
 data=$dir/pgdata
 db=mecapy
 user=postgres
@@ -51,10 +59,10 @@ as_pg() {
 }
 
 free_port() {
-  /usr/bin/python3 - <<'PY'
-import socket
+  /usr/bin/python3 - "$addr" <<'PY'
+import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
+s.bind((sys.argv[1], 0))
 print(s.getsockname()[1])
 s.close()
 PY
@@ -63,7 +71,7 @@ PY
 url() {
   local port
   port=$(cat "$dir/port" 2>/dev/null) || { echo "postgres.sh: no server was started in $dir" >&2; exit 1; }
-  echo "postgres://$user@127.0.0.1:$port/$db"
+  echo "postgres://$user@$addr:$port/$db"
 }
 
 case $cmd in
@@ -82,11 +90,18 @@ start)
       exit 1
     fi
   fi
+  subnet=${addr%.*}.0/24
+  if [ "$addr" != 127.0.0.1 ] && ! grep -qF "host all all $subnet trust" "$data/pg_hba.conf"; then
+    echo "host all all $subnet trust" >>"$data/pg_hba.conf"
+  fi
+  # The same port again after a stop; a new free one the first time.
+  reuse=0
+  [ -f "$dir/port" ] && reuse=1
   started=0
   for attempt in 1 2 3; do
-    port=$(free_port)
+    if [ "$reuse" -eq 1 ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
     if as_pg "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 30 \
-         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" \
+         -o "-c listen_addresses=$addr -p $port -k $dir -c fsync=off -c max_connections=200" \
          start >/dev/null 2>&1; then
       started=1
       break
@@ -98,7 +113,8 @@ start)
     exit 1
   fi
   echo "$port" >"$dir/port"
-  if ! as_pg "$bindir/psql" -h 127.0.0.1 -p "$port" -U "$user" -d postgres -qAt \
+  echo "$addr" >"$dir/addr"
+  if ! as_pg "$bindir/psql" -h "$addr" -p "$port" -U "$user" -d postgres -qAt \
        -c "CREATE DATABASE $db" >/dev/null 2>"$dir/createdb.log"; then
     grep -q "already exists" "$dir/createdb.log" || {
       echo "postgres.sh: cannot create the database $db:" >&2; cat "$dir/createdb.log" >&2; exit 1; }

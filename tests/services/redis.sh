@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start and stop a throwaway Redis server for tests, on loopback, without persistence.
-#   tests/services/redis.sh start DIR   start on a free loopback port (pidfile, log and
-#                                        port in DIR), print its URL redis://127.0.0.1:PORT
+#   tests/services/redis.sh start DIR [ADDR]
+#                                        start on a free port of ADDR (default 127.0.0.1;
+#                                        pidfile, log, address and port in DIR), print its
+#                                        URL redis://ADDR:PORT
 #   tests/services/redis.sh url DIR     print the URL of the server started in DIR
 #   tests/services/redis.sh stop DIR    stop it (shutdown nosave); DIR is left for the
 #                                        caller to remove
@@ -13,10 +15,15 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start|stop|url DIR" >&2
+  echo "usage: $0 start DIR [ADDR] | stop DIR | url DIR" >&2
   exit 2
 fi
 dir=$(cd "$dir" && pwd)
+# The address to listen on: given to start (and kept in DIR/addr for url, stop and a
+# restart), else the one kept, else loopback.
+addr=${3:-}
+[ -n "$addr" ] || addr=$(cat "$dir/addr" 2>/dev/null || true)
+[ -n "$addr" ] || addr=127.0.0.1
 
 server=$(command -v redis-server || true)
 cli=$(command -v redis-cli || true)
@@ -26,10 +33,10 @@ if [ -z "$server" ] || [ -z "$cli" ]; then
 fi
 
 free_port() {
-  /usr/bin/python3 - <<'PY'
-import socket
+  /usr/bin/python3 - "$addr" <<'PY'
+import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
+s.bind((sys.argv[1], 0))
 print(s.getsockname()[1])
 s.close()
 PY
@@ -38,11 +45,11 @@ PY
 url() {
   local port
   port=$(cat "$dir/port" 2>/dev/null) || { echo "redis.sh: no server was started in $dir" >&2; exit 1; }
-  echo "redis://127.0.0.1:$port"
+  echo "redis://$addr:$port"
 }
 
 ping() {
-  "$cli" -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG
+  "$cli" -h "$addr" -p "$1" ping 2>/dev/null | grep -q PONG
 }
 
 case $cmd in
@@ -53,7 +60,11 @@ start)
   for attempt in 1 2 3; do
     if [ "$reuse" -eq 1 ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
     rm -f "$dir/redis.pid"
-    if "$server" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize yes \
+    # Another address than loopback: a private one the caller made (the server has
+    # no password, so protected mode would refuse every client but loopback).
+    protected=yes
+    [ "$addr" = 127.0.0.1 ] || protected=no
+    if "$server" --bind "$addr" --protected-mode "$protected" --port "$port" --save '' --appendonly no --daemonize yes \
          --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" >/dev/null 2>&1; then
       for _ in $(seq 1 100); do
         ping "$port" && break
@@ -61,6 +72,7 @@ start)
       done
       if ping "$port"; then
         echo "$port" >"$dir/port"
+        echo "$addr" >"$dir/addr"
         url
         exit 0
       fi
@@ -77,7 +89,7 @@ url)
 stop)
   if [ -f "$dir/port" ]; then
     port=$(cat "$dir/port")
-    "$cli" -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    "$cli" -h "$addr" -p "$port" shutdown nosave >/dev/null 2>&1 || true
     for _ in $(seq 1 100); do
       ping "$port" || break
       sleep 0.05

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Start and stop a throwaway S3 server (s3rver, from the repository's node_modules) for
 # tests, on loopback.
-#   tests/services/s3.sh start DIR   serve DIR/objects on a free loopback port and print
-#                                     the --blobs URL to use (path-style, bucket
-#                                     "mecapy-test", created by MecaPy on first open)
+#   tests/services/s3.sh start DIR [ADDR]
+#                                     serve DIR/objects on a free port of ADDR (default
+#                                     127.0.0.1) and print the --blobs URL to use
+#                                     (path-style, bucket "mecapy-test", created by
+#                                     MecaPy on first open). Started again on a DIR whose
+#                                     server was stopped, it uses the same address, port
+#                                     and objects (the tests stop S3 under load that way)
 #   tests/services/s3.sh url DIR     print the URL of the server started in DIR
 #   tests/services/s3.sh stop DIR    stop it (by the pid in DIR/s3rver.pid); DIR is left
 #                                     for the caller to remove
@@ -16,10 +20,13 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start|stop|url DIR" >&2
+  echo "usage: $0 start DIR [ADDR] | stop DIR | url DIR" >&2
   exit 2
 fi
 dir=$(cd "$dir" && pwd)
+addr=${3:-}
+[ -n "$addr" ] || addr=$(cat "$dir/s3rver.addr" 2>/dev/null || true)
+[ -n "$addr" ] || addr=127.0.0.1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$root/node_modules/s3rver/bin/s3rver.js
 bucket=mecapy-test
@@ -27,14 +34,14 @@ bucket=mecapy-test
 url() {
   local port
   port=$(cat "$dir/s3rver.port" 2>/dev/null) || { echo "s3.sh: no server was started in $dir" >&2; exit 1; }
-  echo "s3://$bucket?endpoint=http://127.0.0.1:$port&region=us-east-1&path_style=1"
+  echo "s3://$bucket?endpoint=http://$addr:$port&region=us-east-1&path_style=1"
 }
 
 free_port() {
-  /usr/bin/python3 - <<'PY'
-import socket
+  /usr/bin/python3 - "$addr" <<'PY'
+import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
+s.bind((sys.argv[1], 0))
 print(s.getsockname()[1])
 s.close()
 PY
@@ -42,12 +49,12 @@ PY
 
 # True once something accepts connections on the port.
 listening() {
-  /usr/bin/python3 - "$1" <<'PY'
+  /usr/bin/python3 - "$1" "$addr" <<'PY'
 import socket, sys
 s = socket.socket()
 s.settimeout(0.2)
 try:
-    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.connect((sys.argv[2], int(sys.argv[1])))
 except OSError:
     sys.exit(1)
 PY
@@ -65,9 +72,12 @@ start)
   fi
   mkdir -p "$dir/objects"
   started=0
+  # The same port again after a stop; a new free one the first time.
+  reuse=0
+  [ -f "$dir/s3rver.port" ] && reuse=1
   for attempt in 1 2 3; do
-    port=$(free_port)
-    node "$bin" -d "$dir/objects" -a 127.0.0.1 -p "$port" --silent \
+    if [ "$reuse" -eq 1 ]; then port=$(cat "$dir/s3rver.port"); else port=$(free_port); fi
+    node "$bin" -d "$dir/objects" -a "$addr" -p "$port" --silent \
       </dev/null >"$dir/s3rver.log" 2>&1 &
     pid=$!
     echo "$pid" >"$dir/s3rver.pid"
@@ -80,6 +90,7 @@ start)
     [ "$started" -eq 1 ] && break
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    sleep 0.3
   done
   if [ "$started" -ne 1 ]; then
     echo "s3.sh: s3rver did not start (see $dir/s3rver.log):" >&2
@@ -87,6 +98,7 @@ start)
     exit 1
   fi
   echo "$port" >"$dir/s3rver.port"
+  echo "$addr" >"$dir/s3rver.addr"
   url
   ;;
 url)

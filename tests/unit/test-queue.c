@@ -283,6 +283,46 @@ static void registered_workers_are_listed(const char *url, const char *name) {
         mp_store_close(s);
 }
 
+/* A job whose end could not be recorded is released: nobody gets it during the delay,
+ * then another worker does; a release by a worker that does not hold it does nothing. */
+static void released_job_comes_back_after_its_delay(const char *url, const char *name) {
+        struct mp_store *s = open_named(name);
+        struct mp_queue *a = NULL, *b = NULL;
+        char id[MP_ID_LEN + 1], got[MP_ID_LEN + 1];
+        int64_t t0;
+
+        REQUIRE(s && open_q(url, s, &a) == 0);
+        b = a;
+        if (strcmp(url, "local:"))
+                REQUIRE(open_q(url, s, &b) == 0);
+        join(a, "holder", -1);
+        if (b != a)
+                join(b, "other", -1);
+        add_task(s, id);
+        CHECK_INT(MP_QUEUE(a)->push(a, id, FUNCTION, NULL), ==, 0);
+        CHECK_INT(MP_QUEUE(a)->claim(a, "holder/0", 600000, 1000, got, NULL), ==, 1);
+        CHECK_STR(got, id);
+        CHECK_INT(MP_QUEUE(b)->release(b, id, "other/0", 0, NULL), ==, 0);
+        t0 = mp_mono_ms();
+        CHECK_INT(MP_QUEUE(a)->release(a, id, "holder/0", 1200, NULL), ==, 1);
+        CHECK_INT(MP_QUEUE(b)->claim(b, "other/0", 600000, 600, got, NULL), ==, 0);
+        CHECK_INT(MP_QUEUE(b)->claim(b, "other/0", 600000, 5000, got, NULL), ==, 1);
+        CHECK_STR(got, id);
+        CHECK_INT(mp_mono_ms() - t0, >=, 1100);
+        CHECK_INT(mp_mono_ms() - t0, <, 3500);
+        /* Released again at once: it comes back at once. */
+        CHECK_INT(MP_QUEUE(b)->release(b, id, "other/0", 0, NULL), ==, 1);
+        CHECK_INT(MP_QUEUE(a)->claim(a, "holder/0", 600000, 2000, got, NULL), ==, 1);
+        CHECK_STR(got, id);
+        CHECK_INT(MP_QUEUE(a)->ack(a, id, "holder/0", NULL), ==, 0);
+        if (b != a)
+                mp_queue_close(b);
+        mp_queue_close(a);
+        mp_store_close(s);
+}
+
+TEST(local_released_job_comes_back_after_its_delay) { released_job_comes_back_after_its_delay("local:", __func__); }
+
 TEST(local_push_wakes_a_waiting_claim_at_once) { push_wakes_a_waiting_claim_at_once("local:", __func__); }
 TEST(local_claim_times_out_empty_and_shutdown_wakes) { claim_times_out_empty_and_shutdown_wakes("local:", __func__); }
 TEST(local_completion_reaches_the_listener) { completion_reaches_the_listener("local:", __func__); }
@@ -335,6 +375,11 @@ TEST(shard_hash_is_stable) {
 }
 
 /* ---- Redis ---- */
+
+TEST(redis_released_job_comes_back_after_its_delay) {
+        redis_flush();
+        released_job_comes_back_after_its_delay(rurl(NULL), __func__);
+}
 
 TEST(redis_push_wakes_a_waiting_claim_at_once) {
         redis_flush();
@@ -546,6 +591,7 @@ static const struct check_case cases[] = {
         CASE(local_completion_reaches_the_listener),
         CASE(local_registered_workers_are_listed),
         CASE(local_claimed_jobs_come_back_after_recover),
+        CASE(local_released_job_comes_back_after_its_delay),
         CASE(unknown_backend_is_refused),
         CASE(shard_hash_is_stable),
 };
@@ -559,6 +605,7 @@ static const struct check_case redis_cases[] = {
         CASE(redis_two_claimers_never_get_the_same_job),
         CASE(redis_push_while_down_is_recovered_from_the_store),
         CASE(redis_jobs_land_on_their_functions_shard_and_idle_workers_steal),
+        CASE(redis_released_job_comes_back_after_its_delay),
 };
 
 int check_failed_now;

@@ -1,0 +1,224 @@
+"""Faults of the shared backends under load, with nothing lost: an API server without
+workers (`serve --workers 0`) and two `mecapy worker` processes on PostgreSQL, Redis and
+S3 (s3rver), all started here on loopback by tests/services/*.sh, which these tests stop
+and start again on the same port and data.
+
+- PostgreSQL stopped for a few seconds: every request meanwhile answers 503 with a
+  Retry-After header (problem+json), never 500 nor a hang; once it is back, every task
+  accepted before completes with its right result.
+- S3 stopped for longer than its own retries: the calls that ran meanwhile keep their
+  results (the worker holds them and records them again), and complete with the results
+  readable once S3 is back.
+
+Each test counts the accepted tasks and the completed ones and asserts they match.
+Skipped (with the reason) when PostgreSQL, Redis or s3rver cannot be started here.
+"""
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+import harness
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = REPO / "tests" / "services"
+WORKER_TTL_S = 2
+S3_ENV = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
+OUTAGE_HTTP_TIMEOUT_S = 20  # a request during an outage must answer within this
+
+pytestmark = [pytest.mark.slow]
+
+
+def _service(name: str, d: Path) -> str:
+    r = subprocess.run([str(SERVICES / f"{name}.sh"), "start", str(d)], capture_output=True,
+                       text=True, timeout=120)
+    if r.returncode != 0:
+        pytest.skip(f"{name} cannot be started here: {r.stderr.strip()[-300:]}")
+    return r.stdout.strip()
+
+
+def _ctl(name: str, action: str, d: Path) -> str:
+    r = subprocess.run([str(SERVICES / f"{name}.sh"), action, str(d)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, f"{name}.sh {action}: {r.stderr}"
+    return r.stdout.strip()
+
+
+class Faults:
+    def __init__(self, svc: Path):
+        self.svc = svc
+        self.urls: dict[str, str] = {}
+        self.stack = None
+        self.workers: list[harness.Worker] = []
+
+    @property
+    def backends(self) -> list[str]:
+        return ["--db", self.urls["postgres"], "--queue", f"{self.urls['redis']}?worker_ttl={WORKER_TTL_S}",
+                "--blobs", self.urls["s3"]]
+
+    def add_worker(self, root: Path) -> harness.Worker:
+        d = root / f"w{len(self.workers) + 1}"
+        d.mkdir()
+        w = harness.Worker(d, [*self.backends, "--workers", "2", "--grace", "20"], env=S3_ENV,
+                           name=f"worker{len(self.workers) + 1}")
+        w.start()
+        self.workers.append(w)
+        return w
+
+    def stop(self, name: str) -> None:
+        _ctl(name, "stop", self.svc / name)
+
+    def start(self, name: str) -> None:
+        url = _ctl(name, "start", self.svc / name)
+        assert url == self.urls[name], f"{name} came back as {url}, not {self.urls[name]}"
+
+
+@pytest.fixture(scope="module")
+def faults():
+    harness.require_binary()
+    svc = Path(tempfile.mkdtemp(prefix="faults-svc-"))
+    svc.chmod(0o755)  # the postgres user must enter it
+    f = Faults(svc)
+    started = []
+    try:
+        for name in ("postgres", "redis", "s3"):
+            (svc / name).mkdir()
+            f.urls[name] = _service(name, svc / name)
+            started.append(name)
+        root = Path(tempfile.mkdtemp(prefix="faults-", dir=harness.tmp_root()))
+        f.stack = harness.start_stack("faults", workers=0, extra_args=f.backends, env=S3_ENV,
+                                      admin_args=["--db", f.urls["postgres"]])
+        f.add_worker(root)
+        f.add_worker(root)
+        yield f
+    finally:
+        for w in f.workers:
+            w.kill9()
+        if f.stack:
+            f.stack.close()
+        for name in reversed(started):
+            subprocess.run([str(SERVICES / f"{name}.sh"), "stop", str(svc / name)],
+                           capture_output=True, timeout=60)
+        if not os.environ.get("MECAPY_KEEP_TEST_DATA"):
+            shutil.rmtree(svc, ignore_errors=True)
+
+
+def _assert_unavailable(r: requests.Response, elapsed: float) -> None:
+    assert elapsed < OUTAGE_HTTP_TIMEOUT_S, f"answered after {elapsed:.1f} s: {harness.describe(r)}"
+    p = harness.assert_problem(r, 503)
+    assert r.headers.get("Retry-After", "").isdigit(), f"503 without Retry-After: {harness.describe(r)}"
+    assert p["type"].endswith(("unavailable", "busy")), harness.describe(r)
+
+
+def _timed(fn, *args, **kw):
+    t0 = time.monotonic()
+    try:
+        r = fn(*args, timeout=OUTAGE_HTTP_TIMEOUT_S, **kw)
+    except requests.Timeout:
+        pytest.fail(f"no answer within {OUTAGE_HTTP_TIMEOUT_S} s during the outage")
+    return r, time.monotonic() - t0
+
+
+def _wait_all(api, accepted: dict[str, object], timeout: float = 120) -> int:
+    completed = 0
+    deadline = time.monotonic() + timeout
+    for tid, want in accepted.items():
+        t = api.wait_task("alice", tid, timeout=max(5, deadline - time.monotonic()))
+        assert t["status"] == "completed" and t["result"] == want, harness.jdump(t)
+        completed += 1
+    return completed
+
+
+def test_postgres_outage_answers_503_and_loses_no_accepted_task(faults):
+    api = faults.stack.api
+    fid = api.create_function("alice", api.unique("pgout"),
+                              "import time\ndef main(x: int):\n    time.sleep(1)\n    return x * 2\n")["id"]
+    accepted: dict[str, int] = {}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for i, r in enumerate(pool.map(lambda i: api.execute_raw("alice", fid, {"x": i}), range(12))):
+            harness.expect_status(r, 201, 202)
+            accepted[r.json()["id"]] = i * 2
+    one = next(iter(accepted))
+    api.wait_task("alice", one, timeout=30, statuses={"running", "completed"})
+
+    faults.stop("postgres")
+    try:
+        # Every route that reads the store, authentication included, says "later".
+        s = api.s("alice")
+        checks = [
+            ("execute", lambda **kw: s.post(api.url(f"/functions/{fid}/execute"),
+                                            json={"inputs": {"x": 1}}, **kw)),
+            ("task", lambda **kw: s.get(api.url(f"/tasks/{one}"), **kw)),
+            ("tasks", lambda **kw: s.get(api.url("/tasks"), **kw)),
+            ("functions", lambda **kw: s.get(api.url("/functions"), **kw)),
+            ("me", lambda **kw: s.get(api.url("/me"), **kw)),
+            ("login", lambda **kw: requests.post(api.url("/auth/login"),
+                                                 json={"email": "alice@acme.test",
+                                                       "password": "alice-pass-1234"}, **kw)),
+        ]
+        for name, call in checks:
+            r, elapsed = _timed(call)
+            if r.status_code in (201, 202):  # cannot be: the task could not be written
+                accepted[r.json()["id"]] = 2
+            _assert_unavailable(r, elapsed)
+        time.sleep(2)
+    finally:
+        faults.start("postgres")
+
+    # Back: requests work again, and every accepted task completes, once.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = api.get("alice", f"/tasks/{one}")
+        if r.status_code == 200:
+            break
+        time.sleep(0.3)
+    harness.expect_status(r, 200)
+    r = api.execute_raw("alice", fid, {"x": 50})
+    harness.expect_status(r, 201, 202)
+    accepted[r.json()["id"]] = 100
+    completed = _wait_all(api, accepted)
+    assert completed == len(accepted) == 13
+
+
+def test_s3_outage_keeps_the_results_and_records_them_when_back(faults):
+    api = faults.stack.api
+    # A result over the inline limit (64 KiB) goes to the object store.
+    fid = api.create_function("alice", api.unique("s3out"),
+                              "import time\ndef main(x: int):\n    time.sleep(0.5)\n"
+                              "    return 'y' * 70000 + str(x)\n")["id"]
+    first = api.execute("alice", fid, {"x": -1}, wait=30)
+    assert first["status"] == "completed" and first["result"] == "y" * 70000 + "-1", \
+        harness.jdump({k: v for k, v in first.items() if k != "result"})
+    accepted: dict[str, str] = {}
+    marks = {w.log_path: w.log_path.stat().st_size for w in faults.workers}
+
+    faults.stop("s3")
+    try:
+        for i in range(6):
+            r = api.execute_raw("alice", fid, {"x": i})
+            harness.expect_status(r, 201, 202)  # the inputs are small: no object needed
+            accepted[r.json()["id"]] = "y" * 70000 + str(i)
+        # A result kept in S3 cannot be read now: 503, not 500.
+        r, elapsed = _timed(api.s("alice").get, api.url(f"/tasks/{first['id']}"))
+        if r.status_code != 200:
+            _assert_unavailable(r, elapsed)
+        # Longer than the object store client's own retries (under 10 s), so that the
+        # workers hold the results and record them again.
+        time.sleep(12)
+    finally:
+        faults.start("s3")
+
+    completed = _wait_all(api, accepted)
+    assert completed == len(accepted) == 6
+    logs = "".join(p.read_bytes()[marks[p]:].decode("utf-8", "replace") for p in marks)
+    assert "the result is kept and recorded again" in logs, logs[-3000:]
+    assert "its end was recorded at the" in logs, logs[-3000:]
+    for tid in accepted:
+        t = api.task("alice", tid)
+        assert t["attempts"] == 1, harness.jdump({k: v for k, v in t.items() if k != "result"})
