@@ -52,3 +52,8 @@
 #define MP_MAX_TIMEOUT_S           3600
 #define MP_MAX_MEMORY_MB           16384
 #define MP_MAX_CPUS                64
+
+/* Function tags and catalogue searches. */
+#define MP_MAX_TAGS                16
+#define MP_MAX_TAG_LEN             32
+#define MP_MAX_CATALOGUE_QUERY_LEN 128

@@ -28,11 +28,6 @@ int mp_core_load_callable(struct mp_core *core, const struct mp_principal *p, co
                           int version, json_t **ret_fn, json_t **ret_ver, struct mp_error *err);
 
 /* --- companies and the catalogue (company.c) --- */
-/* Sizes fed by users, for function tags and catalogue searches. They belong with the
- * others in base/limits.h; kept here while that file is being changed elsewhere. */
-#define MP_MAX_TAGS                16
-#define MP_MAX_TAG_LEN             32
-#define MP_MAX_CATALOGUE_QUERY_LEN 128
 /* An admin of a company (an admin without a company administers nothing). */
 bool mp_core_is_company_admin(const struct mp_principal *p);
 /* A tag: 1 to MP_MAX_TAG_LEN of [a-z0-9-]. */

@@ -606,6 +606,8 @@ int mp_core_token_create(struct mp_core *core, const struct mp_principal *p, jso
         int days = 0;
         int r;
 
+        if ((r = mp_core_authorize(p, MP_ACTION_TOKEN_CREATE, err)) < 0)
+                return r;
         if (!json_is_object(body))
                 return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
         mp_core_field_string(body, "name", true, MP_MAX_TOKEN_NAME_LEN, &name, err);
