@@ -56,25 +56,10 @@ static int query_limit(struct company_ctx *c, long *ret) {
 /* The JSON object body: 415 unless JSON, 400 when malformed, 422 when not an object
  * (the same answers as the other routes give). */
 static int body_object(struct company_ctx *c, json_t **ret) {
-        struct mp_buf *b = &c->req->body;
-        const char *ct = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Content-Type");
-        json_error_t jerr;
-        json_t *j;
-
-        if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' '))
-                return mp_error_set(&c->err, EINVAL, 415, "unsupported_media_type",
-                                    "the body must be JSON with Content-Type: application/json (got %.64s)",
-                                    ct ? ct : "no Content-Type");
-        if (b->len == 0)
-                return mp_error_set(&c->err, EINVAL, 400, "malformed_json", "the body is empty; a JSON object is expected");
-        if (!mp_utf8_valid(b->data, b->len))
-                return mp_error_set(&c->err, EINVAL, 400, "invalid_utf8",
-                                    "the body is not valid UTF-8 (or holds a NUL byte)");
-        j = json_loadb(b->data, b->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!j)
-                return mp_error_set(&c->err, EINVAL, 400, "malformed_json",
-                                    "the body is not valid JSON: %s at line %d, column %d", jerr.text,
-                                    jerr.line, jerr.column);
+        json_t *j = NULL;
+        int r = mp_api_body_json(c->conn, c->req, false, &j, &c->err);
+        if (r < 0)
+                return r;
         if (!json_is_object(j)) {
                 json_decref(j);
                 return mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");

@@ -42,6 +42,12 @@ struct mp_api {
 enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
                              struct mp_request *req, const char *method, const char *url);
 
+/* The request's JSON body: 415 unless Content-Type is JSON, 400 (with line and column)
+ * when empty, not UTF-8 or malformed; optional: an empty body reads as {}. *ret is a
+ * new reference. 0 or -EINVAL with err filled. */
+int mp_api_body_json(struct MHD_Connection *conn, struct mp_request *req, bool optional,
+                     json_t **ret, struct mp_error *err);
+
 /* Responses. */
 enum MHD_Result mp_api_send_json(struct MHD_Connection *conn, unsigned status, json_t *body);
 enum MHD_Result mp_api_send_bytes(struct MHD_Connection *conn, unsigned status,

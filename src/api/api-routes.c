@@ -183,33 +183,8 @@ static void audit_visibility(struct route_ctx *c, const char *before, json_t *fn
                          json_pack("{s:s,s:s}", "from", before ? before : "new", "to", after));
 }
 
-/* Parse the JSON body: 415 unless JSON, 400 with line and column when malformed. */
 static int body_json(struct route_ctx *c, bool optional, json_t **ret) {
-        struct mp_buf *b = &c->req->body;
-        const char *ct = header(c, "Content-Type");
-        json_error_t jerr;
-        json_t *j;
-
-        if (b->len == 0 && optional) {
-                *ret = json_object();
-                return 0;
-        }
-        if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' '))
-                return mp_error_set(&c->err, EINVAL, 415, "unsupported_media_type",
-                                    "the body must be JSON with Content-Type: application/json (got %.64s)",
-                                    ct ? ct : "no Content-Type");
-        if (b->len == 0)
-                return mp_error_set(&c->err, EINVAL, 400, "malformed_json", "the body is empty; a JSON object is expected");
-        if (!mp_utf8_valid(b->data, b->len))
-                return mp_error_set(&c->err, EINVAL, 400, "invalid_utf8",
-                                    "the body is not valid UTF-8 (or holds a NUL byte)");
-        j = json_loadb(b->data, b->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!j)
-                return mp_error_set(&c->err, EINVAL, 400, "malformed_json",
-                                    "the body is not valid JSON: %s at line %d, column %d", jerr.text,
-                                    jerr.line, jerr.column);
-        *ret = j;
-        return 0;
+        return mp_api_body_json(c->conn, c->req, optional, ret, &c->err);
 }
 
 static enum MHD_Result method_not_allowed(struct route_ctx *c, const char *allowed) {

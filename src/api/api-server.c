@@ -126,6 +126,35 @@ enum MHD_Result mp_api_send_error(struct MHD_Connection *conn, unsigned status, 
         return r;
 }
 
+int mp_api_body_json(struct MHD_Connection *conn, struct mp_request *req, bool optional,
+                     json_t **ret, struct mp_error *err) {
+        struct mp_buf *b = &req->body;
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+        json_error_t jerr;
+        json_t *j;
+
+        if (b->len == 0 && optional) {
+                *ret = json_object();
+                return 0;
+        }
+        if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' '))
+                return mp_error_set(err, EINVAL, 415, "unsupported_media_type",
+                                    "the body must be JSON with Content-Type: application/json (got %.64s)",
+                                    ct ? ct : "no Content-Type");
+        if (b->len == 0)
+                return mp_error_set(err, EINVAL, 400, "malformed_json", "the body is empty; a JSON object is expected");
+        if (!mp_utf8_valid(b->data, b->len))
+                return mp_error_set(err, EINVAL, 400, "invalid_utf8",
+                                    "the body is not valid UTF-8 (or holds a NUL byte)");
+        j = json_loadb(b->data, b->len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j)
+                return mp_error_set(err, EINVAL, 400, "malformed_json",
+                                    "the body is not valid JSON: %s at line %d, column %d", jerr.text,
+                                    jerr.line, jerr.column);
+        *ret = j;
+        return 0;
+}
+
 /* --- long polls --- */
 
 static void remove_waiter(struct mp_api *api, struct mp_request *req) {
@@ -272,15 +301,7 @@ static void *timer_main(void *userdata) {
                         else if (w->deadline_ms < next)
                                 next = w->deadline_ms;
                 }
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                int64_t ms = next - now;
-                ts.tv_sec += ms / 1000;
-                ts.tv_nsec += (ms % 1000) * 1000000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
+                struct timespec ts = mp_mono_deadline(next - now);
                 pthread_cond_timedwait(&api->cond, &api->lock, &ts);
         }
         /* Stopping: let every held request answer. */
@@ -353,7 +374,6 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
         const struct mp_config *c = core->config;
         struct mp_api *api = calloc(1, sizeof(*api));
         struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t) c->port) };
-        pthread_condattr_t ca;
         const union MHD_DaemonInfo *info;
 
         if (!api)
@@ -369,10 +389,7 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 return -EINVAL;
         }
         pthread_mutex_init(&api->lock, NULL);
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&api->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        mp_cond_init_monotonic(&api->cond);
 
         api->daemon = MHD_start_daemon(
                 MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |

@@ -4,13 +4,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "base/macro.h"
 
 /* Milliseconds: wall clock since the epoch, and a monotonic clock for deadlines. */
 int64_t mp_now_ms(void);
 int64_t mp_mono_ms(void);
+/* Condition variables that time out on the monotonic clock (a wall-clock jump must not
+ * cut a wait short or stretch it), and the absolute deadline ms from now for them. */
+void mp_cond_init_monotonic(pthread_cond_t *cond);
+struct timespec mp_mono_deadline(int64_t ms);
 /* Format epoch milliseconds as RFC 3339 UTC ("2026-01-02T03:04:05.678Z") into buf (>= 32 bytes). */
 void mp_format_time(int64_t ms, char *buf, size_t size);
 

@@ -34,17 +34,13 @@ struct local_queue {
 static int local_open(const char *url, struct mp_store *store, struct mp_queue **ret,
                       struct mp_error *err) {
         struct local_queue *q = calloc(1, sizeof(*q));
-        pthread_condattr_t ca;
 
         if (!q)
                 return -ENOMEM;
         q->base.ops = &mp_queue_local_ops;
         q->store = store;
         pthread_mutex_init(&q->lock, NULL);
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&q->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        mp_cond_init_monotonic(&q->cond);
         pthread_rwlock_init(&q->listen_lock, NULL);
         *ret = (struct mp_queue *) q;
         return 0;
@@ -96,15 +92,7 @@ static int local_claim(struct mp_queue *qq, const char *worker_id, int64_t lease
                         return 0;
                 pthread_mutex_lock(&q->lock);
                 if (q->pushes == seen && !q->closing) {
-                        struct timespec ts;
-                        int64_t ms = MP_MIN(left, LEASE_RECHECK_MS);
-                        clock_gettime(CLOCK_MONOTONIC, &ts);
-                        ts.tv_sec += ms / 1000;
-                        ts.tv_nsec += (ms % 1000) * 1000000;
-                        if (ts.tv_nsec >= 1000000000) {
-                                ts.tv_sec++;
-                                ts.tv_nsec -= 1000000000;
-                        }
+                        struct timespec ts = mp_mono_deadline(MP_MIN(left, LEASE_RECHECK_MS));
                         pthread_cond_timedwait(&q->cond, &q->lock, &ts);
                 }
                 pthread_mutex_unlock(&q->lock);

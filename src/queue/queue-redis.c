@@ -432,7 +432,6 @@ static void redis_close(struct mp_queue *qq) {
 static int redis_open(const char *url, struct mp_store *store, struct mp_queue **ret,
                       struct mp_error *err) {
         struct redis_queue *q = calloc(1, sizeof(*q));
-        pthread_condattr_t ca;
         int r;
 
         if (!q)
@@ -441,10 +440,7 @@ static int redis_open(const char *url, struct mp_store *store, struct mp_queue *
         q->store = store;
         pthread_mutex_init(&q->lock, NULL);
         pthread_mutex_init(&q->maint_lock, NULL);
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&q->maint_cond, &ca);
-        pthread_condattr_destroy(&ca);
+        mp_cond_init_monotonic(&q->maint_cond);
         pthread_mutex_init(&q->listen_lock, NULL);
         if ((r = parse_url(q, url, err)) < 0) {
                 redis_close((struct mp_queue *) q);
@@ -1014,13 +1010,7 @@ static bool maint_wait(struct redis_queue *q, int64_t ms) {
         struct timespec ts;
         pthread_mutex_lock(&q->maint_lock);
         if (!q->maint_stop) {
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_sec += ms / 1000;
-                ts.tv_nsec += (ms % 1000) * 1000000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
+                ts = mp_mono_deadline(ms);
                 pthread_cond_timedwait(&q->maint_cond, &q->maint_lock, &ts);
         }
         bool stop = q->maint_stop;

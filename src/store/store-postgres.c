@@ -225,15 +225,6 @@ static int conn_ready(struct mp_store *s, struct conn *c, struct mp_error *err) 
         return 0;
 }
 
-static void timespec_after_ms(struct timespec *ts, long ms) {
-        clock_gettime(CLOCK_MONOTONIC, ts);
-        ts->tv_sec += ms / 1000;
-        ts->tv_nsec += (ms % 1000) * 1000000L;
-        if (ts->tv_nsec >= 1000000000L) {
-                ts->tv_sec++;
-                ts->tv_nsec -= 1000000000L;
-        }
-}
 
 /* Take a free connection (waiting up to POOL_WAIT_MS), ready for use. */
 static int conn_take(struct mp_store *s, struct conn **ret, struct mp_error *err) {
@@ -241,7 +232,7 @@ static int conn_take(struct mp_store *s, struct conn **ret, struct mp_error *err
         struct timespec deadline;
         int r;
 
-        timespec_after_ms(&deadline, POOL_WAIT_MS);
+        deadline = mp_mono_deadline(POOL_WAIT_MS);
         pthread_mutex_lock(&s->lock);
         for (;;) {
                 /* an already connected one first: new connections only when needed */
@@ -819,7 +810,6 @@ static int parse_url(struct mp_store *s, const char *url, struct mp_error *err) 
 
 static int postgres_open(const char *url, struct mp_store **ret, struct mp_error *err) {
         _cleanup_(postgres_closep) struct mp_store *s = NULL;
-        pthread_condattr_t attr;
         struct conn *c = NULL;
         int r;
 
@@ -832,10 +822,7 @@ static int postgres_open(const char *url, struct mp_store **ret, struct mp_error
                 return -ENOMEM;
         s->base.ops = &mp_store_postgres_ops;
         pthread_mutex_init(&s->lock, NULL);
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&s->freed, &attr);
-        pthread_condattr_destroy(&attr);
+        mp_cond_init_monotonic(&s->freed);
         TRY(parse_url(s, url, err));
         s->conns = calloc(s->n_conns, sizeof(*s->conns));
         if (!s->conns)

@@ -66,7 +66,6 @@ int mp_worker_pool_start(struct mp_core *core, int n, int shard, struct mp_worke
                          struct mp_error *err) {
         struct mp_worker_pool *pool;
         struct mp_queue_worker me = { .pid = (int) getpid(), .capacity = n, .shard = shard };
-        pthread_condattr_t ca;
         int r;
 
         if (n <= 0) {
@@ -78,10 +77,7 @@ int mp_worker_pool_start(struct mp_core *core, int n, int shard, struct mp_worke
                 return -ENOMEM;
         pool->core = core;
         pthread_mutex_init(&pool->lock, NULL);
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&pool->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        mp_cond_init_monotonic(&pool->cond);
         if (gethostname(me.host, sizeof(me.host) - 1) < 0)
                 snprintf(me.host, sizeof(me.host), "localhost");
         me.status = pool_status;
@@ -121,13 +117,7 @@ int mp_worker_pool_drain(struct mp_worker_pool *pool, int64_t grace_ms) {
         atomic_store(&pool->stopping, true);
         /* Waiting claims return at once; running calls go on. */
         MP_QUEUE(pool->core->queue)->shutdown(pool->core->queue);
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += grace_ms / 1000;
-        ts.tv_nsec += (grace_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-        }
+        ts = mp_mono_deadline(grace_ms);
         pthread_mutex_lock(&pool->lock);
         while (pool->exited < pool->n && r == 0)
                 if (pthread_cond_timedwait(&pool->cond, &pool->lock, &ts) == ETIMEDOUT)
