@@ -167,6 +167,39 @@ static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
         return mp_executor_start(&xcfg, ret, err);
 }
 
+/* What serve and worker share: the executor (forked first), the core on the configured
+ * backends, queue recovery, and SIGINT/SIGTERM blocked for sigwait (before any thread
+ * starts, so every thread inherits the mask). Errors are logged here. On failure the
+ * caller still frees *ret_ex and *ret_core. */
+static int start_node(const struct mp_config *cfg, unsigned extra_channels, bool recovery_fatal,
+                      struct mp_executor **ret_ex, struct mp_core **ret_core, sigset_t *ret_sigs) {
+        _cleanup_error_ struct mp_error err = { 0 };
+
+        if (start_executor(cfg, extra_channels, ret_ex, &err) < 0) {
+                mp_err("cannot start the sandbox executor: %s", err.message);
+                return -1;
+        }
+        if (mp_core_open(cfg, ret_core, &err) < 0) {
+                mp_err("%s", err.message);
+                return -1;
+        }
+        (*ret_core)->executor = *ret_ex;
+        if (mp_core_recover(*ret_core, &err) < 0) {
+                if (recovery_fatal) {
+                        mp_err("recovering the queue: %s", err.message);
+                        return -1;
+                }
+                /* Jobs a crash or a Redis outage left behind: the reaper retries. */
+                mp_warn("recovering the queue: %s (will retry)", err.message);
+        }
+        sigemptyset(ret_sigs);
+        sigaddset(ret_sigs, SIGINT);
+        sigaddset(ret_sigs, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, ret_sigs, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        return 0;
+}
+
 static int cmd_serve(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
         struct mp_config *cfg = NULL;
@@ -179,25 +212,9 @@ static int cmd_serve(int argc, char **argv) {
 
         if (open_config(argc, argv, &cfg) < 0)
                 return 2;
-        /* Channels: the workers, and uploads being analyzed. */
-        if (start_executor(cfg, 4, &ex, &err) < 0) {
-                mp_err("cannot start the sandbox executor: %s", err.message);
+        /* Executor channels: the workers, and uploads being analyzed. */
+        if (start_node(cfg, 4, true, &ex, &core, &sigs) < 0)
                 goto out;
-        }
-        if (mp_core_open(cfg, &core, &err) < 0) {
-                mp_err("%s", err.message);
-                goto out;
-        }
-        core->executor = ex;
-        if (mp_core_recover(core, &err) < 0) {
-                mp_err("recovering the queue: %s", err.message);
-                goto out;
-        }
-        sigemptyset(&sigs);
-        sigaddset(&sigs, SIGINT);
-        sigaddset(&sigs, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-        signal(SIGPIPE, SIG_IGN);
         if (mp_worker_pool_start(core, cfg->workers, cfg->shard, &workers, &err) < 0 ||
             mp_api_start(core, &api, &err) < 0) {
                 mp_err("%s", err.message);
@@ -237,25 +254,8 @@ static int cmd_worker(int argc, char **argv) {
                 mp_config_free(cfg);
                 return 2;
         }
-        if (start_executor(cfg, 1, &ex, &err) < 0) {
-                mp_err("cannot start the sandbox executor: %s", err.message);
+        if (start_node(cfg, 1, false, &ex, &core, &sigs) < 0)
                 goto out;
-        }
-        if (mp_core_open(cfg, &core, &err) < 0) {
-                mp_err("%s", err.message);
-                goto out;
-        }
-        core->executor = ex;
-        /* Jobs a crash or a Redis outage left behind: not fatal, the reaper retries. */
-        if (mp_core_recover(core, &err) < 0) {
-                mp_warn("recovering the queue: %s (will retry)", err.message);
-                mp_error_clear(&err);
-        }
-        sigemptyset(&sigs);
-        sigaddset(&sigs, SIGINT);
-        sigaddset(&sigs, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-        signal(SIGPIPE, SIG_IGN);
         if (mp_worker_pool_start(core, cfg->workers, cfg->shard, &workers, &err) < 0) {
                 mp_err("%s", err.message);
                 goto out;
