@@ -601,16 +601,91 @@ def _kube_schema():
                "they fetch the schemas from the network); the structural checks above stand in")
 
 
-@check("no Prometheus or Grafana files, since the server answers no /metrics")
+PROM = DEPLOY / "prometheus" / "prometheus.yml"
+GRAFANA = DEPLOY / "grafana" / "mecapy-dashboard.json"
+
+
+def served_metrics():
+    """The metric names the server renders: the string literals of src/api/api-metrics.c
+    (a histogram's name stands for its _bucket, _sum and _count)."""
+    src = (ROOT / "src/api/api-metrics.c").read_text()
+    return set(re.findall(r'"((?:mecapy|process)_[a-z0-9_]+)', src))
+
+
+@check("Prometheus and Grafana files exist exactly when the server answers /metrics")
 def _metrics():
     routes = (ROOT / "src/api/api-routes.c").read_text()
     serves = '"/metrics"' in routes
-    present = (DEPLOY / "prometheus").exists() or (DEPLOY / "grafana").exists()
+    present = PROM.exists() and GRAFANA.exists()
     if serves and not present:
-        return ["the server now serves /metrics: add deploy/prometheus and deploy/grafana"]
-    if present and not serves:
+        return [f"the server serves /metrics: add {rel(PROM)} and {rel(GRAFANA)}"]
+    if not serves and ((DEPLOY / "prometheus").exists() or (DEPLOY / "grafana").exists()):
         return ["deploy/prometheus or deploy/grafana exists, but the server serves no /metrics"]
     return []
+
+
+@check("prometheus.yml: scrape jobs with targets and /metrics paths")
+def _prometheus_structure():
+    need_yaml()
+    problems = []
+    conf = yaml.safe_load(PROM.read_text())
+    jobs = conf.get("scrape_configs") if isinstance(conf, dict) else None
+    if not isinstance(jobs, list) or not jobs:
+        return [f"{rel(PROM)}: no scrape_configs"]
+    names = [j.get("job_name") for j in jobs]
+    if len(set(names)) != len(names) or not all(names):
+        problems.append(f"{rel(PROM)}: job names missing or repeated: {names}")
+    for j in jobs:
+        if j.get("metrics_path", "/metrics") != "/metrics":
+            problems.append(f"{rel(PROM)}: job {j.get('job_name')} scrapes {j.get('metrics_path')}, not /metrics")
+        targets = [t for sc in j.get("static_configs") or [] for t in sc.get("targets") or []]
+        if not targets:
+            problems.append(f"{rel(PROM)}: job {j.get('job_name')} has no targets")
+        for t in targets:
+            if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+:\d+", str(t)):
+                problems.append(f"{rel(PROM)}: target {t!r} is not host:port")
+    return problems
+
+
+@check("prometheus.yml: promtool check config")
+def _promtool_config():
+    tool = shutil.which("promtool")
+    if not tool:
+        raise Skip("promtool is not installed (Debian package prometheus)")
+    r = subprocess.run([tool, "check", "config", str(PROM)], capture_output=True, text=True, timeout=60)
+    return [] if r.returncode == 0 else [(r.stdout + r.stderr).strip()[:1500]]
+
+
+@check("Grafana dashboard: panels with queries, every metric it queries is served")
+def _grafana():
+    problems = []
+    d = json.loads(GRAFANA.read_text())
+    for k in ("title", "uid", "panels", "schemaVersion"):
+        if k not in d:
+            problems.append(f"{rel(GRAFANA)}: no {k}")
+    panels = d.get("panels") or []
+    ids = [p.get("id") for p in panels]
+    if not panels or len(set(ids)) != len(ids) or None in ids:
+        problems.append(f"{rel(GRAFANA)}: panels missing, or ids missing or repeated: {ids}")
+    served = served_metrics()
+    if not served:
+        problems.append("no metric names found in src/api/api-metrics.c")
+    for p in panels:
+        pos = p.get("gridPos") or {}
+        if not all(isinstance(pos.get(k), int) for k in ("h", "w", "x", "y")):
+            problems.append(f"{rel(GRAFANA)}: panel {p.get('title')!r} has no gridPos h/w/x/y")
+        targets = p.get("targets") or []
+        if not targets or not all(t.get("expr") and t.get("refId") for t in targets):
+            problems.append(f"{rel(GRAFANA)}: panel {p.get('title')!r} has a target without expr or refId")
+        for t in targets:
+            if t.get("expr", "").count("(") != t.get("expr", "").count(")"):
+                problems.append(f"{rel(GRAFANA)}: unbalanced parentheses in {t['expr']!r}")
+            for name in re.findall(r"\b((?:mecapy|process)_[a-z0-9_]+)", t.get("expr", "")):
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                if name not in served and base not in served:
+                    problems.append(f"{rel(GRAFANA)}: panel {p.get('title')!r} queries {name}, "
+                                    "which the server does not serve")
+    return problems
 
 
 @check("shell scripts parse (bash -n)")

@@ -10,7 +10,7 @@ pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3
       libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev ca-certificates)
 if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
-  pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography curl procps iproute2
+  pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
          postgresql redis-server)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "api/api.h"
+#include "api/api-metrics.h"
 #include "base/util.h"
 #include "core/core.h"
 
@@ -23,6 +24,8 @@ struct mp_request {
         struct mp_principal principal; /* who asked, for the answer after the wait */
         struct mp_request *next_waiter;
         struct MHD_Connection *conn;
+        int64_t start_us;    /* the first call of the access handler (monotonic, /metrics) */
+        bool held;           /* a long poll that was suspended: kind="wait" in /metrics */
 };
 
 struct mp_api {
@@ -36,6 +39,7 @@ struct mp_api {
         pthread_t timer;
         bool stopping;
         struct mp_api_guard *guard; /* addresses, headers, CORS, rate limits (api-guard.h) */
+        struct mp_api_metrics *metrics; /* HTTP counts and the /metrics access list */
 };
 
 /* Route a request whose body is complete. Returns an MHD result. */

@@ -684,6 +684,8 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
                 _cleanup_json_ json_t *ok = json_pack("{s:s}", "status", "ok");
                 return mp_api_send_json(conn, 200, ok);
         }
+        if (!strcmp(url, "/metrics"))
+                return mp_api_metrics_answer(api->metrics, api->core, conn, c->client, method);
         if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
                 return mp_api_send_bytes(conn, 200, "text/html; charset=utf-8", mp_index_html, mp_index_html_len);
         if (!strcmp(url, "/api/v1/openapi.json"))

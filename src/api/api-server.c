@@ -219,6 +219,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
         }
         /* Suspended under the lock, so a wake-up cannot come before the suspension. */
         req->suspended = true;
+        req->held = true;
         MHD_suspend_connection(conn);
         pthread_cond_signal(&api->cond); /* the timer may need an earlier deadline */
         pthread_mutex_unlock(&api->lock);
@@ -327,6 +328,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (!req)
                         return MHD_NO;
                 req->body.cap = MP_MAX_BODY_BYTES;
+                req->start_us = mp_api_metrics_now_us();
                 *con_cls = req;
                 /* Refuse an announced oversize body before reading any of it. */
                 if (cl && (mp_parse_long(cl, 0, 1L << 40, &n) < 0 || n > (long) MP_MAX_BODY_BYTES)) {
@@ -360,8 +362,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
         struct mp_api *api = cls;
         struct mp_request *req = *con_cls;
+        const union MHD_ConnectionInfo *ci;
+
+        (void) toe;
         if (!req)
                 return;
+        /* Every answer passes here once, whatever queued it: count it by the status MHD
+         * holds for it (none: the client left before an answer). */
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci && ci->http_status)
+                mp_api_metrics_count(api->metrics, ci->http_status,
+                                     mp_api_metrics_now_us() - req->start_us, req->held);
         pthread_mutex_lock(&api->lock);
         remove_waiter(api, req);
         pthread_mutex_unlock(&api->lock);
@@ -384,7 +395,13 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                                     c->listen_host);
         }
         api->core = core;
-        if (mp_api_guard_new(c, &api->guard, err) < 0) {
+        api->metrics = calloc(1, sizeof(*api->metrics));
+        if (!api->metrics) {
+                free(api);
+                return -ENOMEM;
+        }
+        if (mp_api_metrics_init(api->metrics, c, err) < 0 || mp_api_guard_new(c, &api->guard, err) < 0) {
+                free(api->metrics);
                 free(api);
                 return -EINVAL;
         }
@@ -412,6 +429,7 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 pthread_mutex_destroy(&api->lock);
                 pthread_cond_destroy(&api->cond);
                 mp_api_guard_free(api->guard);
+                free(api->metrics);
                 free(api);
                 return mp_error_set(err, EADDRINUSE, 500, "config",
                                     "cannot listen on %s:%d (is the port taken?)", c->listen_host, port);
@@ -446,5 +464,6 @@ void mp_api_stop(struct mp_api *api) {
         pthread_mutex_destroy(&api->lock);
         pthread_cond_destroy(&api->cond);
         mp_api_guard_free(api->guard);
+        free(api->metrics);
         free(api);
 }

@@ -54,7 +54,11 @@ const char mp_config_usage[] =
         "                         address (MECAPY_AUTH_RATE_LIMIT, 10; 0 off)\n"
         "  --cors-origin LIST     comma-separated origins allowed by CORS (MECAPY_CORS_ORIGIN)\n"
         "  --trusted-proxy LIST   comma-separated proxy addresses whose X-Forwarded-For is\n"
-        "                         believed (MECAPY_TRUSTED_PROXY)\n";
+        "                         believed (MECAPY_TRUSTED_PROXY)\n"
+        "  --metrics-allow LIST   addresses or ADDR/BITS besides loopback that may read\n"
+        "                         /metrics; none: nobody (MECAPY_METRICS_ALLOW)\n"
+        "  --metrics-port PORT    worker: serve /metrics and /healthz on this port\n"
+        "                         (MECAPY_METRICS_PORT, 0: off)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -65,7 +69,7 @@ enum {
         OPT_MAX_INSTANCES = 1200, OPT_POOL_MEMORY, OPT_INSTANCE_IDLE, OPT_INSTANCE_CALLS,
         OPT_FUNCTION_CONCURRENCY, OPT_PRELOAD, OPT_SHARD, OPT_GRACE,
         OPT_ALLOW_SIGNUP = 1300, OPT_RATE_LIMIT, OPT_AUTH_RATE_LIMIT, OPT_CORS_ORIGIN,
-        OPT_TRUSTED_PROXY,
+        OPT_TRUSTED_PROXY, OPT_METRICS_ALLOW = 1400, OPT_METRICS_PORT,
 };
 
 static const struct {
@@ -109,6 +113,8 @@ static const struct {
         { OPT_AUTH_RATE_LIMIT, "auth-rate-limit", "MECAPY_AUTH_RATE_LIMIT" },
         { OPT_CORS_ORIGIN, "cors-origin", "MECAPY_CORS_ORIGIN" },
         { OPT_TRUSTED_PROXY, "trusted-proxy", "MECAPY_TRUSTED_PROXY" },
+        { OPT_METRICS_ALLOW, "metrics-allow", "MECAPY_METRICS_ALLOW" },
+        { OPT_METRICS_PORT, "metrics-port", "MECAPY_METRICS_PORT" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -177,6 +183,8 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
         case OPT_AUTH_RATE_LIMIT: return set_int(&c->auth_rate_limit, v, 0, MP_MAX_RATE_PER_MIN, name, err);
         case OPT_CORS_ORIGIN: return set_str(&c->cors_origins, v);
         case OPT_TRUSTED_PROXY: return set_str(&c->trusted_proxies, v);
+        case OPT_METRICS_ALLOW: return set_str(&c->metrics_allow, v);
+        case OPT_METRICS_PORT: return set_int(&c->metrics_port, v, 0, 65535, name, err);
         }
         return 0;
 }
@@ -319,6 +327,7 @@ void mp_config_free(struct mp_config *c) {
         free(c->oidc_redirect_uri);
         free(c->cors_origins);
         free(c->trusted_proxies);
+        free(c->metrics_allow);
         free(c);
 }
 

@@ -56,6 +56,10 @@ struct mp_config {
         char *cors_origins;       /* --cors-origin LIST: origins allowed by CORS, NULL none */
         char *trusted_proxies;    /* --trusted-proxy LIST: peers whose X-Forwarded-For is
                                    * believed, NULL none */
+        /* Monitoring (docs/operations.md#metrics). */
+        char *metrics_allow;      /* --metrics-allow LIST: addresses (or ADDR/BITS) besides
+                                   * loopback that may read /metrics; "none": nobody */
+        int metrics_port;         /* worker --metrics-port: serve /metrics there, 0 off */
 };
 
 /* Parse the options of `serve`, `worker`, `migrate` and `admin` from argv (options it

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/api-metrics.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -242,6 +243,7 @@ static int cmd_worker(int argc, char **argv) {
         struct mp_core *core = NULL;
         struct mp_executor *ex = NULL;
         struct mp_worker_pool *workers = NULL;
+        struct mp_metrics_server *metrics = NULL;
         sigset_t sigs;
         int sig = 0, rc = 1;
 
@@ -260,6 +262,14 @@ static int cmd_worker(int argc, char **argv) {
                 mp_err("%s", err.message);
                 goto out;
         }
+        /* No API here: --metrics-port serves /metrics and /healthz alone. */
+        if (cfg->metrics_port > 0) {
+                if (mp_metrics_server_start(core, &metrics, &err) < 0) {
+                        mp_err("%s", err.message);
+                        goto out;
+                }
+                mp_info("metrics on http://%s:%d/metrics", cfg->listen_host, mp_metrics_server_port(metrics));
+        }
         mp_info("MecaPy worker ready (queue %s, store %s, %d threads, sandbox %s)", cfg->queue_url,
                 cfg->db_url, cfg->workers, cfg->sandbox ? "on" : "OFF");
         sigwait(&sigs, &sig);
@@ -277,6 +287,7 @@ static int cmd_worker(int argc, char **argv) {
         mp_info("drained: every running call finished");
         rc = 0;
 out:
+        mp_metrics_server_stop(metrics);
         mp_worker_pool_stop(workers);
         mp_executor_stop(ex);
         mp_core_close(core);

@@ -21,6 +21,12 @@ void mp_core_shape(json_t *row, const char *const *times, const char *const *dro
 int mp_core_not_found(struct mp_error *err, const char *what, const char *id);
 /* Tell api/ a task ended. */
 void mp_core_task_ended(struct mp_core *core, const char *task_id);
+/* The counts of GET /metrics (stats.c): set start_ms and the histograms' buckets; one
+ * more task made; one more end, of the status (and execution_ms, when there) in the
+ * fields that task_finish stored. Call only when this process's task_finish ended it. */
+void mp_core_stats_init(struct mp_core_stats *st);
+void mp_core_count_created(struct mp_core *core);
+void mp_core_count_end(struct mp_core *core, json_t *fields);
 /* Can this principal see (call) this function row? */
 bool mp_core_can_see_function(const struct mp_principal *p, json_t *fn);
 /* A function the principal may call, and its version (0 = latest); 404 otherwise. */

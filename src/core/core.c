@@ -29,6 +29,7 @@ int mp_core_open(const struct mp_config *config, struct mp_core **ret, struct mp
         if (!c)
                 return -ENOMEM;
         c->config = config;
+        mp_core_stats_init(&c->stats);
         if ((r = mp_auth_init()) < 0) {
                 mp_error_set(err, -r, 500, "internal", "libsodium could not start");
                 goto fail;

@@ -47,6 +47,32 @@ enum {
 /* "functions:read" ... for one bit; NULL for anything else. */
 const char *mp_core_scope_name(unsigned bit);
 
+/* A histogram of fixed buckets kept in relaxed atomics: an observation is a few atomic
+ * adds and no lock; /metrics reads it (a scrape may see an observation half made, which
+ * the next scrape corrects). counts[] are per bucket (not cumulative); the last one is
+ * +Inf. */
+#define MP_HIST_MAX_BOUNDS 16
+struct mp_hist {
+        const double *bounds; /* upper bounds in seconds, ascending (+Inf implied) */
+        int nbounds;          /* at most MP_HIST_MAX_BOUNDS */
+        atomic_uint_fast64_t counts[MP_HIST_MAX_BOUNDS + 1];
+        atomic_uint_fast64_t sum_us; /* the sum of the observations in microseconds */
+};
+void mp_hist_init(struct mp_hist *h, const double *bounds, int nbounds);
+void mp_hist_observe(struct mp_hist *h, double seconds);
+
+/* How tasks end; the order of mp_core_stats.tasks_ended. */
+enum mp_task_end { MP_END_COMPLETED, MP_END_FAILED, MP_END_TIMED_OUT, MP_END_CANCELLED, MP_END_N };
+extern const char *const mp_task_end_names[MP_END_N];
+
+/* This process's counts, for GET /metrics: relaxed atomics, no lock on the call path. */
+struct mp_core_stats {
+        int64_t start_ms;                     /* when the core opened (epoch ms) */
+        atomic_uint_fast64_t tasks_created;   /* new tasks stored by execute here */
+        atomic_uint_fast64_t tasks_ended[MP_END_N]; /* ends recorded by this process */
+        struct mp_hist execution;             /* execution_ms of runs this process's workers ended */
+};
+
 struct mp_core {
         const struct mp_config *config;
         struct mp_store *store;
@@ -61,6 +87,7 @@ struct mp_core {
          * mp_core_listen_task_end. */
         void (*on_task_end)(void *userdata, const char *task_id);
         void *on_task_end_userdata;
+        struct mp_core_stats stats;
 };
 
 /* Open the store, blobs and queue named by the config. The executor is attached by the

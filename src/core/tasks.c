@@ -135,6 +135,7 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
         }
         if (r < 0)
                 return r;
+        mp_core_count_created(core);
         /* The task and its job are stored: a lost wake-up only delays it, never loses it. */
         MP_QUEUE(core->queue)->push(core->queue, id, function_id, NULL);
         json_object_set_new(task, "status", json_string("queued"));
@@ -281,6 +282,7 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
         if (r == 0)
                 return mp_error_set(err, EALREADY, 409, "conflict", "task %s has already ended (%s)", id,
                                     json_string_value(json_object_get(t, "status")));
+        mp_core_count_end(core, fields);
         /* A running call goes on in its sandbox until it ends or times out; its result is
          * then dropped, since the task already ended. */
         mp_core_task_ended(core, id);

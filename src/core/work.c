@@ -107,8 +107,10 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
 
 static int finish(struct mp_core *core, const char *task_id, json_t *fields, struct mp_error *err) {
         int r = MP_STORE(core->store)->task_finish(core->store, task_id, fields, err);
-        if (r > 0)
+        if (r > 0) {
+                mp_core_count_end(core, fields);
                 mp_core_task_ended(core, task_id);
+        }
         return r;
 }
 
@@ -154,6 +156,8 @@ static int record(struct mp_core *core, const char *worker_id, const char *task_
                 r = result_fields(core, task_id, res, fields, err);
                 if (r >= 0) {
                         r = MP_STORE(core->store)->task_finish(core->store, task_id, fields, err);
+                        if (r > 0)
+                                mp_core_count_end(core, fields);
                         /* After a failed try, 0 may mean that the try was saved after all:
                          * tell the waiters in any case (a notice is idempotent). */
                         if (r > 0 || (r == 0 && attempt > 1))

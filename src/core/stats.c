@@ -1,0 +1,57 @@
+/* This process's counts for GET /metrics: tasks made and ended, and how long runs took.
+ * Relaxed atomics only: counting costs an atomic add on the call path, never a lock. */
+#include <string.h>
+
+#include "core/core-internal.h"
+
+const char *const mp_task_end_names[MP_END_N] = { "completed", "failed", "timed_out", "cancelled" };
+
+/* execution_ms of runs, in seconds: from a trivial call to the longest timeout. */
+static const double execution_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                           2.5, 5, 10, 30, 60, 300, 1800, 3600 };
+
+void mp_hist_init(struct mp_hist *h, const double *bounds, int nbounds) {
+        h->bounds = bounds;
+        h->nbounds = nbounds < 0 ? 0 : nbounds > MP_HIST_MAX_BOUNDS ? MP_HIST_MAX_BOUNDS : nbounds;
+        for (int i = 0; i <= MP_HIST_MAX_BOUNDS; i++)
+                atomic_init(&h->counts[i], 0);
+        atomic_init(&h->sum_us, 0);
+}
+
+void mp_hist_observe(struct mp_hist *h, double seconds) {
+        int i = 0;
+
+        if (!(seconds >= 0)) /* also NaN */
+                seconds = 0;
+        while (i < h->nbounds && seconds > h->bounds[i])
+                i++;
+        atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->sum_us, (uint_fast64_t) (seconds * 1e6), memory_order_relaxed);
+}
+
+void mp_core_stats_init(struct mp_core_stats *st) {
+        st->start_ms = mp_now_ms();
+        atomic_init(&st->tasks_created, 0);
+        for (int i = 0; i < MP_END_N; i++)
+                atomic_init(&st->tasks_ended[i], 0);
+        mp_hist_init(&st->execution, execution_bounds, (int) ELEMENTSOF(execution_bounds));
+}
+
+void mp_core_count_created(struct mp_core *core) {
+        atomic_fetch_add_explicit(&core->stats.tasks_created, 1, memory_order_relaxed);
+}
+
+void mp_core_count_end(struct mp_core *core, json_t *fields) {
+        const char *status = json_string_value(json_object_get(fields, "status"));
+        json_t *ms = json_object_get(fields, "execution_ms");
+
+        if (!status)
+                return;
+        for (int i = 0; i < MP_END_N; i++)
+                if (!strcmp(status, mp_task_end_names[i])) {
+                        atomic_fetch_add_explicit(&core->stats.tasks_ended[i], 1, memory_order_relaxed);
+                        break;
+                }
+        if (json_is_integer(ms))
+                mp_hist_observe(&core->stats.execution, (double) json_integer_value(ms) / 1000.0);
+}
