@@ -70,7 +70,7 @@ run_c() {
   echo "   $line"
 }
 
-for exe in "$asan"/tests/unit/test-* "$asan"/tests/security/test-*; do
+for exe in "$asan"/tests/unit/test-* "$asan"/tests/security/test-* "$asan"/tests/fuzz/fuzz-*; do
   [ -x "$exe" ] && [ -f "$exe" ] && run_c "$exe"
 done
 

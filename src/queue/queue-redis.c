@@ -99,9 +99,14 @@ struct redis_queue {
         atomic_bool sub_stop;
 };
 
+/* Free a reply we do not read (NULL is fine). */
+static void reply_free(redisReply *r) {
+        if (r)
+                freeReplyObject(r);
+}
+
 static void reply_freep(redisReply **r) {
-        if (*r)
-                freeReplyObject(*r);
+        reply_free(*r);
 }
 #define _cleanup_reply_ _cleanup_(reply_freep)
 
@@ -937,7 +942,7 @@ static int reap(struct redis_queue *q, struct mp_error *err) {
                 if (n > 0)
                         mp_warn("worker %s stopped sending heartbeats: %d job(s) went back to the queue", e->str, n);
                 total += n;
-                _cleanup_reply_ redisReply *s = cmd(q, NULL, "SREM mecapy:workers %s", e->str);
+                reply_free(cmd(q, NULL, "SREM mecapy:workers %s", e->str));
         }
         return total;
 }
@@ -1061,7 +1066,7 @@ static void *maint_main(void *userdata) {
                                 mp_warn("%d job(s) missing from the queue were taken again from the store", n);
                         next_sweep = now + SWEEP_EVERY_MS;
                 }
-                _cleanup_reply_ redisReply *un = cmd(q, NULL, "EVAL %s 1 mecapy:reaper %s", LUA_UNLOCK, token);
+                reply_free(cmd(q, NULL, "EVAL %s 1 mecapy:reaper %s", LUA_UNLOCK, token));
         } while (maint_wait(q, tick));
         return NULL;
 }
