@@ -37,7 +37,8 @@
 
 /* Type a value written on the command line: JSON when it parses as JSON (number,
  * integer, true/false/null, list, object, "quoted string"), else the text itself as a
- * string. Returns a new reference, NULL only when out of memory. */
+ * string. Returns a new reference, or NULL when the text is not valid UTF-8 (or out of
+ * memory). */
 json_t *mp_cli_value_typed(const char *text);
 
 /* Parse one operand into *ret_key (malloc'ed) and *ret_value (new reference):

@@ -12,13 +12,16 @@ static json_t *parse_json(const char *text) {
 json_t *mp_cli_value_typed(const char *text) {
         json_t *v;
 
+        /* Text that is not UTF-8 cannot travel as JSON: refuse it here, not later. */
+        if (!mp_utf8_valid(text, strlen(text)))
+                return NULL;
         if (strlen(text) > MP_MAX_INPUTS_BYTES)
                 return json_string(text); /* the server refuses it with a clear message */
         v = parse_json(text);
         if (v)
                 return v;
         /* Not JSON: the text itself, e.g. name=steel. */
-        return json_stringn_nocheck(text, strlen(text));
+        return json_string(text);
 }
 
 int mp_cli_parse_assignment(const char *arg, char **ret_key, json_t **ret_value,

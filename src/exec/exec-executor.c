@@ -444,8 +444,29 @@ static json_t *err_json(const char *type, const char *limit, const char *fmt, ..
         return e;
 }
 
-/* Check the artifacts list the guest sent: count, names, decoded size. NULL = bad
- * shape (crash), else a new reference; *ret_over when a cap was exceeded. */
+/* Standard base64 as the guest writes it: a multiple of 4, alphabet, '=' padding only
+ * at the end. */
+static bool b64_plausible(const char *s, size_t n) {
+        size_t pad = 0;
+        if (n % 4)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (c == '=') {
+                        pad++;
+                        continue;
+                }
+                if (pad || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                             c == '+' || c == '/'))
+                        return false;
+        }
+        return pad <= 2;
+}
+
+/* Check the artifacts list the guest sent: count, names (no NUL, no '/'), base64 data,
+ * decoded size. NULL = bad shape (the reply is refused: a protocol error, never a file
+ * silently dropped or renamed), else a new reference; *ret_over when a cap was
+ * exceeded. */
 static json_t *check_artifacts(json_t *a, bool *ret_over) {
         size_t idx, total = 0;
         json_t *v;
@@ -462,8 +483,10 @@ static json_t *check_artifacts(json_t *a, bool *ret_over) {
         json_array_foreach(a, idx, v) {
                 const char *name = json_string_value(json_object_get(v, "name"));
                 const char *data = json_string_value(json_object_get(v, "data"));
+                size_t dlen = json_string_length(json_object_get(v, "data"));
                 if (!name || !data || !*name || strlen(name) > 255 || strchr(name, '/') ||
-                    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                    strlen(name) != json_string_length(json_object_get(v, "name")) ||
+                    strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || !b64_plausible(data, dlen))
                         return NULL;
                 total += json_string_length(json_object_get(v, "data")) / 4 * 3;
                 if (total > MP_MAX_ARTIFACT_BYTES + 3) {

@@ -20,8 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else
                 fuzz_check(!key && !value);
         mp_error_clear(&err);
+        /* NULL exactly when the text is not UTF-8; otherwise a value JSON can carry. */
         typed = mp_cli_value_typed(arg);
-        fuzz_check(typed);
+        fuzz_check(!typed == !mp_utf8_valid(arg, strlen(arg)));
+        if (typed) {
+                char *dumped = json_dumps(typed, JSON_ENCODE_ANY);
+                fuzz_check(dumped);
+                free(dumped);
+        }
         json_decref(typed);
         free(arg);
         return 0;
