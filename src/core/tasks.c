@@ -3,7 +3,9 @@
 
 #include "base/limits.h"
 #include "blobs/blobs.h"
+#include "base/log.h"
 #include "core/core-internal.h"
+#include "exec/exec.h"
 #include "queue/queue.h"
 
 /* A task is its owner's; a company admin also sees (and may cancel) the tasks made in
@@ -283,8 +285,16 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
                 return mp_error_set(err, EALREADY, 409, "conflict", "task %s has already ended (%s)", id,
                                     json_string_value(json_object_get(t, "status")));
         mp_core_count_end(core, fields);
-        /* A running call goes on in its sandbox until it ends or times out; its result is
-         * then dropped, since the task already ended. */
+        /* Stop the call if one runs: here when this process has the executor (embedded
+         * serve), and through the queue for every other worker process. Best effort: a
+         * notice lost, or one that crosses the worker's start of the call, lets the
+         * call run to its end or its time limit, and its result is dropped (the task
+         * has ended). A task that was only queued has no call: both are no-ops. */
+        if (core->executor)
+                (void) mp_executor_cancel(core->executor, id);
+        _cleanup_error_ struct mp_error cerr = { 0 };
+        if (MP_QUEUE(core->queue)->notify_cancel(core->queue, id, &cerr) < 0)
+                mp_warn("task %s was cancelled, but the notice to its worker was not sent: %s", id, cerr.message);
         mp_core_task_ended(core, id);
         return mp_core_task_get(core, p, id, ret, NULL, err);
 }

@@ -284,6 +284,7 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
                 .code = json_string_value(json_object_get(ver, "code")),
                 .handler = json_string_value(json_object_get(ver, "handler")),
                 .inputs = json_object_get(task, "inputs"),
+                .call_id = task_id, /* mp_core_task_cancel stops it by this name */
                 .limits = {
                         .timeout_s = (int) json_integer_value(json_object_get(lim, "timeout_s")),
                         .memory_mb = (int) json_integer_value(json_object_get(lim, "memory_mb")),
@@ -296,6 +297,13 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
         if (r < 0) {
                 mp_err("task %s: could not run: %s", task_id, xerr.message);
                 fail_task(core, task_id, "SandboxError", xerr.message, NULL);
+                return 1;
+        }
+        if (res.status == MP_EXEC_CANCELLED) {
+                /* The cancel already ended the task in the store: nothing to record, the
+                 * job is done with (acknowledged by the caller). */
+                mp_info("task %s: its call was stopped (cancelled)", task_id);
+                mp_exec_result_clear(&res);
                 return 1;
         }
         r = record(core, worker_id, task_id, &res, err ? err : &lerr);

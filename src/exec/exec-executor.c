@@ -8,6 +8,12 @@
  *                        "artifacts":[{"name","data"(base64)}],"wall_ms","cpu_ms",
  *                        "peak_memory_kb"}  or  {"setup_error": "sentence"}
  *
+ * Cancels do not travel on the channels (the caller that owns a channel is blocked
+ * reading its reply): one SOCK_SEQPACKET control socket, shared by every thread of the
+ * server, carries {channel, call id} messages. The id is checked against the call the
+ * executor holds for that channel, so a cancel that crosses the call's end (the
+ * channel already serves someone else) never hits another call.
+ *
  * The executor's loop polls every channel and every running sandbox at once: the
  * sandbox's guest socket (request out, reply in), its log pipe (drained and capped so
  * printing never blocks), its pidfd (exit), and the wall-clock deadlines.
@@ -45,11 +51,27 @@ extern const size_t mp_guest_py_len;
 #define ANALYZE_TIMEOUT_S 10
 #define ANALYZE_MEMORY_MB 256
 
+/* A cancel on the control socket. */
+struct ctl_msg {
+        uint32_t ch;
+        char call_id[MP_EXEC_CALL_ID_MAX + 1];
+};
+
+/* A thread of mp_executor_run waiting for a free channel (on its stack). */
+struct chan_waiter {
+        const char *call_id;
+        bool cancelled;
+        struct chan_waiter *next;
+};
+
 struct mp_executor {
         pid_t pid;
         unsigned n;
         int *fds;
         bool *busy;
+        char **ids;          /* the call id each busy channel serves, or NULL */
+        struct chan_waiter *waiters;
+        int ctl;             /* control socket (cancels) */
         bool dead;
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -154,7 +176,7 @@ struct call {
         bool rep_complete, rep_oversize;
         struct mp_buf logs;  /* capped at MP_MAX_LOG_BYTES, the rest drained and dropped */
         int64_t start_ms, deadline_ms;
-        bool timed_out, killed;
+        bool timed_out, killed, cancelled;
         struct mp_cgroup cg;
         char workdir[64];    /* no-sandbox mode: a host temp dir, removed after */
 };
@@ -172,6 +194,12 @@ struct loop {
         unsigned long seq;
         struct mp_pool *pool;    /* warm path; NULL without the sandbox */
         bool *pending;           /* channel's request is with the pool */
+        int ctl;                 /* control socket: cancels; -1 once the server closed it */
+        /* Per channel: the call id of its current (or last) request, and a cancel that
+         * came before its request (the server sends the request and the cancel on two
+         * sockets, so the cancel may be read first). */
+        char (*ids)[MP_EXEC_CALL_ID_MAX + 1];
+        char (*cancel_next)[MP_EXEC_CALL_ID_MAX + 1];
 };
 
 /* nftw callback for the no-sandbox working directory: remove what can be, go on. */
@@ -280,6 +308,16 @@ static void call_start(struct loop *L, unsigned i) {
         if (op && strcmp(op, "stats") == 0) {
                 _cleanup_json_ json_t *st = json_pack("{s:o}", "stats", L->pool ? mp_pool_stats(L->pool) : json_object());
                 channel_reply(L, i, st);
+                return;
+        }
+        const char *call_id = json_string_value(json_object_get(req, "call_id"));
+        snprintf(L->ids[i], sizeof(L->ids[i]), "%s", call_id && strlen(call_id) <= MP_EXEC_CALL_ID_MAX ? call_id : "");
+        bool cancel_now = L->ids[i][0] && strcmp(L->ids[i], L->cancel_next[i]) == 0;
+        L->cancel_next[i][0] = 0;
+        if (cancel_now) {
+                /* Cancelled before we read it: it never starts. */
+                _cleanup_json_ json_t *cr = mp_exec_cancelled_reply();
+                channel_reply(L, i, cr);
                 return;
         }
         enum mp_exec_op eop = op && strcmp(op, "analyze") == 0 ? MP_EXEC_ANALYZE : MP_EXEC_RUN;
@@ -497,6 +535,13 @@ static json_t *check_artifacts(json_t *a, bool *ret_over) {
         return json_incref(a);
 }
 
+json_t *mp_exec_cancelled_reply(void) {
+        return json_pack("{s:s,s:{s:s,s:s},s:s,s:b,s:[],s:I,s:I,s:I}", "status", "cancelled", "error", "type",
+                         "Cancelled", "message", "the task was cancelled while it ran", "logs", "", "logs_truncated",
+                         0, "artifacts", "wall_ms", (json_int_t) 0, "cpu_ms", (json_int_t) 0,
+                         "peak_memory_kb", (json_int_t) -1);
+}
+
 static const char *signame(int sig) {
         const char *s = sigabbrev_np(sig);
         return s ? s : "?";
@@ -512,7 +557,11 @@ json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int
         if (o->rep_complete)
                 grep = json_loadb(o->rep->data + 4, o->rep->len - 4, JSON_ALLOW_NUL, NULL);
 
-        if (o->timed_out) {
+        if (o->cancelled) {
+                /* Killed on request: what it may have sent before is not its result. */
+                status = "cancelled";
+                error = err_json("Cancelled", NULL, "the task was cancelled while it ran");
+        } else if (o->timed_out) {
                 status = "timeout";
                 error = err_json("TimeLimitExceeded", "timeout", "the call ran longer than its %d s limit",
                                  o->timeout_s);
@@ -619,7 +668,7 @@ static void call_finish(struct loop *L, unsigned i) {
         struct mp_outcome o = {
                 .rep = &c->rep, .rep_complete = c->rep_complete, .rep_oversize = c->rep_oversize,
                 .timed_out = c->timed_out, .killed = c->killed, .exited = true, .oom = oom, .ws = ws,
-                .timeout_s = c->limits.timeout_s, .memory_mb = c->limits.memory_mb,
+                .cancelled = c->cancelled, .timeout_s = c->limits.timeout_s, .memory_mb = c->limits.memory_mb,
         };
         reply = mp_exec_reply(&o, &c->logs, wall,
                               ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 + ru.ru_stime.tv_sec * 1000 +
@@ -650,6 +699,57 @@ static void kill_all(struct loop *L) {
         }
 }
 
+/* Cancel what channel ch runs for call_id (see the comment at the top). */
+static void cancel_channel(struct loop *L, unsigned ch, const char *call_id) {
+        struct call *c = &L->calls[ch];
+
+        if (!c->active && !L->pending[ch]) {
+                /* Nothing running: either its request is not read yet (remember the
+                 * cancel for it), or the call already ended (then the id is the one we
+                 * last served, and the cancel is moot). */
+                if (strcmp(L->ids[ch], call_id) != 0)
+                        snprintf(L->cancel_next[ch], sizeof(L->cancel_next[ch]), "%s", call_id);
+                return;
+        }
+        if (strcmp(L->ids[ch], call_id) != 0)
+                return;
+        if (L->pending[ch]) {
+                if (L->pool)
+                        (void) mp_pool_cancel(L->pool, ch);
+                return;
+        }
+        /* Cold or no-sandbox: kill it; call_finish replies once PID 1 is reaped, so the
+         * caller hears "cancelled" only when nothing of the call runs any more. */
+        c->cancelled = true;
+        if (c->killed)
+                return;
+        /* In a sandbox the pid is PID 1 of its pid namespace: everything in it dies. Without
+         * one the interpreter leads its own session: kill the whole process group. */
+        if (!L->sandbox)
+                (void) kill(-c->pid, SIGKILL);
+        (void) kill(c->pid, SIGKILL);
+        c->killed = true;
+}
+
+static void ctl_event(struct loop *L) {
+        for (int k = 0; k < 64 && L->ctl >= 0; k++) {
+                struct ctl_msg m;
+                ssize_t n = recv(L->ctl, &m, sizeof(m), MSG_DONTWAIT);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return;
+                if (n <= 0) {
+                        close(L->ctl);
+                        L->ctl = -1;
+                        return;
+                }
+                /* The server is trusted, but a short or odd message is still dropped. */
+                if (n != (ssize_t) sizeof(m) || m.ch >= L->n || !memchr(m.call_id, 0, sizeof(m.call_id)) ||
+                    !m.call_id[0])
+                        continue;
+                cancel_channel(L, m.ch, m.call_id);
+        }
+}
+
 /* A poll entry of the executor's own (channel or cold call i). */
 static void add_own(struct mp_pollset *ps, size_t **idx, int fd, short events, void *tag, unsigned i) {
         size_t cap = ps->cap;
@@ -667,7 +767,7 @@ static void add_own(struct mp_pollset *ps, size_t **idx, int fd, short events, v
 static _noreturn_ void executor_main(struct loop *L) {
         struct mp_pollset ps = { 0 };
         /* Tags of our own entries: the address of one of these markers, plus index. */
-        static char tag_sig, tag_chan[1], tag_exit[1], tag_guest[1], tag_log[1];
+        static char tag_sig, tag_ctl, tag_chan[1], tag_exit[1], tag_guest[1], tag_log[1];
         size_t *idx = NULL;
 
         for (;;) {
@@ -676,6 +776,8 @@ static _noreturn_ void executor_main(struct loop *L) {
 
                 ps.n = 0;
                 add_own(&ps, &idx, L->sigfd, POLLIN, &tag_sig, 0);
+                if (L->ctl >= 0)
+                        add_own(&ps, &idx, L->ctl, POLLIN, &tag_ctl, 0);
                 for (unsigned i = 0; i < L->n; i++) {
                         struct call *c = &L->calls[i];
                         if (L->chan[i] >= 0)
@@ -722,6 +824,8 @@ static _noreturn_ void executor_main(struct loop *L) {
                         if (ps.tag[k] == tag_chan) {
                                 if (!c->active && !L->pending[i] && L->chan[i] >= 0)
                                         call_start(L, i);
+                        } else if (ps.tag[k] == &tag_ctl) {
+                                continue; /* below, after the channels: see ctl_event */
                         } else if (ps.tag[k] == tag_guest) {
                                 if (c->active)
                                         guest_io(c, ps.pfd[k].revents);
@@ -730,6 +834,11 @@ static _noreturn_ void executor_main(struct loop *L) {
                                         drain_logs(c);
                         }
                 }
+                /* Cancels after the requests read in this round, so that a cancel read
+                 * with its own request finds the call started (not the other way). */
+                for (size_t k = 0; r > 0 && k < own; k++)
+                        if (ps.pfd[k].revents && ps.tag[k] == &tag_ctl)
+                                ctl_event(L);
                 /* Exits last, so that data that arrived with the exit is read first. */
                 for (size_t k = 0; r > 0 && k < own; k++)
                         if (ps.pfd[k].revents && ps.tag[k] == tag_exit && L->calls[idx[k]].active)
@@ -802,14 +911,29 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
         }
 
         struct mp_executor *ex = calloc(1, sizeof(*ex));
-        int *child_fds = calloc(n, sizeof(int));
-        if (!ex || !child_fds || !(ex->fds = calloc(n, sizeof(int))) || !(ex->busy = calloc(n, sizeof(bool)))) {
+        /* child_fds[n]: the executor's end of the control socket. */
+        int *child_fds = calloc(n + 1, sizeof(int));
+        if (!ex || !child_fds || !(ex->fds = calloc(n, sizeof(int))) || !(ex->busy = calloc(n, sizeof(bool))) ||
+            !(ex->ids = calloc(n, sizeof(char *)))) {
                 r = -ENOMEM;
                 goto fail;
         }
         ex->n = n;
+        ex->ctl = -1;
+        for (unsigned i = 0; i <= n; i++)
+                child_fds[i] = -1;
         for (unsigned i = 0; i < n; i++)
-                ex->fds[i] = child_fds[i] = -1;
+                ex->fds[i] = -1;
+        {
+                int sp[2];
+                /* SEQPACKET: one cancel per message, sent whole by any thread at once. */
+                if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+                        r = mp_error_set(err, errno, 500, "sandbox", "exec: socketpair: %m");
+                        goto fail;
+                }
+                ex->ctl = sp[0];
+                child_fds[n] = sp[1];
+        }
         for (unsigned i = 0; i < n; i++) {
                 int sp[2];
                 if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
@@ -831,7 +955,7 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
                 if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
                         _exit(1);
                 (void) prctl(PR_SET_NAME, "mecapy-exec", 0, 0, 0);
-                close_other_fds(child_fds, n);
+                close_other_fds(child_fds, n + 1);
                 signal(SIGPIPE, SIG_IGN);
                 sigset_t ss;
                 sigemptyset(&ss);
@@ -847,8 +971,11 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
                         .python = python,
                         .seccomp = sc,
                         .pending = calloc(n, sizeof(bool)),
+                        .ctl = child_fds[n],
+                        .ids = calloc(n, sizeof(*L.ids)),
+                        .cancel_next = calloc(n, sizeof(*L.cancel_next)),
                 };
-                if (!L.calls || L.sigfd < 0 || !L.pending)
+                if (!L.calls || L.sigfd < 0 || !L.pending || !L.ids || !L.cancel_next)
                         _exit(1);
                 if (cfg->sandbox) {
                         /* Our own binary, executed again as each environment's zygote. */
@@ -860,7 +987,7 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
                         L.calls[i].pidfd = L.calls[i].gfd = L.calls[i].lfd = -1;
                 executor_main(&L);
         }
-        for (unsigned i = 0; i < n; i++)
+        for (unsigned i = 0; i <= n; i++)
                 close(child_fds[i]);
         free(child_fds);
         mp_seccomp_free(sc);
@@ -879,9 +1006,14 @@ fail:
                 if (child_fds && child_fds[i] >= 0)
                         close(child_fds[i]);
         }
+        if (child_fds && child_fds[n] >= 0)
+                close(child_fds[n]);
         if (ex) {
+                if (ex->ctl >= 0)
+                        close(ex->ctl);
                 free(ex->fds);
                 free(ex->busy);
+                free(ex->ids);
         }
         free(ex);
         free(child_fds);
@@ -932,6 +1064,8 @@ static enum mp_exec_status status_from(const char *s) {
                 return MP_EXEC_TIMEOUT;
         if (strcmp(s, "limit") == 0)
                 return MP_EXEC_LIMIT;
+        if (strcmp(s, "cancelled") == 0)
+                return MP_EXEC_CANCELLED;
         return MP_EXEC_CRASH;
 }
 
@@ -996,7 +1130,7 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
         _cleanup_free_ char *s = NULL, *reply = NULL;
         struct mp_limits lim;
         size_t rlen = 0;
-        unsigned ch;
+        unsigned ch = 0;
         int r;
 
         if (!ex)
@@ -1020,6 +1154,10 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
         j = json_pack("{s:s,s:s,s:s,s:o?,s:O?,s:o}", "op", req->op == MP_EXEC_ANALYZE ? "analyze" : "run", "code",
                       req->code, "handler", req->handler, "inputs", inputs, "policy", req->policy, "limits",
                       mp_exec_limits_json(&lim));
+        if (req->call_id && (!*req->call_id || strlen(req->call_id) > MP_EXEC_CALL_ID_MAX))
+                return mp_error_set(err, EINVAL, 422, "validation", "exec: the call id is empty or too long");
+        if (j && req->call_id)
+                json_object_set_new(j, "call_id", json_string(req->call_id));
         if (j && req->op == MP_EXEC_RUN && req->function_key) {
                 if (strlen(req->function_key) > 256 || (req->tenant && strlen(req->tenant) > 256) ||
                     (req->env_key && strlen(req->env_key) > 128))
@@ -1032,19 +1170,41 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
         if (!j || !(s = json_dumps(j, JSON_COMPACT)))
                 return mp_error_set(err, EINVAL, 422, "validation", "exec: the request is not valid JSON (UTF-8?)");
 
+        _cleanup_free_ char *id = req->call_id ? strdup(req->call_id) : NULL;
+        if (req->call_id && !id)
+                return mp_error_set(err, ENOMEM, 500, "internal", "exec: out of memory");
+        /* Waiting for a channel, a call can be cancelled too (mp_executor_cancel finds
+         * it in the list and wakes us). */
+        struct chan_waiter me = { .call_id = id };
         pthread_mutex_lock(&ex->lock);
+        me.next = ex->waiters;
+        ex->waiters = &me;
         for (;;) {
-                if (ex->dead) {
-                        pthread_mutex_unlock(&ex->lock);
-                        return mp_error_set(err, EPIPE, 503, "sandbox", "exec: the executor process is gone");
-                }
+                if (ex->dead || me.cancelled)
+                        break;
                 for (ch = 0; ch < ex->n && ex->busy[ch]; ch++)
                         ;
                 if (ch < ex->n)
                         break;
                 pthread_cond_wait(&ex->cond, &ex->lock);
         }
+        for (struct chan_waiter **w = &ex->waiters; *w; w = &(*w)->next)
+                if (*w == &me) {
+                        *w = me.next;
+                        break;
+                }
+        if (ex->dead) {
+                pthread_mutex_unlock(&ex->lock);
+                return mp_error_set(err, EPIPE, 503, "sandbox", "exec: the executor process is gone");
+        }
+        if (me.cancelled) {
+                pthread_mutex_unlock(&ex->lock);
+                _cleanup_json_ json_t *cj = mp_exec_cancelled_reply();
+                _cleanup_free_ char *cr = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+                return cr ? parse_reply(cr, strlen(cr), ret, err) : mp_error_set(err, ENOMEM, 500, "internal", "exec: out of memory");
+        }
         ex->busy[ch] = true;
+        ex->ids[ch] = TAKE_PTR(id);
         pthread_mutex_unlock(&ex->lock);
 
         r = send_frame(ex->fds[ch], s, strlen(s));
@@ -1053,6 +1213,8 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
 
         pthread_mutex_lock(&ex->lock);
         ex->busy[ch] = false;
+        free(ex->ids[ch]);
+        ex->ids[ch] = NULL;
         if (r < 0)
                 ex->dead = true; /* a channel out of step is as good as gone */
         pthread_cond_broadcast(&ex->cond);
@@ -1060,6 +1222,45 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
         if (r < 0)
                 return mp_error_set(err, -r, 503, "sandbox", "exec: the executor process is gone (%s)", strerror(-r));
         return parse_reply(reply, rlen, ret, err);
+}
+
+int mp_executor_cancel(struct mp_executor *ex, const char *call_id) {
+        struct ctl_msg m = { 0 };
+        bool found = false;
+
+        if (!ex || !call_id || !*call_id || strlen(call_id) > MP_EXEC_CALL_ID_MAX)
+                return -EINVAL;
+        pthread_mutex_lock(&ex->lock);
+        if (ex->dead) {
+                pthread_mutex_unlock(&ex->lock);
+                return -EPIPE;
+        }
+        for (struct chan_waiter *w = ex->waiters; w; w = w->next)
+                if (w->call_id && strcmp(w->call_id, call_id) == 0) {
+                        w->cancelled = true;
+                        pthread_cond_broadcast(&ex->cond);
+                        found = true;
+                }
+        for (unsigned i = 0; i < ex->n && !found; i++)
+                if (ex->ids[i] && strcmp(ex->ids[i], call_id) == 0) {
+                        m.ch = i;
+                        found = true;
+                        snprintf(m.call_id, sizeof(m.call_id), "%s", call_id);
+                }
+        pthread_mutex_unlock(&ex->lock);
+        if (!m.call_id[0])
+                return 0; /* waiting (woken above), unknown or finished */
+        /* Outside the lock: the channel may be released meanwhile, and the executor's
+         * id check makes that harmless. A SEQPACKET message is sent whole, so threads
+         * need no lock of their own here. */
+        for (;;) {
+                ssize_t w = send(ex->ctl, &m, sizeof(m), MSG_NOSIGNAL);
+                if (w == (ssize_t) sizeof(m))
+                        return 0;
+                if (w < 0 && errno == EINTR)
+                        continue;
+                return w < 0 ? -errno : -EIO;
+        }
 }
 
 int mp_executor_stats(struct mp_executor *ex, json_t **ret) {
@@ -1136,11 +1337,15 @@ void mp_executor_stop(struct mp_executor *ex) {
                 (void) kill(ex->pid, SIGKILL);
                 (void) waitpid(ex->pid, &ws, 0);
         }
-        for (unsigned i = 0; i < ex->n; i++)
+        for (unsigned i = 0; i < ex->n; i++) {
                 close(ex->fds[i]);
+                free(ex->ids[i]);
+        }
+        close(ex->ctl);
         pthread_mutex_destroy(&ex->lock);
         pthread_cond_destroy(&ex->cond);
         free(ex->fds);
         free(ex->busy);
+        free(ex->ids);
         free(ex);
 }

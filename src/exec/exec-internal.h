@@ -136,6 +136,10 @@ int mp_pool_new(const struct mp_exec_config *cfg, const char *python, int exe_fd
  * through the reply callback, now or later. */
 void mp_pool_submit(struct mp_pool *p, unsigned ch, json_t *req);
 json_t *mp_pool_stats(struct mp_pool *p);
+/* Cancel what channel ch has with the pool: a waiting request is dropped (replied
+ * cancelled now), a running call's instance is killed and retired (replied cancelled
+ * when the zygote reports its exit). false when the pool has nothing of ch. */
+bool mp_pool_cancel(struct mp_pool *p, unsigned ch);
 /* Add the pool's fds; lower *timeout_ms to its nearest deadline. */
 void mp_pool_watch(struct mp_pool *p, struct mp_pollset *ps, int64_t now, int64_t *timeout_ms);
 void mp_pool_event(struct mp_pool *p, void *tag, short revents);
@@ -148,6 +152,7 @@ void mp_pool_shutdown(struct mp_pool *p);
 struct mp_outcome {
         const struct mp_buf *rep; /* the guest's frame (4-byte length first) */
         bool rep_complete, rep_oversize, timed_out, killed, exited, oom;
+        bool cancelled;           /* mp_executor_cancel: wins over everything else */
         int ws;                   /* wait status when exited */
         const char *crash_note;   /* overrides the crash sentence when set */
         int timeout_s, memory_mb;
@@ -156,4 +161,6 @@ struct mp_outcome {
 json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int64_t wall_ms, int64_t cpu_ms,
                       int64_t peak_kb);
 json_t *mp_exec_limits_json(const struct mp_limits *l);
+/* The reply for a call cancelled before it reached a sandbox. */
+json_t *mp_exec_cancelled_reply(void);
 int mp_exec_limits_from_json(json_t *j, struct mp_limits *l);

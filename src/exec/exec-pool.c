@@ -84,6 +84,7 @@ struct inst {
         struct mp_buf req, rep, logs;
         size_t req_off;
         bool rep_complete, rep_oversize, timed_out;
+        bool cancelled;            /* mp_pool_cancel: killed, its reply waits for the exit */
         int64_t start_ms, deadline_ms, cpu0_ns;
 };
 
@@ -346,6 +347,7 @@ static json_t *finish_reply(struct mp_pool *p, struct inst *in, bool exited, int
         struct mp_outcome o = {
                 .rep = &in->rep, .rep_complete = in->rep_complete, .rep_oversize = in->rep_oversize,
                 .timed_out = in->timed_out, .killed = in->killed, .exited = exited, .oom = exited && oom, .ws = ws,
+                .cancelled = in->cancelled,
                 .timeout_s = in->lim.timeout_s, .memory_mb = in->lim.memory_mb,
                 .crash_note = exited && ws == -1 ? "the environment's zygote stopped during the call" : NULL,
         };
@@ -357,7 +359,7 @@ static void end_call_buffers(struct inst *in) {
         mp_buf_free(&in->rep);
         mp_buf_free(&in->logs);
         in->req_off = 0;
-        in->rep_complete = in->rep_oversize = in->timed_out = false;
+        in->rep_complete = in->rep_oversize = in->timed_out = in->cancelled = false;
         in->ch = -1;
 }
 
@@ -451,6 +453,9 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
 }
 
 static void guest_io(struct mp_pool *p, struct inst *in, short revents) {
+        /* Cancelled: whatever it still says is not the answer; its exit is. */
+        if (in->cancelled)
+                return;
         if ((revents & POLLOUT) && in->req_off < in->req.len) {
                 ssize_t n = send(in->gfd, in->req.data + in->req_off, in->req.len - in->req_off, MSG_NOSIGNAL);
                 if (n > 0)
@@ -904,6 +909,36 @@ void mp_pool_submit(struct mp_pool *p, unsigned ch, json_t *req) {
         schedule(p);
 }
 
+bool mp_pool_cancel(struct mp_pool *p, unsigned ch) {
+        for (size_t i = 0; i < p->nq; i++) {
+                if (p->q[i].ch != ch)
+                        continue;
+                /* Still waiting for an instance: nothing to kill, answer now. */
+                json_decref(p->q[i].req);
+                dequeue(p, i);
+                p->reply(p->ctx, ch, mp_exec_cancelled_reply());
+                return true;
+        }
+        for (size_t i = 0; i < p->n_insts; i++) {
+                struct inst *in = p->insts[i];
+                if (in->dead || in->st != I_BUSY || in->ch != (int) ch || in->cancelled)
+                        continue;
+                /* Only this instance: other calls of the function keep theirs. It is
+                 * never reused (user code was stopped at an arbitrary point), and its
+                 * caller hears of it once the zygote reports the exit, so that when
+                 * mp_executor_run returns nothing of the call runs any more. */
+                in->cancelled = true;
+                if (!in->retiring && !in->spent)
+                        p->st.retired++;
+                in->retiring = true;
+                if (in->killed) /* already killed (timeout): its exit is on the way */
+                        return true;
+                kill_inst(in);
+                return true;
+        }
+        return false;
+}
+
 json_t *mp_pool_stats(struct mp_pool *p) {
         unsigned inst = 0, spares = 0, busy = 0, zygs = 0;
         int64_t mem = 0;
@@ -935,7 +970,7 @@ void mp_pool_watch(struct mp_pool *p, struct mp_pollset *ps, int64_t now, int64_
                 struct inst *in = p->insts[i];
                 if (in->dead || in->st == I_SPAWNING)
                         continue;
-                if (!in->gfd_eof)
+                if (!in->gfd_eof && !in->cancelled)
                         (void) mp_pollset_add(ps, in->gfd,
                                               (short) (POLLIN | (in->req_off < in->req.len ? POLLOUT : 0)), &in->tg);
                 if (in->lfd >= 0)

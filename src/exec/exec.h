@@ -55,7 +55,11 @@ struct mp_exec_request {
         const char *tenant;       /* the calling user: an instance never serves two tenants */
         const char *env_key;      /* environment (zygote) key; NULL = "base" */
         bool per_call;            /* a fresh (pre-forked) instance for every call */
+        /* What mp_executor_cancel names this call by (the task id); NULL: it cannot be
+         * cancelled. At most MP_EXEC_CALL_ID_MAX bytes. */
+        const char *call_id;
 };
+#define MP_EXEC_CALL_ID_MAX 128
 
 enum mp_exec_status {
         MP_EXEC_OK,        /* result holds the return value (ANALYZE: the analysis) */
@@ -63,6 +67,8 @@ enum mp_exec_status {
         MP_EXEC_TIMEOUT,   /* wall clock limit: error names the limit */
         MP_EXEC_LIMIT,     /* memory, processes, output or result size: error names which */
         MP_EXEC_CRASH,     /* the interpreter died (signal, exit): error says how */
+        MP_EXEC_CANCELLED, /* mp_executor_cancel stopped it: its sandbox or instance is
+                            * gone; error = {"type":"Cancelled","message"} */
 };
 
 struct mp_exec_artifact {
@@ -94,6 +100,14 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
 int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req,
                     struct mp_exec_result *ret, struct mp_error *err);
 void mp_exec_result_clear(struct mp_exec_result *r);
+/* Stops the call named call_id wherever it is: one waiting for a channel or an
+ * instance is dropped, a running one has its sandbox (cold, per_call) or its warm
+ * instance killed (the instance is retired, no other call shares it). Its blocked
+ * mp_executor_run returns 0 with MP_EXEC_CANCELLED once the sandbox is gone. A call
+ * that is unknown or already finished: nothing happens. Thread-safe, never blocks on
+ * a running call: it goes over a control socket of its own, not over a channel. 0, or
+ * -errno when the executor is gone. */
+int mp_executor_cancel(struct mp_executor *ex, const char *call_id);
 /* The warm pool's counters: {"hits","misses","cold_starts","evictions","retired",
  * "crashes","instances","spares","busy","queued","zygotes","memory_kb","per_call"}.
  * 0 with *ret owned by the caller, or -errno (executor gone). Thread-safe. */

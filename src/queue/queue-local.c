@@ -25,6 +25,8 @@ struct local_queue {
         pthread_rwlock_t listen_lock;
         mp_queue_done_fn done_cb;
         void *done_userdata;
+        mp_queue_cancel_fn cancel_cb; /* under listen_lock too */
+        void *cancel_userdata;
         /* This process's worker record, for workers(). */
         bool registered;
         struct mp_queue_worker me;
@@ -157,6 +159,25 @@ static int local_listen_done(struct mp_queue *qq, mp_queue_done_fn cb, void *use
         return 0;
 }
 
+static int local_notify_cancel(struct mp_queue *qq, const char *task_id, struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_rwlock_rdlock(&q->listen_lock);
+        if (q->cancel_cb)
+                q->cancel_cb(q->cancel_userdata, task_id);
+        pthread_rwlock_unlock(&q->listen_lock);
+        return 0;
+}
+
+static int local_listen_cancel(struct mp_queue *qq, mp_queue_cancel_fn cb, void *userdata,
+                               struct mp_error *err) {
+        struct local_queue *q = (struct local_queue *) qq;
+        pthread_rwlock_wrlock(&q->listen_lock);
+        q->cancel_cb = cb;
+        q->cancel_userdata = cb ? userdata : NULL;
+        pthread_rwlock_unlock(&q->listen_lock);
+        return 0;
+}
+
 static int local_register(struct mp_queue *qq, struct mp_queue_worker *w, struct mp_error *err) {
         struct local_queue *q = (struct local_queue *) qq;
         if (!w->id[0])
@@ -226,6 +247,8 @@ const struct mp_queue_ops mp_queue_local_ops = {
         .release = local_release,
         .notify_done = local_notify_done,
         .listen_done = local_listen_done,
+        .notify_cancel = local_notify_cancel,
+        .listen_cancel = local_listen_cancel,
         .register_worker = local_register,
         .heartbeat = local_heartbeat,
         .unregister_worker = local_unregister,

@@ -18,6 +18,8 @@
  *                                the truth
  *   result:{id}                  the ended task's row as JSON, for an hour
  *   channel mecapy:done          a task id per ended task
+ *   channel mecapy:cancel        a task id per task cancelled while queued or running:
+ *                                the worker running it kills its call
  *
  * Delivery is at-least-once and duplicates are expected: the store has every job (the
  * jobs table that task_create fills), and a job the queue may have lost is pushed again
@@ -94,6 +96,9 @@ struct redis_queue {
         pthread_mutex_t listen_lock;
         mp_queue_done_fn done_cb;
         void *done_userdata;
+        /* Cancel listener: the same subscriber thread and connection. */
+        mp_queue_cancel_fn cancel_cb;
+        void *cancel_userdata;
         pthread_t sub;
         bool sub_running;
         atomic_bool sub_stop;
@@ -703,7 +708,9 @@ static void *sub_main(void *userdata) {
                 if (!c) {
                         struct timeval tv = { CONNECT_TIMEOUT_MS / 1000, 0 };
                         c = redisConnectWithTimeout(q->host, q->port, tv);
-                        redisReply *r = c && !c->err ? redisCommand(c, "SUBSCRIBE mecapy:done") : NULL;
+                        /* Both channels on one connection; the second channel's
+                         * confirmation comes through the reader below and is skipped. */
+                        redisReply *r = c && !c->err ? redisCommand(c, "SUBSCRIBE mecapy:done mecapy:cancel") : NULL;
                         if (!r || r->type == REDIS_REPLY_ERROR) {
                                 if (r)
                                         freeReplyObject(r);
@@ -731,9 +738,12 @@ static void *sub_main(void *userdata) {
                         redisReply *r = reply;
                         if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
                             r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "message") &&
-                            reply_is_id(r->element[2])) {
+                            r->element[1]->type == REDIS_REPLY_STRING && reply_is_id(r->element[2])) {
+                                bool cancel = !strcmp(r->element[1]->str, "mecapy:cancel");
                                 pthread_mutex_lock(&q->listen_lock);
-                                if (q->done_cb)
+                                if (cancel && q->cancel_cb)
+                                        q->cancel_cb(q->cancel_userdata, r->element[2]->str);
+                                else if (!cancel && q->done_cb)
                                         q->done_cb(q->done_userdata, r->element[2]->str);
                                 pthread_mutex_unlock(&q->listen_lock);
                         }
@@ -764,20 +774,26 @@ static void listen_stop(struct redis_queue *q) {
         q->sub_running = false;
 }
 
-static int redis_listen_done(struct mp_queue *qq, mp_queue_done_fn cb, void *userdata, struct mp_error *err) {
-        struct redis_queue *q = (struct redis_queue *) qq;
-        if (!cb) {
+/* The subscriber runs while either listener is set. Callbacks run under listen_lock, so
+ * clearing one under it is enough to know none of its calls is in flight. */
+static int listen_set(struct redis_queue *q, bool cancel, void (*cb)(void *, const char *), void *userdata,
+                      struct mp_error *err) {
+        pthread_mutex_lock(&q->listen_lock);
+        if (cancel) {
+                q->cancel_cb = cb;
+                q->cancel_userdata = cb ? userdata : NULL;
+        } else {
+                q->done_cb = cb;
+                q->done_userdata = cb ? userdata : NULL;
+        }
+        bool any = q->cancel_cb || q->done_cb;
+        pthread_mutex_unlock(&q->listen_lock);
+        if (!any) {
                 listen_stop(q);
-                pthread_mutex_lock(&q->listen_lock);
-                q->done_cb = NULL;
-                q->done_userdata = NULL;
-                pthread_mutex_unlock(&q->listen_lock);
                 return 0;
         }
-        pthread_mutex_lock(&q->listen_lock);
-        q->done_cb = cb;
-        q->done_userdata = userdata;
-        pthread_mutex_unlock(&q->listen_lock);
+        if (!cb)
+                return 0;
         if (!q->sub_running) {
                 atomic_store(&q->sub_stop, false);
                 if (pthread_create(&q->sub, NULL, sub_main, q) != 0)
@@ -790,6 +806,20 @@ static int redis_listen_done(struct mp_queue *qq, mp_queue_done_fn cb, void *use
 }
 
 /* ---- workers ---- */
+
+static int redis_listen_done(struct mp_queue *qq, mp_queue_done_fn cb, void *userdata, struct mp_error *err) {
+        return listen_set((struct redis_queue *) qq, false, cb, userdata, err);
+}
+
+static int redis_listen_cancel(struct mp_queue *qq, mp_queue_cancel_fn cb, void *userdata, struct mp_error *err) {
+        return listen_set((struct redis_queue *) qq, true, cb, userdata, err);
+}
+
+static int redis_notify_cancel(struct mp_queue *qq, const char *task_id, struct mp_error *err) {
+        struct redis_queue *q = (struct redis_queue *) qq;
+        _cleanup_reply_ redisReply *r = cmd(q, err, "PUBLISH mecapy:cancel %s", task_id);
+        return r ? 0 : -EIO;
+}
 
 static int redis_heartbeat(struct mp_queue *qq, struct mp_error *err) {
         struct redis_queue *q = (struct redis_queue *) qq;
@@ -1104,6 +1134,8 @@ const struct mp_queue_ops mp_queue_redis_ops = {
         .shutdown = redis_shutdown,
         .notify_done = redis_notify_done,
         .listen_done = redis_listen_done,
+        .notify_cancel = redis_notify_cancel,
+        .listen_cancel = redis_listen_cancel,
         .register_worker = redis_register,
         .heartbeat = redis_heartbeat,
         .unregister_worker = redis_unregister,

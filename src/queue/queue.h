@@ -4,8 +4,8 @@
  * thread-safe.
  *
  * Besides jobs, the port carries what several processes must share: which workers are
- * alive (register_worker, heartbeat, workers) and that a task ended (notify_done,
- * listen_done), so that nothing above it knows whether it runs in one process (local:)
+ * alive (register_worker, heartbeat, workers), that a task ended (notify_done,
+ * listen_done) and that a running task was cancelled (notify_cancel, listen_cancel), so that nothing above it knows whether it runs in one process (local:)
  * or across machines (redis://). */
 #pragma once
 
@@ -21,6 +21,8 @@ struct mp_queue;
 /* Told that a task ended. task_id NULL means "notices may have been lost (the
  * connection to the queue broke): look again at whatever you wait for". */
 typedef void (*mp_queue_done_fn)(void *userdata, const char *task_id);
+/* Told that a running task was cancelled: stop its call if this process runs it. */
+typedef void (*mp_queue_cancel_fn)(void *userdata, const char *task_id);
 
 /* A worker process as it joins. Thread ids given to claim/ack are "<id>/<n>", so the
  * process behind any claim can be found from the id a task row keeps. */
@@ -83,6 +85,14 @@ struct mp_queue_ops {
          * stops listening and waits until no call is in flight). */
         int (*listen_done)(struct mp_queue *q, mp_queue_done_fn cb, void *userdata,
                            struct mp_error *err);
+        /* A task was cancelled (the store already says so): tell every process, so the
+         * one running its call kills it. Best effort: a lost notice leaves the call to
+         * run to its end or its time limit, and its result is dropped as before. */
+        int (*notify_cancel)(struct mp_queue *q, const char *task_id, struct mp_error *err);
+        /* Call cb for every cancel notice from now on (one listener per queue, the
+         * worker pool's; cb NULL stops and waits until no call is in flight). */
+        int (*listen_cancel)(struct mp_queue *q, mp_queue_cancel_fn cb, void *userdata,
+                             struct mp_error *err);
 
         /* This process is a worker (w is copied; w->id filled when empty): from now on
          * the queue keeps its record alive with a heartbeat, and claims of this process

@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "core/core.h"
+#include "exec/exec.h"
 #include "queue/queue.h"
 #include "worker/worker.h"
 
@@ -53,6 +54,15 @@ static void *worker_main(void *userdata) {
         return NULL;
 }
 
+/* A task was cancelled somewhere (the queue's listener thread): if one of our calls
+ * runs it, the executor kills it; otherwise this is a no-op. */
+static void on_cancel(void *userdata, const char *task_id) {
+        struct mp_worker_pool *pool = userdata;
+        int r = mp_executor_cancel(pool->core->executor, task_id);
+        if (r < 0 && r != -EINVAL)
+                mp_warn("task %s: cannot stop its call: %s", task_id, strerror(-r));
+}
+
 /* The heartbeat's figures (called from the queue's heartbeat thread). */
 static json_t *pool_status(void *userdata) {
         struct mp_worker_pool *pool = userdata;
@@ -83,6 +93,11 @@ int mp_worker_pool_start(struct mp_core *core, int n, int shard, struct mp_worke
         me.status = pool_status;
         me.userdata = pool;
         if ((r = MP_QUEUE(core->queue)->register_worker(core->queue, &me, err)) < 0) {
+                mp_worker_pool_stop(pool);
+                return r;
+        }
+        /* Before the threads: a cancel must find its call from the first claim on. */
+        if (core->executor && (r = MP_QUEUE(core->queue)->listen_cancel(core->queue, on_cancel, pool, err)) < 0) {
                 mp_worker_pool_stop(pool);
                 return r;
         }
@@ -134,6 +149,9 @@ void mp_worker_pool_stop(struct mp_worker_pool *pool) {
         MP_QUEUE(pool->core->queue)->shutdown(pool->core->queue);
         for (int i = 0; i < pool->n; i++)
                 pthread_join(pool->workers[i].thread, NULL);
+        /* Waits for a cancel callback in flight: none may run on a freed pool. */
+        if (pool->core->executor)
+                (void) MP_QUEUE(pool->core->queue)->listen_cancel(pool->core->queue, NULL, NULL, NULL);
         if (MP_QUEUE(pool->core->queue)->unregister_worker(pool->core->queue, &err) < 0)
                 mp_warn("leaving the queue: %s", err.message);
         pthread_mutex_destroy(&pool->lock);

@@ -1,9 +1,13 @@
 """The HTTP contract of docs/api.md, driven against a real `mecapy serve`."""
 import json
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 import requests
+
+import harness
 
 from harness import (RFC3339_UTC, STATUSES, TERMINAL, assert_problem, describe,
                      expect_status, is_problem)
@@ -478,6 +482,64 @@ def test_cancel_running_then_409(api, fname):
     # the worker slot is free again: a short call completes promptly
     t3 = api.execute("alice", f["id"], {"seconds": 0.1}, wait=20)
     assert t3["status"] == "completed", t3
+
+
+# A function that names its own process (its comm, seen from the host's /proc) so the
+# test can tell whether its code still runs, and would leave a file after its sleep.
+CANCEL_ME = """\
+import ctypes
+import time
+
+def main(marker: str, seconds: float = 60.0) -> str:
+    ctypes.CDLL(None).prctl(15, marker.encode(), 0, 0, 0)  # PR_SET_NAME
+    time.sleep(seconds)
+    with open("outputs/after.txt", "w") as f:
+        f.write("the sleep ended")
+    return "slept"
+"""
+
+
+def _marked(root_pid: int, marker: str) -> list[int]:
+    out = []
+    for p in harness.descendants(root_pid):
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() == marker:
+                out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def _wait_marked(root_pid: int, marker: str, present: bool, timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if bool(_marked(root_pid, marker)) == present:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"process {marker} {'never appeared' if present else 'still runs'} "
+                         f"after {timeout} s")
+
+
+def test_cancel_stops_the_running_call(api, fname):
+    f = api.create_function("alice", fname, CANCEL_ME)
+    marker = "mpc" + uuid.uuid4().hex[:8]
+    t = expect_status(api.execute_raw("alice", f["id"], {"marker": marker}), 202).json()
+    api.wait_task("alice", t["id"], timeout=20, statuses={"running"})
+    _wait_marked(api.server.pid, marker, True, 20)
+    t0 = time.monotonic()
+    r = api.post("alice", f"/tasks/{t['id']}/cancel")
+    expect_status(r, 200)
+    assert r.json()["status"] == "cancelled", r.json()
+    # The sandbox is gone within a few seconds, not after the 60 s sleep.
+    gone = _wait_marked(api.server.pid, marker, False, 5)
+    assert gone < 5
+    # The worker is free at once: a following call completes well under the sleep.
+    t3 = api.execute("alice", f["id"], {"marker": "mpc-next", "seconds": 0.1}, wait=20)
+    assert t3["status"] == "completed", t3
+    assert time.monotonic() - t0 < 15
+    t2 = api.task("alice", t["id"])
+    assert t2["status"] == "cancelled" and not t2.get("artifacts"), t2
+    assert t2["error"]["type"] == "Cancelled", t2
 
 
 def test_cancel_completed_409(api, adder):

@@ -242,3 +242,56 @@ def test_sigterm_drains_a_worker_gracefully(cluster):
     # It left the list at once (no lease to wait for).
     listed = {w["id"] for w in api.get("alice", "/workers").json()["items"]}
     assert runner_id not in listed, listed
+
+
+# Names its own process (PR_SET_NAME, seen from the host's /proc) so the test can tell
+# whether its code still runs; after the sleep it would leave a file.
+CANCEL_ME = """\
+import ctypes
+import time
+
+def main(marker: str, seconds: float = 60.0) -> str:
+    ctypes.CDLL(None).prctl(15, marker.encode(), 0, 0, 0)  # PR_SET_NAME
+    time.sleep(seconds)
+    with open("outputs/after.txt", "w") as f:
+        f.write("the sleep ended")
+    return "slept"
+"""
+
+
+def _marked(cluster, marker: str) -> list[int]:
+    out = []
+    for w in cluster.live():
+        for p in harness.descendants(w.pid):
+            try:
+                if Path(f"/proc/{p}/comm").read_text().strip() == marker:
+                    out.append(p)
+            except OSError:
+                pass
+    return out
+
+
+def test_cancel_stops_the_call_on_its_worker(cluster):
+    api = cluster.stack.api
+    fid = _fn(api, api.unique("cancel-me"), CANCEL_ME)
+    marker = "mpc" + os.urandom(4).hex()
+    tid = _submit(api, fid, {"marker": marker})
+    deadline = time.monotonic() + 30
+    while not _marked(cluster, marker):
+        assert time.monotonic() < deadline, "the call never started on a worker"
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    r = api.post("alice", f"/tasks/{tid}/cancel")
+    harness.expect_status(r, 200)
+    assert r.json()["status"] == "cancelled", r.json()
+    # The API published the cancel; the worker that runs the call killed its sandbox.
+    while _marked(cluster, marker):
+        assert time.monotonic() - t0 < 5, "the cancelled call still runs on its worker"
+        time.sleep(0.05)
+    # Its worker thread is free: a following call completes well under the sleep.
+    nxt = api.execute("alice", fid, {"marker": "mpc-next", "seconds": 0.1}, wait=20)
+    assert nxt["status"] == "completed", nxt
+    assert time.monotonic() - t0 < 15
+    t = api.task("alice", tid)
+    assert t["status"] == "cancelled" and not t.get("artifacts"), t
+    assert t["error"]["type"] == "Cancelled", t

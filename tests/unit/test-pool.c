@@ -338,6 +338,110 @@ static bool ours_or_orphan(const char *pid) {
 
 
 
+/* mp_executor_cancel: a call sleeping 30 s, on the warm, per_call and cold paths. */
+struct cth {
+        const char *code, *fk, *id;
+        bool per_call;
+        int x;
+        int status;
+        long long got;
+        char etype[32];
+};
+
+static void *cth_run(void *arg) {
+        struct cth *t = arg;
+        char in[32];
+        snprintf(in, sizeof(in), "{\"x\": %d}", t->x);
+        json_t *inputs = json_loads(in, 0, NULL);
+        struct mp_exec_request req = { .op = MP_EXEC_RUN, .code = t->code, .handler = "main", .inputs = inputs,
+                                       .limits = small, .function_key = t->fk, .tenant = "alice",
+                                       .per_call = t->per_call, .call_id = t->id };
+        req.limits.timeout_s = 60;
+        struct mp_exec_result r;
+        struct mp_error err = { 0 };
+        t->status = -1;
+        if (mp_executor_run(executor(), &req, &r, &err) == 0) {
+                t->status = (int) r.status;
+                t->got = json_integer_value(r.result);
+                snprintf(t->etype, sizeof(t->etype), "%s",
+                         json_string_value(json_object_get(r.error, "type")) ?: "");
+                mp_exec_result_clear(&r);
+        } else
+                fprintf(stderr, "  run: %s\n", err.message);
+        mp_error_clear(&err);
+        json_decref(inputs);
+        return NULL;
+}
+
+static void cancel_one(const char *fk, bool per_call, const char *id) {
+        static const char *SLEEPY = "import time\ndef main(x):\n    time.sleep(x)\n    return x + 1\n";
+        struct cth a = { .code = SLEEPY, .fk = fk, .per_call = per_call, .id = id, .x = 30 };
+        struct cth b = { .code = "import time\ndef main(x):\n    time.sleep(1.5)\n    return x * 2\n",
+                         .fk = "bystander:1", .id = "bystander", .x = 21 };
+        pthread_t ta, tb;
+        pthread_create(&ta, NULL, cth_run, &a);
+        pthread_create(&tb, NULL, cth_run, &b);
+        usleep(1000 * 1000); /* both are running (the pool's zygote is up by now) */
+        int64_t t0 = mp_mono_ms();
+        CHECK_INT(mp_executor_cancel(executor(), id), ==, 0);
+        pthread_join(ta, NULL);
+        int64_t took = mp_mono_ms() - t0;
+        CHECK_INT(a.status, ==, MP_EXEC_CANCELLED);
+        CHECK_STR(a.etype, "Cancelled");
+        CHECK_INT(took, <, 1000);
+        pthread_join(tb, NULL);
+        CHECK_INT(b.status, ==, MP_EXEC_OK); /* another function's call is unaffected */
+        CHECK_INT(b.got, ==, 42);
+        /* The cancel of a finished call, or of one never heard of, does nothing. */
+        CHECK_INT(mp_executor_cancel(executor(), id), ==, 0);
+        CHECK_INT(mp_executor_cancel(executor(), "nobody"), ==, 0);
+        /* The next call of the same function works (on a fresh instance). */
+        struct cth c = { .code = SLEEPY, .fk = fk, .per_call = per_call, .id = id, .x = 0 };
+        cth_run(&c);
+        CHECK_INT(c.status, ==, MP_EXEC_OK);
+        CHECK_INT(c.got, ==, 1);
+}
+
+TEST(cancel_warm) {
+        int64_t retired = stat_of("retired");
+        cancel_one("sleepy:1", false, "task-warm");
+        CHECK_INT(stat_of("retired"), >, retired); /* the killed instance was retired */
+}
+
+TEST(cancel_per_call) {
+        cancel_one("sleepy:2", true, "task-per-call");
+}
+
+TEST(cancel_cold) {
+        cancel_one(NULL, false, "task-cold");
+}
+
+/* A call waiting for an instance (max_per_function reached) is dropped from the queue;
+ * the call ahead of it runs on. */
+TEST(cancel_queued) {
+        struct mp_exec_config c1 = cfg;
+        c1.max_per_function = 1;
+        restart(&c1);
+        static const char *SLEEPY = "import time\ndef main(x):\n    time.sleep(x)\n    return x + 1\n";
+        struct cth a = { .code = SLEEPY, .fk = "q:1", .id = "first", .x = 2 };
+        struct cth b = { .code = SLEEPY, .fk = "q:1", .id = "second", .x = 2 };
+        pthread_t ta, tb;
+        pthread_create(&ta, NULL, cth_run, &a);
+        usleep(300 * 1000);
+        pthread_create(&tb, NULL, cth_run, &b);
+        usleep(300 * 1000);
+        int64_t t0 = mp_mono_ms();
+        CHECK_INT(mp_executor_cancel(executor(), "second"), ==, 0);
+        pthread_join(tb, NULL);
+        CHECK_INT(mp_mono_ms() - t0, <, 500);
+        CHECK_INT(b.status, ==, MP_EXEC_CANCELLED);
+        pthread_join(ta, NULL);
+        CHECK_INT(a.status, ==, MP_EXEC_OK);
+        CHECK_INT(a.got, ==, 3);
+        struct mp_exec_config c0 = { .sandbox = true, .python = "/usr/bin/python3", .channels = 8 };
+        restart(&c0);
+}
+
 /* Processes of the sandbox's host uid range, and our cgroups. */
 static int leftovers(pid_t exec_pid) {
         int n = 0;
@@ -380,6 +484,10 @@ static const struct check_case cases[] = {
         CASE(eviction_under_bound),
         CASE(memory_bound_evicts),
         CASE(concurrent_200),
+        CASE(cancel_warm),
+        CASE(cancel_per_call),
+        CASE(cancel_cold),
+        CASE(cancel_queued),
         CASE(stop_leaves_nothing),
 };
 

@@ -246,6 +246,53 @@ static void completion_reaches_the_listener(const char *url, const char *name) {
         mp_store_close(s);
 }
 
+static int heard_n(struct heard *h) {
+        pthread_mutex_lock(&h->lock);
+        int n = h->n;
+        pthread_mutex_unlock(&h->lock);
+        return n;
+}
+
+/* Cancel notices reach the worker's listener, apart from completion notices (one
+ * subscriber carries both for redis), and each listener stops on its own. */
+static void cancel_reaches_the_listener(const char *url, const char *name) {
+        struct mp_store *s = open_named(name);
+        struct mp_queue *worker = NULL, *api = NULL;
+        struct heard done = { .lock = PTHREAD_MUTEX_INITIALIZER }, cancel = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        char id[MP_ID_LEN + 1];
+
+        REQUIRE(s && open_q(url, s, &worker) == 0);
+        api = worker;
+        if (strcmp(url, "local:"))
+                REQUIRE(open_q(url, s, &api) == 0);
+        CHECK_INT(MP_QUEUE(worker)->listen_done(worker, on_done, &done, NULL), ==, 0);
+        CHECK_INT(MP_QUEUE(worker)->listen_cancel(worker, on_done, &cancel, NULL), ==, 0);
+        usleep(200 * 1000); /* the subscriber connects */
+        add_task(s, id);
+        int64_t t0 = mp_mono_ms();
+        CHECK_INT(MP_QUEUE(api)->notify_cancel(api, id, NULL), ==, 0);
+        for (int i = 0; i < 200 && !heard_n(&cancel); i++)
+                usleep(10 * 1000);
+        CHECK_INT(heard_n(&cancel), ==, 1);
+        CHECK_STR(cancel.last, id);
+        CHECK_INT(cancel.at - t0, <, 500);
+        CHECK_INT(heard_n(&done), ==, 0);
+        /* Completion listening stops; cancels still come. */
+        CHECK_INT(MP_QUEUE(worker)->listen_done(worker, NULL, NULL, NULL), ==, 0);
+        CHECK_INT(MP_QUEUE(api)->notify_cancel(api, id, NULL), ==, 0);
+        for (int i = 0; i < 200 && heard_n(&cancel) < 2; i++)
+                usleep(10 * 1000);
+        CHECK_INT(heard_n(&cancel), ==, 2);
+        CHECK_INT(MP_QUEUE(worker)->listen_cancel(worker, NULL, NULL, NULL), ==, 0);
+        CHECK_INT(MP_QUEUE(api)->notify_cancel(api, id, NULL), ==, 0);
+        usleep(100 * 1000);
+        CHECK_INT(heard_n(&cancel), ==, 2);
+        if (worker != api)
+                mp_queue_close(api);
+        mp_queue_close(worker);
+        mp_store_close(s);
+}
+
 static json_t *find_worker(json_t *list, const char *id) {
         size_t i;
         json_t *w;
@@ -326,6 +373,7 @@ TEST(local_released_job_comes_back_after_its_delay) { released_job_comes_back_af
 TEST(local_push_wakes_a_waiting_claim_at_once) { push_wakes_a_waiting_claim_at_once("local:", __func__); }
 TEST(local_claim_times_out_empty_and_shutdown_wakes) { claim_times_out_empty_and_shutdown_wakes("local:", __func__); }
 TEST(local_completion_reaches_the_listener) { completion_reaches_the_listener("local:", __func__); }
+TEST(local_cancel_reaches_the_listener) { cancel_reaches_the_listener("local:", __func__); }
 TEST(local_registered_workers_are_listed) { registered_workers_are_listed("local:", __func__); }
 
 TEST(local_claimed_jobs_come_back_after_recover) {
@@ -392,6 +440,10 @@ TEST(redis_claim_times_out_empty_and_shutdown_wakes) {
 TEST(redis_completion_reaches_a_listener_on_another_connection) {
         redis_flush();
         completion_reaches_the_listener(rurl(NULL), __func__);
+}
+TEST(redis_cancel_reaches_a_listener_on_another_connection) {
+        redis_flush();
+        cancel_reaches_the_listener(rurl(NULL), __func__);
 }
 TEST(redis_registered_workers_are_listed) {
         redis_flush();
@@ -589,6 +641,7 @@ static const struct check_case cases[] = {
         CASE(local_push_wakes_a_waiting_claim_at_once),
         CASE(local_claim_times_out_empty_and_shutdown_wakes),
         CASE(local_completion_reaches_the_listener),
+        CASE(local_cancel_reaches_the_listener),
         CASE(local_registered_workers_are_listed),
         CASE(local_claimed_jobs_come_back_after_recover),
         CASE(local_released_job_comes_back_after_its_delay),
@@ -600,6 +653,7 @@ static const struct check_case redis_cases[] = {
         CASE(redis_push_wakes_a_waiting_claim_at_once),
         CASE(redis_claim_times_out_empty_and_shutdown_wakes),
         CASE(redis_completion_reaches_a_listener_on_another_connection),
+        CASE(redis_cancel_reaches_a_listener_on_another_connection),
         CASE(redis_registered_workers_are_listed),
         CASE(redis_job_of_a_dead_worker_is_reaped_and_claimed_by_another),
         CASE(redis_two_claimers_never_get_the_same_job),
