@@ -1000,7 +1000,7 @@ TEST(concurrent_claims) {
         static struct claimer c[CLAIM_THREADS];
         static char all[CLAIM_JOBS * 2][MP_ID_LEN + 1];
         pthread_t th[CLAIM_THREADS];
-        int total = 0, errors = 0, busy_threads = 0;
+        int total = 0, errors = 0;
         struct mp_store *s2 = NULL;
         char url[4200];
 
@@ -1022,11 +1022,11 @@ TEST(concurrent_claims) {
                 for (int k = 0; k < c[i].n && total < CLAIM_JOBS * 2; k++)
                         memcpy(all[total++], c[i].ids[k], MP_ID_LEN + 1);
                 errors += c[i].errors;
-                busy_threads += c[i].n > 0;
         }
         CHECK_INT(errors, ==, 0);
         CHECK_INT(total, ==, CLAIM_JOBS);
-        CHECK_INT(busy_threads, >=, 2);
+        /* How the jobs spread over the threads is the scheduler's business; what must
+         * hold is that every job went out exactly once. */
         qsort(all, (size_t) total, sizeof(all[0]), cmp_id);
         for (int i = 1; i < total; i++)
                 if (strcmp(all[i - 1], all[i]) == 0)
