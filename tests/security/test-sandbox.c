@@ -85,31 +85,6 @@ static const char *elimit(const struct mp_exec_result *r) {
         return json_string_value(json_object_get(r->error, "limit")) ?: "";
 }
 
-/* Is pid one of ours: a descendant of this test, or an orphan (parent init) that a
- * stopped executor would have left? Other servers' zygotes on this host are neither. */
-static bool ours_or_orphan(const char *pid) {
-        char path[300], *s = NULL;
-        long p = 0;
-        for (int depth = 0; depth < 64; depth++) {
-                snprintf(path, sizeof(path), "/proc/%s/stat", depth ? path + 280 : pid);
-                if (mp_read_file(path, 4096, &s, NULL) < 0)
-                        return false;
-                char *rp = strrchr(s, ')');
-                int ppid = 0;
-                bool ok = rp && sscanf(rp + 2, "%*c %d", &ppid) == 1;
-                free(s);
-                s = NULL;
-                if (!ok)
-                        return false;
-                if (ppid == getpid() || (depth == 0 && ppid == 1))
-                        return true;
-                if (ppid <= 1)
-                        return false;
-                p = ppid;
-                snprintf(path + 280, 20, "%ld", p);
-        }
-        return false;
-}
 
 /* Processes running as the sandbox's host uids, i.e. leftovers of a sandbox. Warm
  * instances and their zygote (named mecapy-zygote) are meant to stay while the

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,4 +50,30 @@ static inline int exec_cgroups(pid_t pid) {
                         pclose(p);
         }
         return left;
+}
+
+/* Is pid one of ours: a descendant of this test, or an orphan (parent init) that a
+ * stopped executor would have left? Other servers' zygotes on this host are neither. */
+static inline bool ours_or_orphan(const char *pid) {
+        char path[300], *s = NULL;
+        long p = 0;
+        for (int depth = 0; depth < 64; depth++) {
+                snprintf(path, sizeof(path), "/proc/%s/stat", depth ? path + 280 : pid);
+                if (mp_read_file(path, 4096, &s, NULL) < 0)
+                        return false;
+                char *rp = strrchr(s, ')');
+                int ppid = 0;
+                bool ok = rp && sscanf(rp + 2, "%*c %d", &ppid) == 1;
+                free(s);
+                s = NULL;
+                if (!ok)
+                        return false;
+                if (ppid == getpid() || (depth == 0 && ppid == 1))
+                        return true;
+                if (ppid <= 1)
+                        return false;
+                p = ppid;
+                snprintf(path + 280, 20, "%ld", p);
+        }
+        return false;
 }
