@@ -204,8 +204,11 @@ static int start(struct mp_core *core, const char *worker_id, const char *task_i
          * times, since the function may be what kills its worker. */
         if (json_integer_value(json_object_get(task, "attempts")) >= MP_MAX_ATTEMPTS) {
                 char msg[256];
-                snprintf(msg, sizeof(msg), "the worker running this task stopped %d times; it is not "
-                         "retried again", MP_MAX_ATTEMPTS);
+                /* Either cause ends here: a worker that died mid-call, or an end that could
+                 * not be recorded (store or object store down) and was released. */
+                snprintf(msg, sizeof(msg), "the task was started %d times without its end being "
+                         "recorded (its worker stopped, or the store or object store could not be "
+                         "reached); it is not retried again", MP_MAX_ATTEMPTS);
                 fail_task(core, task_id, "WorkerLost", msg, err);
                 return 0;
         }
