@@ -788,6 +788,16 @@ int mp_oidc_verify_access_token(struct mp_oidc *o, const char *token, json_t **r
                         return r;
                 mp_error_clear(err); /* keep using the keys we have */
         }
+        /* No keys at all yet (the provider has not answered since start, and the fetch
+         * rate limit said not now): the token cannot be judged, which is the provider's
+         * outage, not the client's fault — 503, so clients retry instead of logging out. */
+        pthread_rwlock_rdlock(&o->keys_lock);
+        bool have_keys = o->keys != NULL;
+        pthread_rwlock_unlock(&o->keys_lock);
+        if (!have_keys)
+                return mp_error_set(err, EAGAIN, 503, "oidc_unavailable",
+                                    "the OpenID provider %s has not given its signing keys yet; "
+                                    "try again in a few seconds", o->issuer);
         for (int attempt = 0;; attempt++) {
                 pthread_rwlock_rdlock(&o->keys_lock);
                 r = mp_oidc_verify_jwt(token, o->keys, &p, ret_claims, err);

@@ -501,3 +501,25 @@ def test_login_mode_json_gives_the_authorization_url(stack):
     harness.expect_status(r, 200)
     q = parse_qs(urlparse(r.json()["authorization_url"]).query)
     assert q["code_challenge_method"] == ["S256"] and "mecapy_oidc=" in r.headers.get("Set-Cookie", "")
+
+
+def test_provider_unreachable_answers_503_not_401():
+    """A token that cannot be judged because the provider is down is the provider's
+    outage: 503 with Retry-After, so clients retry rather than drop their token. Local
+    accounts keep working meanwhile."""
+    port = harness.free_port()  # nothing listens there
+    s = harness.start_stack("oidc-down", extra_args=[
+        "--auth", f"local,oidc:http://127.0.0.1:{port}", "--oidc-audience", AUD])
+    try:
+        token = ".".join(base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+                         for part in ({"alg": "RS256", "kid": "k1"}, {"sub": "x", "aud": AUD}))
+        token += ".c2ln"
+        for _ in range(2):  # the first try reaches for the provider, the second is rate-limited
+            r = requests.get(s.api.url("/me"), headers={"Authorization": f"Bearer {token}"},
+                             timeout=30)
+            p = harness.assert_problem(r, 503)
+            assert int(r.headers["Retry-After"]) >= 1
+            assert "OpenID provider" in p["detail"]
+        harness.expect_status(s.api.get("alice", "/me"), 200)
+    finally:
+        s.close()
