@@ -94,8 +94,18 @@ stop)
       ping "$port" || break
       sleep 0.05
     done
-    if ping "$port" && [ -f "$dir/redis.pid" ]; then
-      kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+    # The address may already be gone (a test's network torn down first): then the
+    # shutdown above could not reach the server, so end it by its pid in every case.
+    if [ -f "$dir/redis.pid" ]; then
+      pid=$(cat "$dir/redis.pid")
+      if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+          kill -0 "$pid" 2>/dev/null || break
+          sleep 0.05
+        done
+        kill -9 "$pid" 2>/dev/null || true
+      fi
     fi
   fi
   ;;
