@@ -132,7 +132,6 @@ int mp_core_audit_list(struct mp_core *core, const struct mp_principal *p, const
         }
         json_array_foreach(list.items, i, row)
                 mp_core_shape(row, times, NULL);
-        *ret = json_pack("{s:o,s:s?}", "items", list.items, "next_cursor", list.next_cursor);
-        free(list.next_cursor);
+        *ret = mp_core_page(json_incref(list.items), &list);
         return *ret ? 0 : -ENOMEM;
 }

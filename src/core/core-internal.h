@@ -17,6 +17,12 @@ int mp_core_validation_done(struct mp_error *err, const char *what);
 /* Shape a row for the API: epoch-ms fields named in `times` become RFC 3339 strings or
  * null, `drop` keys are removed. Modifies row in place. */
 void mp_core_shape(json_t *row, const char *const *times, const char *const *drop);
+/* A list operation of the store failed: a cursor it refused becomes a 400 naming the
+ * cursor (the store says -EINVAL); other failures pass through. Returns r. */
+int mp_core_list_failed(int r, const char *cursor, struct mp_error *err);
+/* The API's page {"items": items, "next_cursor": string or null}; takes items, frees
+ * the store list's cursor and items. NULL when out of memory. */
+json_t *mp_core_page(json_t *items, struct mp_store_list *list);
 /* The standard 404, same for "unknown" and "not yours". */
 int mp_core_not_found(struct mp_error *err, const char *what, const char *id);
 /* Tell api/ a task ended. */

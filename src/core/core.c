@@ -160,6 +160,22 @@ void mp_core_shape(json_t *row, const char *const *times, const char *const *dro
                 json_object_del(row, *drop);
 }
 
+int mp_core_list_failed(int r, const char *cursor, struct mp_error *err) {
+        if (r == -EINVAL)
+                return mp_error_set(err, EINVAL, 400, "bad_request",
+                                    "cursor \"%.64s\" is not one this server gave", cursor ? cursor : "");
+        return r;
+}
+
+json_t *mp_core_page(json_t *items, struct mp_store_list *list) {
+        json_t *page = json_pack("{s:o,s:s?}", "items", items, "next_cursor", list->next_cursor);
+        json_decref(list->items);
+        free(list->next_cursor);
+        list->items = NULL;
+        list->next_cursor = NULL;
+        return page;
+}
+
 int mp_core_not_found(struct mp_error *err, const char *what, const char *id) {
         return mp_error_set(err, ENOENT, 404, "not_found", "no %s with id \"%.64s\"", what, id);
 }

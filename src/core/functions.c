@@ -384,11 +384,8 @@ int mp_core_function_list(struct mp_core *core, const struct mp_principal *p,
         if (cursor)
                 json_object_set_new(filter, "cursor", json_string(cursor));
         r = MP_STORE(core->store)->function_list(core->store, filter, &list, err);
-        if (r == -EINVAL)
-                return mp_error_set(err, EINVAL, 400, "bad_request", "cursor \"%.64s\" is not one this server gave",
-                                    cursor ? cursor : "");
         if (r < 0)
-                return r;
+                return mp_core_list_failed(r, cursor, err);
         items = json_array();
         json_array_foreach(list.items, i, fn) {
                 _cleanup_json_ json_t *ver = NULL;
@@ -397,12 +394,8 @@ int mp_core_function_list(struct mp_core *core, const struct mp_principal *p,
                         continue;
                 json_array_append_new(items, render(fn, ver, false));
         }
-        *ret = json_pack("{s:O,s:s?}", "items", items, "next_cursor", list.next_cursor);
-        if (!list.next_cursor)
-                json_object_set_new(*ret, "next_cursor", json_null());
-        json_decref(list.items);
-        free(list.next_cursor);
-        return 0;
+        *ret = mp_core_page(TAKE_PTR(items), &list);
+        return *ret ? 0 : -ENOMEM;
 }
 
 int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, const char *id,
@@ -561,11 +554,8 @@ int mp_core_catalogue(struct mp_core *core, const struct mp_principal *p, const 
         if (cursor)
                 json_object_set_new(filter, "cursor", json_string(cursor));
         r = MP_STORE(core->store)->function_catalogue(core->store, filter, &list, err);
-        if (r == -EINVAL)
-                return mp_error_set(err, EINVAL, 400, "bad_request", "cursor \"%.64s\" is not one this server gave",
-                                    cursor ? cursor : "");
         if (r < 0)
-                return r;
+                return mp_core_list_failed(r, cursor, err);
         items = json_array();
         json_array_foreach(list.items, i, row) {
                 static const char *const times[] = { "updated_at", NULL };
@@ -573,9 +563,6 @@ int mp_core_catalogue(struct mp_core *core, const struct mp_principal *p, const 
                 mp_core_shape(row, times, drop);
                 json_array_append(items, row);
         }
-        *ret = json_pack("{s:O}", "items", items);
-        json_object_set_new(*ret, "next_cursor", list.next_cursor ? json_string(list.next_cursor) : json_null());
-        json_decref(list.items);
-        free(list.next_cursor);
-        return 0;
+        *ret = mp_core_page(TAKE_PTR(items), &list);
+        return *ret ? 0 : -ENOMEM;
 }

@@ -210,11 +210,8 @@ int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const ch
         if (cursor)
                 json_object_set_new(filter, "cursor", json_string(cursor));
         r = MP_STORE(core->store)->task_list(core->store, filter, &list, err);
-        if (r == -EINVAL)
-                return mp_error_set(err, EINVAL, 400, "bad_request", "cursor \"%.64s\" is not one this server gave",
-                                    cursor ? cursor : "");
         if (r < 0)
-                return r;
+                return mp_core_list_failed(r, cursor, err);
         items = json_array();
         json_array_foreach(list.items, i, t) {
                 /* A member's tasks from before they joined company_id are not its. A page
@@ -224,11 +221,8 @@ int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const ch
                         continue;
                 json_array_append_new(items, render(core, t));
         }
-        *ret = json_pack("{s:O}", "items", items);
-        json_object_set_new(*ret, "next_cursor", list.next_cursor ? json_string(list.next_cursor) : json_null());
-        json_decref(list.items);
-        free(list.next_cursor);
-        return 0;
+        *ret = mp_core_page(TAKE_PTR(items), &list);
+        return *ret ? 0 : -ENOMEM;
 }
 
 int mp_core_task_logs(struct mp_core *core, const struct mp_principal *p, const char *id,
