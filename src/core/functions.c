@@ -387,13 +387,9 @@ int mp_core_function_list(struct mp_core *core, const struct mp_principal *p,
         if (r < 0)
                 return mp_core_list_failed(r, cursor, err);
         items = json_array();
-        json_array_foreach(list.items, i, fn) {
-                _cleanup_json_ json_t *ver = NULL;
-                if (MP_STORE(core->store)->function_get_version(core->store,
-                                json_string_value(json_object_get(fn, "id")), 0, &ver, NULL) < 0)
-                        continue;
-                json_array_append_new(items, render(fn, ver, false));
-        }
+        /* The store's rows carry the latest version's fields too. */
+        json_array_foreach(list.items, i, fn)
+                json_array_append_new(items, render(fn, fn, false));
         *ret = mp_core_page(TAKE_PTR(items), &list);
         return *ret ? 0 : -ENOMEM;
 }

@@ -338,13 +338,18 @@ static const char SQL_FUNCTION_GET[] = "SELECT * FROM functions WHERE id = ?1 AN
 static const char SQL_FUNCTION_FIND[] =
         "SELECT * FROM functions WHERE owner_id = ?1 AND name = ?2 AND deleted_at = 0";
 /* Visible: the viewer's own, their company's "company" functions, and "public" ones. */
+/* Each row also carries its latest version's fields (not the code), so a page of
+ * functions is one query, not one more per function. */
 static const char SQL_FUNCTION_LIST[] =
-        "SELECT * FROM functions WHERE deleted_at = 0"
-        " AND (owner_id = ?1 OR (visibility = 'company' AND company_id = ?2)"
-        "      OR visibility = 'public')"
-        " AND (?3 IS NULL OR name = ?3)"
-        " AND (?4 IS NULL OR created_at > ?4 OR (created_at = ?4 AND id > ?5))"
-        " ORDER BY created_at, id LIMIT ?6";
+        "SELECT f.*, v.version, v.handler, v.requirements, v.input_schema, v.limits, v.isolation"
+        " FROM functions f JOIN function_versions v"
+        "   ON v.function_id = f.id AND v.version = f.latest_version"
+        " WHERE f.deleted_at = 0"
+        " AND (f.owner_id = ?1 OR (f.visibility = 'company' AND f.company_id = ?2)"
+        "      OR f.visibility = 'public')"
+        " AND (?3 IS NULL OR f.name = ?3)"
+        " AND (?4 IS NULL OR f.created_at > ?4 OR (f.created_at = ?4 AND f.id > ?5))"
+        " ORDER BY f.created_at, f.id LIMIT ?6";
 static const char SQL_FUNCTION_LATEST[] =
         "SELECT latest_version FROM functions WHERE id = ?1 AND deleted_at = 0";
 /* Versions are read whether or not the function was deleted since: a task queued

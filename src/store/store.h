@@ -119,7 +119,8 @@ struct mp_store_ops {
         /* Live functions visible to a viewer: owned by viewer_id, or visibility
          * "company" with the same company_id, or "public". filter: {viewer_id,
          * company_id (null ok), name (optional exact), cursor (optional), limit}.
-         * Ordered by created_at then id. */
+         * Ordered by created_at then id. Each row also holds its latest version's
+         * version, handler, requirements, input_schema, limits and isolation. */
         int (*function_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
                              struct mp_error *err);
         /* Update metadata fields present in `fields` (description, visibility) and, when

@@ -533,6 +533,12 @@ TEST(function_visibility) {
         listed(l.items, ids, "abcdefg", got, sizeof(got));
         CHECK_STR(got, "abcf");
         CHECK(l.next_cursor == NULL);
+        /* each row carries its latest version's fields, without the code */
+        json_t *row0 = json_array_get(l.items, 0);
+        CHECK_INT(json_integer_value(json_object_get(row0, "version")), ==, 1);
+        CHECK_STR(json_string_value(json_object_get(row0, "handler")), "f");
+        CHECK(json_is_object(json_object_get(row0, "input_schema")));
+        CHECK(json_object_get(row0, "code") == NULL);
         json_decref(l.items);
         json_decref(filter);
 
