@@ -11,23 +11,8 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 PY=/usr/bin/python3
 
-pkgs=(bubblewrap wrk python3-celery python3-redis redis-server python3-fastapi python3-uvicorn
-      python3-requests python3-numpy python3-scipy)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "bench: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "bench: these Debian packages are missing: ${missing[*]}" >&2
-    echo "bench: install them with: sudo apt-get install ${missing[*]}" >&2
-    echo "bench: going on; the figures that need them will be reported as not measured" >&2
-  fi
+if ! scripts/install-deps.sh bench; then
+  echo "bench: going on; the figures that need the missing packages will be reported as not measured" >&2
 fi
 
 if [ ! -x "$PY" ]; then

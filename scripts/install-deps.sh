@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what building (and, with "test", testing) MecaPy needs on Debian 12.
-# As root it installs the missing Debian packages with apt; otherwise it names them.
+# Install what building (and, with "test", testing; with "bench", benchmarking against
+# the peers) MecaPy needs on Debian 12. As root it installs the missing Debian packages
+# with apt; otherwise it names them and exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,11 @@ if [ "$what" = test ]; then
          postgresql redis-server)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+if [ "$what" = bench ]; then
+  # The peers measured in the same run, and the load client.
+  pkgs+=(bubblewrap wrk python3-celery python3-redis redis-server python3-fastapi
+         python3-uvicorn python3-requests)
 fi
 
 missing=()
@@ -33,7 +39,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# The OpenAPI linter for the tests, from the committed lockfile.
 # The test tools from npm (the OpenAPI linter, the S3 server), from the committed
 # lockfile; installed again whenever the lockfile changes.
 if [ "$what" = test ] && [ -f package-lock.json ]; then
