@@ -9,23 +9,14 @@
 # stderr and exit 1 (77 when node or oidc-provider is missing, so callers can skip).
 set -euo pipefail
 
-cmd=${1:-}
-dir=${2:-}
-if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start|stop|url DIR" >&2
-  exit 2
-fi
-dir=$(cd "$dir" && pwd)
+. "$(dirname "$0")/common.sh"
+service_args oidc.addr "$@"  # the provider listens on loopback only
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
 url() {
   local port
   port=$(cat "$dir/oidc.port" 2>/dev/null) || { echo "oidc.sh: no provider was started in $dir" >&2; exit 1; }
   echo "http://127.0.0.1:$port"
-}
-
-free_port() {
-  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 case $cmd in

@@ -16,16 +16,8 @@
 # and exit 1 (or 77 when PostgreSQL is not installed, so callers can skip).
 set -euo pipefail
 
-cmd=${1:-}
-dir=${2:-}
-if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start DIR [ADDR] | stop DIR | url DIR" >&2
-  exit 2
-fi
-dir=$(cd "$dir" && pwd)
-addr=${3:-}
-[ -n "$addr" ] || addr=$(cat "$dir/addr" 2>/dev/null || true)
-[ -n "$addr" ] || addr=127.0.0.1
+. "$(dirname "$0")/common.sh"
+service_args addr "$@"
 data=$dir/pgdata
 db=mecapy
 user=postgres
@@ -56,16 +48,6 @@ as_pg() {
   else
     "$@"
   fi
-}
-
-free_port() {
-  /usr/bin/python3 - "$addr" <<'PY'
-import socket, sys
-s = socket.socket()
-s.bind((sys.argv[1], 0))
-print(s.getsockname()[1])
-s.close()
-PY
 }
 
 url() {

@@ -12,18 +12,8 @@
 # stderr and exit 1 (or 77 when Redis is not installed, so callers can skip).
 set -euo pipefail
 
-cmd=${1:-}
-dir=${2:-}
-if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start DIR [ADDR] | stop DIR | url DIR" >&2
-  exit 2
-fi
-dir=$(cd "$dir" && pwd)
-# The address to listen on: given to start (and kept in DIR/addr for url, stop and a
-# restart), else the one kept, else loopback.
-addr=${3:-}
-[ -n "$addr" ] || addr=$(cat "$dir/addr" 2>/dev/null || true)
-[ -n "$addr" ] || addr=127.0.0.1
+. "$(dirname "$0")/common.sh"
+service_args addr "$@"
 
 server=$(command -v redis-server || true)
 cli=$(command -v redis-cli || true)
@@ -31,16 +21,6 @@ if [ -z "$server" ] || [ -z "$cli" ]; then
   echo "redis.sh: redis-server and redis-cli are not installed; install the 'redis-server' package" >&2
   exit 77
 fi
-
-free_port() {
-  /usr/bin/python3 - "$addr" <<'PY'
-import socket, sys
-s = socket.socket()
-s.bind((sys.argv[1], 0))
-print(s.getsockname()[1])
-s.close()
-PY
-}
 
 url() {
   local port

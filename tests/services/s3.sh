@@ -17,16 +17,8 @@
 # sentence on stderr and exit 1 (or 77 when s3rver or node is missing, so callers can skip).
 set -euo pipefail
 
-cmd=${1:-}
-dir=${2:-}
-if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start DIR [ADDR] | stop DIR | url DIR" >&2
-  exit 2
-fi
-dir=$(cd "$dir" && pwd)
-addr=${3:-}
-[ -n "$addr" ] || addr=$(cat "$dir/s3rver.addr" 2>/dev/null || true)
-[ -n "$addr" ] || addr=127.0.0.1
+. "$(dirname "$0")/common.sh"
+service_args s3rver.addr "$@"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$root/node_modules/s3rver/bin/s3rver.js
 bucket=mecapy-test
@@ -35,16 +27,6 @@ url() {
   local port
   port=$(cat "$dir/s3rver.port" 2>/dev/null) || { echo "s3.sh: no server was started in $dir" >&2; exit 1; }
   echo "s3://$bucket?endpoint=http://$addr:$port&region=us-east-1&path_style=1"
-}
-
-free_port() {
-  /usr/bin/python3 - "$addr" <<'PY'
-import socket, sys
-s = socket.socket()
-s.bind((sys.argv[1], 0))
-print(s.getsockname()[1])
-s.close()
-PY
 }
 
 # True once something accepts connections on the port.
