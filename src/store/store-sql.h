@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "base/error.h"
 #include "base/limits.h"
@@ -526,9 +527,9 @@ static inline int filter_limit(json_t *filter, int *ret, struct mp_error *err) {
         return 0;
 }
 
-/* A cursor is the hex of "<time>:<id>" of the last row of the previous page. */
+/* A cursor is the hex of "<time>:<id>" of the last row of the previous page (hex by
+ * libsodium, already a dependency). */
 static inline char *cursor_encode(int64_t t, const char *id) {
-        static const char hex[] = "0123456789abcdef";
         char raw[32 + CURSOR_MAX_ID];
         int n = snprintf(raw, sizeof(raw), "%" PRId64 ":%s", t, id);
         char *out;
@@ -538,22 +539,7 @@ static inline char *cursor_encode(int64_t t, const char *id) {
         out = malloc((size_t) n * 2 + 1);
         if (!out)
                 return NULL;
-        for (int i = 0; i < n; i++) {
-                out[2 * i] = hex[(unsigned char) raw[i] >> 4];
-                out[2 * i + 1] = hex[(unsigned char) raw[i] & 0xf];
-        }
-        out[2 * n] = 0;
-        return out;
-}
-
-static inline int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
+        return sodium_bin2hex(out, (size_t) n * 2 + 1, (const unsigned char *) raw, (size_t) n);
 }
 
 static inline int bad_cursor(struct mp_error *err) {
@@ -569,14 +555,14 @@ static inline int cursor_decode(const char *c, int64_t *ret_t, char ret_id[CURSO
         char *colon, *id;
         long t;
 
+        size_t got = 0;
+        const char *end = NULL;
+
         if (len == 0 || len % 2 || n >= sizeof(raw))
                 return bad_cursor(err);
-        for (size_t i = 0; i < n; i++) {
-                int hi = hexval(c[2 * i]), lo = hexval(c[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return bad_cursor(err);
-                raw[i] = (char) (hi << 4 | lo);
-        }
+        if (sodium_hex2bin((unsigned char *) raw, sizeof(raw) - 1, c, len, NULL, &got, &end) < 0 ||
+            got != n || end != c + len)
+                return bad_cursor(err);
         raw[n] = 0;
         if (memchr(raw, 0, n) || !(colon = strchr(raw, ':')))
                 return bad_cursor(err);
