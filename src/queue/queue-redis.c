@@ -280,6 +280,19 @@ static const char LUA_CONFIRM[] =
         "redis.call('EXPIRE', KEYS[1], " MP_STRINGIFY(TASK_TTL_S) ")\n"
         "return 1\n";
 
+/* Inside a loop over job ids (`id`, with `shards` set): when the job's task is still
+ * live, opens an `if` block with `k` its task key and `dest` the front of its shard.
+ * Shared by the scripts that put jobs back. */
+#define LUA_LIVE_JOB_DEST \
+        "  local k = 'task:' .. id\n" \
+        "  local st = redis.call('HGET', k, 'status')\n" \
+        "  if not st or st == 'queued' or st == 'running' then\n" \
+        "    local dest = 'mecapy:jobs'\n" \
+        "    if shards > 1 then\n" \
+        "      local h = tonumber(redis.call('HGET', k, 'hash') or '0') or 0\n" \
+        "      dest = dest .. ':' .. math.floor(h % shards)\n" \
+        "    end\n"
+
 /* KEYS processing list. ARGV shards, now. Every job in the list goes back to the front
  * of its shard (it waited longest); jobs of ended tasks are dropped. Returns how many
  * went back. */
@@ -289,14 +302,7 @@ static const char LUA_REQUEUE_LIST[] =
         "while true do\n"
         "  local id = redis.call('RPOP', KEYS[1])\n"
         "  if not id then break end\n"
-        "  local k = 'task:' .. id\n"
-        "  local st = redis.call('HGET', k, 'status')\n"
-        "  if not st or st == 'queued' or st == 'running' then\n"
-        "    local dest = 'mecapy:jobs'\n"
-        "    if shards > 1 then\n"
-        "      local h = tonumber(redis.call('HGET', k, 'hash') or '0') or 0\n"
-        "      dest = dest .. ':' .. math.floor(h % shards)\n"
-        "    end\n"
+        LUA_LIVE_JOB_DEST
         "    redis.call('HSET', k, 'status', 'queued', 'worker', '', 'proc', '', 'updated_at', ARGV[2])\n"
         "    redis.call('RPUSH', dest, id)\n"
         "    n = n + 1\n"
@@ -326,14 +332,7 @@ static const char LUA_PROMOTE[] =
         "local n = 0\n"
         "for _, id in ipairs(ids) do\n"
         "  redis.call('ZREM', KEYS[1], id)\n"
-        "  local k = 'task:' .. id\n"
-        "  local st = redis.call('HGET', k, 'status')\n"
-        "  if not st or st == 'queued' or st == 'running' then\n"
-        "    local dest = 'mecapy:jobs'\n"
-        "    if shards > 1 then\n"
-        "      local h = tonumber(redis.call('HGET', k, 'hash') or '0') or 0\n"
-        "      dest = dest .. ':' .. math.floor(h % shards)\n"
-        "    end\n"
+        LUA_LIVE_JOB_DEST
         "    redis.call('RPUSH', dest, id)\n"
         "    n = n + 1\n"
         "  end\n"
