@@ -615,20 +615,32 @@ class Backends:
                        check=True, capture_output=True, timeout=30)
         self.redis_dir = root / "redis"
         self.redis_dir.mkdir()
-        r = subprocess.run([str(REPO / "tests/services/redis.sh"), "start", str(self.redis_dir)],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            pytest.fail(f"could not start Redis for the stack: {r.stderr}", pytrace=False)
+        redis_url = service("redis", "start", self.redis_dir)
         bucket = f"{re.sub('[^a-z0-9]', '-', label.lower())}-{suffix}"
         s3_url = re.sub(r"^s3://[^?]+", f"s3://{bucket}", s3)
         self.args = ["--db", pg.rsplit("/", 1)[0] + "/" + self.db,
-                     "--queue", r.stdout.strip(), "--blobs", s3_url]
+                     "--queue", redis_url, "--blobs", s3_url]
 
     def close(self) -> None:
-        subprocess.run([str(REPO / "tests/services/redis.sh"), "stop", str(self.redis_dir)],
-                       capture_output=True, timeout=30)
+        service("redis", "stop", self.redis_dir)
         subprocess.run(["psql", self.pg_base, "-qc", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'],
                        capture_output=True, timeout=30)
+
+
+SERVICES = REPO / "tests" / "services"
+
+
+def service(name: str, action: str, d: Path, addr: str | None = None, *,
+            skip_if_unavailable: bool = False) -> str:
+    """Run tests/services/NAME.sh ACTION DIR [ADDR] and return what it printed (the URL
+    for start and url). A start that fails skips the test when skip_if_unavailable (the
+    server is not installed here), else the failure fails it."""
+    argv = [str(SERVICES / f"{name}.sh"), action, str(d)] + ([addr] if addr else [])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0 and skip_if_unavailable:
+        pytest.skip(f"{name} cannot be started here: {r.stderr.strip()[-300:]}")
+    assert r.returncode == 0 or action == "stop", f"{name}.sh {action}: {r.stderr}"
+    return r.stdout.strip()
 
 
 def scaleout_requested() -> bool:

@@ -16,7 +16,6 @@ Skipped (with the reason) when PostgreSQL, Redis or s3rver cannot be started her
 import concurrent.futures
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,28 +25,11 @@ import requests
 
 import harness
 
-REPO = Path(__file__).resolve().parents[2]
-SERVICES = REPO / "tests" / "services"
 WORKER_TTL_S = 2
 S3_ENV = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
 OUTAGE_HTTP_TIMEOUT_S = 20  # a request during an outage must answer within this
 
 pytestmark = [pytest.mark.slow]
-
-
-def _service(name: str, d: Path) -> str:
-    r = subprocess.run([str(SERVICES / f"{name}.sh"), "start", str(d)], capture_output=True,
-                       text=True, timeout=120)
-    if r.returncode != 0:
-        pytest.skip(f"{name} cannot be started here: {r.stderr.strip()[-300:]}")
-    return r.stdout.strip()
-
-
-def _ctl(name: str, action: str, d: Path) -> str:
-    r = subprocess.run([str(SERVICES / f"{name}.sh"), action, str(d)], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, f"{name}.sh {action}: {r.stderr}"
-    return r.stdout.strip()
 
 
 class Faults:
@@ -72,10 +54,10 @@ class Faults:
         return w
 
     def stop(self, name: str) -> None:
-        _ctl(name, "stop", self.svc / name)
+        harness.service(name, "stop", self.svc / name)
 
     def start(self, name: str) -> None:
-        url = _ctl(name, "start", self.svc / name)
+        url = harness.service(name, "start", self.svc / name)
         assert url == self.urls[name], f"{name} came back as {url}, not {self.urls[name]}"
 
 
@@ -89,7 +71,7 @@ def faults():
     try:
         for name in ("postgres", "redis", "s3"):
             (svc / name).mkdir()
-            f.urls[name] = _service(name, svc / name)
+            f.urls[name] = harness.service(name, "start", svc / name, skip_if_unavailable=True)
             started.append(name)
         root = Path(tempfile.mkdtemp(prefix="faults-", dir=harness.tmp_root()))
         f.stack = harness.start_stack("faults", workers=0, extra_args=f.backends, env=S3_ENV,
@@ -103,8 +85,7 @@ def faults():
         if f.stack:
             f.stack.close()
         for name in reversed(started):
-            subprocess.run([str(SERVICES / f"{name}.sh"), "stop", str(svc / name)],
-                           capture_output=True, timeout=60)
+            harness.service(name, "stop", svc / name)
         if not os.environ.get("MECAPY_KEEP_TEST_DATA"):
             shutil.rmtree(svc, ignore_errors=True)
 

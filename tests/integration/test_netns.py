@@ -26,8 +26,6 @@ import pytest
 
 import harness
 
-REPO = Path(__file__).resolve().parents[2]
-SERVICES = REPO / "tests" / "services"
 WORKER_TTL_S = 2
 S3_ENV = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
 API_PORT = 8000  # the API's namespace is new: any port is free there
@@ -126,14 +124,6 @@ def _namespaces_allowed() -> str | None:
     return None
 
 
-def _service(name: str, d: Path, addr: str) -> str:
-    r = subprocess.run([str(SERVICES / f"{name}.sh"), "start", str(d), addr], capture_output=True,
-                       text=True, timeout=120)
-    if r.returncode != 0:
-        pytest.skip(f"{name} cannot be started here: {r.stderr.strip()[-300:]}")
-    return r.stdout.strip()
-
-
 class Cluster:
     def __init__(self, hosts: Hosts, root: Path, urls: dict[str, str]):
         self.hosts, self.root, self.urls = hosts, root, urls
@@ -181,7 +171,8 @@ def cluster():
         urls = {}
         for name in ("postgres", "redis", "s3"):
             (svc / name).mkdir()
-            urls[name] = _service(name, svc / name, hosts.gateway)
+            urls[name] = harness.service(name, "start", svc / name, hosts.gateway,
+                                         skip_if_unavailable=True)
             started.append(name)
         root = Path(tempfile.mkdtemp(prefix="netns-", dir=harness.tmp_root()))
         c = Cluster(hosts, root, urls)
@@ -211,8 +202,7 @@ def cluster():
             if c.server:
                 c.server.stop()
         for name in reversed(started):
-            subprocess.run([str(SERVICES / f"{name}.sh"), "stop", str(svc / name)],
-                           capture_output=True, timeout=60)
+            harness.service(name, "stop", svc / name)
         hosts.down()
         if not os.environ.get("MECAPY_KEEP_TEST_DATA"):
             shutil.rmtree(svc, ignore_errors=True)

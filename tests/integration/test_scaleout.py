@@ -20,24 +20,9 @@ import pytest
 
 import harness
 
-REPO = Path(__file__).resolve().parents[2]
-SERVICES = REPO / "tests" / "services"
 WORKER_TTL_S = 2  # short heartbeat lease, so a dead worker is noticed quickly
 
 pytestmark = [pytest.mark.slow]
-
-
-def _service(name: str, d: Path) -> str:
-    r = subprocess.run([str(SERVICES / f"{name}.sh"), "start", str(d)], capture_output=True,
-                       text=True, timeout=120)
-    if r.returncode != 0:
-        pytest.skip(f"{name} cannot be started here: {r.stderr.strip()[-300:]}")
-    return r.stdout.strip()
-
-
-def _stop_service(name: str, d: Path) -> None:
-    subprocess.run([str(SERVICES / f"{name}.sh"), "stop", str(d)], capture_output=True,
-                   timeout=60)
 
 
 class Cluster:
@@ -85,8 +70,8 @@ def cluster():
     pg = redis = None
     c = None
     try:
-        pg = _service("postgres", svc / "pg")
-        redis = _service("redis", svc / "redis")
+        pg = harness.service("postgres", "start", svc / "pg", skip_if_unavailable=True)
+        redis = harness.service("redis", "start", svc / "redis", skip_if_unavailable=True)
         root = Path(tempfile.mkdtemp(prefix="scaleout-", dir=harness.tmp_root()))
         c = Cluster(root, pg, redis, svc / "redis")
         c.stack = harness.start_stack("scaleout", workers=0, extra_args=c.backends,
@@ -101,9 +86,9 @@ def cluster():
             if c.stack:
                 c.stack.close()
         if redis:
-            _stop_service("redis", svc / "redis")
+            harness.service("redis", "stop", svc / "redis")
         if pg:
-            _stop_service("postgres", svc / "pg")
+            harness.service("postgres", "stop", svc / "pg")
         if not os.environ.get("MECAPY_KEEP_TEST_DATA"):
             shutil.rmtree(svc, ignore_errors=True)
 
@@ -205,12 +190,10 @@ def test_redis_restart_under_load_loses_no_accepted_call(cluster):
                 refused += 1
 
     submit_some(15, 0)
-    subprocess.run([str(SERVICES / "redis.sh"), "stop", str(cluster.redis_dir)], check=True, timeout=30)
+    harness.service("redis", "stop", cluster.redis_dir)
     submit_some(10, 100)  # Redis is down: the calls are still accepted (the store has them)
     time.sleep(1)
-    out = subprocess.run([str(SERVICES / "redis.sh"), "start", str(cluster.redis_dir)],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and out.stdout.strip() == cluster.redis, out
+    assert harness.service("redis", "start", cluster.redis_dir) == cluster.redis
     submit_some(10, 200)
     assert refused == 0, f"{refused} calls refused while Redis restarted"
     completed = 0
