@@ -228,8 +228,15 @@ static int parse_auth(struct mp_config *c, struct mp_error *err) {
         return 0;
 }
 
-int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest,
-                    struct mp_error *err) {
+/* getopt_long takes any unambiguous prefix ("--data" for --data-dir); a server option is
+ * only taken spelled out, so that a typo is never read as some other option. */
+static bool spelled_out(const char *given, const char *name) {
+        size_t n = strlen(name);
+        return given && !strncmp(given, "--", 2) && !strncmp(given + 2, name, n) &&
+               (given[2 + n] == 0 || given[2 + n] == '=');
+}
+
+int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_error *err) {
         struct option longopts[ELEMENTSOF(table) + 1];
         struct mp_config *c = calloc(1, sizeof(*c));
         int r, o, idx;
@@ -275,11 +282,25 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest
         longopts[ELEMENTSOF(table)] = (struct option) { 0 };
         optind = 1;
         opterr = 0;
-        /* "-" first: non-options and unknown options are left in place for the caller. */
-        while ((o = getopt_long(argc, argv, "-", longopts, &idx)) != -1) {
-                if (o == 1 || o == '?')
-                        continue;
-                if ((r = apply(c, o, longopts[idx].name, optarg, err)) < 0)
+        /* "-" first: operands come back as 1, in place, so they can be named; ":" makes a
+         * missing value ':' rather than '?'. A mistyped option must never be ignored: the
+         * operator would run with a default they did not choose. */
+        while ((o = getopt_long(argc, argv, "-:", longopts, &idx)) != -1) {
+                const char *arg = argv[optind - 1];
+                if (o == 1)
+                        r = mp_error_set(err, EINVAL, 400, "config", "unexpected argument \"%.200s\"", arg);
+                else if (o == ':')
+                        r = mp_error_set(err, EINVAL, 400, "config", "%.200s needs a value", arg);
+                else if (o == '?' && optopt >= OPT_HOST)
+                        r = mp_error_set(err, EINVAL, 400, "config", "%.200s: the option takes no value", arg);
+                else if (o == '?')
+                        r = mp_error_set(err, EINVAL, 400, "config", "unknown option \"%.200s\"", arg);
+                else if (!spelled_out(optarg && optarg == arg ? argv[optind - 2] : arg, longopts[idx].name))
+                        r = mp_error_set(err, EINVAL, 400, "config", "unknown option \"%.200s\" (did you mean --%s?)",
+                                         optarg && optarg == arg ? argv[optind - 2] : arg, longopts[idx].name);
+                else
+                        r = apply(c, o, longopts[idx].name, optarg, err);
+                if (r < 0)
                         goto fail;
         }
         if (!c->db_url && asprintf(&c->db_url, "sqlite:%s/mecapy.db", c->data_dir) < 0)
@@ -297,8 +318,6 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest
         if (c->default_memory_mb > c->max_memory_mb)
                 c->default_memory_mb = c->max_memory_mb;
         *ret = c;
-        if (ret_rest)
-                *ret_rest = 1;
         return 0;
 fail:
         mp_config_free(c);

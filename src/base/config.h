@@ -62,11 +62,10 @@ struct mp_config {
         int metrics_port;         /* worker --metrics-port: serve /metrics there, 0 off */
 };
 
-/* Parse the options of `serve`, `worker`, `migrate` and `admin` from argv (options it
- * does not know are left for the caller: they are moved to the end and *ret_rest says
- * where they start). Returns 0 or -EINVAL with err naming the option. */
-int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest,
-                    struct mp_error *err);
+/* Parse the server options of `serve`, `worker`, `migrate` and `admin` from argv
+ * (argv[0] is the command). An unknown option, a known one without its value, or an
+ * operand is refused: -EINVAL with err naming it. Returns 0 or -EINVAL/-ENOMEM. */
+int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_error *err);
 void mp_config_free(struct mp_config *c);
 /* The value of a MECAPY_* variable for the client (MECAPY_URL, MECAPY_TOKEN,
  * MECAPY_CONFIG_DIR), or NULL. */

@@ -37,10 +37,22 @@ static void usage(FILE *f) {
                 mp_config_usage);
 }
 
-static int open_config(int argc, char **argv, struct mp_config **ret) {
+/* The usage line of each server command, printed with an option error. */
+static const char *usage_line(const char *cmd) {
+        return !strcmp(cmd, "serve") ? "mecapy serve [OPTIONS]"
+               : !strcmp(cmd, "worker") ? "mecapy worker [OPTIONS] [--shard K] [--grace S]"
+               : !strcmp(cmd, "migrate") ? "mecapy migrate [OPTIONS]"
+               : !strcmp(cmd, "admin set-role") ? "mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]"
+                                          : "mecapy admin create-user --email E --password P [--company C] "
+                                            "[--role admin|member|viewer] [OPTIONS]";
+}
+
+/* cmd names the command in messages ("serve", "admin set-role"). */
+static int open_config(const char *cmd, int argc, char **argv, struct mp_config **ret) {
         _cleanup_error_ struct mp_error err = { 0 };
-        if (mp_config_parse(argc, argv, ret, NULL, &err) < 0) {
-                fprintf(stderr, "mecapy: %s\n", err.message[0] ? err.message : "bad options");
+        if (mp_config_parse(argc, argv, ret, &err) < 0) {
+                fprintf(stderr, "mecapy %s: %s\nusage: %s\n(`mecapy --help` lists the options)\n",
+                        cmd, err.message[0] ? err.message : "bad options", usage_line(cmd));
                 return -1;
         }
         if ((*ret)->verbose)
@@ -48,12 +60,37 @@ static int open_config(int argc, char **argv, struct mp_config **ret) {
         return 0;
 }
 
+/* An admin command's own options (--email and the like, each with a value) are taken
+ * out of argv into values[]; the server options left go to open_config, which refuses
+ * anything it does not know. argv[0] stays first. Returns the new argc, or -1 when an
+ * option of names[] lacks its value. */
+static int take_options(const char *cmd, int argc, char **argv, const char *const *names,
+                        const char **values) {
+        int out = 1;
+        for (int i = 1; i < argc; i++) {
+                int k = 0;
+                while (names[k] && strcmp(argv[i], names[k]))
+                        k++;
+                if (!names[k]) {
+                        argv[out++] = argv[i];
+                        continue;
+                }
+                if (i + 1 >= argc) {
+                        fprintf(stderr, "mecapy %s: %s needs a value\nusage: %s\n", cmd, names[k],
+                                usage_line(cmd));
+                        return -1;
+                }
+                values[k] = argv[++i];
+        }
+        return out;
+}
+
 static int cmd_migrate(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
         struct mp_config *cfg = NULL;
         struct mp_core *core = NULL;
 
-        if (open_config(argc, argv, &cfg) < 0)
+        if (open_config("migrate", argc, argv, &cfg) < 0)
                 return 2;
         if (mp_core_open(cfg, &core, &err) < 0) {
                 fprintf(stderr, "mecapy migrate: %s\n", err.message);
@@ -69,24 +106,25 @@ static int cmd_migrate(int argc, char **argv) {
 /* mecapy admin set-role --email E --role R: an operator's change (docs/identity.md). */
 static int cmd_admin_set_role(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
-        const char *email = NULL, *role = NULL;
+        static const char *const names[] = { "--email", "--role", NULL };
+        const char *values[2] = { 0 }, *email, *role;
         struct mp_config *cfg = NULL;
         struct mp_core *core = NULL;
         json_t *user = NULL;
         int rc = 1;
 
-        for (int i = 2; i + 1 < argc; i++) {
-                if (!strcmp(argv[i], "--email"))
-                        email = argv[++i];
-                else if (!strcmp(argv[i], "--role"))
-                        role = argv[++i];
-        }
+        /* argv: "admin" "set-role" ...: from here on argv[0] is "set-role". */
+        if ((argc = take_options("admin set-role", argc - 1, argv + 1, names, values)) < 0)
+                return 2;
+        argv++;
+        email = values[0];
+        role = values[1];
         if (!email || !role) {
-                fprintf(stderr, "usage: mecapy admin set-role --email E --role admin|member|viewer "
-                                "[--data-dir D | --db URL]\n");
+                fprintf(stderr, "mecapy admin set-role: --email and --role are required\nusage: %s\n",
+                        usage_line("admin set-role"));
                 return 2;
         }
-        if (open_config(argc - 1, argv + 1, &cfg) < 0)
+        if (open_config("admin set-role", argc, argv, &cfg) < 0)
                 return 2;
         if (mp_core_open(cfg, &core, &err) < 0 || mp_core_admin_set_role(core, email, role, &user, &err) < 0) {
                 fprintf(stderr, "mecapy admin set-role: %s\n", err.message);
@@ -104,7 +142,8 @@ out:
 
 static int cmd_admin(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
-        const char *email = NULL, *password = NULL, *company = NULL, *role = NULL;
+        static const char *const names[] = { "--email", "--password", "--company", "--role", NULL };
+        const char *values[4] = { 0 }, *email, *password, *company, *role;
         struct mp_config *cfg = NULL;
         struct mp_core *core = NULL;
         json_t *user = NULL;
@@ -113,23 +152,23 @@ static int cmd_admin(int argc, char **argv) {
         if (argc >= 2 && !strcmp(argv[1], "set-role"))
                 return cmd_admin_set_role(argc, argv);
         if (argc < 2 || strcmp(argv[1], "create-user")) {
-                fprintf(stderr, "usage: mecapy admin create-user --email E --password P [--company C] "
-                                "[--role admin|member|viewer] [--data-dir D | --db URL]\n");
+                fprintf(stderr, "usage: %s\n       %s\n", usage_line("admin create-user"),
+                        usage_line("admin set-role"));
                 return 2;
         }
-        for (int i = 2; i < argc; i++) {
-                const char **dst = !strcmp(argv[i], "--email") ? &email
-                                   : !strcmp(argv[i], "--password") ? &password
-                                   : !strcmp(argv[i], "--company") ? &company
-                                   : !strcmp(argv[i], "--role") ? &role : NULL;
-                if (dst && i + 1 < argc)
-                        *dst = argv[++i];
-        }
+        if ((argc = take_options("admin create-user", argc - 1, argv + 1, names, values)) < 0)
+                return 2;
+        argv++;
+        email = values[0];
+        password = values[1];
+        company = values[2];
+        role = values[3];
         if (!email || !password) {
-                fprintf(stderr, "mecapy admin create-user: --email and --password are required\n");
+                fprintf(stderr, "mecapy admin create-user: --email and --password are required\nusage: %s\n",
+                        usage_line("admin create-user"));
                 return 2;
         }
-        if (open_config(argc - 1, argv + 1, &cfg) < 0)
+        if (open_config("admin create-user", argc, argv, &cfg) < 0)
                 return 2;
         if (mp_core_open(cfg, &core, &err) < 0 ||
             mp_core_create_user(core, email, password, company, role, &user, &err) < 0) {
@@ -211,7 +250,7 @@ static int cmd_serve(int argc, char **argv) {
         sigset_t sigs;
         int sig = 0, rc = 1;
 
-        if (open_config(argc, argv, &cfg) < 0)
+        if (open_config("serve", argc, argv, &cfg) < 0)
                 return 2;
         /* Executor channels: the workers, and uploads being analyzed. */
         if (start_node(cfg, 4, true, &ex, &core, &sigs) < 0)
@@ -247,7 +286,7 @@ static int cmd_worker(int argc, char **argv) {
         sigset_t sigs;
         int sig = 0, rc = 1;
 
-        if (open_config(argc, argv, &cfg) < 0)
+        if (open_config("worker", argc, argv, &cfg) < 0)
                 return 2;
         if (cfg->workers == 0 || !strncmp(cfg->queue_url, "local:", 6)) {
                 fprintf(stderr, "mecapy worker: %s\n", cfg->workers == 0 ? "--workers must be at least 1" :

@@ -92,7 +92,7 @@ TEST(config_defaults_and_options) {
         char *argv[] = { "serve", "--port", "9001", "--data-dir", "/tmp/x", "--workers", "3", NULL };
         struct mp_config *c = NULL;
         struct mp_error err = { 0 };
-        REQUIRE(mp_config_parse(7, argv, &c, NULL, &err) == 0);
+        REQUIRE(mp_config_parse(7, argv, &c, &err) == 0);
         CHECK_INT(c->port, ==, 9001);
         CHECK_INT(c->workers, ==, 3);
         CHECK_STR(c->db_url, "sqlite:/tmp/x/mecapy.db");
@@ -109,7 +109,7 @@ TEST(config_refuses_bad_numbers_naming_the_option) {
         char *argv[] = { "serve", "--port", "http", NULL };
         struct mp_config *c = NULL;
         struct mp_error err = { 0 };
-        CHECK_INT(mp_config_parse(3, argv, &c, NULL, &err), ==, -EINVAL);
+        CHECK_INT(mp_config_parse(3, argv, &c, &err), ==, -EINVAL);
         CHECK(strstr(err.message, "--port") != NULL);
         CHECK(c == NULL);
         mp_error_clear(&err);
