@@ -173,6 +173,25 @@ def test_oidc_users_tokens_follow_the_provider(stack, issuer):
     assert at(new_token(tok, 30)["expires_at"]) <= claims["exp"], claims
 
 
+def test_provider_token_call_with_wait_is_held_and_answered(stack, issuer):
+    """A provider token is authenticated on a slow-work thread; an execute ?wait= started
+    there hands the suspended connection to the long poll, which answers when the call
+    ends (docs/architecture.md#api-routes-and-slow-work)."""
+    h = {"Authorization": f"Bearer {machine_token(issuer)}"}
+    base = stack.server.base + "/api/v1"
+    r = requests.post(f"{base}/functions", headers=h, timeout=30,
+                      json={"name": harness.Api.unique("oidc-wait"),
+                            "code": "import time\n\ndef main(s: float = 0.5) -> str:\n    time.sleep(s)\n    return 'done'\n"})
+    fid = harness.expect_status(r, 201).json()["id"]
+    for _ in range(3):
+        r = requests.post(f"{base}/functions/{fid}/execute", params={"wait": "30"}, headers=h,
+                          json={"inputs": {"s": 0.5}}, timeout=60)
+        t = harness.expect_status(r, 200).json()
+        assert (t["status"], t["result"]) == ("completed", "done"), t
+        r = requests.get(f"{base}/tasks/{t['id']}", params={"wait": "5"}, headers=h, timeout=60)
+        assert harness.expect_status(r, 200).json()["status"] == "completed"
+
+
 def test_local_accounts_keep_working(stack):
     r = stack.api.get("alice", "/me")
     harness.expect_status(r, 200)
