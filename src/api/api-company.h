@@ -1,14 +1,16 @@
-/* api/: the routes of companies, roles and the catalogue (api-company.c). */
+/* api/: the handlers of companies, roles and the catalogue (api-company.c), routed by
+ * the table of api-routes.c. Handlers parse, call core/ and render; the rules (who may,
+ * 403 or 404) live in core/company.c. Each answers the request (an MHD result). */
 #pragma once
-
-#include <stdbool.h>
 
 #include "api/api-internal.h"
 
-/* Answer the request when it is one of these routes: GET /company, /company/members...,
- * GET /catalogue; or when a role rule refuses a route of api-routes.c first (POST
- * /tokens by a viewer). true when it answered (*ret is MHD's result), false when the
- * request is not its own. p is the authenticated caller; seg the path after /api/v1. */
-bool mp_api_company_route(struct mp_api *api, struct MHD_Connection *conn, struct mp_request *req,
-                          const char *method, char **seg, int nseg, const struct mp_principal *p,
-                          enum MHD_Result *ret);
+enum MHD_Result mp_api_company_get(struct mp_route_ctx *c);
+enum MHD_Result mp_api_company_members(struct mp_route_ctx *c);
+enum MHD_Result mp_api_company_member_create(struct mp_route_ctx *c);
+enum MHD_Result mp_api_company_member_update(struct mp_route_ctx *c);
+enum MHD_Result mp_api_company_member_remove(struct mp_route_ctx *c);
+enum MHD_Result mp_api_company_member_tokens(struct mp_route_ctx *c);
+enum MHD_Result mp_api_company_member_token_revoke(struct mp_route_ctx *c);
+enum MHD_Result mp_api_company_member_tasks(struct mp_route_ctx *c);
+enum MHD_Result mp_api_catalogue(struct mp_route_ctx *c);

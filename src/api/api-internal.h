@@ -8,8 +8,68 @@
 
 #include "api/api.h"
 #include "api/api-metrics.h"
+#include "base/limits.h"
 #include "base/util.h"
 #include "core/core.h"
+
+#define MP_ROUTE_MAX_SEGS 12  /* path segments of a route (and of a URL that can match one) */
+#define MP_ROUTE_MAX_PARAMS 4 /* {…} segments in one pattern */
+
+/* What a route needs of its caller: exactly one of these, never 0 (a route table entry
+ * must say; see MP_ROUTE in api-routes.c and tests/unit/test-api.c). Values other than
+ * the two below are one MP_SCOPE_* bit (core.h): signed in, with a token holding it. */
+enum {
+        MP_NEED_UNSET = 0,              /* refused: the table must name a need */
+        MP_NEED_PUBLIC = 1u << 30,      /* no authentication */
+        MP_NEED_SIGNED_IN = 1u << 29,   /* any session or token, no scope */
+};
+
+/* Route flags. */
+enum {
+        MP_ROUTE_SLOW = 1u << 0,       /* may take long (argon2, analysis, the provider): run it
+                                        * on the slow-work threads, the connection suspended */
+        MP_ROUTE_AUTH_LIMIT = 1u << 1, /* per-address --auth-rate-limit, keyed by its last
+                                        * path segment (login, signup, cli-exchange) */
+};
+
+struct mp_route_ctx;
+typedef enum MHD_Result (*mp_route_handler)(struct mp_route_ctx *c);
+
+/* One route: method, path pattern ("/api/v1/functions/{id}"; a {name} segment matches
+ * any one segment), what it needs, flags, handler. */
+struct mp_api_route {
+        const char *method;
+        const char *pattern;
+        unsigned need;
+        unsigned flags;
+        mp_route_handler handler;
+};
+/* The route table (api-routes.c): every route the server answers; openapi.json lists
+ * the same ones (tests/unit/test-api.c). */
+extern const struct mp_api_route mp_api_routes[];
+extern const size_t mp_api_n_routes;
+/* The name of a need: "public", "signed-in", a scope name, or NULL when it is not one
+ * value that a route may hold (0, several bits, an unknown bit). */
+const char *mp_api_need_name(unsigned need);
+
+/* The state of one routed request: what the handlers read. It lives in its mp_request,
+ * so a slow route can run on another thread while the connection is suspended. */
+struct mp_route_ctx {
+        struct mp_api *api;
+        struct MHD_Connection *conn;
+        struct mp_request *req;
+        const char *method;
+        const struct mp_api_route *route;
+        const char *param[MP_ROUTE_MAX_PARAMS]; /* the {…} segments, percent-decoded */
+        int nparam;
+        char *seg[MP_ROUTE_MAX_SEGS];
+        int nseg;
+        char path[MP_MAX_URL_LEN + 1]; /* the split path the segments point into */
+        struct mp_principal principal;
+        struct mp_error err;
+        char client[48]; /* the client's address (api-guard.c) */
+        bool authed;     /* principal is set */
+};
 
 /* One request's state, kept by MHD across the calls of the access handler. */
 struct mp_request {
@@ -26,6 +86,15 @@ struct mp_request {
         struct MHD_Connection *conn;
         int64_t start_us;    /* the first call of the access handler (monotonic, /metrics) */
         bool held;           /* a long poll that was suspended: kind="wait" in /metrics */
+        /* Slow work (mp_api_offload): queued or running on a slow-work thread, the
+         * connection suspended; done: the job ended and resumed the connection, with
+         * offload_result as the access handler's answer. */
+        bool offloaded;
+        bool offload_done;
+        enum MHD_Result offload_result;
+        mp_route_handler offload_fn;
+        struct mp_request *next_job;
+        struct mp_route_ctx route; /* filled by mp_api_route */
 };
 
 struct mp_api {
@@ -40,7 +109,21 @@ struct mp_api {
         bool stopping;
         struct mp_api_guard *guard; /* addresses, headers, CORS, rate limits (api-guard.h) */
         struct mp_api_metrics *metrics; /* HTTP counts and the /metrics access list */
+        /* The slow-work threads (MP_API_SLOW_THREADS) and their queue of suspended
+         * requests, guarded by slow_lock. */
+        pthread_mutex_t slow_lock;
+        pthread_cond_t slow_cond;
+        struct mp_request *slow_head, *slow_tail;
+        int slow_queued;
+        bool slow_stopping;
+        pthread_t slow_threads[MP_API_SLOW_THREADS];
+        int n_slow_threads;
 };
+
+/* Run fn(&req->route) on a slow-work thread: the connection is suspended now and
+ * resumed once fn answered (fn may also hand the request to a long poll, see
+ * mp_api_wait_task). 503 with Retry-After when the queue is full or the server stops. */
+enum MHD_Result mp_api_offload(struct mp_api *api, struct mp_request *req, mp_route_handler fn);
 
 /* Route a request whose body is complete. Returns an MHD result. */
 enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
@@ -57,6 +140,9 @@ enum MHD_Result mp_api_send_json(struct MHD_Connection *conn, unsigned status, j
 enum MHD_Result mp_api_send_bytes(struct MHD_Connection *conn, unsigned status,
                                   const char *content_type, const char *data, size_t len);
 enum MHD_Result mp_api_send_problem(struct MHD_Connection *conn, const struct mp_error *err);
+/* The same, with extra headers (name, value, ..., NULL; may be NULL): Allow on a 405. */
+enum MHD_Result mp_api_send_problem_headers(struct MHD_Connection *conn, const struct mp_error *err,
+                                            const char *const *hdrs);
 /* 429 problem+json with Retry-After: retry_after_s (>= 1); `what` names the limit. */
 enum MHD_Result mp_api_send_throttled(struct MHD_Connection *conn, int retry_after_s, const char *what);
 enum MHD_Result mp_api_send_error(struct MHD_Connection *conn, unsigned status, const char *code,

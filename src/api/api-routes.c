@@ -1,4 +1,9 @@
-/* The routes: each handler parses, authenticates, calls core/ and renders. */
+/* The routes: one table (mp_api_routes, at the end) of method, path pattern, what the
+ * caller needs and handler. The dispatcher matches the path, answers 404 or 405 itself,
+ * authenticates, applies the rate limit and the token's scope, then calls the handler;
+ * each handler parses, calls core/ and renders. A route cannot be added without naming
+ * what it needs (MP_ROUTE refuses 0 at compile time; tests/unit/test-api.c checks every
+ * entry and that openapi.json lists exactly these routes). */
 #include <ctype.h>
 #include <string.h>
 
@@ -14,31 +19,16 @@ extern const size_t mp_openapi_json_len;
 extern const char mp_index_html[];
 extern const size_t mp_index_html_len;
 
-#define MAX_SEGS 8
-
-struct route_ctx {
-        struct mp_api *api;
-        struct MHD_Connection *conn;
-        struct mp_request *req;
-        const char *method;
-        char *seg[MAX_SEGS]; /* path segments after /api/v1 */
-        int nseg;
-        struct mp_principal principal;
-        struct mp_error err;
-        char client[48]; /* the client's address (api-guard.c) */
-        bool authed;     /* principal is set */
-};
-
-static const char *query(struct route_ctx *c, const char *name) {
+static const char *query(struct mp_route_ctx *c, const char *name) {
         return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static const char *header(struct route_ctx *c, const char *name) {
+static const char *header(struct mp_route_ctx *c, const char *name) {
         return MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, name);
 }
 
 /* An integer query parameter; -EINVAL with a 400 in c->err when malformed. */
-static int query_int(struct route_ctx *c, const char *name, long min, long max, long def, long *ret) {
+static int query_int(struct mp_route_ctx *c, const char *name, long min, long max, long def, long *ret) {
         const char *v = query(c, name);
         if (!v) {
                 *ret = def;
@@ -54,13 +44,13 @@ static int query_int(struct route_ctx *c, const char *name, long min, long max, 
         return 0;
 }
 
-static enum MHD_Result problem(struct route_ctx *c) {
+static enum MHD_Result problem(struct mp_route_ctx *c) {
         return mp_api_send_problem(c->conn, &c->err);
 }
 
 #define IS(m) (!strcmp(c->method, m))
 
-static const char *cookie(struct route_ctx *c, const char *name) {
+static const char *cookie(struct mp_route_ctx *c, const char *name) {
         return MHD_lookup_connection_value(c->conn, MHD_COOKIE_KIND, name);
 }
 
@@ -68,7 +58,7 @@ static const char *cookie(struct route_ctx *c, const char *name) {
  * session cookie authenticates a GET or HEAD (which change nothing) on its own, and
  * anything else only with an X-CSRF-Token header equal to the mecapy_csrf cookie: a
  * value another site can neither read nor set (double submit; docs/api.md). */
-static int cookie_session(struct route_ctx *c, const char *session) {
+static int cookie_session(struct mp_route_ctx *c, const char *session) {
         const char *csrf = cookie(c, "mecapy_csrf"), *sent = header(c, "X-CSRF-Token");
 
         if (strncmp(session, "mpy_", 4))
@@ -82,7 +72,7 @@ static int cookie_session(struct route_ctx *c, const char *session) {
         return mp_core_authenticate(c->api->core, session, &c->principal, &c->err);
 }
 
-static int authenticate(struct route_ctx *c) {
+static int authenticate(struct mp_route_ctx *c) {
         const char *h = header(c, "Authorization");
         if (!h && cookie(c, "mecapy_session"))
                 return cookie_session(c, cookie(c, "mecapy_session"));
@@ -93,32 +83,48 @@ static int authenticate(struct route_ctx *c) {
         return mp_core_authenticate(c->api->core, h + 7, &c->principal, &c->err);
 }
 
+/* Will authenticating this request ask the OpenID provider (a JWT bearer: its keys may
+ * have to be fetched)? Then it is slow work. */
+static bool bearer_is_provider_token(struct mp_route_ctx *c) {
+        const char *h = header(c, "Authorization");
+        return c->api->core->oidc && h && !strncasecmp(h, "Bearer ", 7) && strncmp(h + 7, "mpy_", 4) &&
+               mp_oidc_looks_like_jwt(h + 7);
+}
+
 /* --- abuse limits, scopes, and the audit of refusals (docs/identity.md) --- */
 
 /* 429 with Retry-After; the first refusal of an episode goes to the audit log (one row
  * per episode, not per request: a flood must not become a flood of writes). */
-static enum MHD_Result throttled(struct route_ctx *c, enum mp_limit which, int wait, bool first) {
+static enum MHD_Result throttled(struct mp_route_ctx *c, enum mp_limit which, int wait, bool first) {
         if (first)
                 mp_core_audit(c->api->core, "rate_limited", c->authed ? c->principal.user_id : NULL,
                               c->authed ? c->principal.company_id : NULL, c->client, NULL,
                               json_pack("{s:s,s:i,s:s}", "limit", mp_api_limit_name(which),
                                         "retry_after", wait, "method", c->method));
-        char what[160];
-        snprintf(what, sizeof(what), "too many requests (%s limit); retry in %d s",
-                 mp_api_limit_name(which), wait);
+        char what[400];
+        if (which == MP_LIMIT_API)
+                /* Polling tasks is what meets this limit first: say what to do instead. */
+                snprintf(what, sizeof(what),
+                         "too many requests (api limit); retry in %d s. To follow tasks, do not "
+                         "poll: GET /api/v1/tasks/{id}?wait=60 (or POST .../execute?wait=60) "
+                         "answers the moment the task ends, one request per task (server-sent "
+                         "events are coming); see docs/api.md#following-tasks", wait);
+        else
+                snprintf(what, sizeof(what), "too many requests (%s limit); retry in %d s",
+                         mp_api_limit_name(which), wait);
         return mp_api_send_throttled(c->conn, wait, what);
 }
 
-static void audit_denied(struct route_ctx *c) {
+static void audit_denied(struct mp_route_ctx *c) {
         mp_core_audit(c->api->core, "access_denied", c->authed ? c->principal.user_id : NULL,
                       c->authed ? c->principal.company_id : NULL, c->client, NULL,
                       json_pack("{s:i,s:s,s:s,s:s}", "status", c->err.status, "code", c->err.code,
-                                "method", c->method, "route", c->nseg > 0 ? c->seg[0] : ""));
+                                "method", c->method, "route", c->route ? c->route->pattern : ""));
 }
 
 /* Authentication failed: refusals count against the client's address, so guessing
  * tokens (or flooding the audit log with 401s) is as bounded as using the API. */
-static enum MHD_Result denied(struct route_ctx *c) {
+static enum MHD_Result denied(struct mp_route_ctx *c) {
         bool first;
         int wait = mp_api_limit(c->api->guard, MP_LIMIT_ANON, c->client, &first);
         if (wait)
@@ -127,27 +133,11 @@ static enum MHD_Result denied(struct route_ctx *c) {
         return problem(c);
 }
 
-/* The scope a route needs from an API token (0: none beyond being signed in). */
-static unsigned required_scope(struct route_ctx *c) {
-        const char *s0 = c->seg[0];
-        if (!strcmp(s0, "functions")) {
-                if (c->nseg == 3 && !strcmp(c->seg[2], "execute"))
-                        return MP_SCOPE_EXECUTE;
-                return IS("GET") || IS("HEAD") ? MP_SCOPE_FUNCTIONS_READ : MP_SCOPE_FUNCTIONS_WRITE;
-        }
-        if (!strcmp(s0, "tasks"))
-                return IS("GET") || IS("HEAD") ? MP_SCOPE_TASKS_READ : MP_SCOPE_TASKS_WRITE;
-        /* Tokens, the password and the audit log are the account's administration. */
-        if (!strcmp(s0, "tokens") || !strcmp(s0, "audit") || (!strcmp(s0, "me") && c->nseg > 1))
-                return MP_SCOPE_TOKENS;
-        return 0;
-}
-
-/* After authentication: the user's rate limit, then the token's scopes. True when it
- * answered (*r set). */
-static bool admit(struct route_ctx *c, enum MHD_Result *r) {
+/* After authentication: the user's rate limit, then what the route needs of the token.
+ * True when it answered (*r set). */
+static bool admit(struct mp_route_ctx *c, enum MHD_Result *r) {
         char key[MP_ID_LEN + 8];
-        unsigned need;
+        unsigned need = c->route->need;
         bool first;
         int wait;
 
@@ -158,12 +148,14 @@ static bool admit(struct route_ctx *c, enum MHD_Result *r) {
                 *r = throttled(c, MP_LIMIT_API, wait, first);
                 return true;
         }
-        need = required_scope(c);
-        if (need && !(c->principal.scopes & need)) {
+        if (need == MP_NEED_SIGNED_IN)
+                return false;
+        /* Fail closed: anything but one known scope the token holds is a refusal. */
+        if (!mp_core_scope_name(need) || !(c->principal.scopes & need)) {
                 mp_error_set(&c->err, EACCES, 403, "insufficient_scope",
-                             "this token lacks the scope \"%s\" that %s /api/v1/%s needs",
-                             mp_core_scope_name(need), c->method, c->seg[0]);
-                mp_error_add_field(&c->err, "scopes", "missing %s", mp_core_scope_name(need));
+                             "this token lacks the scope \"%s\" that %s %s needs",
+                             mp_core_scope_name(need) ?: "?", c->method, c->route->pattern);
+                mp_error_add_field(&c->err, "scopes", "missing %s", mp_core_scope_name(need) ?: "?");
                 *r = problem(c);
                 return true;
         }
@@ -172,7 +164,7 @@ static bool admit(struct route_ctx *c, enum MHD_Result *r) {
 
 /* A function's audience changed: published (to its company or everyone) or back to
  * private. before: the visibility before the change (NULL for a new function). */
-static void audit_visibility(struct route_ctx *c, const char *before, json_t *fn) {
+static void audit_visibility(struct mp_route_ctx *c, const char *before, json_t *fn) {
         const char *after = json_string_value(json_object_get(fn, "visibility"));
         bool now_private = after && !strcmp(after, "private");
 
@@ -183,26 +175,62 @@ static void audit_visibility(struct route_ctx *c, const char *before, json_t *fn
                          json_pack("{s:s,s:s}", "from", before ? before : "new", "to", after));
 }
 
-static int body_json(struct route_ctx *c, bool optional, json_t **ret) {
+static int body_json(struct mp_route_ctx *c, bool optional, json_t **ret) {
         return mp_api_body_json(c->conn, c->req, optional, ret, &c->err);
 }
 
-static enum MHD_Result method_not_allowed(struct route_ctx *c, const char *allowed) {
-        mp_error_set(&c->err, EINVAL, 405, "method_not_allowed", "%s is not allowed here; use %s",
-                     c->method, allowed);
-        return problem(c);
+/* A JSON object body: 422 when the JSON is not an object. */
+static int body_object(struct mp_route_ctx *c, json_t **ret) {
+        json_t *j = NULL;
+        int r = body_json(c, false, &j);
+        if (r < 0)
+                return r;
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
+        }
+        *ret = j;
+        return 0;
 }
 
-static enum MHD_Result send_owned(struct route_ctx *c, unsigned status, json_t *j) {
+static enum MHD_Result send_owned(struct mp_route_ctx *c, unsigned status, json_t *j) {
         enum MHD_Result r = mp_api_send_json(c->conn, status, j);
         json_decref(j);
         return r;
 }
 
+/* --- public routes: probes, documents, the dashboard --- */
+
+static enum MHD_Result get_healthz(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *ok = json_pack("{s:s}", "status", "ok");
+        return mp_api_send_json(c->conn, 200, ok);
+}
+
+/* Ready: the store, the queue and the object store answer (slow work: a backend that is
+ * down may take its connect timeout to say so). */
+static enum MHD_Result get_readyz(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        if (mp_core_ready(c->api->core, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+static enum MHD_Result get_metrics(struct mp_route_ctx *c) {
+        return mp_api_metrics_answer(c->api->metrics, c->api->core, c->conn, c->client, c->method);
+}
+
+static enum MHD_Result get_index(struct mp_route_ctx *c) {
+        return mp_api_send_bytes(c->conn, 200, "text/html; charset=utf-8", mp_index_html, mp_index_html_len);
+}
+
+static enum MHD_Result get_openapi(struct mp_route_ctx *c) {
+        return mp_api_send_bytes(c->conn, 200, "application/json", mp_openapi_json, mp_openapi_json_len);
+}
+
 /* --- OpenID login: cookies and redirects --- */
 
 /* A response with extra headers (name, value, ..., NULL): Set-Cookie, Location. */
-static enum MHD_Result send_with_headers(struct route_ctx *c, unsigned status, json_t *body,
+static enum MHD_Result send_with_headers(struct mp_route_ctx *c, unsigned status, json_t *body,
                                          const char *const *hdrs) {
         struct MHD_Response *resp;
         char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -228,7 +256,7 @@ static enum MHD_Result send_with_headers(struct route_ctx *c, unsigned status, j
 
 /* Cookies get Secure when the request came over TLS (a TLS proxy says so with
  * X-Forwarded-Proto: the flag only ever tightens, so trusting the header is harmless). */
-static const char *secure_attr(struct route_ctx *c) {
+static const char *secure_attr(struct mp_route_ctx *c) {
         const char *p = header(c, "X-Forwarded-Proto");
         const union MHD_ConnectionInfo *ci =
                 MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_PROTOCOL);
@@ -237,7 +265,7 @@ static const char *secure_attr(struct route_ctx *c) {
 
 /* Our callback URL: configured (what is registered at the provider), or this request's
  * scheme and Host. A forged Host can only name a URL the provider will refuse. */
-static int callback_uri(struct route_ctx *c, char *buf, size_t size) {
+static int callback_uri(struct mp_route_ctx *c, char *buf, size_t size) {
         const char *host = header(c, "Host"), *proto = header(c, "X-Forwarded-Proto");
 
         if (c->api->core->config->oidc_redirect_uri) {
@@ -253,12 +281,10 @@ static int callback_uri(struct route_ctx *c, char *buf, size_t size) {
         return 0;
 }
 
-static enum MHD_Result oidc_login(struct route_ctx *c) {
+static enum MHD_Result oidc_login_started(struct mp_route_ctx *c) {
         _cleanup_free_ char *url = NULL;
         char redirect_uri[MP_OIDC_MAX_URL_LEN + 1], binding[MP_OIDC_RANDOM_LEN + 1], set[256];
 
-        if (!IS("GET"))
-                return method_not_allowed(c, "GET");
         if (callback_uri(c, redirect_uri, sizeof(redirect_uri)) < 0 ||
             mp_core_oidc_begin(c->api->core, redirect_uri, query(c, "redirect"), query(c, "cli_redirect"),
                                query(c, "cli_state"), query(c, "cli_challenge"), &url, binding,
@@ -278,14 +304,28 @@ static enum MHD_Result oidc_login(struct route_ctx *c) {
         return send_with_headers(c, 302, NULL, hdrs);
 }
 
-static enum MHD_Result oidc_callback(struct route_ctx *c) {
+/* An OpenID start costs a slot of the pending logins: counted per address only when it
+ * holds one (the table of those is shared by all). */
+static enum MHD_Result oidc_login(struct mp_route_ctx *c) {
+        char key[96];
+        enum MHD_Result r;
+        int wait;
+
+        snprintf(key, sizeof(key), "login:%s", c->client);
+        if ((wait = mp_api_limit_peek(c->api->guard, MP_LIMIT_OIDC_START, key)))
+                return throttled(c, MP_LIMIT_OIDC_START, wait, true);
+        r = oidc_login_started(c);
+        if (!c->err.status)
+                mp_api_limit(c->api->guard, MP_LIMIT_OIDC_START, key, NULL);
+        return r;
+}
+
+static enum MHD_Result oidc_callback(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *out = NULL;
         _cleanup_free_ char *location = NULL;
         char session[256], csrf[256], clear[160], token_csrf[MP_OIDC_RANDOM_LEN + 1];
         const char *secure = secure_attr(c);
 
-        if (!IS("GET"))
-                return method_not_allowed(c, "GET");
         if (query(c, "error")) {
                 mp_error_set(&c->err, EACCES, 401, "unauthorized", "the OpenID provider refused the login: %.100s",
                              query(c, "error"));
@@ -311,49 +351,30 @@ static enum MHD_Result oidc_callback(struct route_ctx *c) {
         return send_with_headers(c, location ? 302 : 200, out, hdrs);
 }
 
-static enum MHD_Result route_oidc(struct route_ctx *c) {
-        if (c->nseg == 3 && !strcmp(c->seg[2], "login"))
-                return oidc_login(c);
-        if (c->nseg == 3 && !strcmp(c->seg[2], "callback"))
-                return oidc_callback(c);
-        if (c->nseg == 3 && !strcmp(c->seg[2], "cli-exchange")) {
-                _cleanup_json_ json_t *body = NULL;
-                json_t *out = NULL;
-                if (!IS("POST"))
-                        return method_not_allowed(c, "POST");
-                if (body_json(c, false, &body) < 0)
-                        return problem(c);
-                if (!json_is_object(body)) {
-                        mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
-                        return problem(c);
-                }
-                if (mp_core_oidc_cli_exchange(c->api->core, body, &out, &c->err) < 0)
-                        return problem(c);
-                return send_owned(c, 200, out);
-        }
-        return mp_api_send_error(c->conn, 404, "not_found", "no route auth/oidc/%s",
-                                 c->nseg >= 3 ? c->seg[2] : "");
+static enum MHD_Result oidc_cli_exchange(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        json_t *out = NULL;
+
+        if (body_object(c, &body) < 0 || mp_core_oidc_cli_exchange(c->api->core, body, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
 }
 
-/* Password login, with two limits: per client address (before anything, in
- * route_auth) and per email for failures, so that a guesser spread over many addresses
+/* --- accounts --- */
+
+/* Password login, with two limits: per client address (MP_ROUTE_AUTH_LIMIT, before
+ * anything) and per email for failures, so that a guesser spread over many addresses
  * still gets MP_LOGIN_FAILS_PER_HOUR tries at one account. The email's bucket is looked
  * at before the password is checked (no argon2 for a locked email) and taken only on
  * a failure; the answer to a locked email is the same 429 whatever the password. */
-static enum MHD_Result auth_login(struct route_ctx *c) {
+static enum MHD_Result auth_login(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *body = NULL;
         json_t *out = NULL, *email;
         char key[MP_MAX_EMAIL_LEN + 8] = "";
         int wait;
 
-        if (!IS("POST"))
-                return method_not_allowed(c, "POST");
-        if (body_json(c, false, &body) < 0)
+        if (body_object(c, &body) < 0)
                 return problem(c);
-        if (!json_is_object(body)) {
-                mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
-                return problem(c);
-        }
         email = json_object_get(body, "email");
         if (json_is_string(email) && json_string_length(email) <= MP_MAX_EMAIL_LEN) {
                 size_t n = snprintf(key, sizeof(key), "email:%s", json_string_value(email)) > 0 ? strlen(key) : 0;
@@ -374,173 +395,183 @@ static enum MHD_Result auth_login(struct route_ctx *c) {
         return send_owned(c, 200, out);
 }
 
-static enum MHD_Result auth_signup(struct route_ctx *c) {
+static enum MHD_Result auth_signup(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *body = NULL;
         json_t *out = NULL;
 
         if (!c->api->core->config->allow_signup)
                 return mp_api_send_error(c->conn, 404, "not_found", "no route auth/signup");
-        if (!IS("POST"))
-                return method_not_allowed(c, "POST");
         if (body_json(c, false, &body) < 0 || mp_core_signup(c->api->core, body, c->client, &out, &c->err) < 0)
                 return problem(c);
         return send_owned(c, 201, out);
 }
 
-static enum MHD_Result route_auth(struct route_ctx *c) {
-        const char *what = c->nseg >= 2 ? c->seg[1] : "";
-        bool oidc_start = c->nseg == 3 && !strcmp(what, "oidc") && !strcmp(c->seg[2], "login");
-        char key[96];
-        bool first;
-        int wait;
+static enum MHD_Result auth_logout(struct mp_route_ctx *c) {
+        char s1[128], s2[128];
 
-        /* Per client address: each endpoint its own bucket. An OpenID start is counted
-         * only when it holds a pending login (the table of those is shared by all). */
-        if ((c->nseg == 2 && (!strcmp(what, "login") || !strcmp(what, "signup"))) || oidc_start ||
-            (c->nseg == 3 && !strcmp(what, "oidc") && !strcmp(c->seg[2], "cli-exchange"))) {
-                snprintf(key, sizeof(key), "%s:%s", c->nseg == 3 ? c->seg[2] : what, c->client);
-                wait = oidc_start ? mp_api_limit_peek(c->api->guard, MP_LIMIT_OIDC_START, key)
-                                  : mp_api_limit(c->api->guard, MP_LIMIT_AUTH, key, &first);
-                if (wait)
-                        return throttled(c, oidc_start ? MP_LIMIT_OIDC_START : MP_LIMIT_AUTH, wait,
-                                         oidc_start || first);
-                if (oidc_start) {
-                        enum MHD_Result r = route_oidc(c);
-                        if (!c->err.status)
-                                mp_api_limit(c->api->guard, MP_LIMIT_OIDC_START, key, NULL);
-                        return r;
-                }
-        }
-        if (c->nseg == 2 && !strcmp(c->seg[1], "login"))
-                return auth_login(c);
-        if (c->nseg == 2 && !strcmp(c->seg[1], "signup"))
-                return auth_signup(c);
-        if (c->nseg == 2 && !strcmp(c->seg[1], "logout")) {
-                if (!IS("POST"))
-                        return method_not_allowed(c, "POST");
-                if (authenticate(c) < 0)
-                        return denied(c);
-                snprintf(c->principal.client, sizeof(c->principal.client), "%s", c->client);
-                if (mp_core_logout(c->api->core, &c->principal, &c->err) < 0)
-                        return problem(c);
-                /* The session is revoked; the browser's cookies go too. */
-                char s1[128], s2[128];
-                snprintf(s1, sizeof(s1), "mecapy_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s",
-                         secure_attr(c));
-                snprintf(s2, sizeof(s2), "mecapy_csrf=; Path=/; SameSite=Lax; Max-Age=0%s", secure_attr(c));
-                const char *hdrs[] = { "Set-Cookie", s1, "Set-Cookie", s2, NULL };
-                return send_with_headers(c, 204, NULL, hdrs);
-        }
-        if (c->nseg >= 2 && !strcmp(c->seg[1], "oidc"))
-                return route_oidc(c);
-        return mp_api_send_error(c->conn, 404, "not_found", "no route %s", c->seg[1]);
+        if (mp_core_logout(c->api->core, &c->principal, &c->err) < 0)
+                return problem(c);
+        /* The session is revoked; the browser's cookies go too. */
+        snprintf(s1, sizeof(s1), "mecapy_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s", secure_attr(c));
+        snprintf(s2, sizeof(s2), "mecapy_csrf=; Path=/; SameSite=Lax; Max-Age=0%s", secure_attr(c));
+        const char *hdrs[] = { "Set-Cookie", s1, "Set-Cookie", s2, NULL };
+        return send_with_headers(c, 204, NULL, hdrs);
 }
 
-static enum MHD_Result route_tokens(struct route_ctx *c) {
+static enum MHD_Result get_me(struct mp_route_ctx *c) {
         json_t *out = NULL;
-        if (c->nseg == 1) {
-                if (IS("GET")) {
-                        if (mp_core_token_list(c->api->core, &c->principal, &out, &c->err) < 0)
-                                return problem(c);
-                        return send_owned(c, 200, out);
-                }
-                if (IS("POST")) {
-                        _cleanup_json_ json_t *body = NULL;
-                        if (body_json(c, false, &body) < 0 ||
-                            mp_core_token_create(c->api->core, &c->principal, body, &out, &c->err) < 0)
-                                return problem(c);
-                        return send_owned(c, 201, out);
-                }
-                return method_not_allowed(c, "GET, POST");
-        }
-        if (c->nseg == 2) {
-                if (!IS("DELETE"))
-                        return method_not_allowed(c, "DELETE");
-                if (mp_core_token_revoke(c->api->core, &c->principal, c->seg[1], &c->err) < 0)
-                        return problem(c);
-                return mp_api_send_json(c->conn, 204, NULL);
-        }
-        return mp_api_send_error(c->conn, 404, "not_found", "no such route");
+        if (mp_core_me(c->api->core, &c->principal, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
 }
 
-static enum MHD_Result route_functions(struct route_ctx *c) {
+/* POST /me/password: a wrong current password counts as a failed login of the
+ * account's email, so a stolen session cannot be used to guess it at the API's rate. */
+static enum MHD_Result change_password(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        char key[MP_MAX_EMAIL_LEN + 8];
+        int wait, r;
+
+        snprintf(key, sizeof(key), "email:%s", c->principal.email);
+        if ((wait = mp_api_limit_peek(c->api->guard, MP_LIMIT_LOGIN_FAILS, key)))
+                return throttled(c, MP_LIMIT_LOGIN_FAILS, wait, false);
+        if (body_json(c, false, &body) < 0)
+                return problem(c);
+        r = mp_core_password_change(c->api->core, &c->principal, body, &c->err);
+        if (r == -EACCES)
+                mp_api_limit(c->api->guard, MP_LIMIT_LOGIN_FAILS, key, NULL);
+        if (r < 0)
+                return problem(c);
+        return mp_api_send_json(c->conn, 204, NULL);
+}
+
+static enum MHD_Result token_list(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        if (mp_core_token_list(c->api->core, &c->principal, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+static enum MHD_Result token_create(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        json_t *out = NULL;
+        if (body_json(c, false, &body) < 0 ||
+            mp_core_token_create(c->api->core, &c->principal, body, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 201, out);
+}
+
+static enum MHD_Result token_revoke(struct mp_route_ctx *c) {
+        if (mp_core_token_revoke(c->api->core, &c->principal, c->param[0], &c->err) < 0)
+                return problem(c);
+        return mp_api_send_json(c->conn, 204, NULL);
+}
+
+static enum MHD_Result audit_list(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        long limit;
+
+        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+            mp_core_audit_list(c->api->core, &c->principal, query(c, "kind"), query(c, "actor"),
+                               query(c, "since"), query(c, "cursor"), (int) limit, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+/* Any signed-in user: the list holds hosts and counts, no tenant data. */
+static enum MHD_Result workers_list(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        if (mp_core_workers(c->api->core, &c->principal, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+/* --- functions --- */
+
+static enum MHD_Result function_list(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        long limit;
+
+        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+            mp_core_function_list(c->api->core, &c->principal, query(c, "name"), query(c, "cursor"),
+                                  (int) limit, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+static enum MHD_Result function_create(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        json_t *out = NULL;
+
+        if (body_json(c, false, &body) < 0 ||
+            mp_core_function_create(c->api->core, &c->principal, body, &out, &c->err) < 0)
+                return problem(c);
+        audit_visibility(c, NULL, out);
+        return send_owned(c, 201, out);
+}
+
+static enum MHD_Result function_get(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        long version;
+
+        if (query_int(c, "version", 1, 1L << 30, 0, &version) < 0 ||
+            mp_core_function_get(c->api->core, &c->principal, c->param[0], (int) version, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+/* PUT and PATCH: both merge the fields given (docs/api.md). */
+static enum MHD_Result function_update(struct mp_route_ctx *c) {
         struct mp_core *core = c->api->core;
+        _cleanup_json_ json_t *body = NULL, *before = NULL;
+        const char *id = c->param[0];
         json_t *out = NULL;
-        long version = 0, limit, wait;
 
-        if (c->nseg == 1) {
-                if (IS("GET")) {
-                        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-                            mp_core_function_list(core, &c->principal, query(c, "name"), query(c, "cursor"),
-                                                  (int) limit, &out, &c->err) < 0)
-                                return problem(c);
-                        return send_owned(c, 200, out);
-                }
-                if (IS("POST")) {
-                        _cleanup_json_ json_t *body = NULL;
-                        if (body_json(c, false, &body) < 0 ||
-                            mp_core_function_create(core, &c->principal, body, &out, &c->err) < 0)
-                                return problem(c);
-                        audit_visibility(c, NULL, out);
-                        return send_owned(c, 201, out);
-                }
-                return method_not_allowed(c, "GET, POST");
-        }
-        const char *id = c->seg[1];
-        if (c->nseg == 2) {
-                if (IS("GET")) {
-                        if (query_int(c, "version", 1, 1L << 30, 0, &version) < 0 ||
-                            mp_core_function_get(core, &c->principal, id, (int) version, &out, &c->err) < 0)
-                                return problem(c);
-                        return send_owned(c, 200, out);
-                }
-                if (IS("PUT") || IS("PATCH")) {
-                        _cleanup_json_ json_t *body = NULL;
-                        _cleanup_json_ json_t *before = NULL;
-                        if (body_json(c, false, &body) < 0)
-                                return problem(c);
-                        /* The audience before, to audit a change of it (one read, only when
-                         * the body names a visibility). */
-                        if (json_object_get(body, "visibility") &&
-                            mp_core_function_get(core, &c->principal, id, 0, &before, &c->err) < 0)
-                                return problem(c);
-                        if (mp_core_function_update(core, &c->principal, id, body, &out, &c->err) < 0)
-                                return problem(c);
-                        if (before)
-                                audit_visibility(c, json_string_value(json_object_get(before, "visibility")), out);
-                        return send_owned(c, 200, out);
-                }
-                if (IS("DELETE")) {
-                        if (mp_core_function_delete(core, &c->principal, id, &c->err) < 0)
-                                return problem(c);
-                        return mp_api_send_json(c->conn, 204, NULL);
-                }
-                return method_not_allowed(c, "GET, PUT, DELETE");
-        }
-        if (c->nseg == 3 && !strcmp(c->seg[2], "versions")) {
-                if (!IS("GET"))
-                        return method_not_allowed(c, "GET");
-                if (mp_core_function_versions(core, &c->principal, id, &out, &c->err) < 0)
-                        return problem(c);
-                return send_owned(c, 200, out);
-        }
-        if (c->nseg == 3 && !strcmp(c->seg[2], "execute")) {
-                _cleanup_json_ json_t *body = NULL, *task = NULL;
-                if (!IS("POST"))
-                        return method_not_allowed(c, "POST");
-                if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
-                    query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || body_json(c, false, &body) < 0 ||
-                    mp_core_execute(core, &c->principal, id, (int) version, body,
-                                    header(c, "Idempotency-Key"), &task, &c->err) < 0)
-                        return problem(c);
-                bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
-                if (wait == 0 || ended)
-                        return mp_api_send_json(c->conn, ended ? 200 : 202, task);
-                return mp_api_wait_task(c->api, c->conn, c->req, &c->principal,
-                                        json_string_value(json_object_get(task, "id")), (int) wait, 200, 202);
-        }
-        return mp_api_send_error(c->conn, 404, "not_found", "no such route");
+        if (body_json(c, false, &body) < 0)
+                return problem(c);
+        /* The audience before, to audit a change of it (one read, only when the body
+         * names a visibility). */
+        if (json_object_get(body, "visibility") &&
+            mp_core_function_get(core, &c->principal, id, 0, &before, &c->err) < 0)
+                return problem(c);
+        if (mp_core_function_update(core, &c->principal, id, body, &out, &c->err) < 0)
+                return problem(c);
+        if (before)
+                audit_visibility(c, json_string_value(json_object_get(before, "visibility")), out);
+        return send_owned(c, 200, out);
 }
+
+static enum MHD_Result function_delete(struct mp_route_ctx *c) {
+        if (mp_core_function_delete(c->api->core, &c->principal, c->param[0], &c->err) < 0)
+                return problem(c);
+        return mp_api_send_json(c->conn, 204, NULL);
+}
+
+static enum MHD_Result function_versions(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        if (mp_core_function_versions(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+static enum MHD_Result function_execute(struct mp_route_ctx *c) {
+        struct mp_core *core = c->api->core;
+        _cleanup_json_ json_t *body = NULL, *task = NULL;
+        long version = 0, wait;
+
+        if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
+            query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || body_json(c, false, &body) < 0 ||
+            mp_core_execute(core, &c->principal, c->param[0], (int) version, body,
+                            header(c, "Idempotency-Key"), &task, &c->err) < 0)
+                return problem(c);
+        bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
+        if (wait == 0 || ended)
+                return mp_api_send_json(c->conn, ended ? 200 : 202, task);
+        return mp_api_wait_task(c->api, c->conn, c->req, &c->principal,
+                                json_string_value(json_object_get(task, "id")), (int) wait, 200, 202);
+}
+
+/* --- tasks --- */
 
 static const char *content_type_for(const char *name) {
         static const struct { const char *ext, *type; } types[] = {
@@ -555,104 +586,140 @@ static const char *content_type_for(const char *name) {
         return "application/octet-stream";
 }
 
-static enum MHD_Result route_tasks(struct route_ctx *c) {
-        struct mp_core *core = c->api->core;
-        json_t *out = NULL;
-        long limit, wait;
-
-        if (c->nseg == 1) {
-                if (!IS("GET"))
-                        return method_not_allowed(c, "GET");
-                if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-                    mp_core_task_list(core, &c->principal, query(c, "function_id"), query(c, "status"),
-                                      query(c, "cursor"), (int) limit, &out, &c->err) < 0)
-                        return problem(c);
-                return send_owned(c, 200, out);
-        }
-        const char *id = c->seg[1];
-        if (c->nseg == 2) {
-                if (!IS("GET"))
-                        return method_not_allowed(c, "GET");
-                if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
-                        return problem(c);
-                return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, id, (int) wait, 200, 200);
-        }
-        if (c->nseg == 3 && !strcmp(c->seg[2], "logs")) {
-                _cleanup_free_ char *logs = NULL;
-                size_t len;
-                if (!IS("GET"))
-                        return method_not_allowed(c, "GET");
-                if (mp_core_task_logs(core, &c->principal, id, &logs, &len, &c->err) < 0)
-                        return problem(c);
-                return mp_api_send_bytes(c->conn, 200, "text/plain; charset=utf-8", logs, len);
-        }
-        if (c->nseg == 3 && !strcmp(c->seg[2], "cancel")) {
-                if (!IS("POST"))
-                        return method_not_allowed(c, "POST");
-                if (mp_core_task_cancel(core, &c->principal, id, &out, &c->err) < 0)
-                        return problem(c);
-                return send_owned(c, 200, out);
-        }
-        if (c->nseg == 4 && !strcmp(c->seg[2], "artifacts")) {
-                _cleanup_free_ char *data = NULL;
-                size_t len;
-                if (!IS("GET"))
-                        return method_not_allowed(c, "GET");
-                if (mp_core_task_artifact(core, &c->principal, id, c->seg[3], &data, &len, &c->err) < 0)
-                        return problem(c);
-                struct MHD_Response *resp = MHD_create_response_from_buffer(len, TAKE_PTR(data),
-                                                                            MHD_RESPMEM_MUST_FREE);
-                char disp[512];
-                snprintf(disp, sizeof(disp), "attachment; filename=\"artifact%s\"",
-                         strrchr(c->seg[3], '.') && strlen(strrchr(c->seg[3], '.')) < 16 &&
-                                         !strpbrk(strrchr(c->seg[3], '.'), "\"\\\r\n")
-                                 ? strrchr(c->seg[3], '.') : "");
-                MHD_add_response_header(resp, "Content-Type", content_type_for(c->seg[3]));
-                MHD_add_response_header(resp, "Content-Disposition", disp);
-                mp_api_add_headers(c->conn, resp, MP_CSP_ARTIFACT);
-                enum MHD_Result r = MHD_queue_response(c->conn, 200, resp);
-                MHD_destroy_response(resp);
-                return r;
-        }
-        return mp_api_send_error(c->conn, 404, "not_found", "no such route");
-}
-
-/* POST /me/password: a wrong current password counts as a failed login of the
- * account's email, so a stolen session cannot be used to guess it at the API's rate. */
-static enum MHD_Result route_password(struct route_ctx *c) {
-        _cleanup_json_ json_t *body = NULL;
-        char key[MP_MAX_EMAIL_LEN + 8];
-        int wait, r;
-
-        if (!IS("POST"))
-                return method_not_allowed(c, "POST");
-        snprintf(key, sizeof(key), "email:%s", c->principal.email);
-        if ((wait = mp_api_limit_peek(c->api->guard, MP_LIMIT_LOGIN_FAILS, key)))
-                return throttled(c, MP_LIMIT_LOGIN_FAILS, wait, false);
-        if (body_json(c, false, &body) < 0)
-                return problem(c);
-        r = mp_core_password_change(c->api->core, &c->principal, body, &c->err);
-        if (r == -EACCES)
-                mp_api_limit(c->api->guard, MP_LIMIT_LOGIN_FAILS, key, NULL);
-        if (r < 0)
-                return problem(c);
-        return mp_api_send_json(c->conn, 204, NULL);
-}
-
-static enum MHD_Result route_audit(struct route_ctx *c) {
+static enum MHD_Result task_list(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long limit;
 
-        if (!IS("GET"))
-                return method_not_allowed(c, "GET");
         if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-            mp_core_audit_list(c->api->core, &c->principal, query(c, "kind"), query(c, "actor"),
-                               query(c, "since"), query(c, "cursor"), (int) limit, &out, &c->err) < 0)
+            mp_core_task_list(c->api->core, &c->principal, query(c, "function_id"), query(c, "status"),
+                              query(c, "cursor"), (int) limit, &out, &c->err) < 0)
                 return problem(c);
         return send_owned(c, 200, out);
 }
 
-/* Split "/a/b/c" into segments, percent-decoded (MHD gives the path undecoded). */
+static enum MHD_Result task_get(struct mp_route_ctx *c) {
+        long wait;
+
+        if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
+                return problem(c);
+        return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, c->param[0], (int) wait, 200, 200);
+}
+
+static enum MHD_Result task_logs(struct mp_route_ctx *c) {
+        _cleanup_free_ char *logs = NULL;
+        size_t len;
+
+        if (mp_core_task_logs(c->api->core, &c->principal, c->param[0], &logs, &len, &c->err) < 0)
+                return problem(c);
+        return mp_api_send_bytes(c->conn, 200, "text/plain; charset=utf-8", logs, len);
+}
+
+static enum MHD_Result task_cancel(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        if (mp_core_task_cancel(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
+static enum MHD_Result task_artifact(struct mp_route_ctx *c) {
+        const char *name = c->param[1], *dot = strrchr(name, '.');
+        _cleanup_free_ char *data = NULL;
+        size_t len;
+
+        if (mp_core_task_artifact(c->api->core, &c->principal, c->param[0], name, &data, &len, &c->err) < 0)
+                return problem(c);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, TAKE_PTR(data), MHD_RESPMEM_MUST_FREE);
+        char disp[512];
+        snprintf(disp, sizeof(disp), "attachment; filename=\"artifact%s\"",
+                 dot && strlen(dot) < 16 && !strpbrk(dot, "\"\\\r\n") ? dot : "");
+        MHD_add_response_header(resp, "Content-Type", content_type_for(name));
+        MHD_add_response_header(resp, "Content-Disposition", disp);
+        mp_api_add_headers(c->conn, resp, MP_CSP_ARTIFACT);
+        enum MHD_Result r = MHD_queue_response(c->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+/* --- the table --- */
+
+/* need must be a constant other than MP_NEED_UNSET: an entry without one does not compile
+ * (a negative array size), and test-api.c checks that it is one known value. */
+#define MP_ROUTE(m, pattern, need, flags, handler) \
+        { m, pattern, (unsigned) (need) + 0 * sizeof(char[(unsigned) (need) != 0u ? 1 : -1]), flags, handler }
+
+#define PUBLIC MP_NEED_PUBLIC
+#define SIGNED_IN MP_NEED_SIGNED_IN
+#define SLOW MP_ROUTE_SLOW
+
+/* Scopes (docs/api.md#scopes): reading or writing functions, reading tasks, cancelling
+ * them (tasks:write), executing, and "tokens": the account's administration (tokens,
+ * password, audit log, the company's members). */
+const struct mp_api_route mp_api_routes[] = {
+        MP_ROUTE("GET", "/healthz", PUBLIC, 0, get_healthz),
+        MP_ROUTE("GET", "/readyz", PUBLIC, SLOW, get_readyz),
+        MP_ROUTE("GET", "/metrics", PUBLIC, 0, get_metrics), /* its own access list */
+        MP_ROUTE("GET", "/", PUBLIC, 0, get_index),
+        MP_ROUTE("GET", "/index.html", PUBLIC, 0, get_index),
+        MP_ROUTE("GET", "/api/v1/openapi.json", PUBLIC, 0, get_openapi),
+
+        MP_ROUTE("POST", "/api/v1/auth/login", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, auth_login),
+        MP_ROUTE("POST", "/api/v1/auth/signup", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, auth_signup),
+        MP_ROUTE("POST", "/api/v1/auth/logout", SIGNED_IN, 0, auth_logout),
+        MP_ROUTE("GET", "/api/v1/auth/oidc/login", PUBLIC, SLOW, oidc_login),
+        MP_ROUTE("GET", "/api/v1/auth/oidc/callback", PUBLIC, SLOW, oidc_callback),
+        MP_ROUTE("POST", "/api/v1/auth/oidc/cli-exchange", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, oidc_cli_exchange),
+
+        MP_ROUTE("GET", "/api/v1/me", SIGNED_IN, 0, get_me),
+        MP_ROUTE("POST", "/api/v1/me/password", MP_SCOPE_TOKENS, SLOW, change_password),
+        MP_ROUTE("GET", "/api/v1/tokens", MP_SCOPE_TOKENS, 0, token_list),
+        MP_ROUTE("POST", "/api/v1/tokens", MP_SCOPE_TOKENS, 0, token_create),
+        MP_ROUTE("DELETE", "/api/v1/tokens/{id}", MP_SCOPE_TOKENS, 0, token_revoke),
+        MP_ROUTE("GET", "/api/v1/audit", MP_SCOPE_TOKENS, 0, audit_list),
+        MP_ROUTE("GET", "/api/v1/workers", SIGNED_IN, 0, workers_list),
+
+        MP_ROUTE("GET", "/api/v1/functions", MP_SCOPE_FUNCTIONS_READ, 0, function_list),
+        MP_ROUTE("POST", "/api/v1/functions", MP_SCOPE_FUNCTIONS_WRITE, SLOW, function_create),
+        MP_ROUTE("GET", "/api/v1/functions/{id}", MP_SCOPE_FUNCTIONS_READ, 0, function_get),
+        MP_ROUTE("PUT", "/api/v1/functions/{id}", MP_SCOPE_FUNCTIONS_WRITE, SLOW, function_update),
+        MP_ROUTE("PATCH", "/api/v1/functions/{id}", MP_SCOPE_FUNCTIONS_WRITE, SLOW, function_update),
+        MP_ROUTE("DELETE", "/api/v1/functions/{id}", MP_SCOPE_FUNCTIONS_WRITE, 0, function_delete),
+        MP_ROUTE("GET", "/api/v1/functions/{id}/versions", MP_SCOPE_FUNCTIONS_READ, 0, function_versions),
+        MP_ROUTE("POST", "/api/v1/functions/{id}/execute", MP_SCOPE_EXECUTE, 0, function_execute),
+        MP_ROUTE("GET", "/api/v1/catalogue", MP_SCOPE_FUNCTIONS_READ, 0, mp_api_catalogue),
+
+        MP_ROUTE("GET", "/api/v1/tasks", MP_SCOPE_TASKS_READ, 0, task_list),
+        MP_ROUTE("GET", "/api/v1/tasks/{id}", MP_SCOPE_TASKS_READ, 0, task_get),
+        MP_ROUTE("GET", "/api/v1/tasks/{id}/logs", MP_SCOPE_TASKS_READ, 0, task_logs),
+        MP_ROUTE("POST", "/api/v1/tasks/{id}/cancel", MP_SCOPE_TASKS_WRITE, 0, task_cancel),
+        MP_ROUTE("GET", "/api/v1/tasks/{id}/artifacts/{name}", MP_SCOPE_TASKS_READ, 0, task_artifact),
+
+        /* The company: what it is, for any member; its members, for its admins (the
+         * role rule is core's; the scope is the administration's). */
+        MP_ROUTE("GET", "/api/v1/company", SIGNED_IN, 0, mp_api_company_get),
+        MP_ROUTE("GET", "/api/v1/company/members", MP_SCOPE_TOKENS, 0, mp_api_company_members),
+        MP_ROUTE("POST", "/api/v1/company/members", MP_SCOPE_TOKENS, SLOW, mp_api_company_member_create),
+        MP_ROUTE("PUT", "/api/v1/company/members/{member_id}", MP_SCOPE_TOKENS, 0, mp_api_company_member_update),
+        MP_ROUTE("PATCH", "/api/v1/company/members/{member_id}", MP_SCOPE_TOKENS, 0, mp_api_company_member_update),
+        MP_ROUTE("DELETE", "/api/v1/company/members/{member_id}", MP_SCOPE_TOKENS, 0, mp_api_company_member_remove),
+        MP_ROUTE("GET", "/api/v1/company/members/{member_id}/tokens", MP_SCOPE_TOKENS, 0, mp_api_company_member_tokens),
+        MP_ROUTE("DELETE", "/api/v1/company/members/{member_id}/tokens/{id}", MP_SCOPE_TOKENS, 0,
+                 mp_api_company_member_token_revoke),
+        MP_ROUTE("GET", "/api/v1/company/members/{member_id}/tasks", MP_SCOPE_TOKENS, 0, mp_api_company_member_tasks),
+};
+const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
+
+const char *mp_api_need_name(unsigned need) {
+        if (need == MP_NEED_PUBLIC)
+                return "public";
+        if (need == MP_NEED_SIGNED_IN)
+                return "signed-in";
+        return mp_core_scope_name(need); /* NULL for 0, several bits or an unknown one */
+}
+
+/* --- dispatch --- */
+
+/* Split "/a/b/c" into segments, percent-decoded (MHD gives the path undecoded). -1 when
+ * there are more than max. */
 static int split_path(char *path, char **segs, int max) {
         int n = 0;
         char *save = NULL;
@@ -665,12 +732,74 @@ static int split_path(char *path, char **segs, int max) {
         return n;
 }
 
-enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
-                             struct mp_request *req, const char *method, const char *url) {
-        struct route_ctx ctx = { .api = api, .conn = conn, .req = req, .method = method }, *c = &ctx;
-        char path[1024];
+/* Does the pattern match these segments? Fills c->param on a match. */
+static bool pattern_match(struct mp_route_ctx *c, const char *pattern) {
+        const char *p = pattern;
+        int i = 0, np = 0;
+
+        while (*p == '/' && p[1]) {
+                const char *s = p + 1, *e = strchrnul(s, '/');
+                size_t n = (size_t) (e - s);
+                if (i >= c->nseg)
+                        return false;
+                if (n >= 2 && s[0] == '{' && s[n - 1] == '}') {
+                        if (np == MP_ROUTE_MAX_PARAMS)
+                                return false;
+                        c->param[np++] = c->seg[i];
+                } else if (strlen(c->seg[i]) != n || strncmp(c->seg[i], s, n))
+                        return false;
+                i++;
+                p = e;
+        }
+        if (i != c->nseg)
+                return false;
+        c->nparam = np;
+        return true;
+}
+
+/* Authenticate (unless public), admit, call the handler, audit a refusal. On the HTTP
+ * thread, or on a slow-work thread for MP_ROUTE_SLOW routes and provider tokens. */
+static enum MHD_Result run_route(struct mp_route_ctx *c) {
         enum MHD_Result r;
 
+        if (c->route->need == MP_NEED_PUBLIC)
+                r = c->route->handler(c);
+        else if (authenticate(c) < 0)
+                r = denied(c);
+        else if (admit(c, &r))
+                ; /* throttled, or a scope the token lacks */
+        else
+                r = c->route->handler(c);
+        /* A signed-in caller refused something: for the admins to see. */
+        if (c->authed && c->err.status == 403)
+                audit_denied(c);
+        mp_error_clear(&c->err);
+        return r;
+}
+
+static enum MHD_Result not_allowed(struct mp_route_ctx *c, const char *allow) {
+        enum MHD_Result r;
+        const char *hdrs[] = { "Allow", allow, NULL };
+
+        mp_error_set(&c->err, EINVAL, 405, "method_not_allowed", "%s is not allowed here; use %s",
+                     c->method, allow);
+        r = mp_api_send_problem_headers(c->conn, &c->err, hdrs);
+        mp_error_clear(&c->err);
+        return r;
+}
+
+enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
+                             struct mp_request *req, const char *method, const char *url) {
+        struct mp_route_ctx *c = &req->route;
+        const char *want = !strcmp(method, "HEAD") ? "GET" : method;
+        char allow[96] = "";
+        enum MHD_Result r;
+
+        memset(c, 0, sizeof(*c));
+        c->api = api;
+        c->conn = conn;
+        c->req = req;
+        c->method = method;
         /* A CORS preflight names no credentials: answered here, for any path. */
         if (IS("OPTIONS"))
                 return mp_api_cors_preflight(conn);
@@ -680,63 +809,43 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
                 return r;
         }
         mp_api_client_address(api->guard, conn, c->client, sizeof(c->client));
-        if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
-                _cleanup_json_ json_t *ok = json_pack("{s:s}", "status", "ok");
-                return mp_api_send_json(conn, 200, ok);
+        snprintf(c->path, sizeof(c->path), "%s", url);
+        c->nseg = split_path(c->path, c->seg, MP_ROUTE_MAX_SEGS);
+        for (size_t i = 0; c->nseg >= 0 && i < mp_api_n_routes; i++) {
+                const struct mp_api_route *rt = &mp_api_routes[i];
+                if (!pattern_match(c, rt->pattern))
+                        continue;
+                if (!strcmp(rt->method, want)) {
+                        c->route = rt;
+                        break;
+                }
+                size_t n = strlen(allow);
+                snprintf(allow + n, sizeof(allow) - n, "%s%s%s", n ? ", " : "", rt->method,
+                         !strcmp(rt->method, "GET") ? ", HEAD" : "");
         }
-        if (!strcmp(url, "/metrics"))
-                return mp_api_metrics_answer(api->metrics, api->core, conn, c->client, method);
-        if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
-                return mp_api_send_bytes(conn, 200, "text/html; charset=utf-8", mp_index_html, mp_index_html_len);
-        if (!strcmp(url, "/api/v1/openapi.json"))
-                return mp_api_send_bytes(conn, 200, "application/json", mp_openapi_json, mp_openapi_json_len);
-        if (strncmp(url, "/api/v1/", 8) || strlen(url) >= sizeof(path))
+        if (!c->route && allow[0])
+                return not_allowed(c, allow);
+        if (!c->route)
                 return mp_api_send_error(conn, 404, "not_found", "no route %.200s", url);
-        snprintf(path, sizeof(path), "%s", url + 8);
-        c->nseg = split_path(path, c->seg, MAX_SEGS);
-        if (c->nseg <= 0)
-                return mp_api_send_error(conn, 404, "not_found", "no route %.200s", url);
-
-        if (!strcmp(c->seg[0], "auth"))
-                r = route_auth(c);
-        else if (authenticate(c) < 0)
-                r = denied(c);
-        else if (admit(c, &r))
-                ; /* throttled, or a scope the token lacks */
-        else if (mp_api_company_route(api, conn, req, method, c->seg, c->nseg, &c->principal, &r))
-                ; /* company/, catalogue, role rules (api-company.c) */
-        else if (!strcmp(c->seg[0], "me") && c->nseg == 1) {
-                json_t *out = NULL;
-                if (!IS("GET"))
-                        r = method_not_allowed(c, "GET");
-                else if (mp_core_me(api->core, &c->principal, &out, &c->err) < 0)
-                        r = problem(c);
-                else
-                        r = send_owned(c, 200, out);
-        } else if (!strcmp(c->seg[0], "tokens"))
-                r = route_tokens(c);
-        else if (!strcmp(c->seg[0], "functions"))
-                r = route_functions(c);
-        else if (!strcmp(c->seg[0], "tasks"))
-                r = route_tasks(c);
-        else if (!strcmp(c->seg[0], "workers") && c->nseg == 1) {
-                /* Any signed-in user: the list holds hosts and counts, no tenant data. */
-                json_t *out = NULL;
-                if (!IS("GET"))
-                        r = method_not_allowed(c, "GET");
-                else if (mp_core_workers(api->core, &c->principal, &out, &c->err) < 0)
-                        r = problem(c);
-                else
-                        r = send_owned(c, 200, out);
-        } else if (!strcmp(c->seg[0], "me") && c->nseg == 2 && !strcmp(c->seg[1], "password"))
-                r = route_password(c);
-        else if (!strcmp(c->seg[0], "audit") && c->nseg == 1)
-                r = route_audit(c);
-        else
-                r = mp_api_send_error(conn, 404, "not_found", "no route %.200s", url);
-        /* A signed-in caller refused something: for the admins to see. */
-        if (c->authed && c->err.status == 403)
-                audit_denied(c);
-        mp_error_clear(&c->err);
-        return r;
+        if (c->route->need == MP_NEED_UNSET || !mp_api_need_name(c->route->need)) {
+                /* Never in a built server (test-api.c); refused, not opened, if it were. */
+                mp_err("route %s %s names no need: refused", c->route->method, c->route->pattern);
+                return mp_api_send_error(conn, 500, "internal", "route without a need");
+        }
+        if (c->route->flags & MP_ROUTE_AUTH_LIMIT) {
+                /* Per client address, each endpoint its own bucket, before any work. */
+                char key[96];
+                bool first;
+                int wait;
+                snprintf(key, sizeof(key), "%s:%s", c->seg[c->nseg - 1], c->client);
+                if ((wait = mp_api_limit(api->guard, MP_LIMIT_AUTH, key, &first))) {
+                        r = throttled(c, MP_LIMIT_AUTH, wait, first);
+                        mp_error_clear(&c->err);
+                        return r;
+                }
+        }
+        if ((c->route->flags & MP_ROUTE_SLOW) ||
+            (c->route->need != MP_NEED_PUBLIC && bearer_is_provider_token(c)))
+                return mp_api_offload(api, req, run_route);
+        return run_route(c);
 }

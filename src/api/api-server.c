@@ -36,7 +36,8 @@ enum MHD_Result mp_api_send_bytes(struct MHD_Connection *conn, unsigned status,
 }
 
 static enum MHD_Result send_json_typed(struct MHD_Connection *conn, unsigned status, json_t *body,
-                                       const char *type, const char *retry_after) {
+                                       const char *type, const char *retry_after,
+                                       const char *const *hdrs) {
         struct MHD_Response *resp;
         enum MHD_Result r;
         char *text;
@@ -55,6 +56,8 @@ static enum MHD_Result send_json_typed(struct MHD_Connection *conn, unsigned sta
                 MHD_add_response_header(resp, "Content-Type", type);
         if (retry_after)
                 MHD_add_response_header(resp, "Retry-After", retry_after);
+        for (; hdrs && hdrs[0]; hdrs += 2)
+                MHD_add_response_header(resp, hdrs[0], hdrs[1]);
         add_common_headers(conn, resp, NULL);
         r = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
@@ -62,7 +65,7 @@ static enum MHD_Result send_json_typed(struct MHD_Connection *conn, unsigned sta
 }
 
 enum MHD_Result mp_api_send_json(struct MHD_Connection *conn, unsigned status, json_t *body) {
-        return send_json_typed(conn, status, body, "application/json", NULL);
+        return send_json_typed(conn, status, body, "application/json", NULL, NULL);
 }
 
 static const char *status_title(unsigned s) {
@@ -84,6 +87,11 @@ static const char *status_title(unsigned s) {
 }
 
 enum MHD_Result mp_api_send_problem(struct MHD_Connection *conn, const struct mp_error *err) {
+        return mp_api_send_problem_headers(conn, err, NULL);
+}
+
+enum MHD_Result mp_api_send_problem_headers(struct MHD_Connection *conn, const struct mp_error *err,
+                                            const char *const *hdrs) {
         unsigned status = err->status >= 400 && err->status < 600 ? (unsigned) err->status : 500;
         _cleanup_json_ json_t *body = NULL;
         char type[96];
@@ -98,7 +106,7 @@ enum MHD_Result mp_api_send_problem(struct MHD_Connection *conn, const struct mp
         if (err->errors && status < 500)
                 json_object_set(body, "errors", err->errors);
         return send_json_typed(conn, status, body, "application/problem+json",
-                               status == 503 ? "2" : NULL);
+                               status == 503 ? "2" : NULL, hdrs);
 }
 
 enum MHD_Result mp_api_send_throttled(struct MHD_Connection *conn, int retry_after_s, const char *what) {
@@ -109,7 +117,7 @@ enum MHD_Result mp_api_send_throttled(struct MHD_Connection *conn, int retry_aft
         body = json_pack("{s:s,s:s,s:i,s:s,s:i}", "type", "urn:mecapy:problem:rate_limited", "title",
                          "Too Many Requests", "status", 429, "detail", what, "retry_after",
                          retry_after_s < 1 ? 1 : retry_after_s);
-        return send_json_typed(conn, 429, body, "application/problem+json", secs);
+        return send_json_typed(conn, 429, body, "application/problem+json", secs, NULL);
 }
 
 enum MHD_Result mp_api_send_error(struct MHD_Connection *conn, unsigned status, const char *code,
@@ -156,6 +164,11 @@ int mp_api_body_json(struct MHD_Connection *conn, struct mp_request *req, bool o
 }
 
 /* --- long polls --- */
+
+/* Set by mp_api_wait_task when it took over a request that a slow-work thread runs (its
+ * connection already suspended): that thread must then leave the connection to the
+ * long poll, which resumes it. Read by the slow-work thread that ran the handler. */
+static _Thread_local bool handed_to_long_poll;
 
 static void remove_waiter(struct mp_api *api, struct mp_request *req) {
         for (struct mp_request **p = &api->waiters; *p; p = &(*p)->next_waiter)
@@ -217,10 +230,15 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 pthread_mutex_unlock(&api->lock);
                 return answer_task(api, conn, req);
         }
-        /* Suspended under the lock, so a wake-up cannot come before the suspension. */
+        /* Suspended under the lock, so a wake-up cannot come before the suspension. A
+         * request run by a slow-work thread is suspended already: the long poll takes
+         * it over, and resumes it when the task ends or the time runs out. */
         req->suspended = true;
         req->held = true;
-        MHD_suspend_connection(conn);
+        if (req->offloaded)
+                handed_to_long_poll = true;
+        else
+                MHD_suspend_connection(conn);
         pthread_cond_signal(&api->cond); /* the timer may need an earlier deadline */
         pthread_mutex_unlock(&api->lock);
         return MHD_YES;
@@ -312,6 +330,83 @@ static void *timer_main(void *userdata) {
         return NULL;
 }
 
+/* --- slow work: argon2, code analysis, the OpenID provider --- */
+
+/* The same mechanism as the long polls: the HTTP thread suspends the connection and goes
+ * on serving others; a slow-work thread runs the handler, which queues its answer (MHD
+ * allows that from another thread while the connection is suspended), then resumes the
+ * connection. After the resume the request may be answered and freed at once: nothing
+ * here touches it again. */
+static void *slow_main(void *userdata) {
+        struct mp_api *api = userdata;
+
+        pthread_mutex_lock(&api->slow_lock);
+        for (;;) {
+                struct mp_request *req = api->slow_head;
+                if (!req) {
+                        if (api->slow_stopping)
+                                break;
+                        pthread_cond_wait(&api->slow_cond, &api->slow_lock);
+                        continue;
+                }
+                api->slow_head = req->next_job;
+                if (!api->slow_head)
+                        api->slow_tail = NULL;
+                api->slow_queued--;
+                pthread_mutex_unlock(&api->slow_lock);
+
+                struct MHD_Connection *conn = req->route.conn;
+                handed_to_long_poll = false;
+                enum MHD_Result r = req->offload_fn(&req->route);
+                if (!handed_to_long_poll) {
+                        req->offload_result = r;
+                        req->offload_done = true;
+                        MHD_resume_connection(conn);
+                }
+                pthread_mutex_lock(&api->slow_lock);
+        }
+        pthread_mutex_unlock(&api->slow_lock);
+        return NULL;
+}
+
+enum MHD_Result mp_api_offload(struct mp_api *api, struct mp_request *req, mp_route_handler fn) {
+        struct MHD_Connection *conn = req->route.conn;
+
+        pthread_mutex_lock(&api->slow_lock);
+        if (api->slow_stopping || api->n_slow_threads == 0 || api->slow_queued >= MP_API_SLOW_QUEUE_MAX) {
+                bool stopping = api->slow_stopping;
+                pthread_mutex_unlock(&api->slow_lock);
+                return mp_api_send_error(conn, 503, "busy",
+                                         stopping ? "the server is stopping"
+                                                  : "too many slow requests (logins, uploads) at once; retry shortly");
+        }
+        req->offloaded = true;
+        req->offload_fn = fn;
+        req->next_job = NULL;
+        /* Suspended before a thread can see it: its answer cannot come first. */
+        MHD_suspend_connection(conn);
+        if (api->slow_tail)
+                api->slow_tail->next_job = req;
+        else
+                api->slow_head = req;
+        api->slow_tail = req;
+        api->slow_queued++;
+        pthread_cond_signal(&api->slow_cond);
+        pthread_mutex_unlock(&api->slow_lock);
+        return MHD_YES;
+}
+
+static void slow_stop(struct mp_api *api) {
+        pthread_mutex_lock(&api->slow_lock);
+        api->slow_stopping = true;
+        pthread_cond_broadcast(&api->slow_cond);
+        pthread_mutex_unlock(&api->slow_lock);
+        /* The threads drain the queue first: every suspended request gets its answer. */
+        for (int i = 0; i < api->n_slow_threads; i++)
+                pthread_join(api->slow_threads[i], NULL);
+        api->n_slow_threads = 0;
+}
+
 /* --- the access handler --- */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -345,6 +440,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 *upload_data_size = 0;
                 return MHD_YES;
         }
+        if (req->offload_done)
+                return req->offload_result; /* resumed after slow work: already answered */
         if (req->wait_task[0] && req->woken) {
                 /* Resumed long poll. */
                 pthread_mutex_lock(&api->lock);
@@ -407,6 +504,12 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
         }
         pthread_mutex_init(&api->lock, NULL);
         mp_cond_init_monotonic(&api->cond);
+        pthread_mutex_init(&api->slow_lock, NULL);
+        pthread_cond_init(&api->slow_cond, NULL);
+        /* Before the daemon: its first request may be a login. */
+        for (int i = 0; i < MP_API_SLOW_THREADS; i++)
+                if (pthread_create(&api->slow_threads[i], NULL, slow_main, api) == 0)
+                        api->n_slow_threads++;
 
         api->daemon = MHD_start_daemon(
                 MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -426,8 +529,11 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 MHD_OPTION_END);
         if (!api->daemon) {
                 int port = c->port;
+                slow_stop(api);
                 pthread_mutex_destroy(&api->lock);
                 pthread_cond_destroy(&api->cond);
+                pthread_mutex_destroy(&api->slow_lock);
+                pthread_cond_destroy(&api->slow_cond);
                 mp_api_guard_free(api->guard);
                 free(api->metrics);
                 free(api);
@@ -453,6 +559,9 @@ int mp_api_port(struct mp_api *api) {
 void mp_api_stop(struct mp_api *api) {
         if (!api)
                 return;
+        /* Slow work first: a handler it runs may still hand its request to a long poll,
+         * which the timer then answers as it stops. */
+        slow_stop(api);
         pthread_mutex_lock(&api->lock);
         api->stopping = true;
         pthread_cond_signal(&api->cond);
@@ -463,6 +572,8 @@ void mp_api_stop(struct mp_api *api) {
         MHD_stop_daemon(api->daemon);
         pthread_mutex_destroy(&api->lock);
         pthread_cond_destroy(&api->cond);
+        pthread_mutex_destroy(&api->slow_lock);
+        pthread_cond_destroy(&api->slow_cond);
         mp_api_guard_free(api->guard);
         free(api->metrics);
         free(api);

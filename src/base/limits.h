@@ -41,6 +41,13 @@
 #define MP_MAX_CORS_ORIGINS          32
 #define MP_MAX_TRUSTED_PROXIES       32
 #define MP_MAX_AUDIT_DETAIL_BYTES    4096
+/* Slow work (argon2, code analysis, the OpenID provider) runs on its own threads, off the
+ * HTTP threads; requests waiting for one are suspended connections, at most this many. */
+#define MP_API_SLOW_THREADS          8
+#define MP_API_SLOW_QUEUE_MAX        512
+/* An OpenID user's API tokens: the provider's word on role and company is at most this
+ * old (docs/identity.md#openid-users-tokens). */
+#define MP_OIDC_TOKEN_MAX_AGE_S      (12 * 3600)
 
 /* Execution limits: defaults of the original plan, and the server maxima a function
  * may ask for. Operators can lower or raise the maxima in the config. */

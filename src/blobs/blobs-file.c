@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "blobs/blobs-internal.h"
@@ -303,6 +304,14 @@ static int file_del_prefix(struct mp_blobs *b, const char *prefix, struct mp_err
         return 0;
 }
 
+static int file_ping(struct mp_blobs *b, struct mp_error *err) {
+        struct stat st;
+        if (fstat(b->root_fd, &st) < 0 || st.st_nlink == 0 || faccessat(b->root_fd, ".", W_OK, 0) < 0)
+                return mp_error_set(err, EIO, 503, "unavailable", "the object folder %s is gone or not writable",
+                                    b->root);
+        return 0;
+}
+
 const struct mp_blobs_ops mp_blobs_file_ops = {
         .scheme = "file",
         .open = file_open,
@@ -311,4 +320,5 @@ const struct mp_blobs_ops mp_blobs_file_ops = {
         .get = file_get,
         .del = file_del,
         .del_prefix = file_del_prefix,
+        .ping = file_ping,
 };

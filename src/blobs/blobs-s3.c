@@ -1299,6 +1299,19 @@ int mp_blobs_s3_count(struct mp_blobs *b, const char *prefix, size_t *ret, struc
         return 0;
 }
 
+/* HEAD of the bucket: 200 when it is there and ours to read. */
+static int s3_ping(struct mp_blobs *b, struct mp_error *err) {
+        _cleanup_(call_done) struct s3_call c = { .method = "HEAD", .key = NULL, .max_body = S3_MAX_SMALL_BODY };
+        int r = s3_call(b, &c, "checking the bucket", err);
+        if (r == -EFBIG)
+                return mp_error_set(err, EPROTO, 502, "storage", "checking the bucket: oversized answer");
+        if (r < 0)
+                return r;
+        if (!is_2xx(c.status))
+                return fail_msg(b, &c, err, "checking the bucket");
+        return 0;
+}
+
 const struct mp_blobs_ops mp_blobs_s3_ops = {
         .scheme = "s3",
         .open = s3_open,
@@ -1307,4 +1320,5 @@ const struct mp_blobs_ops mp_blobs_s3_ops = {
         .get = s3_get,
         .del = s3_del,
         .del_prefix = s3_del_prefix,
+        .ping = s3_ping,
 };

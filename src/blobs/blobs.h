@@ -27,6 +27,9 @@ struct mp_blobs_ops {
         int (*del)(struct mp_blobs *b, const char *key, struct mp_error *err);
         /* Delete every key under a prefix ending in '/'. */
         int (*del_prefix)(struct mp_blobs *b, const char *prefix, struct mp_error *err);
+        /* Is the object store reachable? A cheap request (file: the folder is there; S3:
+         * HEAD of the bucket), for GET /readyz: 0, or -errno with err filled. */
+        int (*ping)(struct mp_blobs *b, struct mp_error *err);
 };
 
 struct mp_blobs_base {

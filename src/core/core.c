@@ -270,6 +270,42 @@ int mp_core_create_user(struct mp_core *core, const char *email, const char *pas
         return 0;
 }
 
+/* --- readiness --- */
+
+int mp_core_ready(struct mp_core *core, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *user = NULL;
+        struct mp_error e = { 0 };
+        int r;
+
+        /* A trivial read: a user by an id no one has (-ENOENT is an answer, so: up). */
+        r = MP_STORE(core->store)->user_get(core->store, "id", "00000000-0000-4000-8000-000000000000",
+                                            &user, &e);
+        if (r < 0 && r != -ENOENT) {
+                r = mp_error_set(err, EIO, 503, "not_ready", "not ready: the store is down (%s)",
+                                 e.message[0] ? e.message : strerror(-r));
+                mp_error_clear(&e);
+                return r;
+        }
+        mp_error_clear(&e);
+        if ((r = MP_QUEUE(core->queue)->ping(core->queue, &e)) < 0) {
+                r = mp_error_set(err, EIO, 503, "not_ready", "not ready: the queue is down (%s)",
+                                 e.message[0] ? e.message : strerror(-r));
+                mp_error_clear(&e);
+                return r;
+        }
+        mp_error_clear(&e);
+        if ((r = MP_BLOBS(core->blobs)->ping(core->blobs, &e)) < 0) {
+                r = mp_error_set(err, EIO, 503, "not_ready", "not ready: the blobs (object storage) are down (%s)",
+                                 e.message[0] ? e.message : strerror(-r));
+                mp_error_clear(&e);
+                return r;
+        }
+        mp_error_clear(&e);
+        *ret = json_pack("{s:s,s:{s:s,s:s,s:s}}", "status", "ok", "checks", "store", "ok", "queue", "ok",
+                         "blobs", "ok");
+        return *ret ? 0 : -ENOMEM;
+}
+
 /* --- scopes of API tokens --- */
 
 static const char *const scope_names[] = {
@@ -556,6 +592,11 @@ static int oidc_authenticate(struct mp_core *core, const char *token, struct mp_
         snprintf(ret->email, sizeof(ret->email), "%s", json_string_value(json_object_get(user, "email")));
         ret->session = false; /* the provider's token: nothing of ours to log out */
         ret->scopes = MP_SCOPE_ALL;
+        ret->external = true;
+        /* What it mints lives no longer than it (its exp was checked: in the future). */
+        json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
+        int64_t bound = mp_now_ms() + (int64_t) MP_OIDC_TOKEN_MAX_AGE_S * 1000;
+        ret->expires_at_ms = exp > 0 && exp * 1000 < bound ? (int64_t) exp * 1000 : bound;
         return 0;
 }
 
@@ -591,6 +632,24 @@ int mp_core_authenticate(struct mp_core *core, const char *token, struct mp_prin
         snprintf(ret->email, sizeof(ret->email), "%s", json_string_value(json_object_get(user, "email")));
         ret->session = !strcmp(json_string_value(json_object_get(tok, "kind")) ?: "", "session");
         ret->scopes = ret->session ? MP_SCOPE_ALL : scopes_bits(json_object_get(tok, "scopes"));
+        ret->expires_at_ms = json_integer_value(json_object_get(tok, "expires_at"));
+        ret->external = json_string_value(json_object_get(user, "external_id")) != NULL;
+        /* An OpenID user's role and company are the provider's word, re-read at each of
+         * its logins: a credential of ours holds it at most MP_OIDC_TOKEN_MAX_AGE_S (new
+         * tokens are minted with that expiry; this also ends older ones). */
+        if (ret->external) {
+                int64_t made = json_integer_value(json_object_get(tok, "created_at"));
+                if (made + (int64_t) MP_OIDC_TOKEN_MAX_AGE_S * 1000 <= mp_now_ms()) {
+                        memset(ret, 0, sizeof(*ret));
+                        return mp_error_set(err, EACCES, 401, "unauthorized",
+                                            "the token is unknown, expired or revoked (an OpenID user's "
+                                            "tokens last at most %d hours: log in again)",
+                                            MP_OIDC_TOKEN_MAX_AGE_S / 3600);
+                }
+                int64_t bound = made + (int64_t) MP_OIDC_TOKEN_MAX_AGE_S * 1000;
+                if (!ret->expires_at_ms || ret->expires_at_ms > bound)
+                        ret->expires_at_ms = bound;
+        }
         return 0;
 }
 
@@ -664,8 +723,20 @@ int mp_core_token_create(struct mp_core *core, const struct mp_principal *p, jso
         _cleanup_json_ json_t *names = scopes_json(want);
         if (!names)
                 return -ENOMEM;
-        r = new_token_scoped(core, p->user_id, "api", name, (int64_t) days * 86400 * 1000, names, ret,
-                             err);
+        /* Nor can it make one that outlives itself: the child expires at the latest when
+         * the credential used does (asked for longer, or for no expiry: that moment). A
+         * local account's login session is the exception: the password was just proven,
+         * and the account holder may make a token for up to MP_MAX_TOKEN_TTL_DAYS. An
+         * OpenID user's session is not: the provider's word lasts MP_OIDC_TOKEN_MAX_AGE_S. */
+        int64_t now = mp_now_ms(), ttl_ms = (int64_t) days * 86400 * 1000;
+        if ((!p->session || p->external) && p->expires_at_ms > 0) {
+                int64_t left = p->expires_at_ms - now;
+                if (left < 1000)
+                        return mp_error_set(err, EACCES, 401, "unauthorized", "the token used has expired");
+                if (!ttl_ms || ttl_ms > left)
+                        ttl_ms = left;
+        }
+        r = new_token_scoped(core, p->user_id, "api", name, ttl_ms, names, ret, err);
         if (r < 0)
                 return r;
         mp_core_audit_by(core, p, "token_created", json_string_value(json_object_get(*ret, "id")),

@@ -32,6 +32,11 @@ struct mp_principal {
         bool session; /* a login session (vs an API token) */
         unsigned scopes; /* MP_SCOPE_* bits: what this token may do (sessions: all) */
         char client[48]; /* the client's address, set by api/ for the audit log */
+        /* When the credential stops working (epoch ms, 0: never): the token's own
+         * expiry; for a provider's access token, the bound its holder's identity is
+         * trusted for (MP_OIDC_TOKEN_MAX_AGE_S). A token it mints lives no longer. */
+        int64_t expires_at_ms;
+        bool external; /* an OpenID user: role and company are the provider's word */
 };
 
 /* Scopes of API tokens (docs/api.md#scopes). A route needs at most one. */
@@ -94,6 +99,12 @@ struct mp_core {
  * caller (it must be forked before threads start). */
 int mp_core_open(const struct mp_config *config, struct mp_core **ret, struct mp_error *err);
 void mp_core_close(struct mp_core *core);
+
+/* Ready to serve: the store, the queue and the object store each answer a cheap request
+ * (a store read, the queue's and the blobs' ping). *ret = {"status":"ok","checks":{...}};
+ * -EIO with a 503 naming the backend that is down (and why) otherwise. May take the
+ * backends' connect timeouts: not for the HTTP threads (api/ runs it as slow work). */
+int mp_core_ready(struct mp_core *core, json_t **ret, struct mp_error *err);
 
 /* --- accounts --- */
 int mp_core_create_user(struct mp_core *core, const char *email, const char *password,

@@ -1120,6 +1120,12 @@ static void maint_stop(struct redis_queue *q) {
                 pthread_join(q->maint, NULL);
 }
 
+static int redis_ping(struct mp_queue *qq, struct mp_error *err) {
+        struct redis_queue *q = (struct redis_queue *) qq;
+        _cleanup_reply_ redisReply *r = cmd(q, err, "PING");
+        return r ? 0 : -EIO; /* err says why */
+}
+
 const struct mp_queue_ops mp_queue_redis_ops = {
         .scheme = "redis",
         .open = redis_open,
@@ -1139,4 +1145,5 @@ const struct mp_queue_ops mp_queue_redis_ops = {
         .heartbeat = redis_heartbeat,
         .unregister_worker = redis_unregister,
         .workers = redis_workers,
+        .ping = redis_ping,
 };

@@ -107,6 +107,9 @@ struct mp_queue_ops {
          * "running","capacity","shard","warm_instances","cache_hit_rate"}]} (times in
          * epoch ms). */
         int (*workers)(struct mp_queue *q, json_t **ret, struct mp_error *err);
+        /* Is the queue reachable? A cheap round trip (Redis: PING), for GET /readyz: 0, or
+         * -errno with a 503 in err. */
+        int (*ping)(struct mp_queue *q, struct mp_error *err);
 };
 
 struct mp_queue_base {

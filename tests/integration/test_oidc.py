@@ -140,6 +140,58 @@ def test_oidc_user_can_use_the_api(stack, issuer):
     harness.expect_status(r, 201)
 
 
+def test_oidc_users_tokens_follow_the_provider(stack, issuer):
+    """An OpenID user's API tokens expire: at most 12 hours (MP_OIDC_TOKEN_MAX_AGE_S) after
+    the provider's word on its role and company was read, and never after the credential
+    that minted them (docs/identity.md#openid-users-tokens)."""
+    from datetime import datetime
+
+    def at(s: str) -> float:
+        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+    def new_token(bearer_token: str, days: int) -> dict:
+        r = requests.post(stack.server.base + "/api/v1/tokens", timeout=30,
+                          headers={"Authorization": f"Bearer {bearer_token}"},
+                          json={"name": "ci", "expires_in_days": days})
+        return harness.expect_status(r, 201).json()
+
+    now = time.time()
+    # A provider token that claims to last 40 days: what it mints still ends within 12 h.
+    sub = "kc-tokens-" + os.urandom(4).hex()
+    long_lived = mint(issuer, good_claims(issuer, sub=sub, email=f"{sub}@example.test",
+                                          realm_access={"roles": ["admin"]}, company="initech",
+                                          exp=int(now) + 40 * 86400))
+    child = new_token(long_lived, 30)
+    assert at(child["expires_at"]) <= now + 12 * 3600 + 60, child
+    # It works, and what it mints ends no later than itself.
+    assert harness.expect_status(me(stack, child["token"]), 200).json()["email"] == f"{sub}@example.test"
+    grand = new_token(child["token"], 3650)
+    assert at(grand["expires_at"]) <= at(child["expires_at"]), (child, grand)
+    # A real client-credentials token: the child ends when that token does.
+    tok = machine_token(issuer)
+    _, claims = jwt_parts(tok)
+    assert at(new_token(tok, 30)["expires_at"]) <= claims["exp"], claims
+
+
+def test_provider_token_call_with_wait_is_held_and_answered(stack, issuer):
+    """A provider token is authenticated on a slow-work thread; an execute ?wait= started
+    there hands the suspended connection to the long poll, which answers when the call
+    ends (docs/architecture.md#api-routes-and-slow-work)."""
+    h = {"Authorization": f"Bearer {machine_token(issuer)}"}
+    base = stack.server.base + "/api/v1"
+    r = requests.post(f"{base}/functions", headers=h, timeout=30,
+                      json={"name": harness.Api.unique("oidc-wait"),
+                            "code": "import time\n\ndef main(s: float = 0.5) -> str:\n    time.sleep(s)\n    return 'done'\n"})
+    fid = harness.expect_status(r, 201).json()["id"]
+    for _ in range(3):
+        r = requests.post(f"{base}/functions/{fid}/execute", params={"wait": "30"}, headers=h,
+                          json={"inputs": {"s": 0.5}}, timeout=60)
+        t = harness.expect_status(r, 200).json()
+        assert (t["status"], t["result"]) == ("completed", "done"), t
+        r = requests.get(f"{base}/tasks/{t['id']}", params={"wait": "5"}, headers=h, timeout=60)
+        assert harness.expect_status(r, 200).json()["status"] == "completed"
+
+
 def test_local_accounts_keep_working(stack):
     r = stack.api.get("alice", "/me")
     harness.expect_status(r, 200)
