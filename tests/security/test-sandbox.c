@@ -347,6 +347,30 @@ TEST(nan_result) {
         mp_exec_result_clear(&r);
 }
 
+/* File locks are refused (a lock on a shared inode is a channel between tenants), in
+ * a way the usual libraries live with: SQLite in memory or with nolock=1 works. */
+TEST(locks_refused_sqlite_still_works) {
+        struct mp_exec_result r;
+        REQUIRE(run("import fcntl, os, sqlite3\ndef main():\n    out = {}\n"
+                    "    m = sqlite3.connect(':memory:')\n    m.execute('create table t (x)')\n"
+                    "    m.execute('insert into t values (42)')\n"
+                    "    out['memory'] = m.execute('select x from t').fetchone()[0]\n"
+                    "    f = sqlite3.connect('file:/tmp/x.db?nolock=1', uri=True)\n    f.execute('create table t (x)')\n"
+                    "    f.execute('insert into t values (7)')\n    f.commit()\n"
+                    "    out['file'] = f.execute('select x from t').fetchone()[0]\n"
+                    "    fd = os.open('/tmp/lock', os.O_CREAT | os.O_RDWR)\n"
+                    "    for name, op in (('flock', lambda: fcntl.flock(fd, fcntl.LOCK_EX)),\n"
+                    "                     ('lockf', lambda: fcntl.lockf(fd, fcntl.LOCK_EX))):\n"
+                    "        try:\n            op()\n            out[name] = 'locked'\n"
+                    "        except OSError as e:\n            out[name] = os.strerror(e.errno)\n"
+                    "    return out\n",
+                    NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_OK);
+        CHECK_STR(dump(r.result), "{\"file\":7,\"flock\":\"Function not implemented\",\"lockf\":\"No locks available\","
+                                  "\"memory\":42}");
+        mp_exec_result_clear(&r);
+}
+
 TEST(kernel_escapes_denied) {
         struct mp_exec_result r;
         /* Through ctypes, straight to libc: the policy check at analyze time cannot
@@ -710,6 +734,7 @@ WARM(writes_outside_denied)
 WARM(print_200mb)
 WARM(nan_result)
 WARM(kernel_escapes_denied)
+WARM(locks_refused_sqlite_still_works)
 WARM(processes_invisible_and_unkillable)
 WARM(oversized_result)
 WARM(forged_reply_rejected)
@@ -728,6 +753,7 @@ static const struct check_case cases[] = {
         CASE(print_200mb),
         CASE(nan_result),
         CASE(kernel_escapes_denied),
+        CASE(locks_refused_sqlite_still_works),
         CASE(processes_invisible_and_unkillable),
         CASE(oversized_result),
         CASE(forged_reply_rejected),
@@ -744,6 +770,7 @@ static const struct check_case cases[] = {
         CASE(print_200mb_warm),
         CASE(nan_result_warm),
         CASE(kernel_escapes_denied_warm),
+        CASE(locks_refused_sqlite_still_works_warm),
         CASE(processes_invisible_and_unkillable_warm),
         CASE(oversized_result_warm),
         CASE(forged_reply_rejected_warm),
