@@ -86,7 +86,8 @@ struct mp_spawn {
 int mp_sandbox_spawn(const struct mp_spawn *sp, pid_t *ret_pid, int *ret_pidfd,
                      struct mp_error *err);
 /* In a new instance (a clone of the zygote in new pid, mount and ipc namespaces, still
- * privileged inside the zygote's user namespace): its own /proc, fds 0-3, setsid.
+ * privileged inside the zygote's user namespace): its own network namespace and /proc,
+ * fds 0-3, setsid.
  * Dies (_exit 127, sentence on fd 2) on failure. */
 void mp_sandbox_instance_early(int guest_fd, int log_fd);
 /* Then, once it has its limits: private /tmp and /work, rlimits, uid 1000, no caps,

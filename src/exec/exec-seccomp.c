@@ -37,9 +37,9 @@ static const char *const deny_eperm[] = {
         /* other processes: debugging, memory access, handles by inode */
         "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
         "open_by_handle_at", "name_to_handle_at",
-        /* AF_UNIX sockets (the only family allowed below) by name: every instance of a
-         * zygote shares its network namespace, hence its abstract socket namespace,
-         * and a bound name is a rendezvous for two tenants' instances. User code
+        /* AF_UNIX sockets (the only family allowed below) by name: a bound name is a
+         * rendezvous. Each sandbox and instance has its own network namespace (hence
+         * abstract socket namespace) already; this is the second wall. User code
          * keeps socketpair(); the guest's fd 3 is connected already. */
         "bind", "connect", "listen",
         /* process creation: a fork bomb would exhaust the pids budget (pitfall 10);
@@ -114,8 +114,8 @@ static int add_rules(scmp_filter_ctx ctx, struct mp_error *err) {
                                      SCMP_A0(SCMP_CMP_NE, AF_UNIX));
 
         /* sendto with an address reaches an (auto)bound datagram socket without
-         * connect; sendmsg's address is out of a filter's sight (Landlock's scope
-         * covers it, exec-sandbox.c). */
+         * connect; sendmsg's address is out of a filter's sight: the network
+         * namespace of each instance and the Landlock scope cover it (exec-sandbox.c). */
         if (r >= 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(sendto), 1, SCMP_A4(SCMP_CMP_NE, 0));
         /* flock(): the same channel as record locks (see fcntl_denied). ENOSYS, as a
