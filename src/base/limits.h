@@ -12,6 +12,16 @@
 #define MP_MAX_INPUTS_BYTES        (1u * 1024 * 1024)   /* serialized inputs of one call */
 #define MP_MAX_JSON_DEPTH          64
 #define MP_MAX_RESULT_BYTES        (16u * 1024 * 1024)  /* serialized result of one call */
+/* The shape of one result, checked on its bytes before any tree is built (a JSON value
+ * costs 30-200 bytes of memory however short its text: `[[]]*4_000_000` is 12 MB of
+ * text but ~700 MB as a tree). Generous: a 100,000 x 15 table is 1.6 million values
+ * and 2 or 3 levels deep; real engineering results never come near. Worst case within
+ * them, ~2 million empty lists: ~250 MB for a moment, not gigabytes. */
+#define MP_MAX_RESULT_DEPTH        64                   /* lists and objects in one another */
+#define MP_MAX_RESULT_ELEMENTS     (2u * 1000 * 1000)   /* numbers, strings, literals, lists, objects */
+/* Error messages and tracebacks of user code, each (the rest dropped, marked). */
+#define MP_MAX_ERROR_MESSAGE_BYTES (16u * 1024)
+#define MP_MAX_TRACEBACK_BYTES     (64u * 1024)
 #define MP_MAX_LOG_BYTES           (1u * 1024 * 1024)   /* stdout+stderr kept per call */
 #define MP_MAX_ARTIFACTS           64                   /* files in outputs/ per call */
 #define MP_MAX_ARTIFACT_BYTES      (32u * 1024 * 1024)  /* all artifacts of one call */

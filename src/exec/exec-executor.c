@@ -162,6 +162,152 @@ static int b64_decode(const char *s, size_t len, size_t max, char **ret, size_t 
         return 0;
 }
 
+/* ------------------------------------------------------------------ bounded JSON */
+
+/* Guest replies and request frames are parsed into trees, and a tree costs far more
+ * than its text (see MP_MAX_RESULT_ELEMENTS): the text's shape is checked first, in one
+ * pass over the bytes that allocates nothing. The scan only has to be conservative:
+ * jansson validates afterwards, and builds one value for each value token the scan
+ * counted (at most: on a malformed text it stops at the error). */
+enum mp_json_shape mp_exec_json_scan(const char *p, size_t n, unsigned max_depth, size_t max_values,
+                                     unsigned *ret_depth, size_t *ret_values) {
+        /* One bit per open level: is it an object (then the next string after '{' or
+         * ',' is a key, not a value)? Deeper than this is refused anyway. */
+        bool is_obj[256];
+        unsigned depth = 0, deepest = 0;
+        size_t values = 0;
+        bool in_str = false, esc = false, in_scalar = false, want_key = false;
+        enum mp_json_shape shape = MP_JSON_FITS;
+
+        if (max_depth >= ELEMENTSOF(is_obj))
+                max_depth = ELEMENTSOF(is_obj) - 1;
+        for (size_t i = 0; i < n; i++) {
+                char c = p[i];
+                if (in_str) {
+                        if (esc)
+                                esc = false;
+                        else if (c == '\\')
+                                esc = true;
+                        else if (c == '"')
+                                in_str = false;
+                        continue;
+                }
+                switch (c) {
+                case '"':
+                        in_scalar = false;
+                        in_str = true;
+                        if (depth > 0 && is_obj[depth] && want_key)
+                                want_key = false; /* a key: no value of its own */
+                        else
+                                values++;
+                        break;
+                case '[':
+                case '{':
+                        in_scalar = false;
+                        values++;
+                        if (++depth > max_depth) {
+                                shape = MP_JSON_TOO_DEEP;
+                                goto out;
+                        }
+                        deepest = MP_MAX(deepest, depth);
+                        is_obj[depth] = c == '{';
+                        want_key = c == '{';
+                        break;
+                case ']':
+                case '}':
+                        in_scalar = want_key = false;
+                        if (depth > 0)
+                                depth--;
+                        break;
+                case ',':
+                        in_scalar = false;
+                        want_key = depth > 0 && is_obj[depth];
+                        break;
+                case ':':
+                        in_scalar = want_key = false;
+                        break;
+                case ' ':
+                case '\t':
+                case '\n':
+                case '\r':
+                        in_scalar = false;
+                        break;
+                default:
+                        /* A number or a literal (true, false, null), or garbage the
+                         * parser will refuse: one value per run of such bytes. */
+                        if (!in_scalar) {
+                                in_scalar = true;
+                                values++;
+                        }
+                        break;
+                }
+                if (values > max_values) {
+                        shape = MP_JSON_TOO_MANY;
+                        goto out;
+                }
+        }
+out:
+        if (ret_depth)
+                *ret_depth = shape == MP_JSON_TOO_DEEP ? depth : deepest;
+        if (ret_values)
+                *ret_values = values;
+        return shape;
+}
+
+json_t *mp_exec_json_load(const char *p, size_t n, unsigned max_depth, size_t max_values,
+                          enum mp_json_shape *ret_shape) {
+        enum mp_json_shape shape = mp_exec_json_scan(p, n, max_depth, max_values, NULL, NULL);
+        json_t *j = NULL;
+
+        if (shape == MP_JSON_FITS) {
+                /* JSON_ALLOW_NUL: "\u0000" is valid JSON a function may return. */
+                j = json_loadb(p, n, JSON_ALLOW_NUL, NULL);
+                if (!j)
+                        shape = MP_JSON_INVALID;
+        }
+        if (ret_shape)
+                *ret_shape = shape;
+        return j;
+}
+
+/* A reply frame holds the result one level down ({"status","result"}), next to a few
+ * values of its own: status, error and its fields, up to MP_MAX_ARTIFACTS artifacts of
+ * a name and data each. */
+#define REPLY_FRAME_DEPTH 1
+#define REPLY_FRAME_VALUES (16 + 3 * MP_MAX_ARTIFACTS)
+
+json_t *mp_exec_reply_load(const char *p, size_t n, enum mp_json_shape *ret_shape) {
+        return mp_exec_json_load(p, n, MP_MAX_RESULT_DEPTH + REPLY_FRAME_DEPTH,
+                                 MP_MAX_RESULT_ELEMENTS + REPLY_FRAME_VALUES, ret_shape);
+}
+
+/* A string of user text (an error message, a traceback) cut to at most max bytes, at a
+ * UTF-8 character boundary, ending with a marker that says so; a new reference (NULL:
+ * not a string). The guest cuts the same way (guest.py, capped), so what it sends
+ * passes here unchanged. */
+#define CAP_MARK_ROOM 96
+static json_t *capped_text(json_t *s, size_t max) {
+        static const char fmt[] = "\n[truncated: %zu bytes in all, the first %zu kept]";
+        const char *v = json_string_value(s);
+        size_t len = json_string_length(s), cut = max > CAP_MARK_ROOM ? max - CAP_MARK_ROOM : 0;
+        char mark[CAP_MARK_ROOM];
+
+        if (!v)
+                return NULL;
+        if (len <= max)
+                return json_incref(s);
+        /* jansson holds valid UTF-8: back off continuation bytes to a character start. */
+        while (cut > 0 && ((unsigned char) v[cut] & 0xC0) == 0x80)
+                cut--;
+        int m = snprintf(mark, sizeof(mark), fmt, len, cut);
+        _cleanup_free_ char *t = malloc(cut + (size_t) m + 1);
+        if (!t)
+                return NULL;
+        memcpy(t, v, cut);
+        memcpy(t + cut, mark, (size_t) m + 1);
+        return json_stringn_nocheck(t, cut + (size_t) m);
+}
+
 /* ================================================================ executor side */
 
 struct call {
@@ -300,8 +446,10 @@ static void call_start(struct loop *L, unsigned i) {
                 L->chan[i] = -1;
                 return;
         }
-        /* The side that holds privilege re-checks every request it receives. */
-        req = json_loadb(frame, flen, JSON_ALLOW_NUL, NULL);
+        /* The side that holds privilege re-checks every request it receives. The
+         * inputs in it are the caller's: bounded like a result (the API already caps
+         * their size and depth), before a tree is built. */
+        req = mp_exec_json_load(frame, flen, MP_MAX_JSON_DEPTH + 2, MP_MAX_RESULT_ELEMENTS, NULL);
         const char *op = json_string_value(json_object_get(req, "op"));
         const char *code = json_string_value(json_object_get(req, "code"));
         const char *handler = json_string_value(json_object_get(req, "handler"));
@@ -554,8 +702,9 @@ json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int
         const char *status = "crash";
         int ws = o->ws;
 
+        enum mp_json_shape shape = MP_JSON_INVALID;
         if (o->rep_complete)
-                grep = json_loadb(o->rep->data + 4, o->rep->len - 4, JSON_ALLOW_NUL, NULL);
+                grep = mp_exec_reply_load(o->rep->data + 4, o->rep->len - 4, &shape);
 
         if (o->cancelled) {
                 /* Killed on request: what it may have sent before is not its result. */
@@ -569,6 +718,15 @@ json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int
                 status = "limit";
                 error = err_json("ResultTooLarge", "result_size", "the result is larger than the %u MB limit",
                                  MP_MAX_RESULT_BYTES >> 20);
+        } else if (o->rep_complete && shape == MP_JSON_TOO_DEEP) {
+                status = "limit";
+                error = err_json("ResultTooComplex", "result_depth",
+                                 "the result nests lists and objects more than %d levels deep", MP_MAX_RESULT_DEPTH);
+        } else if (o->rep_complete && shape == MP_JSON_TOO_MANY) {
+                status = "limit";
+                error = err_json("ResultTooComplex", "result_elements",
+                                 "the result holds more than %u values (numbers, strings, lists, objects)",
+                                 MP_MAX_RESULT_ELEMENTS);
         } else if (json_is_object(grep)) {
                 const char *gs = json_string_value(json_object_get(grep, "status"));
                 json_t *ge = json_object_get(grep, "error");
@@ -592,14 +750,21 @@ json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int
                         const char *lim = json_string_value(json_object_get(ge, "limit"));
                         if (strcmp(gs, "limit") == 0 && lim &&
                             (strcmp(lim, "memory") == 0 || strcmp(lim, "result_size") == 0 ||
+                             strcmp(lim, "result_depth") == 0 || strcmp(lim, "result_elements") == 0 ||
                              strcmp(lim, "artifacts") == 0))
                                 status = "limit";
                         else
                                 status = "error";
-                        error = json_pack("{s:O,s:O}", "type", json_object_get(ge, "type"), "message",
-                                          json_object_get(ge, "message"));
+                        /* User text, capped as logs are (the guest caps it too, but
+                         * user code can write its own frame). The type is a class name
+                         * the code chose: capped like a name. */
+                        error = json_pack("{s:o*,s:o*}", "type",
+                                          capped_text(json_object_get(ge, "type"), MP_MAX_NAME_LEN), "message",
+                                          capped_text(json_object_get(ge, "message"), MP_MAX_ERROR_MESSAGE_BYTES));
                         if (error && json_is_string(json_object_get(ge, "traceback")))
-                                json_object_set(error, "traceback", json_object_get(ge, "traceback"));
+                                json_object_set_new(error, "traceback",
+                                                    capped_text(json_object_get(ge, "traceback"),
+                                                                MP_MAX_TRACEBACK_BYTES));
                         if (error && strcmp(status, "limit") == 0)
                                 json_object_set_new(error, "limit", json_string(lim));
                 } else {

@@ -86,7 +86,8 @@ struct mp_spawn {
 int mp_sandbox_spawn(const struct mp_spawn *sp, pid_t *ret_pid, int *ret_pidfd,
                      struct mp_error *err);
 /* In a new instance (a clone of the zygote in new pid, mount and ipc namespaces, still
- * privileged inside the zygote's user namespace): its own /proc, fds 0-3, setsid.
+ * privileged inside the zygote's user namespace): its own network namespace and /proc,
+ * fds 0-3, setsid.
  * Dies (_exit 127, sentence on fd 2) on failure. */
 void mp_sandbox_instance_early(int guest_fd, int log_fd);
 /* Then, once it has its limits: private /tmp and /work, rlimits, uid 1000, no caps,
@@ -148,6 +149,23 @@ void mp_pool_tick(struct mp_pool *p, int64_t now);
 void mp_pool_shutdown(struct mp_pool *p);
 
 /* ---- shared by the cold and warm paths (exec-executor.c) ---- */
+
+/* Why a JSON text was refused by mp_exec_json_load. */
+enum mp_json_shape { MP_JSON_FITS, MP_JSON_TOO_DEEP, MP_JSON_TOO_MANY, MP_JSON_INVALID };
+/* Scan a JSON text without building anything: how deep its lists and objects nest
+ * (a scalar is 0, [] is 1) and how many values it holds (every number, string,
+ * literal, list and object counts one; object keys do not). Stops early, returning
+ * MP_JSON_TOO_DEEP or MP_JSON_TOO_MANY, once a bound is passed; never undercounts
+ * what a parser would build, even for text that is not JSON. ret_* may be NULL. */
+enum mp_json_shape mp_exec_json_scan(const char *p, size_t n, unsigned max_depth, size_t max_values,
+                                     unsigned *ret_depth, size_t *ret_values);
+/* json_loadb (JSON_ALLOW_NUL) of an untrusted text, only when it fits the bounds: a
+ * new reference, or NULL with *ret_shape saying why (ret_shape may be NULL). */
+json_t *mp_exec_json_load(const char *p, size_t n, unsigned max_depth, size_t max_values,
+                          enum mp_json_shape *ret_shape);
+/* mp_exec_json_load of a guest's reply frame (after its 4-byte length), with the
+ * result bounds of base/limits.h plus the frame's own fields. */
+json_t *mp_exec_reply_load(const char *p, size_t n, enum mp_json_shape *ret_shape);
 
 struct mp_outcome {
         const struct mp_buf *rep; /* the guest's frame (4-byte length first) */

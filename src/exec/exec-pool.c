@@ -369,7 +369,7 @@ static void call_done(struct mp_pool *p, struct inst *in) {
 
         drain_logs(in);
         if (!in->loaded && in->rep_complete) {
-                json_t *g = json_loadb(in->rep.data + 4, in->rep.len - 4, JSON_ALLOW_NUL, NULL);
+                json_t *g = mp_exec_reply_load(in->rep.data + 4, in->rep.len - 4, NULL);
                 in->loaded = json_is_true(json_object_get(g, "loaded"));
                 json_decref(g);
         }

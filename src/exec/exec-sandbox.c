@@ -29,6 +29,7 @@
 #include <linux/securebits.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/util.h"
 #include "exec/exec-internal.h"
 
@@ -43,6 +44,9 @@
  * and malloc arenas are virtual size, not memory (SERVICES pitfall 11). The real memory
  * bound is the cgroup; RLIMIT_AS turns a huge single allocation into a MemoryError. */
 #define AS_HEADROOM_MB 512
+/* In a zygote's environment: its instances skip the Landlock scope (tests only, see
+ * zygote_env). */
+#define MP_SANDBOX_NO_LANDLOCK_ENV "MECAPY_NO_LANDLOCK_SCOPE"
 
 enum step_kind {
         STEP_DIR,      /* mkdir dest */
@@ -396,6 +400,35 @@ static _noreturn_ void exec_guest(const struct mp_spawn *sp, int errfd) {
  * environment), run from an fd since its path is not in the sandbox's file system. It
  * keeps root of its user namespace and its capabilities there, which it needs to give
  * each instance its own pid, mount and ipc namespaces; it runs no user code. */
+/* The environment a zygote starts with, chosen in the executor before the clone. */
+static char *const *zygote_envp = mp_sandbox_env;
+
+/* The test switch MECAPY_TEST_NO_LANDLOCK_SCOPE=1 (read here, in the executor, when a
+ * zygote starts): its instances skip the Landlock scope as on a kernel older than 6.12,
+ * so the security tests can show that the other layers alone keep tenants apart on
+ * such a kernel (Debian 12). It weakens nothing below what such a kernel gives, and it
+ * is logged. The zygote learns it from its environment (MP_SANDBOX_NO_LANDLOCK_ENV),
+ * which is otherwise the fixed mp_sandbox_env. */
+static char *const *zygote_env(void) {
+        static char *env[ELEMENTSOF(mp_sandbox_env) + 1];
+        static bool warned;
+        const char *v = getenv("MECAPY_TEST_NO_LANDLOCK_SCOPE");
+
+        if (!v || strcmp(v, "1") != 0)
+                return mp_sandbox_env;
+        if (!warned) {
+                mp_warn("exec: MECAPY_TEST_NO_LANDLOCK_SCOPE=1: warm instances skip the Landlock "
+                        "scope, as on Linux < 6.12 (a test switch)");
+                warned = true;
+        }
+        size_t n = 0;
+        for (; mp_sandbox_env[n]; n++)
+                env[n] = mp_sandbox_env[n];
+        env[n++] = MP_SANDBOX_NO_LANDLOCK_ENV "=1";
+        env[n] = NULL;
+        return env;
+}
+
 static _noreturn_ void exec_zygote(const struct mp_spawn *sp, int errfd) {
         /* fd 3: its control socket; 1 and 2: the executor's stderr (the server log),
          * for import warnings. Instances replace them with their own log pipe. */
@@ -405,7 +438,7 @@ static _noreturn_ void exec_zygote(const struct mp_spawn *sp, int errfd) {
          * pid namespace and every instance, dies with the executor. */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
                 child_fail(errfd, errno, "sandbox: cannot set the parent-death signal");
-        syscall(SYS_execveat, sp->zygote_exe_fd, "", sp->zygote_argv, mp_sandbox_env, AT_EMPTY_PATH);
+        syscall(SYS_execveat, sp->zygote_exe_fd, "", sp->zygote_argv, zygote_envp, AT_EMPTY_PATH);
         child_fail(errfd, errno, "sandbox: cannot start the zygote");
 }
 
@@ -529,6 +562,8 @@ int mp_sandbox_spawn(const struct mp_spawn *sp, pid_t *ret_pid, int *ret_pidfd, 
         int r;
 
         plan.root_mode = geteuid() == 0;
+        if (sp->sandbox && sp->zygote_exe_fd >= 0)
+                zygote_envp = zygote_env();
         if (sp->sandbox) {
                 r = plan_root(&plan, sp);
                 if (r < 0)
@@ -660,6 +695,17 @@ void mp_sandbox_instance_early(int guest_fd, int log_fd) {
 
         if (setsid() < 0)
                 inst_fail(errno, "sandbox: setsid");
+        /* Its own network namespace, empty (a loopback that stays down), as a cold
+         * sandbox has. Why: the abstract AF_UNIX socket namespace and /proc/net (every
+         * socket listed, sockstat counters) belong to the network namespace, and the
+         * zygote's is shared by all its instances. A name got by autobind (SO_PASSCRED,
+         * then a send) is reachable by sendmsg, whose address no seccomp filter can
+         * read, and the Landlock scope that also stops it needs Linux 6.12: with a
+         * namespace of its own an instance has no one to talk to on any kernel. Done
+         * here, in the spare, before any call waits for it (~1-3 ms; the kernel frees
+         * the namespace later, off this path). */
+        if (unshare(CLONE_NEWNET) < 0)
+                inst_fail(errno, "sandbox: cannot create the instance's network namespace");
         /* Its own /proc, showing only its own pid namespace. A new proc mount is only
          * allowed while a fully visible one exists in this mount namespace (the
          * zygote's, which shows the zygote and its other instances): mount the new one
@@ -680,16 +726,14 @@ void mp_sandbox_instance_early(int guest_fd, int log_fd) {
 
 /* Landlock (ABI 6, Linux 6.12): scope the instance so that it can neither reach an
  * abstract AF_UNIX socket nor signal a process created outside its own Landlock
- * domain. Why: every instance of a zygote shares the zygote's user and network
- * namespaces, and the abstract socket namespace belongs to the network namespace, so
- * two instances of different tenants could otherwise meet there (autobind with
- * SO_PASSCRED, then sendmsg to that name: seccomp cannot see sendmsg's address). Each
- * instance makes its own domain, so each is alone in it. Signals are already confined
- * by the instance's pid namespace; this is a second wall. A new ruleset per instance
- * (~10 µs) rather than one made by the zygote: the domain is what isolates, and a
- * domain is made by landlock_restrict_self in each instance anyway.
- * Returns the ABI or -errno; below ABI 6 nothing is done and the seccomp denial of
- * bind/connect/listen and of sendto with an address is the only guard. */
+ * domain. A second wall: each instance already has its own network namespace (hence
+ * its own abstract socket namespace, mp_sandbox_instance_early) and its own pid
+ * namespace. Each instance makes its own domain, so each is alone in it. A new
+ * ruleset per instance (~10 µs) rather than one made by the zygote: the domain is what
+ * isolates, and a domain is made by landlock_restrict_self in each instance anyway.
+ * Returns the ABI or -errno; below ABI 6 (Debian 12's 6.1) nothing is done, and the
+ * network namespace and the seccomp denial of bind/connect/listen and of sendto with
+ * an address are the guards. */
 #define LL_CREATE_RULESET_VERSION 1U
 #define LL_SCOPE_ABSTRACT_UNIX_SOCKET 1ULL
 #define LL_SCOPE_SIGNAL 2ULL
@@ -757,8 +801,10 @@ void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccom
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 inst_fail(errno, "sandbox: PR_SET_NO_NEW_PRIVS");
         /* A kernel without Landlock (-ENOSYS, -EOPNOTSUPP: built without it or not
-         * enabled) keeps the seccomp guard only; any other failure is an error. */
-        int r = landlock_scope();
+         * enabled) keeps the other guards only; any other failure is an error. The
+         * test switch (see mp_sandbox_env_for_zygote) makes this host behave as an
+         * older kernel, so that the tests prove the other guards alone. */
+        int r = getenv(MP_SANDBOX_NO_LANDLOCK_ENV) ? -EOPNOTSUPP : landlock_scope();
         if (r < 0 && r != -ENOSYS && r != -EOPNOTSUPP)
                 inst_fail(-r, "sandbox: cannot enter the Landlock scope");
         r = mp_seccomp_load(sc);

@@ -37,14 +37,24 @@ static const char *const deny_eperm[] = {
         /* other processes: debugging, memory access, handles by inode */
         "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
         "open_by_handle_at", "name_to_handle_at",
-        /* AF_UNIX sockets (the only family allowed below) by name: every instance of a
-         * zygote shares its network namespace, hence its abstract socket namespace,
-         * and a bound name is a rendezvous for two tenants' instances. User code
+        /* AF_UNIX sockets (the only family allowed below) by name: a bound name is a
+         * rendezvous. Each sandbox and instance has its own network namespace (hence
+         * abstract socket namespace) already; this is the second wall. User code
          * keeps socketpair(); the guest's fd 3 is connected already. */
         "bind", "connect", "listen",
         /* process creation: a fork bomb would exhaust the pids budget (pitfall 10);
          * clone is handled below so that threads (OpenBLAS) still work */
         "fork", "vfork",
+        /* Watches on shared files: an inotify watch on a /usr file sees every open and
+         * read of it by other instances (and the host): a side channel, and a covert
+         * one between two instances of one author. And an inotify instance is charged
+         * to the user namespace's creator up the chain (host root): 128 of them from
+         * inside would stop systemd and every root service from watching anything.
+         * POSIX message queues: their bytes are charged per uid of the user namespace,
+         * which every instance of a zygote shares (one filling RLIMIT_MSGQUEUE is seen
+         * by another as a failed mq_open), and up the chain to host root too. */
+        "inotify_init", "inotify_init1", "inotify_add_watch", "mq_open", "mq_timedsend",
+        "mq_timedreceive", "mq_notify", "mq_getsetattr", "mq_unlink",
         /* kernel attack surface */
         "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
         "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init",
@@ -55,6 +65,19 @@ static const char *const deny_eperm[] = {
         "create_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd",
         "syslog", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
         "sethostname", "setdomainname",
+};
+
+/* fcntl commands that take or test a record lock, or watch a directory (dnotify).
+ * A lock lives on the inode, and every instance and sandbox opens the same host inodes
+ * of /usr, /etc and /dev/{null,zero,...} (read-only binds, but /dev nodes are writable
+ * and a read lock needs only a read-only fd): one instance's lock is what another's
+ * F_GETLK or F_SETLK sees, a covert channel between two tenants' instances of one
+ * author's function. A filter cannot tell a shared file from a private one in /tmp,
+ * so record locks are refused everywhere: ENOLCK, "no locks available", as on a file
+ * system without lock support. The *64 variants are the same numbers on 64-bit ABIs. */
+static const unsigned fcntl_denied[] = {
+        F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW,
+        1026 /* F_NOTIFY: signals on any access to a shared directory's files */,
 };
 
 /* clone flags that would create namespaces (never allowed, even for a thread). */
@@ -91,10 +114,20 @@ static int add_rules(scmp_filter_ctx ctx, struct mp_error *err) {
                                      SCMP_A0(SCMP_CMP_NE, AF_UNIX));
 
         /* sendto with an address reaches an (auto)bound datagram socket without
-         * connect; sendmsg's address is out of a filter's sight (Landlock's scope
-         * covers it, exec-sandbox.c). */
+         * connect; sendmsg's address is out of a filter's sight: the network
+         * namespace of each instance and the Landlock scope cover it (exec-sandbox.c). */
         if (r >= 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(sendto), 1, SCMP_A4(SCMP_CMP_NE, 0));
+        /* flock(): the same channel as record locks (see fcntl_denied). ENOSYS, as a
+         * file system without flock support answers: HDF5 (h5py, netCDF) and
+         * filelock take that as "no locking here" and go on. */
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(flock), 0);
+        /* The command is an int: compare the low 32 bits only, or a raw syscall with
+         * high bits set would slip past while the kernel still reads F_SETLK. */
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(fcntl_denied); i++)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOLCK), SCMP_SYS(fcntl), 1,
+                                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, fcntl_denied[i]));
         /* clone: threads carry CLONE_THREAD; a clone without it is a new process
          * (fork, vfork, posix_spawn). Namespace flags are refused in any case. */
         if (r >= 0)

@@ -594,3 +594,154 @@ def test_many_quick_calls_stay_healthy(api, echo):
     for i, tid in ids:
         t = api.wait_task("alice", tid, timeout=60)
         assert t["status"] == "completed" and t["result"] == 2.0 * i, t
+
+
+# ------------------------------------------------------------------ results that amplify
+
+WIDE_RESULT = """\
+def main() -> list:
+    return [[]] * 4_000_000            # 12 MB of JSON (under the 16 MB cap), ~700 MB as a tree
+"""
+
+DEEP_RESULT = """\
+def main(levels: int = 200) -> list:
+    v = []
+    for _ in range(levels):
+        v = [v]
+    return v
+"""
+
+HUGE_ERROR = """\
+def main() -> int:
+    raise ValueError('e' * 10_000_000)  # a 10 MB message
+"""
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_result_too_complex_refused_before_it_costs_memory(api, sec_stack):
+    f = create(api, WIDE_RESULT, limits={"timeout_s": 120})
+    t = api.execute("alice", f["id"], {}, wait=120, timeout=150)
+    assert t["status"] == "failed", t["status"]
+    e = t["error"] or {}
+    assert e.get("type") == "ResultTooComplex" and e.get("limit") == "result_elements", e
+    assert "2000000" in e.get("message", ""), e
+    assert t.get("result") is None
+    # The server never built the tree (it took 700 MB for this one call before); a
+    # generous ceiling, far under that.
+    rss = rss_kib(sec_stack.server.pid)
+    assert rss < 256 * 1024, f"the server's RSS is {rss // 1024} MiB after one such call"
+    expect_status(api.get("alice", "/tasks", params={"function_id": f["id"]}), 200)
+
+    f = create(api, DEEP_RESULT)
+    t = api.execute("alice", f["id"], {"levels": 200})
+    assert t["status"] == "failed", t
+    e = t["error"] or {}
+    assert e.get("type") == "ResultTooComplex" and e.get("limit") == "result_depth", e
+    t = api.execute("alice", f["id"], {"levels": 20})
+    assert t["status"] == "completed", t
+
+
+def test_huge_error_message_capped(api):
+    f = create(api, HUGE_ERROR, limits={"timeout_s": 60})
+    t = api.execute("alice", f["id"], {}, wait=60, timeout=90)
+    assert t["status"] == "failed", t["status"]
+    e = t["error"] or {}
+    assert e.get("type") == "ValueError", {k: str(v)[:200] for k, v in e.items()}
+    msg, tb = e.get("message", ""), e.get("traceback") or ""
+    assert len(msg.encode()) <= 16 * 1024, f"the message is {len(msg)} characters"
+    assert msg.startswith("eeee") and "[truncated: 10000000 bytes in all" in msg, msg[-200:]
+    assert len(tb.encode()) <= 64 * 1024, f"the traceback is {len(tb)} characters"
+    assert "in main" in tb, tb[:500]
+    expect_status(api.get("alice", "/tasks", params={"function_id": f["id"]}), 200)
+
+
+# ------------------------------------------------------------------ between tenants
+
+# Alice's own function, run by Alice: listens on an abstract AF_UNIX name it gets by
+# autobind (SO_PASSCRED, then a send), for a while.
+RECEIVER = """\
+s = __import__('soc' + 'ket')
+t = __import__('ti' + 'me')
+
+def main(seconds: float = 10.0) -> dict:
+    a = s.socket(s.AF_UNIX, s.SOCK_DGRAM)
+    a.setsockopt(s.SOL_SOCKET, s.SO_PASSCRED, 1)
+    try:
+        a.sendmsg([b'x'], [], 0, b'\\0mecapy-nowhere')
+    except OSError:
+        pass
+    a.settimeout(0.2)
+    got = []
+    end = t.monotonic() + seconds
+    while t.monotonic() < end and not got:
+        try:
+            got.append(a.recv(65536).decode('latin-1'))
+        except OSError:
+            pass
+    return {"name": a.getsockname().hex(), "got": got}
+"""
+
+# Alice's public function: whoever calls it gives it their input; it tries to pass the
+# input on to every abstract socket it can see (/proc/net/unix), for a while.
+LEAKER = """\
+s = __import__('soc' + 'ket')
+t = __import__('ti' + 'me')
+
+def main(secret: str, seconds: float = 4.0) -> dict:
+    d = s.socket(s.AF_UNIX, s.SOCK_DGRAM)
+    names, sent, errors = set(), 0, set()
+    end = t.monotonic() + seconds
+    while t.monotonic() < end and not sent:
+        for line in open('/proc/net/unix').read().splitlines()[1:]:
+            f = line.split()
+            if len(f) >= 8 and f[7].startswith('@'):
+                names.add(f[7])
+        for n in names:
+            try:
+                d.sendmsg([secret.encode()], [], 0, b'\\0' + n[1:].encode('latin-1'))
+                sent += 1
+            except OSError as e:
+                errors.add(e.errno)
+        t.sleep(0.1)
+    return {"names": sorted(names), "sent": sent, "errors": sorted(errors)}
+"""
+
+
+@pytest.fixture(scope="module")
+def api_61():
+    """A server whose instances skip the Landlock scope (the test switch), as on a
+    kernel older than 6.12 (Debian 12's 6.1): what keeps tenants apart there is what is
+    tested."""
+    import harness
+    s = harness.start_stack("security-no-landlock", env={"MECAPY_TEST_NO_LANDLOCK_SCOPE": "1"})
+    yield s.api
+    s.close()
+
+
+def test_public_function_author_cannot_receive_callers_inputs(api_61):
+    api = api_61
+    receiver = api.create_function("alice", api.unique("receiver"), RECEIVER,
+                                   limits={"timeout_s": 60})
+    leaker = api.create_function("alice", api.unique("leaker"), LEAKER, visibility="public",
+                                 limits={"timeout_s": 60})
+    r = api.execute_raw("alice", receiver["id"], {"seconds": 10.0})
+    expect_status(r, 202)
+    api.wait_task("alice", r.json()["id"], timeout=60, statuses={"running"})
+    secret = "carol-input-" + secrets.token_hex(8)
+    # Carol (another company) calls Alice's public function with her input.
+    t = api.execute("carol", leaker["id"], {"secret": secret, "seconds": 4.0}, wait=60)
+    assert t["status"] == "completed", t
+    got = api.wait_task("alice", r.json()["id"], timeout=60)
+    assert got["status"] == "completed", got
+    assert secret not in json.dumps(got["result"]), \
+        f"Alice's instance received Carol's input from her call of Alice's public function: {got['result']}"
+    assert t["result"]["sent"] == 0, t["result"]
+    # Carol's instance cannot even see Alice's socket.
+    assert "@" + bytes.fromhex(got["result"]["name"])[1:].decode("latin-1") not in t["result"]["names"], \
+        (got["result"], t["result"])

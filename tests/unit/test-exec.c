@@ -8,7 +8,10 @@
 #include "base/util.h"
 #include "check.h"
 #include "exec-fixture.h"
+#include "exec/exec-internal.h"
 #include "exec/exec.h"
+
+extern const char mp_guest_py[];
 
 static struct mp_executor *ex;
 
@@ -356,7 +359,211 @@ TEST(stop_and_dead_executor) {
         mp_executor_stop(e2);
 }
 
+/* ---- results bounded before they become trees (MP_MAX_RESULT_DEPTH, _ELEMENTS) ---- */
+
+/* Values jansson builds for a tree (object keys are not values). */
+static size_t tree_values(json_t *j) {
+        size_t n = 1, i;
+        const char *k;
+        json_t *v;
+        if (json_is_array(j))
+                json_array_foreach(j, i, v) n += tree_values(v);
+        else if (json_is_object(j))
+                json_object_foreach(j, k, v) n += tree_values(v);
+        return n;
+}
+
+TEST(json_scan_counts) {
+        static const struct {
+                const char *text;
+                unsigned depth;
+                size_t values;
+        } cases[] = {
+                { "5", 0, 1 },
+                { "[]", 1, 1 },
+                { "[[]]", 2, 2 },
+                { " [ 1 , 2 ] ", 1, 3 },
+                { "[-1.5e+3,true,false,null]", 1, 5 },
+                { "{\"a\":1,\"b\":[1,2,{\"c\":null}]}", 3, 7 },
+                { "{\"k\": \"v\", \"x\": {}}", 2, 3 },
+                /* brackets, braces, commas and escaped quotes inside strings are text */
+                { "[\"a]\\\"[,{\", \"{\\\\\"]", 1, 3 },
+                { "{\"[[[\":{\"}}}\":\"]]]\"}}", 2, 3 },
+                { "[\"\\u0000\",\"\\\\\",{}]", 2, 4 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                unsigned depth = 99;
+                size_t values = 0;
+                enum mp_json_shape sh = mp_exec_json_scan(cases[i].text, strlen(cases[i].text), 64, 1000, &depth, &values);
+                CHECK_INT(sh, ==, MP_JSON_FITS);
+                CHECK_INT(depth, ==, cases[i].depth);
+                CHECK_INT(values, ==, cases[i].values);
+                /* what the scan counts is what a parser builds */
+                json_t *j = json_loadb(cases[i].text, strlen(cases[i].text), JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+                REQUIRE(j);
+                CHECK_INT(tree_values(j), ==, values);
+                json_decref(j);
+        }
+}
+
+/* "[[],[],...]" with n inner lists, or n lists nested in one another. */
+static char *wide(size_t n) {
+        char *t = malloc(3 * n + 2), *p = t;
+        *p++ = '[';
+        for (size_t i = 0; i < n; i++)
+                p += sprintf(p, i ? ",[]" : "[]");
+        *p++ = ']';
+        *p = 0;
+        return t;
+}
+static char *deep(size_t n) {
+        char *t = malloc(2 * n + 1);
+        memset(t, '[', n);
+        memset(t + n, ']', n);
+        t[2 * n] = 0;
+        return t;
+}
+
+TEST(json_scan_bounds) {
+        /* The reply of `[[]]*4_000_000`: 12 MB of text, refused on the bytes. */
+        _cleanup_free_ char *w = wide(4000000);
+        size_t values = 0;
+        CHECK_INT(mp_exec_json_scan(w, strlen(w), MP_MAX_RESULT_DEPTH, MP_MAX_RESULT_ELEMENTS, NULL, &values), ==,
+                  MP_JSON_TOO_MANY);
+        CHECK_INT(values, ==, MP_MAX_RESULT_ELEMENTS + 1); /* it stopped there */
+        enum mp_json_shape sh = MP_JSON_FITS;
+        CHECK(mp_exec_json_load(w, strlen(w), MP_MAX_RESULT_DEPTH, MP_MAX_RESULT_ELEMENTS, &sh) == NULL);
+        CHECK_INT(sh, ==, MP_JSON_TOO_MANY);
+
+        /* Exactly at the depth limit fits; one more level does not. */
+        _cleanup_free_ char *d64 = deep(MP_MAX_RESULT_DEPTH), *d65 = deep(MP_MAX_RESULT_DEPTH + 1);
+        unsigned depth = 0;
+        CHECK_INT(mp_exec_json_scan(d64, strlen(d64), MP_MAX_RESULT_DEPTH, 1000, &depth, NULL), ==, MP_JSON_FITS);
+        CHECK_INT(depth, ==, MP_MAX_RESULT_DEPTH);
+        CHECK_INT(mp_exec_json_scan(d65, strlen(d65), MP_MAX_RESULT_DEPTH, 1000, NULL, NULL), ==, MP_JSON_TOO_DEEP);
+        json_t *j = mp_exec_json_load(d65, strlen(d65), MP_MAX_RESULT_DEPTH, 1000, &sh);
+        CHECK(j == NULL);
+        CHECK_INT(sh, ==, MP_JSON_TOO_DEEP);
+        j = mp_exec_json_load(d64, strlen(d64), MP_MAX_RESULT_DEPTH, 1000, &sh);
+        CHECK(j != NULL);
+        CHECK_INT(sh, ==, MP_JSON_FITS);
+        json_decref(j);
+        /* not JSON at all */
+        CHECK(mp_exec_json_load("[1,", 3, 8, 8, &sh) == NULL);
+        CHECK_INT(sh, ==, MP_JSON_INVALID);
+}
+
+TEST(json_scan_engineering_table_fits) {
+        /* A 100,000 x 15 table of numbers (as rows) is well inside the bounds. */
+        size_t rows = 100000, cols = 15;
+        _cleanup_free_ char *t = malloc(rows * (cols * 12 + 4) + 4);
+        char *p = t;
+        *p++ = '[';
+        for (size_t r = 0; r < rows; r++) {
+                *p++ = r ? ',' : '[';
+                if (r)
+                        *p++ = '[';
+                for (size_t c = 0; c < cols; c++)
+                        p += sprintf(p, c ? ",%zu.25" : "%zu.25", r + c);
+                *p++ = ']';
+        }
+        *p++ = ']';
+        *p = 0;
+        unsigned depth = 0;
+        size_t values = 0;
+        CHECK_INT(mp_exec_json_scan(t, strlen(t), MP_MAX_RESULT_DEPTH, MP_MAX_RESULT_ELEMENTS, &depth, &values), ==,
+                  MP_JSON_FITS);
+        CHECK_INT(depth, ==, 2);
+        CHECK_INT(values, ==, 1 + rows + rows * cols);
+}
+
+/* The guest checks the same limits as base/limits.h before it answers. */
+TEST(guest_limits_agree) {
+        char line[96];
+        snprintf(line, sizeof(line), "MAX_RESULT_DEPTH = %d ", MP_MAX_RESULT_DEPTH);
+        CHECK(strstr(mp_guest_py, line));
+        snprintf(line, sizeof(line), "MAX_ERROR_MESSAGE_BYTES = %u * 1024 ", MP_MAX_ERROR_MESSAGE_BYTES / 1024);
+        CHECK(strstr(mp_guest_py, line));
+        snprintf(line, sizeof(line), "MAX_TRACEBACK_BYTES = %u * 1024 ", MP_MAX_TRACEBACK_BYTES / 1024);
+        CHECK(strstr(mp_guest_py, line));
+        snprintf(line, sizeof(line), "MAX_ERROR_TYPE_BYTES = %d ", MP_MAX_NAME_LEN);
+        CHECK(strstr(mp_guest_py, line));
+}
+
+static const char *estr(const struct mp_exec_result *r, const char *k) {
+        return json_string_value(json_object_get(r->error, k)) ?: "";
+}
+
+TEST(run_result_too_complex) {
+        struct mp_exec_result r;
+        /* wide: the guest sends it (2.1 million empty lists, 6 MB), the executor refuses */
+        REQUIRE(run("def main():\n    return [[]] * 2100000\n", NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_LIMIT);
+        CHECK_STR(estr(&r, "type"), "ResultTooComplex");
+        CHECK_STR(estr(&r, "limit"), "result_elements");
+        CHECK(strstr(estr(&r, "message"), "2000000 values"));
+        CHECK(r.result == NULL);
+        mp_exec_result_clear(&r);
+        /* deep: the guest refuses it itself */
+        REQUIRE(run("def main():\n    v = []\n    for i in range(100):\n        v = [v]\n    return v\n", NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_LIMIT);
+        CHECK_STR(estr(&r, "type"), "ResultTooComplex");
+        CHECK_STR(estr(&r, "limit"), "result_depth");
+        mp_exec_result_clear(&r);
+        /* deep, written by user code straight on the guest's socket: the executor refuses */
+        REQUIRE(run("import os, struct\ndef main():\n"
+                    "    d = ('{\"status\":\"ok\",\"result\":' + '[' * 70 + ']' * 70 + '}').encode()\n"
+                    "    os.write(3, struct.pack('<I', len(d)) + d)\n    os._exit(0)\n",
+                    NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_LIMIT);
+        CHECK_STR(estr(&r, "type"), "ResultTooComplex");
+        CHECK_STR(estr(&r, "limit"), "result_depth");
+        CHECK(strstr(estr(&r, "message"), "64 levels"));
+        mp_exec_result_clear(&r);
+        /* at the limit: returned as it is */
+        REQUIRE(run("def main():\n    v = []\n    for i in range(63):\n        v = [v]\n    return v\n", NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_OK);
+        mp_exec_result_clear(&r);
+}
+
+TEST(run_error_message_capped) {
+        struct mp_exec_result r;
+        REQUIRE(run("def main():\n    raise ValueError('m' * 10000000)\n", NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_ERROR);
+        CHECK_STR(estr(&r, "type"), "ValueError");
+        const char *m = estr(&r, "message"), *tb = estr(&r, "traceback");
+        CHECK_INT(strlen(m), <=, MP_MAX_ERROR_MESSAGE_BYTES);
+        if (!strstr(m, "[truncated: 10000000 bytes in all, the first 16288 kept]"))
+                CHECK_FAIL("message ends: %s", m + (strlen(m) > 80 ? strlen(m) - 80 : 0));
+        CHECK(strncmp(m, "mmmm", 4) == 0);
+        CHECK_INT(strlen(tb), <=, MP_MAX_TRACEBACK_BYTES);
+        CHECK(strstr(tb, "line 2, in main"));
+        CHECK(strstr(tb, "[truncated: "));
+        mp_exec_result_clear(&r);
+        /* the same written by user code straight on the socket: the executor caps it,
+         * at a character boundary (é is two bytes) */
+        REQUIRE(run("import os, struct, json\ndef main():\n"
+                    "    e = {'type': 'T' * 1000, 'message': 'x' + '\\u00e9' * 500000, 'traceback': 'y' * 1000000}\n"
+                    "    d = json.dumps({'status': 'error', 'error': e}).encode()\n"
+                    "    os.write(3, struct.pack('<I', len(d)) + d)\n    os._exit(0)\n",
+                    NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_ERROR);
+        m = estr(&r, "message");
+        CHECK_INT(strlen(m), <=, MP_MAX_ERROR_MESSAGE_BYTES);
+        if (!strstr(m, "[truncated: 1000001 bytes in all, the first 16287 kept]"))
+                CHECK_FAIL("message ends: %s", m + (strlen(m) > 80 ? strlen(m) - 80 : 0));
+        CHECK_INT(strlen(estr(&r, "traceback")), <=, MP_MAX_TRACEBACK_BYTES);
+        CHECK_INT(strlen(estr(&r, "type")), <=, MP_MAX_NAME_LEN);
+        mp_exec_result_clear(&r);
+}
+
 static const struct check_case cases[] = {
+        CASE(json_scan_counts),
+        CASE(json_scan_bounds),
+        CASE(json_scan_engineering_table_fits),
+        CASE(guest_limits_agree),
+        CASE(run_result_too_complex),
+        CASE(run_error_message_capped),
         CASE(run_numbers),
         CASE(run_numpy_conversion),
         CASE(run_nan_becomes_null),

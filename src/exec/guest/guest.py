@@ -25,7 +25,12 @@ import types
 
 FD = 3
 USER_FILE = "<function>"
-MAX_DEPTH = 256
+# The same numbers as src/base/limits.h (the executor checks them again: user code can
+# change anything in this process). test-exec checks that they agree.
+MAX_RESULT_DEPTH = 64                # MP_MAX_RESULT_DEPTH: lists and objects in one another
+MAX_ERROR_MESSAGE_BYTES = 16 * 1024  # MP_MAX_ERROR_MESSAGE_BYTES
+MAX_TRACEBACK_BYTES = 64 * 1024      # MP_MAX_TRACEBACK_BYTES
+MAX_ERROR_TYPE_BYTES = 128           # MP_MAX_NAME_LEN
 
 _write = os.write
 _dumps = json.dumps
@@ -75,11 +80,26 @@ class ResultError(TypeError):
     pass
 
 
+class ResultTooComplex(ValueError):
+    pass
+
+
+def capped(text, limit):
+    """User text (an error message, a traceback) cut to at most limit bytes of UTF-8,
+    ending with a marker that says so (room kept for it as the executor does)."""
+    if len(text) * 4 <= limit:
+        return text
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    kept = data[:max(limit - 96, 0)].decode("utf-8", "ignore")
+    return kept + "\n[truncated: %d bytes in all, the first %d kept]" % (len(data), len(kept.encode("utf-8")))
+
+
 def to_json(value, path, depth=0):
     """The return value as plain JSON: numpy scalars and arrays, tuples become numbers
-    and lists; non-finite floats become null with a note in the logs."""
-    if depth > MAX_DEPTH:
-        raise ResultError("%s is nested more than %d levels deep" % (path, MAX_DEPTH))
+    and lists; non-finite floats become null with a note in the logs. depth: the lists
+    and objects value is in."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -101,6 +121,8 @@ def to_json(value, path, depth=0):
             if isinstance(item, np.generic) or isinstance(item, complex):
                 raise ResultError("%s of type %s is not JSON-serialisable" % (path, type(value).__name__))
             return to_json(item, path, depth)
+    if isinstance(value, (dict, list, tuple)) and depth >= MAX_RESULT_DEPTH:
+        raise ResultTooComplex("the result nests lists and objects more than %d levels deep" % MAX_RESULT_DEPTH)
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
@@ -124,7 +146,13 @@ def user_traceback(exc):
 
 
 def error_reply(exc, status="error", limit=None):
-    err = {"type": type(exc).__name__, "message": str(exc), "traceback": user_traceback(exc)}
+    try:
+        message = str(exc)
+    except Exception as e:  # a __str__ of the user's that raises
+        message = "(the exception's message could not be read: %s)" % type(e).__name__
+    err = {"type": capped(type(exc).__name__, MAX_ERROR_TYPE_BYTES),
+           "message": capped(message, MAX_ERROR_MESSAGE_BYTES),
+           "traceback": capped(user_traceback(exc), MAX_TRACEBACK_BYTES)}
     if limit:
         err["limit"] = limit
     return {"status": status, "error": err}
@@ -222,9 +250,12 @@ def op_run(req):
         reply = error_reply(e, "limit", "memory")
         reply["error"]["message"] = "the call ran out of memory (limit %d MB)" % req.get("memory_mb", 0)
         return reply
+    except ResultTooComplex as e:
+        flush_std()
+        return {"status": "limit", "error": {"type": "ResultTooComplex", "limit": "result_depth", "message": str(e)}}
     except ResultError as e:
         flush_std()
-        return {"status": "error", "error": {"type": "TypeError", "message": str(e)}}
+        return {"status": "error", "error": {"type": "TypeError", "message": capped(str(e), MAX_ERROR_MESSAGE_BYTES)}}
     except RecursionError as e:
         flush_std()
         return error_reply(e)
