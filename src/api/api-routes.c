@@ -4,6 +4,7 @@
 
 #include "api/api-guard.h"
 #include "api/api-internal.h"
+#include "api/api-tasks.h"
 #include "api/api-company.h"
 #include "auth/auth.h"
 #include "base/limits.h"
@@ -535,7 +536,7 @@ static enum MHD_Result route_functions(struct route_ctx *c) {
                         return problem(c);
                 bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
                 if (wait == 0 || ended)
-                        return mp_api_send_json(c->conn, ended ? 200 : 202, task);
+                        return mp_api_send_task(c->conn, ended ? 200 : 202, task);
                 return mp_api_wait_task(c->api, c->conn, c->req, &c->principal,
                                         json_string_value(json_object_get(task, "id")), (int) wait, 200, 202);
         }
@@ -591,7 +592,8 @@ static enum MHD_Result route_tasks(struct route_ctx *c) {
                         return method_not_allowed(c, "POST");
                 if (mp_core_task_cancel(core, &c->principal, id, &out, &c->err) < 0)
                         return problem(c);
-                return send_owned(c, 200, out);
+                _cleanup_json_ json_t *task = out;
+                return mp_api_send_task(c->conn, 200, task);
         }
         if (c->nseg == 4 && !strcmp(c->seg[2], "artifacts")) {
                 _cleanup_free_ char *data = NULL;
