@@ -186,3 +186,32 @@ def test_a_result_that_cannot_be_read_is_503_not_null(amp):
     assert [(x["id"], x["status"]) for x in lst["items"]] == [(t["id"], "completed")], lst
     # logs are not the result: still readable
     expect_status(api.get("alice", f"/tasks/{t['id']}/logs"), 200)
+
+
+def test_a_large_error_is_kept_like_logs_and_lists_never_read_it(amp):
+    """An exception's message and traceback come from user code: above the inline limit
+    the error goes to the object store (as logs do), GET shows it whole, a list shows
+    only its type, and an error object that cannot be read is a 503 as well."""
+    api = amp.api
+    code = ("def main(n: int) -> int:\n"
+            "    raise RuntimeError('m' * n)\n")
+    fid = api.create_function("alice", api.unique("bigerror"), code)["id"]
+    t = api.execute("alice", fid, {"n": 200_000})
+    assert t["status"] == "failed" and t["error"]["type"] == "RuntimeError", \
+        harness.jdump({**t, "error": {**t["error"], "message": t["error"]["message"][:80]}})
+    msg = t["error"]["message"]
+    assert msg.startswith("m" * 1000), msg[:200]  # whole, or capped by the executor
+    obj = amp.data_dir / "objects" / "tasks" / t["id"] / "error.json"
+    if len(msg) > 64 * 1024:
+        assert obj.is_file(), "an error over the inline limit is kept in the object store"
+    again = api.task("alice", t["id"])
+    assert again["error"] == t["error"]
+    lst = expect_status(api.get("alice", "/tasks", params={"function_id": fid}), 200)
+    item = lst.json()["items"][0]
+    assert item["error_type"] == "RuntimeError" and "error" not in item, item
+    assert len(lst.content) < 4096, f"a one-task list is {len(lst.content)} bytes"
+    if obj.is_file():
+        obj.unlink()
+        r = api.get("alice", f"/tasks/{t['id']}")
+        assert_problem(r, 503)
+        assert r.headers.get("Retry-After", "").isdigit(), harness.describe(r)
