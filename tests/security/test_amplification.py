@@ -164,7 +164,13 @@ def test_amplifying_results_are_read_without_building_them(amp):
     assert depth == DEPTH - 2 and x == 0
 
 
+def _file_blobs_only():
+    if harness.scaleout_requested():
+        pytest.skip("removes an object from the file object store of an embedded server")
+
+
 def test_a_result_that_cannot_be_read_is_503_not_null(amp):
+    _file_blobs_only()
     api = amp.api
     code = "def main(n: int) -> str:\n    return 'r' * n\n"
     fid = api.create_function("alice", api.unique("spilled"), code)["id"]
@@ -192,6 +198,7 @@ def test_a_large_error_is_kept_like_logs_and_lists_never_read_it(amp):
     """An exception's message and traceback come from user code: above the inline limit
     the error goes to the object store (as logs do), GET shows it whole, a list shows
     only its type, and an error object that cannot be read is a 503 as well."""
+    _file_blobs_only()
     api = amp.api
     code = ("def main(n: int) -> int:\n"
             "    raise RuntimeError('m' * n)\n")
