@@ -348,10 +348,13 @@ int mp_core_task_artifact(struct mp_core *core, const struct mp_principal *p, co
                 return r;
         json_array_foreach(json_object_get(t, "artifacts"), i, a) {
                 const char *n = json_string_value(json_object_get(a, "name"));
-                if (n && !strcmp(n, name))
-                        return MP_BLOBS(core->blobs)->get(core->blobs,
-                                        json_string_value(json_object_get(a, "blob")),
-                                        MP_MAX_ARTIFACT_BYTES, ret, ret_len, err);
+                const char *key = json_string_value(json_object_get(a, "blob"));
+                if (n && !strcmp(n, name)) {
+                        /* The task lists it: an object that cannot be read is a 503. */
+                        r = MP_BLOBS(core->blobs)->get(core->blobs, key, MP_MAX_ARTIFACT_BYTES, ret,
+                                                       ret_len, err);
+                        return r < 0 ? blob_failed(r, id, "artifact", key ? key : "?", err) : r;
+                }
         }
         return mp_error_set(err, ENOENT, 404, "not_found", "task %s has no artifact named \"%.128s\"", id,
                             name);

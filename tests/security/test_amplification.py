@@ -233,3 +233,22 @@ def test_a_large_error_is_kept_like_logs_and_lists_never_read_it(amp):
         r = api.get("alice", f"/tasks/{t['id']}")
         assert_problem(r, 503)
         assert r.headers.get("Retry-After", "").isdigit(), harness.describe(r)
+
+
+def test_an_artifact_that_cannot_be_read_is_503(amp):
+    _file_blobs_only()
+    api = amp.api
+    code = ("def main() -> str:\n"
+            "    with open('outputs/table.csv', 'w') as f:\n"
+            "        f.write('a,b\\n1,2\\n')\n"
+            "    return 'ok'\n")
+    fid = api.create_function("alice", api.unique("artifact"), code)["id"]
+    t = api.execute("alice", fid, {})
+    assert t["status"] == "completed" and [a["name"] for a in t["artifacts"]] == ["table.csv"], t
+    expect_status(api.get("alice", t["artifacts"][0]["url"]), 200)
+    (amp.data_dir / "objects" / "tasks" / t["id"] / "artifacts" / "0").unlink()
+    r = api.get("alice", t["artifacts"][0]["url"])
+    assert_problem(r, 503)
+    assert r.headers.get("Retry-After", "").isdigit(), harness.describe(r)
+    # an artifact the task does not list is still a 404
+    assert_problem(api.get("alice", f"/tasks/{t['id']}/artifacts/nope.csv"), 404)
