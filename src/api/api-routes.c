@@ -9,6 +9,7 @@
 
 #include "api/api-guard.h"
 #include "api/api-internal.h"
+#include "api/api-tasks.h"
 #include "api/api-company.h"
 #include "auth/auth.h"
 #include "base/limits.h"
@@ -566,7 +567,7 @@ static enum MHD_Result function_execute(struct mp_route_ctx *c) {
                 return problem(c);
         bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
         if (wait == 0 || ended)
-                return mp_api_send_json(c->conn, ended ? 200 : 202, task);
+                return mp_api_send_task(c->conn, ended ? 200 : 202, task);
         return mp_api_wait_task(c->api, c->conn, c->req, &c->principal,
                                 json_string_value(json_object_get(task, "id")), (int) wait, 200, 202);
 }
@@ -618,7 +619,8 @@ static enum MHD_Result task_cancel(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (mp_core_task_cancel(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
                 return problem(c);
-        return send_owned(c, 200, out);
+        _cleanup_json_ json_t *task = out;
+        return mp_api_send_task(c->conn, 200, task);
 }
 
 static enum MHD_Result task_artifact(struct mp_route_ctx *c) {

@@ -8,6 +8,7 @@
 
 #include "api/api-guard.h"
 #include "api/api-internal.h"
+#include "api/api-tasks.h"
 #include "base/limits.h"
 #include "base/log.h"
 
@@ -187,7 +188,7 @@ static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *co
 
         if (mp_core_task_get(api->core, &req->principal, req->wait_task, &task, &ended, &err) < 0)
                 return mp_api_send_problem(conn, &err);
-        return mp_api_send_json(conn, ended ? req->ended_status : req->pending_status, task);
+        return mp_api_send_task(conn, ended ? req->ended_status : req->pending_status, task);
 }
 
 enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
@@ -221,7 +222,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 }
                 if (err.status)
                         return mp_api_send_problem(conn, &err);
-                return mp_api_send_json(conn, ended ? ended_status : pending_status, task);
+                return mp_api_send_task(conn, ended ? ended_status : pending_status, task);
         }
         pthread_mutex_lock(&api->lock);
         if (req->woken) {

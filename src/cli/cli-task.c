@@ -42,8 +42,10 @@ static const char task_usage[] =
         "logs     what the function printed (stdout and stderr)\n"
         "wait     wait for the task to end and print it as run does (same exit codes)\n"
         "cancel   cancel a queued or running task\n"
-        "ls       your tasks, newest first (S: queued, running, completed, failed,\n"
-        "         timed_out, cancelled; N: 1-200, default 50)\n"
+        "ls       your tasks, newest first, one line each: id, status, function, version,\n"
+        "         queued time, execution time and the error's type (S: queued, running,\n"
+        "         completed, failed, timed_out, cancelled; N: 1-200, default 50); a list\n"
+        "         holds no results nor logs: `task get ID` shows them\n"
         "artifact save a file the function wrote in outputs/ to ./NAME (never overwritten)\n"
         "         or to FILE (-o -: standard output)\n";
 
@@ -437,19 +439,22 @@ static int task_ls(struct mp_cli *c, const char *function, const char *status, c
                 mp_cli_print_json(stdout, list);
                 return MP_CLI_EXIT_OK;
         }
-        printf("%-36s %-10s %-36s %7s %-24s %s\n", "ID", "STATUS", "FUNCTION", "VERSION",
-               "QUEUED", "EXECUTION");
+        printf("%-36s %-10s %-36s %7s %-24s %-10s %s\n", "ID", "STATUS", "FUNCTION", "VERSION",
+               "QUEUED", "EXECUTION", "ERROR");
         json_array_foreach(json_object_get(list, "items"), i, t) {
                 json_t *ms = json_object_get(t, "execution_ms");
+                char exec_ms[32] = "-";
                 mp_cli_put_safe(stdout, mp_cli_str(t, "id"));
                 printf(" %-10.10s ", mp_cli_str(t, "status"));
                 mp_cli_put_safe(stdout, mp_cli_str(t, "function_id"));
                 printf(" %7" JSON_INTEGER_FORMAT " %-24.24s ",
                        json_integer_value(json_object_get(t, "version")), mp_cli_str(t, "queued_at"));
                 if (json_is_integer(ms))
-                        printf("%" JSON_INTEGER_FORMAT " ms\n", json_integer_value(ms));
-                else
-                        printf("-\n");
+                        snprintf(exec_ms, sizeof(exec_ms), "%" JSON_INTEGER_FORMAT " ms", json_integer_value(ms));
+                printf("%-10s ", exec_ms);
+                /* The error's type is the function's exception class name: untrusted text. */
+                mp_cli_put_safe(stdout, *mp_cli_str(t, "error_type") ? mp_cli_str(t, "error_type") : "-");
+                printf("\n");
         }
         if (*mp_cli_str(list, "next_cursor")) {
                 fprintf(stderr, "mecapy: more tasks: --cursor ");

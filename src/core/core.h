@@ -186,11 +186,16 @@ int mp_core_function_delete(struct mp_core *core, const struct mp_principal *p, 
                             struct mp_error *err);
 
 /* --- tasks --- */
-/* body {"inputs": {...}}; version 0 = latest; idempotency_key may be NULL. ret: the task. */
+/* body {"inputs": {...}}; version 0 = latest; idempotency_key may be NULL. ret: the task,
+ * shaped as mp_core_task_get's. A retry with the same key, function and inputs gets the
+ * first task back whatever the latest version is now (409 if it names another version). */
 int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const char *function_id,
                     int version, json_t *body, const char *idempotency_key, json_t **ret,
                     struct mp_error *err);
-/* The task as the API shows it; *ret_ended tells whether it reached an end state. */
+/* The task as the API shows it, but for its result: "result_json" holds the stored JSON
+ * text of the result (a string; null when none), to be sent as it is (api/api-tasks.c),
+ * never parsed. *ret_ended tells whether it reached an end state. An object it needs
+ * (spilled result, error, logs) that cannot be read: 503 "unavailable". */
 int mp_core_task_get(struct mp_core *core, const struct mp_principal *p, const char *id,
                      json_t **ret, bool *ret_ended, struct mp_error *err);
 int mp_core_task_list(struct mp_core *core, const struct mp_principal *p,

@@ -31,24 +31,87 @@ static void append_url_escaped(char *buf, size_t size, const char *s) {
         buf[off] = 0;
 }
 
-/* A task row as the API shows it. Spilled result and logs are read back from blobs. */
-static json_t *render(struct mp_core *core, json_t *row) {
-        json_t *t = json_deep_copy(row);
-        const char *id = json_string_value(json_object_get(t, "id"));
-        json_t *arts = json_object_get(t, "artifacts"), *a, *out_arts = json_array();
-        const char *key;
-        size_t i;
+/* An object a task row names (its spilled result, error or logs) could not be read:
+ * the task has them, so this is never "no result": 503, to be tried again (the object
+ * store is down or the object was lost, which the log says). */
+static int blob_failed(int r, const char *task_id, const char *what, const char *key,
+                       struct mp_error *err) {
+        mp_err("task %s: its %s (object %s) cannot be read: %s", task_id, what, key,
+               err && err->message[0] ? err->message : strerror(-r));
+        mp_error_clear(err);
+        return mp_error_set(err, r == -ENOMEM ? ENOMEM : EAGAIN, 503, "unavailable",
+                            "the %s of task %s is kept in the object store, which cannot be read now",
+                            what, task_id);
+}
 
-        if ((key = json_string_value(json_object_get(t, "result_blob")))) {
+/* Read the object named by row[blob_field] (if set), at most max bytes. *ret = NULL
+ * when the row names none. */
+static int read_spilled(struct mp_core *core, json_t *row, const char *blob_field, const char *what,
+                        size_t max, char **ret, size_t *ret_len, struct mp_error *err) {
+        const char *key = json_string_value(json_object_get(row, blob_field));
+        int r;
+
+        *ret = NULL;
+        *ret_len = 0;
+        if (!key)
+                return 0;
+        r = MP_BLOBS(core->blobs)->get(core->blobs, key, max, ret, ret_len, err);
+        if (r < 0)
+                return blob_failed(r, json_string_value(json_object_get(row, "id")) ?: "?", what, key, err);
+        return 0;
+}
+
+enum { RENDER_RESULT = 1 << 0, RENDER_LOGS = 1 << 1 };
+
+/* Make a whole task row (from task_get) what the API shows, in place. The result is
+ * left as "result_json": its stored JSON text (a string, or null when there is none),
+ * which the API sends as it is (api-tasks.c): a stored result is never parsed on a
+ * read, so a small text that would parse into a huge tree stays small. Spilled
+ * result, error and logs are read back from the object store (what says which); one
+ * that cannot be read is a 503, never a task without its result. */
+static int render_into(struct mp_core *core, json_t *t, unsigned what, struct mp_error *err) {
+        const char *id = json_string_value(json_object_get(t, "id"));
+        json_t *arts = json_object_get(t, "artifacts"), *a;
+        _cleanup_json_ json_t *out_arts = json_array();
+        size_t i;
+        int r;
+
+        if (!out_arts)
+                return -ENOMEM;
+        if (!json_object_get(t, "result_json"))
+                json_object_set_new(t, "result_json", json_null());
+        if (what & RENDER_RESULT) {
                 _cleanup_free_ char *data = NULL;
                 size_t len;
-                if (MP_BLOBS(core->blobs)->get(core->blobs, key, MP_MAX_RESULT_BYTES + 1, &data, &len, NULL) >= 0)
-                        json_object_set_new(t, "result", json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL));
+                if ((r = read_spilled(core, t, "result_blob", "result", MP_MAX_RESULT_BYTES + 1, &data,
+                                      &len, err)) < 0)
+                        return r;
+                if (data) {
+                        json_t *text = json_stringn(data, len);
+                        if (!text)
+                                return mp_error_set(err, EIO, 500, "storage", "the stored result of task "
+                                                    "%s is not UTF-8 text", id);
+                        json_object_set_new(t, "result_json", text);
+                }
+                /* A spilled error is read back whole; the executor caps what it holds. */
+                _cleanup_free_ char *edata = NULL;
+                if ((r = read_spilled(core, t, "error_blob", "error", MP_MAX_RESULT_BYTES + 1, &edata, &len,
+                                      err)) < 0)
+                        return r;
+                if (edata) {
+                        json_t *e = json_loadb(edata, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+                        if (!e)
+                                return mp_error_set(err, EIO, 500, "storage", "the stored error of task "
+                                                    "%s does not parse", id);
+                        json_object_set_new(t, "error", e);
+                }
         }
-        if ((key = json_string_value(json_object_get(t, "logs_blob")))) {
+        if (what & RENDER_LOGS) {
                 _cleanup_free_ char *data = NULL;
                 size_t len;
-                if (MP_BLOBS(core->blobs)->get(core->blobs, key, MP_MAX_LOG_BYTES + 1, &data, &len, NULL) >= 0)
+                if ((r = read_spilled(core, t, "logs_blob", "logs", MP_MAX_LOG_BYTES + 1, &data, &len, err)) < 0)
+                        return r;
+                if (data)
                         json_object_set_new(t, "logs", json_stringn(data, len));
         }
         if (!json_is_string(json_object_get(t, "logs")))
@@ -64,15 +127,38 @@ static json_t *render(struct mp_core *core, json_t *row) {
                 json_array_append_new(out_arts, json_pack("{s:O,s:O,s:s}", "name", json_object_get(a, "name"),
                                                           "size", json_object_get(a, "size"), "url", url));
         }
-        json_object_set_new(t, "artifacts", out_arts);
+        json_object_set_new(t, "artifacts", TAKE_PTR(out_arts));
         static const char *const times[] = { "queued_at", "started_at", "finished_at", NULL };
         static const char *const drop[] = { "owner_id", "company_id", "worker_id", "idempotency_key",
-                                            "result_blob", "logs_blob", NULL };
+                                            "result", "result_blob", "logs_blob", "error_blob",
+                                            "error_type", NULL };
         mp_core_shape(t, times, drop);
         if (!json_is_integer(json_object_get(t, "execution_ms")) ||
             !mp_core_status_ended(json_string_value(json_object_get(t, "status"))))
                 json_object_set_new(t, "execution_ms", json_null());
-        return t;
+        return 0;
+}
+
+/* The whole task the API shows: takes row (a task_get row), *ret on success. */
+static int render(struct mp_core *core, json_t *row, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *t = row;
+        int r = render_into(core, t, RENDER_RESULT | RENDER_LOGS, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+/* A task in a list: a summary row (task_list) shaped in place. */
+static void render_summary(json_t *t) {
+        static const char *const times[] = { "queued_at", "started_at", "finished_at", NULL };
+        static const char *const drop[] = { "owner_id", "company_id", NULL };
+        mp_core_shape(t, times, drop);
+        if (!json_object_get(t, "error_type"))
+                json_object_set_new(t, "error_type", json_null());
+        if (!json_is_integer(json_object_get(t, "execution_ms")) ||
+            !mp_core_status_ended(json_string_value(json_object_get(t, "status"))))
+                json_object_set_new(t, "execution_ms", json_null());
 }
 
 static bool idempotency_key_ok(const char *k) {
@@ -125,15 +211,23 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
         json_object_set_new(task, "idempotency_key", idempotency_key ? json_string(idempotency_key) : json_null());
         r = MP_STORE(core->store)->task_create(core->store, task, &existing, err);
         if (r == -EEXIST && existing) {
-                if (!json_equal(json_object_get(existing, "inputs"), inputs) ||
-                    json_integer_value(json_object_get(existing, "version")) !=
-                            json_integer_value(json_object_get(ver, "version")))
+                json_int_t first_version = json_integer_value(json_object_get(existing, "version"));
+                /* A retry is the same call: same key, function and inputs give the first
+                 * task back, whatever the latest version is now (a version published
+                 * between the two must not turn a retry into a conflict). Only a retry
+                 * that names another version explicitly is a different call. */
+                if (!json_equal(json_object_get(existing, "inputs"), inputs))
                         return mp_error_set(err, EEXIST, 409, "conflict",
                                             "Idempotency-Key \"%s\" was already used for a call with "
                                             "other inputs (task %s)", idempotency_key,
                                             json_string_value(json_object_get(existing, "id")));
-                *ret = render(core, existing);
-                return 0;
+                if (version != 0 && first_version != version)
+                        return mp_error_set(err, EEXIST, 409, "conflict",
+                                            "Idempotency-Key \"%s\" was already used for a call of "
+                                            "version %d (task %s)", idempotency_key, (int) first_version,
+                                            json_string_value(json_object_get(existing, "id")));
+                mp_error_clear(err);
+                return render(core, TAKE_PTR(existing), ret, err);
         }
         if (r < 0)
                 return r;
@@ -142,8 +236,7 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
         MP_QUEUE(core->queue)->push(core->queue, id, function_id, NULL);
         json_object_set_new(task, "status", json_string("queued"));
         json_object_set_new(task, "attempts", json_integer(0));
-        *ret = render(core, task);
-        return 0;
+        return render(core, TAKE_PTR(task), ret, err);
 }
 
 static int load_task(struct mp_core *core, const struct mp_principal *p, const char *id,
@@ -171,9 +264,11 @@ int mp_core_task_get(struct mp_core *core, const struct mp_principal *p, const c
         int r = load_task(core, p, id, &t, err);
         if (r < 0)
                 return r;
+        bool ended = mp_core_status_ended(json_string_value(json_object_get(t, "status")));
+        if ((r = render(core, TAKE_PTR(t), ret, err)) < 0)
+                return r;
         if (ret_ended)
-                *ret_ended = mp_core_status_ended(json_string_value(json_object_get(t, "status")));
-        *ret = render(core, t);
+                *ret_ended = ended;
         return 0;
 }
 
@@ -219,7 +314,8 @@ int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const ch
                 const char *tc = json_string_value(json_object_get(t, "company_id"));
                 if (company_id && (!tc || strcmp(tc, company_id)))
                         continue;
-                json_array_append_new(items, render(core, t));
+                render_summary(t);
+                json_array_append(items, t);
         }
         *ret = mp_core_page(TAKE_PTR(items), &list);
         return *ret ? 0 : -ENOMEM;
@@ -229,8 +325,8 @@ int mp_core_task_logs(struct mp_core *core, const struct mp_principal *p, const 
                       char **ret, size_t *ret_len, struct mp_error *err) {
         _cleanup_json_ json_t *t = NULL;
         const char *logs;
-        int r = mp_core_task_get(core, p, id, &t, NULL, err);
-        if (r < 0)
+        int r = load_task(core, p, id, &t, err);
+        if (r < 0 || (r = render_into(core, t, RENDER_LOGS, err)) < 0)
                 return r;
         logs = json_string_value(json_object_get(t, "logs"));
         *ret_len = json_string_length(json_object_get(t, "logs"));
@@ -252,10 +348,13 @@ int mp_core_task_artifact(struct mp_core *core, const struct mp_principal *p, co
                 return r;
         json_array_foreach(json_object_get(t, "artifacts"), i, a) {
                 const char *n = json_string_value(json_object_get(a, "name"));
-                if (n && !strcmp(n, name))
-                        return MP_BLOBS(core->blobs)->get(core->blobs,
-                                        json_string_value(json_object_get(a, "blob")),
-                                        MP_MAX_ARTIFACT_BYTES, ret, ret_len, err);
+                const char *key = json_string_value(json_object_get(a, "blob"));
+                if (n && !strcmp(n, name)) {
+                        /* The task lists it: an object that cannot be read is a 503. */
+                        r = MP_BLOBS(core->blobs)->get(core->blobs, key, MP_MAX_ARTIFACT_BYTES, ret,
+                                                       ret_len, err);
+                        return r < 0 ? blob_failed(r, id, "artifact", key ? key : "?", err) : r;
+                }
         }
         return mp_error_set(err, ENOENT, 404, "not_found", "task %s has no artifact named \"%.128s\"", id,
                             name);
@@ -268,8 +367,9 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
         if (r < 0)
                 return r;
         bool by_owner = !strcmp(json_string_value(json_object_get(t, "owner_id")) ?: "", p->user_id);
-        fields = json_pack("{s:s,s:I,s:{s:s,s:s}}", "status", "cancelled", "finished_at",
-                           (json_int_t) mp_now_ms(), "error", "type", "Cancelled", "message",
+        fields = json_pack("{s:s,s:I,s:s,s:{s:s,s:s}}", "status", "cancelled", "finished_at",
+                           (json_int_t) mp_now_ms(), "error_type", "Cancelled", "error", "type",
+                           "Cancelled", "message",
                            by_owner ? "the task was cancelled by its owner"
                                     : "the task was cancelled by an admin of its company");
         r = MP_STORE(core->store)->task_finish(core->store, id, fields, err);

@@ -61,7 +61,20 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
         int r;
 
         json_object_set_new(fields, "status", json_string(end_status(res->status)));
-        json_object_set(fields, "error", res->status == MP_EXEC_OK ? json_null() : res->error);
+        json_object_set_new(fields, "error", json_null());
+        json_object_set_new(fields, "error_type", json_null());
+        if (res->status != MP_EXEC_OK && res->error) {
+                /* The error is kept like the logs: inline when small, else in an object;
+                 * its type also has a column of its own, which is all a list reads. */
+                const char *type = json_string_value(json_object_get(res->error, "type"));
+                _cleanup_free_ char *etext = json_dumps(res->error, JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!etext)
+                        return -ENOMEM;
+                json_object_set_new(fields, "error_type", type ? json_string(type) : json_null());
+                snprintf(key, sizeof(key), "tasks/%s/error.json", task_id);
+                if ((r = keep(core, fields, "error", key, etext, strlen(etext), res->error, err)) < 0)
+                        return r;
+        }
         if (res->status == MP_EXEC_OK) {
                 _cleanup_free_ char *text = json_dumps(res->result, JSON_COMPACT | JSON_ENCODE_ANY);
                 snprintf(key, sizeof(key), "tasks/%s/result.json", task_id);
@@ -116,9 +129,11 @@ static int finish(struct mp_core *core, const char *task_id, json_t *fields, str
 
 static int fail_task(struct mp_core *core, const char *task_id, const char *type, const char *msg,
                      struct mp_error *err) {
-        _cleanup_json_ json_t *fields = json_pack("{s:s,s:{s:s,s:s},s:I}", "status", "failed", "error",
-                                                  "type", type, "message", msg, "finished_at",
-                                                  (json_int_t) mp_now_ms());
+        _cleanup_json_ json_t *fields = json_pack("{s:s,s:s,s:{s:s,s:s},s:I}", "status", "failed",
+                                                  "error_type", type, "error", "type", type, "message",
+                                                  msg, "finished_at", (json_int_t) mp_now_ms());
+        if (!fields)
+                return -ENOMEM;
         return finish(core, task_id, fields, err);
 }
 
@@ -209,8 +224,8 @@ static int start(struct mp_core *core, const char *worker_id, const char *task_i
                 snprintf(msg, sizeof(msg), "the task was started %d times without its end being "
                          "recorded (its worker stopped, or the store or object store could not be "
                          "reached); it is not retried again", MP_MAX_ATTEMPTS);
-                fail_task(core, task_id, "WorkerLost", msg, err);
-                return 0;
+                int r = fail_task(core, task_id, "WorkerLost", msg, err);
+                return r < 0 ? r : 0;
         }
         mp_warn("task %s: its previous run was interrupted, running it again", task_id);
         /* This worker holds the job's claim: it runs the task again in place, so no other
@@ -260,16 +275,28 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
 
         if ((r = MP_STORE(core->store)->task_get(core->store, task_id, &task, err)) < 0)
                 return r == -ENOENT ? 1 : r;
-        if ((r = start(core, worker_id, task_id, task, err)) <= 0)
-                return r < 0 ? r : 1;
+        if (mp_core_status_ended(json_string_value(json_object_get(task, "status"))))
+                return 1; /* cancelled meanwhile, or ended by a run whose ack was lost */
 
+        /* The version before the start: a store that fails here gives the job back
+         * without counting a run. Only a version that is really gone fails the task. */
         r = MP_STORE(core->store)->function_get_version(core->store,
                         json_string_value(json_object_get(task, "function_id")),
                         (int) json_integer_value(json_object_get(task, "version")), &ver, err);
-        if (r < 0) {
-                fail_task(core, task_id, "FunctionGone", "the function version of this task no longer exists", NULL);
+        if (r == -ENOENT) {
+                if ((r = fail_task(core, task_id, "FunctionGone",
+                                   "the function version of this task no longer exists", err)) < 0)
+                        return r;
                 return 1;
         }
+        if (r < 0) {
+                mp_warn("task %s: its function version cannot be read now: %s", task_id,
+                        err && err->message[0] ? err->message : strerror(-r));
+                return r;
+        }
+        if ((r = start(core, worker_id, task_id, task, err)) <= 0)
+                return r < 0 ? r : 1;
+
         json_t *lim = json_object_get(ver, "limits");
         /* Warm path: instances are keyed by function version and tenant; the zygote
          * by environment (a content hash of the sorted requirements, "base" when none). */
@@ -299,7 +326,9 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
         r = mp_executor_run(core->executor, &req, &res, &xerr);
         if (r < 0) {
                 mp_err("task %s: could not run: %s", task_id, xerr.message);
-                fail_task(core, task_id, "SandboxError", xerr.message, NULL);
+                /* Not recorded (the store is down): the job goes back, and the run again. */
+                if ((r = fail_task(core, task_id, "SandboxError", xerr.message, err)) < 0)
+                        return r;
                 return 1;
         }
         if (res.status == MP_EXEC_CANCELLED) {

@@ -30,7 +30,8 @@
  *        input_schema (json), limits (json), isolation, created_at); primary key
  *        (function_id, version)
  *  tasks(id, function_id, version, owner_id, company_id?, status, inputs (json),
- *        result (json, null when none or spilled), result_blob?, error (json),
+ *        result (json, null when none or spilled), result_blob?, error (json, null
+ *        when none or spilled), error_type? (the error's "type"), error_blob?,
  *        logs (text), logs_blob?, logs_truncated (0/1), artifacts (json: array of
  *        {name, size, blob}), queued_at, started_at, finished_at, execution_ms,
  *        cpu_ms, peak_memory_kb, attempts, worker_id?, idempotency_key?);
@@ -147,8 +148,15 @@ struct mp_store_ops {
          * function already has it: -EEXIST and *ret_existing = that task. */
         int (*task_create)(struct mp_store *s, json_t *task, json_t **ret_existing,
                            struct mp_error *err);
+        /* The whole row, but its result as "result_json": the stored JSON text as a
+         * string, not parsed (null when none or spilled); no "result" key. task_create's
+         * *ret_existing is the same shape. */
         int (*task_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
-        /* filter: {owner_id, function_id?, status?, cursor?, limit}; newest first. */
+        /* filter: {owner_id, function_id?, status?, cursor?, limit}; newest first. Items
+         * are summaries: {id, function_id, version, owner_id, company_id, status,
+         * error_type, queued_at, started_at, finished_at, execution_ms, cpu_ms,
+         * peak_memory_kb, attempts}; inputs, result, error, logs and artifacts are not
+         * read. */
         int (*task_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
                          struct mp_error *err);
         /* queued -> running (started_at = now, worker_id, attempts + 1). 1 when it
@@ -161,8 +169,8 @@ struct mp_store_ops {
         int (*task_retry)(struct mp_store *s, const char *id, const char *worker_id,
                           int64_t now, struct mp_error *err);
         /* queued|running -> fields.status (completed, failed, timed_out, cancelled), with
-         * the other columns present in fields (result, result_blob, error, logs,
-         * logs_blob, logs_truncated, artifacts, finished_at, execution_ms, cpu_ms,
+         * the other columns present in fields (result, result_blob, error, error_type,
+         * error_blob, logs, logs_blob, logs_truncated, artifacts, finished_at, execution_ms, cpu_ms,
          * peak_memory_kb), and the job row deleted, in one transaction. 1 when it moved,
          * 0 when the task had already ended (completion is idempotent). */
         int (*task_finish)(struct mp_store *s, const char *id, json_t *fields,

@@ -571,6 +571,56 @@ def test_idempotency_key_returns_same_task(api, fname):
     assert r.status_code in (400, 422), describe(r)
 
 
+def test_idempotency_key_replays_the_first_task_after_a_new_version(api, fname):
+    """A retry with the same key, function and inputs is the same call, even when a new
+    version was published in between: it gets the first task (and its result), not a 409,
+    and runs nothing again. Only a retry that names another version is a conflict."""
+    f = api.create_function("alice", fname, ADD)
+    key = api.unique("idem-v")
+    first = api.execute("alice", f["id"], {"a": 2, "b": 3}, idempotency_key=key)
+    assert first["status"] == "completed" and first["result"] == 5.0 and first["version"] == 1, first
+    g = expect_status(api.put("alice", f"/functions/{f['id']}", json={
+        "code": "def main(a: float, b: float = 1.0) -> float:\n    return a * b\n"}), 200).json()
+    assert g["version"] == 2, g
+    r = api.execute_raw("alice", f["id"], {"a": 2, "b": 3}, idempotency_key=key, wait=20)
+    again = expect_status(r, 200).json()
+    assert again["id"] == first["id"] and again["version"] == 1 and again["result"] == 5.0, again
+    # naming version 1 is the same call too; version 2 is another call with that key
+    r = api.execute_raw("alice", f["id"], {"a": 2, "b": 3}, idempotency_key=key, version=1)
+    assert expect_status(r, 200).json()["id"] == first["id"]
+    p = assert_problem(api.execute_raw("alice", f["id"], {"a": 2, "b": 3}, idempotency_key=key,
+                                       version=2), 409)
+    assert first["id"] in p["detail"] and "version 1" in p["detail"], p
+    # other inputs under the same key stay a conflict
+    assert_problem(api.execute_raw("alice", f["id"], {"a": 9}, idempotency_key=key), 409)
+    tasks = expect_status(api.get("alice", "/tasks", params={"function_id": f["id"]}), 200).json()
+    assert [t["id"] for t in tasks["items"]] == [first["id"]], "the retries ran nothing"
+
+
+def test_task_list_items_are_summaries(api, fname):
+    """A list shows what ran and how it went, never inputs, results, errors, logs or
+    artifacts: GET /tasks/{id} gives those."""
+    code = ("def main(x: int) -> int:\n    print('x is', x)\n"
+            "    if x < 0:\n        raise ValueError('negative ' * 50)\n    return x\n")
+    f = api.create_function("alice", fname, code)
+    ok = api.execute("alice", f["id"], {"x": 7})
+    bad = api.execute("alice", f["id"], {"x": -1})
+    assert ok["status"] == "completed" and bad["status"] == "failed", (ok, bad)
+    items = expect_status(api.get("alice", "/tasks", params={"function_id": f["id"]}), 200).json()["items"]
+    assert [t["id"] for t in items] == [bad["id"], ok["id"]], items
+    want = {"id", "function_id", "version", "status", "queued_at", "started_at", "finished_at",
+            "execution_ms", "cpu_ms", "peak_memory_kb", "attempts", "error_type"}
+    for t in items:
+        assert set(t) == want, f"a summary has exactly {sorted(want)}: {sorted(t)}"
+    assert items[0]["error_type"] == "ValueError" and items[0]["status"] == "failed", items[0]
+    assert items[1]["error_type"] is None and isinstance(items[1]["execution_ms"], int), items[1]
+    # the whole task is one GET away
+    full = api.task("alice", bad["id"])
+    assert full["error"]["type"] == "ValueError" and "negative" in full["error"]["message"], full
+    assert "x is -1" in full["logs"] and full["inputs"] == {"x": -1}, full
+    assert api.task("alice", ok["id"])["result"] == 7
+
+
 def test_status_values_are_known(api, adder):
     lst = expect_status(api.get("alice", "/tasks"), 200).json()
     assert lst["items"], "alice has tasks by now"

@@ -172,6 +172,13 @@ def test_failed_task_exit_1(cli, stack):
     r = ok(cli("run", name, "x=1", "--json"), 1)
     t = as_json(r)
     assert t["status"] == "failed" and t["error"]["type"] == "RuntimeError", t
+    # task ls: one summary line per task, with the error's type; no message, no result
+    r = ok(cli("task", "ls", "--function", name))
+    lines = [ln for ln in r.stdout.splitlines() if t["id"] in ln]
+    assert len(lines) == 1 and lines[0].split()[1] == "failed" and lines[0].split()[-1] == "RuntimeError", r.stdout
+    assert "the beam broke" not in r.stdout, r.stdout
+    items = as_json(ok(cli("task", "ls", "--function", name, "--json")))["items"]
+    assert items[0]["error_type"] == "RuntimeError" and "error" not in items[0], items
 
 
 def test_invalid_inputs_exit_3(cli, stack):

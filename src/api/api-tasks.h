@@ -1,0 +1,12 @@
+/* Sending a task: its stored result spliced in as bytes (api-tasks.c). */
+#pragma once
+
+#include <microhttpd.h>
+#include <jansson.h>
+
+/* Answer with a task as core renders it (mp_core_task_get, mp_core_execute,
+ * mp_core_task_cancel): the object's keys, and "result" with the bytes of its
+ * "result_json" string (the stored JSON text; null when none) written as they are,
+ * without building a tree of them. task is borrowed (its "result_json" key is removed);
+ * NULL answers an empty body. Returns an MHD result. */
+enum MHD_Result mp_api_send_task(struct MHD_Connection *conn, unsigned status, json_t *task);
