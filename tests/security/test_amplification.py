@@ -38,8 +38,11 @@ def _executor_limit(name_re: str, default: int) -> int:
     under its limit when limits.h names one, else from the default; the test shrinks
     further when the executor still refuses (ResultTooComplex)."""
     text = (REPO / "src" / "base" / "limits.h").read_text()
-    m = re.search(rf"#define\s+MP_MAX_RESULT_{name_re}\s+\(?\s*(\d+)", text)
-    return min(default, int(m.group(1)) - 10) if m else default
+    m = re.search(rf"#define\s+MP_MAX_RESULT_{name_re}\s+([0-9u*() ]+?)\s*(?:/\*|$)", text, re.M)
+    if not m:
+        return default
+    value = eval(re.sub(r"(\d+)u", r"\1", m.group(1)), {"__builtins__": {}})  # e.g. (2u * 1000 * 1000)
+    return min(default, int(value) - 10)
 
 
 ELEMENTS = _executor_limit(r"(?:ELEMENTS|NODES|VALUES|ITEMS)", 300_000)
