@@ -70,6 +70,8 @@ struct inst {
         bool dead, killed, retiring, gfd_eof;
         bool spent;                /* per_call, its one call done: parked (stopped) until
                                     * a quiet moment kills it; never dispatched again */
+        bool setup_failed;         /* its cgroup or limits could not be applied */
+        bool cg_peak;              /* this call's peak is its cgroup's (else VmHWM) */
         pid_t pid;
         int pidfd, gfd, lfd;
         clockid_t clk;
@@ -172,11 +174,10 @@ static int64_t inst_memory_kb(const struct inst *in) {
         return kb >= 0 ? kb : proc_kb(in->pid, "smaps_rollup", priv, 2);
 }
 
-static void reset_peak(const struct inst *in) {
-        if (in->cg.path[MP_CG_MEMORY][0]) {
-                mp_cgroup_reset_peak(&in->cg);
+static void reset_peak(struct inst *in) {
+        in->cg_peak = mp_cgroup_reset_peak(&in->cg) == 0;
+        if (in->cg_peak)
                 return;
-        }
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int) in->pid);
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -184,12 +185,10 @@ static void reset_peak(const struct inst *in) {
                 (void) !write(fd, "5", 1); /* 5: reset the peak RSS (VmHWM) */
 }
 
+/* The instance's peak RSS since reset_peak (when its cgroup cannot say). */
 static int64_t peak_kb(const struct inst *in) {
         static const char *const hwm[] = { "VmHWM:" };
-        int64_t kb = -1;
-        bool oom;
-        mp_cgroup_usage(&in->cg, &kb, &oom);
-        return kb >= 0 ? kb : proc_kb(in->pid, "status", hwm, 1);
+        return proc_kb(in->pid, "status", hwm, 1);
 }
 
 static pid_t pidfd_pid(int pidfd) {
@@ -206,7 +205,22 @@ static void kill_inst(struct inst *in) {
          * Through the pidfd, so a recycled pid can never be hit. */
         if (in->pidfd >= 0)
                 (void) syscall(SYS_pidfd_send_signal, in->pidfd, SIGKILL, NULL, 0);
+        /* And its cgroup (cgroup.kill): nothing of it outlives the kill. */
+        (void) mp_cgroup_kill(&in->cg);
         in->killed = true;
+}
+
+/* Its cgroup or limits could not be applied: it goes, and the environment counts a
+ * failure (SPAWN_FAILS_MAX in a row and waiting calls get this sentence). */
+static void setup_failed(struct inst *in, const char *why) {
+        mp_warn("exec: instance %u: %s", in->id, why);
+        if (in->z) {
+                in->z->fails++;
+                snprintf(in->z->last_error, sizeof(in->z->last_error), "%s", why);
+        }
+        in->setup_failed = true;
+        in->retiring = true;
+        kill_inst(in);
 }
 
 static unsigned live(const struct mp_pool *p) {
@@ -342,8 +356,8 @@ static json_t *finish_reply(struct mp_pool *p, struct inst *in, bool exited, int
                 cpu = MP_MAX(cpu_us / 1000 - in->cpu0_ns / 1000000, 0);
         }
         mp_cgroup_usage(&in->cg, &pk, &oom);
-        if (pk < 0 && !exited)
-                pk = peak_kb(in);
+        if (!in->cg_peak)
+                pk = exited ? -1 : peak_kb(in);
         struct mp_outcome o = {
                 .rep = &in->rep, .rep_complete = in->rep_complete, .rep_oversize = in->rep_oversize,
                 .timed_out = in->timed_out, .killed = in->killed, .exited = exited, .oom = exited && oom, .ws = ws,
@@ -413,11 +427,19 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
         bool load = ch < 0;
 
         if (in->st == I_SPARE) {
+                _cleanup_error_ struct mp_error err = { 0 };
                 struct mp_zsetup su = { lim->timeout_s, lim->memory_mb, lim->cpus, lim->max_procs, lim->tmp_mb };
                 in->key = strdup(key);
                 in->per_call = per_call;
                 in->lim = *lim;
-                (void) mp_cgroup_set_limits(&in->cg, lim);
+                if (mp_cgroup_set_limits(&in->cg, lim, &err) < 0) {
+                        /* Never run without its limits: this call fails, the instance
+                         * goes, the environment counts a failure. */
+                        if (ch >= 0)
+                                reply_error(p, (unsigned) ch, err.message);
+                        setup_failed(in, err.message);
+                        return;
+                }
                 (void) mp_buf_append(&in->req, &su, sizeof(su));
         }
         if (load)
@@ -527,7 +549,9 @@ static void inst_exited(struct mp_pool *p, struct inst *in, int ws, int64_t cpu_
                         json_decref(r);
                 end_call_buffers(in);
         }
-        if ((in->st == I_SPAWNING || in->st == I_SPARE) && !in->killed && in->z) {
+        if (in->setup_failed) {
+                /* counted by setup_failed() */
+        } else if ((in->st == I_SPAWNING || in->st == I_SPARE) && !in->killed && in->z) {
                 in->z->fails++;
                 if (in->logs.len)
                         snprintf(in->z->last_error, sizeof(in->z->last_error), "%s", in->logs.data);
@@ -600,11 +624,17 @@ static void zyg_event(struct mp_pool *p, struct zyg *z) {
                         struct mp_limits dl = { MP_DEFAULT_TIMEOUT_S, MP_DEFAULT_MEMORY_MB, MP_DEFAULT_CPUS,
                                                 MP_DEFAULT_MAX_PROCS, MP_DEFAULT_TMP_MB };
                         snprintf(name, sizeof(name), "inst-%d-%u", (int) getpid(), in->id);
-                        (void) mp_cgroup_create(name, &dl, &in->cg);
-                        if (mp_cgroup_attach(&in->cg, in->pid) < 0)
-                                mp_warn("exec: cannot put instance %u in its cgroup", in->id);
                         in->st = I_SPARE;
                         in->last_ms = mp_mono_ms();
+                        _cleanup_error_ struct mp_error err = { 0 };
+                        int r = mp_cgroup_create(name, &dl, &in->cg, &err);
+                        if (r >= 0 && (r = mp_cgroup_attach(&in->cg, in->pid)) < 0)
+                                mp_error_set(&err, -r, 503, "sandbox", "sandbox: cannot put the instance in its cgroup %s: %s",
+                                             in->cg.path[0], strerror(-r));
+                        /* It is still blocked before any user code: never let it go on
+                         * without its limits. */
+                        if (r < 0)
+                                setup_failed(in, err.message);
                 } else if (m.op == MP_Z_FAILED && in && in->st == I_SPAWNING) {
                         snprintf(z->last_error, sizeof(z->last_error), "the zygote could not fork an instance: %s",
                                  strerror(m.status));
