@@ -70,6 +70,7 @@ struct inst {
         bool dead, killed, retiring, gfd_eof;
         bool spent;                /* per_call, its one call done: parked (stopped) until
                                     * a quiet moment kills it; never dispatched again */
+        bool frozen;               /* SIGSTOPped between calls (see freeze()) */
         bool setup_failed;         /* its cgroup or limits could not be applied */
         bool cg_peak;              /* this call's peak is its cgroup's (else VmHWM) */
         pid_t pid;
@@ -210,6 +211,23 @@ static void kill_inst(struct inst *in) {
         in->killed = true;
 }
 
+/* No user code runs between calls. A call may leave threads spinning, a timer armed
+ * (its signal handler then runs user code in the main thread), a thread pool working:
+ * outside a call the instance is stopped, all its threads at once (SIGSTOP stops the
+ * whole thread group and cannot be caught; an instance is one process: the seccomp
+ * filter refuses fork, and io_uring, whose kernel threads would go on). The CPU it
+ * uses is thus always inside a call, charged to it by the process CPU clock. One
+ * signal after the reply (off the caller's path) and one before the next request:
+ * see docs/benchmarks.md for their cost. */
+static void freeze(struct inst *in) {
+        if (in->frozen || in->killed || in->dead || in->pidfd < 0)
+                return;
+        if (syscall(SYS_pidfd_send_signal, in->pidfd, SIGSTOP, NULL, 0) == 0)
+                in->frozen = true;
+        else
+                kill_inst(in); /* cannot stop it: it must not run on, unaccounted */
+}
+
 /* Its cgroup or limits could not be applied: it goes, and the environment counts a
  * failure (SPAWN_FAILS_MAX in a row and waiting calls get this sentence). */
 static void setup_failed(struct inst *in, const char *why) {
@@ -221,6 +239,14 @@ static void setup_failed(struct inst *in, const char *why) {
         in->setup_failed = true;
         in->retiring = true;
         kill_inst(in);
+}
+
+static void thaw(struct inst *in) {
+        if (!in->frozen)
+                return;
+        in->frozen = false;
+        if (syscall(SYS_pidfd_send_signal, in->pidfd, SIGCONT, NULL, 0) < 0)
+                kill_inst(in); /* its call ends as a crash, never hangs */
 }
 
 static unsigned live(const struct mp_pool *p) {
@@ -410,13 +436,14 @@ static void call_done(struct mp_pool *p, struct inst *in) {
                  * (kill_spent). It is never given another call: spent is final. */
                 in->spent = true;
                 in->retiring = true;
-                if (in->pidfd >= 0)
-                        (void) syscall(SYS_pidfd_send_signal, in->pidfd, SIGSTOP, NULL, 0);
+                freeze(in);
                 p->st.retired++;
         } else if (!in->per_call && (in->calls >= p->max_calls || in->mem_kb - in->base_kb > p->growth_kb)) {
                 kill_inst(in);
                 in->retiring = true;
                 p->st.retired++;
+        } else {
+                freeze(in); /* kept: idle until its next call, stopped */
         }
 }
 
@@ -472,6 +499,8 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
         ssize_t n = send(in->gfd, in->req.data, in->req.len, MSG_NOSIGNAL);
         if (n > 0)
                 in->req_off = (size_t) n;
+        /* After the request is queued: the instance wakes once, with it in hand. */
+        thaw(in);
 }
 
 static void guest_io(struct mp_pool *p, struct inst *in, short revents) {
