@@ -217,8 +217,9 @@ static void kill_inst(struct inst *in) {
  * whole thread group and cannot be caught; an instance is one process: the seccomp
  * filter refuses fork, and io_uring, whose kernel threads would go on). The CPU it
  * uses is thus always inside a call, charged to it by the process CPU clock. One
- * signal after the reply (off the caller's path) and one before the next request:
- * see docs/benchmarks.md for their cost. */
+ * signal after the reply (off the caller's path) and one after the next request is
+ * queued: ~6 + ~3 us of the executor's time, ~10 us on a warm call of ~220 us measured
+ * at the executor (2-core VM, noisy). */
 static void freeze(struct inst *in) {
         if (in->frozen || in->killed || in->dead || in->pidfd < 0)
                 return;
