@@ -297,6 +297,7 @@ int mp_cgroup_setup_v2(const char *root, struct mp_error *err) {
         int r = setup_v2_at(root, err);
         if (r < 0)
                 memset(&mp_cgroup_host, 0, sizeof(mp_cgroup_host));
+        setup_done = r >= 0;
         return r;
 }
 

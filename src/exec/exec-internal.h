@@ -85,7 +85,8 @@ extern struct mp_cgroup_host mp_cgroup_host;
  * allow_unlimited (then 0, a loud warning, and sandboxes run on rlimits alone).
  * Once it succeeded, later calls change nothing and return 0. */
 int mp_cgroup_setup(const char *root, bool allow_unlimited, struct mp_error *err);
-/* The same, against a directory tree shaped like cgroup2 (tests): v2 at root, always. */
+/* The same, against a directory tree shaped like cgroup2 (tests): v2 at root, always;
+ * it replaces any earlier setup, and on success mp_cgroup_setup then keeps it. */
 int mp_cgroup_setup_v2(const char *root, struct mp_error *err);
 /* One cgroup per sandbox or instance: <parent>/name with memory, pids and cpu limits.
  * 0 with cg filled (cg->ops NULL when the host runs unlimited by choice), or -errno

@@ -15,6 +15,7 @@
 #include "base/util.h"
 #include "check.h"
 #include "exec/exec-internal.h"
+#include "exec/exec.h"
 
 static char root[PATH_MAX];
 
@@ -252,6 +253,32 @@ TEST(setup_fails_closed) {
         rm_root();
 }
 
+/* The executor on a subtree where every sandbox's limits fail to be written (the
+ * kernel's files of a new child are missing: the probe alone was prepared). Neither a
+ * warm instance nor a cold sandbox runs; each call fails with the file named. */
+TEST(executor_fails_closed) {
+        struct mp_error err = { 0 };
+        fake_root("cpu memory pids\n");
+        REQUIRE(mp_cgroup_setup_v2(root, &err) == 0);
+        struct mp_exec_config cfg = { .sandbox = true, .python = "/usr/bin/python3", .channels = 2, .preload = "" };
+        struct mp_executor *ex = NULL;
+        REQUIRE(mp_executor_start(&cfg, &ex, &err) == 0);
+        json_t *in = json_object();
+        struct mp_exec_request req = { .op = MP_EXEC_RUN, .code = "def main():\n    return 1\n", .handler = "main",
+                                       .inputs = in, .limits = lim, .function_key = "f:1", .tenant = "alice" };
+        struct mp_exec_result r;
+        CHECK_INT(mp_executor_run(ex, &req, &r, &err), <, 0);
+        CHECK(strstr(err.message, "cannot apply its limits") && strstr(err.message, "memory.max"));
+        mp_error_clear(&err);
+        req.function_key = NULL; /* cold */
+        CHECK_INT(mp_executor_run(ex, &req, &r, &err), <, 0);
+        CHECK(strstr(err.message, "cannot apply its limits") && strstr(err.message, "memory.max"));
+        mp_error_clear(&err);
+        json_decref(in);
+        mp_executor_stop(ex);
+        rm_root();
+}
+
 static const struct check_case cases[] = {
         CASE(v2_setup_delegates),
         CASE(v2_create_writes_limits),
@@ -261,6 +288,7 @@ static const struct check_case cases[] = {
         CASE(v2_limit_write_fails_closed),
         CASE(v2_setup_refuses_missing_controller),
         CASE(setup_fails_closed),
+        CASE(executor_fails_closed),
 };
 
 CHECK_MAIN(cases)
