@@ -42,6 +42,7 @@
 #define SPENT_GAP_MS 5        /* quiet time before used per_call instances are killed */
 #define SPENT_MAX 8           /* used per_call instances parked at most; more are killed now */
 #define SPAWN_FAILS_MAX 3     /* instances dying unbound in a row: the zygote is broken */
+#define FREEZE_GAP_MS 2       /* an instance idle this long after a call is stopped */
 #define KEY_MAX 600
 
 enum tag_kind { T_ZCTL, T_GUEST, T_LOG };
@@ -71,6 +72,8 @@ struct inst {
         bool spent;                /* per_call, its one call done: parked (stopped) until
                                     * a quiet moment kills it; never dispatched again */
         bool frozen;               /* SIGSTOPped between calls (see freeze()) */
+        int64_t freeze_ms;         /* idle: stop it then (0: nothing to stop) */
+        int64_t cpu_end_ns;        /* its CPU clock when its last call or load ended */
         bool setup_failed;         /* its cgroup or limits could not be applied */
         bool cg_peak;              /* this call's peak is its cgroup's (else VmHWM) */
         pid_t pid;
@@ -213,13 +216,15 @@ static void kill_inst(struct inst *in) {
 
 /* No user code runs between calls. A call may leave threads spinning, a timer armed
  * (its signal handler then runs user code in the main thread), a thread pool working:
- * outside a call the instance is stopped, all its threads at once (SIGSTOP stops the
- * whole thread group and cannot be caught; an instance is one process: the seccomp
- * filter refuses fork, and io_uring, whose kernel threads would go on). The CPU it
- * uses is thus always inside a call, charged to it by the process CPU clock. One
- * signal after the reply (off the caller's path) and one after the next request is
- * queued: ~6 + ~3 us of the executor's time, ~10 us on a warm call of ~220 us measured
- * at the executor (2-core VM, noisy). */
+ * an idle instance is stopped, all its threads at once (SIGSTOP stops the whole thread
+ * group and cannot be caught; an instance is one process: the seccomp filter refuses
+ * fork, and io_uring, whose kernel threads would go on). Not at the reply itself: the
+ * guest still has a little to do after it (flush, free the call's objects), which
+ * would otherwise be stopped and finished on the next call's path. FREEZE_GAP_MS after
+ * the reply, unless the next call came first (back-to-back calls never pay for it).
+ * Whatever runs in that gap is charged to the next call: its CPU is counted from the
+ * end of the previous one (cpu_end_ns). A stop and a continue cost the executor ~6 and
+ * ~3 us (measured on a 2-core VM). */
 static void freeze(struct inst *in) {
         if (in->frozen || in->killed || in->dead || in->pidfd < 0)
                 return;
@@ -340,6 +345,7 @@ static int spawn(struct mp_pool *p, struct zyg *z) {
         in->st = I_SPAWNING;
         in->pidfd = in->gfd = in->lfd = -1;
         in->ch = -1;
+        in->cpu_end_ns = -1;
         in->tg = (struct tag) { T_GUEST, in };
         in->tl = (struct tag) { T_LOG, in };
         struct mp_zmsg m = { .op = MP_Z_SPAWN, .id = in->id };
@@ -419,6 +425,7 @@ static void call_done(struct mp_pool *p, struct inst *in) {
                 p->reply(p->ctx, (unsigned) in->ch, finish_reply(p, in, false, 0, 0));
         bool complete = in->rep_complete;
         end_call_buffers(in);
+        in->cpu_end_ns = cpu_ns(in->clk);
         p->last_activity = now;
         in->calls += real;
         in->mem_kb = inst_memory_kb(in);
@@ -444,7 +451,7 @@ static void call_done(struct mp_pool *p, struct inst *in) {
                 in->retiring = true;
                 p->st.retired++;
         } else {
-                freeze(in); /* kept: idle until its next call, stopped */
+                in->freeze_ms = now + FREEZE_GAP_MS; /* kept: stopped once idle */
         }
 }
 
@@ -495,7 +502,9 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
                 return;
         }
         reset_peak(in);
-        in->cpu0_ns = cpu_ns(in->clk);
+        /* From the end of its last call: what ran since is this call's. */
+        in->cpu0_ns = in->cpu_end_ns >= 0 ? in->cpu_end_ns : cpu_ns(in->clk);
+        in->freeze_ms = 0;
         /* Try now: most requests fit in the socket buffer, saving a poll round. */
         ssize_t n = send(in->gfd, in->req.data, in->req.len, MSG_NOSIGNAL);
         if (n > 0)
@@ -1039,6 +1048,8 @@ void mp_pool_watch(struct mp_pool *p, struct mp_pollset *ps, int64_t now, int64_
                         LOWER(in->deadline_ms - now);
                 if (in->st == I_IDLE && !in->killed)
                         LOWER(in->last_ms + p->idle_ms - now);
+                if (in->st == I_IDLE && !in->killed && in->freeze_ms)
+                        LOWER(in->freeze_ms - now);
         }
         if (refill_wanted(p))
                 LOWER(p->n_wishes ? 0 : p->last_activity + REFILL_GAP_MS - now);
@@ -1099,6 +1110,9 @@ void mp_pool_tick(struct mp_pool *p, int64_t now) {
                         kill_inst(in);
                         in->retiring = true;
                         p->st.retired++;
+                } else if (in->st == I_IDLE && in->freeze_ms && now >= in->freeze_ms) {
+                        in->freeze_ms = 0;
+                        freeze(in);
                 }
         }
         enforce_memory(p);
