@@ -131,7 +131,8 @@ static int v1_create(const char *name, const struct mp_limits *limits, struct mp
                         return mp_error_set(err, ENAMETOOLONG, 503, "sandbox", "the cgroup path is too long");
                 }
                 if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                        int r = mp_error_set(err, errno, 503, "sandbox", "sandbox: cannot create its cgroup %s: %m", dir);
+                        int r = mp_error_set(err, errno, 503, "sandbox", "sandbox: cannot create its cgroup %s: %m",
+                                             dir);
                         dir[0] = 0;
                         (void) v1_destroy(cg);
                         return r;

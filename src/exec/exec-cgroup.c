@@ -252,8 +252,8 @@ static int setup_v2_at(const char *root, struct mp_error *err) {
         if (stat(root, &st) < 0 || !S_ISDIR(st.st_mode))
                 return mp_error_set(err, ENOENT, 503, "sandbox", "%s is not a directory", root);
         if (read_small(root, "cgroup.controllers", 4096, &ctrl) < 0)
-                return mp_error_set(err, ENOENT, 503, "sandbox", "%s has no cgroup.controllers: not a cgroup2 directory",
-                                    root);
+                return mp_error_set(err, ENOENT, 503, "sandbox",
+                                    "%s has no cgroup.controllers: not a cgroup2 directory", root);
         missing_controllers(ctrl, missing, sizeof(missing));
         if (missing[0])
                 return mp_error_set(err, EOPNOTSUPP, 503, "sandbox",
@@ -281,8 +281,9 @@ static int setup_v2_at(const char *root, struct mp_error *err) {
                 return mp_error_set(err, -r, 503, "sandbox", "cannot move the service into %s: %s", svc, strerror(-r));
         r = mp_cg_write(root, "cgroup.subtree_control", "+memory +pids +cpu");
         if (r < 0)
-                return mp_error_set(err, -r, 503, "sandbox", "cannot enable memory, pids and cpu in %s/cgroup.subtree_control: %s%s",
-                                    root, strerror(-r),
+                return mp_error_set(err, -r, 503, "sandbox",
+                                    "cannot enable memory, pids and cpu in %s/cgroup.subtree_control: %s%s", root,
+                                    strerror(-r),
                                     r == -EBUSY ? " (processes other than the service's live in it)" : "");
         snprintf(mp_cgroup_host.v2_root, sizeof(mp_cgroup_host.v2_root), "%s", root);
         r = probe(&mp_cgroup_v2_ops, err);
@@ -320,7 +321,8 @@ static int setup(const char *root, bool allow_unlimited, struct mp_error *err) {
                 r = mp_cgroup_v1_setup(&e1);
                 if (r >= 0 && probe(&mp_cgroup_v1_ops, &e1) >= 0) {
                         mp_cgroup_host.ops = &mp_cgroup_v1_ops;
-                        mp_info("exec: sandbox limits by cgroup v1 (memory, pids, cpu under %s)", mp_cgroup_host.v1_mount);
+                        mp_info("exec: sandbox limits by cgroup v1 (memory, pids, cpu under %s)",
+                                mp_cgroup_host.v1_mount);
                         return 0;
                 }
                 r = own_v2_dir(dir, sizeof(dir), &e2);

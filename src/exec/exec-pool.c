@@ -668,8 +668,9 @@ static void zyg_event(struct mp_pool *p, struct zyg *z) {
                         _cleanup_error_ struct mp_error err = { 0 };
                         int r = mp_cgroup_create(name, &dl, &in->cg, &err);
                         if (r >= 0 && (r = mp_cgroup_attach(&in->cg, in->pid)) < 0)
-                                mp_error_set(&err, -r, 503, "sandbox", "sandbox: cannot put the instance in its cgroup %s: %s",
-                                             in->cg.path[0], strerror(-r));
+                                mp_error_set(&err, -r, 503, "sandbox",
+                                             "sandbox: cannot put the instance in its cgroup %s: %s", in->cg.path[0],
+                                             strerror(-r));
                         /* It is still blocked before any user code: never let it go on
                          * without its limits. */
                         if (r < 0)

@@ -483,7 +483,8 @@ static int64_t children_cpu_ticks(pid_t parent_of_parent) {
 
 TEST(no_cpu_between_calls) {
         const char *code = "import threading\ndef spin():\n    while True:\n        pass\n"
-                           "def main(n):\n    for _ in range(n):\n        threading.Thread(target=spin, daemon=True).start()\n"
+                           "def main(n):\n    for _ in range(n):\n"
+                           "        threading.Thread(target=spin, daemon=True).start()\n"
                            "    return threading.active_count()\n";
         struct call c = { .code = code, .fk = "spin:1", .inputs = "{\"n\": 2}" };
         CHECK_INT(call_int(&c), ==, 3);
