@@ -38,6 +38,10 @@ const char mp_config_usage[] =
         "                         (MECAPY_GRACE, 30)\n"
         "  --no-sandbox           DEVELOPMENT ONLY: run user code without isolation\n"
         "                         (MECAPY_NO_SANDBOX=1)\n"
+        "  --cgroup-root PATH     delegated cgroup v2 directory for the sandboxes' limits\n"
+        "                         (MECAPY_CGROUP_ROOT; default: cgroup v1, else our own cgroup)\n"
+        "  --allow-unlimited-sandbox  start even where no cgroup limit can be applied; user\n"
+        "                         code then has rlimits only (MECAPY_ALLOW_UNLIMITED_SANDBOX=1)\n"
         "  --verbose              debug logging\n"
         "  --auth LIST            identity providers: local, oidc:ISSUER-URL, or both\n"
         "                         comma separated (MECAPY_AUTH, local)\n"
@@ -70,6 +74,7 @@ enum {
         OPT_FUNCTION_CONCURRENCY, OPT_PRELOAD, OPT_SHARD, OPT_GRACE,
         OPT_ALLOW_SIGNUP = 1300, OPT_RATE_LIMIT, OPT_AUTH_RATE_LIMIT, OPT_CORS_ORIGIN,
         OPT_TRUSTED_PROXY, OPT_METRICS_ALLOW = 1400, OPT_METRICS_PORT,
+        OPT_CGROUP_ROOT = 1500, OPT_ALLOW_UNLIMITED,
 };
 
 static const struct {
@@ -115,6 +120,8 @@ static const struct {
         { OPT_TRUSTED_PROXY, "trusted-proxy", "MECAPY_TRUSTED_PROXY" },
         { OPT_METRICS_ALLOW, "metrics-allow", "MECAPY_METRICS_ALLOW" },
         { OPT_METRICS_PORT, "metrics-port", "MECAPY_METRICS_PORT" },
+        { OPT_CGROUP_ROOT, "cgroup-root", "MECAPY_CGROUP_ROOT" },
+        { OPT_ALLOW_UNLIMITED, "allow-unlimited-sandbox", "MECAPY_ALLOW_UNLIMITED_SANDBOX" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -185,6 +192,12 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
         case OPT_TRUSTED_PROXY: return set_str(&c->trusted_proxies, v);
         case OPT_METRICS_ALLOW: return set_str(&c->metrics_allow, v);
         case OPT_METRICS_PORT: return set_int(&c->metrics_port, v, 0, 65535, name, err);
+        case OPT_CGROUP_ROOT:
+                if (v[0] != '/')
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--cgroup-root must be an absolute path, not \"%s\"", v);
+                return set_str(&c->cgroup_root, v);
+        case OPT_ALLOW_UNLIMITED: c->allow_unlimited_sandbox = v ? truthy(v) : true; return 0;
         }
         return 0;
 }
@@ -275,7 +288,7 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_err
         }
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
                 bool flag = table[i].opt == OPT_NO_SANDBOX || table[i].opt == OPT_VERBOSE ||
-                            table[i].opt == OPT_ALLOW_SIGNUP;
+                            table[i].opt == OPT_ALLOW_SIGNUP || table[i].opt == OPT_ALLOW_UNLIMITED;
                 longopts[i] = (struct option) { table[i].name, flag ? no_argument : required_argument,
                                                 NULL, table[i].opt };
         }
@@ -347,6 +360,7 @@ void mp_config_free(struct mp_config *c) {
         free(c->cors_origins);
         free(c->trusted_proxies);
         free(c->metrics_allow);
+        free(c->cgroup_root);
         free(c);
 }
 

@@ -17,6 +17,10 @@ struct mp_config {
         int workers;         /* --workers / MECAPY_WORKERS, calls run at once, 4 */
         int http_threads;    /* --http-threads / MECAPY_HTTP_THREADS, 4 */
         bool sandbox;        /* false with --no-sandbox / MECAPY_NO_SANDBOX=1 */
+        char *cgroup_root;   /* --cgroup-root / MECAPY_CGROUP_ROOT: a delegated cgroup v2
+                              * directory for the sandboxes' limits; NULL: found */
+        bool allow_unlimited_sandbox; /* --allow-unlimited-sandbox: start even when no
+                                       * cgroup limit can be applied (a loud warning) */
         char *python;        /* --python / MECAPY_PYTHON, "/usr/bin/python3" */
         /* Import policy checked at upload (not the security boundary). */
         char *forbidden_imports; /* --forbidden-imports, comma separated */

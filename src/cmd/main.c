@@ -200,6 +200,8 @@ static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
                 .max_calls = (unsigned) cfg->instance_calls,
                 .idle_s = cfg->instance_idle_s,
                 .preload = cfg->preload,
+                .cgroup_root = cfg->cgroup_root,
+                .allow_unlimited = cfg->allow_unlimited_sandbox,
         };
         if (!cfg->sandbox)
                 mp_warn("--no-sandbox: USER CODE RUNS WITHOUT ISOLATION. For development only; never "

@@ -517,7 +517,11 @@ static void call_start(struct loop *L, unsigned i) {
         } else {
                 char name[64];
                 snprintf(name, sizeof(name), "call-%d-%lu", (int) getpid(), ++L->seq);
-                (void) mp_cgroup_create(name, &lim, &c->cg);
+                if (mp_cgroup_create(name, &lim, &c->cg, &err) < 0) {
+                        reply_setup_error(L, i, err.message);
+                        call_release(L, c);
+                        return;
+                }
         }
 
         struct mp_spawn spawn = {
@@ -1064,6 +1068,9 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
                 return mp_error_set(err, ENOENT, 500, "config", "exec: the interpreter %s is not an executable absolute path",
                                     python);
         if (cfg->sandbox) {
+                r = mp_cgroup_setup(cfg->cgroup_root, cfg->allow_unlimited, err);
+                if (r < 0)
+                        return r;
                 r = mp_sandbox_probe(err);
                 if (r < 0)
                         return r;

@@ -1,5 +1,5 @@
 /* exec/ private interfaces: the sandbox plan and spawner, the seccomp filter, the
- * cgroup v1 limits. Only the executor process (single-threaded, see exec-executor.c)
+ * cgroup limits. Only the executor process (single-threaded, see exec-executor.c)
  * calls these. */
 #pragma once
 
@@ -34,29 +34,92 @@ int mp_seccomp_build(struct mp_seccomp **ret, struct mp_error *err);
 int mp_seccomp_load(const struct mp_seccomp *s);
 struct mp_seccomp *mp_seccomp_free(struct mp_seccomp *s);
 
-/* ---- cgroup v1 (exec-cgroup.c) ---- */
+/* ---- cgroup limits (exec-cgroup.c, backends exec-cgroup-v1.c, exec-cgroup-v2.c) ---- */
 
 enum { MP_CG_MEMORY, MP_CG_PIDS, MP_CG_CPU, MP_CG_COUNT };
 
+struct mp_cgroup_ops;
+/* One sandbox's (or instance's) cgroup. All zero: none (the host runs unlimited by the
+ * operator's choice, or the development mode without a sandbox). */
 struct mp_cgroup {
-        char path[MP_CG_COUNT][PATH_MAX]; /* "" when that controller is not in use */
+        const struct mp_cgroup_ops *ops;  /* the backend that made it; NULL: none */
+        /* v1: one directory per controller. v2: path[0] is the one directory. */
+        char path[MP_CG_COUNT][PATH_MAX];
 };
 
-/* Where the host lets us: create one cgroup per sandbox under <own cgroup>/mecapy/<name>
- * for memory, pids and cpu, and write the limits. Controllers the host does not offer
- * are skipped (rlimits still apply). Never fails hard: returns the number in use. */
-int mp_cgroup_create(const char *name, const struct mp_limits *limits, struct mp_cgroup *cg);
-/* Move pid into every cgroup of cg. 0 or -errno. */
+/* A backend (one file each). Every function gets a cgroup that backend made. */
+struct mp_cgroup_ops {
+        const char *name; /* "cgroup v1", "cgroup v2" */
+        /* Make <parent>/name and write the limits; 0, or -errno with err naming the file. */
+        int (*create)(const char *name, const struct mp_limits *l, struct mp_cgroup *cg, struct mp_error *err);
+        int (*set_limits)(const struct mp_cgroup *cg, const struct mp_limits *l, struct mp_error *err);
+        int (*attach)(const struct mp_cgroup *cg, pid_t pid);
+        int64_t (*memory_kb)(const struct mp_cgroup *cg);
+        /* 0 when the next peak reading covers one call only; -EOPNOTSUPP if it cannot. */
+        int (*reset_peak)(const struct mp_cgroup *cg);
+        void (*usage)(const struct mp_cgroup *cg, int64_t *ret_peak_kb, bool *ret_oom);
+        int (*kill)(const struct mp_cgroup *cg);
+        int (*destroy)(struct mp_cgroup *cg); /* rmdir; -EBUSY while tasks leave */
+};
+extern const struct mp_cgroup_ops mp_cgroup_v1_ops, mp_cgroup_v2_ops;
+
+/* The host's cgroup layout, chosen once per process by mp_cgroup_setup. */
+struct mp_cgroup_host {
+        const struct mp_cgroup_ops *ops; /* NULL: no limits (--allow-unlimited-sandbox) */
+        char v1_mount[PATH_MAX];         /* "/sys/fs/cgroup" (v1: <mount>/<controller>) */
+        char v1_parent[MP_CG_COUNT][PATH_MAX]; /* v1: <mount>/<ctrl>/<own cgroup>/mecapy */
+        char v2_root[PATH_MAX];          /* v2: the delegated subtree; the service lives
+                                          * in <root>/service, sandboxes beside it */
+};
+extern struct mp_cgroup_host mp_cgroup_host;
+
+/* Pick the backend, once, in the server before the executor forks (it inherits it):
+ *  - root given (--cgroup-root): cgroup v2 in that delegated directory;
+ *  - else cgroup v1 where memory, pids and cpu hierarchies are mounted and writable;
+ *  - else cgroup v2 in our own cgroup ("0::" line of /proc/self/cgroup under the cgroup2
+ *    mount: what systemd's Delegate=yes gives the service).
+ * v2: our processes move to <root>/service (no process may live in a cgroup whose
+ * controllers are delegated), memory, pids and cpu are enabled in
+ * <root>/cgroup.subtree_control. Every backend is probed: a child is made, limited and
+ * removed. When none works: -errno and err names the cause and the fix, unless
+ * allow_unlimited (then 0, a loud warning, and sandboxes run on rlimits alone).
+ * Once it succeeded, later calls change nothing and return 0. */
+int mp_cgroup_setup(const char *root, bool allow_unlimited, struct mp_error *err);
+/* The same, against a directory tree shaped like cgroup2 (tests): v2 at root, always;
+ * it replaces any earlier setup, and on success mp_cgroup_setup then keeps it. */
+int mp_cgroup_setup_v2(const char *root, struct mp_error *err);
+/* One cgroup per sandbox or instance: <parent>/name with memory, pids and cpu limits.
+ * 0 with cg filled (cg->ops NULL when the host runs unlimited by choice), or -errno
+ * with err saying which limit could not be applied and nothing left behind: the
+ * caller must then not run the sandbox. */
+int mp_cgroup_create(const char *name, const struct mp_limits *limits, struct mp_cgroup *cg,
+                     struct mp_error *err);
+/* Move pid into cg. 0 (also without a cgroup) or -errno. */
 int mp_cgroup_attach(const struct mp_cgroup *cg, pid_t pid);
-/* Peak memory (kB, -1 unknown) and whether the memory limit was hit. */
+/* Peak memory (kB, -1 unknown) and whether the OOM killer acted in cg. */
 void mp_cgroup_usage(const struct mp_cgroup *cg, int64_t *ret_peak_kb, bool *ret_oom);
-/* (Re)write the limits of an existing cgroup. 0 or -errno. */
-int mp_cgroup_set_limits(const struct mp_cgroup *cg, const struct mp_limits *limits);
-/* Current memory charged to cg in kB (-1 unknown); reset the peak for the next call. */
+/* (Re)write the limits of an existing cgroup. 0 or -errno with err. */
+int mp_cgroup_set_limits(const struct mp_cgroup *cg, const struct mp_limits *limits, struct mp_error *err);
+/* Current memory charged to cg in kB (-1 unknown). */
 int64_t mp_cgroup_memory_kb(const struct mp_cgroup *cg);
-void mp_cgroup_reset_peak(const struct mp_cgroup *cg);
-/* rmdir every cgroup of cg; -EBUSY while killed tasks are still leaving (retry later). */
+/* Start a per-call peak: 0, or -EOPNOTSUPP when the peak covers the cgroup's life
+ * (v2 before per-fd resets; no cgroup): the caller measures the peak another way. */
+int mp_cgroup_reset_peak(const struct mp_cgroup *cg);
+/* SIGKILL everything in cg: cgroup.kill (v2, Linux 5.14+), else every pid listed in
+ * cgroup.procs. 0 or -errno. */
+int mp_cgroup_kill(const struct mp_cgroup *cg);
+/* rmdir cg; when tasks are still in it, kill them and return -EBUSY (retry later). */
 int mp_cgroup_destroy(struct mp_cgroup *cg);
+
+/* v1: find and create the parent of every controller (mp_cgroup_host.v1_parent). */
+int mp_cgroup_v1_setup(struct mp_error *err);
+/* Shared by the backends (exec-cgroup.c). */
+int mp_cg_write(const char *dir, const char *file, const char *value);
+int64_t mp_cg_read_i64(const char *dir, const char *file);
+/* The value of "key N" in a flat-keyed file (memory.events, memory.oom_control), -1. */
+int64_t mp_cg_read_key(const char *dir, const char *file, const char *key);
+int mp_cg_kill_procs(const char *dir);
+int mp_cg_limit_error(struct mp_error *err, int r, const char *dir, const char *file);
 
 /* ---- sandbox (exec-sandbox.c) ---- */
 

@@ -143,7 +143,9 @@ static void spawn(uint32_t id, PyObject *serve, const struct mp_seccomp *sc) {
         /* New pid namespace: the instance is PID 1 there, sees only itself, and
          * killing it kills everything it started. New mount namespace: its own /proc,
          * /tmp and /work. New ipc namespace: no shared memory with other instances.
-         * The user, uts and network namespaces are the zygote's (no network at all). */
+         * The user and uts namespaces are the zygote's; the instance makes its own
+         * network namespace early, while still a spare (mp_sandbox_instance_early), so
+         * abstract sockets and /proc/net are its own too. */
         long pid = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_PIDFD | SIGCHLD, NULL,
                            &pidfd, NULL, 0);
         if (pid == 0) {

@@ -36,6 +36,11 @@ struct mp_exec_config {
                                    * first call retires [256] */
         const char *preload;      /* comma-separated modules every zygote imports
                                    * ["numpy,scipy,scipy.optimize"] */
+        /* cgroup limits (exec-cgroup.c). Without them user code does not run: */
+        const char *cgroup_root;  /* a delegated cgroup v2 directory; NULL: cgroup v1 if
+                                   * usable, else our own cgroup v2 (systemd Delegate=yes) */
+        bool allow_unlimited;     /* run on rlimits alone when no cgroup limit can be
+                                   * applied (a loud warning) instead of refusing to start */
 };
 
 enum mp_exec_op {

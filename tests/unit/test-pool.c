@@ -417,6 +417,87 @@ TEST(cancel_queued) {
         restart(&c0);
 }
 
+/* The first line of the file named by a shell glob ("" if none). */
+static void glob_first_line(const char *pattern, char *buf, size_t size) {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "cat %s 2>/dev/null | head -1", pattern);
+        buf[0] = 0;
+        FILE *f = popen(cmd, "r");
+        if (f && !fgets(buf, (int) size, f))
+                buf[0] = 0;
+        if (f)
+                pclose(f);
+        buf[strcspn(buf, "\n")] = 0;
+}
+
+/* cgroup v1, for real (this host): a warm instance sits in its own cgroups with its
+ * function's limits (512 MB, 16 tasks, 1 CPU), read from outside. */
+TEST(instance_limits_in_cgroup) {
+        struct call c = { .code = COUNTER, .fk = "cglimits:1", .tenant = "carol" };
+        CHECK_INT(call_int(&c), ==, 1);
+        pid_t pid = executor_pid();
+        char pat[300], v[64];
+        int n = 0;
+        /* Every instance of this executor that is bound has these limits; spares have
+         * the defaults, so look for one bound instance. */
+        for (int k = 1; k < 400 && !n; k++) {
+                snprintf(pat, sizeof(pat), "/sys/fs/cgroup/memory/*/mecapy/inst-%d-%d/memory.limit_in_bytes "
+                         "/sys/fs/cgroup/memory/*/*/mecapy/inst-%d-%d/memory.limit_in_bytes "
+                         "/sys/fs/cgroup/memory/mecapy/inst-%d-%d/memory.limit_in_bytes", (int) pid, k, (int) pid, k,
+                         (int) pid, k);
+                glob_first_line(pat, v, sizeof(v));
+                if (strcmp(v, "536870912") != 0)
+                        continue;
+                n++;
+                snprintf(pat, sizeof(pat), "/sys/fs/cgroup/pids/mecapy/inst-%d-%d/pids.max "
+                         "/sys/fs/cgroup/pids/*/mecapy/inst-%d-%d/pids.max", (int) pid, k, (int) pid, k);
+                glob_first_line(pat, v, sizeof(v));
+                CHECK_STR(v, "16");
+                snprintf(pat, sizeof(pat), "/sys/fs/cgroup/cpu/mecapy/inst-%d-%d/cpu.cfs_quota_us "
+                         "/sys/fs/cgroup/cpu/*/mecapy/inst-%d-%d/cpu.cfs_quota_us", (int) pid, k, (int) pid, k);
+                glob_first_line(pat, v, sizeof(v));
+                CHECK_STR(v, "100000");
+                snprintf(pat, sizeof(pat), "/sys/fs/cgroup/pids/mecapy/inst-%d-%d/cgroup.procs "
+                         "/sys/fs/cgroup/pids/*/mecapy/inst-%d-%d/cgroup.procs", (int) pid, k, (int) pid, k);
+                glob_first_line(pat, v, sizeof(v));
+                CHECK(v[0] >= '1' && v[0] <= '9'); /* the instance is in it */
+        }
+        CHECK_INT(n, ==, 1);
+}
+
+/* Between calls a warm instance is stopped: threads its call left spinning use no CPU
+ * (an instance's CPU, all threads, from /proc/PID/stat), and run again in its next call. */
+static int64_t children_cpu_ticks(pid_t parent_of_parent) {
+        char cmd[300];
+        int64_t sum = 0;
+        snprintf(cmd, sizeof(cmd), "for z in $(pgrep -P %d); do for i in $(pgrep -P $z); do "
+                 "cut -d')' -f2- /proc/$i/stat | awk '{print $12 + $13}'; done; done", (int) parent_of_parent);
+        FILE *f = popen(cmd, "r");
+        long v;
+        while (f && fscanf(f, "%ld", &v) == 1)
+                sum += v;
+        if (f)
+                pclose(f);
+        return sum;
+}
+
+TEST(no_cpu_between_calls) {
+        const char *code = "import threading\ndef spin():\n    while True:\n        pass\n"
+                           "def main(n):\n    for _ in range(n):\n"
+                           "        threading.Thread(target=spin, daemon=True).start()\n"
+                           "    return threading.active_count()\n";
+        struct call c = { .code = code, .fk = "spin:1", .inputs = "{\"n\": 2}" };
+        CHECK_INT(call_int(&c), ==, 3);
+        pid_t pid = executor_pid();
+        usleep(100 * 1000);
+        int64_t t0 = children_cpu_ticks(pid);
+        usleep(1000 * 1000);
+        CHECK_INT(children_cpu_ticks(pid) - t0, <=, 10); /* spinning: 100 ticks (1 CPU) */
+        /* Woken for its next call: the same instance, its threads still there. */
+        c.inputs = "{\"n\": 0}";
+        CHECK_INT(call_int(&c), ==, 3);
+}
+
 /* Processes of the sandbox's host uid range, and our cgroups. */
 static int leftovers(pid_t exec_pid) {
         int n = 0;
@@ -463,6 +544,8 @@ static const struct check_case cases[] = {
         CASE(cancel_per_call),
         CASE(cancel_cold),
         CASE(cancel_queued),
+        CASE(instance_limits_in_cgroup),
+        CASE(no_cpu_between_calls),
         CASE(stop_leaves_nothing),
 };
 
