@@ -54,10 +54,14 @@ static json_t *field_value(const char *s, size_t n, bool quoted) {
         if (n == 5 && !memcmp(s, "false", 5))
                 return json_false();
         /* Numbers: digits, signs, a point and an exponent only, so strtod's "inf", "nan"
-         * and hexadecimal forms stay strings. */
-        if (n < sizeof(buf) && strspn(s, "0123456789+-.eE") >= n && strpbrk(memcpy(buf, s, n), "0123456789")) {
+         * and hexadecimal forms stay strings. The field is not NUL-terminated: copy it. */
+        if (n < sizeof(buf)) {
+                memcpy(buf, s, n);
                 buf[n] = 0;
-                if (strspn(buf + (buf[0] == '-' || buf[0] == '+'), "0123456789") == n - (buf[0] == '-' || buf[0] == '+')) {
+        }
+        if (n < sizeof(buf) && strspn(buf, "0123456789+-.eE") == n && strpbrk(buf, "0123456789")) {
+                size_t sign = buf[0] == '-' || buf[0] == '+';
+                if (strspn(buf + sign, "0123456789") == n - sign) {
                         long long ll;
                         errno = 0;
                         ll = strtoll(buf, &endp, 10);

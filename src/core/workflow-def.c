@@ -3,9 +3,9 @@
  * the first. Functions are resolved through the caller's callback, so this file knows
  * nothing of the store: it sees names, versions and schemas.
  *
- * Order of the checks: the shape of each field; then references (params, nodes); then,
- * with every reference known, a cycle; then, with functions resolved, their inputs and
- * the types along each edge where both schemas name them. */
+ * Order of the checks: the shape of each field and each node's function resolved; then
+ * inputs, references (params, nodes) and the types along each edge where both schemas
+ * name them; then, when every node has its own id, a cycle. */
 #include <stdio.h>
 #include <string.h>
 
@@ -512,12 +512,17 @@ static size_t *topological_order(struct parse *ps) {
                         }
                 }
         }
-        /* The walk follows "reads from", so the data flows the other way: print it reversed. */
+        /* The walk follows "reads from", so the data flows the other way: print it reversed,
+         * from the cycle's node given first. */
+        size_t m = len - start, first = 0;
+        for (size_t j = 1; j < m; j++)
+                if (walk[len - 1 - j] < walk[len - 1 - first])
+                        first = j;
         char text[1024] = "";
         size_t off = 0;
-        for (size_t k = len; k-- > start && off < sizeof(text) - 80;)
-                off += (size_t) snprintf(text + off, sizeof(text) - off, "%s -> ", ps->nodes[walk[k]].id);
-        snprintf(text + off, sizeof(text) - off, "%s", ps->nodes[walk[len - 1]].id);
+        for (size_t t = 0; t <= m && off < sizeof(text) - 80; t++)
+                off += (size_t) snprintf(text + off, sizeof(text) - off, "%s%s", t ? " -> " : "",
+                                         ps->nodes[walk[len - 1 - (first + t) % m]].id);
         mp_error_add_field(ps->err, "nodes", "form a cycle: %s", text);
         return NULL;
 }
@@ -675,15 +680,23 @@ static int parse(struct parse *ps, mp_flow_resolve_fn resolve, void *userdata, j
                 if (!ps->nodes[i].body)
                         continue;
                 snprintf(base, sizeof(base), "nodes[%zu]", i);
-                if (json_is_object(json_object_get(ps->nodes[i].body, "inputs")))
+                json_t *inputs = json_object_get(ps->nodes[i].body, "inputs");
+                if (!inputs || json_is_object(inputs))
                         check_inputs(ps, &ps->nodes[i], base);
                 check_map(ps, &ps->nodes[i], base);
         }
         outputs = read_outputs(ps);
+        /* A cycle is looked for whatever else is wrong, once every node has its own id
+         * (a reference then names one node). */
+        bool ids_ok = ps->n > 0;
+        for (size_t i = 0; i < ps->n; i++)
+                ids_ok &= ps->nodes[i].id != NULL;
+        if (ids_ok)
+                order = topological_order(ps);
         if (ps->err->errors)
                 return mp_core_validation_done(ps->err, "workflow fields");
-        if (!(order = topological_order(ps)))
-                return ps->err->errors ? mp_core_validation_done(ps->err, "workflow fields") : -ENOMEM;
+        if (!order)
+                return -ENOMEM;
         if (!(nodes = json_array()))
                 return -ENOMEM;
         for (size_t k = 0; k < ps->n; k++)

@@ -74,7 +74,8 @@ static int resolve_ref(json_t *ref, json_t *inputs, json_t *state, json_t **ret,
         }
         r = mp_jsonpath_get(result, json_string_value(json_object_get(ref, "path")), ret, &err);
         if (r < 0)
-                snprintf(msg, size, "%s in the result of node \"%s\"", err.message, from);
+                snprintf(msg, size, "path \"%s\" of node \"%s\": %s",
+                         json_string_value(json_object_get(ref, "path")), from, err.message);
         mp_error_clear(&err);
         return r;
 }
@@ -323,17 +324,22 @@ static void run_finish(json_t *def, json_t *state) {
         set_status(state, "completed");
 }
 
+static bool element_running(json_t *ns) {
+        json_t *el;
+        size_t i;
+        json_array_foreach(json_object_get(ns, "elements"), i, el)
+                if (is(el, "running"))
+                        return true;
+        return false;
+}
+
 bool mp_flow_run_busy(json_t *state) {
         const char *id;
-        json_t *ns, *el;
-        size_t i;
+        json_t *ns;
 
         json_object_foreach(json_object_get(state, "nodes"), id, ns) {
-                if (is(ns, "running") && !json_object_get(ns, "elements"))
+                if (is(ns, "running") && (!json_object_get(ns, "elements") || element_running(ns)))
                         return true;
-                json_array_foreach(json_object_get(ns, "elements"), i, el)
-                        if (is(el, "running"))
-                                return true;
         }
         return false;
 }
@@ -352,6 +358,13 @@ int mp_flow_run_next(json_t *def, json_t *inputs, json_t *state, json_t **ret, s
                         return mp_error_set(err, EINVAL, 500, "internal", "the run's state has no node \"%s\"",
                                             json_string_value(json_object_get(n, "id")));
         if (!is(state, "running")) {
+                /* Cancelled: a map node whose last running element ended is cancelled too. */
+                json_array_foreach(json_object_get(def, "nodes"), i, n) {
+                        json_t *ns = node_state(state, json_string_value(json_object_get(n, "id")));
+                        if (is(state, "cancelled") && is(ns, "running") && json_object_get(ns, "elements") &&
+                            !element_running(ns))
+                                set_status(ns, "cancelled");
+                }
                 *ret = TAKE_PTR(starts);
                 return 0;
         }

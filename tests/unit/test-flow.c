@@ -584,6 +584,28 @@ TEST(definition_requires_function_inputs) {
         CHECK(!has_field(&err, "nodes[1].inputs.x", NULL)); /* the map gives it */
         CHECK_INT(json_array_size(err.errors), ==, 1);
         mp_error_clear(&err);
+        parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"s\", \"function\": \"bending-stress\"}]}", -EINVAL, &err);
+        CHECK_FIELD(&err, "nodes[0].inputs.M", "is required");
+        CHECK_FIELD(&err, "nodes[0].inputs.W", "is required");
+        mp_error_clear(&err);
+}
+
+TEST(definition_derived_params_must_agree_on_types) {
+        struct mp_error err = { 0 };
+        parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": {\"param\": \"p\"}}},"
+                  "{\"id\": \"b\", \"function\": \"names\", \"inputs\": {\"s\": {\"param\": \"p\"}}}]}",
+                  -EINVAL, &err);
+        CHECK_FIELD(&err, "nodes[1].inputs.s", "expects a string, but parameter \"p\" is a number");
+        mp_error_clear(&err);
+        /* Without a resolver, functions are not checked: ids are as given, versions 0 or pinned. */
+        json_t *body = J("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"anything\", \"version\": 4,"
+                         " \"inputs\": {\"x\": {\"param\": \"p\"}}}]}"), *def = NULL;
+        CHECK_INT(mp_workflow_def_parse(body, NULL, NULL, &def, &err), ==, 0);
+        CHECK_STR(dump(json_object_get(json_array_get(json_object_get(def, "nodes"), 0), "function_id")), "\"anything\"");
+        CHECK_STR(dump(json_object_get(json_array_get(json_object_get(def, "nodes"), 0), "version")), "4");
+        CHECK_STR(dump(json_object_get(json_object_get(def, "input_schema"), "properties")), "{\"p\":{}}");
+        json_decref(def);
+        json_decref(body);
 }
 
 TEST(definition_cycles_are_named_in_order) {
@@ -594,11 +616,18 @@ TEST(definition_cycles_are_named_in_order) {
                   " {\"id\": \"b\", \"function\": \"square\", \"inputs\": {\"x\": {\"from\": \"a\"}}},"
                   " {\"id\": \"c\", \"function\": \"square\", \"inputs\": {\"x\": {\"from\": \"b\"}}}]}",
                   -EINVAL, &err);
-        CHECK_FIELD(&err, "nodes", "form a cycle: b -> c -> a -> b");
+        CHECK_FIELD(&err, "nodes", "form a cycle: a -> b -> c -> a");
         mp_error_clear(&err);
         parse_def("{\"name\": \"self\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": {\"from\": \"a\"}}}]}",
                   -EINVAL, &err);
         CHECK_FIELD(&err, "nodes", "form a cycle: a -> a");
+        mp_error_clear(&err);
+        /* Reported with the other problems, not instead of them. */
+        parse_def("{\"name\": \"both\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": {\"from\": \"b\"}}},"
+                  "{\"id\": \"b\", \"function\": \"names\", \"inputs\": {\"s\": {\"from\": \"a\"}, \"t\": {\"param\": \"p q\"}}}]}",
+                  -EINVAL, &err);
+        CHECK_FIELD(&err, "nodes", "form a cycle: a -> b -> a");
+        CHECK_FIELD(&err, "nodes[1].inputs.t.param", "parameter name");
         mp_error_clear(&err);
 }
 
@@ -822,7 +851,7 @@ TEST(run_path_that_resolves_nothing_fails_the_node) {
         CHECK_STR(step(&r), "label");
         CHECK_STR(node_field(&r, "stress", "status"), "\"failed\"");
         CHECK_STR(node_field(&r, "stress", "error"),
-                  "{\"type\":\"WorkflowInput\",\"message\":\"input \\\"M\\\": no key \\\"moment_max\\\" in the value in the result of node \\\"beam\\\"\"}");
+                  "{\"type\":\"WorkflowInput\",\"message\":\"input \\\"M\\\": path \\\"moment_max\\\" of node \\\"beam\\\": no key \\\"moment_max\\\" in the value\"}");
         run_free(&r);
 }
 
@@ -919,6 +948,32 @@ TEST(run_map_without_skip_failures_stops_starting) {
         run_free(&r);
 }
 
+TEST(run_cancel_ends_a_map_node_when_its_elements_have) {
+        struct run r;
+        json_t *tasks = NULL;
+        run_map(&r, true);
+        REQUIRE(r.state);
+        CHECK_STR(step(&r), "each[0] each[1] each[2] each[3]");
+        done(&r, "each", 0, "0");
+        CHECK_INT(mp_flow_run_cancel(r.state, &tasks), ==, 0);
+        CHECK_STR(dump(tasks), "[\"task-each-1\",\"task-each-2\",\"task-each-3\"]");
+        CHECK_STR(dump(json_object_get(json_array_get(json_object_get(json_object_get(json_object_get(r.state, "nodes"), "each"),
+                                                                     "elements"), 4), "status")), "\"cancelled\"");
+        CHECK_INT(mp_flow_run_task_ended(r.def, r.state, "each", 1, "cancelled", NULL, NULL), ==, 0);
+        CHECK_INT(mp_flow_run_task_ended(r.def, r.state, "each", 2, "cancelled", NULL, NULL), ==, 0);
+        CHECK_STR(step(&r), "");
+        CHECK_STR(node_field(&r, "each", "status"), "\"running\""); /* element 3 still runs */
+        CHECK_INT(mp_flow_run_task_ended(r.def, r.state, "each", 3, "completed", NULL, NULL), ==, 0);
+        CHECK_STR(step(&r), "");
+        CHECK_STR(node_field(&r, "each", "status"), "\"cancelled\"");
+        CHECK(!mp_flow_run_busy(r.state));
+        /* Retry: the 2 elements that completed are kept; the rest start, 4 at a time. */
+        CHECK_INT(mp_flow_run_retry(r.def, r.state), ==, 2);
+        CHECK_STR(step(&r), "each[1] each[2] each[4] each[5]");
+        json_decref(tasks);
+        run_free(&r);
+}
+
 TEST(run_map_over_a_non_list_or_empty_list) {
         struct run r;
         run_start(&r, "{\"name\": \"m\", \"nodes\": [{\"id\": \"each\", \"function\": \"square\","
@@ -989,6 +1044,7 @@ static const struct check_case cases[] = {
         CASE(definition_is_normalized),
         CASE(definition_reports_every_problem),
         CASE(definition_requires_function_inputs),
+        CASE(definition_derived_params_must_agree_on_types),
         CASE(definition_cycles_are_named_in_order),
         CASE(definition_limits),
         CASE(definition_declared_params_and_default_outputs),
@@ -997,6 +1053,7 @@ static const struct check_case cases[] = {
         CASE(run_path_that_resolves_nothing_fails_the_node),
         CASE(run_map_with_skip_failures_collects_in_order),
         CASE(run_map_without_skip_failures_stops_starting),
+        CASE(run_cancel_ends_a_map_node_when_its_elements_have),
         CASE(run_map_over_a_non_list_or_empty_list),
         CASE(run_recover_and_cancel),
 };
