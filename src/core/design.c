@@ -366,6 +366,25 @@ static json_t *bounded_value(json_t *b, bool integer, double x) {
         return number(scale(lo, hi - lo, x));
 }
 
+/* A parameter the schema types integer must have an integer between its bounds. */
+static int check_integer_bounds(json_t *design, json_t *schema, struct mp_error *err) {
+        const char *type = type_of(design), *key;
+        json_t *b;
+        char sub[320];
+
+        if (strcmp(type, "random") && strcmp(type, "lhs"))
+                return 0;
+        json_object_foreach(json_object_get(design, "params"), key, b) {
+                double lo = json_number_value(json_object_get(b, "min"));
+                double hi = json_number_value(json_object_get(b, "max"));
+                if (integer_param(schema, key) && -floor_d(-lo) > floor_d(hi)) {
+                        snprintf(sub, sizeof(sub), "design.params.%.*s", MP_MAX_NAME_LEN, key);
+                        mp_error_add_field(err, sub, "holds no integer between min and max, and the input is an integer");
+                }
+        }
+        return mp_core_validation_done(err, "design fields");
+}
+
 static int make_sampled(json_t *design, json_t *schema, size_t total, json_t *points) {
         json_t *params = json_object_get(design, "params"), *b;
         bool lhs = !strcmp(type_of(design), "lhs");
@@ -481,6 +500,8 @@ int mp_design_points(json_t *design, json_t *fixed, json_t *input_schema, json_t
         if (!points)
                 return -ENOMEM;
         if ((r = mp_design_count(design, &total, err)) < 0)
+                return r;
+        if ((r = check_integer_bounds(design, input_schema, err)) < 0)
                 return r;
         if (!strcmp(type_of(design), "list")) {
                 json_t *p;

@@ -71,7 +71,8 @@ int mp_design_count(json_t *design, size_t *ret_count, struct mp_error *err);
  * list in *ret. A parameter both fixed and varied is an error at "fixed.<name>". When
  * input_schema is not NULL every point is validated against it, and the first bad
  * point is refused: the message names its index and fields, the field paths read
- * "points[i].<name>". -EINVAL (422) on a bad design or point; -ENOMEM. */
+ * "points[i].<name>". -EINVAL (422) on a bad design or point; -E2BIG (422) past
+ * MP_MAX_STUDY_POINTS; -ENOMEM. */
 int mp_design_points(json_t *design, json_t *fixed, json_t *input_schema, json_t **ret,
                      struct mp_error *err);
 /* A CSV text as a list design's points in *ret (a new list of objects): RFC 4180 fields,
@@ -124,8 +125,12 @@ int mp_workflow_def_parse(json_t *body, mp_flow_resolve_fn resolve, void *userda
  *                             "cancelled",
  *                   "task_id"?, "result"?, "error"?, "skipped_reason"?,
  *                   "elements"?: [{"status", "task_id"?, "result"?, "error"?}],
- *                   "element_errors"?: [{"index", "error"}]}},
+ *                   "element_errors"?: [{"index", "error"}],
+ *                   "running_elements"?, "failed_elements"?, "next_element"?}},
  *    "outputs"?, "error"?}
+ * (the last three of a node are the scheduler's counters for a running map node, so a
+ * step costs what it starts; the API need not show them). The caller may add fields of
+ * its own (timings); the functions keep them.
  * The functions change the state in place; none does I/O. The caller, holding the run
  * (a lock or a transaction): mp_flow_run_next, creates a task for each start, records its
  * id with mp_flow_run_set_task, stores the state; on each task's end, mp_flow_run_task_ended
@@ -140,7 +145,10 @@ json_t *mp_flow_run_new(json_t *def);
  * "function_id", "version", "inputs"}, already marked "running" in state (map elements
  * up to the node's concurrency). When nothing runs and nothing can start, the run ends:
  * state's status becomes completed (with "outputs") or failed (with "error"). Returns the
- * number of starts, or -ENOMEM / -EINVAL for a state that does not fit def. */
+ * number of starts, or -ENOMEM / -EINVAL for a state that does not fit def. inputs: the
+ * run's inputs as validated against def's input_schema; a declared parameter left out
+ * takes its schema's default, a derived one leaves its input out (the function's default
+ * applies). */
 int mp_flow_run_next(json_t *def, json_t *inputs, json_t *state, json_t **ret,
                      struct mp_error *err);
 /* Record the task made for a start. 0, or -ENOENT for an unknown node or element. */

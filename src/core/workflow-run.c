@@ -201,52 +201,84 @@ static void map_finish(json_t *node, json_t *ns) {
         json_decref(errors);
 }
 
+/* A map node keeps three counters in its state, so a step costs what it starts, not the
+ * length of its list (a step runs at each end of each of up to MP_MAX_MAP_ELEMENTS
+ * calls): its running and failed elements, and next_element, before which no element is
+ * pending. Whatever resets elements (retry, recover, cancel) drops them; they are then
+ * counted again once. */
+static void map_counters(json_t *ns, size_t *running, size_t *failed, size_t *next) {
+        json_t *r = json_object_get(ns, "running_elements"), *f = json_object_get(ns, "failed_elements"), *el;
+        json_t *c = json_object_get(ns, "next_element");
+        size_t i;
+
+        if (json_is_integer(r) && json_is_integer(f) && json_is_integer(c)) {
+                *running = (size_t) json_integer_value(r);
+                *failed = (size_t) json_integer_value(f);
+                *next = (size_t) json_integer_value(c);
+                return;
+        }
+        *running = *failed = *next = 0;
+        json_array_foreach(json_object_get(ns, "elements"), i, el) {
+                *running += is(el, "running");
+                *failed += is(el, "failed") || is(el, "cancelled");
+        }
+}
+
+static void map_counters_drop(json_t *ns) {
+        json_object_del(ns, "running_elements");
+        json_object_del(ns, "failed_elements");
+        json_object_del(ns, "next_element");
+}
+
 /* Start what a running map node may: pending elements up to its concurrency. After a
  * failure without skip_failures, no new element starts; the node ends when none runs. */
 static int map_step(json_t *node, json_t *ns, json_t *inputs, json_t *state, json_t *starts) {
-        json_t *map = json_object_get(node, "map"), *elements = json_object_get(ns, "elements"), *el;
+        json_t *map = json_object_get(node, "map"), *elements = json_object_get(ns, "elements");
         json_int_t cap = json_integer_value(json_object_get(map, "concurrency"));
         bool skip = json_is_true(json_object_get(map, "skip_failures"));
-        size_t i, running = 0, pending = 0, failed = 0;
+        size_t n = json_array_size(elements), running, failed, next;
         char msg[1024];
 
-        json_array_foreach(elements, i, el) {
-                running += is(el, "running");
-                pending += is(el, "pending");
-                failed += is(el, "failed") || is(el, "cancelled");
-        }
-        if (failed && !skip && pending) {
-                json_array_foreach(elements, i, el)
-                        if (is(el, "pending"))
-                                set_status(el, "skipped");
-                pending = 0;
-        }
-        if (pending && (json_int_t) running < (cap > 0 ? cap : 1)) {
+        map_counters(ns, &running, &failed, &next);
+        if (failed && !skip)
+                for (; next < n; next++)
+                        if (is(json_array_get(elements, next), "pending"))
+                                set_status(json_array_get(elements, next), "skipped");
+        while (next < n && !is(json_array_get(elements, next), "pending"))
+                next++;
+        if (next < n && (json_int_t) running < (cap > 0 ? cap : 1)) {
                 _cleanup_json_ json_t *base = NULL;
                 json_t *over = map_over(node, inputs, state, msg, sizeof(msg));
                 if (!over || resolve_inputs(node, inputs, state, &base, msg, sizeof(msg)) < 0) {
-                        fail(node_state(state, json_string_value(json_object_get(node, "id"))), "WorkflowInput", msg);
+                        fail(ns, "WorkflowInput", msg);
+                        map_counters_drop(ns);
                         return 0;
                 }
                 const char *as = json_string_value(json_object_get(map, "as"));
-                json_array_foreach(elements, i, el) {
-                        if ((json_int_t) running >= cap)
-                                break;
+                for (; next < n && (json_int_t) running < (cap > 0 ? cap : 1); next++) {
+                        json_t *el = json_array_get(elements, next);
                         if (!is(el, "pending"))
                                 continue;
                         json_t *in = json_deep_copy(base);
-                        json_object_set_new(in, as, json_deep_copy(json_array_get(over, i)));
-                        json_t *s = start_new(node, (int) i, in);
+                        json_object_set_new(in, as, json_deep_copy(json_array_get(over, next)));
+                        json_t *s = start_new(node, (int) next, in);
                         if (!s || json_array_append_new(starts, s) < 0)
                                 return -ENOMEM;
                         set_status(el, "running");
                         json_object_del(el, "task_id");
                         running++;
-                        pending--;
                 }
+                while (next < n && !is(json_array_get(elements, next), "pending"))
+                        next++;
         }
-        if (!running && !pending)
+        if (!running && next >= n) {
+                map_counters_drop(ns);
                 map_finish(node, ns);
+                return 0;
+        }
+        json_object_set_new(ns, "running_elements", json_integer((json_int_t) running));
+        json_object_set_new(ns, "failed_elements", json_integer((json_int_t) failed));
+        json_object_set_new(ns, "next_element", json_integer((json_int_t) next));
         return 0;
 }
 
@@ -344,14 +376,26 @@ bool mp_flow_run_busy(json_t *state) {
         return false;
 }
 
-int mp_flow_run_next(json_t *def, json_t *inputs, json_t *state, json_t **ret, struct mp_error *err) {
-        _cleanup_json_ json_t *starts = json_array();
+/* The run's inputs with the defaults of the parameters it left out (declared ones; a
+ * derived parameter has none: the input is then left out and the function's applies). */
+static json_t *with_defaults(json_t *def, json_t *inputs) {
+        json_t *out = json_is_object(inputs) ? json_copy(inputs) : json_object(), *schema, *d;
+        const char *name;
+
+        json_object_foreach(json_object_get(def, "params"), name, schema)
+                if (out && !json_object_get(out, name) && (d = json_object_get(schema, "default")))
+                        json_object_set(out, name, d);
+        return out;
+}
+
+int mp_flow_run_next(json_t *def, json_t *given, json_t *state, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *starts = json_array(), *inputs = with_defaults(def, given);
         bool open = false;
         json_t *n;
         size_t i;
         int r;
 
-        if (!starts)
+        if (!starts || !inputs)
                 return -ENOMEM;
         json_array_foreach(json_object_get(def, "nodes"), i, n)
                 if (!node_state(state, json_string_value(json_object_get(n, "id"))))
@@ -415,7 +459,17 @@ int mp_flow_run_task_ended(json_t *def, json_t *state, const char *node, int ele
                 return -ENOENT;
         if (!is(cs, "running"))
                 return -EALREADY;
-        if (task_status && !strcmp(task_status, "completed")) {
+        json_t *ns = node_state(state, node), *r = json_object_get(ns, "running_elements");
+        bool ok = task_status && !strcmp(task_status, "completed");
+        if (element >= 0 && json_is_integer(r) && json_integer_value(r) > 0) {
+                json_integer_set(r, json_integer_value(r) - 1);
+                if (!ok && json_is_integer(json_object_get(ns, "failed_elements")))
+                        json_integer_set(json_object_get(ns, "failed_elements"),
+                                         json_integer_value(json_object_get(ns, "failed_elements")) + 1);
+        } else if (element >= 0) {
+                map_counters_drop(ns);
+        }
+        if (ok) {
                 set_status(cs, "completed");
                 json_object_set_new(cs, "result", result ? json_deep_copy(result) : json_null());
                 return 0;
@@ -440,6 +494,7 @@ int mp_flow_run_recover(json_t *state) {
                 json_array_foreach(json_object_get(ns, "elements"), i, el)
                         if (is(el, "running") && !json_object_get(el, "task_id")) {
                                 set_status(el, "pending");
+                                map_counters_drop(ns);
                                 n++;
                         }
         }
@@ -461,6 +516,7 @@ int mp_flow_run_cancel(json_t *state, json_t **ret) {
                         set_status(ns, "cancelled");
                 if (is(ns, "running") && json_object_get(ns, "task_id") && !json_object_get(ns, "elements"))
                         json_array_append(tasks, json_object_get(ns, "task_id"));
+                map_counters_drop(ns);
                 json_array_foreach(json_object_get(ns, "elements"), i, el) {
                         if (is(el, "pending"))
                                 set_status(el, "cancelled");
@@ -515,6 +571,7 @@ int mp_flow_run_retry(json_t *def, json_t *state) {
                 json_object_del(ns, "skipped_reason");
                 json_object_del(ns, "element_errors");
                 json_object_del(ns, "task_id");
+                map_counters_drop(ns);
                 if (upstream) {
                         json_object_del(ns, "elements"); /* a new list to map over */
                         continue;

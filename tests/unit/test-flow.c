@@ -264,6 +264,10 @@ TEST(design_fields_are_all_reported) {
         CHECK_FIELD(&err, "design.count", NULL);
         CHECK_FIELD(&err, "design.seed", NULL);
         mp_error_clear(&err);
+        points_of("{\"type\": \"random\", \"params\": {\"n\": {\"min\": 1.2, \"max\": 1.8}}, \"count\": 3, \"seed\": 1}",
+                  NULL, beam_schema, -EINVAL, &err);
+        CHECK_FIELD(&err, "design.params.n", "holds no integer");
+        mp_error_clear(&err);
         points_of("{\"type\": \"sobol\"}", NULL, NULL, -EINVAL, &err);
         CHECK_FIELD(&err, "design.type", "grid, list, random, lhs");
         mp_error_clear(&err);
@@ -842,6 +846,17 @@ TEST(run_failure_skips_only_downstream_then_retry_reruns_only_that) {
         run_free(&r);
 }
 
+TEST(run_declared_param_defaults_apply) {
+        struct run r;
+        run_start(&r, "{\"name\": \"p\", \"params\": {\"F\": {\"type\": \"number\"}, \"L\": {\"type\": \"number\", \"default\": 2.5}},"
+                      " \"nodes\": [{\"id\": \"beam\", \"function\": \"cantilever\", \"inputs\": {\"F\": {\"param\": \"F\"}, \"L\": {\"param\": \"L\"}}}]}",
+                  "{\"F\": 10}");
+        REQUIRE(r.state);
+        CHECK_STR(step(&r), "beam");
+        CHECK_STR(dump(start_inputs(&r, "beam", -1)), "{\"F\":10,\"L\":2.5}");
+        run_free(&r);
+}
+
 TEST(run_path_that_resolves_nothing_fails_the_node) {
         struct run r;
         run_start(&r, chain, "{\"F\": 1, \"L\": 2}");
@@ -1050,6 +1065,7 @@ static const struct check_case cases[] = {
         CASE(definition_declared_params_and_default_outputs),
         CASE(run_chain_resolves_inputs_and_ends_with_outputs),
         CASE(run_failure_skips_only_downstream_then_retry_reruns_only_that),
+        CASE(run_declared_param_defaults_apply),
         CASE(run_path_that_resolves_nothing_fails_the_node),
         CASE(run_map_with_skip_failures_collects_in_order),
         CASE(run_map_without_skip_failures_stops_starting),
