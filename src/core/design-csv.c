@@ -110,7 +110,8 @@ static int read_field(struct csv *c, size_t column, bool raw, json_t **ret, bool
                 while (c->p < c->end && *c->p != ',' && *c->p != '\n' && *c->p != '\r') {
                         if (*c->p == '"')
                                 return csv_error(c, line, column, "%s",
-                                                 "a quote inside an unquoted field (quote the whole field, and double the quotes in it)");
+                                                 "a quote inside an unquoted field (quote the whole field, "
+                                                 "and double the quotes in it)");
                         c->p++;
                 }
                 n = (size_t) (c->p - start);

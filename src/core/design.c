@@ -228,14 +228,16 @@ static int count_sampled(json_t *design, size_t *ret, struct mp_error *err) {
                 }
         }
         if (!json_is_integer(seed) || json_integer_value(seed) < 0)
-                mp_error_add_field(err, "design.seed", "must be an integer of at least 0 (the same seed gives the same points)");
+                mp_error_add_field(err, "design.seed",
+                                   "must be an integer of at least 0 (the same seed gives the same points)");
         if (!json_is_integer(count) || json_integer_value(count) < 1)
                 mp_error_add_field(err, "design.count", "must be an integer of at least 1");
         else if (json_integer_value(count) > MP_MAX_STUDY_POINTS) {
                 mp_error_add_field(err, "design.count", "must be at most %d, the limit of points in a study",
                                    MP_MAX_STUDY_POINTS);
                 return mp_error_set(err, E2BIG, 422, "validation",
-                                    "the design asks for %" JSON_INTEGER_FORMAT " points, more than %d, the limit of a study",
+                                    "the design asks for %" JSON_INTEGER_FORMAT
+                                    " points, more than %d, the limit of a study",
                                     json_integer_value(count), MP_MAX_STUDY_POINTS);
         }
         if (err && err->errors)
@@ -379,7 +381,8 @@ static int check_integer_bounds(json_t *design, json_t *schema, struct mp_error 
                 double hi = json_number_value(json_object_get(b, "max"));
                 if (integer_param(schema, key) && -floor_d(-lo) > floor_d(hi)) {
                         snprintf(sub, sizeof(sub), "design.params.%.*s", MP_MAX_NAME_LEN, key);
-                        mp_error_add_field(err, sub, "holds no integer between min and max, and the input is an integer");
+                        mp_error_add_field(err, sub,
+                                           "holds no integer between min and max, and the input is an integer");
                 }
         }
         return mp_core_validation_done(err, "design fields");

@@ -14,6 +14,7 @@
 #include "core/flow.h"
 
 #define PATH_MAX_LEN 400
+#define NAME_RULE "a letter or _, then letters, digits, _ or -"
 
 enum mp_flow_input mp_flow_input_kind(json_t *input) {
         json_t *param = json_object_get(input, "param"), *from = json_object_get(input, "from");
@@ -187,7 +188,8 @@ static struct node *check_from(struct parse *ps, struct node *nd, json_t *ref, c
         mp_jsonpath_check(json_string_value(json_object_get(ref, "path")), sub, ps->err);
         snprintf(sub, sizeof(sub), "%s.from", field);
         if (!src) {
-                mp_error_add_field(ps->err, sub, "names no node of this workflow (\"%.*s\")", MP_MAX_NODE_ID_LEN + 1, from);
+                mp_error_add_field(ps->err, sub, "names no node of this workflow (\"%.*s\")",
+                                   MP_MAX_NODE_ID_LEN + 1, from);
                 return NULL;
         }
         add_dep(nd, src->id);
@@ -210,7 +212,7 @@ static void check_param(struct parse *ps, json_t *ref, json_t *schema, const cha
                 }
         } else {
                 if (!name_valid(name, MP_MAX_NAME_LEN)) {
-                        mp_error_add_field(ps->err, sub, "must be a parameter name (a letter or _, then letters, digits, _ or -)");
+                        mp_error_add_field(ps->err, sub, "must be a parameter name (" NAME_RULE ")");
                         return;
                 }
                 if (!(have = json_object_get(ps->derived, name))) {
@@ -311,7 +313,8 @@ static void check_inputs(struct parse *ps, struct node *nd, const char *base) {
                 default:
                         mp_error_add_field(ps->err, field,
                                            "must be a literal, {\"param\": name} or {\"from\": node, \"path\": path} "
-                                           "(wrap an object literal holding \"param\" or \"from\" as {\"literal\": ...})");
+                                           "(wrap an object literal holding \"param\" or \"from\" as "
+                                           "{\"literal\": ...})");
                 }
         }
         /* Every input the function requires is given by the node or its map. */
@@ -343,7 +346,8 @@ static void check_map(struct parse *ps, struct node *nd, const char *base) {
                         known |= !strcmp(*k, key);
                 if (!known) {
                         snprintf(field, sizeof(field), "%s.map.%.*s", base, MP_MAX_NAME_LEN, key);
-                        mp_error_add_field(ps->err, field, "is not a field of a map (over, as, concurrency, skip_failures)");
+                        mp_error_add_field(ps->err, field,
+                                           "is not a field of a map (over, as, concurrency, skip_failures)");
                 }
         }
         as = json_string_value(json_object_get(map, "as"));
@@ -406,14 +410,14 @@ static int read_node(struct parse *ps, size_t i, mp_flow_resolve_fn resolve, voi
                         known |= !strcmp(*k, key);
                 if (!known) {
                         snprintf(field, sizeof(field), "%s.%.*s", base, MP_MAX_NAME_LEN, key);
-                        mp_error_add_field(ps->err, field, "is not a field of a node (id, function, version, inputs, map)");
+                        mp_error_add_field(ps->err, field,
+                                           "is not a field of a node (id, function, version, inputs, map)");
                 }
         }
         id = json_string_value(json_object_get(nd->body, "id"));
         snprintf(field, sizeof(field), "%s.id", base);
         if (!name_valid(id, MP_MAX_NODE_ID_LEN))
-                mp_error_add_field(ps->err, field, "must be 1 to %d letters, digits, _ or -, starting with a letter or _",
-                                   MP_MAX_NODE_ID_LEN);
+                mp_error_add_field(ps->err, field, "must be 1 to %d bytes: " NAME_RULE, MP_MAX_NODE_ID_LEN);
         else if (find(ps, id))
                 mp_error_add_field(ps->err, field, "repeats the id \"%s\" of an earlier node", id);
         else
@@ -554,11 +558,12 @@ static void check_top(struct parse *ps) {
                         char field[PATH_MAX_LEN];
                         snprintf(field, sizeof(field), "params.%.*s", MP_MAX_NAME_LEN, key);
                         if (!name_valid(key, MP_MAX_NAME_LEN))
-                                mp_error_add_field(ps->err, field, "must be a parameter name (a letter or _, then letters, digits, _ or -)");
+                                mp_error_add_field(ps->err, field, "must be a parameter name (" NAME_RULE ")");
                         else if (!json_is_object(s))
                                 mp_error_add_field(ps->err, field, "must be a schema such as {\"type\": \"number\"}");
                         else if (depth_of(s) > MP_MAX_LITERAL_DEPTH)
-                                mp_error_add_field(ps->err, field, "is nested deeper than %d levels", MP_MAX_LITERAL_DEPTH);
+                                mp_error_add_field(ps->err, field, "is nested deeper than %d levels",
+                                                   MP_MAX_LITERAL_DEPTH);
                 }
         }
 }
@@ -585,14 +590,15 @@ static json_t *read_outputs(struct parse *ps) {
                 return out;
         }
         if (!json_is_object(outputs) || json_object_size(outputs) > MP_MAX_WORKFLOW_OUTPUTS) {
-                mp_error_add_field(ps->err, "outputs", "must be an object of at most %d {\"from\": node, \"path\": path}",
+                mp_error_add_field(ps->err, "outputs",
+                                   "must be an object of at most %d {\"from\": node, \"path\": path}",
                                    MP_MAX_WORKFLOW_OUTPUTS);
                 return out;
         }
         json_object_foreach(outputs, key, o) {
                 snprintf(field, sizeof(field), "outputs.%.*s", MP_MAX_NAME_LEN, key);
                 if (!name_valid(key, MP_MAX_NAME_LEN)) {
-                        mp_error_add_field(ps->err, field, "must be a name (a letter or _, then letters, digits, _ or -)");
+                        mp_error_add_field(ps->err, field, "must be a name (" NAME_RULE ")");
                         continue;
                 }
                 if (mp_flow_input_kind(o) != MP_FLOW_FROM) {
@@ -605,8 +611,8 @@ static json_t *read_outputs(struct parse *ps) {
                 mp_jsonpath_check(json_string_value(json_object_get(o, "path")), sub, ps->err);
                 snprintf(sub, sizeof(sub), "%s.from", field);
                 if (!find(ps, from))
-                        mp_error_add_field(ps->err, sub, "names no node of this workflow (\"%.*s\")", MP_MAX_NODE_ID_LEN + 1,
-                                           from);
+                        mp_error_add_field(ps->err, sub, "names no node of this workflow (\"%.*s\")",
+                                           MP_MAX_NODE_ID_LEN + 1, from);
                 json_object_set(out, key, o);
         }
         return out;

@@ -328,12 +328,14 @@ static void run_finish(json_t *def, json_t *state) {
                 json_t *ns = node_state(state, json_string_value(json_object_get(n, "id")));
                 if (is(ns, "completed"))
                         continue;
+                const char *id = json_string_value(json_object_get(n, "id"));
                 if (is(ns, "failed"))
-                        snprintf(msg, sizeof(msg), "node \"%s\" failed: %s", json_string_value(json_object_get(n, "id")),
+                        snprintf(msg, sizeof(msg), "node \"%s\" failed: %s", id,
                                  error_message(json_object_get(ns, "error")));
                 else
-                        snprintf(msg, sizeof(msg), "node \"%s\" did not run: %s", json_string_value(json_object_get(n, "id")),
-                                 is(ns, "skipped") ? json_string_value(json_object_get(ns, "skipped_reason")) : "cancelled");
+                        snprintf(msg, sizeof(msg), "node \"%s\" did not run: %s", id,
+                                 is(ns, "skipped") ? json_string_value(json_object_get(ns, "skipped_reason"))
+                                                   : "cancelled");
                 set_status(state, "failed");
                 json_object_set_new(state, "error", json_pack("{s:s,s:s,s:O}", "type", "NodeFailed", "message", msg,
                                                               "node", json_object_get(n, "id")));
