@@ -30,7 +30,7 @@
 int mp_jsonpath_check(const char *path, const char *field, struct mp_error *err);
 /* The value at path in root, borrowed from root, in *ret. -ENOENT when a segment names
  * no key or index, -EINVAL for a malformed path; err->message then names the segment and
- * where it was looked for ("no key \"sigma\" at \"rows.0\""), status 422. */
+ * where it was looked for ("no key \"sigma\" in \"rows.0\""), status 422. */
 int mp_jsonpath_get(json_t *root, const char *path, json_t **ret, struct mp_error *err);
 
 /* --- canonical.c ---------------------------------------------------------------------
@@ -39,8 +39,8 @@ int mp_jsonpath_get(json_t *root, const char *path, json_t **ret, struct mp_erro
  * 1e0 agree, and -0 is 0; other numbers print in the shortest form that reads back to
  * the same double), strings as UTF-8 with only the escapes JSON requires. */
 
-/* A malloc'ed canonical text of v in *ret (length in *ret_len, may be NULL). -EINVAL for
- * NaN or infinity, deeper than MP_MAX_JSON_DEPTH, or invalid UTF-8 (err names the path);
+/* A malloc'ed canonical text of v in *ret (length in *ret_len, may be NULL). -EINVAL (422)
+ * for NaN or infinity, deeper than MP_MAX_JSON_DEPTH, or invalid UTF-8 (err says which);
  * -ENOMEM. */
 int mp_canonical_dump(json_t *v, char **ret, size_t *ret_len, struct mp_error *err);
 
@@ -65,7 +65,8 @@ int mp_cache_key(const char *version_id, const char *env_key, json_t *inputs, ch
 
 /* The number of points the design makes, computed without making them (a grid's sizes
  * multiplied with saturation). -EINVAL with field errors ("design.params.F.num") for a
- * malformed design, or one over MP_MAX_STUDY_POINTS (the message names the limit). */
+ * malformed design; -E2BIG for one over MP_MAX_STUDY_POINTS (the message names the
+ * limit and the grid's sizes); both 422. */
 int mp_design_count(json_t *design, size_t *ret_count, struct mp_error *err);
 /* The points of a design, each merged with `fixed` (an object, may be NULL), as a new
  * list in *ret. A parameter both fixed and varied is an error at "fixed.<name>". When
@@ -160,8 +161,11 @@ int mp_flow_run_set_task(json_t *state, const char *node, int element, const cha
  * 0; -ENOENT for an unknown node or element; -EALREADY when that call had already ended. */
 int mp_flow_run_task_ended(json_t *def, json_t *state, const char *node, int element,
                            const char *task_status, json_t *result, json_t *error);
-/* After a crash: calls marked running that never got a task go back to pending (their
- * start was not recorded, so they never ran). Returns how many. */
+/* After a crash: calls marked running that have no task id go back to pending. Returns
+ * how many. The caller makes this safe: either it stores the state only after
+ * mp_flow_run_set_task (a crash before that loses the step, whose tasks must then be
+ * found again by their run, node and element before this runs), or it creates tasks
+ * idempotently keyed by (run, node, element, attempt). */
 int mp_flow_run_recover(json_t *state);
 /* Cancel: pending nodes and elements become cancelled and the run "cancelled"; the ids of
  * the tasks still running, to cancel, in *ret (a new list). Their ends are still recorded
