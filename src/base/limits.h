@@ -74,3 +74,27 @@
 #define MP_MAX_TAGS                16
 #define MP_MAX_TAG_LEN             32
 #define MP_MAX_CATALOGUE_QUERY_LEN 128
+
+/* Workflows, studies and the result cache (core/flow.h). A definition is read and
+ * walked on every scheduling step of every run, so it is kept small enough that a step
+ * costs microseconds: 200 nodes is far past any engineering chain seen (tens of steps),
+ * and the text cap keeps literals from turning a definition into a data store. */
+#define MP_MAX_PATH_LEN              256     /* a JSON path "rows.0.sigma" */
+#define MP_MAX_PATH_SEGMENTS         32      /* keys and indices in one path */
+#define MP_MAX_WORKFLOW_NODES        200
+#define MP_MAX_NODE_INPUTS           256     /* inputs of one node */
+#define MP_MAX_NODE_ID_LEN           64
+#define MP_MAX_WORKFLOW_PARAMS       256
+#define MP_MAX_WORKFLOW_OUTPUTS      256
+#define MP_MAX_LITERAL_DEPTH         16      /* lists and objects in one literal input */
+#define MP_MAX_WORKFLOW_BYTES        (256u * 1024) /* compact JSON text of a definition */
+#define MP_MAX_MAP_CONCURRENCY       64      /* elements of one map node running at once */
+#define MP_DEFAULT_MAP_CONCURRENCY   4
+#define MP_MAX_MAP_ELEMENTS          10000   /* elements of one map node in one run */
+/* Studies: the points of one design are made, validated and stored before anything
+ * runs, so the count is refused before any is made (a 10^6-point grid is an error, not
+ * a gigabyte of JSON). 100,000 points of 15 inputs stay under ~100 MB as a tree. */
+#define MP_MAX_STUDY_POINTS          100000
+#define MP_MAX_DESIGN_PARAMS         64      /* parameters a design varies */
+#define MP_MAX_CSV_COLUMNS           256
+#define MP_MAX_CSV_FIELD_BYTES       4096
