@@ -210,8 +210,14 @@ struct mp_store_ops {
                                   struct mp_error *err);
 };
 
-/* Open the backend that the url's scheme names. */
+/* Open the backend that the url's scheme names. A sqlite: URL may end in
+ * "?durability=full" (the default: every accepted change is on disk before the call
+ * returns, commits of concurrent calls grouped into one sync) or "?durability=fast"
+ * (synchronous=NORMAL: a power cut may lose the last changes, never corrupt the file). */
 int mp_store_open(const char *url, struct mp_store **ret, struct mp_error *err);
+/* What the open store runs with, for logs and tests: {"backend", "durability", and the
+ * backend's own settings (SQLite: "synchronous", the PRAGMA's number)}. */
+int mp_store_info(struct mp_store *s, json_t **ret, struct mp_error *err);
 void mp_store_close(struct mp_store *s);
 /* The table of operations behind an open store. */
 const struct mp_store_ops *mp_store_ops(struct mp_store *s);
