@@ -11,6 +11,9 @@ const char mp_config_usage[] =
         "  --port PORT            port (MECAPY_PORT, 8000)\n"
         "  --data-dir DIR         data folder (MECAPY_DATA_DIR, ./mecapy-data)\n"
         "  --db URL               metadata store (MECAPY_DB, sqlite:DIR/mecapy.db)\n"
+        "  --durability MODE      full: an accepted call is on disk before it is answered;\n"
+        "                         fast: a power cut may lose the last calls (SQLite store;\n"
+        "                         MECAPY_DURABILITY, full)\n"
         "  --queue URL            job queue (MECAPY_QUEUE, local:)\n"
         "  --blobs URL            object store (MECAPY_BLOBS, file:DIR/objects)\n"
         "  --workers N            calls run at once (MECAPY_WORKERS, 4; 0: serve runs no worker)\n"
@@ -70,6 +73,7 @@ enum {
         OPT_FUNCTION_CONCURRENCY, OPT_PRELOAD, OPT_SHARD, OPT_GRACE,
         OPT_ALLOW_SIGNUP = 1300, OPT_RATE_LIMIT, OPT_AUTH_RATE_LIMIT, OPT_CORS_ORIGIN,
         OPT_TRUSTED_PROXY, OPT_METRICS_ALLOW = 1400, OPT_METRICS_PORT,
+        OPT_DURABILITY = 1500,
 };
 
 static const struct {
@@ -115,6 +119,7 @@ static const struct {
         { OPT_TRUSTED_PROXY, "trusted-proxy", "MECAPY_TRUSTED_PROXY" },
         { OPT_METRICS_ALLOW, "metrics-allow", "MECAPY_METRICS_ALLOW" },
         { OPT_METRICS_PORT, "metrics-port", "MECAPY_METRICS_PORT" },
+        { OPT_DURABILITY, "durability", "MECAPY_DURABILITY" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -185,6 +190,12 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
         case OPT_TRUSTED_PROXY: return set_str(&c->trusted_proxies, v);
         case OPT_METRICS_ALLOW: return set_str(&c->metrics_allow, v);
         case OPT_METRICS_PORT: return set_int(&c->metrics_port, v, 0, 65535, name, err);
+        case OPT_DURABILITY:
+                if (strcmp(v, "full") && strcmp(v, "fast"))
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--durability takes full or fast, not \"%s\"", v);
+                c->durability_fast = strcmp(v, "fast") == 0;
+                return 0;
         }
         return 0;
 }
@@ -225,6 +236,21 @@ static int parse_auth(struct mp_config *c, struct mp_error *err) {
                                     "access tokens for MecaPy must carry");
         if (!c->oidc_company_claim && (r = set_str(&c->oidc_company_claim, "company")) < 0)
                 return r;
+        return 0;
+}
+
+/* --durability fast reaches the SQLite store as its URL's parameter (the store reads no
+ * configuration); a URL that says durability= itself keeps what it says. PostgreSQL's
+ * durability is the server's (synchronous_commit). */
+static int durability_url(struct mp_config *c) {
+        char *url;
+
+        if (!c->durability_fast || strncmp(c->db_url, "sqlite:", 7) || strstr(c->db_url, "durability="))
+                return 0;
+        if (asprintf(&url, "%s%cdurability=fast", c->db_url, strchr(c->db_url, '?') ? '&' : '?') < 0)
+                return -ENOMEM;
+        free(c->db_url);
+        c->db_url = url;
         return 0;
 }
 
@@ -290,6 +316,8 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, int *ret_rest
                 r = -ENOMEM;
                 goto fail;
         }
+        if ((r = durability_url(c)) < 0)
+                goto fail;
         if ((r = parse_auth(c, err)) < 0)
                 goto fail;
         if (c->default_timeout_s > c->max_timeout_s)

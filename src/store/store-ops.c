@@ -981,6 +981,7 @@ static int ops_function_delete(struct mp_store *s, const char *id, int64_t now,
 struct task_create_args {
         json_t *task, *key;
         json_t *existing;
+        bool raced; /* the INSERT met another call's row with the same key */
 };
 
 static int task_by_key(struct mp_store_conn *c, struct task_create_args *a, json_t **ret,
@@ -993,11 +994,23 @@ static int task_by_key(struct mp_store_conn *c, struct task_create_args *a, json
 }
 
 static int key_conflict(struct task_create_args *a, json_t *existing, struct mp_error *err) {
-        json_decref(a->existing);
+        json_t *old = a->existing;
+
         a->existing = json_incref(existing);
+        json_decref(old);
         return mp_error_set(err, EEXIST, 409, "conflict",
                             "a task with idempotency key '%s' already exists for this function",
                             json_string_value(a->key));
+}
+
+static int task_key_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct task_create_args *a = ctx;
+        json_t *found = NULL;
+
+        TRY(task_by_key(c, a, &found, err));
+        json_decref(a->existing);
+        a->existing = found;
+        return 0;
 }
 
 static int task_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
@@ -1013,14 +1026,7 @@ static int task_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *e
                         return r;
         }
         r = insert_row(c, &tasks_table, a->task, "creating a task", err);
-        if (r == -EEXIST && a->key) {
-                /* Two calls with one key at once, where writers run at once: the second
-                 * one's INSERT met the first's row in the unique index. Answer as if it had
-                 * come second: with the task the first one stored. */
-                _cleanup_json_ json_t *found = NULL;
-                if (task_by_key(c, a, &found, NULL) == 0)
-                        return key_conflict(a, found, err);
-        }
+        a->raced = r == -EEXIST && a->key;
         if (r == -EEXIST)
                 return mp_error_set(err, EEXIST, 409, "conflict", "a task with id '%s' already exists",
                                     json_string_value(json_object_get(a->task, "id")));
@@ -1048,6 +1054,12 @@ static int ops_task_create(struct mp_store *s, json_t *task, json_t **ret_existi
                 return invalid(err, "`idempotency_key` must be a string of 1 to %d bytes",
                                MP_MAX_IDEMPOTENCY_KEY_LEN);
         r = s->drv->run(s, MP_RUN_ATOMIC, task_create_fn, &a, err);
+        /* Two calls with one key at once, where writers run at once: the second one's
+         * INSERT met the first's row in the unique index (its transaction is over: the
+         * error ended it). Answer as if it had come second: with the task the first one
+         * stored. */
+        if (r == -EEXIST && a.raced && !a.existing && s->drv->run(s, MP_RUN_READ, task_key_fn, &a, NULL) == 0)
+                r = key_conflict(&a, a.existing, err);
         /* *ret_existing is the answer to a conflict, not a result: given with -EEXIST */
         if (r == -EEXIST && a.existing && ret_existing)
                 *ret_existing = TAKE_PTR(a.existing);

@@ -74,6 +74,7 @@ struct sqlite_store {
         pthread_cond_t qcond;
         struct waiter *queue, **queue_tail;
         bool leading;
+        uint64_t groups, grouped;  /* group commits, and the writes they carried */
 };
 
 static struct sqlite_store *of(struct mp_store *s) {
@@ -389,6 +390,9 @@ static int run_grouped(struct sqlite_store *s, mp_store_fn fn, void *ctx, struct
         }
         /* lead: take everything queued (this one included) */
         s->leading = true;
+        s->groups++;
+        for (struct waiter *w = s->queue; w; w = w->next)
+                s->grouped++;
         group = s->queue;
         s->queue = NULL;
         s->queue_tail = &s->queue;
@@ -542,6 +546,7 @@ static int pragma_int(struct sqlite_store *s, const char *sql, int64_t *ret, str
 static int sqlite_info(struct mp_store *ss, json_t **ret, struct mp_error *err) {
         struct sqlite_store *s = of(ss);
         int64_t sync = -1;
+        uint64_t groups, grouped;
         int r;
 
         pthread_mutex_lock(&s->lock);
@@ -551,8 +556,14 @@ static int sqlite_info(struct mp_store *ss, json_t **ret, struct mp_error *err) 
         pthread_mutex_unlock(&s->lock);
         if (r < 0)
                 return r;
-        *ret = json_pack("{s:s,s:s,s:I,s:s}", "backend", "sqlite", "durability", s->full ? "full" : "fast",
-                         "synchronous", (json_int_t) sync, "path", s->common.where);
+        pthread_mutex_lock(&s->qlock);
+        groups = s->groups;
+        grouped = s->grouped;
+        pthread_mutex_unlock(&s->qlock);
+        *ret = json_pack("{s:s,s:s,s:I,s:s,s:I,s:I}", "backend", "sqlite", "durability",
+                         s->full ? "full" : "fast", "synchronous", (json_int_t) sync, "path",
+                         s->common.where, "group_commits", (json_int_t) groups, "grouped_writes",
+                         (json_int_t) grouped);
         return *ret ? 0 : -ENOMEM;
 }
 
