@@ -712,12 +712,31 @@ def bench_mecapy(R, procs, args):
     log(f"  {samples}")
 
 
+def disk_sync(folder, n=100):
+    """What one synced commit costs at least on this disk: a 4 KiB write then fdatasync."""
+    path = os.path.join(folder, "sync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    xs = []
+    try:
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            xs.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return {"n": n, "p50_ms": r3(pct(xs, 50)), "p90_ms": r3(pct(xs, 90))}
+
+
 def bench_durability(R, procs, args):
     """The cost of durability: a warm call with --durability full (the default: each
     accepted call and its result are synced to disk, concurrent calls' commits grouped)
     and with fast (synchronous=NORMAL), one server each on its own data folder, measured
     the same way one after the other."""
-    R["durability"] = {}
+    R["durability"] = {"disk_sync": disk_sync(args.tmp)}
+    log(f"durability: one 4 KiB write + fdatasync in the data folder: p50 "
+        f"{R['durability']['disk_sync']['p50_ms']} ms")
     for mode in ("full", "fast"):
         if time_left() < 15:
             note(f"durability {mode}: skipped, the run's budget is spent")
@@ -905,6 +924,7 @@ def build_results(R, machine):
         "server_tree_cpu_s_during_throughput": g("throughput", "server_tree_cpu_s"),
         "warm_vs_bwrap_speedup": r3(ratio(bw, warm)),
         "throughput_vs_celery": r3(ratio(thr, cel_thr)),
+        "disk_sync_p50_ms": g("durability", "disk_sync", "p50_ms"),
         "durability": {mode: {"warm_p50_ms": g("durability", mode, "warm", "p50_ms"),
                               "warm_p99_ms": g("durability", mode, "warm", "p99_ms"),
                               "throughput_per_s": g("durability", mode, "throughput", "ok_per_s"),
@@ -981,6 +1001,7 @@ def table(res):
         ("zygote RSS", fmt(res["zygote_rss_mib"], " MiB"), "-", None),
         ("server RSS (after load)", fmt(res["server_rss_mib"], " MiB"), "-", None),
         ("server CPU during throughput run", fmt(res["server_cpu_s_during_throughput"], " s") + f" (tree {fmt(res['server_tree_cpu_s_during_throughput'], ' s')}, wall {fmt(_get(d, 'throughput', 'wall_s'), ' s')})", "-", None),
+        ("disk: 4 KiB write + fdatasync p50", fmt(res.get("disk_sync_p50_ms"), " ms"), "-", None),
         ("durability full: warm p50 / p99", fmt(_get(res, "durability", "full", "warm_p50_ms"), " ms") + " / "
          + fmt(_get(res, "durability", "full", "warm_p99_ms"), " ms"), "-", None),
         ("durability fast: warm p50 / p99", fmt(_get(res, "durability", "fast", "warm_p50_ms"), " ms") + " / "

@@ -1230,12 +1230,12 @@ static int ops_job_extend(struct mp_store *s, const char *task_id, const char *w
         return r < 0 ? r : 0;
 }
 
-static int ops_job_release_all(struct mp_store *s, struct mp_error *err) {
-        struct change_args a = CHANGE(SQL_JOB_RELEASE_ALL, "releasing jobs", NULL, NULL, PI(0));
+static int job_release_all_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        return q_exec(c, SQL_JOB_RELEASE_ALL, NO_PARAMS, "releasing jobs", err);
+}
 
-        a.n = 0;
-        a.none_ok = true;
-        return s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, change_fn, &a, err);
+static int ops_job_release_all(struct mp_store *s, struct mp_error *err) {
+        return s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, job_release_all_fn, NULL, err);
 }
 
 /* ---- companies and the catalogue ---- */
