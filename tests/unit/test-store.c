@@ -20,6 +20,7 @@
 
 #include "check.h"
 
+#include "base/config.h"
 #include "base/limits.h"
 #include "base/util.h"
 #include "store/store.h"
@@ -1176,6 +1177,46 @@ TEST(durability) {
         CHECK_STR(str(info, "status"), "running");
         json_decref(info);
         mp_store_close(s);
+
+        /* the server's --durability (and MECAPY_DURABILITY) reaches the store by its URL */
+        {
+                char dir[4200];
+                char *argv[] = { "serve", "--durability", "fast", "--data-dir", dir, NULL };
+                char *argv_db[] = { "serve", "--durability", "fast", "--db", url, NULL };
+                char *argv_bad[] = { "serve", "--durability", "sometimes", NULL };
+                char *argv_env[] = { "serve", "--data-dir", dir, NULL };
+                struct mp_config *cfg = NULL;
+
+                snprintf(dir, sizeof(dir), "%s/data", tmp_dir);
+                CHECK_INT(mp_config_parse(5, argv, &cfg, NULL, &err), ==, 0);
+                REQUIRE(cfg);
+                CHECK_INT(mp_store_open(cfg->db_url, &s, &err), ==, 0);
+                REQUIRE(s);
+                CHECK_INT(mp_store_info(s, &info, &err), ==, 0);
+                CHECK_INT(num(info, "synchronous"), ==, 1);
+                json_decref(info);
+                info = NULL;
+                mp_store_close(s);
+                mp_config_free(cfg);
+                cfg = NULL;
+                /* a URL that says durability= itself keeps it */
+                db_url(url, sizeof(url));
+                strcat(url, "?durability=full");
+                CHECK_INT(mp_config_parse(5, argv_db, &cfg, NULL, &err), ==, 0);
+                REQUIRE(cfg);
+                CHECK_STR(cfg->db_url, url);
+                mp_config_free(cfg);
+                cfg = NULL;
+                setenv("MECAPY_DURABILITY", "fast", 1);
+                CHECK_INT(mp_config_parse(3, argv_env, &cfg, NULL, &err), ==, 0);
+                unsetenv("MECAPY_DURABILITY");
+                REQUIRE(cfg);
+                CHECK(strstr(cfg->db_url, "?durability=fast") != NULL);
+                mp_config_free(cfg);
+                cfg = NULL;
+                CHECK_INT(mp_config_parse(3, argv_bad, &cfg, NULL, &err), ==, -EINVAL);
+                CHECK(strstr(err.message, "sometimes") != NULL);
+        }
 
         /* an unknown parameter is refused, naming it */
         db_url(url, sizeof(url));
