@@ -1,6 +1,6 @@
 /* store/: the metadata store port. Rows travel as jansson objects whose keys are the
  * column names below (the API's field names where the API shows them), so a new column
- * costs one place in each backend and none in the callers.
+ * costs a line in store-sql.h (and a migration), and none in the callers.
  *
  * Conventions for every operation:
  *  - returns >= 0 on success, -ENOENT for an unknown id, -EEXIST for a uniqueness
@@ -12,7 +12,8 @@
  *  - "JSON columns" (marked (json) below) are stored as text and come back parsed.
  *  - every operation is safe to call from several threads at once on one mp_store.
  *
- * Tables (the SQL lives in each backend; migrations are numbered and idempotent):
+ * Tables (the SQL lives in store-sql.h, shared by the backends; migrations are numbered
+ * and idempotent):
  *  companies(id, name unique, created_at)
  *  users(id, email unique (case-folded by the caller), password_hash, company_id?, role
  *        "admin"|"member"|"viewer", created_at, external_id? unique: the subject of
