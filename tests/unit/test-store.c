@@ -1124,6 +1124,11 @@ TEST(reopen_and_migrations) {
         tmp_remove();
 }
 
+/* The server's option parser, as `serve` calls it (argv[0] is the command). */
+static int parse_config(int argc, char **argv, struct mp_config **ret, struct mp_error *err) {
+        return mp_config_parse(argc, argv, ret, NULL, err);
+}
+
 /* What the store runs with. SQLite: an accepted change is on disk before the call
  * returns by default (synchronous=FULL, which PRAGMA synchronous reads as 2), even after
  * the lossy writes (claims, starts) that skip the sync; ?durability=fast gives NORMAL (1).
@@ -1188,7 +1193,7 @@ TEST(durability) {
                 struct mp_config *cfg = NULL;
 
                 snprintf(dir, sizeof(dir), "%s/data", tmp_dir);
-                CHECK_INT(mp_config_parse(5, argv, &cfg, NULL, &err), ==, 0);
+                CHECK_INT(parse_config(5, argv, &cfg, &err), ==, 0);
                 REQUIRE(cfg);
                 CHECK_INT(mp_store_open(cfg->db_url, &s, &err), ==, 0);
                 REQUIRE(s);
@@ -1202,19 +1207,19 @@ TEST(durability) {
                 /* a URL that says durability= itself keeps it */
                 db_url(url, sizeof(url));
                 strcat(url, "?durability=full");
-                CHECK_INT(mp_config_parse(5, argv_db, &cfg, NULL, &err), ==, 0);
+                CHECK_INT(parse_config(5, argv_db, &cfg, &err), ==, 0);
                 REQUIRE(cfg);
                 CHECK_STR(cfg->db_url, url);
                 mp_config_free(cfg);
                 cfg = NULL;
                 setenv("MECAPY_DURABILITY", "fast", 1);
-                CHECK_INT(mp_config_parse(3, argv_env, &cfg, NULL, &err), ==, 0);
+                CHECK_INT(parse_config(3, argv_env, &cfg, &err), ==, 0);
                 unsetenv("MECAPY_DURABILITY");
                 REQUIRE(cfg);
                 CHECK(strstr(cfg->db_url, "?durability=fast") != NULL);
                 mp_config_free(cfg);
                 cfg = NULL;
-                CHECK_INT(mp_config_parse(3, argv_bad, &cfg, NULL, &err), ==, -EINVAL);
+                CHECK_INT(parse_config(3, argv_bad, &cfg, &err), ==, -EINVAL);
                 CHECK(strstr(err.message, "sometimes") != NULL);
         }
 
