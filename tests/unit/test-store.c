@@ -1342,7 +1342,15 @@ TEST(concurrent_writes) {
                                 continue;
                         }
                         CHECK_STR(str(row, "status"), "completed");
-                        CHECK_INT(num(json_object_get(row, "result"), "writer"), ==, i);
+                        {
+                                /* the result as stored: parsed, or its JSON text */
+                                json_t *res = json_object_get(row, "result");
+                                json_t *text = json_object_get(row, "result_json");
+                                json_t *parsed = json_is_string(text) ?
+                                                 json_loads(json_string_value(text), 0, NULL) : NULL;
+                                CHECK_INT(num(parsed ? parsed : res, "writer"), ==, i);
+                                json_decref(parsed);
+                        }
                         CHECK_INT(num(row, "attempts"), ==, 1);
                         json_decref(row);
                 }
