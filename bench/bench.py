@@ -50,6 +50,8 @@ BWRAP_N, BWRAP_CAP_S = scaled(60), 10 * SCALE
 BWRAP_NUMPY_N, BWRAP_NUMPY_CAP_S = scaled(15), 8 * SCALE
 FASTAPI_N, FASTAPI_CAP_S = scaled(500), 15 * SCALE
 CELERY_N, CELERY_CAP_S, CELERY_THROUGHPUT_S = scaled(500), 20 * SCALE, max(2, int(10 * SCALE))
+# The durability part: the same warm call and throughput run, once per --durability mode.
+DUR_N, DUR_CAP_S, DUR_THROUGHPUT_S = scaled(300), 15 * SCALE, max(2, int(5 * SCALE))
 
 TRIVIAL_INPUTS = lambda i: {"x": float(i)}  # noqa: E731
 NUMPY_INPUTS = {"a": [[4, 1, 0], [1, 3, 1], [0, 1, 2]], "b": [1, 2, 3]}
@@ -435,8 +437,9 @@ def memory_snapshot(server_pid):
 # ---------------------------------------------------------------- MecaPy
 
 class MecaPy:
-    def __init__(self, procs, binary, data_dir):
+    def __init__(self, procs, binary, data_dir, extra=()):
         self.procs, self.binary, self.data_dir = procs, binary, data_dir
+        self.extra = list(extra)
         self.port = None
         self.p = None
         self.token = None
@@ -458,6 +461,7 @@ class MecaPy:
                 "--rate-limit", "0", "--auth-rate-limit", "0"]
         if os.environ.get("BENCH_WORKERS"):
             argv += ["--workers", os.environ["BENCH_WORKERS"]]
+        argv += self.extra
         self.p = self.procs.start("mecapy", argv, log_name="mecapy.log")
         deadline = time.monotonic() + 30
         c = HttpClient(self.port, timeout=2)
@@ -708,6 +712,59 @@ def bench_mecapy(R, procs, args):
     log(f"  {samples}")
 
 
+def disk_sync(folder, n=100):
+    """What one synced commit costs at least on this disk: a 4 KiB write then fdatasync."""
+    path = os.path.join(folder, "sync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    xs = []
+    try:
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            xs.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return {"n": n, "p50_ms": r3(pct(xs, 50)), "p90_ms": r3(pct(xs, 90))}
+
+
+def bench_durability(R, procs, args):
+    """The cost of durability: a warm call with --durability full (the default: each
+    accepted call and its result are synced to disk, concurrent calls' commits grouped)
+    and with fast (synchronous=NORMAL), one server each on its own data folder, measured
+    the same way one after the other."""
+    R["durability"] = {"disk_sync": disk_sync(args.tmp)}
+    log(f"durability: one 4 KiB write + fdatasync in the data folder: p50 "
+        f"{R['durability']['disk_sync']['p50_ms']} ms")
+    for mode in ("full", "fast"):
+        if time_left() < 15:
+            note(f"durability {mode}: skipped, the run's budget is spent")
+            continue
+        data = os.path.join(args.tmp, f"data-durability-{mode}")
+        m = MecaPy(procs, args.bin, data, extra=["--durability", mode])
+        m.create_user()
+        m.start()
+        try:
+            c = HttpClient(m.port)
+            m.login(c)
+            f = m.create_function(c, "bench_trivial", read_source("trivial"))
+            exe = f"{API}/functions/{f['id']}/execute?wait=30"
+            log(f"durability {mode}: up to {DUR_N} sequential warm calls, cap {DUR_CAP_S:.0f} s")
+            d = {"warm": latency_loop(c, "POST", lambda i: exe, lambda i: {"inputs": TRIVIAL_INPUTS(i)},
+                                      m.auth(), trivial_check, DUR_N, DUR_CAP_S, warmup=20)}
+            log(f"  p50 {d['warm']['p50_ms']} ms, p99 {d['warm']['p99_ms']} ms")
+            if shutil.which("wrk"):
+                d["throughput"] = run_wrk(m.port, exe, m.token, {"inputs": {"x": 1.0}},
+                                          DUR_THROUGHPUT_S, CONNS, args.tmp)
+                log(f"  {d['throughput']['ok_per_s']}/s ok, {d['throughput']['errors']} errors; "
+                    f"drain: {m.drain(c)}")
+            c.close()
+            R["durability"][mode] = d
+        finally:
+            m.stop()
+
+
 def bench_bwrap(R, procs, args):
     if not shutil.which("bwrap"):
         note("bubblewrap is not installed: bwrap peer not measured")
@@ -867,6 +924,12 @@ def build_results(R, machine):
         "server_tree_cpu_s_during_throughput": g("throughput", "server_tree_cpu_s"),
         "warm_vs_bwrap_speedup": r3(ratio(bw, warm)),
         "throughput_vs_celery": r3(ratio(thr, cel_thr)),
+        "disk_sync_p50_ms": g("durability", "disk_sync", "p50_ms"),
+        "durability": {mode: {"warm_p50_ms": g("durability", mode, "warm", "p50_ms"),
+                              "warm_p99_ms": g("durability", mode, "warm", "p99_ms"),
+                              "throughput_per_s": g("durability", mode, "throughput", "ok_per_s"),
+                              "throughput_errors": g("durability", mode, "throughput", "errors")}
+                       for mode in ("full", "fast")},
         "peers": {
             "bwrap_per_call_p50_ms": bw,
             "bwrap_numpy_per_call_p50_ms": g("bwrap_numpy", "p50_ms"),
@@ -938,6 +1001,13 @@ def table(res):
         ("zygote RSS", fmt(res["zygote_rss_mib"], " MiB"), "-", None),
         ("server RSS (after load)", fmt(res["server_rss_mib"], " MiB"), "-", None),
         ("server CPU during throughput run", fmt(res["server_cpu_s_during_throughput"], " s") + f" (tree {fmt(res['server_tree_cpu_s_during_throughput'], ' s')}, wall {fmt(_get(d, 'throughput', 'wall_s'), ' s')})", "-", None),
+        ("disk: 4 KiB write + fdatasync p50", fmt(res.get("disk_sync_p50_ms"), " ms"), "-", None),
+        ("durability full: warm p50 / p99", fmt(_get(res, "durability", "full", "warm_p50_ms"), " ms") + " / "
+         + fmt(_get(res, "durability", "full", "warm_p99_ms"), " ms"), "-", None),
+        ("durability fast: warm p50 / p99", fmt(_get(res, "durability", "fast", "warm_p50_ms"), " ms") + " / "
+         + fmt(_get(res, "durability", "fast", "warm_p99_ms"), " ms"), "-", None),
+        (f"durability full: throughput ({CONNS} conns)", fmt(_get(res, "durability", "full", "throughput_per_s"), "/s"), "-", None),
+        (f"durability fast: throughput ({CONNS} conns)", fmt(_get(res, "durability", "fast", "throughput_per_s"), "/s"), "-", None),
         ("HTTP client floor (GET /healthz p50)", fmt(res["http_client_floor_p50_ms"], " ms"), "-", None),
         ("peer: bwrap per call p50 (trivial)", fmt(p["bwrap_per_call_p50_ms"], " ms"), "-", None),
         ("peer: bwrap per call p50 (numpy)", fmt(p["bwrap_numpy_per_call_p50_ms"], " ms"), "-", None),
@@ -987,8 +1057,13 @@ def main():
     t0 = time.monotonic()
     failed = []
     try:
-        for name, fn in (("mecapy", bench_mecapy), ("bwrap", bench_bwrap),
-                         ("fastapi", bench_fastapi), ("celery", bench_celery)):
+        parts = (("mecapy", bench_mecapy), ("durability", bench_durability), ("bwrap", bench_bwrap),
+                 ("fastapi", bench_fastapi), ("celery", bench_celery))
+        # BENCH_PARTS=mecapy,durability runs only those parts (the others: not measured).
+        only = [p for p in os.environ.get("BENCH_PARTS", "").split(",") if p]
+        for name, fn in parts:
+            if only and name not in only:
+                continue
             if time_left() < 20:
                 note(f"{name} part skipped: the run's {RUN_BUDGET_S:.0f} s budget is spent")
                 failed.append(name)

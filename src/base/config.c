@@ -11,6 +11,9 @@ const char mp_config_usage[] =
         "  --port PORT            port (MECAPY_PORT, 8000)\n"
         "  --data-dir DIR         data folder (MECAPY_DATA_DIR, ./mecapy-data)\n"
         "  --db URL               metadata store (MECAPY_DB, sqlite:DIR/mecapy.db)\n"
+        "  --durability MODE      full: an accepted call is on disk before it is answered;\n"
+        "                         fast: a power cut may lose the last calls (SQLite store;\n"
+        "                         MECAPY_DURABILITY, full)\n"
         "  --queue URL            job queue (MECAPY_QUEUE, local:)\n"
         "  --blobs URL            object store (MECAPY_BLOBS, file:DIR/objects)\n"
         "  --workers N            calls run at once (MECAPY_WORKERS, 4; 0: serve runs no worker)\n"
@@ -75,6 +78,7 @@ enum {
         OPT_ALLOW_SIGNUP = 1300, OPT_RATE_LIMIT, OPT_AUTH_RATE_LIMIT, OPT_CORS_ORIGIN,
         OPT_TRUSTED_PROXY, OPT_METRICS_ALLOW = 1400, OPT_METRICS_PORT,
         OPT_CGROUP_ROOT = 1500, OPT_ALLOW_UNLIMITED,
+        OPT_DURABILITY = 1600,
 };
 
 static const struct {
@@ -122,6 +126,7 @@ static const struct {
         { OPT_METRICS_PORT, "metrics-port", "MECAPY_METRICS_PORT" },
         { OPT_CGROUP_ROOT, "cgroup-root", "MECAPY_CGROUP_ROOT" },
         { OPT_ALLOW_UNLIMITED, "allow-unlimited-sandbox", "MECAPY_ALLOW_UNLIMITED_SANDBOX" },
+        { OPT_DURABILITY, "durability", "MECAPY_DURABILITY" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -198,6 +203,12 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
                                             "--cgroup-root must be an absolute path, not \"%s\"", v);
                 return set_str(&c->cgroup_root, v);
         case OPT_ALLOW_UNLIMITED: c->allow_unlimited_sandbox = v ? truthy(v) : true; return 0;
+        case OPT_DURABILITY:
+                if (strcmp(v, "full") && strcmp(v, "fast"))
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--durability takes full or fast, not \"%s\"", v);
+                c->durability_fast = strcmp(v, "fast") == 0;
+                return 0;
         }
         return 0;
 }
@@ -247,6 +258,21 @@ static bool spelled_out(const char *given, const char *name) {
         size_t n = strlen(name);
         return given && !strncmp(given, "--", 2) && !strncmp(given + 2, name, n) &&
                (given[2 + n] == 0 || given[2 + n] == '=');
+}
+
+/* --durability fast reaches the SQLite store as its URL's parameter (the store reads no
+ * configuration); a URL that says durability= itself keeps what it says. PostgreSQL's
+ * durability is the server's (synchronous_commit). */
+static int durability_url(struct mp_config *c) {
+        char *url;
+
+        if (!c->durability_fast || strncmp(c->db_url, "sqlite:", 7) || strstr(c->db_url, "durability="))
+                return 0;
+        if (asprintf(&url, "%s%cdurability=fast", c->db_url, strchr(c->db_url, '?') ? '&' : '?') < 0)
+                return -ENOMEM;
+        free(c->db_url);
+        c->db_url = url;
+        return 0;
 }
 
 int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_error *err) {
@@ -324,6 +350,8 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_err
                 r = -ENOMEM;
                 goto fail;
         }
+        if ((r = durability_url(c)) < 0)
+                goto fail;
         if ((r = parse_auth(c, err)) < 0)
                 goto fail;
         if (c->default_timeout_s > c->max_timeout_s)

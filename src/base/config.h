@@ -12,6 +12,9 @@ struct mp_config {
         int port;            /* --port / MECAPY_PORT, 8000 */
         char *data_dir;      /* --data-dir / MECAPY_DATA_DIR, "./mecapy-data" */
         char *db_url;        /* --db / MECAPY_DB, "sqlite:<data-dir>/mecapy.db" */
+        bool durability_fast; /* --durability fast / MECAPY_DURABILITY=fast: SQLite commits
+                               * without a sync (a power cut may lose the last calls);
+                               * db_url then ends in "?durability=fast" */
         char *queue_url;     /* --queue / MECAPY_QUEUE, "local:" */
         char *blobs_url;     /* --blobs / MECAPY_BLOBS, "file:<data-dir>/objects" */
         int workers;         /* --workers / MECAPY_WORKERS, calls run at once, 4 */

@@ -1,12 +1,12 @@
-/* store/: what the SQL backends share: the schema (numbered migrations), the SQL texts
- * where SQLite and PostgreSQL agree, the column lists that say which fields of a caller's
- * row are stored and how, and the pure helpers for filters, cursors and text.
+/* store/: the SQL of the store, for store-ops.c (the only file that includes this): the
+ * schema (numbered migrations), the SQL texts, the column lists that say which fields of
+ * a caller's row are stored and how, and the pure helpers for filters, cursors and text.
  *
- * Parameters are written ?N (SQLite's numbered form); the PostgreSQL backend rewrites
- * them to $N once per text. Both dialects give ?N/$N the same meaning (the Nth bound
- * value, the same value wherever N repeats), which SQLite's $NAME form would not.
- * Everything here is static: each backend gets its own copy, and the SQLite backend's
- * statement cache keys on the address of these texts. */
+ * Parameters are written ?N (SQLite's numbered form); the PostgreSQL driver rewrites
+ * them to $N. Both dialects give ?N/$N the same meaning (the Nth bound value, the same
+ * value wherever N repeats), which SQLite's $NAME form would not. Where the dialects
+ * differ, both texts are here and the driver's flags pick one. Texts are static: the
+ * SQLite driver caches prepared statements under their address. */
 #pragma once
 
 #include <inttypes.h>
@@ -25,12 +25,6 @@
 #define not_found(err, ...) mp_error_set(err, ENOENT, 404, "not_found", __VA_ARGS__)
 #define invalid(err, ...) mp_error_set(err, EINVAL, 422, "validation", __VA_ARGS__)
 
-#define TRY(expr)                    \
-        do {                         \
-                int _r = (expr);     \
-                if (_r < 0)          \
-                        return _r;   \
-        } while (0)
 
 /* ---- schema ---- */
 
@@ -294,7 +288,8 @@ static const struct col finish_cols[] = {
 static const char SQL_MIGRATIONS_TABLE[] =
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "  version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)";
-static const char SQL_MIGRATION_MAX[] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+static const char SQL_MIGRATION_MAX[] =
+        "SELECT COALESCE(MAX(version), 0) AS n FROM schema_migrations";
 static const char SQL_MIGRATION_HAS[] = "SELECT 1 FROM schema_migrations WHERE version = ?1";
 static const char SQL_MIGRATION_ADD[] =
         "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)";
@@ -425,7 +420,7 @@ static const char SQL_COMPANY_MEMBERS[] =
 static const char SQL_MEMBER_ROLE[] = "SELECT role FROM users WHERE id = ?1 AND company_id = ?2";
 /* The admins of a company other than one user: a change that leaves none is refused. */
 static const char SQL_OTHER_ADMINS[] =
-        "SELECT COUNT(*) FROM users WHERE company_id = ?1 AND role = 'admin' AND id <> ?2";
+        "SELECT COUNT(*) AS n FROM users WHERE company_id = ?1 AND role = 'admin' AND id <> ?2";
 static const char SQL_MEMBER_SET_ROLE[] =
         "UPDATE users SET role = ?1 WHERE id = ?2 AND company_id = ?3";
 /* A removed member leaves with nothing: no company, no password (no local login), the
@@ -451,6 +446,32 @@ static const char SQL_CATALOGUE[] =
         " AND (?4 IS NULL OR u.email LIKE ?4 ESCAPE '\\')"
         " AND (?5 IS NULL OR f.created_at < ?5 OR (f.created_at = ?5 AND f.id < ?6))"
         " ORDER BY f.created_at DESC, f.id DESC LIMIT ?7";
+
+/* Claim the oldest claimable job: one statement. SQLite takes its write lock when the
+ * statement starts, so nothing changes between the choice and the claim; PostgreSQL's
+ * subquery locks the row it picks and skips rows another claimer holds right now (a row
+ * whose lease was renewed meanwhile is re-checked against the WHERE after the lock, READ
+ * COMMITTED), so workers on many hosts claim at once and never get the same job. */
+static const char SQL_JOB_CLAIM[] =
+        "UPDATE jobs SET worker_id = ?1, lease_until = ?2 WHERE task_id = ("
+        " SELECT task_id FROM jobs WHERE lease_until = 0 OR lease_until < ?3"
+        " ORDER BY enqueued_at, task_id LIMIT 1)"
+        " RETURNING task_id";
+static const char SQL_JOB_CLAIM_SKIP_LOCKED[] =
+        "UPDATE jobs SET worker_id = ?1, lease_until = ?2 WHERE task_id = ("
+        " SELECT task_id FROM jobs WHERE lease_until = 0 OR lease_until < ?3"
+        " ORDER BY enqueued_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING task_id";
+/* With row locks: the function row is locked until the transaction ends, so two updates
+ * at once number their versions one after the other (SQLite's single writer does this
+ * by itself). */
+static const char SQL_FUNCTION_LATEST_LOCK[] =
+        "SELECT latest_version FROM functions WHERE id = ?1 AND deleted_at = 0 FOR UPDATE";
+/* With row locks: the company's admins are locked until the transaction ends, so two
+ * admins who demote (or remove) each other at once are counted one after the other: the
+ * second sees the first's change and is refused. */
+static const char SQL_ADMINS_LOCK[] =
+        "SELECT id FROM users WHERE company_id = ?1 AND role = 'admin' FOR UPDATE";
 
 static const char SQL_JOB_RELEASE_ALL[] =
         "UPDATE jobs SET worker_id = NULL, lease_until = 0"

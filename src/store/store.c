@@ -1,5 +1,6 @@
-/* store/: dispatch. The only file that knows which backends exist: the url's scheme
- * (the text before the first ':') picks one. */
+/* store/: dispatch. The only file that knows which drivers exist: the url's scheme
+ * (the text before the first ':') picks one; the operations (store-ops.c) are the same
+ * for all. */
 #include <errno.h>
 #include <string.h>
 
@@ -7,11 +8,11 @@
 
 static const struct {
         const char *scheme;
-        const struct mp_store_ops *ops;
+        const struct mp_store_driver *drv;
 } backends[] = {
-        { "sqlite", &mp_store_sqlite_ops },
-        { "postgres", &mp_store_postgres_ops },
-        { "postgresql", &mp_store_postgres_ops }, /* libpq's own spelling */
+        { "sqlite", &mp_store_sqlite_driver },
+        { "postgres", &mp_store_postgres_driver },
+        { "postgresql", &mp_store_postgres_driver }, /* libpq's own spelling */
 };
 
 int mp_store_open(const char *url, struct mp_store **ret, struct mp_error *err) {
@@ -26,7 +27,7 @@ int mp_store_open(const char *url, struct mp_store **ret, struct mp_error *err) 
         n = (size_t) (colon - url);
         for (size_t i = 0; i < ELEMENTSOF(backends); i++)
                 if (strlen(backends[i].scheme) == n && strncmp(url, backends[i].scheme, n) == 0)
-                        return backends[i].ops->open(url, ret, err);
+                        return mp_store_sql_open(backends[i].drv, url, ret, err);
         return mp_error_set(err, EPROTONOSUPPORT, 500, "config",
                             "store URL '%s': unknown scheme '%.*s' (this build knows sqlite: and postgres:)",
                             url, (int) n, url);

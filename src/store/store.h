@@ -1,6 +1,6 @@
 /* store/: the metadata store port. Rows travel as jansson objects whose keys are the
  * column names below (the API's field names where the API shows them), so a new column
- * costs one place in each backend and none in the callers.
+ * costs a line in store-sql.h (and a migration), and none in the callers.
  *
  * Conventions for every operation:
  *  - returns >= 0 on success, -ENOENT for an unknown id, -EEXIST for a uniqueness
@@ -12,7 +12,8 @@
  *  - "JSON columns" (marked (json) below) are stored as text and come back parsed.
  *  - every operation is safe to call from several threads at once on one mp_store.
  *
- * Tables (the SQL lives in each backend; migrations are numbered and idempotent):
+ * Tables (the SQL lives in store-sql.h, shared by the backends; migrations are numbered
+ * and idempotent):
  *  companies(id, name unique, created_at)
  *  users(id, email unique (case-folded by the caller), password_hash, company_id?, role
  *        "admin"|"member"|"viewer", created_at, external_id? unique: the subject of
@@ -218,8 +219,14 @@ struct mp_store_ops {
                                   struct mp_error *err);
 };
 
-/* Open the backend that the url's scheme names. */
+/* Open the backend that the url's scheme names. A sqlite: URL may end in
+ * "?durability=full" (the default: every accepted change is on disk before the call
+ * returns, commits of concurrent calls grouped into one sync) or "?durability=fast"
+ * (synchronous=NORMAL: a power cut may lose the last changes, never corrupt the file). */
 int mp_store_open(const char *url, struct mp_store **ret, struct mp_error *err);
+/* What the open store runs with, for logs and tests: {"backend", "durability", and the
+ * backend's own settings (SQLite: "synchronous", the PRAGMA's number)}. */
+int mp_store_info(struct mp_store *s, json_t **ret, struct mp_error *err);
 void mp_store_close(struct mp_store *s);
 /* The table of operations behind an open store. */
 const struct mp_store_ops *mp_store_ops(struct mp_store *s);

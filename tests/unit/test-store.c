@@ -20,6 +20,7 @@
 
 #include "check.h"
 
+#include "base/config.h"
 #include "base/limits.h"
 #include "base/util.h"
 #include "store/store.h"
@@ -1142,6 +1143,257 @@ TEST(reopen_and_migrations) {
         tmp_remove();
 }
 
+/* The server's option parser, as `serve` calls it (argv[0] is the command). */
+static int parse_config(int argc, char **argv, struct mp_config **ret, struct mp_error *err) {
+        return mp_config_parse(argc, argv, ret, err);
+}
+
+/* What the store runs with. SQLite: an accepted change is on disk before the call
+ * returns by default (synchronous=FULL, which PRAGMA synchronous reads as 2), even after
+ * the lossy writes (claims, starts) that skip the sync; ?durability=fast gives NORMAL (1).
+ * PostgreSQL's durability is the server's. */
+TEST(durability) {
+        struct mp_store *s = fresh();
+        struct mp_error err = { 0 };
+        struct world w;
+        char url[4300], f[MP_ID_LEN + 1], t[MP_ID_LEN + 1], got[MP_ID_LEN + 1];
+        json_t *info = NULL;
+
+        CHECK_INT(mp_store_info(s, &info, &err), ==, 0);
+        REQUIRE(info);
+        CHECK_STR(str(info, "backend"), backend);
+        if (is_pg()) {
+                CHECK_STR(str(info, "durability"), "server");
+                CHECK(str(info, "synchronous_commit") != NULL);
+                json_decref(info);
+                done(s);
+                return;
+        }
+        CHECK_STR(str(info, "durability"), "full");
+        CHECK_INT(num(info, "synchronous"), ==, 2);
+        json_decref(info);
+        info = NULL;
+        /* after a durable write, a lossy claim and start: durable commits are still FULL */
+        make_world(s, &w);
+        REQUIRE(make_function(s, f, w.u1, NULL, "beam", "private", 1) == 0);
+        REQUIRE(make_task(s, t, f, w.u1, NULL, 100, NULL) == 0);
+        CHECK_INT(MP_STORE(s)->job_claim(s, "w", 1000, 2000, got, &err), ==, 1);
+        CHECK_INT(MP_STORE(s)->task_start(s, got, "w", 1000, &err), ==, 1);
+        CHECK_INT(mp_store_info(s, &info, &err), ==, 0);
+        CHECK_INT(num(info, "synchronous"), ==, 2);
+        json_decref(info);
+        info = NULL;
+        mp_store_close(s);
+
+        /* fast: the same file, synchronous=NORMAL */
+        db_url(url, sizeof(url));
+        strcat(url, "?durability=fast");
+        s = NULL;
+        CHECK_INT(mp_store_open(url, &s, &err), ==, 0);
+        REQUIRE(s);
+        CHECK_INT(mp_store_info(s, &info, &err), ==, 0);
+        CHECK_STR(str(info, "durability"), "fast");
+        CHECK_INT(num(info, "synchronous"), ==, 1);
+        json_decref(info);
+        info = NULL;
+        /* and the data written under full is there */
+        CHECK_INT(MP_STORE(s)->task_get(s, t, &info, &err), ==, 0);
+        CHECK_STR(str(info, "status"), "running");
+        json_decref(info);
+        mp_store_close(s);
+
+        /* the server's --durability (and MECAPY_DURABILITY) reaches the store by its URL */
+        {
+                char dir[4200];
+                char *argv[] = { "serve", "--durability", "fast", "--data-dir", dir, NULL };
+                char *argv_db[] = { "serve", "--durability", "fast", "--db", url, NULL };
+                char *argv_bad[] = { "serve", "--durability", "sometimes", NULL };
+                char *argv_env[] = { "serve", "--data-dir", dir, NULL };
+                struct mp_config *cfg = NULL;
+
+                snprintf(dir, sizeof(dir), "%s/data", tmp_dir);
+                CHECK_INT(parse_config(5, argv, &cfg, &err), ==, 0);
+                REQUIRE(cfg);
+                CHECK_INT(mp_store_open(cfg->db_url, &s, &err), ==, 0);
+                REQUIRE(s);
+                CHECK_INT(mp_store_info(s, &info, &err), ==, 0);
+                CHECK_INT(num(info, "synchronous"), ==, 1);
+                json_decref(info);
+                info = NULL;
+                mp_store_close(s);
+                mp_config_free(cfg);
+                cfg = NULL;
+                /* a URL that says durability= itself keeps it */
+                db_url(url, sizeof(url));
+                strcat(url, "?durability=full");
+                CHECK_INT(parse_config(5, argv_db, &cfg, &err), ==, 0);
+                REQUIRE(cfg);
+                CHECK_STR(cfg->db_url, url);
+                mp_config_free(cfg);
+                cfg = NULL;
+                setenv("MECAPY_DURABILITY", "fast", 1);
+                CHECK_INT(parse_config(3, argv_env, &cfg, &err), ==, 0);
+                unsetenv("MECAPY_DURABILITY");
+                REQUIRE(cfg);
+                CHECK(strstr(cfg->db_url, "?durability=fast") != NULL);
+                mp_config_free(cfg);
+                cfg = NULL;
+                CHECK_INT(parse_config(3, argv_bad, &cfg, &err), ==, -EINVAL);
+                CHECK(strstr(err.message, "sometimes") != NULL);
+        }
+
+        /* an unknown parameter is refused, naming it */
+        db_url(url, sizeof(url));
+        strcat(url, "?durability=eventually");
+        s = NULL;
+        CHECK_INT(mp_store_open(url, &s, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "durability=eventually") != NULL);
+        CHECK(s == NULL);
+        mp_error_clear(&err);
+        tmp_remove();
+}
+
+#define WRITERS 16
+#define WRITES 40
+
+struct writer {
+        struct mp_store *s;
+        const char *fn, *owner;
+        int index;
+        int created, finished, conflicts, refused, errors;
+        char ids[WRITES][MP_ID_LEN + 1];
+};
+
+/* One caller's calls: create a task, start it, finish it, as the worker does; every
+ * fourth with an idempotency key another writer uses too (one of them wins), every
+ * fifth finish first refused (a column a task does not record), then done right. */
+static void *write_loop(void *arg) {
+        struct writer *wr = arg;
+        char worker[32];
+
+        snprintf(worker, sizeof(worker), "w%d", wr->index);
+        for (int i = 0; i < WRITES; i++) {
+                char id[MP_ID_LEN + 1], key[32];
+                struct mp_error err = { 0 };
+                json_t *t, *existing = NULL, *fields;
+                int r;
+
+                mp_id_new(id);
+                snprintf(key, sizeof(key), "k%d-%d", wr->index / 2, i);
+                t = json_pack("{s:s,s:s,s:i,s:s,s:{s:i},s:s?,s:I}", "id", id, "function_id", wr->fn,
+                              "version", 1, "owner_id", wr->owner, "inputs", "i", i, "idempotency_key",
+                              i % 4 == 0 ? key : NULL, "queued_at", (json_int_t) 1000 + i);
+                r = MP_STORE(wr->s)->task_create(wr->s, t, &existing, &err);
+                json_decref(t);
+                if (r == -EEXIST && existing) {
+                        wr->conflicts++;
+                        json_decref(existing);
+                        mp_error_clear(&err);
+                        continue;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "  writer %d: task_create %d %s\n", wr->index, r, err.message);
+                        wr->errors++;
+                        mp_error_clear(&err);
+                        continue;
+                }
+                memcpy(wr->ids[wr->created++], id, sizeof(id));
+                if (MP_STORE(wr->s)->task_start(wr->s, id, worker, 2000, &err) != 1)
+                        wr->errors++;
+                if (i % 5 == 0) {
+                        fields = json_pack("{s:s,s:i}", "status", "completed", "owner_id", 1);
+                        if (MP_STORE(wr->s)->task_finish(wr->s, id, fields, &err) == -EINVAL)
+                                wr->refused++;
+                        json_decref(fields);
+                }
+                fields = json_pack("{s:s,s:{s:i,s:i},s:I}", "status", "completed", "result", "writer",
+                                   wr->index, "i", i, "finished_at", (json_int_t) 3000);
+                r = MP_STORE(wr->s)->task_finish(wr->s, id, fields, &err);
+                json_decref(fields);
+                if (r == 1)
+                        wr->finished++;
+                else {
+                        fprintf(stderr, "  writer %d: task_finish %d %s\n", wr->index, r, err.message);
+                        wr->errors++;
+                }
+                mp_error_clear(&err);
+        }
+        return NULL;
+}
+
+/* Many callers write at once (the group commit path on SQLite): every call that was
+ * answered as stored is there afterwards, completed with its own result, and the
+ * refusals and conflicts among them changed nothing else. */
+TEST(concurrent_writes) {
+        struct mp_store *s = fresh();
+        static struct writer wr[WRITERS];
+        pthread_t th[WRITERS];
+        struct world w;
+        char f[MP_ID_LEN + 1], path[4200];
+        int created = 0, finished = 0, conflicts = 0, refused = 0, errors = 0;
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f, w.u1, NULL, "beam", "private", 1) == 0);
+        for (int i = 0; i < WRITERS; i++) {
+                wr[i] = (struct writer) { .s = s, .fn = f, .owner = w.u1, .index = i };
+                REQUIRE(pthread_create(&th[i], NULL, write_loop, &wr[i]) == 0);
+        }
+        for (int i = 0; i < WRITERS; i++)
+                pthread_join(th[i], NULL);
+        for (int i = 0; i < WRITERS; i++) {
+                created += wr[i].created;
+                finished += wr[i].finished;
+                conflicts += wr[i].conflicts;
+                refused += wr[i].refused;
+                errors += wr[i].errors;
+        }
+        CHECK_INT(errors, ==, 0);
+        /* pairs of writers share their keys: one of each pair's keyed calls wins */
+        CHECK_INT(conflicts, ==, (WRITERS / 2) * (WRITES / 4));
+        CHECK_INT(created, ==, WRITERS * WRITES - conflicts);
+        CHECK_INT(finished, ==, created);
+        CHECK_INT(refused, >, 0);
+        for (int i = 0; i < WRITERS; i++)
+                for (int k = 0; k < wr[i].created; k++) {
+                        json_t *row = NULL;
+                        if (MP_STORE(s)->task_get(s, wr[i].ids[k], &row, NULL) != 0) {
+                                CHECK_FAIL("task %s of writer %d is missing", wr[i].ids[k], i);
+                                continue;
+                        }
+                        CHECK_STR(str(row, "status"), "completed");
+                        {
+                                /* the result as stored: parsed, or its JSON text */
+                                json_t *res = json_object_get(row, "result");
+                                json_t *text = json_object_get(row, "result_json");
+                                json_t *parsed = json_is_string(text) ?
+                                                 json_loads(json_string_value(text), 0, NULL) : NULL;
+                                CHECK_INT(num(parsed ? parsed : res, "writer"), ==, i);
+                                json_decref(parsed);
+                        }
+                        CHECK_INT(num(row, "attempts"), ==, 1);
+                        json_decref(row);
+                }
+        if (!is_pg()) {
+                json_t *info = NULL;
+                REQUIRE(mp_store_info(s, &info, NULL) == 0);
+                /* how many commits the writes shared depends on the scheduler and the disk */
+                printf("     (%" PRId64 " durable writes in %" PRId64 " group commits)\n",
+                       num(info, "grouped_writes"), num(info, "group_commits"));
+                CHECK_INT(num(info, "grouped_writes"), >=, num(info, "group_commits"));
+                json_decref(info);
+        }
+        /* read beside the store, once it is closed: every change is in the file */
+        db_url(path, sizeof(path));
+        mp_store_close(s);
+        {
+                const char *file = is_pg() ? "" : path + strlen("sqlite:");
+                CHECK_INT(count_rows(file, "SELECT COUNT(*) FROM tasks WHERE status = 'completed'"), ==, created);
+                CHECK_INT(count_rows(file, "SELECT COUNT(*) FROM tasks"), ==, created);
+                CHECK_INT(count_rows(file, "SELECT COUNT(*) FROM jobs"), ==, 0);
+        }
+        tmp_remove();
+}
+
 /* ---- PostgreSQL only ---- */
 
 #define PG_JOBS 300
@@ -1706,6 +1958,8 @@ static const struct check_case cases[] = {
         CASE(reopen_and_migrations),
         CASE(scopes_sessions_audit),
         CASE(companies_and_catalogue),
+        CASE(durability),
+        CASE(concurrent_writes),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line

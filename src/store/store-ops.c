@@ -1,0 +1,1437 @@
+/* store/: every operation of the port (store.h), written once over the driver interface
+ * (store-internal.h). An operation is two parts: the public function checks its
+ * arguments and asks the driver to run the body as MP_RUN_* says (read, atomic, a
+ * write whose loss in a power cut is harmless); the body runs statements on the
+ * connection it is lent. A new operation is one body, one wrapper and a line in the
+ * tables at the end; no driver changes. The SQL lives in store-sql.h. */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/limits.h"
+#include "base/util.h"
+#include "store/store-internal.h"
+#include "store/store-sql.h"
+
+/* ---- what the drivers share ---- */
+
+bool mp_store_is_json_column(const char *name) {
+        return is_json_column(name);
+}
+
+json_t *mp_store_text_json(const char *p, size_t n) {
+        return text_json(p, n);
+}
+
+int mp_store_text_value(const char *column, const char *text, size_t len, json_t **ret,
+                        struct mp_error *err) {
+        if (is_json_column(column)) {
+                json_error_t jerr;
+                *ret = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+                if (!*ret)
+                        return mp_error_set(err, EIO, 500, "storage",
+                                            "column %s holds JSON that does not parse: %s", column,
+                                            jerr.text);
+                return 0;
+        }
+        *ret = text_json(text ? text : "", len);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ---- statements ---- */
+
+#define PARAMS(...) (struct mp_store_param[]) { __VA_ARGS__ }, \
+        ELEMENTSOF(((struct mp_store_param[]) { __VA_ARGS__ }))
+#define NO_PARAMS NULL, 0
+
+/* A statement whose rows do not matter: the count of rows it changed. */
+static int q_exec(struct mp_store_conn *c, const char *sql, struct mp_store_param *p, size_t n,
+                  const char *what, struct mp_error *err) {
+        return c->drv->query(c, sql, true, p, n, NULL, what, err);
+}
+
+/* Every row, appended to arr: the count. */
+static int q_all(struct mp_store_conn *c, const char *sql, struct mp_store_param *p, size_t n,
+                 json_t *arr, const char *what, struct mp_error *err) {
+        return c->drv->query(c, sql, true, p, n, arr, what, err);
+}
+
+/* The first row: 0, or -ENOENT without a message (the caller names what is missing). */
+static int q_row(struct mp_store_conn *c, const char *sql, struct mp_store_param *p, size_t n,
+                 json_t **ret, const char *what, struct mp_error *err) {
+        _cleanup_json_ json_t *rows = json_array();
+
+        if (!rows) {
+                mp_store_params_free(p, n);
+                return -ENOMEM;
+        }
+        TRY(q_all(c, sql, p, n, rows, what, err));
+        if (json_array_size(rows) == 0)
+                return -ENOENT;
+        *ret = json_incref(json_array_get(rows, 0));
+        return 0;
+}
+
+/* Does the query return a row? 1, 0 or -errno. */
+static int q_exists(struct mp_store_conn *c, const char *sql, struct mp_store_param *p, size_t n,
+                    const char *what, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        int r = q_row(c, sql, p, n, &row, what, err);
+
+        return r == -ENOENT ? 0 : r < 0 ? r : 1;
+}
+
+/* Column `col` of the first row, an integer: 0 or -ENOENT. */
+static int q_int(struct mp_store_conn *c, const char *sql, struct mp_store_param *p, size_t n,
+                 const char *col, int64_t *ret, const char *what, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        json_t *v;
+
+        TRY(q_row(c, sql, p, n, &row, what, err));
+        v = json_object_get(row, col);
+        if (!json_is_integer(v))
+                return mp_error_set(err, EIO, 500, "storage", "%s: %s is not an integer", what, col);
+        *ret = json_integer_value(v);
+        return 0;
+}
+
+/* ---- rows from callers ---- */
+
+/* How a caller's field becomes a parameter: defaults, types, allowed values. */
+static int col_param(const struct col *c, json_t *row, const char *what,
+                     struct mp_store_param *ret, struct mp_error *err) {
+        json_t *v = json_object_get(row, c->name);
+
+        if (!v || json_is_null(v)) {
+                if (c->flags & COL_REQUIRED)
+                        return invalid(err, "%s: `%s` is missing", what, c->name);
+                if (c->kind == COL_INT)
+                        *ret = PI((c->flags & COL_NOW) ? mp_now_ms() : 0);
+                else
+                        *ret = PT(c->def);
+                return 0;
+        }
+        switch (c->kind) {
+        case COL_JSON: {
+                char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!text)
+                        return mp_error_set(err, ENOMEM, 500, "storage", "%s: cannot serialize `%s`",
+                                            what, c->name);
+                *ret = PT(text);
+                ret->owned = text;
+                return 0;
+        }
+        case COL_INT:
+                if (json_is_integer(v))
+                        *ret = PI(json_integer_value(v));
+                else if (json_is_boolean(v))
+                        *ret = PI(json_is_true(v) ? 1 : 0);
+                else
+                        return invalid(err, "%s: `%s` must be an integer", what, c->name);
+                return 0;
+        case COL_TEXT:
+                if (!json_is_string(v))
+                        return invalid(err, "%s: `%s` must be a string", what, c->name);
+                if (c->allowed) {
+                        bool ok = false;
+                        for (const char *const *a = c->allowed; *a && !ok; a++)
+                                ok = strcmp(*a, json_string_value(v)) == 0;
+                        if (!ok)
+                                return invalid(err, "%s: `%s` cannot be '%s'", what, c->name,
+                                               json_string_value(v));
+                }
+                *ret = (struct mp_store_param) { .type = MP_STORE_TEXT, .text = json_string_value(v),
+                                                 .len = json_string_length(v) };
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* Parameters for columns cols[0..n) from a caller's row; on failure none is left owned. */
+static int cols_params(const struct col *const *cols, size_t n, json_t *row, const char *what,
+                       struct mp_store_param *p, struct mp_error *err) {
+        for (size_t i = 0; i < n; i++) {
+                int r = col_param(cols[i], row, what, &p[i], err);
+                if (r < 0) {
+                        mp_store_params_free(p, i);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+#define MAX_COLS 32
+
+/* A table a caller's rows are inserted into; the INSERT text is built once. */
+struct table {
+        const char *name;
+        const struct col *cols;
+        size_t n_cols;
+        pthread_once_t once;
+        char sql[1024];
+};
+
+#define TABLE(name, cols) { name, cols, ELEMENTSOF(cols), PTHREAD_ONCE_INIT, "" }
+
+static struct table users_table = TABLE("users", user_cols);
+static struct table tokens_table = TABLE("tokens", token_cols);
+static struct table audit_table = TABLE("audit", audit_cols);
+static struct table functions_table = TABLE("functions", function_cols);
+static struct table versions_table = TABLE("function_versions", version_cols);
+static struct table tasks_table = TABLE("tasks", task_cols);
+static struct table *const tables[] = {
+        &users_table, &tokens_table, &audit_table, &functions_table, &versions_table, &tasks_table,
+};
+
+static void tables_build(void) {
+        for (size_t k = 0; k < ELEMENTSOF(tables); k++) {
+                struct table *t = tables[k];
+                size_t n = (size_t) snprintf(t->sql, sizeof(t->sql), "INSERT INTO %s (", t->name);
+                for (size_t i = 0; i < t->n_cols; i++)
+                        n += (size_t) snprintf(t->sql + n, sizeof(t->sql) - n, "%s%s", i ? ", " : "",
+                                               t->cols[i].name);
+                n += (size_t) snprintf(t->sql + n, sizeof(t->sql) - n, ") VALUES (");
+                for (size_t i = 0; i < t->n_cols; i++)
+                        n += (size_t) snprintf(t->sql + n, sizeof(t->sql) - n, "%s?%zu", i ? ", " : "",
+                                               i + 1);
+                n += (size_t) snprintf(t->sql + n, sizeof(t->sql) - n, ")");
+                assert(n < sizeof(t->sql) && t->n_cols <= MAX_COLS);
+        }
+}
+
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+/* INSERT a row built from the caller's object. */
+static int insert_row(struct mp_store_conn *c, struct table *t, json_t *row, const char *what,
+                      struct mp_error *err) {
+        struct mp_store_param p[MAX_COLS] = { 0 };
+        const struct col *cols[MAX_COLS];
+        int r;
+
+        pthread_once(&tables_once, tables_build);
+        for (size_t i = 0; i < t->n_cols; i++)
+                cols[i] = &t->cols[i];
+        TRY(cols_params(cols, t->n_cols, row, what, p, err));
+        r = q_exec(c, t->sql, p, t->n_cols, what, err);
+        return r < 0 ? r : 0;
+}
+
+/* "UPDATE table SET <fixed>, col = ?N, ... WHERE <where>": the columns named in fields
+ * (each must be in `allowed`; `always` of them are set whether present or not), numbered
+ * after the n_fixed parameters the caller's fixed text uses; `where` may use ?W, the
+ * parameter that follows them (the caller binds it last). The text is built on the fly;
+ * the parameters are filled from fields. The one update builder of the store. */
+struct update {
+        const char *table, *fixed, *where, *what;
+        const struct col *allowed;
+        size_t n_allowed, always;
+        const char *not_allowed; /* the message's end when a field is not in allowed */
+};
+
+static int update_build(const struct update *u, json_t *fields, size_t n_fixed, char *sql,
+                        size_t size, struct mp_store_param *p, size_t *ret_n,
+                        struct mp_error *err) {
+        const struct col *set[MAX_COLS];
+        size_t n_set = 0, len;
+        const char *key;
+        json_t *value;
+
+        for (size_t i = 0; i < u->always; i++)
+                set[n_set++] = &u->allowed[i];
+        json_object_foreach(fields, key, value) {
+                size_t i;
+                for (i = 0; i < u->n_allowed; i++)
+                        if (strcmp(key, u->allowed[i].name) == 0)
+                                break;
+                if (i == u->n_allowed)
+                        return invalid(err, "%s: `%s` %s", u->what, key, u->not_allowed);
+                if (i >= u->always && n_set < MAX_COLS)
+                        set[n_set++] = &u->allowed[i];
+        }
+        len = (size_t) snprintf(sql, size, "UPDATE %s SET %s", u->table, u->fixed ? u->fixed : "");
+        for (size_t i = 0; i < n_set; i++)
+                len += (size_t) snprintf(sql + len, size - len, "%s%s = ?%zu",
+                                         i || u->fixed ? ", " : "", set[i]->name, n_fixed + i + 1);
+        len += (size_t) snprintf(sql + len, size - len, " WHERE ");
+        for (const char *w = u->where; *w && len + 8 < size; w++) {
+                if (w[0] == '?' && w[1] == 'W') {
+                        len += (size_t) snprintf(sql + len, size - len, "?%zu", n_fixed + n_set + 1);
+                        w++;
+                } else
+                        sql[len++] = *w;
+        }
+        sql[len] = 0;
+        assert(len + 1 < size);
+        TRY(cols_params(set, n_set, fields, u->what, p + n_fixed, err));
+        *ret_n = n_fixed + n_set;
+        return 0;
+}
+
+/* Run an update built by update_build: fixed parameters first, then the fields', then
+ * `last`. The count of rows changed. */
+static int update_run(struct mp_store_conn *c, const struct update *u, json_t *fields,
+                      const struct mp_store_param *fixed, size_t n_fixed,
+                      struct mp_store_param last, struct mp_error *err) {
+        struct mp_store_param p[MAX_COLS + 4] = { 0 };
+        char sql[1024];
+        size_t n;
+
+        assert(n_fixed <= 2);
+        for (size_t i = 0; i < n_fixed; i++)
+                p[i] = fixed[i];
+        TRY(update_build(u, fields, n_fixed, sql, sizeof(sql), p, &n, err));
+        p[n++] = last;
+        return c->drv->query(c, sql, false, p, n, NULL, u->what, err);
+}
+
+/* ---- lists ---- */
+
+/* The filters of a list, in parameter order (a, b, c), then a cursor and a limit. */
+struct list_args {
+        const char *a, *b, *c;
+        const char *cursor;
+        int64_t cursor_t;
+        char cursor_id[CURSOR_MAX_ID + 1];
+        int limit;
+        bool audit;    /* audit_list: a fourth filter, since (an integer or absent) */
+        json_t *since;
+        const char *sql, *time_col, *what;
+        struct mp_store_list out;
+};
+
+static int list_args_read(json_t *filter, struct list_args *l, struct mp_error *err) {
+        TRY(filter_str(filter, "cursor", &l->cursor, err));
+        TRY(filter_limit(filter, &l->limit, err));
+        if (l->cursor)
+                TRY(cursor_decode(l->cursor, &l->cursor_t, l->cursor_id, err));
+        return 0;
+}
+
+/* Rows asked for are limit + 1: the extra one says there is a next page. */
+static int page_fn(struct mp_store_conn *c, json_t *items, int limit, const char *time_col,
+                   struct mp_store_list *ret) {
+        _cleanup_free_ char *next = NULL;
+
+        if (json_array_size(items) > (size_t) limit) {
+                json_t *last;
+                json_array_remove(items, (size_t) limit);
+                last = json_array_get(items, (size_t) limit - 1);
+                next = cursor_encode(json_integer_value(json_object_get(last, time_col)),
+                                     json_string_value(json_object_get(last, "id")));
+                if (!next)
+                        return -ENOMEM;
+        }
+        json_decref(ret->items);
+        free(ret->next_cursor);
+        ret->items = json_incref(items);
+        ret->next_cursor = TAKE_PTR(next);
+        return 0;
+}
+
+static int list_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct list_args *l = ctx;
+        _cleanup_json_ json_t *items = json_array();
+
+        if (!items)
+                return -ENOMEM;
+        if (l->audit)
+                TRY(q_all(c, l->sql,
+                          PARAMS(PT(l->a), PT(l->b), PT(l->c),
+                                 json_is_integer(l->since) ? PI(json_integer_value(l->since)) : PI_NULL,
+                                 l->cursor ? PI(l->cursor_t) : PI_NULL,
+                                 PT(l->cursor ? l->cursor_id : NULL), PI(l->limit + 1)),
+                          items, l->what, err));
+        else
+                TRY(q_all(c, l->sql,
+                          PARAMS(PT(l->a), PT(l->b), PT(l->c), l->cursor ? PI(l->cursor_t) : PI_NULL,
+                                 PT(l->cursor ? l->cursor_id : NULL), PI(l->limit + 1)),
+                          items, l->what, err));
+        return page_fn(c, items, l->limit, l->time_col, &l->out);
+}
+
+static int list_run(struct mp_store *s, struct list_args *l, struct mp_store_list *ret,
+                    struct mp_error *err) {
+        int r = s->drv->run(s, MP_RUN_READ, list_fn, l, err);
+
+        if (r < 0) {
+                json_decref(l->out.items);
+                free(l->out.next_cursor);
+                return r;
+        }
+        *ret = l->out;
+        return 0;
+}
+
+/* ---- migrations ---- */
+
+static int migration_apply(struct mp_store_conn *c, int version, struct mp_error *err) {
+        int r = q_exists(c, SQL_MIGRATION_HAS, PARAMS(PI(version)), "reading schema_migrations", err);
+
+        if (r != 0)
+                return r; /* already applied (another process may just have done it) */
+        r = c->drv->script(c, migrations[version - 1], "applying a migration", err);
+        if (r < 0) {
+                mp_error_prefix(err, "migration %d", version);
+                return r;
+        }
+        r = q_exec(c, SQL_MIGRATION_ADD, PARAMS(PI(version), PI(mp_now_ms())), "recording a migration",
+                   err);
+        return r < 0 ? r : 0;
+}
+
+static int migrate_locked(struct mp_store_conn *c, struct mp_error *err) {
+        const int known = (int) ELEMENTSOF(migrations);
+        int64_t have = 0;
+
+        TRY(q_exec(c, SQL_MIGRATIONS_TABLE, NO_PARAMS, "creating schema_migrations", err));
+        TRY(q_int(c, SQL_MIGRATION_MAX, NO_PARAMS, "n", &have, "reading schema_migrations", err));
+        if (have > known)
+                return mp_error_set(err, EPROTO, 500, "storage",
+                                    "the database is at schema version %" PRId64 ", newer than "
+                                    "this program knows (%d): run a newer mecapy", have, known);
+        for (int v = (int) have + 1; v <= known; v++) {
+                int r;
+                TRY(c->drv->tx(c, 1, err));
+                r = migration_apply(c, v, err);
+                if (r >= 0)
+                        r = c->drv->tx(c, 0, err);
+                if (r < 0) {
+                        c->drv->tx(c, -1, NULL);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Each migration runs once, in its own transaction; processes that start together take
+ * turns where the driver has a lock for it (a session lock, released with the
+ * connection of a process that dies mid-migration). */
+static int migrate_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        int r;
+
+        if (!c->drv->migration_lock)
+                return migrate_locked(c, err);
+        TRY(c->drv->migration_lock(c, true, err));
+        r = migrate_locked(c, err);
+        {
+                int q = c->drv->migration_lock(c, false, r < 0 ? NULL : err);
+                if (r >= 0 && q < 0)
+                        r = q;
+        }
+        return r;
+}
+
+/* ---- identity ---- */
+
+struct company_ensure_args {
+        const char *name;
+        json_t *row;
+};
+
+static int company_ensure_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct company_ensure_args *a = ctx;
+        json_t *row = NULL;
+        char id[MP_ID_LEN + 1];
+        int r;
+
+        mp_id_new(id);
+        TRY(q_exec(c, SQL_COMPANY_INSERT, PARAMS(PT(id), PT(a->name), PI(mp_now_ms())),
+                   "creating a company", err));
+        r = q_row(c, SQL_COMPANY_BY_NAME, PARAMS(PT(a->name)), &row, "reading a company", err);
+        if (r == -ENOENT)
+                return mp_error_set(err, EIO, 500, "storage", "company %s vanished", a->name);
+        if (r < 0)
+                return r;
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int ops_company_ensure(struct mp_store *s, const char *name, json_t **ret_company,
+                              struct mp_error *err) {
+        struct company_ensure_args a = { .name = name };
+        int r;
+
+        if (!name || !*name)
+                return invalid(err, "a company needs a `name`");
+        r = s->drv->run(s, MP_RUN_ATOMIC, company_ensure_fn, &a, err);
+        if (r < 0 || !ret_company) {
+                json_decref(a.row);
+                return r < 0 ? r : 0;
+        }
+        *ret_company = a.row;
+        return 0;
+}
+
+static int user_create_fn(struct mp_store_conn *c, void *user, struct mp_error *err) {
+        int r = insert_row(c, &users_table, user, "creating a user", err);
+
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict",
+                                    "a user with the email '%s' (or that id) already exists",
+                                    json_string_value(json_object_get(user, "email")));
+        if (r == -ENOENT)
+                return not_found(err, "creating a user: company %s does not exist",
+                                 json_string_value(json_object_get(user, "company_id")));
+        return r;
+}
+
+static int ops_user_create(struct mp_store *s, json_t *user, struct mp_error *err) {
+        return s->drv->run(s, MP_RUN_WRITE, user_create_fn, user, err);
+}
+
+/* A read of one row by one text parameter; `missing` is the -ENOENT message. */
+struct get_args {
+        const char *sql, *value, *what;
+        json_t *row;
+};
+
+static int get_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct get_args *a = ctx;
+        json_t *row = NULL;
+
+        TRY(q_row(c, a->sql, PARAMS(PT(a->value)), &row, a->what, err));
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int get_run(struct mp_store *s, struct get_args *a, json_t **ret, struct mp_error *err) {
+        int r = s->drv->run(s, MP_RUN_READ, get_fn, a, err);
+
+        if (r < 0) {
+                json_decref(a->row);
+                return r;
+        }
+        *ret = a->row;
+        return 0;
+}
+
+static int ops_user_get(struct mp_store *s, const char *field, const char *value, json_t **ret,
+                        struct mp_error *err) {
+        struct get_args a = { .value = value, .what = "reading a user" };
+        int r;
+
+        if (field && strcmp(field, "id") == 0)
+                a.sql = SQL_USER_BY_ID;
+        else if (field && strcmp(field, "email") == 0)
+                a.sql = SQL_USER_BY_EMAIL;
+        else if (field && strcmp(field, "external_id") == 0)
+                a.sql = SQL_USER_BY_EXTERNAL_ID;
+        else
+                return invalid(err, "users are looked up by id, email or external_id, not by '%s'",
+                               field ? field : "(null)");
+        if (!value)
+                return not_found(err, "no user with an empty %s", field);
+        r = get_run(s, &a, ret, err);
+        if (r == -ENOENT)
+                return not_found(err, "no user with %s '%s'", field, value);
+        return r;
+}
+
+/* One statement with text and integer parameters, changing rows that must exist: 0, or
+ * -ENOENT ("no <missing> with id '<missing_id>'") when it changed none, unless none_ok
+ * (then the count). Most small writes are this. */
+struct change_args {
+        const char *sql, *what, *missing, *missing_id;
+        struct mp_store_param p[5];
+        size_t n;
+        bool none_ok;   /* 0 rows is fine: return the count */
+};
+
+static int change_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct change_args *a = ctx;
+        struct mp_store_param p[ELEMENTSOF(a->p)];
+        int r;
+
+        memcpy(p, a->p, sizeof(p)); /* the driver consumes them; a retry needs them again */
+        r = q_exec(c, a->sql, p, a->n, a->what, err);
+        if (r == 0 && !a->none_ok)
+                return not_found(err, "no %s with id '%s'", a->missing, a->missing_id ? a->missing_id : "");
+        return r < 0 ? r : a->none_ok ? r : 0;
+}
+
+#define CHANGE(sql_, what_, missing_, id_, ...)                                           \
+        ((struct change_args) { .sql = (sql_), .what = (what_), .missing = (missing_),   \
+                                .missing_id = (id_), .p = { __VA_ARGS__ },                \
+                                .n = ELEMENTSOF(((struct mp_store_param[]) { __VA_ARGS__ })) })
+
+static int ops_user_set_password(struct mp_store *s, const char *user_id, const char *hash,
+                                 struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_USER_SET_PASSWORD, "setting a password", "user",
+                                      user_id, PT(hash), PT(user_id));
+
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+static int ops_user_set_identity(struct mp_store *s, const char *user_id, const char *email,
+                                 const char *role, const char *company_id, struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_USER_SET_IDENTITY, "updating a user's identity",
+                                      "user", user_id, PT(email), PT(role),
+                                      PT(company_id), PT(user_id));
+        int r = s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict",
+                                    "another user already has the email '%s'", email ? email : "");
+        return r;
+}
+
+static int token_create_fn(struct mp_store_conn *c, void *token, struct mp_error *err) {
+        int r = insert_row(c, &tokens_table, token, "creating a token", err);
+
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict",
+                                    "creating a token: a token with that id or hash already exists");
+        if (r == -ENOENT)
+                return not_found(err, "creating a token: user %s does not exist",
+                                 json_string_value(json_object_get(token, "user_id")));
+        return r;
+}
+
+static int ops_token_create(struct mp_store *s, json_t *token, struct mp_error *err) {
+        return s->drv->run(s, MP_RUN_WRITE, token_create_fn, token, err);
+}
+
+struct token_lookup_args {
+        const char *hash;
+        int64_t now;
+        json_t *out;
+};
+
+static int token_lookup_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct token_lookup_args *a = ctx;
+        _cleanup_json_ json_t *token = NULL, *user = NULL;
+        json_t *o;
+        int r;
+
+        r = q_row(c, SQL_TOKEN_LIVE, PARAMS(PT(a->hash), PI(a->now)), &token, "looking up a token", err);
+        if (r == -ENOENT)
+                return not_found(err, "no live token matches");
+        if (r < 0)
+                return r;
+        r = q_row(c, SQL_USER_BY_ID, PARAMS(PT(json_string_value(json_object_get(token, "user_id")))),
+                  &user, "reading a user", err);
+        if (r == -ENOENT)
+                return not_found(err, "the token's user no longer exists");
+        if (r < 0)
+                return r;
+        r = q_exec(c, SQL_TOKEN_TOUCH, PARAMS(PI(a->now), PT(json_string_value(json_object_get(token, "id")))),
+                   "recording a token's use", err);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                json_object_set_new(token, "last_used_at", json_integer(a->now));
+        o = json_pack("{s:O,s:O}", "token", token, "user", user);
+        if (!o)
+                return -ENOMEM;
+        json_decref(a->out);
+        a->out = o;
+        return 0;
+}
+
+static int ops_token_lookup(struct mp_store *s, const char *token_hash, int64_t now, json_t **ret,
+                            struct mp_error *err) {
+        struct token_lookup_args a = { .hash = token_hash, .now = now };
+        int r;
+
+        if (!token_hash)
+                return not_found(err, "no live token matches");
+        /* No transaction: this runs on every authenticated request. Two reads and a touch
+         * that writes at most once a minute are each consistent on their own, and a
+         * touch lost in a power cut costs nothing: nobody waits for the disk. */
+        r = s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, token_lookup_fn, &a, err);
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+/* Every row of a query with one text parameter, as an array. */
+struct all_args {
+        const char *sql, *value, *what;
+        json_t *arr;
+};
+
+static int all_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct all_args *a = ctx;
+        json_t *arr = json_array();
+        int n;
+
+        if (!arr)
+                return -ENOMEM;
+        n = q_all(c, a->sql, PARAMS(PT(a->value)), arr, a->what, err);
+        if (n < 0) {
+                json_decref(arr);
+                return n;
+        }
+        json_decref(a->arr);
+        a->arr = arr;
+        return n;
+}
+
+static int all_run(struct mp_store *s, struct all_args *a, json_t **ret, struct mp_error *err) {
+        int n = s->drv->run(s, MP_RUN_READ, all_fn, a, err);
+
+        if (n < 0) {
+                json_decref(a->arr);
+                return n;
+        }
+        *ret = a->arr;
+        return n;
+}
+
+static int ops_token_list(struct mp_store *s, const char *user_id, json_t **ret,
+                          struct mp_error *err) {
+        struct all_args a = { SQL_TOKEN_LIST, user_id, "listing tokens", NULL };
+        int n = all_run(s, &a, ret, err);
+
+        return n < 0 ? n : 0;
+}
+
+struct token_revoke_args {
+        const char *user_id, *token_id;
+        int64_t now;
+};
+
+static int token_revoke_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct token_revoke_args *a = ctx;
+        int r = q_exec(c, SQL_TOKEN_REVOKE, PARAMS(PI(a->now), PT(a->token_id), PT(a->user_id)),
+                       "revoking a token", err);
+
+        if (r != 0)
+                return r < 0 ? r : 0;
+        /* Nothing changed: revoked before (fine, revoking is idempotent) or not theirs. */
+        r = q_exists(c, SQL_TOKEN_OF_USER, PARAMS(PT(a->token_id), PT(a->user_id)), "revoking a token",
+                     err);
+        if (r == 0)
+                return not_found(err, "you have no token with id '%s'", a->token_id ? a->token_id : "");
+        return r < 0 ? r : 0;
+}
+
+static int ops_token_revoke(struct mp_store *s, const char *user_id, const char *token_id,
+                            int64_t now, struct mp_error *err) {
+        struct token_revoke_args a = { user_id, token_id, now };
+
+        return s->drv->run(s, MP_RUN_WRITE, token_revoke_fn, &a, err);
+}
+
+static int ops_token_revoke_sessions(struct mp_store *s, const char *user_id,
+                                     const char *except_token_id, int64_t now,
+                                     struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_TOKEN_REVOKE_SESSIONS, "revoking a user's sessions", NULL, NULL,
+                                      PI(now), PT(user_id), PT(except_token_id));
+
+        a.none_ok = true;
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+/* ---- the audit log ---- */
+
+static int audit_append_fn(struct mp_store_conn *c, void *event, struct mp_error *err) {
+        return insert_row(c, &audit_table, event, "writing an audit event", err);
+}
+
+static int ops_audit_append(struct mp_store *s, json_t *event, struct mp_error *err) {
+        return s->drv->run(s, MP_RUN_WRITE, audit_append_fn, event, err);
+}
+
+static int ops_audit_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                          struct mp_error *err) {
+        struct list_args l = { .sql = SQL_AUDIT_LIST, .time_col = "at", .what = "listing audit events" };
+
+        TRY(filter_str(filter, "company_id", &l.a, err));
+        TRY(filter_str(filter, "kind", &l.b, err));
+        TRY(filter_str(filter, "actor_id", &l.c, err));
+        TRY(list_args_read(filter, &l, err));
+        l.audit = true;
+        l.since = json_object_get(filter, "since");
+        return list_run(s, &l, ret, err);
+}
+
+/* ---- functions ---- */
+
+/* Insert `version` as version n of function id (a shallow copy gets the key columns). */
+static int version_insert(struct mp_store_conn *c, const char *id, int n, json_t *version,
+                          int64_t default_time, struct mp_error *err) {
+        _cleanup_json_ json_t *v = json_is_object(version) ? json_copy(version) : NULL;
+        json_t *t;
+
+        if (!v)
+                return invalid(err, "a function version must be an object");
+        if (json_object_set_new(v, "function_id", json_string(id)) < 0 ||
+            json_object_set_new(v, "version", json_integer(n)) < 0)
+                return -ENOMEM;
+        t = json_object_get(v, "created_at");
+        if ((!t || json_is_null(t)) && default_time > 0)
+                json_object_set_new(v, "created_at", json_integer(default_time));
+        return insert_row(c, &versions_table, v, "storing a function version", err);
+}
+
+struct function_create_args {
+        json_t *fn, *version;
+};
+
+static int function_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct function_create_args *a = ctx;
+        _cleanup_json_ json_t *f = json_copy(a->fn);
+        json_t *created = json_object_get(a->fn, "created_at");
+        int r;
+
+        if (!f)
+                return -ENOMEM;
+        if (json_is_integer(created) && !json_object_get(a->fn, "updated_at"))
+                json_object_set(f, "updated_at", created);
+        r = insert_row(c, &functions_table, f, "creating a function", err);
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict",
+                                    "you already have a function named '%s'",
+                                    json_string_value(json_object_get(a->fn, "name")));
+        if (r == -ENOENT)
+                return not_found(err, "creating a function: its owner or company does not exist");
+        if (r < 0)
+                return r;
+        return version_insert(c, json_string_value(json_object_get(a->fn, "id")), 1, a->version,
+                              json_is_integer(created) ? json_integer_value(created) : 0, err);
+}
+
+static int ops_function_create(struct mp_store *s, json_t *fn, json_t *version,
+                               struct mp_error *err) {
+        struct function_create_args a = { fn, version };
+
+        if (!json_is_object(fn))
+                return invalid(err, "a function must be an object");
+        return s->drv->run(s, MP_RUN_ATOMIC, function_create_fn, &a, err);
+}
+
+static int ops_function_get(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct get_args a = { SQL_FUNCTION_GET, id, "reading a function", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no function with id '%s'", id ? id : "");
+        return r;
+}
+
+struct find_args {
+        const char *owner_id, *name;
+        json_t *row;
+};
+
+static int function_find_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct find_args *a = ctx;
+        json_t *row = NULL;
+
+        TRY(q_row(c, SQL_FUNCTION_FIND, PARAMS(PT(a->owner_id), PT(a->name)), &row, "reading a function",
+                  err));
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int ops_function_find(struct mp_store *s, const char *owner_id, const char *name,
+                             json_t **ret, struct mp_error *err) {
+        struct find_args a = { owner_id, name, NULL };
+        int r = s->drv->run(s, MP_RUN_READ, function_find_fn, &a, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "you have no function named '%s'", name ? name : "");
+        if (r < 0) {
+                json_decref(a.row);
+                return r;
+        }
+        *ret = a.row;
+        return 0;
+}
+
+static int ops_function_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                             struct mp_error *err) {
+        struct list_args l = { .sql = SQL_FUNCTION_LIST, .time_col = "created_at",
+                               .what = "listing functions" };
+
+        TRY(filter_str(filter, "viewer_id", &l.a, err));
+        TRY(filter_str(filter, "company_id", &l.b, err));
+        TRY(filter_str(filter, "name", &l.c, err));
+        TRY(list_args_read(filter, &l, err));
+        return list_run(s, &l, ret, err);
+}
+
+static const struct update function_update_set = {
+        .table = "functions", .fixed = "updated_at = ?1, latest_version = ?2", .where = "id = ?W",
+        .what = "updating a function", .allowed = function_update_cols,
+        .n_allowed = ELEMENTSOF(function_update_cols), .always = 0,
+        .not_allowed = "cannot be changed (description and visibility can)",
+};
+
+struct function_update_args {
+        const char *id;
+        json_t *fields, *version;
+        int64_t now;
+        int latest;
+};
+
+static int function_update_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct function_update_args *a = ctx;
+        int64_t latest = 0;
+        int v, r;
+
+        r = q_int(c, c->drv->row_locks ? SQL_FUNCTION_LATEST_LOCK : SQL_FUNCTION_LATEST,
+                  PARAMS(PT(a->id)), "latest_version", &latest, "reading a function", err);
+        if (r == -ENOENT)
+                return not_found(err, "no function with id '%s'", a->id ? a->id : "");
+        if (r < 0)
+                return r;
+        v = (int) latest;
+        if (a->version) {
+                /* the fields first: a refused field must not leave a version behind */
+                char sql[1024];
+                struct mp_store_param p[MAX_COLS + 4] = { 0 };
+                size_t n;
+                TRY(update_build(&function_update_set, a->fields, 0, sql, sizeof(sql), p, &n, err));
+                mp_store_params_free(p, n);
+                TRY(version_insert(c, a->id, v + 1, a->version, a->now, err));
+                v++;
+        }
+        TRY(update_run(c, &function_update_set, a->fields, PARAMS(PI(a->now), PI(v)), PT(a->id), err));
+        a->latest = v;
+        return 0;
+}
+
+static int ops_function_update(struct mp_store *s, const char *id, json_t *fields,
+                               json_t *version, int64_t now, int *ret_version,
+                               struct mp_error *err) {
+        struct function_update_args a = { id, fields, version, now, 0 };
+        int r = s->drv->run(s, MP_RUN_ATOMIC, function_update_fn, &a, err);
+
+        if (r >= 0 && ret_version)
+                *ret_version = a.latest;
+        return r < 0 ? r : 0;
+}
+
+struct version_args {
+        const char *id;
+        int version;
+        json_t *row;
+};
+
+static int function_get_version_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct version_args *a = ctx;
+        json_t *row = NULL;
+
+        TRY(q_row(c, SQL_VERSION_GET, PARAMS(PT(a->id), PI(a->version)), &row,
+                  "reading a function version", err));
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int ops_function_get_version(struct mp_store *s, const char *id, int version, json_t **ret,
+                                    struct mp_error *err) {
+        struct version_args a = { id, version, NULL };
+        int r;
+
+        if (version < 0)
+                return invalid(err, "a function version is a positive number, not %d", version);
+        r = s->drv->run(s, MP_RUN_READ, function_get_version_fn, &a, err);
+        if (r == -ENOENT) {
+                if (version)
+                        return not_found(err, "function '%s' has no version %d", id ? id : "", version);
+                return not_found(err, "no function with id '%s'", id ? id : "");
+        }
+        if (r < 0) {
+                json_decref(a.row);
+                return r;
+        }
+        *ret = a.row;
+        return 0;
+}
+
+static int ops_function_list_versions(struct mp_store *s, const char *id, json_t **ret,
+                                      struct mp_error *err) {
+        struct all_args a = { SQL_VERSION_LIST, id, "listing function versions", NULL };
+        json_t *arr = NULL;
+        int n = all_run(s, &a, &arr, err);
+
+        if (n < 0)
+                return n;
+        if (n == 0) { /* every function has version 1 */
+                json_decref(arr);
+                return not_found(err, "no function with id '%s'", id ? id : "");
+        }
+        *ret = arr;
+        return 0;
+}
+
+static int ops_function_delete(struct mp_store *s, const char *id, int64_t now,
+                               struct mp_error *err) {
+        /* 0 would mean "live" */
+        struct change_args a = CHANGE(SQL_FUNCTION_DELETE, "deleting a function", "function",
+                                      id, PI(now > 0 ? now : 1), PT(id));
+
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+/* ---- tasks ---- */
+
+struct task_create_args {
+        json_t *task, *key;
+        json_t *existing;
+        bool raced; /* the INSERT met another call's row with the same key */
+};
+
+static int task_by_key(struct mp_store_conn *c, struct task_create_args *a, json_t **ret,
+                       struct mp_error *err) {
+        return q_row(c, SQL_TASK_BY_KEY,
+                     PARAMS(PT(json_string_value(json_object_get(a->task, "owner_id"))),
+                            PT(json_string_value(json_object_get(a->task, "function_id"))),
+                            PT(json_string_value(a->key))),
+                     ret, "looking up an idempotency key", err);
+}
+
+static int key_conflict(struct task_create_args *a, json_t *existing, struct mp_error *err) {
+        json_t *old = a->existing;
+
+        a->existing = json_incref(existing);
+        json_decref(old);
+        return mp_error_set(err, EEXIST, 409, "conflict",
+                            "a task with idempotency key '%s' already exists for this function",
+                            json_string_value(a->key));
+}
+
+static int task_key_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct task_create_args *a = ctx;
+        json_t *found = NULL;
+
+        TRY(task_by_key(c, a, &found, err));
+        json_decref(a->existing);
+        a->existing = found;
+        return 0;
+}
+
+static int task_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct task_create_args *a = ctx;
+        int r;
+
+        if (a->key) {
+                _cleanup_json_ json_t *existing = NULL;
+                r = task_by_key(c, a, &existing, err);
+                if (r >= 0)
+                        return key_conflict(a, existing, err);
+                if (r != -ENOENT)
+                        return r;
+        }
+        r = insert_row(c, &tasks_table, a->task, "creating a task", err);
+        a->raced = r == -EEXIST && a->key;
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict", "a task with id '%s' already exists",
+                                    json_string_value(json_object_get(a->task, "id")));
+        if (r == -ENOENT)
+                return not_found(err, "creating a task: its function or owner does not exist");
+        if (r < 0)
+                return r;
+        r = q_exec(c, SQL_JOB_PUSH, PARAMS(PT(json_string_value(json_object_get(a->task, "id")))),
+                   "queueing a task", err);
+        return r < 0 ? r : 0;
+}
+
+static int ops_task_create(struct mp_store *s, json_t *task, json_t **ret_existing,
+                           struct mp_error *err) {
+        struct task_create_args a = { .task = task };
+        int r;
+
+        if (!json_is_object(task))
+                return invalid(err, "a task must be an object");
+        a.key = json_object_get(task, "idempotency_key");
+        if (a.key && json_is_null(a.key))
+                a.key = NULL;
+        if (a.key && (!json_is_string(a.key) || json_string_length(a.key) == 0 ||
+                      json_string_length(a.key) > MP_MAX_IDEMPOTENCY_KEY_LEN))
+                return invalid(err, "`idempotency_key` must be a string of 1 to %d bytes",
+                               MP_MAX_IDEMPOTENCY_KEY_LEN);
+        r = s->drv->run(s, MP_RUN_ATOMIC, task_create_fn, &a, err);
+        /* Two calls with one key at once, where writers run at once: the second one's
+         * INSERT met the first's row in the unique index (its transaction is over: the
+         * error ended it). Answer as if it had come second: with the task the first one
+         * stored. */
+        if (r == -EEXIST && a.raced && !a.existing && s->drv->run(s, MP_RUN_READ, task_key_fn, &a, NULL) == 0)
+                r = key_conflict(&a, a.existing, err);
+        /* *ret_existing is the answer to a conflict, not a result: given with -EEXIST */
+        if (r == -EEXIST && a.existing && ret_existing)
+                *ret_existing = TAKE_PTR(a.existing);
+        json_decref(a.existing);
+        return r < 0 ? r : 0;
+}
+
+static int ops_task_get(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct get_args a = { SQL_TASK_GET, id, "reading a task", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no task with id '%s'", id ? id : "");
+        return r;
+}
+
+/* After an update that changed n rows of task id: 1 moved, 0 not in the state, -ENOENT. */
+static int moved_or_missing(struct mp_store_conn *c, int n, const char *id, struct mp_error *err) {
+        int r;
+
+        if (n != 0)
+                return n < 0 ? n : 1;
+        r = q_exists(c, SQL_TASK_EXISTS, PARAMS(PT(id)), "reading a task", err);
+        if (r == 0)
+                return not_found(err, "no task with id '%s'", id ? id : "");
+        return r < 0 ? r : 0;
+}
+
+static int ops_task_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                         struct mp_error *err) {
+        struct list_args l = { .sql = SQL_TASK_LIST, .time_col = "queued_at", .what = "listing tasks" };
+
+        TRY(filter_str(filter, "owner_id", &l.a, err));
+        if (!l.a)
+                return invalid(err, "listing tasks needs `owner_id`");
+        TRY(filter_str(filter, "function_id", &l.b, err));
+        TRY(filter_str(filter, "status", &l.c, err));
+        TRY(list_args_read(filter, &l, err));
+        return list_run(s, &l, ret, err);
+}
+
+struct task_move_args {
+        const char *sql, *id, *worker_id, *what;
+        int64_t now;
+};
+
+static int task_move_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct task_move_args *a = ctx;
+
+        return moved_or_missing(c, q_exec(c, a->sql, PARAMS(PI(a->now), PT(a->worker_id), PT(a->id)),
+                                          a->what, err),
+                                a->id, err);
+}
+
+/* Starting (and retrying) is lossy: after a power cut the restart releases every claim,
+ * and a task that was moved to running and lost it is queued again, which is what
+ * happens to a running one then too. Its end (task_finish) is durable, and syncs this
+ * move with it. */
+static int ops_task_start(struct mp_store *s, const char *id, const char *worker_id, int64_t now,
+                          struct mp_error *err) {
+        struct task_move_args a = { SQL_TASK_START, id, worker_id, "starting a task", now };
+
+        return s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, task_move_fn, &a, err);
+}
+
+static int ops_task_retry(struct mp_store *s, const char *id, const char *worker_id, int64_t now,
+                          struct mp_error *err) {
+        struct task_move_args a = { SQL_TASK_RETRY, id, worker_id, "retrying a task", now };
+
+        return s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, task_move_fn, &a, err);
+}
+
+/* status and finished_at always; the others when present. */
+static const struct update task_finish_set = {
+        .table = "tasks", .where = "id = ?W AND status IN ('queued', 'running')",
+        .what = "finishing a task", .allowed = finish_cols, .n_allowed = ELEMENTSOF(finish_cols),
+        .always = 2, .not_allowed = "is not a column a finished task records",
+};
+
+struct task_finish_args {
+        const char *id;
+        json_t *fields;
+};
+
+static int task_finish_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct task_finish_args *a = ctx;
+        int r;
+
+        r = moved_or_missing(c, update_run(c, &task_finish_set, a->fields, NULL, 0, PT(a->id), err),
+                             a->id, err);
+        if (r <= 0)
+                return r;
+        TRY(q_exec(c, SQL_JOB_DELETE, PARAMS(PT(a->id)), "removing a finished task's job", err));
+        return 1;
+}
+
+static int ops_task_finish(struct mp_store *s, const char *id, json_t *fields, struct mp_error *err) {
+        struct task_finish_args a = { id, fields };
+
+        if (!json_is_object(fields))
+                return invalid(err, "finishing a task needs an object of fields");
+        return s->drv->run(s, MP_RUN_ATOMIC, task_finish_fn, &a, err);
+}
+
+static int task_requeue_fn(struct mp_store_conn *c, void *id, struct mp_error *err) {
+        int r = moved_or_missing(c, q_exec(c, SQL_TASK_REQUEUE, PARAMS(PT(id)), "requeueing a task", err),
+                                 id, err);
+
+        if (r <= 0)
+                return r;
+        TRY(q_exec(c, SQL_JOB_RELEASE, PARAMS(PT(id)), "releasing a task's job", err));
+        return 1;
+}
+
+static int ops_task_requeue(struct mp_store *s, const char *id, struct mp_error *err) {
+        return s->drv->run(s, MP_RUN_ATOMIC, task_requeue_fn, (void *) id, err);
+}
+
+/* ---- the local queue (jobs) ---- */
+
+struct job_claim_args {
+        const char *worker_id;
+        int64_t now, lease_until;
+        char id[MP_ID_LEN + 1];
+};
+
+static int job_claim_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct job_claim_args *a = ctx;
+        _cleanup_json_ json_t *rows = json_array();
+        const char *t;
+
+        if (!rows)
+                return -ENOMEM;
+        TRY(q_all(c, c->drv->row_locks ? SQL_JOB_CLAIM_SKIP_LOCKED : SQL_JOB_CLAIM,
+                  PARAMS(PT(a->worker_id), PI(a->lease_until), PI(a->now)), rows, "claiming a job", err));
+        if (json_array_size(rows) == 0)
+                return 0;
+        t = json_string_value(json_object_get(json_array_get(rows, 0), "task_id"));
+        if (!t || strlen(t) > MP_ID_LEN)
+                return mp_error_set(err, EIO, 500, "storage", "a job has a malformed task id");
+        memcpy(a->id, t, strlen(t) + 1);
+        return 1;
+}
+
+/* Claims and leases are lossy: a restart after a power cut releases them all. */
+static int ops_job_claim(struct mp_store *s, const char *worker_id, int64_t now, int64_t lease_until,
+                         char *ret_task_id, struct mp_error *err) {
+        struct job_claim_args a = { .worker_id = worker_id, .now = now, .lease_until = lease_until };
+        int r = s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, job_claim_fn, &a, err);
+
+        if (r == 1)
+                memcpy(ret_task_id, a.id, strlen(a.id) + 1);
+        return r;
+}
+
+static int ops_job_extend(struct mp_store *s, const char *task_id, const char *worker_id,
+                          int64_t lease_until, struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_JOB_EXTEND, "extending a lease", NULL, NULL, PI(lease_until),
+                                      PT(task_id), PT(worker_id));
+        int r;
+
+        a.none_ok = true;
+        r = s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, change_fn, &a, err);
+        if (r == 0)
+                return not_found(err, "worker %s holds no job for task %s (finished, or its lease "
+                                      "went to another worker)",
+                                 worker_id ? worker_id : "", task_id ? task_id : "");
+        return r < 0 ? r : 0;
+}
+
+static int job_release_all_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        return q_exec(c, SQL_JOB_RELEASE_ALL, NO_PARAMS, "releasing jobs", err);
+}
+
+static int ops_job_release_all(struct mp_store *s, struct mp_error *err) {
+        return s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, job_release_all_fn, NULL, err);
+}
+
+/* ---- companies and the catalogue ---- */
+
+static int ops_company_get(struct mp_store *s, const char *company_id, json_t **ret,
+                           struct mp_error *err) {
+        struct get_args a = { SQL_COMPANY_GET, company_id, "reading a company", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no company with id '%s'", company_id ? company_id : "");
+        return r;
+}
+
+static int ops_company_members(struct mp_store *s, const char *company_id, json_t **ret,
+                               struct mp_error *err) {
+        struct all_args a = { SQL_COMPANY_MEMBERS, company_id, "listing a company's members", NULL };
+        int n = all_run(s, &a, ret, err);
+
+        return n < 0 ? n : 0;
+}
+
+struct member_args {
+        const char *company_id, *user_id, *role; /* role NULL: remove the member */
+        int64_t now;
+};
+
+/* Whether changing the member's role to a->role (NULL: removing the member) leaves the
+ * company an admin: 0, -ENOENT or -EPERM. */
+static int member_check(struct mp_store_conn *c, struct member_args *a, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        int64_t others = 0;
+        int r;
+
+        if (c->drv->row_locks)
+                TRY(q_exec(c, SQL_ADMINS_LOCK, PARAMS(PT(a->company_id)), "locking a company's admins", err));
+        r = q_row(c, SQL_MEMBER_ROLE, PARAMS(PT(a->user_id), PT(a->company_id)), &row,
+                  "reading a member's role", err);
+        if (r == -ENOENT)
+                return not_found(err, "no member with id '%s' in this company", a->user_id ? a->user_id : "");
+        if (r < 0)
+                return r;
+        if (strcmp(json_string_value(json_object_get(row, "role")) ?: "", "admin") != 0 ||
+            (a->role && strcmp(a->role, "admin") == 0))
+                return 0;
+        TRY(q_int(c, SQL_OTHER_ADMINS, PARAMS(PT(a->company_id), PT(a->user_id)), "n", &others,
+                  "counting a company's admins", err));
+        if (others == 0)
+                return mp_error_set(err, EPERM, 409, "conflict",
+                                    "the company would be left without an admin");
+        return 0;
+}
+
+static int member_set_role_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct member_args *a = ctx;
+
+        TRY(member_check(c, a, err));
+        TRY(q_exec(c, SQL_MEMBER_SET_ROLE, PARAMS(PT(a->role), PT(a->user_id), PT(a->company_id)),
+                   "setting a member's role", err));
+        return 0;
+}
+
+static int ops_member_set_role(struct mp_store *s, const char *company_id, const char *user_id,
+                               const char *role, struct mp_error *err) {
+        struct member_args a = { company_id, user_id, role, 0 };
+        bool known = false;
+
+        for (const char *const *r = roles; *r && role; r++)
+                known |= strcmp(*r, role) == 0;
+        if (!known)
+                return invalid(err, "a role is admin, member or viewer, not '%s'", role ? role : "");
+        return s->drv->run(s, MP_RUN_ATOMIC, member_set_role_fn, &a, err);
+}
+
+static int member_remove_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct member_args *a = ctx;
+
+        TRY(member_check(c, a, err));
+        TRY(q_exec(c, SQL_MEMBER_REMOVE, PARAMS(PT(a->user_id), PT(a->company_id)), "removing a member",
+                   err));
+        TRY(q_exec(c, SQL_TOKENS_REVOKE_ALL, PARAMS(PI(a->now > 0 ? a->now : 1), PT(a->user_id)),
+                   "revoking a removed member's tokens", err));
+        return 0;
+}
+
+static int ops_member_remove(struct mp_store *s, const char *company_id, const char *user_id,
+                             int64_t now, struct mp_error *err) {
+        struct member_args a = { company_id, user_id, NULL, now };
+
+        return s->drv->run(s, MP_RUN_ATOMIC, member_remove_fn, &a, err);
+}
+
+struct catalogue_run {
+        struct catalogue_args a;
+        struct mp_store_list out;
+};
+
+static int catalogue_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct catalogue_run *cr = ctx;
+        struct catalogue_args *a = &cr->a;
+        _cleanup_json_ json_t *items = json_array();
+
+        if (!items)
+                return -ENOMEM;
+        TRY(q_all(c, SQL_CATALOGUE,
+                  PARAMS(PT(a->q), PT(a->tag), PT(a->author_email), PT(a->author_name),
+                         a->cursor ? PI(a->cursor_t) : PI_NULL, PT(a->cursor ? a->cursor_id : NULL),
+                         PI(a->limit + 1)),
+                  items, "searching the catalogue", err));
+        return page_fn(c, items, a->limit, "created_at", &cr->out);
+}
+
+static int ops_function_catalogue(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                                  struct mp_error *err) {
+        struct catalogue_run cr = { 0 };
+        int r;
+
+        TRY(catalogue_args_read(filter, &cr.a, err));
+        r = s->drv->run(s, MP_RUN_READ, catalogue_fn, &cr, err);
+        catalogue_args_free(&cr.a);
+        if (r < 0) {
+                json_decref(cr.out.items);
+                free(cr.out.next_cursor);
+                return r;
+        }
+        *ret = cr.out;
+        return 0;
+}
+
+/* ---- open, close, the tables ---- */
+
+static const struct mp_store_ops sqlite_ops, postgres_ops;
+
+int mp_store_sql_open(const struct mp_store_driver *drv, const char *url, struct mp_store **ret,
+                      struct mp_error *err) {
+        struct mp_store *s = NULL;
+        int r;
+
+        TRY(drv->open(url, &s, err));
+        s->drv = drv;
+        s->base.ops = drv == &mp_store_postgres_driver ? &postgres_ops : &sqlite_ops;
+        r = drv->run(s, MP_RUN_READ, migrate_fn, NULL, err);
+        if (r < 0) {
+                if (r != -EAGAIN) /* an unreachable server's message names it already */
+                        mp_error_prefix(err, "opening %s", s->where);
+                drv->close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+static int ops_open_sqlite(const char *url, struct mp_store **ret, struct mp_error *err) {
+        return mp_store_sql_open(&mp_store_sqlite_driver, url, ret, err);
+}
+
+static int ops_open_postgres(const char *url, struct mp_store **ret, struct mp_error *err) {
+        return mp_store_sql_open(&mp_store_postgres_driver, url, ret, err);
+}
+
+static void ops_close(struct mp_store *s) {
+        if (s)
+                s->drv->close(s);
+}
+
+int mp_store_info(struct mp_store *s, json_t **ret, struct mp_error *err) {
+        return s->drv->info(s, ret, err);
+}
+
+/* One table per scheme, the same operations in each. */
+#define OPS_TABLE(scheme_, open_)                                                        \
+        {                                                                                \
+                .scheme = scheme_, .open = open_, .close = ops_close,                    \
+                .company_ensure = ops_company_ensure, .user_create = ops_user_create,   \
+                .user_get = ops_user_get, .user_set_password = ops_user_set_password,   \
+                .user_set_identity = ops_user_set_identity,                              \
+                .token_create = ops_token_create, .token_lookup = ops_token_lookup,     \
+                .token_list = ops_token_list, .token_revoke = ops_token_revoke,         \
+                .token_revoke_sessions = ops_token_revoke_sessions,                      \
+                .audit_append = ops_audit_append, .audit_list = ops_audit_list,         \
+                .function_create = ops_function_create, .function_get = ops_function_get, \
+                .function_find = ops_function_find, .function_list = ops_function_list, \
+                .function_update = ops_function_update,                                  \
+                .function_get_version = ops_function_get_version,                        \
+                .function_list_versions = ops_function_list_versions,                    \
+                .function_delete = ops_function_delete, .task_create = ops_task_create, \
+                .task_get = ops_task_get, .task_list = ops_task_list,                   \
+                .task_start = ops_task_start, .task_retry = ops_task_retry,             \
+                .task_finish = ops_task_finish, .task_requeue = ops_task_requeue,       \
+                .job_claim = ops_job_claim, .job_extend = ops_job_extend,               \
+                .job_release_all = ops_job_release_all, .company_get = ops_company_get, \
+                .company_members = ops_company_members,                                  \
+                .member_set_role = ops_member_set_role,                                  \
+                .member_remove = ops_member_remove,                                      \
+                .function_catalogue = ops_function_catalogue,                            \
+        }
+
+static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);
+static const struct mp_store_ops postgres_ops = OPS_TABLE("postgres", ops_open_postgres);
