@@ -140,7 +140,7 @@ class Server:
                  prefix: list[str] | None = None):
         """host, port: where it listens (another address than loopback, say one in a
         network namespace, needs the port given); prefix: a command the server runs
-        under, which must exec it (["ip", "netns", "exec", NAME])."""
+        under, which must exec it (["nsenter", "--net=/run/netns/NAME", "--"])."""
         self.data_dir = data_dir
         self.host = host
         self.prefix = list(prefix or [])
@@ -295,8 +295,8 @@ class Worker:
 
     def __init__(self, data_dir: Path, args: list[str], *, env: dict | None = None,
                  name: str = "worker", prefix: list[str] | None = None):
-        """prefix: a command the worker runs under, which must exec it (["ip", "netns",
-        "exec", NAME])."""
+        """prefix: a command the worker runs under, which must exec it (["nsenter",
+        "--net=/run/netns/NAME", "--"])."""
         self.data_dir = data_dir
         self.prefix = list(prefix or [])
         self.args = list(args)

@@ -40,16 +40,7 @@ static int query_limit(struct mp_route_ctx *c, long *ret) {
 /* The JSON object body: 415 unless JSON, 400 when malformed, 422 when not an object
  * (the same answers as the other routes give). */
 static int body_object(struct mp_route_ctx *c, json_t **ret) {
-        json_t *j = NULL;
-        int r = mp_api_body_json(c->conn, c->req, false, &j, &c->err);
-        if (r < 0)
-                return r;
-        if (!json_is_object(j)) {
-                json_decref(j);
-                return mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
-        }
-        *ret = j;
-        return 0;
+        return mp_api_body_object(c->conn, c->req, ret, &c->err);
 }
 
 enum MHD_Result mp_api_company_get(struct mp_route_ctx *c) {

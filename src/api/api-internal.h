@@ -134,6 +134,9 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
  * new reference. 0 or -EINVAL with err filled. */
 int mp_api_body_json(struct MHD_Connection *conn, struct mp_request *req, bool optional,
                      json_t **ret, struct mp_error *err);
+/* mp_api_body_json of a body that must be an object (never optional): 422 otherwise. */
+int mp_api_body_object(struct MHD_Connection *conn, struct mp_request *req, json_t **ret,
+                       struct mp_error *err);
 
 /* Responses. */
 enum MHD_Result mp_api_send_json(struct MHD_Connection *conn, unsigned status, json_t *body);

@@ -182,16 +182,7 @@ static int body_json(struct mp_route_ctx *c, bool optional, json_t **ret) {
 
 /* A JSON object body: 422 when the JSON is not an object. */
 static int body_object(struct mp_route_ctx *c, json_t **ret) {
-        json_t *j = NULL;
-        int r = body_json(c, false, &j);
-        if (r < 0)
-                return r;
-        if (!json_is_object(j)) {
-                json_decref(j);
-                return mp_error_set(&c->err, EINVAL, 422, "validation", "the body must be a JSON object");
-        }
-        *ret = j;
-        return 0;
+        return mp_api_body_object(c->conn, c->req, ret, &c->err);
 }
 
 static enum MHD_Result send_owned(struct mp_route_ctx *c, unsigned status, json_t *j) {

@@ -164,6 +164,20 @@ int mp_api_body_json(struct MHD_Connection *conn, struct mp_request *req, bool o
         return 0;
 }
 
+int mp_api_body_object(struct MHD_Connection *conn, struct mp_request *req, json_t **ret,
+                       struct mp_error *err) {
+        json_t *j = NULL;
+        int r = mp_api_body_json(conn, req, false, &j, err);
+        if (r < 0)
+                return r;
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
+        }
+        *ret = j;
+        return 0;
+}
+
 /* --- long polls --- */
 
 /* Set by mp_api_wait_task when it took over a request that a slow-work thread runs (its

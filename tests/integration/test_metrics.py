@@ -100,7 +100,14 @@ def test_counters_move_with_calls(stack):
     for i in range(3):
         t = api.execute("alice", f["id"], {"a": i, "b": 1})
         assert t["status"] == "completed", t
-    after = samples(scrape(stack.server.base).text)
+    # A request is counted when its answer has been sent (on_completed), which can be a
+    # moment after the client read it: scrape until the last execute shows (5 s at most).
+    deadline = time.monotonic() + 5
+    while True:
+        after = samples(scrape(stack.server.base).text)
+        if http_2xx(after) - http_2xx(before) >= 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)

@@ -95,7 +95,9 @@ class Hosts:
         return addr
 
     def prefix(self, name: str) -> list[str]:
-        return ["ip", "netns", "exec", self.spaces[name]["ns"]]
+        # nsenter, not `ip netns exec`: the latter mounts a fresh /sys, which hides the
+        # cgroup hierarchies, and the server refuses to run user code without limits.
+        return ["nsenter", f"--net=/run/netns/{self.spaces[name]['ns']}", "--"]
 
     def cut(self, name: str) -> None:
         _ip("link", "set", self.spaces[name]["host_if"], "down")
