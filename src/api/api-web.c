@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -77,7 +78,9 @@ int mp_api_web_open(const struct mp_config *config, int *ret_fd, char *ret_path,
         for (size_t i = 0; i < ELEMENTSOF(cand); i++) {
                 if ((i < 2 && !exe[0]) || (fd = open_dir_with_index(cand[i])) < 0)
                         continue;
-                snprintf(ret_path, path_size, "%s", cand[i]);
+                char *real = realpath(cand[i], NULL);
+                snprintf(ret_path, path_size, "%s", real ? real : cand[i]);
+                free(real);
                 *ret_fd = fd;
                 return 0;
         }
@@ -152,6 +155,16 @@ static enum MHD_Result send_index(struct mp_route_ctx *c) {
         return send_file(c, fd, &st, "index.html", false);
 }
 
+/* The first segments of the app's pages (web/src/App.svelte routes the rest). */
+static const char *const app_sections[] = { "functions", "tasks", "account", "sign-in" };
+
+static bool is_app_address(const struct mp_route_ctx *c) {
+        for (size_t i = 0; i < ELEMENTSOF(app_sections); i++)
+                if (!strcmp(c->seg[0], app_sections[i]))
+                        return !strchr(c->seg[c->nseg - 1], '.');
+        return false;
+}
+
 enum MHD_Result mp_api_web_serve(struct mp_route_ctx *c) {
         char rel[MP_MAX_URL_LEN + 1] = "";
         size_t len = 0;
@@ -179,9 +192,9 @@ enum MHD_Result mp_api_web_serve(struct mp_route_ctx *c) {
                                  c->nseg > 1 && !strcmp(c->seg[0], WEB_ASSETS_DIR));
         if (fd >= 0)
                 close(fd);
-        /* An address of the app (/functions/{id}, /tasks/{id}): the page routes it. A
-         * missing file (a name with an extension, anything under assets/) is a 404. */
-        if (strcmp(c->seg[0], WEB_ASSETS_DIR) && !strchr(c->seg[c->nseg - 1], '.'))
+        /* An address of the app (/functions/{id}, /tasks/{id}): the page routes it.
+         * Anything else is a 404, as it was before there was a dashboard. */
+        if (is_app_address(c))
                 return send_index(c);
         return mp_api_send_error(c->conn, 404, "not_found", "no such file");
 }

@@ -1,5 +1,7 @@
 /* The dashboard's files: the single-page app that `vite build` writes (web/dist), served
- * from a folder (--web-dir, or found next to the binary or the source tree). */
+ * from a folder (--web-dir, or found next to the binary or the source tree). The app's
+ * pages live under /functions, /tasks, /account and /sign-in (is_app_address in
+ * api-web.c and web/src/App.svelte name the same ones). */
 #pragma once
 
 #include <microhttpd.h>

@@ -39,7 +39,8 @@ def get(s, path, **kw):
 
 
 def test_index_and_app_addresses(web):
-    for path in ["/", "/index.html", "/functions", "/functions/abc", "/tasks/0f4c?x=1"]:
+    for path in ["/", "/index.html", "/functions", "/functions/abc", "/functions/abc/edit", "/tasks/0f4c?x=1",
+                 "/tasks", "/account", "/sign-in"]:
         r = get(web, path)
         assert r.status_code == 200, (path, r.status_code, r.text[:200])
         assert r.headers["Content-Type"] == "text/html; charset=utf-8"
@@ -68,7 +69,7 @@ def test_hashed_assets_are_immutable_with_their_type(web):
     "/assets/missing-123.js", "/missing.js", "/.env", "/assets/.env",
     "/..%2fsecret.txt", "/%2e%2e/secret.txt", "/assets/..%2f..%2fsecret.txt", "/assets/%2e%2e/%2e%2e/secret.txt",
     "/..%5csecret.txt", "/assets/link-abc.js", "/up/secret.txt", "/assets/%00.js",
-    "/api/v1/no-such-route", "/api/anything",
+    "/api/v1/no-such-route", "/api/anything", "/nowhere", "/functions/x.js",
 ])
 def test_nothing_outside_the_folder_and_no_page_for_missing_files(web, path):
     r = get(web, path)
