@@ -352,6 +352,15 @@ static enum MHD_Result oidc_callback(struct mp_route_ctx *c) {
         return send_with_headers(c, location ? 302 : 200, out, hdrs);
 }
 
+/* How one signs in here (the dashboard's sign-in page asks before it draws). */
+static enum MHD_Result auth_providers(struct mp_route_ctx *c) {
+        const struct mp_config *cf = c->api->core->config;
+        _cleanup_json_ json_t *out = json_pack("{s:b,s:b,s:b}", "local", cf->auth_local, "oidc",
+                                               c->api->core->oidc != NULL && cf->oidc_client_id != NULL,
+                                               "signup", cf->allow_signup);
+        return mp_api_send_json(c->conn, 200, out);
+}
+
 static enum MHD_Result oidc_cli_exchange(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *body = NULL;
         json_t *out = NULL;
@@ -690,6 +699,7 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("POST", "/api/v1/auth/login", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, auth_login),
         MP_ROUTE("POST", "/api/v1/auth/signup", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, auth_signup),
         MP_ROUTE("POST", "/api/v1/auth/logout", SIGNED_IN, 0, auth_logout),
+        MP_ROUTE("GET", "/api/v1/auth/providers", PUBLIC, 0, auth_providers),
         MP_ROUTE("GET", "/api/v1/auth/oidc/login", PUBLIC, SLOW, oidc_login),
         MP_ROUTE("GET", "/api/v1/auth/oidc/callback", PUBLIC, SLOW, oidc_callback),
         MP_ROUTE("POST", "/api/v1/auth/oidc/cli-exchange", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, oidc_cli_exchange),

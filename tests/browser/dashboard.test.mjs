@@ -158,6 +158,26 @@ def main(F: float, L: float = 2.0, n: int = 3, mode: Literal["fast", "exact"] = 
     await page.context().close();
   });
 
+  test("the server's 422 is shown at the field its path names", async () => {
+    const f = await createFunction('dict-in', 'def main(m: dict[str, float], k: int = 1) -> float:\n    return sum(m.values()) * k\n');
+    const page = await newPage(stack);
+    await signIn(page);
+    await page.goto(`/functions/${f.id}`);
+    const m = page.getByLabel('m', { exact: true });
+    await m.fill('{"a": "not a number"}'); // valid JSON: only the server knows it is wrong
+    await page.getByRole('button', { name: 'Run' }).click();
+    const err = page.locator(`#${await m.getAttribute('id')}-err`);
+    await err.filter({ hasText: 'a: expected a number' }).waitFor();
+    assert.equal(await m.getAttribute('aria-invalid'), 'true');
+    assert.match(page.url(), /\/functions\//, 'no task was made');
+    await shot(stack, page, 'run-form-server-422');
+    await m.fill('{"a": 1.5, "b": 2}');
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.getByRole('region', { name: 'Result' }).getByText('3.5').waitFor({ timeout: 60000 });
+    await noProblems(page);
+    await page.context().close();
+  });
+
   test('a long call: status goes live from running to completed, then its logs show', async () => {
     const f = await createFunction('slow-log', 'import time\ndef main(s: float = 4) -> str:\n    print("step one done")\n    time.sleep(s)\n    return "finished"\n');
     const page = await newPage(stack);

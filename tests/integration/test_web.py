@@ -99,3 +99,9 @@ def test_a_web_dir_without_index_is_refused_at_start(tmp_path):
                         "--web-dir", str(tmp_path / "empty")], env=env, capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     assert "--web-dir" in p.stderr and "index.html" in p.stderr, p.stderr
+
+
+def test_the_sign_in_page_learns_the_logins_offered(web):
+    r = get(web, "/api/v1/auth/providers")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"local": True, "oidc": False, "signup": False}
