@@ -285,6 +285,30 @@ def main(note: str = '${HOSTILE_IMG}') -> dict:
     await page.context().close();
   });
 
+  test('tokens: create one with scopes (shown once, it works with those scopes), revoke it', async () => {
+    const page = await newPage(stack);
+    await signIn(page);
+    await page.getByRole('link', { name: 'Account' }).click();
+    await page.getByLabel('Token name').fill('ci-script');
+    await page.getByLabel('execute').uncheck();
+    await page.getByRole('button', { name: 'Create token' }).click();
+    const token = await page.getByLabel('New token').inputValue();
+    assert.match(token, /^mpy_/);
+    const row = page.getByRole('row').filter({ hasText: 'ci-script' });
+    await row.waitFor();
+    assert.match(await row.innerText(), /functions:read, tasks:read/);
+    const h = { Authorization: `Bearer ${token}` };
+    assert.equal((await fetch(`${stack.base}/api/v1/functions`, { headers: h })).status, 200);
+    assert.equal((await fetch(`${stack.base}/api/v1/tokens`, { headers: h })).status, 403);
+    await shot(stack, page, 'account-tokens');
+    page.once('dialog', (d) => d.accept());
+    await row.getByRole('button', { name: 'Revoke ci-script' }).click();
+    await row.waitFor({ state: 'detached' });
+    assert.equal((await fetch(`${stack.base}/api/v1/functions`, { headers: h })).status, 401);
+    await noProblems(page);
+    await page.context().close();
+  });
+
   test('axe-core finds no serious or critical violation on the main pages; narrow windows work', async () => {
     const f = await createFunction('axe-fn', 'def main(F: float, L: float = 1.0, xs: list[int] = [1]) -> dict:\n    """Area."""\n    return {"a": F * L, "rows": [{"k": 1, "v": 2.5}]}\n');
     const t = await api('POST', `/functions/${f.id}/execute?wait=60`, { inputs: { F: 2 } });
