@@ -158,6 +158,26 @@ def main(F: float, L: float = 2.0, n: int = 3, mode: Literal["fast", "exact"] = 
     await page.context().close();
   });
 
+  test('two versions of a function are compared line by line', async () => {
+    const f = await createFunction('versioned', 'def main(F: float) -> float:\n    k = 2\n    return F * k\n');
+    await api('PUT', `/functions/${f.id}`, { code: 'def main(F: float) -> float:\n    k = 3\n    return F * k\n' });
+    const page = await newPage(stack);
+    await signIn(page);
+    await page.goto(`/functions/${f.id}`);
+    await page.getByLabel('From version').selectOption('1');
+    await page.getByLabel('To version').selectOption('2');
+    await page.getByRole('button', { name: 'Compare' }).click();
+    const diff = page.getByLabel('Changes from version 1 to version 2');
+    await diff.waitFor();
+    const text = await diff.innerText();
+    assert.match(text, /^- {5}k = 2$/m, text);
+    assert.match(text, /^\+ {5}k = 3$/m, text);
+    assert.match(text, /^ {2}def main/m, text);
+    await shot(stack, page, 'version-diff');
+    await noProblems(page);
+    await page.context().close();
+  });
+
   test("the server's 422 is shown at the field its path names", async () => {
     const f = await createFunction('dict-in', 'def main(m: dict[str, float], k: int = 1) -> float:\n    return sum(m.values()) * k\n');
     const page = await newPage(stack);
