@@ -93,6 +93,9 @@ static void look(struct mp_sse *s) {
         size_t len = 0;
         if (mp_core_task_logs(s->api->core, &s->principal, s->task, &logs, &len, &lerr) >= 0 && len > 0)
                 add_event(s, "log", logs, len);
+        json_t *rj = json_object_get(task, "result_json");
+        if (json_is_string(rj) && json_string_length(rj) > MP_SSE_END_RESULT_BYTES)
+                mp_api_task_omit_result(task); /* GET /tasks/{id} has it, for who wants it */
         size_t tlen;
         _cleanup_free_ char *text = mp_api_task_text(task, &tlen);
         if (text)

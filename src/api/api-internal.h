@@ -19,7 +19,8 @@
 #define MP_SSE_MAX 1024                  /* open at once on this server */
 #define MP_SSE_TICK_MS 1000              /* a stream looks at its task this often */
 #define MP_SSE_HEARTBEAT_MS 15000        /* a comment line when nothing else was sent */
-#define MP_SSE_BUFFER_BYTES (64u << 20)  /* the events queued at once (the end's result) */
+#define MP_SSE_BUFFER_BYTES (8u << 20)   /* the events queued at once (logs: at most 1 MiB) */
+#define MP_SSE_END_RESULT_BYTES (1u << 20) /* a larger result is left out of `end` */
 
 /* What a route needs of its caller: exactly one of these, never 0 (a route table entry
  * must say; see MP_ROUTE in api-routes.c and tests/unit/test-api.c). Values other than
@@ -102,6 +103,7 @@ struct mp_request {
         struct mp_request *next_job;
         struct mp_route_ctx route; /* filled by mp_api_route */
         struct mp_sse *sse;        /* an event stream this request answers with */
+        bool omit_result;          /* GET /tasks/{id}?result=omit */
 };
 
 struct mp_api {

@@ -631,10 +631,20 @@ static enum MHD_Result task_list(struct mp_route_ctx *c) {
 }
 
 static enum MHD_Result task_get(struct mp_route_ctx *c) {
+        const char *result = query(c, "result");
         long wait;
 
         if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
                 return problem(c);
+        /* ?result=omit: the task without its result (its size instead), so that a page
+         * can decide before loading a large one. */
+        if (result && strcmp(result, "omit")) {
+                mp_error_set(&c->err, EINVAL, 400, "bad_request", "query parameter result must be \"omit\", not \"%.32s\"",
+                             result);
+                mp_error_add_field(&c->err, "result", "must be \"omit\"");
+                return problem(c);
+        }
+        c->req->omit_result = result != NULL;
         return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, c->param[0], (int) wait, 200, 200);
 }
 

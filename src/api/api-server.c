@@ -183,6 +183,14 @@ static void remove_waiter(struct mp_api *api, struct mp_request *req) {
                 }
 }
 
+/* A task for a long poll's request, without its result when it asked so. */
+static enum MHD_Result send_task_for(struct mp_request *req, struct MHD_Connection *conn, unsigned status,
+                                     json_t *task) {
+        if (req->omit_result && task)
+                mp_api_task_omit_result(task);
+        return mp_api_send_task(conn, status, task);
+}
+
 static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *conn,
                                    struct mp_request *req) {
         _cleanup_error_ struct mp_error err = { 0 };
@@ -191,7 +199,7 @@ static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *co
 
         if (mp_core_task_get(api->core, &req->principal, req->wait_task, &task, &ended, &err) < 0)
                 return mp_api_send_problem(conn, &err);
-        return mp_api_send_task(conn, ended ? req->ended_status : req->pending_status, task);
+        return send_task_for(req, conn, ended ? req->ended_status : req->pending_status, task);
 }
 
 enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
@@ -225,7 +233,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 }
                 if (err.status)
                         return mp_api_send_problem(conn, &err);
-                return mp_api_send_task(conn, ended ? ended_status : pending_status, task);
+                return send_task_for(req, conn, ended ? ended_status : pending_status, task);
         }
         pthread_mutex_lock(&api->lock);
         if (req->woken) {

@@ -68,3 +68,11 @@ enum MHD_Result mp_api_send_task(struct MHD_Connection *conn, unsigned status, j
         MHD_destroy_response(resp);
         return r;
 }
+
+void mp_api_task_omit_result(json_t *task) {
+        json_t *rj = json_object_get(task, "result_json");
+        size_t n = json_is_string(rj) ? json_string_length(rj) : 0;
+        json_object_del(task, "result_json");
+        json_object_set_new(task, "result_size", json_integer((json_int_t) n));
+        json_object_set_new(task, "result_omitted", json_true());
+}

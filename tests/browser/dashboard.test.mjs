@@ -256,9 +256,14 @@ def main(F: float, L: float = 2.0, n: int = 3, mode: Literal["fast", "exact"] = 
     assert.equal(t.status, 'completed');
     const page = await newPage(stack);
     await signIn(page);
+    const fetched = [];
+    page.on('request', (r) => fetched.push(r.url()));
     await page.goto(`/tasks/${t.id}`);
-    // Over 2 MiB: drawn when asked for, not on arrival.
-    await page.getByRole('region', { name: 'Result' }).getByRole('button', { name: 'Show it' }).click();
+    // Over 2 MiB: not even fetched until asked for.
+    const show = page.getByRole('region', { name: 'Result' }).getByRole('button', { name: 'Show it' });
+    await show.waitFor();
+    assert.ok(!fetched.some((u) => u.endsWith(`/api/v1/tasks/${t.id}`)), fetched.join('\n'));
+    await show.click();
     const table = page.getByRole('region', { name: 'Table' });
     await table.waitFor({ timeout: 30000 });
     await page.getByText('100,000 rows').waitFor();

@@ -154,3 +154,28 @@ def test_streams_are_bounded_per_user_hold_no_thread_and_end_on_cancel(api, fnam
     with stream(api, "bob", tid) as again:
         expect_status(again, 200)
         assert read_events(again)[-1][0] == "end"
+
+
+def test_a_large_result_is_left_out_of_end_and_of_result_omit(api, fname):
+    """A page decides before it loads a large result: ?result=omit gives its size, and the
+    end event leaves out a result over 1 MiB (GET /tasks/{id} still has it)."""
+    f = api.create_function("alice", fname, "def main(n: int = 1) -> list:\n    return ['x' * 1000] * n\n")
+    small = api.execute("alice", f["id"], {"n": 1})
+    big = api.execute("alice", f["id"], {"n": 1500})
+    r = api.get("alice", f"/tasks/{big['id']}", params={"result": "omit"})
+    expect_status(r, 200)
+    t = r.json()
+    assert t["result"] is None and t["result_omitted"] is True, t
+    assert t["result_size"] == len(json.dumps(big["result"], separators=(",", ":"))), t["result_size"]
+    assert t["status"] == "completed" and t["logs"] == big["logs"]
+    r = api.get("alice", f"/tasks/{big['id']}", params={"result": "omit", "wait": 5})
+    assert r.json()["result_omitted"] is True
+    p = assert_problem(api.get("alice", f"/tasks/{big['id']}", params={"result": "none"}), 400)
+    assert p["errors"][0]["path"] == "result", p
+    with stream(api, "alice", big["id"]) as resp:
+        end = json.loads(read_events(resp)[-1][1])
+    assert end["result"] is None and end["result_omitted"] is True and end["result_size"] > 1 << 20, \
+        {k: v for k, v in end.items() if k != "result"}
+    with stream(api, "alice", small["id"]) as resp:
+        end = json.loads(read_events(resp)[-1][1])
+    assert end["result"] == ["x" * 1000] and "result_omitted" not in end

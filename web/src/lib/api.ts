@@ -183,6 +183,8 @@ export interface Task {
   cpu_ms: number | null;
   peak_memory_kb: number | null;
   attempts: number;
+  result_size?: number; // with ?result=omit
+  result_omitted?: boolean;
 }
 
 export interface Page<T> {
