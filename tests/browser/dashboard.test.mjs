@@ -215,6 +215,33 @@ def main(F: float, L: float = 2.0, n: int = 3, mode: Literal["fast", "exact"] = 
     await page.context().close();
   });
 
+  test('with every event stream of the user taken, the task page follows by long polls', async () => {
+    const f = await createFunction('held', 'import time\ndef main() -> int:\n    time.sleep(120)\n    return 1\n');
+    const t = await api('POST', `/functions/${f.id}/execute`, { inputs: {} });
+    const tok = (await api('POST', '/tokens', { name: 'streams', scopes: ['tasks:read'] })).token;
+    const aborts = [];
+    try {
+      for (let i = 0; i < 16; i++) {
+        const ac = new AbortController();
+        aborts.push(ac);
+        const r = await fetch(`${stack.base}/api/v1/tasks/${t.id}/events`, { headers: { Authorization: `Bearer ${tok}` }, signal: ac.signal });
+        assert.equal(r.status, 200);
+      }
+      const page = await newPage(stack);
+      await signIn(page);
+      const refused = page.waitForResponse((r) => r.url().endsWith('/events') && r.status() === 429);
+      await page.goto(`/tasks/${t.id}`);
+      await refused;
+      await page.getByRole('status', { name: 'Status' }).filter({ hasText: /queued|running/ }).waitFor();
+      await api('POST', `/tasks/${t.id}/cancel`);
+      await page.getByRole('status', { name: 'Status' }).filter({ hasText: 'cancelled' }).waitFor();
+      assert.deepEqual(page.problems.filter((p) => !p.includes('429')), []);
+      await page.context().close();
+    } finally {
+      for (const ac of aborts) ac.abort();
+    }
+  });
+
   test('cancel a running call; the history filters by function and status', async () => {
     const f = await createFunction('sleeper', 'import time\ndef main() -> int:\n    time.sleep(120)\n    return 1\n');
     const page = await newPage(stack);
