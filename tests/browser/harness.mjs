@@ -41,7 +41,7 @@ async function waitReady(base, proc, logPath) {
   throw new Error(`mecapy serve did not answer /healthz in 20 s:\n${readFileSync(logPath, 'utf8').slice(-4000)}`);
 }
 
-export async function startStack() {
+export async function startStack({ extraArgs = [] } = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build it (make build), or set MECAPY_BIN`);
   if (!existsSync(join(WEB, 'index.html'))) throw new Error(`${WEB}/index.html is missing: build the dashboard (make web)`);
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (scripts/install-deps.sh test)`);
@@ -59,7 +59,7 @@ export async function startStack() {
   const base = `http://127.0.0.1:${port}`;
   const logPath = join(tmp, 'server.log');
   const proc = spawn(BIN, ['serve', '--data-dir', data, '--port', String(port), '--host', '127.0.0.1',
-    '--web-dir', WEB, '--workers', '4'], { env, stdio: ['ignore', openSync(logPath, 'a'), openSync(logPath, 'a')], detached: true });
+    '--web-dir', WEB, '--workers', '4', ...extraArgs], { env, stdio: ['ignore', openSync(logPath, 'a'), openSync(logPath, 'a')], detached: true });
   await waitReady(base, proc, logPath);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
