@@ -140,7 +140,7 @@ fi
 echo "== browser tests (tests/browser)"
 MECAPY_BIN="$PWD/$build/mecapy" timeout 900 node --test --test-concurrency=1 --test-reporter=tap \
   tests/browser/ >"$tmp/browser.log" 2>&1
-grep -E '^# screenshots|^ *not ok' "$tmp/browser.log" | head -n 20
+grep -E 'screenshots: |^ *not ok' "$tmp/browser.log" | sed 's/^# *//' | head -n 20
 bp=$(grep -E '^# pass [0-9]+' "$tmp/browser.log" | tail -n 1 | awk '{print $3}')
 bf=$(grep -E '^# fail [0-9]+' "$tmp/browser.log" | tail -n 1 | awk '{print $3}')
 if [ -z "$bp" ] || [ -z "$bf" ]; then

@@ -67,7 +67,7 @@ export async function startStack({ extraArgs = [] } = {}) {
     // Root in a container has no user namespaces for chromium's own sandbox.
     args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
   });
-  console.log(`# screenshots: ${shots}`);
+  console.log(`screenshots: ${shots}`);
   return {
     base, tmp, shots, browser, logPath,
     async close() {
