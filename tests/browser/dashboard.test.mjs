@@ -58,6 +58,36 @@ describe('dashboard', () => {
     await page.context().close();
   });
 
+  test('by keyboard alone: sign in, open a function, fill its form and run it', async () => {
+    const f = await createFunction('keyed', 'def main(a: float, b: float = 1.0) -> float:\n    return a + b\n');
+    const page = await newPage(stack);
+    await page.goto('/');
+    await page.getByLabel('Email').waitFor();
+    await page.keyboard.press('Tab'); // the skip link comes first
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
+    await page.keyboard.press('Tab'); // the brand's link
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'email');
+    await page.keyboard.type(USER.email);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(USER.password);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();
+    // Focus is visible: the focused link gets an outline.
+    const link = page.getByRole('link', { name: 'keyed' });
+    await link.focus();
+    assert.notEqual(await link.evaluate((e) => getComputedStyle(e).outlineStyle), 'none');
+    await page.keyboard.press('Enter');
+    await page.getByLabel('a', { exact: true }).waitFor();
+    await page.getByLabel('a', { exact: true }).focus();
+    await page.keyboard.type('2.5');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/tasks\//);
+    await page.getByRole('region', { name: 'Result' }).getByText('3.5').waitFor({ timeout: 60000 });
+    await noProblems(page);
+    await page.context().close();
+  });
+
   test('create a function: a syntax error is shown at its line, the fix saves', async () => {
     const page = await newPage(stack);
     await signIn(page);
