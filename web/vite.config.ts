@@ -1,12 +1,34 @@
 // The dashboard's build: `vite build` (make build) writes web/dist, which the server
 // serves (docs/architecture.md#the-dashboard). Hashed files go to dist/assets/, which
 // the server caches for a year; index.html is fetched afresh each time.
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync, constants } from 'node:zlib';
+
+// Each hashed script and stylesheet also as NAME.gz: the server sends it to a browser
+// that accepts gzip (Content-Encoding: gzip), so the bytes on the wire are the
+// compressed ones without compressing on every request.
+function gzipAssets(): Plugin {
+  return {
+    name: 'mecapy-gzip-assets',
+    apply: 'build',
+    closeBundle() {
+      const dir = join(__dirname, 'dist', 'assets');
+      for (const f of readdirSync(dir)) {
+        if (!/\.(js|css|svg|json)$/.test(f)) continue;
+        const data = readFileSync(join(dir, f));
+        const gz = gzipSync(data, { level: constants.Z_BEST_COMPRESSION });
+        if (gz.length < data.length) writeFileSync(join(dir, `${f}.gz`), gz);
+      }
+    },
+  };
+}
 
 export default defineConfig({
   root: __dirname,
-  plugins: [svelte()],
+  plugins: [svelte(), gzipAssets()],
   build: {
     outDir: 'dist',
     emptyOutDir: true,

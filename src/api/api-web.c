@@ -119,8 +119,28 @@ static int open_beneath(int dirfd, const char *rel) {
         return fd < 0 ? -errno : (int) fd;
 }
 
+/* Does the request accept gzip? "gzip" (or "x-gzip") among Accept-Encoding's codings,
+ * not with q=0. */
+static bool accepts_gzip(struct MHD_Connection *conn) {
+        const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding");
+        char buf[256], *save = NULL;
+
+        if (!ae || strlen(ae) >= sizeof(buf))
+                return false;
+        snprintf(buf, sizeof(buf), "%s", ae);
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                t += strspn(t, " \t");
+                size_t n = strcspn(t, " \t;");
+                if ((n == 4 && !strncasecmp(t, "gzip", 4)) || (n == 6 && !strncasecmp(t, "x-gzip", 6))) {
+                        const char *q = strstr(t + n, "q=");
+                        return !q || strtod(q + 2, NULL) > 0;
+                }
+        }
+        return false;
+}
+
 static enum MHD_Result send_file(struct mp_route_ctx *c, int fd, const struct stat *st, const char *name,
-                                 bool immutable) {
+                                 bool immutable, bool gzipped) {
         const char *type = content_type_of(name);
         struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t) st->st_size, fd);
         enum MHD_Result r;
@@ -131,6 +151,10 @@ static enum MHD_Result send_file(struct mp_route_ctx *c, int fd, const struct st
         }
         MHD_add_response_header(resp, "Content-Type", type);
         mp_api_add_headers(c->conn, resp, !strncmp(type, "text/html", 9) ? MP_CSP_INDEX : MP_CSP_API);
+        if (gzipped)
+                MHD_add_response_header(resp, "Content-Encoding", "gzip");
+        if (gzipped || immutable)
+                MHD_add_response_header(resp, "Vary", "Accept-Encoding");
         if (immutable) {
                 /* The common headers say no-store; a hashed asset is the one exception. */
                 MHD_del_response_header(resp, "Cache-Control", "no-store");
@@ -152,7 +176,7 @@ static enum MHD_Result send_index(struct mp_route_ctx *c) {
                                          "the dashboard folder %s lost its index.html", c->api->web_dir);
         }
         /* index.html names the hashed files of this build: always fetched afresh. */
-        return send_file(c, fd, &st, "index.html", false);
+        return send_file(c, fd, &st, "index.html", false, false);
 }
 
 /* The first segments of the app's pages (web/src/App.svelte routes the rest). */
@@ -186,10 +210,21 @@ enum MHD_Result mp_api_web_serve(struct mp_route_ctx *c) {
                         return mp_api_send_error(c->conn, 404, "not_found", "no such file");
                 len += (size_t) snprintf(rel + len, sizeof(rel) - len, "%s%s", i ? "/" : "", s);
         }
+        bool asset = c->nseg > 1 && !strcmp(c->seg[0], WEB_ASSETS_DIR);
+        /* A hashed asset's compressed twin (NAME.gz, written by the build) when the
+         * browser takes gzip. */
+        if (asset && len + 3 < sizeof(rel) && accepts_gzip(c->conn)) {
+                memcpy(rel + len, ".gz", 4);
+                fd = open_beneath(c->api->web_fd, rel);
+                rel[len] = 0;
+                if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+                        return send_file(c, fd, &st, c->seg[c->nseg - 1], true, true);
+                if (fd >= 0)
+                        close(fd);
+        }
         fd = open_beneath(c->api->web_fd, rel);
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-                return send_file(c, fd, &st, c->seg[c->nseg - 1],
-                                 c->nseg > 1 && !strcmp(c->seg[0], WEB_ASSETS_DIR));
+                return send_file(c, fd, &st, c->seg[c->nseg - 1], asset, false);
         if (fd >= 0)
                 close(fd);
         /* An address of the app (/functions/{id}, /tasks/{id}): the page routes it.

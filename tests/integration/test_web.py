@@ -1,6 +1,7 @@
 """The dashboard's files (--web-dir): served from the folder the build writes, with the
 right types and cache headers, the page's CSP, the app's addresses answered with its page,
 and nothing outside the folder ever read (docs/architecture.md#the-dashboard)."""
+import gzip
 import os
 import subprocess
 
@@ -20,6 +21,7 @@ def web(tmp_path_factory):
     (dist / "index.html").write_text("<!doctype html><title>app</title><script type=module src=/assets/app-1a2b3c.js></script>")
     (dist / "assets" / "app-1a2b3c.js").write_text("console.log('app')")
     (dist / "assets" / "app-1a2b3c.css").write_text("body{}")
+    (dist / "assets" / "app-1a2b3c.js.gz").write_bytes(gzip.compress(b"console.log('app')"))
     (dist / "robots.txt").write_text("User-agent: *\n")
     (dist / ".env").write_text(SECRET)
     (root / "secret.txt").write_text(SECRET)
@@ -58,7 +60,7 @@ def test_hashed_assets_are_immutable_with_their_type(web):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     r = get(web, "/assets/app-1a2b3c.css")
     assert r.headers["Content-Type"] == "text/css; charset=utf-8"
-    r = requests.head(web.base + "/assets/app-1a2b3c.js", timeout=30)
+    r = requests.head(web.base + "/assets/app-1a2b3c.js", headers={"Accept-Encoding": "identity"}, timeout=30)
     assert r.status_code == 200 and r.headers["Content-Length"] == str(len("console.log('app')"))
     # Outside assets/: revalidated, not immutable.
     r = get(web, "/robots.txt")
@@ -105,3 +107,23 @@ def test_the_sign_in_page_learns_the_logins_offered(web):
     r = get(web, "/api/v1/auth/providers")
     assert r.status_code == 200, r.text
     assert r.json() == {"local": True, "oidc": False, "signup": False}
+
+
+def test_a_browser_that_takes_gzip_gets_the_compressed_asset(web):
+    for ae, coded in [("gzip, deflate, br", True), ("br;q=1, gzip;q=0.5", True), ("gzip;q=0", False),
+                      ("identity", False), (None, False)]:
+        h = {"Accept-Encoding": ae} if ae else {"Accept-Encoding": ""}
+        r = requests.get(web.base + "/assets/app-1a2b3c.js", headers=h, timeout=30, stream=True)
+        raw = r.raw.read(decode_content=False)
+        assert r.status_code == 200
+        assert r.headers["Content-Type"] == "text/javascript; charset=utf-8", r.headers
+        assert "Accept-Encoding" in r.headers.get("Vary", ""), r.headers
+        if coded:
+            assert r.headers.get("Content-Encoding") == "gzip", (ae, r.headers)
+            assert gzip.decompress(raw) == b"console.log('app')"
+        else:
+            assert "Content-Encoding" not in r.headers, (ae, r.headers)
+            assert raw == b"console.log('app')"
+    # Without a .gz twin: as it is, whatever the browser takes.
+    r = requests.get(web.base + "/assets/app-1a2b3c.css", headers={"Accept-Encoding": "gzip"}, timeout=30)
+    assert "Content-Encoding" not in r.headers and r.text == "body{}"
