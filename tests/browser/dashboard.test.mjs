@@ -208,6 +208,29 @@ def main(F: float, L: float = 2.0, n: int = 3, mode: Literal["fast", "exact"] = 
     await page.context().close();
   });
 
+  test('a column pasted from a spreadsheet fills a list, one row per line', async () => {
+    const f = await createFunction('pasted', 'def main(xs: list[float]) -> float:\n    return sum(xs)\n');
+    const page = await newPage(stack);
+    await signIn(page);
+    await page.goto(`/functions/${f.id}`);
+    await page.getByRole('button', { name: 'Add a row to xs' }).click();
+    const first = page.getByLabel('xs 1', { exact: true });
+    await first.evaluate((el) => {
+      const dt = new DataTransfer();
+      dt.setData('text/plain', '1.5\tignored\r\n2.5\r\n\r\n4\r\n');
+      el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+    });
+    assert.equal(await page.getByLabel('xs 3', { exact: true }).inputValue(), '4');
+    assert.equal(await page.getByLabel('xs 2', { exact: true }).inputValue(), '2.5');
+    assert.equal(await first.inputValue(), '1.5');
+    assert.equal(await page.getByLabel('xs 4', { exact: true }).count(), 0);
+    await page.getByRole('button', { name: 'Remove xs 2' }).click();
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.getByRole('region', { name: 'Result' }).getByText('5.5').waitFor({ timeout: 60000 });
+    await noProblems(page);
+    await page.context().close();
+  });
+
   test("the server's 422 is shown at the field its path names", async () => {
     const f = await createFunction('dict-in', 'def main(m: dict[str, float], k: int = 1) -> float:\n    return sum(m.values()) * k\n');
     const page = await newPage(stack);
