@@ -13,6 +13,11 @@ if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
          postgresql redis-server)
+  # The browser the dashboard's tests drive (tests/browser, through playwright-core).
+  pkgs+=(chromium)
+fi
+if [ "$what" = run ] || [ "$what" = test ]; then
+  # The dashboard is built with Node (npm ci, vite build).
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
@@ -39,9 +44,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# The test tools from npm (the OpenAPI linter, the S3 server), from the committed
-# lockfile; installed again whenever the lockfile changes.
-if [ "$what" = test ] && [ -f package-lock.json ]; then
+# From npm, the committed lockfile: the dashboard's build (Svelte, Vite, CodeMirror) for
+# run and test, and the test tools (the OpenAPI linter, the S3 server, playwright-core,
+# axe-core); installed again whenever the lockfile changes.
+if { [ "$what" = run ] || [ "$what" = test ]; } && [ -f package-lock.json ]; then
+  # Vite 7 needs Node 20.19 or later (Debian 12's nodejs is 18: use NodeSource's, or nvm).
+  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then
+    echo "the dashboard's build needs Node.js 20.19 or later; this is $(node --version)" >&2
+    exit 1
+  fi
   want=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ "$(cat node_modules/.lock-sha256 2>/dev/null)" != "$want" ]; then
     npm ci --no-audit --no-fund --loglevel=error

@@ -123,6 +123,35 @@ else
   echo "   redocly is not installed (npm ci did not run)"; add 0 1; failures+=("openapi lint (not installed)")
 fi
 
+# The dashboard: its type-check (svelte-check over web/: TypeScript and the Svelte
+# components), then the browser tests (tests/browser: chromium through playwright-core,
+# against a real server serving web/dist), each flow one case.
+echo "== svelte-check (web/)"
+if [ -x node_modules/.bin/svelte-check ]; then
+  if node_modules/.bin/svelte-check --workspace web --tsconfig ./tsconfig.json --fail-on-warnings \
+      --output machine >"$tmp/svelte-check.log" 2>&1; then
+    add 1 0; grep -E 'COMPLETED' "$tmp/svelte-check.log" | tail -n 1
+  else
+    add 0 1; failures+=("svelte-check"); grep -E 'ERROR|WARNING|COMPLETED' "$tmp/svelte-check.log" | tail -n 40
+  fi
+else
+  echo "   svelte-check is not installed (npm ci did not run)"; add 0 1; failures+=("svelte-check (not installed)")
+fi
+echo "== browser tests (tests/browser)"
+MECAPY_BIN="$PWD/$build/mecapy" timeout 900 node --test --test-concurrency=1 --test-reporter=tap \
+  tests/browser/ >"$tmp/browser.log" 2>&1
+grep -E 'screenshots: |^ *not ok' "$tmp/browser.log" | sed 's/^# *//' | head -n 20
+bp=$(grep -E '^# pass [0-9]+' "$tmp/browser.log" | tail -n 1 | awk '{print $3}')
+bf=$(grep -E '^# fail [0-9]+' "$tmp/browser.log" | tail -n 1 | awk '{print $3}')
+if [ -z "$bp" ] || [ -z "$bf" ]; then
+  echo "   the browser tests printed no summary:"; tail -n 40 "$tmp/browser.log"
+  add 0 1; failures+=("browser tests (no summary)")
+else
+  add "$bp" "$bf"
+  echo "   $bp passed, $bf failed"
+  [ "$bf" -gt 0 ] && { failures+=("browser tests ($bf)"); grep -E -A 30 '^ *not ok' "$tmp/browser.log" | head -n 120; }
+fi
+
 echo
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
 if [ "$skipped" -gt 0 ]; then

@@ -14,6 +14,13 @@
 
 #define MP_ROUTE_MAX_SEGS 12  /* path segments of a route (and of a URL that can match one) */
 #define MP_ROUTE_MAX_PARAMS 4 /* {…} segments in one pattern */
+/* Server-sent event streams (api-events.c). */
+#define MP_SSE_PER_USER 16               /* open at once per user (a 17th: 429) */
+#define MP_SSE_MAX 1024                  /* open at once on this server */
+#define MP_SSE_TICK_MS 1000              /* a stream looks at its task this often */
+#define MP_SSE_HEARTBEAT_MS 15000        /* a comment line when nothing else was sent */
+#define MP_SSE_BUFFER_BYTES (8u << 20)   /* the events queued at once (logs: at most 1 MiB) */
+#define MP_SSE_END_RESULT_BYTES (1u << 20) /* a larger result is left out of `end` */
 
 /* What a route needs of its caller: exactly one of these, never 0 (a route table entry
  * must say; see MP_ROUTE in api-routes.c and tests/unit/test-api.c). Values other than
@@ -95,6 +102,8 @@ struct mp_request {
         mp_route_handler offload_fn;
         struct mp_request *next_job;
         struct mp_route_ctx route; /* filled by mp_api_route */
+        struct mp_sse *sse;        /* an event stream this request answers with */
+        bool omit_result;          /* GET /tasks/{id}?result=omit */
 };
 
 struct mp_api {
@@ -118,6 +127,12 @@ struct mp_api {
         bool slow_stopping;
         pthread_t slow_threads[MP_API_SLOW_THREADS];
         int n_slow_threads;
+        /* The dashboard's folder (api-web.c): -1 when none was found. */
+        int web_fd;
+        char web_dir[4096];
+        /* Server-sent event streams (api-events.c), guarded by lock. */
+        struct mp_sse *streams;
+        int n_streams;
 };
 
 /* Run fn(&req->route) on a slow-work thread: the connection is suspended now and

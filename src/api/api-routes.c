@@ -11,14 +11,14 @@
 #include "api/api-internal.h"
 #include "api/api-tasks.h"
 #include "api/api-company.h"
+#include "api/api-events.h"
+#include "api/api-web.h"
 #include "auth/auth.h"
 #include "base/limits.h"
 #include "base/log.h"
 
 extern const char mp_openapi_json[];
 extern const size_t mp_openapi_json_len;
-extern const char mp_index_html[];
-extern const size_t mp_index_html_len;
 
 static const char *query(struct mp_route_ctx *c, const char *name) {
         return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
@@ -212,7 +212,7 @@ static enum MHD_Result get_metrics(struct mp_route_ctx *c) {
 }
 
 static enum MHD_Result get_index(struct mp_route_ctx *c) {
-        return mp_api_send_bytes(c->conn, 200, "text/html; charset=utf-8", mp_index_html, mp_index_html_len);
+        return mp_api_web_serve(c);
 }
 
 static enum MHD_Result get_openapi(struct mp_route_ctx *c) {
@@ -343,6 +343,15 @@ static enum MHD_Result oidc_callback(struct mp_route_ctx *c) {
         return send_with_headers(c, location ? 302 : 200, out, hdrs);
 }
 
+/* How one signs in here (the dashboard's sign-in page asks before it draws). */
+static enum MHD_Result auth_providers(struct mp_route_ctx *c) {
+        const struct mp_config *cf = c->api->core->config;
+        _cleanup_json_ json_t *out = json_pack("{s:b,s:b,s:b}", "local", cf->auth_local, "oidc",
+                                               c->api->core->oidc != NULL && cf->oidc_client_id != NULL,
+                                               "signup", cf->allow_signup);
+        return mp_api_send_json(c->conn, 200, out);
+}
+
 static enum MHD_Result oidc_cli_exchange(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *body = NULL;
         json_t *out = NULL;
@@ -350,6 +359,25 @@ static enum MHD_Result oidc_cli_exchange(struct mp_route_ctx *c) {
         if (body_object(c, &body) < 0 || mp_core_oidc_cli_exchange(c->api->core, body, &out, &c->err) < 0)
                 return problem(c);
         return send_owned(c, 200, out);
+}
+
+/* Answer 200 with a login's session (out, owned) and set it as the browser's cookies:
+ * mecapy_session (HttpOnly) and mecapy_csrf, whose value the answer also carries as
+ * csrf_token (the X-CSRF-Token of the cookie rule). */
+static enum MHD_Result session_cookies(struct mp_route_ctx *c, json_t *out) {
+        _cleanup_json_ json_t *owned = out;
+        char session[256], csrf[256], token_csrf[MP_OIDC_RANDOM_LEN + 1];
+        const char *secure = secure_attr(c);
+
+        mp_oidc_random(token_csrf);
+        snprintf(session, sizeof(session), "mecapy_session=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s",
+                 json_string_value(json_object_get(owned, "token")), MP_SESSION_TTL_S, secure);
+        snprintf(csrf, sizeof(csrf), "mecapy_csrf=%s; Path=/; SameSite=Lax; Max-Age=%d%s", token_csrf,
+                 MP_SESSION_TTL_S, secure);
+        json_object_set_new(owned, "csrf_token", json_string(token_csrf));
+        json_object_del(owned, "token"); /* the script needs it not: the cookie carries it */
+        const char *hdrs[] = { "Set-Cookie", session, "Set-Cookie", csrf, NULL };
+        return send_with_headers(c, 200, owned, hdrs);
 }
 
 /* --- accounts --- */
@@ -384,6 +412,10 @@ static enum MHD_Result auth_login(struct mp_route_ctx *c) {
                         mp_api_limit(c->api->guard, MP_LIMIT_LOGIN_FAILS, key, NULL);
                 return problem(c);
         }
+        /* ?cookie=true: a browser's login (the dashboard), the same cookies as an OpenID
+         * login's, so that its scripts never hold the session token. */
+        if (query(c, "cookie") && !strcmp(query(c, "cookie"), "true"))
+                return session_cookies(c, out);
         return send_owned(c, 200, out);
 }
 
@@ -590,10 +622,20 @@ static enum MHD_Result task_list(struct mp_route_ctx *c) {
 }
 
 static enum MHD_Result task_get(struct mp_route_ctx *c) {
+        const char *result = query(c, "result");
         long wait;
 
         if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
                 return problem(c);
+        /* ?result=omit: the task without its result (its size instead), so that a page
+         * can decide before loading a large one. */
+        if (result && strcmp(result, "omit")) {
+                mp_error_set(&c->err, EINVAL, 400, "bad_request", "query parameter result must be \"omit\", not \"%.32s\"",
+                             result);
+                mp_error_add_field(&c->err, "result", "must be \"omit\"");
+                return problem(c);
+        }
+        c->req->omit_result = result != NULL;
         return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, c->param[0], (int) wait, 200, 200);
 }
 
@@ -658,6 +700,7 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("POST", "/api/v1/auth/login", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, auth_login),
         MP_ROUTE("POST", "/api/v1/auth/signup", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, auth_signup),
         MP_ROUTE("POST", "/api/v1/auth/logout", SIGNED_IN, 0, auth_logout),
+        MP_ROUTE("GET", "/api/v1/auth/providers", PUBLIC, 0, auth_providers),
         MP_ROUTE("GET", "/api/v1/auth/oidc/login", PUBLIC, SLOW, oidc_login),
         MP_ROUTE("GET", "/api/v1/auth/oidc/callback", PUBLIC, SLOW, oidc_callback),
         MP_ROUTE("POST", "/api/v1/auth/oidc/cli-exchange", PUBLIC, SLOW | MP_ROUTE_AUTH_LIMIT, oidc_cli_exchange),
@@ -683,6 +726,7 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/tasks", MP_SCOPE_TASKS_READ, 0, task_list),
         MP_ROUTE("GET", "/api/v1/tasks/{id}", MP_SCOPE_TASKS_READ, 0, task_get),
         MP_ROUTE("GET", "/api/v1/tasks/{id}/logs", MP_SCOPE_TASKS_READ, 0, task_logs),
+        MP_ROUTE("GET", "/api/v1/tasks/{id}/events", MP_SCOPE_TASKS_READ, 0, mp_api_task_events),
         MP_ROUTE("POST", "/api/v1/tasks/{id}/cancel", MP_SCOPE_TASKS_WRITE, 0, task_cancel),
         MP_ROUTE("GET", "/api/v1/tasks/{id}/artifacts/{name}", MP_SCOPE_TASKS_READ, 0, task_artifact),
 
@@ -818,6 +862,9 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
         }
         if (!c->route && allow[0])
                 return not_allowed(c, allow);
+        /* Outside /api/: the dashboard's files, and its addresses (/tasks/{id}). */
+        if (!c->route && !strcmp(want, "GET") && (c->nseg <= 0 || strcmp(c->seg[0], "api")))
+                return mp_api_web_serve(c);
         if (!c->route)
                 return mp_api_send_error(conn, 404, "not_found", "no route %.200s", url);
         if (c->route->need == MP_NEED_UNSET || !mp_api_need_name(c->route->need)) {

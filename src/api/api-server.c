@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "api/api-events.h"
 #include "api/api-guard.h"
+#include "api/api-web.h"
 #include "api/api-internal.h"
 #include "api/api-tasks.h"
 #include "base/limits.h"
@@ -194,6 +197,14 @@ static void remove_waiter(struct mp_api *api, struct mp_request *req) {
                 }
 }
 
+/* A task for a long poll's request, without its result when it asked so. */
+static enum MHD_Result send_task_for(struct mp_request *req, struct MHD_Connection *conn, unsigned status,
+                                     json_t *task) {
+        if (req->omit_result && task)
+                mp_api_task_omit_result(task);
+        return mp_api_send_task(conn, status, task);
+}
+
 static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *conn,
                                    struct mp_request *req) {
         _cleanup_error_ struct mp_error err = { 0 };
@@ -202,7 +213,7 @@ static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *co
 
         if (mp_core_task_get(api->core, &req->principal, req->wait_task, &task, &ended, &err) < 0)
                 return mp_api_send_problem(conn, &err);
-        return mp_api_send_task(conn, ended ? req->ended_status : req->pending_status, task);
+        return send_task_for(req, conn, ended ? req->ended_status : req->pending_status, task);
 }
 
 enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
@@ -236,7 +247,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 }
                 if (err.status)
                         return mp_api_send_problem(conn, &err);
-                return mp_api_send_task(conn, ended ? ended_status : pending_status, task);
+                return send_task_for(req, conn, ended ? ended_status : pending_status, task);
         }
         pthread_mutex_lock(&api->lock);
         if (req->woken) {
@@ -300,6 +311,9 @@ static void recheck_waiters(struct mp_api *api) {
 
 void mp_api_task_ended(void *userdata, const char *task_id) {
         struct mp_api *api = userdata;
+        pthread_mutex_lock(&api->lock);
+        mp_api_events_wake_locked(api, task_id); /* event streams look for themselves */
+        pthread_mutex_unlock(&api->lock);
         if (!task_id) {
                 recheck_waiters(api);
                 return;
@@ -335,12 +349,14 @@ static void *timer_main(void *userdata) {
                         else if (w->deadline_ms < next)
                                 next = w->deadline_ms;
                 }
+                next = mp_api_events_tick_locked(api, now, next);
                 struct timespec ts = mp_mono_deadline(next - now);
                 pthread_cond_timedwait(&api->cond, &api->lock, &ts);
         }
         /* Stopping: let every held request answer. */
         while (api->waiters)
                 wake_locked(api, api->waiters);
+        mp_api_events_tick_locked(api, mp_mono_ms(), 0); /* streams end */
         pthread_mutex_unlock(&api->lock);
         return NULL;
 }
@@ -487,6 +503,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                                      mp_api_metrics_now_us() - req->start_us, req->held);
         pthread_mutex_lock(&api->lock);
         remove_waiter(api, req);
+        mp_api_events_detach_locked(api, req->sse);
         pthread_mutex_unlock(&api->lock);
         mp_buf_free(&req->body);
         free(req);
@@ -507,12 +524,24 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                                     c->listen_host);
         }
         api->core = core;
+        if (mp_api_web_open(c, &api->web_fd, api->web_dir, sizeof(api->web_dir), err) < 0) {
+                free(api);
+                return -EINVAL;
+        }
+        if (api->web_fd >= 0)
+                mp_info("dashboard: serving %s", api->web_dir);
+        else
+                mp_info("dashboard: not built (make build writes web/dist; or --web-dir DIR)");
         api->metrics = calloc(1, sizeof(*api->metrics));
         if (!api->metrics) {
+                if (api->web_fd >= 0)
+                        close(api->web_fd);
                 free(api);
                 return -ENOMEM;
         }
         if (mp_api_metrics_init(api->metrics, c, err) < 0 || mp_api_guard_new(c, &api->guard, err) < 0) {
+                if (api->web_fd >= 0)
+                        close(api->web_fd);
                 free(api->metrics);
                 free(api);
                 return -EINVAL;
@@ -550,6 +579,8 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 pthread_mutex_destroy(&api->slow_lock);
                 pthread_cond_destroy(&api->slow_cond);
                 mp_api_guard_free(api->guard);
+                if (api->web_fd >= 0)
+                        close(api->web_fd);
                 free(api->metrics);
                 free(api);
                 return mp_error_set(err, EADDRINUSE, 500, "config",
@@ -590,6 +621,8 @@ void mp_api_stop(struct mp_api *api) {
         pthread_mutex_destroy(&api->slow_lock);
         pthread_cond_destroy(&api->slow_cond);
         mp_api_guard_free(api->guard);
+        if (api->web_fd >= 0)
+                close(api->web_fd);
         free(api->metrics);
         free(api);
 }

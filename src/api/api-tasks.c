@@ -9,18 +9,14 @@
 #include "api/api-tasks.h"
 #include "base/macro.h"
 
-enum MHD_Result mp_api_send_task(struct MHD_Connection *conn, unsigned status, json_t *task) {
+char *mp_api_task_text(json_t *task, size_t *ret_len) {
         static const char key[] = "\"result\":";
         _cleanup_json_ json_t *result_json = NULL;
         _cleanup_free_ char *head = NULL;
-        struct MHD_Response *resp;
         const char *result = "null";
         size_t head_len, result_len = 4, len;
-        enum MHD_Result r;
         char *body;
 
-        if (!task || !json_is_object(task))
-                return mp_api_send_json(conn, status, task);
         result_json = json_incref(json_object_get(task, "result_json"));
         json_object_del(task, "result_json");
         if (json_is_string(result_json)) {
@@ -29,22 +25,38 @@ enum MHD_Result mp_api_send_task(struct MHD_Connection *conn, unsigned status, j
         }
         head = json_dumps(task, JSON_COMPACT);
         if (!head)
-                return MHD_NO;
+                return NULL;
         head_len = strlen(head);
         /* head is "{...}": drop its "}", then [","] "result": <bytes> "}". */
         if (head_len < 2 || head[head_len - 1] != '}')
-                return MHD_NO;
+                return NULL;
         head_len--;
         len = head_len + (head_len > 1 ? 1 : 0) + sizeof(key) - 1 + result_len + 1;
-        body = malloc(len);
+        body = malloc(len + 1);
         if (!body)
-                return MHD_NO;
+                return NULL;
         char *p = mempcpy(body, head, head_len);
         if (head_len > 1)
                 *p++ = ',';
         p = mempcpy(p, key, sizeof(key) - 1);
         p = mempcpy(p, result, result_len);
-        *p = '}';
+        *p++ = '}';
+        *p = 0;
+        *ret_len = len;
+        return body;
+}
+
+enum MHD_Result mp_api_send_task(struct MHD_Connection *conn, unsigned status, json_t *task) {
+        struct MHD_Response *resp;
+        enum MHD_Result r;
+        size_t len;
+        char *body;
+
+        if (!task || !json_is_object(task))
+                return mp_api_send_json(conn, status, task);
+        body = mp_api_task_text(task, &len);
+        if (!body)
+                return MHD_NO;
         resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
         if (!resp) {
                 free(body);
@@ -55,4 +67,12 @@ enum MHD_Result mp_api_send_task(struct MHD_Connection *conn, unsigned status, j
         r = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         return r;
+}
+
+void mp_api_task_omit_result(json_t *task) {
+        json_t *rj = json_object_get(task, "result_json");
+        size_t n = json_is_string(rj) ? json_string_length(rj) : 0;
+        json_object_del(task, "result_json");
+        json_object_set_new(task, "result_size", json_integer((json_int_t) n));
+        json_object_set_new(task, "result_omitted", json_true());
 }

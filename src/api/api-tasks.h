@@ -10,3 +10,10 @@
  * without building a tree of them. task is borrowed (its "result_json" key is removed);
  * NULL answers an empty body. Returns an MHD result. */
 enum MHD_Result mp_api_send_task(struct MHD_Connection *conn, unsigned status, json_t *task);
+/* The same text, malloc'ed and NUL-terminated (*ret_len bytes without the NUL); task is
+ * borrowed and loses its "result_json" key. NULL when out of memory. */
+char *mp_api_task_text(json_t *task, size_t *ret_len);
+/* Leave the result out of task (borrowed): "result" is then null, "result_size" the
+ * bytes of its JSON text (0: none) and "result_omitted" true. For ?result=omit, and
+ * the end event of a large result. */
+void mp_api_task_omit_result(json_t *task);

@@ -65,7 +65,9 @@ const char mp_config_usage[] =
         "  --metrics-allow LIST   addresses or ADDR/BITS besides loopback that may read\n"
         "                         /metrics; none: nobody (MECAPY_METRICS_ALLOW)\n"
         "  --metrics-port PORT    worker: serve /metrics and /healthz on this port\n"
-        "                         (MECAPY_METRICS_PORT, 0: off)\n";
+        "                         (MECAPY_METRICS_PORT, 0: off)\n"
+        "  --web-dir DIR          the built dashboard (MECAPY_WEB_DIR, web/dist beside the\n"
+        "                         binary's build folder or the source tree)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -79,6 +81,7 @@ enum {
         OPT_TRUSTED_PROXY, OPT_METRICS_ALLOW = 1400, OPT_METRICS_PORT,
         OPT_CGROUP_ROOT = 1500, OPT_ALLOW_UNLIMITED,
         OPT_DURABILITY = 1600,
+        OPT_WEB_DIR = 1700,
 };
 
 static const struct {
@@ -127,6 +130,7 @@ static const struct {
         { OPT_CGROUP_ROOT, "cgroup-root", "MECAPY_CGROUP_ROOT" },
         { OPT_ALLOW_UNLIMITED, "allow-unlimited-sandbox", "MECAPY_ALLOW_UNLIMITED_SANDBOX" },
         { OPT_DURABILITY, "durability", "MECAPY_DURABILITY" },
+        { OPT_WEB_DIR, "web-dir", "MECAPY_WEB_DIR" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -159,6 +163,7 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
         case OPT_HOST: return set_str(&c->listen_host, v);
         case OPT_PORT: return set_int(&c->port, v, 0, 65535, name, err);
         case OPT_DATA_DIR: return set_str(&c->data_dir, v);
+        case OPT_WEB_DIR: return set_str(&c->web_dir, v);
         case OPT_DB: return set_str(&c->db_url, v);
         case OPT_QUEUE: return set_str(&c->queue_url, v);
         case OPT_BLOBS: return set_str(&c->blobs_url, v);
@@ -389,6 +394,7 @@ void mp_config_free(struct mp_config *c) {
         free(c->trusted_proxies);
         free(c->metrics_allow);
         free(c->cgroup_root);
+        free(c->web_dir);
         free(c);
 }
 

@@ -11,6 +11,7 @@ struct mp_config {
         char *listen_host;   /* --host / MECAPY_HOST, "127.0.0.1" */
         int port;            /* --port / MECAPY_PORT, 8000 */
         char *data_dir;      /* --data-dir / MECAPY_DATA_DIR, "./mecapy-data" */
+        char *web_dir;       /* --web-dir / MECAPY_WEB_DIR: the built dashboard, NULL: found */
         char *db_url;        /* --db / MECAPY_DB, "sqlite:<data-dir>/mecapy.db" */
         bool durability_fast; /* --durability fast / MECAPY_DURABILITY=fast: SQLite commits
                                * without a sync (a power cut may lose the last calls);
