@@ -13,8 +13,9 @@ if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
          postgresql redis-server)
-  # The browser the dashboard's tests drive (tests/browser, through playwright-core).
-  pkgs+=(chromium)
+  # The browser the dashboard's tests drive (tests/browser, through playwright-core), and
+  # promtool, which checks the /metrics text and the deploy/ alert rules.
+  pkgs+=(chromium prometheus)
 fi
 if [ "$what" = run ] || [ "$what" = test ]; then
   # The dashboard is built with Node (npm ci, vite build).
