@@ -180,25 +180,55 @@ static void remove_waiter(struct mp_api *api, struct mp_request *req) {
                 }
 }
 
+/* What a long poll waits for: a task, or a workflow run (the same id space: UUIDs). */
+static int look(struct mp_api *api, const struct mp_principal *p, const char *id, bool run, json_t **ret,
+                bool *ended, struct mp_error *err) {
+        if (run)
+                return mp_core_workflow_run_get(api->core, p, id, ret, ended, err);
+        return mp_core_task_get(api->core, p, id, ret, ended, err);
+}
+
+static enum MHD_Result send_looked(struct MHD_Connection *conn, unsigned status, json_t *j, bool run) {
+        return run ? mp_api_send_json(conn, status, j) : mp_api_send_task(conn, status, j);
+}
+
 static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *conn,
                                    struct mp_request *req) {
         _cleanup_error_ struct mp_error err = { 0 };
         _cleanup_json_ json_t *task = NULL;
         bool ended = false;
 
-        if (mp_core_task_get(api->core, &req->principal, req->wait_task, &task, &ended, &err) < 0)
+        if (look(api, &req->principal, req->wait_task, req->wait_run, &task, &ended, &err) < 0)
                 return mp_api_send_problem(conn, &err);
-        return mp_api_send_task(conn, ended ? req->ended_status : req->pending_status, task);
+        return send_looked(conn, ended ? req->ended_status : req->pending_status, task, req->wait_run);
 }
+
+static enum MHD_Result wait_for(struct mp_api *api, struct MHD_Connection *conn, struct mp_request *req,
+                                const struct mp_principal *p, const char *task_id, bool run, int wait_s,
+                                unsigned ended_status, unsigned pending_status);
 
 enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
                                  struct mp_request *req, const struct mp_principal *p,
                                  const char *task_id, int wait_s, unsigned ended_status,
                                  unsigned pending_status) {
+        return wait_for(api, conn, req, p, task_id, false, wait_s, ended_status, pending_status);
+}
+
+enum MHD_Result mp_api_wait_run(struct mp_api *api, struct MHD_Connection *conn,
+                                struct mp_request *req, const struct mp_principal *p,
+                                const char *run_id, int wait_s, unsigned ended_status,
+                                unsigned pending_status) {
+        return wait_for(api, conn, req, p, run_id, true, wait_s, ended_status, pending_status);
+}
+
+static enum MHD_Result wait_for(struct mp_api *api, struct MHD_Connection *conn, struct mp_request *req,
+                                const struct mp_principal *p, const char *task_id, bool run, int wait_s,
+                                unsigned ended_status, unsigned pending_status) {
         _cleanup_error_ struct mp_error err = { 0 };
         _cleanup_json_ json_t *task = NULL;
         bool ended = false;
 
+        req->wait_run = run;
         snprintf(req->wait_task, sizeof(req->wait_task), "%s", task_id);
         req->principal = *p;
         req->ended_status = ended_status;
@@ -214,7 +244,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 api->waiters = req;
                 pthread_mutex_unlock(&api->lock);
         }
-        if (mp_core_task_get(api->core, p, task_id, &task, &ended, &err) < 0 || ended || wait_s <= 0) {
+        if (look(api, p, task_id, run, &task, &ended, &err) < 0 || ended || wait_s <= 0) {
                 if (wait_s > 0) {
                         pthread_mutex_lock(&api->lock);
                         remove_waiter(api, req);
@@ -222,7 +252,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 }
                 if (err.status)
                         return mp_api_send_problem(conn, &err);
-                return mp_api_send_task(conn, ended ? ended_status : pending_status, task);
+                return send_looked(conn, ended ? ended_status : pending_status, task, run);
         }
         pthread_mutex_lock(&api->lock);
         if (req->woken) {
@@ -262,6 +292,7 @@ static void recheck_waiters(struct mp_api *api) {
         enum { MAX_RECHECK = 4096 };
         struct held {
                 char task[MP_ID_LEN + 1];
+                bool run;
                 struct mp_principal p;
         } *held = calloc(MAX_RECHECK, sizeof(*held));
         size_t n = 0;
@@ -271,6 +302,7 @@ static void recheck_waiters(struct mp_api *api) {
         pthread_mutex_lock(&api->lock);
         for (struct mp_request *w = api->waiters; w && n < MAX_RECHECK; w = w->next_waiter) {
                 snprintf(held[n].task, sizeof(held[n].task), "%s", w->wait_task);
+                held[n].run = w->wait_run;
                 held[n++].p = w->principal;
         }
         pthread_mutex_unlock(&api->lock);
@@ -278,7 +310,7 @@ static void recheck_waiters(struct mp_api *api) {
                 _cleanup_error_ struct mp_error err = { 0 };
                 _cleanup_json_ json_t *task = NULL;
                 bool ended = false;
-                if (mp_core_task_get(api->core, &held[i].p, held[i].task, &task, &ended, &err) >= 0 && ended)
+                if (look(api, &held[i].p, held[i].task, held[i].run, &task, &ended, &err) >= 0 && ended)
                         mp_api_task_ended(api, held[i].task);
         }
         free(held);

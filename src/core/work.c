@@ -23,7 +23,24 @@ int mp_core_recover(struct mp_core *core, struct mp_error *err) {
         int r = MP_QUEUE(core->queue)->recover(core->queue, err);
         if (r > 0)
                 mp_warn("%d task(s) were running when the previous process stopped: they go back to the queue", r);
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        _cleanup_error_ struct mp_error werr = { 0 };
+        if (mp_core_workflow_recover(core, &werr) < 0)
+                mp_warn("workflow runs could not be taken up again now: %s", werr.message);
+        return 0;
+}
+
+/* The task-end hook: what tasks made by a workflow run (or, later, a study) do when they
+ * end. One line per feature. */
+void mp_core_on_task_end(struct mp_core *core, const char *task_id) {
+        _cleanup_json_ json_t *task = NULL;
+        _cleanup_error_ struct mp_error err = { 0 };
+
+        if (MP_STORE(core->store)->task_get(core->store, task_id, &task, &err) < 0)
+                return;
+        if (json_is_string(json_object_get(task, "workflow_run_id")))
+                mp_core_workflow_task_ended(core, task);
 }
 
 /* Store a value inline, or spill it to a blob when large: sets field or field_blob. */
@@ -123,6 +140,7 @@ static int finish(struct mp_core *core, const char *task_id, json_t *fields, str
         if (r > 0) {
                 mp_core_count_end(core, fields);
                 mp_core_task_ended(core, task_id);
+                mp_core_on_task_end(core, task_id);
         }
         return r;
 }
@@ -175,8 +193,10 @@ static int record(struct mp_core *core, const char *worker_id, const char *task_
                                 mp_core_count_end(core, fields);
                         /* After a failed try, 0 may mean that the try was saved after all:
                          * tell the waiters in any case (a notice is idempotent). */
-                        if (r > 0 || (r == 0 && attempt > 1))
+                        if (r > 0 || (r == 0 && attempt > 1)) {
                                 mp_core_task_ended(core, task_id);
+                                mp_core_on_task_end(core, task_id);
+                        }
                         if (r >= 0) {
                                 if (attempt > 1)
                                         mp_info("task %s: its end was recorded at the %d%s try", task_id,
