@@ -449,6 +449,15 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
         r = MP_STORE(core->store)->task_create(core->store, task, &existing, err);
         if (r == -EEXIST && existing) {
                 mp_error_clear(err);
+                /* Only a task of this run is this start's: a plain call of the owner's that
+                 * took the key first does not stand in for the node. */
+                if (strcmp(json_string_value(json_object_get(existing, "workflow_run_id")) ?: "",
+                           json_string_value(json_object_get(run, "id")))) {
+                        _cleanup_json_ json_t *e = json_pack("{s:s,s:s}", "type", "IdempotencyConflict", "message",
+                                                             "another task already holds this node's key");
+                        mp_flow_run_task_ended(NULL, state, node, element, "failed", NULL, e);
+                        return 0;
+                }
                 *ret_task = TAKE_PTR(existing);
                 return 0;
         }
@@ -656,11 +665,11 @@ static json_t *render_run(json_t *run, json_t *def) {
         json_array_foreach(json_object_get(def, "nodes"), i, node) {
                 const char *id = json_string_value(json_object_get(node, "id"));
                 json_t *ns = json_object_get(json_object_get(state, "nodes"), id);
-                json_t *out = json_pack("{s:s,s:O,s:O,s:O,s:O,s:O,s:O}", "id", id, "status",
-                                        json_object_get(ns, "status") ?: json_string("pending"), "task_id",
+                json_t *out = json_pack("{s:s,s:s,s:O,s:I,s:I,s:O,s:O}", "id", id, "status",
+                                        json_string_value(json_object_get(ns, "status")) ?: "pending", "task_id",
                                         json_object_get(ns, "task_id") ?: json_null(), "started_at",
-                                        json_object_get(ns, "started_at") ?: json_integer(0), "finished_at",
-                                        json_object_get(ns, "finished_at") ?: json_integer(0), "error",
+                                        json_integer_value(json_object_get(ns, "started_at")), "finished_at",
+                                        json_integer_value(json_object_get(ns, "finished_at")), "error",
                                         json_object_get(ns, "error") ?: json_null(), "skipped_reason",
                                         json_object_get(ns, "skipped_reason") ?: json_null());
                 json_t *elements = json_object_get(ns, "elements"), *el;
@@ -670,7 +679,8 @@ static json_t *render_run(json_t *run, json_t *def) {
                         json_array_foreach(elements, k, el)
                                 json_array_append(ids, json_object_get(el, "task_id") ?: json_null());
                         json_object_set_new(out, "task_ids", ids);
-                        json_object_set(out, "element_errors", json_object_get(ns, "element_errors") ?: json_array());
+                        json_t *errs = json_object_get(ns, "element_errors");
+                        json_object_set_new(out, "element_errors", errs ? json_incref(errs) : json_array());
                 }
                 mp_core_shape(out, times, NULL);
                 json_array_append_new(nodes, out);
