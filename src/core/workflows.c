@@ -4,15 +4,17 @@
  *
  *  - a step is: read the run (its state and rev), change the state (a task's end, a
  *    cancel, a retry, a recovery), then mp_flow_run_next and a task for each start, and
- *    store the state over the rev read (compare and set). A step that lost the race to
- *    another writer reads again and is done again;
- *  - a start's task carries an idempotency key made of (run, node, element, generation),
- *    so a step done again, or redone after a crash, gets the task it made the first time
- *    back instead of a second one; the generation grows with each retry of the run;
+ *    store the state and the new tasks over the rev read, in one transaction (compare
+ *    and set: workflow_run_advance). A step that lost the race to another writer has
+ *    written nothing; it reads again and is done again;
+ *  - a start's task id is a digest of (run, node, element, generation), so a step done
+ *    again, or redone after a crash, names the task it made the first time and the
+ *    store makes it once; the generation grows with each retry of the run;
  *  - event-driven: a task's end (mp_core_on_task_end, work.c) runs a step at once; a step
  *    that made a task which has already ended when the step is stored (a fast worker)
  *    feeds that end itself, since the worker's own step may have read the state before
  *    the task was in it. */
+#include <sodium.h>
 #include <string.h>
 
 #include "base/limits.h"
@@ -399,21 +401,40 @@ static void stamp_times(json_t *state, int64_t now) {
         }
 }
 
-/* The task of one start, made as a plain execute makes one (the run owner's tenancy,
- * the function's schema), keyed so that doing the step again finds it. *ret_task: the
- * task row (new or found). A start that cannot become a task (the function is gone or
- * no longer visible to the owner, inputs its schema refuses) fails in the state
- * instead: 0 and *ret_task NULL. */
+/* The id of a start's task: a UUID-shaped BLAKE2b digest of (run, node, element,
+ * generation), so a step done again (a lost race, a restart) names the same task, and
+ * the store makes it once. The generation grows with each retry of the run. */
+static void start_task_id(json_t *run, json_t *state, const char *node, int element, char ret[MP_ID_LEN + 1]) {
+        char key[3 * MP_ID_LEN + MP_MAX_NODE_ID_LEN];
+        unsigned char h[16];
+        int n = snprintf(key, sizeof(key), "wf:%s:%s:%d:%" JSON_INTEGER_FORMAT,
+                         json_string_value(json_object_get(run, "id")) ?: "", node, element,
+                         json_integer_value(json_object_get(state, "generation")));
+
+        crypto_generichash(h, sizeof(h), (const unsigned char *) key, (size_t) MP_MIN(n, (int) sizeof(key) - 1),
+                           NULL, 0);
+        h[6] = (unsigned char) ((h[6] & 0x0f) | 0x40); /* version 4 */
+        h[8] = (unsigned char) ((h[8] & 0x3f) | 0x80); /* variant 1 */
+        snprintf(ret, MP_ID_LEN + 1,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2],
+                 h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
+}
+
+/* The task of one start, checked as a plain execute checks one (the run owner's
+ * tenancy, the function's visibility and input schema): its row in *ret_task, to be
+ * stored with the step. A start that cannot become a task (the function is gone or no
+ * longer visible to the owner, inputs its schema refuses) fails in the state instead:
+ * 0 and *ret_task NULL. */
 static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *start, json_t **ret_task,
                      struct mp_error *err) {
-        _cleanup_json_ json_t *fn = NULL, *ver = NULL, *task = NULL, *existing = NULL;
+        _cleanup_json_ json_t *fn = NULL, *ver = NULL, *task = NULL;
         _cleanup_error_ struct mp_error verr = { 0 };
         struct mp_principal owner;
         const char *node = json_string_value(json_object_get(start, "node"));
         int element = (int) json_integer_value(json_object_get(start, "element"));
         const char *fid = json_string_value(json_object_get(start, "function_id"));
         json_t *inputs = json_object_get(start, "inputs");
-        char id[MP_ID_LEN + 1], key[MP_MAX_IDEMPOTENCY_KEY_LEN + 1];
+        char id[MP_ID_LEN + 1];
         int r;
 
         *ret_task = NULL;
@@ -435,44 +456,21 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
                 mp_flow_run_task_ended(NULL, state, node, element, "failed", NULL, e);
                 return 0;
         }
-        snprintf(key, sizeof(key), "wf:%s:%s:%d:%d", json_string_value(json_object_get(run, "id")), node, element,
-                 (int) json_integer_value(json_object_get(state, "generation")));
-        mp_id_new(id);
-        task = json_pack("{s:s,s:s,s:O,s:s,s:O,s:s,s:I,s:O,s:s}", "id", id, "function_id", fid, "version",
-                         json_object_get(ver, "version"), "owner_id", owner.user_id, "inputs", inputs,
-                         "idempotency_key", key, "queued_at", (json_int_t) mp_now_ms(), "workflow_run_id",
-                         json_object_get(run, "id"), "node_id", node);
+        start_task_id(run, state, node, element, id);
+        task = json_pack("{s:s,s:s,s:O,s:s,s:O,s:I,s:O,s:s}", "id", id, "function_id", fid, "version",
+                         json_object_get(ver, "version"), "owner_id", owner.user_id, "inputs", inputs, "queued_at",
+                         (json_int_t) mp_now_ms(), "workflow_run_id", json_object_get(run, "id"), "node_id", node);
         if (!task)
                 return -ENOMEM;
         json_object_set_new(task, "company_id", owner.company_id[0] ? json_string(owner.company_id) : json_null());
         json_object_set_new(task, "element_index", element >= 0 ? json_integer(element) : json_null());
-        r = MP_STORE(core->store)->task_create(core->store, task, &existing, err);
-        if (r == -EEXIST && existing) {
-                mp_error_clear(err);
-                /* Only a task of this run is this start's: a plain call of the owner's that
-                 * took the key first does not stand in for the node. */
-                if (strcmp(json_string_value(json_object_get(existing, "workflow_run_id")) ?: "",
-                           json_string_value(json_object_get(run, "id")))) {
-                        _cleanup_json_ json_t *e = json_pack("{s:s,s:s}", "type", "IdempotencyConflict", "message",
-                                                             "another task already holds this node's key");
-                        mp_flow_run_task_ended(NULL, state, node, element, "failed", NULL, e);
-                        return 0;
-                }
-                *ret_task = TAKE_PTR(existing);
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        mp_core_count_created(core);
-        MP_QUEUE(core->queue)->push(core->queue, id, fid, NULL);
-        json_object_set_new(task, "status", json_string("queued"));
         *ret_task = TAKE_PTR(task);
         return 0;
 }
 
-/* Schedule: start what can start, feeding at once the ends of tasks found already ended
- * (a step done again after a crash). The ids of the tasks made or found go to made. */
-static int schedule(struct mp_core *core, json_t *run, json_t *def, json_t *state, json_t *made,
+/* Schedule: the starts of this step, each with its task row in tasks (stored with the
+ * state, in one transaction). */
+static int schedule(struct mp_core *core, json_t *run, json_t *def, json_t *state, json_t *tasks,
                     struct mp_error *err) {
         for (int round = 0; round < MP_MAX_WORKFLOW_NODES * 4; round++) {
                 _cleanup_json_ json_t *starts = NULL;
@@ -483,19 +481,17 @@ static int schedule(struct mp_core *core, json_t *run, json_t *def, json_t *stat
                 if (r < 0)
                         return r;
                 json_array_foreach(starts, i, s) {
-                        _cleanup_json_ json_t *task = NULL;
-                        const char *node = json_string_value(json_object_get(s, "node"));
-                        int element = (int) json_integer_value(json_object_get(s, "element"));
+                        json_t *task = NULL;
                         if ((r = make_task(core, run, state, s, &task, err)) < 0)
                                 return r;
                         if (!task) {
                                 again = true; /* failed in place: its downstream is to skip */
                                 continue;
                         }
-                        mp_flow_run_set_task(state, node, element, json_string_value(json_object_get(task, "id")));
-                        json_array_append(made, json_object_get(task, "id"));
-                        if (feed_end(core, def, state, task) > 0)
-                                again = true;
+                        mp_flow_run_set_task(state, json_string_value(json_object_get(s, "node")),
+                                             (int) json_integer_value(json_object_get(s, "element")),
+                                             json_string_value(json_object_get(task, "id")));
+                        json_array_append_new(tasks, task);
                 }
                 if (!again)
                         return 0;
@@ -551,27 +547,40 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                                    (json_int_t) (over ? now : 0));
                 if (!fields)
                         return -ENOMEM;
-                r = MP_STORE(core->store)->workflow_run_update(core->store, run_id,
-                                                               json_integer_value(json_object_get(run, "rev")), fields,
-                                                               err);
+                _cleanup_json_ json_t *created = NULL;
+                r = MP_STORE(core->store)->workflow_run_advance(core->store, run_id,
+                                                                json_integer_value(json_object_get(run, "rev")), fields,
+                                                                made, &created, err);
                 if (r < 0)
                         return r;
                 if (r == 0) {
                         mp_error_clear(err);
                         continue; /* another writer's step came first: read again */
                 }
+                size_t i;
+                json_t *t;
+                /* The tasks and their jobs are stored: a lost wake-up only delays them. */
+                json_array_foreach(made, i, t) {
+                        for (size_t k = 0; k < json_array_size(created); k++)
+                                if (json_equal(json_array_get(created, k), json_object_get(t, "id"))) {
+                                        mp_core_count_created(core);
+                                        MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
+                                                                    json_string_value(json_object_get(t, "function_id")), NULL);
+                                        break;
+                                }
+                }
                 if (over && !was_over)
                         mp_core_task_ended(core, run_id); /* wakes GET /workflow-runs/{id}?wait= */
-                /* Tasks made here that ended before this store: their worker's step may
-                 * have read the state without them. Feed them now. */
-                size_t i;
-                json_t *tid;
-                json_array_foreach(made, i, tid) {
-                        _cleanup_json_ json_t *t = NULL;
+                /* Tasks of this step that have ended by now: made by an earlier try of it
+                 * (a restart), or so fast that their worker's step read the state before
+                 * they were in it. Feed them now. */
+                json_array_foreach(made, i, t) {
+                        _cleanup_json_ json_t *row = NULL;
                         _cleanup_error_ struct mp_error terr = { 0 };
-                        if (MP_STORE(core->store)->task_get(core->store, json_string_value(tid), &t, &terr) >= 0 &&
-                            mp_core_status_ended(json_string_value(json_object_get(t, "status"))))
-                                mp_core_workflow_task_ended(core, t);
+                        if (MP_STORE(core->store)->task_get(core->store, json_string_value(json_object_get(t, "id")), &row,
+                                                            &terr) >= 0 &&
+                            mp_core_status_ended(json_string_value(json_object_get(row, "status"))))
+                                mp_core_workflow_task_ended(core, row);
                 }
                 if (ret_run) {
                         json_object_set(run, "state", state);

@@ -1544,6 +1544,58 @@ static int ops_workflow_run_update(struct mp_store *s, const char *id, int64_t r
         return s->drv->run(s, MP_RUN_ATOMIC, run_update_fn, &a, err);
 }
 
+struct run_advance_args {
+        struct run_update_args update;
+        json_t *tasks, *created;
+};
+
+static int run_advance_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct run_advance_args *a = ctx;
+        _cleanup_json_ json_t *created = json_array();
+        json_t *t;
+        size_t i;
+        int r;
+
+        if (!created)
+                return -ENOMEM;
+        /* The compare and set first: a step that lost has written nothing. With row
+         * locks the UPDATE holds the run's row until the end, so the tasks below are
+         * made by one step only. */
+        if ((r = run_update_fn(c, &a->update, err)) <= 0)
+                return r;
+        json_array_foreach(a->tasks, i, t) {
+                const char *tid = json_string_value(json_object_get(t, "id"));
+                if ((r = q_exists(c, SQL_TASK_EXISTS, PARAMS(PT(tid)), "looking up a task", err)) < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+                r = insert_row(c, &tasks_table, t, "creating a task", err);
+                if (r == -ENOENT)
+                        return not_found(err, "creating a task: its function or owner does not exist");
+                if (r < 0)
+                        return r;
+                TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err));
+                json_array_append_new(created, json_string(tid));
+        }
+        json_decref(a->created);
+        a->created = TAKE_PTR(created);
+        return 1;
+}
+
+static int ops_workflow_run_advance(struct mp_store *s, const char *id, int64_t rev, json_t *fields,
+                                    json_t *tasks, json_t **ret_created, struct mp_error *err) {
+        struct run_advance_args a = { { id, rev, fields }, tasks, NULL };
+        int r;
+
+        if (!json_is_object(fields) || (tasks && !json_is_array(tasks)))
+                return invalid(err, "a run's step needs an object of fields and a list of tasks");
+        r = s->drv->run(s, MP_RUN_ATOMIC, run_advance_fn, &a, err);
+        if (r > 0 && ret_created)
+                *ret_created = TAKE_PTR(a.created);
+        json_decref(a.created);
+        return r;
+}
+
 static int ops_workflow_run_open(struct mp_store *s, json_t **ret, struct mp_error *err) {
         struct all_args a = { SQL_WORKFLOW_RUN_OPEN, NULL, "listing open workflow runs", NULL };
         int n = all_run(s, &a, ret, err);
@@ -1757,6 +1809,7 @@ int mp_store_info(struct mp_store *s, json_t **ret, struct mp_error *err) {
         .workflow_run_create = ops_workflow_run_create,                                  \
         .workflow_run_get = ops_workflow_run_get, .workflow_run_list = ops_workflow_run_list, \
         .workflow_run_update = ops_workflow_run_update,                                  \
+        .workflow_run_advance = ops_workflow_run_advance,                                \
         .workflow_run_open = ops_workflow_run_open,
 
 static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);

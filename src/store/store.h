@@ -274,6 +274,14 @@ struct mp_store_ops {
          * -ENOENT for an unknown run. */
         int (*workflow_run_update)(struct mp_store *s, const char *id, int64_t rev, json_t *fields,
                                    struct mp_error *err);
+        /* A scheduling step's store, one transaction: the compare and set of
+         * workflow_run_update and, only when it stored, the tasks the step made (rows as
+         * task_create takes them, each with its job); a task whose id exists already is
+         * left as it is (a step done again after a crash). 1 when stored, with
+         * *ret_created (may be NULL) the new list of the ids created now; 0 when another
+         * writer stored first (nothing written). */
+        int (*workflow_run_advance)(struct mp_store *s, const char *id, int64_t rev, json_t *fields,
+                                    json_t *tasks, json_t **ret_created, struct mp_error *err);
         /* The ids of the runs whose finished_at is 0, oldest first: [{"id"}]. */
         int (*workflow_run_open)(struct mp_store *s, json_t **ret, struct mp_error *err);
 };

@@ -2082,6 +2082,32 @@ TEST(workflows) {
         json_decref(row);
         row = NULL;
 
+        /* a step stores its state and its tasks in one transaction: a stale rev writes
+         * neither; a task that exists already is not made again */
+        {
+                char t1[MP_ID_LEN + 1];
+                json_t *tasks, *created = NULL, *after = NULL;
+                mp_id_new(t1);
+                tasks = json_pack("[{s:s,s:s,s:i,s:s,s:{},s:s,s:s}]", "id", t1, "function_id", fn, "version", 1,
+                                  "owner_id", w.u1, "inputs", "workflow_run_id", run, "node_id", "next");
+                fields = json_pack("{s:{s:s},s:s}", "state", "status", "running", "status", "running");
+                CHECK_INT(ops->workflow_run_advance(s, run, 0, fields, tasks, &created, &err), ==, 0);
+                CHECK_INT(ops->task_get(s, t1, &after, &err), ==, -ENOENT);
+                mp_error_clear(&err);
+                CHECK_INT(ops->workflow_run_advance(s, run, 2, fields, tasks, &created, &err), ==, 1);
+                CHECK_INT(json_array_size(created), ==, 1);
+                json_decref(created);
+                created = NULL;
+                CHECK_INT(ops->task_get(s, t1, &after, &err), ==, 0);
+                CHECK_STR(str(after, "status"), "queued");
+                json_decref(after);
+                CHECK_INT(ops->workflow_run_advance(s, run, 3, fields, tasks, &created, &err), ==, 1);
+                CHECK_INT(json_array_size(created), ==, 0);
+                json_decref(created);
+                json_decref(tasks);
+                json_decref(fields);
+        }
+
         CHECK_INT(ops->workflow_delete(s, wf1, 6000, &err), ==, 0);
         CHECK_INT(ops->workflow_get(s, wf1, &row, &err), ==, -ENOENT);
         mp_error_clear(&err);
