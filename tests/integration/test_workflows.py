@@ -433,3 +433,27 @@ def test_kill9_mid_run_then_restart(crash_stack):
     assert len(tasks) == 3, tasks  # one task per node: "two" ran again in place, not anew
     for n in done["nodes"]:
         assert api.task("alice", n["task_id"])["status"] == "completed"
+
+
+def test_hostile_definitions_and_inputs(api):
+    add = fn(api, "alice", "add", ADD)
+    sq = fn(api, "alice", "square", SQUARE)
+    # more nodes than the limit: refused at save, naming the limit
+    nodes = [{"id": f"n{i}", "function": add["name"], "inputs": {"a": 1, "b": 1}} for i in range(201)]
+    p = assert_problem(api.post("alice", "/workflows", json={"name": api.unique("huge"), "nodes": nodes}), 422)
+    assert "nodes" in error_paths(p) and "200" in str(p), p
+    # a reference path deeper than the limit
+    deep = ".".join(["k"] * 40)
+    p = assert_problem(api.post("alice", "/workflows", json={"name": api.unique("deep"), "nodes": [
+        {"id": "a", "function": add["name"], "inputs": {"a": 1, "b": 1}},
+        {"id": "b", "function": add["name"], "inputs": {"a": {"from": "a", "path": deep}, "b": 1}}]}), 422)
+    assert any(x.startswith("nodes[1].inputs.a") for x in error_paths(p)), p
+    # a map over more elements than a map node may have: the node fails with the limit
+    # named, nothing runs, and the server answers as before
+    wf = push(api, "alice", {"name": api.unique("bigmap"), "nodes": [
+        {"id": "each", "function": sq["name"], "map": {"over": {"param": "xs"}, "as": "x"}}]})
+    run = wait_run(api, "alice", run_wf(api, "alice", wf["id"], {"xs": [1] * 10001}, wait=10)["id"])
+    each = node(run, "each")
+    assert run["status"] == "failed" and each["status"] == "failed", run
+    assert "10000" in str(each["error"]) and each["task_ids"] == [], each
+    expect_status(api.get(None, "/healthz"), 200)
