@@ -53,8 +53,10 @@ int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const ch
 /* --- what happens when a task ends (work.c) --- */
 /* Called once a task reached an end state (after task_finish, and on cancel), in the
  * process that ended it: each feature that made tasks of its own takes its turn here.
- * Idempotent: a second call for one end changes nothing. */
-void mp_core_on_task_end(struct mp_core *core, const char *task_id);
+ * known (may be NULL): the task's row as read before its end, so that the end of a task
+ * that belongs to no run costs no read. Idempotent: a second call for one end changes
+ * nothing. */
+void mp_core_on_task_end(struct mp_core *core, const char *task_id, json_t *known);
 
 /* --- workflows (workflows.c) --- */
 /* A task row (task_get) that ended: when it belongs to a workflow run, its end is
