@@ -769,7 +769,8 @@ static bool key_ok(const char *k) {
 int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
                              json_t *body, const char *idempotency_key, json_t **ret, bool *ret_ended,
                              struct mp_error *err) {
-        _cleanup_json_ json_t *wf = NULL, *ver = NULL, *run = NULL, *state = NULL, *existing = NULL, *after = NULL;
+        _cleanup_json_ json_t *wf = NULL, *ver = NULL, *run = NULL, *state = NULL, *existing = NULL;
+        _cleanup_json_ json_t *tasks = json_array();
         char id[MP_ID_LEN + 1];
         json_t *inputs;
         const char *key;
@@ -805,15 +806,27 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
                 return -ENOMEM;
         json_object_set_new(state, "generation", json_integer(0));
         mp_id_new(id);
-        run = json_pack("{s:s,s:s,s:O,s:s,s:O,s:O,s:s,s:I}", "id", id, "workflow_id", wid, "version",
-                        json_object_get(ver, "version"), "owner_id", p->user_id, "inputs", inputs, "state", state,
-                        "status", "running", "created_at", (json_int_t) mp_now_ms());
-        if (!run)
+        run = json_pack("{s:s,s:s,s:O,s:s,s:O,s:s,s:I}", "id", id, "workflow_id", wid, "version",
+                        json_object_get(ver, "version"), "owner_id", p->user_id, "inputs", inputs, "status",
+                        "running", "created_at", (json_int_t) mp_now_ms());
+        if (!run || !tasks)
                 return -ENOMEM;
         json_object_set_new(run, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
         if (idempotency_key)
                 json_object_set_new(run, "idempotency_key", json_string(idempotency_key));
-        r = MP_STORE(core->store)->workflow_run_create(core->store, run, &existing, err);
+        /* The first step is stored with the run: the run and the tasks of the nodes that
+         * can start now are one commit. */
+        if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
+                return r;
+        int64_t now = mp_now_ms();
+        stamp_times(state, now);
+        bool over = run_over(state) && !mp_flow_run_busy(state);
+        json_object_set(run, "state", state);
+        json_object_set(run, "status", json_object_get(state, "status"));
+        json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
+        json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
+        json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
+        r = MP_STORE(core->store)->workflow_run_create(core->store, run, tasks, &existing, err);
         if (r == -EEXIST && existing) {
                 if (!json_equal(json_object_get(existing, "inputs"), inputs))
                         return mp_error_set(err, EEXIST, 409, "conflict", "Idempotency-Key \"%s\" was already used "
@@ -824,11 +837,14 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
         }
         if (r < 0)
                 return r;
-        /* The first nodes' tasks, in the same step; a crash before it is a run a restart
-         * schedules (its finished_at is 0). */
-        if ((r = step(core, id, NULL, NULL, &after, err)) < 0)
-                return r;
-        return shape_run(core, after, ret, ret_ended, err);
+        size_t i;
+        json_t *t;
+        json_array_foreach(tasks, i, t) {
+                mp_core_count_created(core);
+                MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
+                                            json_string_value(json_object_get(t, "function_id")), NULL);
+        }
+        return shape_run(core, run, ret, ret_ended, err);
 }
 
 int mp_core_workflow_run_list(struct mp_core *core, const struct mp_principal *p, const char *workflow_id,

@@ -1425,7 +1425,7 @@ static int ops_workflow_delete(struct mp_store *s, const char *id, int64_t now, 
 }
 
 struct run_create_args {
-        json_t *run, *key, *existing;
+        json_t *run, *key, *existing, *tasks;
 };
 
 static int run_by_key(struct mp_store_conn *c, struct run_create_args *a, json_t **ret,
@@ -1467,12 +1467,25 @@ static int run_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *er
         r = insert_row(c, &workflow_runs_table, a->run, "creating a workflow run", err);
         if (r == -ENOENT)
                 return not_found(err, "creating a workflow run: its workflow or owner does not exist");
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        json_t *t;
+        size_t i;
+        json_array_foreach(a->tasks, i, t) {
+                r = insert_row(c, &tasks_table, t, "creating a task", err);
+                if (r == -ENOENT)
+                        return not_found(err, "creating a task: its function or owner does not exist");
+                if (r < 0)
+                        return r;
+                TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(json_string_value(json_object_get(t, "id")))),
+                           "queueing a task", err));
+        }
+        return 0;
 }
 
-static int ops_workflow_run_create(struct mp_store *s, json_t *run, json_t **ret_existing,
+static int ops_workflow_run_create(struct mp_store *s, json_t *run, json_t *tasks, json_t **ret_existing,
                                    struct mp_error *err) {
-        struct run_create_args a = { .run = run };
+        struct run_create_args a = { .run = run, .tasks = tasks };
         int r;
 
         if (!json_is_object(run))

@@ -257,9 +257,11 @@ struct mp_store_ops {
         int (*workflow_delete)(struct mp_store *s, const char *id, int64_t now,
                                struct mp_error *err);
         /* run: {id, workflow_id, version, owner_id, company_id, status?, inputs, state,
-         * idempotency_key?, created_at}; rev 0. With a key that a run of that owner and
-         * workflow already has: -EEXIST and *ret_existing = that run (may be NULL). */
-        int (*workflow_run_create)(struct mp_store *s, json_t *run, json_t **ret_existing,
+         * outputs?, error?, idempotency_key?, created_at, finished_at?}; rev 0; with the
+         * tasks of its first step (rows as task_create takes them, each with its job; may
+         * be NULL), in one transaction. With a key that a run of that owner and workflow
+         * already has: -EEXIST and *ret_existing = that run (may be NULL); nothing stored. */
+        int (*workflow_run_create)(struct mp_store *s, json_t *run, json_t *tasks, json_t **ret_existing,
                                    struct mp_error *err);
         /* The whole row, with rev. */
         int (*workflow_run_get)(struct mp_store *s, const char *id, json_t **ret,

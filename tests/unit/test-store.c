@@ -2016,9 +2016,18 @@ TEST(workflows) {
         r1 = json_pack("{s:s,s:s,s:i,s:s,s:s,s:{s:i},s:{s:s,s:{}},s:s,s:I}", "id", run, "workflow_id", wf1,
                        "version", 2, "owner_id", w.u1, "company_id", w.company_a, "inputs", "L", 2, "state",
                        "status", "running", "nodes", "idempotency_key", "k1", "created_at", (json_int_t) 3000);
-        CHECK_INT(ops->workflow_run_create(s, r1, &existing, &err), ==, 0);
+        CHECK_INT(ops->workflow_run_create(s, r1, NULL, &existing, &err), ==, 0);
         json_object_set_new(r1, "id", json_string("00000000-0000-4000-8000-000000000000"));
-        CHECK_INT(ops->workflow_run_create(s, r1, &existing, &err), ==, -EEXIST);
+        {
+                /* the same key again, with a first step's task: nothing is stored */
+                json_t *tasks = json_pack("[{s:s,s:s,s:i,s:s,s:{}}]", "id", "00000000-0000-4000-8000-0000000000aa",
+                                          "function_id", fn, "version", 1, "owner_id", w.u1, "inputs");
+                json_t *none = NULL;
+                CHECK_INT(ops->workflow_run_create(s, r1, tasks, &existing, &err), ==, -EEXIST);
+                CHECK_INT(ops->task_get(s, "00000000-0000-4000-8000-0000000000aa", &none, &err), ==, -ENOENT);
+                json_decref(tasks);
+                mp_error_clear(&err);
+        }
         REQUIRE(existing);
         CHECK_STR(str(existing, "id"), run);
         json_decref(existing);
@@ -2183,7 +2192,7 @@ TEST(workflow_run_concurrent_steps) {
         mp_id_new(run);
         r1 = json_pack("{s:s,s:s,s:i,s:s,s:{},s:{}}", "id", run, "workflow_id", wf, "version", 1, "owner_id",
                        w.u1, "inputs", "state");
-        REQUIRE(MP_STORE(s)->workflow_run_create(s, r1, NULL, &err) == 0);
+        REQUIRE(MP_STORE(s)->workflow_run_create(s, r1, NULL, NULL, &err) == 0);
         json_decref(r1);
         for (int i = 0; i < RUN_WRITERS; i++) {
                 wr[i] = (struct run_writer) { .s = s, .run = run, .index = i };
