@@ -457,3 +457,45 @@ def test_hostile_definitions_and_inputs(api):
     assert run["status"] == "failed" and each["status"] == "failed", run
     assert "10000" in str(each["error"]) and each["task_ids"] == [], each
     expect_status(api.get(None, "/healthz"), 200)
+
+
+@pytest.mark.crash
+def test_restart_records_an_end_the_run_missed(crash_stack):
+    """The window between a task's end and the run's step (a kill there): the task has
+    ended, the run still says it runs. Made here by writing that state into the store of
+    a stopped server; on restart the end is recorded, the run completes, and no node's
+    task is made again."""
+    if harness.scaleout_requested():
+        pytest.skip("writes the embedded SQLite store directly")
+    import json
+    import sqlite3
+    api = crash_stack.api
+    add = fn(api, "alice", "add", ADD)
+    wf = push(api, "alice", {"name": api.unique("missed"), "nodes": [
+        {"id": "a", "function": add["name"], "inputs": {"a": {"param": "v"}, "b": 1}},
+        {"id": "b", "function": add["name"], "inputs": {"a": {"from": "a"}, "b": 1}}]})
+    run = wait_run(api, "alice", run_wf(api, "alice", wf["id"], {"v": 1})["id"])
+    assert run["status"] == "completed" and run["outputs"] == {"b": 3}, run
+    tasks_before = {n["id"]: n["task_id"] for n in run["nodes"]}
+
+    crash_stack.server.stop()
+    db = sqlite3.connect(crash_stack.data_dir / "mecapy.db")
+    (state_text,) = db.execute("SELECT state FROM workflow_runs WHERE id = ?", (run["id"],)).fetchone()
+    state = json.loads(state_text)
+    b = state["nodes"]["b"]
+    b["status"] = "running"
+    b.pop("result", None)
+    b.pop("finished_at", None)
+    state["status"] = "running"
+    state.pop("outputs", None)
+    db.execute("UPDATE workflow_runs SET state = ?, status = 'running', outputs = NULL, finished_at = 0 "
+               "WHERE id = ?", (json.dumps(state), run["id"]))
+    db.commit()
+    db.close()
+    crash_stack.server.start()
+
+    again = wait_run(api, "alice", run["id"], timeout=60)
+    assert again["status"] == "completed" and again["outputs"] == {"b": 3}, again
+    assert {n["id"]: n["task_id"] for n in again["nodes"]} == tasks_before
+    r = api.get("alice", "/tasks", params={"function_id": add["id"], "limit": 100})
+    assert sorted(t["id"] for t in r.json()["items"]) == sorted(tasks_before.values())
