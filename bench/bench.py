@@ -66,6 +66,7 @@ NOTES: list[str] = []
 # The whole run stays under 5 minutes: every loop's cap is cut to this deadline, and a part
 # that would start after it is skipped (with a note).
 RUN_BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "270"))
+WF_N, WF_CAP_S = scaled(200), 20 * SCALE
 DEADLINE = time.monotonic() + RUN_BUDGET_S
 TMP_DIR = None
 
@@ -765,6 +766,54 @@ def bench_durability(R, procs, args):
             m.stop()
 
 
+def bench_workflow(R, procs, args):
+    """Scheduler overhead per node: a 3-node chain of the trivial function (x -> x+1 ->
+    x+2 -> x+3), warm, end to end over HTTP (POST .../execute?wait=30 answered 200 with
+    the run completed), beside a plain warm call of the same function on the same server.
+    per node = chain p50 / 3; overhead per node = (chain p50 - 3 x call p50) / 3: what a
+    node costs beyond a plain call (the chain pays one HTTP round trip, three calls pay
+    three, so this figure is a lower bound of the scheduling cost, and chain p50 / 3 an
+    upper one)."""
+    data = os.path.join(args.tmp, "data-workflow")
+    m = MecaPy(procs, args.bin, data, extra=os.environ.get("BENCH_WF_EXTRA", "").split())
+    m.create_user()
+    m.start()
+    try:
+        c = HttpClient(m.port)
+        m.login(c)
+        f = m.create_function(c, "bench_wf_trivial", read_source("trivial"))
+        body = {"name": "bench-chain", "nodes": [
+            {"id": "a", "function": f["id"], "inputs": {"x": {"param": "x"}}},
+            {"id": "b", "function": f["id"], "inputs": {"x": {"from": "a"}}},
+            {"id": "c", "function": f["id"], "inputs": {"x": {"from": "b"}}}]}
+        st, b = c.request("POST", f"{API}/workflows", body, m.auth())
+        if st != 201:
+            raise RuntimeError(f"saving the workflow: HTTP {st}: {b[:300]!r}")
+        wid = json.loads(b)["id"]
+
+        def chain_check(i, status, payload):
+            try:
+                run = json.loads(payload)
+            except ValueError:
+                return False
+            return status == 200 and run.get("status") == "completed" and \
+                run.get("outputs") == {"c": float(i) + 3}
+
+        log(f"workflow: up to {WF_N} sequential 3-node chains, cap {WF_CAP_S:.0f} s")
+        R["workflow_chain"] = latency_loop(c, "POST", lambda i: f"{API}/workflows/{wid}/execute?wait=30",
+                                           lambda i: {"inputs": TRIVIAL_INPUTS(i)}, m.auth(), chain_check,
+                                           WF_N, WF_CAP_S, warmup=20)
+        log(f"  p50 {R['workflow_chain']['p50_ms']} ms, n={R['workflow_chain']['n']}")
+        R["workflow_call"] = latency_loop(c, "POST", lambda i: f"{API}/functions/{f['id']}/execute?wait=30",
+                                          lambda i: {"inputs": TRIVIAL_INPUTS(i)}, m.auth(), trivial_check,
+                                          WF_N, WF_CAP_S / 2, warmup=20)
+        log(f"  plain call p50 {R['workflow_call']['p50_ms']} ms")
+        R["workflow_disk_sync"] = disk_sync(args.tmp)
+        c.close()
+    finally:
+        m.stop()
+
+
 def bench_bwrap(R, procs, args):
     if not shutil.which("bwrap"):
         note("bubblewrap is not installed: bwrap peer not measured")
@@ -925,6 +974,12 @@ def build_results(R, machine):
         "warm_vs_bwrap_speedup": r3(ratio(bw, warm)),
         "throughput_vs_celery": r3(ratio(thr, cel_thr)),
         "disk_sync_p50_ms": g("durability", "disk_sync", "p50_ms"),
+        "workflow_chain_p50_ms": g("workflow_chain", "p50_ms"),
+        "workflow_call_p50_ms": g("workflow_call", "p50_ms"),
+        "workflow_per_node_ms": r3(ratio(g("workflow_chain", "p50_ms"), 3)),
+        "workflow_overhead_per_node_ms": (r3((g("workflow_chain", "p50_ms") - 3 * g("workflow_call", "p50_ms")) / 3)
+                                          if g("workflow_chain", "p50_ms") is not None
+                                          and g("workflow_call", "p50_ms") is not None else None),
         "durability": {mode: {"warm_p50_ms": g("durability", mode, "warm", "p50_ms"),
                               "warm_p99_ms": g("durability", mode, "warm", "p99_ms"),
                               "throughput_per_s": g("durability", mode, "throughput", "ok_per_s"),
@@ -1001,6 +1056,9 @@ def table(res):
         ("zygote RSS", fmt(res["zygote_rss_mib"], " MiB"), "-", None),
         ("server RSS (after load)", fmt(res["server_rss_mib"], " MiB"), "-", None),
         ("server CPU during throughput run", fmt(res["server_cpu_s_during_throughput"], " s") + f" (tree {fmt(res['server_tree_cpu_s_during_throughput'], ' s')}, wall {fmt(_get(d, 'throughput', 'wall_s'), ' s')})", "-", None),
+        ("workflow: 3-node chain p50 (HTTP)", fmt(res.get("workflow_chain_p50_ms"), " ms") + nnote("workflow_chain", 200), "-", None),
+        ("workflow: per node (chain / 3)", fmt(res.get("workflow_per_node_ms"), " ms"), "<= 5 ms", le(res.get("workflow_per_node_ms"), 5)),
+        ("workflow: per node beyond a plain call", fmt(res.get("workflow_overhead_per_node_ms"), " ms") + f" (call p50 {fmt(res.get('workflow_call_p50_ms'), ' ms')}, disk sync p50 {fmt(_get(d, 'workflow_disk_sync', 'p50_ms'), ' ms')})", "-", None),
         ("disk: 4 KiB write + fdatasync p50", fmt(res.get("disk_sync_p50_ms"), " ms"), "-", None),
         ("durability full: warm p50 / p99", fmt(_get(res, "durability", "full", "warm_p50_ms"), " ms") + " / "
          + fmt(_get(res, "durability", "full", "warm_p99_ms"), " ms"), "-", None),
@@ -1057,7 +1115,8 @@ def main():
     t0 = time.monotonic()
     failed = []
     try:
-        parts = (("mecapy", bench_mecapy), ("durability", bench_durability), ("bwrap", bench_bwrap),
+        parts = (("mecapy", bench_mecapy), ("durability", bench_durability), ("workflow", bench_workflow),
+                 ("bwrap", bench_bwrap),
                  ("fastapi", bench_fastapi), ("celery", bench_celery))
         # BENCH_PARTS=mecapy,durability runs only those parts (the others: not measured).
         only = [p for p in os.environ.get("BENCH_PARTS", "").split(",") if p]

@@ -86,6 +86,7 @@ struct mp_request {
         bool woken;          /* resumed: answer now */
         int64_t deadline_ms; /* monotonic end of the long poll */
         char wait_task[MP_ID_LEN + 1];
+        bool wait_run;       /* wait_task names a workflow run, not a task */
         unsigned ended_status;   /* the HTTP status when the task ended */
         unsigned pending_status; /* ... and when the wait ran out first */
         struct mp_principal principal; /* who asked, for the answer after the wait */
@@ -173,5 +174,11 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                                  struct mp_request *req, const struct mp_principal *p,
                                  const char *task_id, int wait_s, unsigned ended_status,
                                  unsigned pending_status);
+/* The same for a workflow run (mp_core_workflow_run_get): it ends when the run has
+ * ended and no call of it runs. */
+enum MHD_Result mp_api_wait_run(struct mp_api *api, struct MHD_Connection *conn,
+                                struct mp_request *req, const struct mp_principal *p,
+                                const char *run_id, int wait_s, unsigned ended_status,
+                                unsigned pending_status);
 /* Called by core when a task ends (any thread). */
 void mp_api_task_ended(void *userdata, const char *task_id);

@@ -13,6 +13,7 @@
 #include "api/api-company.h"
 #include "api/api-events.h"
 #include "api/api-web.h"
+#include "api/api-workflows.h"
 #include "auth/auth.h"
 #include "base/limits.h"
 #include "base/log.h"
@@ -729,6 +730,20 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/tasks/{id}/events", MP_SCOPE_TASKS_READ, 0, mp_api_task_events),
         MP_ROUTE("POST", "/api/v1/tasks/{id}/cancel", MP_SCOPE_TASKS_WRITE, 0, task_cancel),
         MP_ROUTE("GET", "/api/v1/tasks/{id}/artifacts/{name}", MP_SCOPE_TASKS_READ, 0, task_artifact),
+
+        /* Workflows (docs/workflows.md): definitions are read and written with the
+         * functions' scopes, runs are started, retried and cancelled with "execute",
+         * and read with "tasks:read". */
+        MP_ROUTE("GET", "/api/v1/workflows", MP_SCOPE_FUNCTIONS_READ, 0, mp_api_workflow_list),
+        MP_ROUTE("POST", "/api/v1/workflows", MP_SCOPE_FUNCTIONS_WRITE, 0, mp_api_workflow_create),
+        MP_ROUTE("GET", "/api/v1/workflows/{id}", MP_SCOPE_FUNCTIONS_READ, 0, mp_api_workflow_get),
+        MP_ROUTE("PUT", "/api/v1/workflows/{id}", MP_SCOPE_FUNCTIONS_WRITE, 0, mp_api_workflow_update),
+        MP_ROUTE("DELETE", "/api/v1/workflows/{id}", MP_SCOPE_FUNCTIONS_WRITE, 0, mp_api_workflow_delete),
+        MP_ROUTE("POST", "/api/v1/workflows/{id}/execute", MP_SCOPE_EXECUTE, 0, mp_api_workflow_execute),
+        MP_ROUTE("GET", "/api/v1/workflow-runs", MP_SCOPE_TASKS_READ, 0, mp_api_workflow_run_list),
+        MP_ROUTE("GET", "/api/v1/workflow-runs/{id}", MP_SCOPE_TASKS_READ, 0, mp_api_workflow_run_get),
+        MP_ROUTE("POST", "/api/v1/workflow-runs/{id}/retry", MP_SCOPE_EXECUTE, 0, mp_api_workflow_run_retry),
+        MP_ROUTE("POST", "/api/v1/workflow-runs/{id}/cancel", MP_SCOPE_EXECUTE, 0, mp_api_workflow_run_cancel),
 
         /* The company: what it is, for any member; its members, for its admins (the
          * role rule is core's; the scope is the administration's). */

@@ -197,12 +197,22 @@ static void remove_waiter(struct mp_api *api, struct mp_request *req) {
                 }
 }
 
-/* A task for a long poll's request, without its result when it asked so. */
-static enum MHD_Result send_task_for(struct mp_request *req, struct MHD_Connection *conn, unsigned status,
-                                     json_t *task) {
-        if (req->omit_result && task)
-                mp_api_task_omit_result(task);
-        return mp_api_send_task(conn, status, task);
+/* What a long poll waits for: a task, or a workflow run (the same id space: UUIDs). */
+static int look(struct mp_api *api, const struct mp_principal *p, const char *id, bool run, json_t **ret,
+                bool *ended, struct mp_error *err) {
+        if (run)
+                return mp_core_workflow_run_get(api->core, p, id, ret, ended, err);
+        return mp_core_task_get(api->core, p, id, ret, ended, err);
+}
+
+/* What a long poll found: a run as it is, a task without its result when it asked so. */
+static enum MHD_Result send_looked(struct mp_request *req, struct MHD_Connection *conn, unsigned status,
+                                   json_t *j) {
+        if (req->wait_run)
+                return mp_api_send_json(conn, status, j);
+        if (req->omit_result && j)
+                mp_api_task_omit_result(j);
+        return mp_api_send_task(conn, status, j);
 }
 
 static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *conn,
@@ -211,19 +221,37 @@ static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *co
         _cleanup_json_ json_t *task = NULL;
         bool ended = false;
 
-        if (mp_core_task_get(api->core, &req->principal, req->wait_task, &task, &ended, &err) < 0)
+        if (look(api, &req->principal, req->wait_task, req->wait_run, &task, &ended, &err) < 0)
                 return mp_api_send_problem(conn, &err);
-        return send_task_for(req, conn, ended ? req->ended_status : req->pending_status, task);
+        return send_looked(req, conn, ended ? req->ended_status : req->pending_status, task);
 }
+
+static enum MHD_Result wait_for(struct mp_api *api, struct MHD_Connection *conn, struct mp_request *req,
+                                const struct mp_principal *p, const char *task_id, bool run, int wait_s,
+                                unsigned ended_status, unsigned pending_status);
 
 enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn,
                                  struct mp_request *req, const struct mp_principal *p,
                                  const char *task_id, int wait_s, unsigned ended_status,
                                  unsigned pending_status) {
+        return wait_for(api, conn, req, p, task_id, false, wait_s, ended_status, pending_status);
+}
+
+enum MHD_Result mp_api_wait_run(struct mp_api *api, struct MHD_Connection *conn,
+                                struct mp_request *req, const struct mp_principal *p,
+                                const char *run_id, int wait_s, unsigned ended_status,
+                                unsigned pending_status) {
+        return wait_for(api, conn, req, p, run_id, true, wait_s, ended_status, pending_status);
+}
+
+static enum MHD_Result wait_for(struct mp_api *api, struct MHD_Connection *conn, struct mp_request *req,
+                                const struct mp_principal *p, const char *task_id, bool run, int wait_s,
+                                unsigned ended_status, unsigned pending_status) {
         _cleanup_error_ struct mp_error err = { 0 };
         _cleanup_json_ json_t *task = NULL;
         bool ended = false;
 
+        req->wait_run = run;
         snprintf(req->wait_task, sizeof(req->wait_task), "%s", task_id);
         req->principal = *p;
         req->ended_status = ended_status;
@@ -239,7 +267,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 api->waiters = req;
                 pthread_mutex_unlock(&api->lock);
         }
-        if (mp_core_task_get(api->core, p, task_id, &task, &ended, &err) < 0 || ended || wait_s <= 0) {
+        if (look(api, p, task_id, run, &task, &ended, &err) < 0 || ended || wait_s <= 0) {
                 if (wait_s > 0) {
                         pthread_mutex_lock(&api->lock);
                         remove_waiter(api, req);
@@ -247,7 +275,7 @@ enum MHD_Result mp_api_wait_task(struct mp_api *api, struct MHD_Connection *conn
                 }
                 if (err.status)
                         return mp_api_send_problem(conn, &err);
-                return send_task_for(req, conn, ended ? ended_status : pending_status, task);
+                return send_looked(req, conn, ended ? ended_status : pending_status, task);
         }
         pthread_mutex_lock(&api->lock);
         if (req->woken) {
@@ -287,6 +315,7 @@ static void recheck_waiters(struct mp_api *api) {
         enum { MAX_RECHECK = 4096 };
         struct held {
                 char task[MP_ID_LEN + 1];
+                bool run;
                 struct mp_principal p;
         } *held = calloc(MAX_RECHECK, sizeof(*held));
         size_t n = 0;
@@ -296,6 +325,7 @@ static void recheck_waiters(struct mp_api *api) {
         pthread_mutex_lock(&api->lock);
         for (struct mp_request *w = api->waiters; w && n < MAX_RECHECK; w = w->next_waiter) {
                 snprintf(held[n].task, sizeof(held[n].task), "%s", w->wait_task);
+                held[n].run = w->wait_run;
                 held[n++].p = w->principal;
         }
         pthread_mutex_unlock(&api->lock);
@@ -303,7 +333,7 @@ static void recheck_waiters(struct mp_api *api) {
                 _cleanup_error_ struct mp_error err = { 0 };
                 _cleanup_json_ json_t *task = NULL;
                 bool ended = false;
-                if (mp_core_task_get(api->core, &held[i].p, held[i].task, &task, &ended, &err) >= 0 && ended)
+                if (look(api, &held[i].p, held[i].task, held[i].run, &task, &ended, &err) >= 0 && ended)
                         mp_api_task_ended(api, held[i].task);
         }
         free(held);

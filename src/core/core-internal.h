@@ -49,3 +49,19 @@ bool mp_core_tag_valid(const char *tag);
 int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const char *company_id,
                             const char *function_id, const char *status, const char *cursor,
                             int limit, json_t **ret, struct mp_error *err);
+
+/* --- what happens when a task ends (work.c) --- */
+/* Called once a task reached an end state (after task_finish, and on cancel), in the
+ * process that ended it: each feature that made tasks of its own takes its turn here.
+ * known (may be NULL): the task's row as read before its end, so that the end of a task
+ * that belongs to no run costs no read. Idempotent: a second call for one end changes
+ * nothing. */
+void mp_core_on_task_end(struct mp_core *core, const char *task_id, json_t *known);
+
+/* --- workflows (workflows.c) --- */
+/* A task row (task_get) that ended: when it belongs to a workflow run, its end is
+ * recorded in the run and the nodes it unblocks start. Never fails the caller. */
+void mp_core_workflow_task_ended(struct mp_core *core, json_t *task);
+/* At start-up: runs that had not ended go on (starts without a task are made again,
+ * ends that were not recorded are). Returns how many runs were taken up, or -EIO. */
+int mp_core_workflow_recover(struct mp_core *core, struct mp_error *err);

@@ -210,6 +210,43 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
                         json_t **ret, struct mp_error *err);
 bool mp_core_status_ended(const char *status);
 
+/* --- workflows (workflows.c, docs/workflows.md) ---
+ * A workflow is referred to by id, or by the caller's own name. Visibility follows the
+ * function rules (owner, company, public); change and delete are the owner's. Runs are
+ * their owner's (and their company admins'); other callers get 404. */
+/* body: a definition (core/flow.h) and "visibility"?; 201 {"id","name","version",
+ * "input_schema","params","nodes","outputs",...}; 422 listing every problem. */
+int mp_core_workflow_create(struct mp_core *core, const struct mp_principal *p, json_t *body, json_t **ret,
+                            struct mp_error *err);
+/* PUT: a new immutable version of the caller's workflow (same name). */
+int mp_core_workflow_update(struct mp_core *core, const struct mp_principal *p, const char *ref, json_t *body,
+                            json_t **ret, struct mp_error *err);
+/* version 0: the latest. */
+int mp_core_workflow_get(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
+                         json_t **ret, struct mp_error *err);
+int mp_core_workflow_list(struct mp_core *core, const struct mp_principal *p, const char *name,
+                          const char *cursor, int limit, json_t **ret, struct mp_error *err);
+int mp_core_workflow_delete(struct mp_core *core, const struct mp_principal *p, const char *ref,
+                            struct mp_error *err);
+/* body {"inputs"}: a run, and its first nodes' tasks, in one call. *ret: the run;
+ * *ret_ended (may be NULL): whether it has already ended. idempotency_key may be NULL. */
+int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
+                             json_t *body, const char *idempotency_key, json_t **ret, bool *ret_ended,
+                             struct mp_error *err);
+/* The run as the API shows it; *ret_ended (may be NULL): ended, and no call of it runs. */
+int mp_core_workflow_run_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                             bool *ret_ended, struct mp_error *err);
+int mp_core_workflow_run_list(struct mp_core *core, const struct mp_principal *p, const char *workflow_id,
+                              const char *status, const char *cursor, int limit, json_t **ret,
+                              struct mp_error *err);
+/* Re-run failed, skipped and cancelled nodes (and map elements) only; 409 while the run
+ * runs or when nothing failed. */
+int mp_core_workflow_run_retry(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                               struct mp_error *err);
+/* Pending nodes cancelled, running tasks cancelled; 409 when the run had ended. */
+int mp_core_workflow_run_cancel(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                                struct mp_error *err);
+
 /* --- the worker's side --- */
 /* Claim one job (waiting up to wait_ms), run it and record its end. 1 when a job was
  * handled, 0 when none came, -errno on a store or queue failure. worker_id is

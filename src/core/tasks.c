@@ -390,5 +390,6 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
         if (MP_QUEUE(core->queue)->notify_cancel(core->queue, id, &cerr) < 0)
                 mp_warn("task %s was cancelled, but the notice to its worker was not sent: %s", id, cerr.message);
         mp_core_task_ended(core, id);
+        mp_core_on_task_end(core, id, t);
         return mp_core_task_get(core, p, id, ret, NULL, err);
 }

@@ -23,7 +23,32 @@ int mp_core_recover(struct mp_core *core, struct mp_error *err) {
         int r = MP_QUEUE(core->queue)->recover(core->queue, err);
         if (r > 0)
                 mp_warn("%d task(s) were running when the previous process stopped: they go back to the queue", r);
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        _cleanup_error_ struct mp_error werr = { 0 };
+        if (mp_core_workflow_recover(core, &werr) < 0)
+                mp_warn("workflow runs could not be taken up again now: %s", werr.message);
+        return 0;
+}
+
+/* Does a task row name something its end matters to (a workflow run, ...)? */
+static bool task_belongs(json_t *task) {
+        return json_is_string(json_object_get(task, "workflow_run_id"));
+}
+
+/* The task-end hook: what tasks made by a workflow run (or, later, a study) do when they
+ * end. One line per feature here, and its column in task_belongs. */
+void mp_core_on_task_end(struct mp_core *core, const char *task_id, json_t *known) {
+        _cleanup_json_ json_t *task = NULL;
+        _cleanup_error_ struct mp_error err = { 0 };
+
+        /* A plain call's end costs no read. */
+        if (known && !task_belongs(known))
+                return;
+        if (MP_STORE(core->store)->task_get(core->store, task_id, &task, &err) < 0)
+                return;
+        if (json_is_string(json_object_get(task, "workflow_run_id")))
+                mp_core_workflow_task_ended(core, task);
 }
 
 /* Store a value inline, or spill it to a blob when large: sets field or field_blob. */
@@ -118,23 +143,25 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
         return 0;
 }
 
-static int finish(struct mp_core *core, const char *task_id, json_t *fields, struct mp_error *err) {
+static int finish(struct mp_core *core, const char *task_id, json_t *task, json_t *fields,
+                  struct mp_error *err) {
         int r = MP_STORE(core->store)->task_finish(core->store, task_id, fields, err);
         if (r > 0) {
                 mp_core_count_end(core, fields);
                 mp_core_task_ended(core, task_id);
+                mp_core_on_task_end(core, task_id, task);
         }
         return r;
 }
 
-static int fail_task(struct mp_core *core, const char *task_id, const char *type, const char *msg,
-                     struct mp_error *err) {
+static int fail_task(struct mp_core *core, const char *task_id, json_t *task, const char *type,
+                     const char *msg, struct mp_error *err) {
         _cleanup_json_ json_t *fields = json_pack("{s:s,s:s,s:{s:s,s:s},s:I}", "status", "failed",
                                                   "error_type", type, "error", "type", type, "message",
                                                   msg, "finished_at", (json_int_t) mp_now_ms());
         if (!fields)
                 return -ENOMEM;
-        return finish(core, task_id, fields, err);
+        return finish(core, task_id, task, fields, err);
 }
 
 /* A backend that is down for now: worth trying again, unlike a refusal. */
@@ -156,7 +183,7 @@ static void sleep_ms(int64_t ms) {
  * task_finish may be repeated), for up to RECORD_RETRY_MS; the claim is kept alive
  * meanwhile. 1 once recorded (or the task had ended), -errno when it could not be. A
  * refusal that will not change (not a backend being down) fails the task instead. */
-static int record(struct mp_core *core, const char *worker_id, const char *task_id,
+static int record(struct mp_core *core, const char *worker_id, const char *task_id, json_t *task,
                   struct mp_exec_result *res, struct mp_error *err) {
         int64_t deadline = mp_mono_ms() + RECORD_RETRY_MS, backoff = RECORD_BACKOFF_FIRST_MS;
         int64_t lease_ms = ((int64_t) core->config->max_timeout_s + 60) * 1000;
@@ -175,8 +202,10 @@ static int record(struct mp_core *core, const char *worker_id, const char *task_
                                 mp_core_count_end(core, fields);
                         /* After a failed try, 0 may mean that the try was saved after all:
                          * tell the waiters in any case (a notice is idempotent). */
-                        if (r > 0 || (r == 0 && attempt > 1))
+                        if (r > 0 || (r == 0 && attempt > 1)) {
                                 mp_core_task_ended(core, task_id);
+                                mp_core_on_task_end(core, task_id, task);
+                        }
                         if (r >= 0) {
                                 if (attempt > 1)
                                         mp_info("task %s: its end was recorded at the %d%s try", task_id,
@@ -188,7 +217,7 @@ static int record(struct mp_core *core, const char *worker_id, const char *task_
                         char msg[sizeof(err->message) + 64];
                         mp_err("task %s: its end cannot be recorded: %s", task_id, err->message);
                         snprintf(msg, sizeof(msg), "the result could not be stored: %s", err->message);
-                        return fail_task(core, task_id, "StorageError", msg, NULL) < 0 ? r : 1;
+                        return fail_task(core, task_id, task, "StorageError", msg, NULL) < 0 ? r : 1;
                 }
                 if (mp_mono_ms() + backoff > deadline) {
                         mp_err("task %s: its end could not be recorded for %d s: %s", task_id,
@@ -224,7 +253,7 @@ static int start(struct mp_core *core, const char *worker_id, const char *task_i
                 snprintf(msg, sizeof(msg), "the task was started %d times without its end being "
                          "recorded (its worker stopped, or the store or object store could not be "
                          "reached); it is not retried again", MP_MAX_ATTEMPTS);
-                int r = fail_task(core, task_id, "WorkerLost", msg, err);
+                int r = fail_task(core, task_id, task, "WorkerLost", msg, err);
                 return r < 0 ? r : 0;
         }
         mp_warn("task %s: its previous run was interrupted, running it again", task_id);
@@ -284,7 +313,7 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
                         json_string_value(json_object_get(task, "function_id")),
                         (int) json_integer_value(json_object_get(task, "version")), &ver, err);
         if (r == -ENOENT) {
-                if ((r = fail_task(core, task_id, "FunctionGone",
+                if ((r = fail_task(core, task_id, task, "FunctionGone",
                                    "the function version of this task no longer exists", err)) < 0)
                         return r;
                 return 1;
@@ -327,7 +356,7 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
         if (r < 0) {
                 mp_err("task %s: could not run: %s", task_id, xerr.message);
                 /* Not recorded (the store is down): the job goes back, and the run again. */
-                if ((r = fail_task(core, task_id, "SandboxError", xerr.message, err)) < 0)
+                if ((r = fail_task(core, task_id, task, "SandboxError", xerr.message, err)) < 0)
                         return r;
                 return 1;
         }
@@ -338,7 +367,7 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
                 mp_exec_result_clear(&res);
                 return 1;
         }
-        r = record(core, worker_id, task_id, &res, err ? err : &lerr);
+        r = record(core, worker_id, task_id, task, &res, err ? err : &lerr);
         mp_exec_result_clear(&res);
         return r;
 }

@@ -108,7 +108,9 @@ static int col_param(const struct col *c, json_t *row, const char *what,
         if (!v || json_is_null(v)) {
                 if (c->flags & COL_REQUIRED)
                         return invalid(err, "%s: `%s` is missing", what, c->name);
-                if (c->kind == COL_INT)
+                if (c->kind == COL_INT && (c->flags & COL_NULL))
+                        *ret = PI_NULL;
+                else if (c->kind == COL_INT)
                         *ret = PI((c->flags & COL_NOW) ? mp_now_ms() : 0);
                 else
                         *ret = PT(c->def);
@@ -182,8 +184,12 @@ static struct table audit_table = TABLE("audit", audit_cols);
 static struct table functions_table = TABLE("functions", function_cols);
 static struct table versions_table = TABLE("function_versions", version_cols);
 static struct table tasks_table = TABLE("tasks", task_cols);
+static struct table workflows_table = TABLE("workflows", workflow_cols);
+static struct table workflow_versions_table = TABLE("workflow_versions", workflow_version_cols);
+static struct table workflow_runs_table = TABLE("workflow_runs", workflow_run_cols);
 static struct table *const tables[] = {
         &users_table, &tokens_table, &audit_table, &functions_table, &versions_table, &tasks_table,
+        &workflows_table, &workflow_versions_table, &workflow_runs_table,
 };
 
 static void tables_build(void) {
@@ -1238,6 +1244,378 @@ static int ops_job_release_all(struct mp_store *s, struct mp_error *err) {
         return s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, job_release_all_fn, NULL, err);
 }
 
+
+/* ---- workflows (docs/workflows.md) ----
+ * Definitions as immutable versions (like functions), and runs whose state object is
+ * changed only by compare and set on rev: a writer stores over the rev it read, so two
+ * workers that end tasks of one run at once cannot lose each other's change (the second
+ * store changes no row, and its caller reads again and redoes its step). */
+
+static int workflow_version_insert(struct mp_store_conn *c, const char *id, int n, json_t *version,
+                                   int64_t default_time, struct mp_error *err) {
+        _cleanup_json_ json_t *v = json_is_object(version) ? json_copy(version) : NULL;
+        json_t *t;
+
+        if (!v)
+                return invalid(err, "a workflow version must be an object");
+        if (json_object_set_new(v, "workflow_id", json_string(id)) < 0 ||
+            json_object_set_new(v, "version", json_integer(n)) < 0)
+                return -ENOMEM;
+        t = json_object_get(v, "created_at");
+        if ((!t || json_is_null(t)) && default_time > 0)
+                json_object_set_new(v, "created_at", json_integer(default_time));
+        return insert_row(c, &workflow_versions_table, v, "storing a workflow version", err);
+}
+
+static int workflow_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct function_create_args *a = ctx;
+        _cleanup_json_ json_t *w = json_copy(a->fn);
+        json_t *created = json_object_get(a->fn, "created_at");
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        if (json_is_integer(created) && !json_object_get(a->fn, "updated_at"))
+                json_object_set(w, "updated_at", created);
+        r = insert_row(c, &workflows_table, w, "creating a workflow", err);
+        if (r == -EEXIST)
+                return mp_error_set(err, EEXIST, 409, "conflict", "you already have a workflow named '%s'",
+                                    json_string_value(json_object_get(a->fn, "name")));
+        if (r == -ENOENT)
+                return not_found(err, "creating a workflow: its owner does not exist");
+        if (r < 0)
+                return r;
+        return workflow_version_insert(c, json_string_value(json_object_get(a->fn, "id")), 1, a->version,
+                                       json_is_integer(created) ? json_integer_value(created) : 0, err);
+}
+
+static int ops_workflow_create(struct mp_store *s, json_t *wf, json_t *version, struct mp_error *err) {
+        struct function_create_args a = { wf, version };
+
+        if (!json_is_object(wf))
+                return invalid(err, "a workflow must be an object");
+        return s->drv->run(s, MP_RUN_ATOMIC, workflow_create_fn, &a, err);
+}
+
+static int ops_workflow_get(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct get_args a = { SQL_WORKFLOW_GET, id, "reading a workflow", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no workflow with id '%s'", id ? id : "");
+        return r;
+}
+
+static int workflow_find_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct find_args *a = ctx;
+        json_t *row = NULL;
+
+        TRY(q_row(c, SQL_WORKFLOW_FIND, PARAMS(PT(a->owner_id), PT(a->name)), &row, "reading a workflow",
+                  err));
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int ops_workflow_find(struct mp_store *s, const char *owner_id, const char *name, json_t **ret,
+                             struct mp_error *err) {
+        struct find_args a = { owner_id, name, NULL };
+        int r = s->drv->run(s, MP_RUN_READ, workflow_find_fn, &a, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "you have no workflow named '%s'", name ? name : "");
+        if (r < 0) {
+                json_decref(a.row);
+                return r;
+        }
+        *ret = a.row;
+        return 0;
+}
+
+static int ops_workflow_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                             struct mp_error *err) {
+        struct list_args l = { .sql = SQL_WORKFLOW_LIST, .time_col = "created_at",
+                               .what = "listing workflows" };
+
+        TRY(filter_str(filter, "viewer_id", &l.a, err));
+        TRY(filter_str(filter, "company_id", &l.b, err));
+        TRY(filter_str(filter, "name", &l.c, err));
+        TRY(list_args_read(filter, &l, err));
+        return list_run(s, &l, ret, err);
+}
+
+static const struct update workflow_update_set = {
+        .table = "workflows", .fixed = "updated_at = ?1, latest_version = ?2", .where = "id = ?W",
+        .what = "updating a workflow", .allowed = workflow_update_cols,
+        .n_allowed = ELEMENTSOF(workflow_update_cols), .always = 0,
+        .not_allowed = "cannot be changed (description and visibility can)",
+};
+
+static int workflow_update_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct function_update_args *a = ctx;
+        int64_t latest = 0;
+        int v, r;
+
+        r = q_int(c, c->drv->row_locks ? SQL_WORKFLOW_LATEST_LOCK : SQL_WORKFLOW_LATEST,
+                  PARAMS(PT(a->id)), "latest_version", &latest, "reading a workflow", err);
+        if (r == -ENOENT)
+                return not_found(err, "no workflow with id '%s'", a->id ? a->id : "");
+        if (r < 0)
+                return r;
+        v = (int) latest;
+        if (a->version) {
+                char sql[1024];
+                struct mp_store_param p[MAX_COLS + 4] = { 0 };
+                size_t n;
+                TRY(update_build(&workflow_update_set, a->fields, 0, sql, sizeof(sql), p, &n, err));
+                mp_store_params_free(p, n);
+                TRY(workflow_version_insert(c, a->id, v + 1, a->version, a->now, err));
+                v++;
+        }
+        TRY(update_run(c, &workflow_update_set, a->fields, PARAMS(PI(a->now), PI(v)), PT(a->id), err));
+        a->latest = v;
+        return 0;
+}
+
+static int ops_workflow_update(struct mp_store *s, const char *id, json_t *fields, json_t *version,
+                               int64_t now, int *ret_version, struct mp_error *err) {
+        _cleanup_json_ json_t *none = json_object();
+        struct function_update_args a = { id, fields ? fields : none, version, now, 0 };
+        int r = s->drv->run(s, MP_RUN_ATOMIC, workflow_update_fn, &a, err);
+
+        if (r >= 0 && ret_version)
+                *ret_version = a.latest;
+        return r < 0 ? r : 0;
+}
+
+static int workflow_get_version_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct version_args *a = ctx;
+        json_t *row = NULL;
+
+        TRY(q_row(c, SQL_WORKFLOW_VERSION_GET, PARAMS(PT(a->id), PI(a->version)), &row,
+                  "reading a workflow version", err));
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int ops_workflow_get_version(struct mp_store *s, const char *id, int version, json_t **ret,
+                                    struct mp_error *err) {
+        struct version_args a = { id, version, NULL };
+        int r;
+
+        if (version < 0)
+                return invalid(err, "a workflow version is a positive number, not %d", version);
+        r = s->drv->run(s, MP_RUN_READ, workflow_get_version_fn, &a, err);
+        if (r == -ENOENT)
+                return not_found(err, "workflow '%s' has no version %d", id ? id : "", version);
+        if (r < 0) {
+                json_decref(a.row);
+                return r;
+        }
+        *ret = a.row;
+        return 0;
+}
+
+static int ops_workflow_delete(struct mp_store *s, const char *id, int64_t now, struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_WORKFLOW_DELETE, "deleting a workflow", "workflow", id,
+                                      PI(now > 0 ? now : 1), PT(id));
+
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+struct run_create_args {
+        json_t *run, *key, *existing, *tasks;
+};
+
+static int run_by_key(struct mp_store_conn *c, struct run_create_args *a, json_t **ret,
+                      struct mp_error *err) {
+        return q_row(c, SQL_WORKFLOW_RUN_BY_KEY,
+                     PARAMS(PT(json_string_value(json_object_get(a->run, "owner_id"))),
+                            PT(json_string_value(json_object_get(a->run, "workflow_id"))),
+                            PT(json_string_value(a->key))),
+                     ret, "looking up an idempotency key", err);
+}
+
+static int run_key_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct run_create_args *a = ctx;
+        json_t *found = NULL;
+
+        TRY(run_by_key(c, a, &found, err));
+        json_decref(a->existing);
+        a->existing = found;
+        return 0;
+}
+
+static int run_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct run_create_args *a = ctx;
+        int r;
+
+        if (a->key) {
+                _cleanup_json_ json_t *existing = NULL;
+                r = run_by_key(c, a, &existing, err);
+                if (r >= 0) {
+                        json_decref(a->existing);
+                        a->existing = TAKE_PTR(existing);
+                        return mp_error_set(err, EEXIST, 409, "conflict",
+                                            "a run with idempotency key '%s' already exists",
+                                            json_string_value(a->key));
+                }
+                if (r != -ENOENT)
+                        return r;
+        }
+        r = insert_row(c, &workflow_runs_table, a->run, "creating a workflow run", err);
+        if (r == -ENOENT)
+                return not_found(err, "creating a workflow run: its workflow or owner does not exist");
+        if (r < 0)
+                return r;
+        json_t *t;
+        size_t i;
+        json_array_foreach(a->tasks, i, t) {
+                r = insert_row(c, &tasks_table, t, "creating a task", err);
+                if (r == -ENOENT)
+                        return not_found(err, "creating a task: its function or owner does not exist");
+                if (r < 0)
+                        return r;
+                TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(json_string_value(json_object_get(t, "id")))),
+                           "queueing a task", err));
+        }
+        return 0;
+}
+
+static int ops_workflow_run_create(struct mp_store *s, json_t *run, json_t *tasks, json_t **ret_existing,
+                                   struct mp_error *err) {
+        struct run_create_args a = { .run = run, .tasks = tasks };
+        int r;
+
+        if (!json_is_object(run))
+                return invalid(err, "a workflow run must be an object");
+        a.key = json_object_get(run, "idempotency_key");
+        if (a.key && !json_is_string(a.key))
+                a.key = NULL;
+        r = s->drv->run(s, MP_RUN_ATOMIC, run_create_fn, &a, err);
+        /* Two calls with one key at once: the second met the first's row in the unique
+         * index; answer with the run the first one stored. */
+        if (r == -EEXIST && a.key && !a.existing && s->drv->run(s, MP_RUN_READ, run_key_fn, &a, NULL) >= 0)
+                mp_error_set(err, EEXIST, 409, "conflict", "a run with idempotency key '%s' already exists",
+                             json_string_value(a.key));
+        if (r == -EEXIST && ret_existing && a.existing)
+                *ret_existing = TAKE_PTR(a.existing);
+        json_decref(a.existing);
+        return r;
+}
+
+static int ops_workflow_run_get(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct get_args a = { SQL_WORKFLOW_RUN_GET, id, "reading a workflow run", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no workflow run with id '%s'", id ? id : "");
+        return r;
+}
+
+static int ops_workflow_run_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                                 struct mp_error *err) {
+        struct list_args l = { .sql = SQL_WORKFLOW_RUN_LIST, .time_col = "created_at",
+                               .what = "listing workflow runs" };
+
+        TRY(filter_str(filter, "owner_id", &l.a, err));
+        TRY(filter_str(filter, "workflow_id", &l.b, err));
+        TRY(filter_str(filter, "status", &l.c, err));
+        TRY(list_args_read(filter, &l, err));
+        return list_run(s, &l, ret, err);
+}
+
+static const struct update workflow_run_update_set = {
+        .table = "workflow_runs", .fixed = "rev = rev + 1", .where = "id = ?W AND rev = ?1",
+        .what = "storing a workflow run's state", .allowed = workflow_run_update_cols,
+        .n_allowed = ELEMENTSOF(workflow_run_update_cols), .always = 2,
+        .not_allowed = "is not a column of a run's step",
+};
+
+struct run_update_args {
+        const char *id;
+        int64_t rev;
+        json_t *fields;
+};
+
+static int run_update_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct run_update_args *a = ctx;
+        int r = update_run(c, &workflow_run_update_set, a->fields, PARAMS(PI(a->rev)), PT(a->id), err);
+
+        if (r == 0 && q_exists(c, SQL_WORKFLOW_RUN_GET, PARAMS(PT(a->id)), "reading a workflow run", err) == 0)
+                return not_found(err, "no workflow run with id '%s'", a->id);
+        return r < 0 ? r : r > 0 ? 1 : 0;
+}
+
+static int ops_workflow_run_update(struct mp_store *s, const char *id, int64_t rev, json_t *fields,
+                                   struct mp_error *err) {
+        struct run_update_args a = { id, rev, fields };
+
+        if (!json_is_object(fields))
+                return invalid(err, "storing a workflow run's state needs an object of fields");
+        return s->drv->run(s, MP_RUN_ATOMIC, run_update_fn, &a, err);
+}
+
+struct run_advance_args {
+        struct run_update_args update;
+        json_t *tasks, *created;
+};
+
+static int run_advance_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct run_advance_args *a = ctx;
+        _cleanup_json_ json_t *created = json_array();
+        json_t *t;
+        size_t i;
+        int r;
+
+        if (!created)
+                return -ENOMEM;
+        /* The compare and set first: a step that lost has written nothing. With row
+         * locks the UPDATE holds the run's row until the end, so the tasks below are
+         * made by one step only. */
+        if ((r = run_update_fn(c, &a->update, err)) <= 0)
+                return r;
+        json_array_foreach(a->tasks, i, t) {
+                const char *tid = json_string_value(json_object_get(t, "id"));
+                if ((r = q_exists(c, SQL_TASK_EXISTS, PARAMS(PT(tid)), "looking up a task", err)) < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+                r = insert_row(c, &tasks_table, t, "creating a task", err);
+                if (r == -ENOENT)
+                        return not_found(err, "creating a task: its function or owner does not exist");
+                if (r < 0)
+                        return r;
+                TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err));
+                json_array_append_new(created, json_string(tid));
+        }
+        json_decref(a->created);
+        a->created = TAKE_PTR(created);
+        return 1;
+}
+
+static int ops_workflow_run_advance(struct mp_store *s, const char *id, int64_t rev, json_t *fields,
+                                    json_t *tasks, json_t **ret_created, struct mp_error *err) {
+        struct run_advance_args a = { { id, rev, fields }, tasks, NULL };
+        int r;
+
+        if (!json_is_object(fields) || (tasks && !json_is_array(tasks)))
+                return invalid(err, "a run's step needs an object of fields and a list of tasks");
+        r = s->drv->run(s, MP_RUN_ATOMIC, run_advance_fn, &a, err);
+        if (r > 0 && ret_created)
+                *ret_created = TAKE_PTR(a.created);
+        json_decref(a.created);
+        return r;
+}
+
+static int ops_workflow_run_open(struct mp_store *s, json_t **ret, struct mp_error *err) {
+        struct all_args a = { SQL_WORKFLOW_RUN_OPEN, NULL, "listing open workflow runs", NULL };
+        int n = all_run(s, &a, ret, err);
+
+        return n < 0 ? n : 0;
+}
+
 /* ---- companies and the catalogue ---- */
 
 static int ops_company_get(struct mp_store *s, const char *company_id, json_t **ret,
@@ -1431,7 +1809,21 @@ int mp_store_info(struct mp_store *s, json_t **ret, struct mp_error *err) {
                 .member_set_role = ops_member_set_role,                                  \
                 .member_remove = ops_member_remove,                                      \
                 .function_catalogue = ops_function_catalogue,                            \
+                WORKFLOW_OPS                                                             \
         }
+
+/* The workflows' operations, in one block of the table. */
+#define WORKFLOW_OPS                                                                     \
+        .workflow_create = ops_workflow_create, .workflow_get = ops_workflow_get,       \
+        .workflow_find = ops_workflow_find, .workflow_list = ops_workflow_list,         \
+        .workflow_update = ops_workflow_update,                                          \
+        .workflow_get_version = ops_workflow_get_version,                                \
+        .workflow_delete = ops_workflow_delete,                                          \
+        .workflow_run_create = ops_workflow_run_create,                                  \
+        .workflow_run_get = ops_workflow_run_get, .workflow_run_list = ops_workflow_run_list, \
+        .workflow_run_update = ops_workflow_run_update,                                  \
+        .workflow_run_advance = ops_workflow_run_advance,                                \
+        .workflow_run_open = ops_workflow_run_open,
 
 static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);
 static const struct mp_store_ops postgres_ops = OPS_TABLE("postgres", ops_open_postgres);

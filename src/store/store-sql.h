@@ -151,6 +151,59 @@ static const char *const migrations[] = {
          * fill it): their list entries show no error type, GET still shows the error. */
         "ALTER TABLE tasks ADD COLUMN error_type TEXT;"
         "ALTER TABLE tasks ADD COLUMN error_blob TEXT;",
+        /* 6: workflows (docs/workflows.md): named definitions kept as immutable versions
+         * (the normalized definition of core/flow.h), their runs with the scheduler's
+         * state object, and the tasks a run made, which name their run, node and map
+         * element (NULL for a node that is not a map). rev counts a run's state changes:
+         * a writer stores a new state only over the rev it read (compare and set). A
+         * run's finished_at stays 0 until it ended and no call of it runs: those are the
+         * runs a restart picks up again. */
+        "CREATE TABLE IF NOT EXISTS workflows ("
+        "  id TEXT PRIMARY KEY,"
+        "  owner_id TEXT NOT NULL REFERENCES users(id),"
+        "  company_id TEXT,"
+        "  name TEXT NOT NULL,"
+        "  description TEXT NOT NULL DEFAULT '',"
+        "  visibility TEXT NOT NULL DEFAULT 'private'"
+        "    CHECK (visibility IN ('private', 'company', 'public')),"
+        "  latest_version INTEGER NOT NULL DEFAULT 1,"
+        "  created_at BIGINT NOT NULL DEFAULT 0,"
+        "  updated_at BIGINT NOT NULL DEFAULT 0,"
+        "  deleted_at BIGINT NOT NULL DEFAULT 0);"
+        "CREATE UNIQUE INDEX IF NOT EXISTS workflows_owner_name_live"
+        "  ON workflows (owner_id, name) WHERE deleted_at = 0;"
+        "CREATE INDEX IF NOT EXISTS workflows_order ON workflows (created_at, id);"
+        "CREATE TABLE IF NOT EXISTS workflow_versions ("
+        "  workflow_id TEXT NOT NULL REFERENCES workflows(id),"
+        "  version INTEGER NOT NULL,"
+        "  definition TEXT NOT NULL,"
+        "  input_schema TEXT,"
+        "  created_at BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (workflow_id, version));"
+        "CREATE TABLE IF NOT EXISTS workflow_runs ("
+        "  id TEXT PRIMARY KEY,"
+        "  workflow_id TEXT NOT NULL REFERENCES workflows(id),"
+        "  version INTEGER NOT NULL,"
+        "  owner_id TEXT NOT NULL REFERENCES users(id),"
+        "  company_id TEXT,"
+        "  status TEXT NOT NULL DEFAULT 'running',"
+        "  inputs TEXT,"
+        "  state TEXT NOT NULL,"
+        "  outputs TEXT,"
+        "  error TEXT,"
+        "  rev BIGINT NOT NULL DEFAULT 0,"
+        "  idempotency_key TEXT,"
+        "  created_at BIGINT NOT NULL DEFAULT 0,"
+        "  finished_at BIGINT NOT NULL DEFAULT 0);"
+        "CREATE UNIQUE INDEX IF NOT EXISTS workflow_runs_idempotency"
+        "  ON workflow_runs (owner_id, workflow_id, idempotency_key)"
+        "  WHERE idempotency_key IS NOT NULL;"
+        "CREATE INDEX IF NOT EXISTS workflow_runs_owner ON workflow_runs (owner_id, created_at, id);"
+        "CREATE INDEX IF NOT EXISTS workflow_runs_open ON workflow_runs (finished_at)"
+        "  WHERE finished_at = 0;"
+        "ALTER TABLE tasks ADD COLUMN workflow_run_id TEXT;"
+        "ALTER TABLE tasks ADD COLUMN node_id TEXT;"
+        "ALTER TABLE tasks ADD COLUMN element_index INTEGER;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -159,6 +212,7 @@ static inline bool is_json_column(const char *name) {
                 "requirements", "input_schema", "limits", "inputs", "result", "error", "artifacts",
                 "tags",
                 "scopes", "detail",
+                "definition", "state", "outputs", /* workflows */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -172,6 +226,7 @@ enum col_kind { COL_TEXT, COL_INT, COL_JSON };
 enum {
         COL_REQUIRED = 1 << 0, /* absent or null: -EINVAL */
         COL_NOW = 1 << 1,      /* absent: the current time */
+        COL_NULL = 1 << 2,     /* COL_INT: absent is NULL, not 0 */
 };
 
 /* How a row's field from the caller is bound to a column. */
@@ -263,6 +318,63 @@ static const struct col task_cols[] = {
         { "inputs", COL_JSON, 0, NULL, NULL },
         { "idempotency_key", COL_TEXT, 0, NULL, NULL },
         { "queued_at", COL_INT, COL_NOW, NULL, NULL },
+        /* a task of a workflow run */
+        { "workflow_run_id", COL_TEXT, 0, NULL, NULL },
+        { "node_id", COL_TEXT, 0, NULL, NULL },
+        { "element_index", COL_INT, COL_NULL, NULL, NULL },
+};
+
+/* ---- workflows ---- */
+
+static const struct col workflow_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "owner_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "company_id", COL_TEXT, 0, NULL, NULL },
+        { "name", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "description", COL_TEXT, 0, "", NULL },
+        { "visibility", COL_TEXT, 0, "private", visibilities },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "updated_at", COL_INT, COL_NOW, NULL, NULL },
+};
+
+static const struct col workflow_version_cols[] = {
+        { "workflow_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "version", COL_INT, COL_REQUIRED, NULL, NULL },
+        { "definition", COL_JSON, COL_REQUIRED, NULL, NULL },
+        { "input_schema", COL_JSON, 0, NULL, NULL },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+};
+
+static const struct col workflow_update_cols[] = {
+        { "description", COL_TEXT, 0, "", NULL },
+        { "visibility", COL_TEXT, 0, "private", visibilities },
+};
+
+static const char *const run_statuses[] = { "running", "completed", "failed", "cancelled", NULL };
+
+static const struct col workflow_run_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "workflow_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "version", COL_INT, COL_REQUIRED, NULL, NULL },
+        { "owner_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "company_id", COL_TEXT, 0, NULL, NULL },
+        { "status", COL_TEXT, 0, "running", run_statuses },
+        { "inputs", COL_JSON, 0, NULL, NULL },
+        { "state", COL_JSON, COL_REQUIRED, NULL, NULL },
+        { "outputs", COL_JSON, 0, NULL, NULL },
+        { "error", COL_JSON, 0, NULL, NULL },
+        { "idempotency_key", COL_TEXT, 0, NULL, NULL },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "finished_at", COL_INT, 0, NULL, NULL },
+};
+
+/* What a scheduling step stores (workflow_run_update). */
+static const struct col workflow_run_update_cols[] = {
+        { "state", COL_JSON, COL_REQUIRED, NULL, NULL },
+        { "status", COL_TEXT, COL_REQUIRED, NULL, run_statuses },
+        { "outputs", COL_JSON, 0, NULL, NULL },
+        { "error", COL_JSON, 0, NULL, NULL },
+        { "finished_at", COL_INT, 0, NULL, NULL },
 };
 
 /* What task_finish may set, besides status. */
@@ -375,7 +487,8 @@ static const char SQL_FUNCTION_DELETE[] =
         "id, function_id, version, owner_id, company_id, status, inputs,"                      \
         " result AS result_json, result_blob, error, error_type, error_blob, logs, logs_blob," \
         " logs_truncated, artifacts, queued_at, started_at, finished_at, execution_ms,"        \
-        " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key"
+        " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
+        " node_id, element_index"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \
@@ -472,6 +585,43 @@ static const char SQL_FUNCTION_LATEST_LOCK[] =
  * second sees the first's change and is refused. */
 static const char SQL_ADMINS_LOCK[] =
         "SELECT id FROM users WHERE company_id = ?1 AND role = 'admin' FOR UPDATE";
+
+/* ---- workflows ---- */
+static const char SQL_WORKFLOW_GET[] = "SELECT * FROM workflows WHERE id = ?1 AND deleted_at = 0";
+static const char SQL_WORKFLOW_FIND[] =
+        "SELECT * FROM workflows WHERE owner_id = ?1 AND name = ?2 AND deleted_at = 0";
+/* Visible as functions are: the viewer's own, their company's "company" ones, "public". */
+static const char SQL_WORKFLOW_LIST[] =
+        "SELECT * FROM workflows WHERE deleted_at = 0"
+        " AND (owner_id = ?1 OR (visibility = 'company' AND company_id = ?2)"
+        "      OR visibility = 'public')"
+        " AND (?3 IS NULL OR name = ?3)"
+        " AND (?4 IS NULL OR created_at > ?4 OR (created_at = ?4 AND id > ?5))"
+        " ORDER BY created_at, id LIMIT ?6";
+static const char SQL_WORKFLOW_LATEST[] =
+        "SELECT latest_version FROM workflows WHERE id = ?1 AND deleted_at = 0";
+static const char SQL_WORKFLOW_LATEST_LOCK[] =
+        "SELECT latest_version FROM workflows WHERE id = ?1 AND deleted_at = 0 FOR UPDATE";
+static const char SQL_WORKFLOW_VERSION_GET[] =
+        "SELECT v.* FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id"
+        " WHERE v.workflow_id = ?1"
+        " AND v.version = CASE WHEN ?2 = 0 THEN w.latest_version ELSE ?2 END";
+static const char SQL_WORKFLOW_DELETE[] =
+        "UPDATE workflows SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at = 0";
+static const char SQL_WORKFLOW_RUN_GET[] = "SELECT * FROM workflow_runs WHERE id = ?1";
+static const char SQL_WORKFLOW_RUN_BY_KEY[] =
+        "SELECT * FROM workflow_runs WHERE owner_id = ?1 AND workflow_id = ?2"
+        " AND idempotency_key = ?3";
+/* A run's list: no state (it may be large); newest first. */
+static const char SQL_WORKFLOW_RUN_LIST[] =
+        "SELECT id, workflow_id, version, owner_id, company_id, status, created_at, finished_at"
+        " FROM workflow_runs WHERE owner_id = ?1 AND (?2 IS NULL OR workflow_id = ?2)"
+        " AND (?3 IS NULL OR status = ?3)"
+        " AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))"
+        " ORDER BY created_at DESC, id DESC LIMIT ?6";
+static const char SQL_WORKFLOW_RUN_OPEN[] =
+        "SELECT id FROM workflow_runs WHERE finished_at = 0 AND (?1 IS NULL OR workflow_id = ?1)"
+        " ORDER BY created_at, id";
 
 static const char SQL_JOB_RELEASE_ALL[] =
         "UPDATE jobs SET worker_id = NULL, lease_until = 0"

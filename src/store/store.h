@@ -217,6 +217,75 @@ struct mp_store_ops {
          * updated_at}. */
         int (*function_catalogue)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
                                   struct mp_error *err);
+
+        /* --- workflows (docs/workflows.md) ---
+         * workflows(id, owner_id, company_id?, name, description, visibility,
+         *        latest_version, created_at, updated_at, deleted_at); unique (owner_id,
+         *        name) among live workflows
+         * workflow_versions(workflow_id, version, definition (json: the normalized
+         *        definition of core/flow.h), input_schema (json), created_at)
+         * workflow_runs(id, workflow_id, version, owner_id, company_id?, status
+         *        "running"|"completed"|"failed"|"cancelled", inputs (json), state (json:
+         *        the scheduler's state), outputs (json), error (json), rev (the count of
+         *        stored steps), idempotency_key?, created_at, finished_at (0 while the run
+         *        has not ended or a call of it still runs))
+         * tasks.workflow_run_id?, tasks.node_id?, tasks.element_index? (null unless a
+         *        map element): the run, node and element a task was made for. */
+        /* wf: {id, owner_id, company_id, name, description, visibility, created_at};
+         * version: {definition, input_schema, created_at}; stored as version 1. -EEXIST:
+         * the owner has a live workflow of that name. */
+        int (*workflow_create)(struct mp_store *s, json_t *wf, json_t *version,
+                               struct mp_error *err);
+        /* A live workflow row (with latest_version). */
+        int (*workflow_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
+        /* The live workflow of that owner and name. */
+        int (*workflow_find)(struct mp_store *s, const char *owner_id, const char *name,
+                             json_t **ret, struct mp_error *err);
+        /* Live workflows visible to a viewer, as function_list: filter {viewer_id,
+         * company_id, name?, cursor?, limit}; oldest first. */
+        int (*workflow_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                             struct mp_error *err);
+        /* Set description and visibility when present in fields (may be NULL) and, when
+         * version != NULL, add it as latest_version + 1, in one transaction. */
+        int (*workflow_update)(struct mp_store *s, const char *id, json_t *fields, json_t *version,
+                               int64_t now, int *ret_version, struct mp_error *err);
+        /* version 0 = latest. Row: {workflow_id, version, definition, input_schema,
+         * created_at}; read whether or not the workflow was deleted since. */
+        int (*workflow_get_version)(struct mp_store *s, const char *id, int version, json_t **ret,
+                                    struct mp_error *err);
+        /* Soft delete; its name can be reused. Its runs are kept. */
+        int (*workflow_delete)(struct mp_store *s, const char *id, int64_t now,
+                               struct mp_error *err);
+        /* run: {id, workflow_id, version, owner_id, company_id, status?, inputs, state,
+         * outputs?, error?, idempotency_key?, created_at, finished_at?}; rev 0; with the
+         * tasks of its first step (rows as task_create takes them, each with its job; may
+         * be NULL), in one transaction. With a key that a run of that owner and workflow
+         * already has: -EEXIST and *ret_existing = that run (may be NULL); nothing stored. */
+        int (*workflow_run_create)(struct mp_store *s, json_t *run, json_t *tasks, json_t **ret_existing,
+                                   struct mp_error *err);
+        /* The whole row, with rev. */
+        int (*workflow_run_get)(struct mp_store *s, const char *id, json_t **ret,
+                                struct mp_error *err);
+        /* filter: {owner_id, workflow_id?, status?, cursor?, limit}; newest first; items
+         * without inputs, state, outputs and error. */
+        int (*workflow_run_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                                 struct mp_error *err);
+        /* Compare and set: store fields {state, status, outputs?, error?, finished_at?}
+         * only if the run's rev is still rev, and bump rev, in one statement. 1 when
+         * stored; 0 when another writer stored first (read again and redo the step);
+         * -ENOENT for an unknown run. */
+        int (*workflow_run_update)(struct mp_store *s, const char *id, int64_t rev, json_t *fields,
+                                   struct mp_error *err);
+        /* A scheduling step's store, one transaction: the compare and set of
+         * workflow_run_update and, only when it stored, the tasks the step made (rows as
+         * task_create takes them, each with its job); a task whose id exists already is
+         * left as it is (a step done again after a crash). 1 when stored, with
+         * *ret_created (may be NULL) the new list of the ids created now; 0 when another
+         * writer stored first (nothing written). */
+        int (*workflow_run_advance)(struct mp_store *s, const char *id, int64_t rev, json_t *fields,
+                                    json_t *tasks, json_t **ret_created, struct mp_error *err);
+        /* The ids of the runs whose finished_at is 0, oldest first: [{"id"}]. */
+        int (*workflow_run_open)(struct mp_store *s, json_t **ret, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

@@ -1936,6 +1936,286 @@ TEST(scopes_sessions_audit) {
         mp_store_close(s);
 }
 
+
+/* ---- workflows ---- */
+
+static int make_workflow(struct mp_store *s, char *id, const char *owner, const char *company,
+                         const char *name, const char *visibility, int64_t created_at) {
+        json_t *wf, *v;
+        int r;
+
+        mp_id_new(id);
+        wf = json_pack("{s:s,s:s,s:s?,s:s,s:s,s:I}", "id", id, "owner_id", owner, "company_id", company,
+                       "name", name, "visibility", visibility, "created_at", (json_int_t) created_at);
+        v = json_pack("{s:{s:s,s:[{s:s,s:s}]},s:{s:s}}", "definition", "name", name, "nodes", "id", "beam",
+                      "function", "cantilever", "input_schema", "type", "object");
+        r = MP_STORE(s)->workflow_create(s, wf, v, NULL);
+        json_decref(wf);
+        json_decref(v);
+        return r;
+}
+
+/* Definitions are kept as immutable versions, runs by compare and set, and a task says
+ * which run, node and element it was made for. */
+TEST(workflows) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char wf1[MP_ID_LEN + 1], wf2[MP_ID_LEN + 1], fn[MP_ID_LEN + 1], run[MP_ID_LEN + 1];
+        char task[MP_ID_LEN + 1];
+        json_t *row = NULL, *v2, *existing = NULL, *r1, *fields;
+        struct mp_store_list list = { 0 };
+        int version = 0;
+
+        make_world(s, &w);
+        CHECK_INT(make_workflow(s, wf1, w.u1, w.company_a, "beam-check", "private", 1000), ==, 0);
+        CHECK_INT(make_workflow(s, wf2, w.u1, w.company_a, "beam-check", "private", 1001), ==, -EEXIST);
+        CHECK_INT(make_workflow(s, wf2, w.u2, w.company_a, "beam-check", "company", 1002), ==, 0);
+
+        CHECK_INT(ops->workflow_find(s, w.u1, "beam-check", &row, &err), ==, 0);
+        CHECK_STR(str(row, "id"), wf1);
+        CHECK_INT(num(row, "latest_version"), ==, 1);
+        json_decref(row);
+        row = NULL;
+        /* a new version; version 1 stays as it was */
+        v2 = json_pack("{s:{s:s,s:[]},s:{s:s}}", "definition", "name", "beam-check", "nodes",
+                       "input_schema", "type", "object");
+        fields = json_pack("{s:s}", "description", "second");
+        CHECK_INT(ops->workflow_update(s, wf1, fields, v2, 2000, &version, &err), ==, 0);
+        CHECK_INT(version, ==, 2);
+        json_decref(v2);
+        json_decref(fields);
+        CHECK_INT(ops->workflow_get_version(s, wf1, 1, &row, &err), ==, 0);
+        CHECK_INT(json_array_size(json_object_get(json_object_get(row, "definition"), "nodes")), ==, 1);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->workflow_get_version(s, wf1, 0, &row, &err), ==, 0);
+        CHECK_INT(num(row, "version"), ==, 2);
+        CHECK_INT(json_array_size(json_object_get(json_object_get(row, "definition"), "nodes")), ==, 0);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(ops->workflow_get_version(s, wf1, 3, &row, &err), ==, -ENOENT);
+        mp_error_clear(&err);
+
+        /* visibility: u3 (another company) sees neither; u2 sees its own and none of u1's */
+        json_t *filter = json_pack("{s:s,s:s,s:i}", "viewer_id", w.u3, "company_id", w.company_b, "limit", 10);
+        CHECK_INT(ops->workflow_list(s, filter, &list, &err), ==, 0);
+        CHECK_INT(json_array_size(list.items), ==, 0);
+        json_decref(list.items);
+        json_decref(filter);
+        filter = json_pack("{s:s,s:s,s:i}", "viewer_id", w.u1, "company_id", w.company_a, "limit", 10);
+        CHECK_INT(ops->workflow_list(s, filter, &list, &err), ==, 0);
+        CHECK_INT(json_array_size(list.items), ==, 2); /* its own, and u2's company one */
+        json_decref(list.items);
+        json_decref(filter);
+
+        /* a run, with an idempotency key */
+        make_function(s, fn, w.u1, w.company_a, "cantilever", "private", 1000);
+        mp_id_new(run);
+        r1 = json_pack("{s:s,s:s,s:i,s:s,s:s,s:{s:i},s:{s:s,s:{}},s:s,s:I}", "id", run, "workflow_id", wf1,
+                       "version", 2, "owner_id", w.u1, "company_id", w.company_a, "inputs", "L", 2, "state",
+                       "status", "running", "nodes", "idempotency_key", "k1", "created_at", (json_int_t) 3000);
+        CHECK_INT(ops->workflow_run_create(s, r1, NULL, &existing, &err), ==, 0);
+        json_object_set_new(r1, "id", json_string("00000000-0000-4000-8000-000000000000"));
+        {
+                /* the same key again, with a first step's task: nothing is stored */
+                json_t *tasks = json_pack("[{s:s,s:s,s:i,s:s,s:{}}]", "id", "00000000-0000-4000-8000-0000000000aa",
+                                          "function_id", fn, "version", 1, "owner_id", w.u1, "inputs");
+                json_t *none = NULL;
+                CHECK_INT(ops->workflow_run_create(s, r1, tasks, &existing, &err), ==, -EEXIST);
+                CHECK_INT(ops->task_get(s, "00000000-0000-4000-8000-0000000000aa", &none, &err), ==, -ENOENT);
+                json_decref(tasks);
+                mp_error_clear(&err);
+        }
+        REQUIRE(existing);
+        CHECK_STR(str(existing, "id"), run);
+        json_decref(existing);
+        json_decref(r1);
+        mp_error_clear(&err);
+        CHECK_INT(ops->workflow_run_get(s, run, &row, &err), ==, 0);
+        CHECK_INT(num(row, "rev"), ==, 0);
+        CHECK_STR(str(json_object_get(row, "state"), "status"), "running");
+        CHECK_INT(num(json_object_get(row, "inputs"), "L"), ==, 2);
+        json_decref(row);
+        row = NULL;
+
+        /* compare and set: the writer that read rev 0 stores; a second one over rev 0 does not */
+        fields = json_pack("{s:{s:s},s:s}", "state", "status", "completed", "status", "completed");
+        CHECK_INT(ops->workflow_run_update(s, run, 0, fields, &err), ==, 1);
+        CHECK_INT(ops->workflow_run_update(s, run, 0, fields, &err), ==, 0);
+        CHECK_INT(ops->workflow_run_update(s, "00000000-0000-4000-8000-000000000001", 0, fields, &err), ==,
+                  -ENOENT);
+        mp_error_clear(&err);
+        json_decref(fields);
+        /* open runs: this one until its finished_at is set */
+        CHECK_INT(ops->workflow_run_open(s, &row, &err), ==, 0);
+        CHECK_INT(json_array_size(row), ==, 1);
+        json_decref(row);
+        fields = json_pack("{s:{s:s},s:s,s:{s:i},s:I}", "state", "status", "completed", "status", "completed",
+                           "outputs", "sigma", 5, "finished_at", (json_int_t) 4000);
+        CHECK_INT(ops->workflow_run_update(s, run, 1, fields, &err), ==, 1);
+        json_decref(fields);
+        CHECK_INT(ops->workflow_run_open(s, &row, &err), ==, 0);
+        CHECK_INT(json_array_size(row), ==, 0);
+        json_decref(row);
+        CHECK_INT(ops->workflow_run_get(s, run, &row, &err), ==, 0);
+        CHECK_INT(num(row, "rev"), ==, 2);
+        CHECK_INT(num(json_object_get(row, "outputs"), "sigma"), ==, 5);
+        json_decref(row);
+        row = NULL;
+        filter = json_pack("{s:s,s:s,s:i}", "owner_id", w.u1, "workflow_id", wf1, "limit", 10);
+        CHECK_INT(ops->workflow_run_list(s, filter, &list, &err), ==, 0);
+        CHECK_INT(json_array_size(list.items), ==, 1);
+        CHECK(!json_object_get(json_array_get(list.items, 0), "state"));
+        json_decref(list.items);
+        json_decref(filter);
+
+        /* a task of the run names its run, node and element; a plain task has nulls */
+        mp_id_new(task);
+        json_t *t = json_pack("{s:s,s:s,s:i,s:s,s:{},s:s,s:s,s:i}", "id", task, "function_id", fn, "version", 1,
+                              "owner_id", w.u1, "inputs", "workflow_run_id", run, "node_id", "each",
+                              "element_index", 3);
+        CHECK_INT(ops->task_create(s, t, NULL, &err), ==, 0);
+        json_decref(t);
+        CHECK_INT(ops->task_get(s, task, &row, &err), ==, 0);
+        CHECK_STR(str(row, "workflow_run_id"), run);
+        CHECK_STR(str(row, "node_id"), "each");
+        CHECK_INT(num(row, "element_index"), ==, 3);
+        json_decref(row);
+        row = NULL;
+        CHECK_INT(make_task(s, task, fn, w.u1, NULL, 5000, NULL), ==, 0);
+        CHECK_INT(ops->task_get(s, task, &row, &err), ==, 0);
+        CHECK(json_is_null(json_object_get(row, "workflow_run_id")));
+        CHECK(json_is_null(json_object_get(row, "element_index")));
+        json_decref(row);
+        row = NULL;
+
+        /* a step stores its state and its tasks in one transaction: a stale rev writes
+         * neither; a task that exists already is not made again */
+        {
+                char t1[MP_ID_LEN + 1];
+                json_t *tasks, *created = NULL, *after = NULL;
+                mp_id_new(t1);
+                tasks = json_pack("[{s:s,s:s,s:i,s:s,s:{},s:s,s:s}]", "id", t1, "function_id", fn, "version", 1,
+                                  "owner_id", w.u1, "inputs", "workflow_run_id", run, "node_id", "next");
+                fields = json_pack("{s:{s:s},s:s}", "state", "status", "running", "status", "running");
+                CHECK_INT(ops->workflow_run_advance(s, run, 0, fields, tasks, &created, &err), ==, 0);
+                CHECK_INT(ops->task_get(s, t1, &after, &err), ==, -ENOENT);
+                mp_error_clear(&err);
+                CHECK_INT(ops->workflow_run_advance(s, run, 2, fields, tasks, &created, &err), ==, 1);
+                CHECK_INT(json_array_size(created), ==, 1);
+                json_decref(created);
+                created = NULL;
+                CHECK_INT(ops->task_get(s, t1, &after, &err), ==, 0);
+                CHECK_STR(str(after, "status"), "queued");
+                json_decref(after);
+                CHECK_INT(ops->workflow_run_advance(s, run, 3, fields, tasks, &created, &err), ==, 1);
+                CHECK_INT(json_array_size(created), ==, 0);
+                json_decref(created);
+                json_decref(tasks);
+                json_decref(fields);
+        }
+
+        CHECK_INT(ops->workflow_delete(s, wf1, 6000, &err), ==, 0);
+        CHECK_INT(ops->workflow_get(s, wf1, &row, &err), ==, -ENOENT);
+        mp_error_clear(&err);
+        /* its name is free again; its versions are still read (its runs name them) */
+        CHECK_INT(make_workflow(s, wf2, w.u1, w.company_a, "beam-check", "private", 7000), ==, 0);
+        CHECK_INT(ops->workflow_get_version(s, wf1, 2, &row, &err), ==, 0);
+        json_decref(row);
+        done(s);
+}
+
+#define RUN_WRITERS 8
+#define RUN_STEPS 25
+
+struct run_writer {
+        struct mp_store *s;
+        const char *run;
+        int index, stored, lost, errors;
+};
+
+/* A worker's step on a run: read, change the state, store over the rev read; lost to
+ * another writer: read again and redo. Each step adds one to its writer's counter. */
+static void *run_write_loop(void *arg) {
+        struct run_writer *wr = arg;
+        char key[16];
+
+        snprintf(key, sizeof(key), "w%d", wr->index);
+        for (int i = 0; i < RUN_STEPS; i++) {
+                for (;;) {
+                        struct mp_error err = { 0 };
+                        json_t *row = NULL, *state, *fields;
+                        int r = MP_STORE(wr->s)->workflow_run_get(wr->s, wr->run, &row, &err);
+                        if (r < 0) {
+                                wr->errors++;
+                                mp_error_clear(&err);
+                                break;
+                        }
+                        state = json_deep_copy(json_object_get(row, "state"));
+                        json_object_set_new(state, key, json_integer(json_integer_value(json_object_get(state, key)) + 1));
+                        fields = json_pack("{s:o,s:s}", "state", state, "status", "running");
+                        r = MP_STORE(wr->s)->workflow_run_update(wr->s, wr->run,
+                                                                 json_integer_value(json_object_get(row, "rev")),
+                                                                 fields, &err);
+                        json_decref(fields);
+                        json_decref(row);
+                        mp_error_clear(&err);
+                        if (r == 1) {
+                                wr->stored++;
+                                break;
+                        }
+                        if (r < 0 && r != -EBUSY) {
+                                wr->errors++;
+                                break;
+                        }
+                        wr->lost++;
+                }
+        }
+        return NULL;
+}
+
+/* Several workers ending tasks of one run at once: no step is lost. */
+TEST(workflow_run_concurrent_steps) {
+        struct mp_store *s = fresh();
+        struct mp_error err = { 0 };
+        struct world w;
+        char wf[MP_ID_LEN + 1], run[MP_ID_LEN + 1];
+        struct run_writer wr[RUN_WRITERS];
+        pthread_t th[RUN_WRITERS];
+        json_t *r1, *row = NULL;
+        int lost = 0;
+
+        make_world(s, &w);
+        REQUIRE(make_workflow(s, wf, w.u1, w.company_a, "busy", "private", 1000) == 0);
+        mp_id_new(run);
+        r1 = json_pack("{s:s,s:s,s:i,s:s,s:{},s:{}}", "id", run, "workflow_id", wf, "version", 1, "owner_id",
+                       w.u1, "inputs", "state");
+        REQUIRE(MP_STORE(s)->workflow_run_create(s, r1, NULL, NULL, &err) == 0);
+        json_decref(r1);
+        for (int i = 0; i < RUN_WRITERS; i++) {
+                wr[i] = (struct run_writer) { .s = s, .run = run, .index = i };
+                REQUIRE(pthread_create(&th[i], NULL, run_write_loop, &wr[i]) == 0);
+        }
+        for (int i = 0; i < RUN_WRITERS; i++)
+                pthread_join(th[i], NULL);
+        CHECK_INT(MP_STORE(s)->workflow_run_get(s, run, &row, &err), ==, 0);
+        for (int i = 0; i < RUN_WRITERS; i++) {
+                char key[16];
+                snprintf(key, sizeof(key), "w%d", i);
+                CHECK_INT(wr[i].errors, ==, 0);
+                CHECK_INT(wr[i].stored, ==, RUN_STEPS);
+                CHECK_INT(json_integer_value(json_object_get(json_object_get(row, "state"), key)), ==, RUN_STEPS);
+                lost += wr[i].lost;
+        }
+        CHECK_INT(json_integer_value(json_object_get(row, "rev")), ==, RUN_WRITERS * RUN_STEPS);
+        printf("  %d steps stored by %d writers, %d redone after a lost compare-and-set\n",
+               RUN_WRITERS * RUN_STEPS, RUN_WRITERS, lost);
+        json_decref(row);
+        done(s);
+}
+
 static const struct check_case pg_cases[] = {
         CASE(pg_processes_claim),
         CASE(pg_connection_killed),
@@ -1960,6 +2240,8 @@ static const struct check_case cases[] = {
         CASE(companies_and_catalogue),
         CASE(durability),
         CASE(concurrent_writes),
+        CASE(workflows),
+        CASE(workflow_run_concurrent_steps),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line
