@@ -23,6 +23,8 @@ int mp_core_recover(struct mp_core *core, struct mp_error *err) {
         int r = MP_QUEUE(core->queue)->recover(core->queue, err);
         if (r > 0)
                 mp_warn("%d task(s) were running when the previous process stopped: they go back to the queue", r);
+        if (r >= 0)
+                (void) mp_study_recover(core, NULL); /* issue 11: studies resume (studies.c) */
         return r < 0 ? r : 0;
 }
 
@@ -122,6 +124,7 @@ static int finish(struct mp_core *core, const char *task_id, json_t *fields, str
         int r = MP_STORE(core->store)->task_finish(core->store, task_id, fields, err);
         if (r > 0) {
                 mp_core_count_end(core, fields);
+                mp_study_task_ended(core, task_id); /* issue 11: task-end dispatch (studies) */
                 mp_core_task_ended(core, task_id);
         }
         return r;
@@ -175,8 +178,10 @@ static int record(struct mp_core *core, const char *worker_id, const char *task_
                                 mp_core_count_end(core, fields);
                         /* After a failed try, 0 may mean that the try was saved after all:
                          * tell the waiters in any case (a notice is idempotent). */
-                        if (r > 0 || (r == 0 && attempt > 1))
+                        if (r > 0 || (r == 0 && attempt > 1)) {
+                                mp_study_task_ended(core, task_id); /* issue 11: task-end dispatch */
                                 mp_core_task_ended(core, task_id);
+                        }
                         if (r >= 0) {
                                 if (attempt > 1)
                                         mp_info("task %s: its end was recorded at the %d%s try", task_id,
@@ -261,6 +266,10 @@ static const char *env_key_of(json_t *reqs, char *buf, size_t size) {
         sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
         snprintf(buf, size, "req-%.32s", hex);
         return buf;
+}
+
+const char *mp_core_env_key(json_t *reqs, char *buf, size_t size) {
+        return env_key_of(reqs, buf, size);
 }
 
 /* Run a claimed job: 1 when its fate is settled (the task ended, or there was nothing
