@@ -410,3 +410,56 @@ def test_study_points_served_from_cache(api, counted):
     wait_study(api, "bob", s3["id"])
     assert all(api.task("bob", it["task_id"])["cached_from"] is None
                for it in all_results(api, "bob", s3["id"]))
+
+
+# --- durability: kill -9 mid-study, restart, the study completes ---
+
+SLOW_POINT = '''\
+import time
+
+def main(i: int) -> dict:
+    time.sleep(0.4)
+    return {"i": i, "square": i * i}
+'''
+
+
+@pytest.fixture(scope="module")
+def crash_stack():
+    s = harness.start_stack("studies-crash", workers=1)
+    yield s
+    s.close()
+
+
+@pytest.mark.crash
+@pytest.mark.slow
+def test_kill9_mid_study_then_restart_completes_each_point_once(crash_stack):
+    api = crash_stack.api
+    fn = api.create_function("alice", harness.Api.unique("slowpoint"), SLOW_POINT)
+    s = create_study(api, "alice", {
+        "target": {"function": fn["id"]}, "outputs": ["result.square"], "concurrency": 2,
+        "design": {"type": "grid", "params": {"i": list(range(12))}}})
+    deadline = time.monotonic() + 60
+    while api.get("alice", f"/studies/{s['id']}").json()["progress"]["completed"] < 3:
+        assert time.monotonic() < deadline, "the study did not progress"
+        time.sleep(0.1)
+
+    srv = crash_stack.server
+    srv.kill9()
+    srv._sweep_group()
+    srv.start()
+
+    done = wait_study(api, "alice", s["id"], timeout=120)
+    assert done["status"] == "completed", done
+    assert done["progress"]["completed"] == 12 and done["progress"]["failed"] == 0, done
+    items = all_results(api, "alice", s["id"])
+    assert [it["outputs"]["result.square"] for it in items] == [i * i for i in range(12)]
+    # each point has one task, and the function has no other: nothing ran twice as a
+    # new task (a call cut by the kill is retried in place, the same task)
+    task_ids = {it["task_id"] for it in items}
+    assert len(task_ids) == 12
+    r = api.get("alice", "/tasks", params={"function_id": fn["id"], "limit": "200"})
+    expect_status(r, 200)
+    assert {t["id"] for t in r.json()["items"]} == task_ids
+    for tid in task_ids:
+        t = api.task("alice", tid)
+        assert t["status"] == "completed" and t["attempts"] <= 2, t
