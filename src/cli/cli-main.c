@@ -300,7 +300,7 @@ int mp_cli_logout(int argc, char **argv) {
 }
 
 static const char main_usage[] =
-        "usage: mecapy login|logout|fn|run|task ... (each takes --help)\n";
+        "usage: mecapy login|logout|fn|run|task|study ... (each takes --help)\n";
 
 int mp_cli_main(const char *verb, int argc, char **argv) {
         int code;
@@ -323,6 +323,8 @@ int mp_cli_main(const char *verb, int argc, char **argv) {
                 code = mp_cli_run(argc, argv);
         else if (strcmp(verb, "task") == 0)
                 code = mp_cli_task(argc, argv);
+        else if (strcmp(verb, "study") == 0)
+                code = mp_cli_study(argc, argv);
         else {
                 fprintf(stderr, "mecapy: unknown client verb '%s'\n%s", verb, main_usage);
                 code = MP_CLI_EXIT_USAGE;

@@ -32,7 +32,8 @@ static void usage(FILE *f) {
                 "  mecapy login | logout\n"
                 "  mecapy fn push FILE | ls | show NAME | rm NAME\n"
                 "  mecapy run NAME key=value ... [--json FILE] [--no-wait]\n"
-                "  mecapy task get | logs | wait | cancel | ls | artifact ...\n\n"
+                "  mecapy task get | logs | wait | cancel | ls | artifact ...\n"
+                "  mecapy study create FILE.json | show ID | results ID [--csv]\n\n"
                 "Server options (and the MECAPY_* variables that set them):\n%s",
                 mp_config_usage);
 }
@@ -356,7 +357,7 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "admin"))
                 return cmd_admin(argc - 1, argv + 1);
         if (!strcmp(cmd, "login") || !strcmp(cmd, "logout") || !strcmp(cmd, "fn") ||
-            !strcmp(cmd, "run") || !strcmp(cmd, "task"))
+            !strcmp(cmd, "run") || !strcmp(cmd, "task") || !strcmp(cmd, "study"))
                 return mp_cli_main(cmd, argc - 1, argv + 1);
         fprintf(stderr, "mecapy: unknown command \"%s\"\n\n", cmd);
         usage(stderr);
