@@ -11,6 +11,7 @@
  * result when a point starts (study_start), keyed by the cache_key computed here. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -530,6 +531,44 @@ static json_t *extract(json_t *study, json_t *result, json_t **ret_error) {
         return out;
 }
 
+/* What a task's end needs of its study never changes (target and outputs): a few studies
+ * are kept here, so a point's end reads its task and writes once. */
+#define STUDY_CACHE 16
+static struct {
+        char id[MP_ID_LEN + 1];
+        json_t *row; /* {"id", "target", "outputs"} */
+} study_cache[STUDY_CACHE];
+static unsigned study_cache_next;
+static pthread_mutex_t study_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int study_fixed_fields(struct mp_core *core, const char *id, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        int r;
+
+        pthread_mutex_lock(&study_cache_lock);
+        for (unsigned i = 0; i < STUDY_CACHE; i++)
+                if (!strcmp(study_cache[i].id, id)) {
+                        *ret = json_incref(study_cache[i].row);
+                        pthread_mutex_unlock(&study_cache_lock);
+                        return 0;
+                }
+        pthread_mutex_unlock(&study_cache_lock);
+        if ((r = MP_STORE(core->store)->study_get(core->store, id, &row, err)) < 0)
+                return r;
+        json_t *kept = json_pack("{s:O,s:O,s:O}", "id", json_object_get(row, "id"), "target",
+                                 json_object_get(row, "target"), "outputs", json_object_get(row, "outputs"));
+        if (!kept)
+                return -ENOMEM;
+        pthread_mutex_lock(&study_cache_lock);
+        unsigned k = study_cache_next++ % STUDY_CACHE;
+        json_decref(study_cache[k].row);
+        study_cache[k].row = json_incref(kept);
+        snprintf(study_cache[k].id, sizeof(study_cache[k].id), "%s", id);
+        pthread_mutex_unlock(&study_cache_lock);
+        *ret = kept;
+        return 0;
+}
+
 void mp_study_task_ended(struct mp_core *core, const char *task_id) {
         _cleanup_json_ json_t *todo = json_pack("[s]", task_id);
         _cleanup_json_ json_t *study = NULL;
@@ -550,7 +589,7 @@ void mp_study_task_ended(struct mp_core *core, const char *task_id) {
                 if (!study || strcmp(str_of(study, "id") ?: "", sid)) {
                         json_decref(study);
                         study = NULL;
-                        if (MP_STORE(core->store)->study_get(core->store, sid, &study, &err) < 0) {
+                        if (study_fixed_fields(core, sid, &study, &err) < 0) {
                                 mp_warn("study %s: the end of task %s cannot be recorded now (%s); it is on "
                                         "recovery", sid, tid, err.message);
                                 continue;
