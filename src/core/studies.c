@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/limits.h"
 #include "base/log.h"
@@ -22,6 +23,7 @@
 #include "core/flow.h"
 #include "queue/queue.h"
 
+#define STUDY_END_TRIES 4 /* 100, 400, 1600 ms apart */
 #define STUDY_TIMES ((const char *const[]) { "created_at", "finished_at", NULL })
 
 static const char *str_of(json_t *o, const char *key) {
@@ -612,9 +614,19 @@ void mp_study_task_ended(struct mp_core *core, const char *task_id) {
                                 error = json_pack("{s:s,s:s}", "type", status, "message", "the task did not complete");
                         }
                 }
-                r = MP_STORE(core->store)->study_point_end(core->store, sid,
-                                                           json_integer_value(json_object_get(task, "point_index")),
-                                                           tid, status, outputs, error, &start, &err);
+                /* A store busy or briefly away (a deadlock, a lost connection) is tried
+                 * again a few times: a point whose end is not recorded holds its study's
+                 * next start until the next recovery. */
+                for (int attempt = 0;; attempt++) {
+                        mp_error_clear(&err);
+                        r = MP_STORE(core->store)->study_point_end(
+                                core->store, sid, json_integer_value(json_object_get(task, "point_index")), tid,
+                                status, outputs, error, &start, &err);
+                        if (r >= 0 || attempt == STUDY_END_TRIES - 1 || (r != -EBUSY && r != -EAGAIN && r != -EIO))
+                                break;
+                        struct timespec ts = { 0, (long) (100 << (2 * attempt)) * 1000000L };
+                        nanosleep(&ts, NULL);
+                }
                 if (r < 0) {
                         mp_warn("study %s: the end of task %s cannot be recorded now (%s); it is on recovery", sid,
                                 tid, err.message);

@@ -192,8 +192,8 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
  * another member's call is theirs to see and pay for. 1 when answered (*ret set), 0
  * to run, with *ret_key set for the task to carry. */
 static int cache_lookup(struct mp_core *core, const struct mp_principal *p, const char *function_id,
-                        json_t *ver, json_t *inputs, bool refresh, char *ret_key, json_t **ret,
-                        struct mp_error *err) {
+                        json_t *ver, json_t *inputs, const char *idempotency_key, bool refresh, char *ret_key,
+                        json_t **ret, struct mp_error *err) {
         _cleanup_json_ json_t *task = NULL, *row = NULL;
         char vkey[160], env[80], id[MP_ID_LEN + 1];
         int r;
@@ -210,8 +210,9 @@ static int cache_lookup(struct mp_core *core, const struct mp_principal *p, cons
         if (refresh)
                 return 0;
         mp_id_new(id);
-        task = json_pack("{s:s,s:s,s:O,s:I,s:s}", "id", id, "owner_id", p->user_id, "inputs", inputs,
-                         "queued_at", (json_int_t) mp_now_ms(), "cache_key", ret_key);
+        task = json_pack("{s:s,s:s,s:s,s:O,s:I,s:s,s:s?}", "id", id, "function_id", function_id, "owner_id",
+                         p->user_id, "inputs", inputs, "queued_at", (json_int_t) mp_now_ms(), "cache_key", ret_key,
+                         "idempotency_key", idempotency_key);
         if (!task)
                 return -ENOMEM;
         json_object_set_new(task, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
@@ -256,7 +257,8 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
                 return mp_error_set(err, EINVAL, 400, "bad_request",
                                     "the Idempotency-Key header must be 1 to %d printable ASCII characters",
                                     MP_MAX_IDEMPOTENCY_KEY_LEN);
-        if ((r = cache_lookup(core, p, function_id, ver, inputs, cache_refresh, cache_key, ret, err)) != 0)
+        if ((r = cache_lookup(core, p, function_id, ver, inputs, idempotency_key, cache_refresh, cache_key, ret,
+                              err)) != 0)
                 return r < 0 ? r : 0;
 
         mp_id_new(id);

@@ -1501,7 +1501,7 @@ static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *st
                                 if (!text)
                                         return -ENOMEM;
                                 struct mp_store_param p[] = { PT(tid), PT(company), PT(text), PI(now), PT(id),
-                                                              PI(index), PT(str_of(src, "id")) };
+                                                              PI(index), PT(str_of(src, "id")), PT(NULL) };
                                 p[2].owned = text;
                                 TRY(q_exec(c, SQL_CACHE_COPY, p, ELEMENTSOF(p), "copying a cached result", err));
                                 cached = true;
@@ -1842,6 +1842,16 @@ static int task_create_cached_fn(struct mp_store_conn *c, void *ctx, struct mp_e
         json_t *t = a->study;
         int r;
 
+        /* A call that repeats an Idempotency-Key is answered by the task of that key
+         * (task_create's rule): no hit here. */
+        if (str_of(t, "idempotency_key")) {
+                r = q_exists(c, SQL_TASK_BY_KEY_EXISTS,
+                             PARAMS(PT(str_of(t, "owner_id")), PT(str_of(t, "function_id")),
+                                    PT(str_of(t, "idempotency_key"))),
+                             "looking up an idempotency key", err);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
         r = q_row(c, SQL_CACHE_FIND, PARAMS(PT(str_of(t, "owner_id")), PT(str_of(t, "cache_key"))), &src,
                   "looking up the result cache", err);
         if (r == -ENOENT)
@@ -1853,7 +1863,7 @@ static int task_create_cached_fn(struct mp_store_conn *c, void *ctx, struct mp_e
         TRY(q_exec(c, SQL_CACHE_COPY,
                    PARAMS(PT(str_of(t, "id")), PT(str_of(t, "company_id")), PT(text),
                           PI(json_integer_value(json_object_get(t, "queued_at"))), PT(NULL), PI_NULL,
-                          PT(str_of(src, "id"))),
+                          PT(str_of(src, "id")), PT(str_of(t, "idempotency_key"))),
                    "copying a cached result", err));
         return 1;
 }
@@ -1863,7 +1873,14 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
 
         if (!str_of(task, "id") || !str_of(task, "owner_id") || !str_of(task, "cache_key"))
                 return invalid(err, "a cached task needs `id`, `owner_id` and `cache_key`");
-        return s->drv->run(s, MP_RUN_ATOMIC, task_create_cached_fn, &a, err);
+        int r = s->drv->run(s, MP_RUN_ATOMIC, task_create_cached_fn, &a, err);
+        /* Another call with that Idempotency-Key stored its task meanwhile: no hit, the
+         * caller's task_create answers with that task. */
+        if (r == -EEXIST && str_of(task, "idempotency_key")) {
+                mp_error_clear(err);
+                return 0;
+        }
+        return r;
 }
 
 /* One table per scheme, the same operations in each. */

@@ -803,6 +803,8 @@ static const char SQL_POINTS_ENDED_UNSEEN[] =
 
 /* The result cache: the newest completed task of this owner with this key, that is not
  * itself a copy (so a hit always names the run that computed it). */
+static const char SQL_TASK_BY_KEY_EXISTS[] =
+        "SELECT 1 FROM tasks WHERE owner_id = ?1 AND function_id = ?2 AND idempotency_key = ?3";
 static const char SQL_CACHE_FIND[] =
         "SELECT id FROM tasks WHERE owner_id = ?1 AND cache_key = ?2 AND status = 'completed'"
         " AND cached_from IS NULL ORDER BY finished_at DESC, id DESC LIMIT 1";
@@ -812,7 +814,7 @@ static const char SQL_CACHE_COPY[] =
         "INSERT INTO tasks (id, function_id, version, owner_id, company_id, status, inputs,"
         " result, result_blob, logs, logs_truncated, artifacts, queued_at, started_at,"
         " finished_at, execution_ms, cpu_ms, peak_memory_kb, attempts, study_id, point_index,"
-        " cache_key, cached_from)"
+        " cache_key, cached_from, idempotency_key)"
         " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
-        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id"
+        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id, ?8"
         " FROM tasks WHERE id = ?7";

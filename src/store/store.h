@@ -265,10 +265,12 @@ struct mp_store_ops {
         /* Studies not completed: [{id, ended: [task ids of started points whose task
          * ended]}]. */
         int (*study_recover)(struct mp_store *s, json_t **ret, struct mp_error *err);
-        /* task: {id, owner_id, company_id, inputs, queued_at, cache_key}. When the owner
-         * has a completed task with that cache key (not itself a copy), a new completed
-         * task copying its result and artifacts, cached_from = its id: 1. Else 0 and
-         * nothing stored. */
+        /* task: {id, function_id, owner_id, company_id, inputs, queued_at, cache_key,
+         * idempotency_key?}. When the owner has a completed task with that cache key
+         * (not itself a copy), a new completed task copying its result and artifacts,
+         * cached_from = its id, carrying the idempotency key: 1. Else 0 and nothing
+         * stored; also 0 when the owner has a task of that function with that
+         * idempotency key (task_create then answers with it). */
         int (*task_create_cached)(struct mp_store *s, json_t *task, struct mp_error *err);
 };
 

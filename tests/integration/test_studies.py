@@ -377,6 +377,17 @@ def test_cache_refresh_recomputes(api, counted):
                             params={"cache": "bogus"}, json={"inputs": {"x": 1}}), 400)
 
 
+def test_cache_hit_keeps_idempotency(api, counted):
+    first = api.execute("alice", counted["id"], {"x": 21})
+    key = harness.Api.unique("idem")
+    r1 = api.execute_raw("alice", counted["id"], {"x": 21}, idempotency_key=key)
+    expect_status(r1, 200)
+    assert r1.json()["cached_from"] == first["id"]
+    r2 = api.execute_raw("alice", counted["id"], {"x": 21}, idempotency_key=key)
+    expect_status(r2, 200, 202)
+    assert r2.json()["id"] == r1.json()["id"], "a retry with the same key is the same task"
+
+
 def test_cache_off_by_default(api, square):
     a = api.execute("alice", square["id"], {"x": 3})
     b = api.execute("alice", square["id"], {"x": 3})
