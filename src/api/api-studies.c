@@ -137,7 +137,8 @@ enum MHD_Result mp_api_study_create(struct mp_route_ctx *c) {
                 if (r >= 0 && c->req->body.len == 0) {
                         mp_error_add_field(&c->err, "body", "is an empty CSV text");
                         r = mp_error_set(&c->err, EINVAL, 422, "validation",
-                                         "the CSV body is empty: a header line naming the inputs, then a line per point");
+                                         "the CSV body is empty: a header line naming the inputs, "
+                                         "then a line per point");
                 }
         } else
                 r = mp_api_body_json(c->conn, c->req, false, &body, &c->err);
@@ -266,7 +267,8 @@ static int csv_row(struct csv_stream *s, json_t *row) {
         json_t *error = json_object_get(row, "error");
         size_t i;
         json_t *v;
-        int n = snprintf(idx, sizeof(idx), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(row, "point_index")));
+        int n = snprintf(idx, sizeof(idx), "%" JSON_INTEGER_FORMAT,
+                         json_integer_value(json_object_get(row, "point_index")));
         int r = mp_buf_append(&s->buf, idx, (size_t) n);
 
         json_array_foreach(s->columns, i, v)

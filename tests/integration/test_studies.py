@@ -474,3 +474,39 @@ def test_kill9_mid_study_then_restart_completes_each_point_once(crash_stack):
     for tid in task_ids:
         t = api.task("alice", tid)
         assert t["status"] == "completed" and t["attempts"] <= 2, t
+
+
+@pytest.mark.crash
+@pytest.mark.skipif(harness.scaleout_requested(), reason="edits the embedded SQLite store")
+def test_recovery_accounts_missed_ends_and_starts_pending_points(crash_stack):
+    """The two states a process dying between a task's end and its study's step leaves
+    (made by editing the stopped server's store): a point started whose task ended
+    unseen, and a point never started. A restart accounts the first without running it
+    again and starts the second."""
+    import sqlite3
+    api = crash_stack.api
+    fn = api.create_function("alice", harness.Api.unique("recov"), SLOW_POINT)
+    s = create_study(api, "alice", {
+        "target": {"function": fn["id"]}, "outputs": ["result.square"], "concurrency": 2,
+        "design": {"type": "grid", "params": {"i": list(range(5))}}})
+    wait_study(api, "alice", s["id"])
+    before = all_results(api, "alice", s["id"])
+
+    crash_stack.server.stop()
+    db = sqlite3.connect(str(crash_stack.data_dir / "mecapy.db"))
+    with db:
+        db.execute("UPDATE study_points SET status = 'started', outputs = NULL"
+                   " WHERE study_id = ? AND point_index = 1", (s["id"],))
+        db.execute("UPDATE study_points SET status = 'pending', outputs = NULL, task_id = NULL"
+                   " WHERE study_id = ? AND point_index = 3", (s["id"],))
+        db.execute("UPDATE studies SET status = 'running', finished_at = 0, started = 1,"
+                   " completed = 3 WHERE id = ?", (s["id"],))
+    db.close()
+    crash_stack.server.start()
+
+    done = wait_study(api, "alice", s["id"])
+    assert done["status"] == "completed" and done["progress"]["completed"] == 5, done
+    after = all_results(api, "alice", s["id"])
+    assert after[1]["task_id"] == before[1]["task_id"], "an ended task is accounted, not re-run"
+    assert after[1]["outputs"] == {"result.square": 1}
+    assert after[3]["task_id"] != before[3]["task_id"] and after[3]["outputs"] == {"result.square": 9}
