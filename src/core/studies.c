@@ -335,7 +335,6 @@ int mp_core_study_list(struct mp_core *core, const struct mp_principal *p, const
         if (r < 0)
                 return mp_core_list_failed(r, cursor, err);
         json_array_foreach(list.items, i, s) {
-                json_object_set_new(s, "running", json_integer(0)); /* a list does not count them */
                 json_array_append(items, render(json_incref(s)));
                 json_decref(s);
         }

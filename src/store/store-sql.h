@@ -742,7 +742,9 @@ static const char SQL_STUDY_GET[] = "SELECT * FROM studies WHERE id = ?1";
  * single writer does this by itself). */
 static const char SQL_STUDY_LOCK[] = "SELECT * FROM studies WHERE id = ?1 FOR UPDATE";
 static const char SQL_STUDY_LIST[] =
-        "SELECT * FROM studies WHERE owner_id = ?1"
+        "SELECT s.*, (SELECT COUNT(*) FROM study_points p JOIN tasks t ON t.id = p.task_id"
+        "  WHERE p.study_id = s.id AND p.status = 'started' AND t.status = 'running') AS running"
+        " FROM studies s WHERE owner_id = ?1"
         " AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR name = ?3)"
         " AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))"
         " ORDER BY created_at DESC, id DESC LIMIT ?6";

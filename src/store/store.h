@@ -231,7 +231,8 @@ struct mp_store_ops {
          * Counters: total, started (tasks made, ends not yet counted), completed,
          * failed, cancelled. */
         int (*study_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
-        /* filter: {owner_id, status?, name?, cursor?, limit}; newest first. */
+        /* filter: {owner_id, status?, name?, cursor?, limit}; newest first; rows as
+         * study_get's. */
         int (*study_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
                           struct mp_error *err);
         /* Up to limit points with index > after, in index order: [{point_index, inputs,

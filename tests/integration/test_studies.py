@@ -326,6 +326,8 @@ def test_tenancy_other_user_gets_404(api, cantilever):
     assert_problem(api.post("carol", f"/studies/{s['id']}/points", json={"points": []}), 404)
     ids = [x["id"] for x in api.get("bob", "/studies").json()["items"]]
     assert s["id"] not in ids
+    mine = {x["id"]: x for x in api.get("alice", "/studies", params={"limit": "200"}).json()["items"]}
+    assert s["id"] in mine and mine[s["id"]]["progress"]["total"] == 1
     # alice's private function is not bob's to sweep
     assert_problem(api.post("bob", "/studies", json={
         "target": {"function": cantilever["id"]},

@@ -1998,6 +1998,23 @@ TEST(studies_and_cache) {
         CHECK_INT(num(row, "started"), ==, 2);
         CHECK_STR(str(row, "status"), "running");
         json_decref(row);
+        {
+                struct mp_store_list list = { 0 };
+                json_t *filter = json_pack("{s:s}", "owner_id", w.u1);
+                CHECK_INT(ops->study_list(s, filter, &list, &err), ==, 0);
+                CHECK_INT(json_array_size(list.items), ==, 1);
+                CHECK_STR(str(json_array_get(list.items, 0), "id"), sid);
+                CHECK_INT(num(json_array_get(list.items, 0), "running"), ==, 0); /* queued, none claimed */
+                json_decref(list.items);
+                free(list.next_cursor);
+                json_object_set_new(filter, "owner_id", json_string(w.u2));
+                list = (struct mp_store_list) { 0 };
+                CHECK_INT(ops->study_list(s, filter, &list, &err), ==, 0);
+                CHECK_INT(json_array_size(list.items), ==, 0);
+                json_decref(list.items);
+                free(list.next_cursor);
+                json_decref(filter);
+        }
 
         /* a point's end is counted once and starts the next point */
         const char *t0 = str(json_array_get(started, 0), "task_id");
