@@ -273,7 +273,7 @@ int mp_core_study_points(struct mp_core *core, const struct mp_principal *p, con
  * ret: the study with "added". */
 int mp_core_study_extend(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
                          json_t **ret, struct mp_error *err);
-/* Failed and cancelled points run again; ret: the study with "retried". */
+/* Failed points run again (409 for a cancelled study); ret: the study with "retried". */
 int mp_core_study_retry(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                         struct mp_error *err);
 int mp_core_study_cancel(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,

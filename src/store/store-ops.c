@@ -1750,6 +1750,9 @@ static int study_retry_fn(struct mp_store_conn *c, void *ctx, struct mp_error *e
         int n;
 
         TRY(study_lock(c, a->id, &study, err));
+        if (!strcmp(str_of(study, "status") ?: "", "cancelled"))
+                return mp_error_set(err, EALREADY, 409, "conflict",
+                                    "study %s was cancelled: its failed points are not run again", a->id);
         TRY(n = q_exec(c, SQL_POINTS_RETRY, PARAMS(PT(a->id)), "retrying a study's points", err));
         if (n > 0)
                 TRY(q_exec(c, SQL_STUDY_RETRY, PARAMS(PT(a->id)), "retrying a study", err));

@@ -783,10 +783,9 @@ static const char SQL_POINTS_PAGE[] =
         " WHERE study_id = ?1 AND point_index > ?2 ORDER BY point_index LIMIT ?3";
 static const char SQL_POINTS_RETRY[] =
         "UPDATE study_points SET status = 'pending', task_id = NULL, outputs = NULL, error = NULL"
-        " WHERE study_id = ?1 AND status IN ('failed', 'cancelled')";
+        " WHERE study_id = ?1 AND status = 'failed'";
 static const char SQL_STUDY_RETRY[] =
-        "UPDATE studies SET status = 'running', finished_at = 0, failed = 0, cancelled = 0"
-        " WHERE id = ?1";
+        "UPDATE studies SET status = 'running', finished_at = 0, failed = 0 WHERE id = ?1";
 static const char SQL_POINTS_CANCEL[] =
         "UPDATE study_points SET status = 'cancelled' WHERE study_id = ?1 AND status = 'pending'";
 static const char SQL_STUDY_CANCEL[] =

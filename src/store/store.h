@@ -258,7 +258,8 @@ struct mp_store_ops {
         int (*study_point_end)(struct mp_store *s, const char *study_id, int64_t index, const char *task_id,
                                const char *status, json_t *outputs, json_t *error, json_t **ret_started,
                                struct mp_error *err);
-        /* Failed and cancelled points back to pending, the study running. The count. */
+        /* Failed points back to pending, the study running. The count; -EALREADY (409)
+         * for a cancelled study. */
         int (*study_retry)(struct mp_store *s, const char *id, struct mp_error *err);
         /* Pending points cancelled, the study "cancelled"; *ret_tasks: [{task_id}] of the
          * started points (to cancel). -EALREADY (409) when it had ended. */

@@ -312,6 +312,7 @@ def test_cancel(api, fname):
     assert p["completed"] + p["failed"] + p["cancelled"] + p["running"] + p["queued"] == 20
     assert p["completed"] <= 2 and p["cancelled"] >= 18, p
     assert_problem(api.post("alice", f"/studies/{s['id']}/cancel"), 409)
+    assert_problem(api.post("alice", f"/studies/{s['id']}/retry"), 409)
 
 
 def test_tenancy_other_user_gets_404(api, cantilever):

@@ -2088,6 +2088,7 @@ TEST(studies_and_cache) {
         CHECK_INT(json_array_size(tasks), ==, 2);
         json_decref(tasks);
         CHECK_INT(ops->study_cancel(s, sid, &tasks, &err), ==, -EALREADY);
+        CHECK_INT(ops->study_retry(s, sid, &err), ==, -EALREADY); /* a cancelled study */
         json_decref(started);
         started = NULL;
 
