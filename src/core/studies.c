@@ -571,8 +571,13 @@ static int study_fixed_fields(struct mp_core *core, const char *id, json_t **ret
 }
 
 void mp_study_task_ended(struct mp_core *core, const char *task_id) {
-        _cleanup_json_ json_t *todo = json_pack("[s]", task_id);
-        _cleanup_json_ json_t *study = NULL;
+        _cleanup_json_ json_t *todo = NULL, *study = NULL;
+
+        /* Most tasks are plain calls: one small read says so (a failed read goes on to
+         * the whole task's, which says what failed). */
+        if (!task_id || MP_STORE(core->store)->task_in_study(core->store, task_id, NULL) == 0)
+                return;
+        todo = json_pack("[s]", task_id);
 
         /* Cached starts end at once: their ends join the list. */
         for (size_t n = 0; n < json_array_size(todo); n++) {

@@ -1838,6 +1838,15 @@ static int ops_study_recover(struct mp_store *s, json_t **ret, struct mp_error *
         return 0;
 }
 
+static int ops_task_in_study(struct mp_store *s, const char *task_id, struct mp_error *err) {
+        struct get_args a = { SQL_TASK_POINT, task_id, "reading a task", NULL };
+        json_t *row = NULL;
+        int r = get_run(s, &a, &row, err);
+
+        json_decref(row);
+        return r == -ENOENT ? 0 : r < 0 ? r : 1;
+}
+
 static int task_create_cached_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
         struct study_args *a = ctx;
         _cleanup_json_ json_t *src = NULL;
@@ -1918,6 +1927,7 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
                 .study_point_end = ops_study_point_end, .study_retry = ops_study_retry, \
                 .study_cancel = ops_study_cancel, .study_recover = ops_study_recover,   \
                 .task_create_cached = ops_task_create_cached,                            \
+                .task_in_study = ops_task_in_study,                                      \
         }
 
 static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);

@@ -737,6 +737,7 @@ static const struct col study_cols[] = {
 };
 
 static const char SQL_STUDY_GET[] = "SELECT * FROM studies WHERE id = ?1";
+static const char SQL_TASK_POINT[] = "SELECT study_id FROM tasks WHERE id = ?1 AND study_id IS NOT NULL";
 /* With row locks: the study is locked until the transaction ends, so two workers
  * ending points of one study at once count and start one after the other (SQLite's
  * single writer does this by itself). */

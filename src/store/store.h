@@ -274,6 +274,9 @@ struct mp_store_ops {
          * stored; also 0 when the owner has a task of that function with that
          * idempotency key (task_create then answers with it). */
         int (*task_create_cached)(struct mp_store *s, json_t *task, struct mp_error *err);
+        /* Is the task a study point's? 1 yes, 0 no (or no such task): a small read, made
+         * on every task's end. */
+        int (*task_in_study)(struct mp_store *s, const char *task_id, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

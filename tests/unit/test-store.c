@@ -2018,6 +2018,8 @@ TEST(studies_and_cache) {
 
         /* a point's end is counted once and starts the next point */
         const char *t0 = str(json_array_get(started, 0), "task_id");
+        char t0_id[MP_ID_LEN + 1];
+        snprintf(t0_id, sizeof(t0_id), "%s", t0);
         CHECK_INT(end_point(s, sid, t0, "completed", &more), ==, 1);
         CHECK_INT(json_array_size(more), ==, 1);
         json_decref(more);
@@ -2099,6 +2101,8 @@ TEST(studies_and_cache) {
                               (json_int_t) 5);
         CHECK_INT(ops->task_create(s, t, NULL, &err), ==, 0);
         json_decref(t);
+        CHECK_INT(ops->task_in_study(s, t1, &err), ==, 0);
+        CHECK_INT(ops->task_in_study(s, t0_id, &err), ==, 1);
         json_t *hit = json_pack("{s:s,s:s,s:{s:i},s:I,s:s}", "id", (mp_id_new(other), other), "owner_id", w.u1,
                                 "inputs", "x", 1, "queued_at", (json_int_t) 6, "cache_key", "ck1");
         CHECK_INT(ops->task_create_cached(s, hit, &err), ==, 0); /* not completed yet */
