@@ -457,10 +457,12 @@ int mp_core_study_extend(struct mp_core *core, const struct mp_principal *p, con
 
 int mp_core_study_retry(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                         struct mp_error *err) {
-        _cleanup_json_ json_t *s = NULL;
+        _cleanup_json_ json_t *s = NULL, *ver = NULL;
         int r, n;
 
-        if ((r = load_study(core, p, id, &s, err)) < 0)
+        /* The function must still be the caller's to call (its owner may have made it
+         * private since): as for an extension. */
+        if ((r = load_for_points(core, p, id, &s, &ver, err)) < 0)
                 return r;
         if ((n = MP_STORE(core->store)->study_retry(core->store, id, err)) < 0)
                 return n;
