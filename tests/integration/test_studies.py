@@ -513,3 +513,31 @@ def test_recovery_accounts_missed_ends_and_starts_pending_points(crash_stack):
     assert after[1]["task_id"] == before[1]["task_id"], "an ended task is accounted, not re-run"
     assert after[1]["outputs"] == {"result.square": 1}
     assert after[3]["task_id"] != before[3]["task_id"] and after[3]["outputs"] == {"result.square": 9}
+
+
+BOLTED_JOINT = '''\
+def main(preload_kN: float, mu: float, shear_kN: float, interfaces: int = 1) -> dict:
+    capacity = mu * preload_kN * interfaces
+    return {"slip_capacity_kN": capacity, "margin": capacity / shear_kN - 1}
+'''
+
+
+def test_docs_lhs_of_a_bolted_joint(api):
+    """The worked example of docs/studies.md, as written there."""
+    fn = api.create_function("alice", harness.Api.unique("bolted-joint"), BOLTED_JOINT)
+    s = create_study(api, "alice", {
+        "name": "joint-lhs", "target": {"function": fn["name"]}, "fixed": {"interfaces": 2},
+        "design": {"type": "lhs",
+                   "params": {"preload_kN": {"min": 80, "max": 120}, "mu": {"min": 0.15, "max": 0.35},
+                              "shear_kN": {"min": 20, "max": 45}},
+                   "count": 200, "seed": 7},
+        "outputs": ["result.margin"]})
+    done = wait_study(api, "alice", s["id"])
+    assert done["progress"]["completed"] == 200, done
+    rows = results_csv(api, "alice", s["id"])
+    assert rows[0] == ["index", "preload_kN", "mu", "shear_kN", "interfaces", "result.margin",
+                       "status", "error"], rows[0]
+    for row in rows[1:]:
+        p, mu, v = float(row[1]), float(row[2]), float(row[3])
+        assert 80 <= p <= 120 and 0.15 <= mu <= 0.35 and 20 <= v <= 45
+        assert float(row[5]) == pytest.approx(mu * p * 2 / v - 1)
