@@ -53,6 +53,10 @@ CELERY_N, CELERY_CAP_S, CELERY_THROUGHPUT_S = scaled(500), 20 * SCALE, max(2, in
 # The durability part: the same warm call and throughput run, once per --durability mode.
 DUR_N, DUR_CAP_S, DUR_THROUGHPUT_S = scaled(300), 15 * SCALE, max(2, int(5 * SCALE))
 
+# The studies part: a grid of the trivial function, submission to the last row, and the
+# CSV export of its table.
+STUDY_POINTS, STUDY_CAP_S, STUDY_CONCURRENCY = scaled(10000), 300 * SCALE, 64
+
 TRIVIAL_INPUTS = lambda i: {"x": float(i)}  # noqa: E731
 NUMPY_INPUTS = {"a": [[4, 1, 0], [1, 3, 1], [0, 1, 2]], "b": [1, 2, 3]}
 NUMPY_NORM = 1.46565621758588
@@ -814,6 +818,65 @@ def bench_workflow(R, procs, args):
         m.stop()
 
 
+def bench_studies(R, procs, args):
+    """A parameter study (docs/studies.md): a STUDY_POINTS-point grid of the trivial
+    function, from the POST to the study's completion (read with ?wait=, which looks again
+    every 100 ms), then the CSV export of its table, three times."""
+    data = os.path.join(args.tmp, "data-studies")
+    m = MecaPy(procs, args.bin, data)
+    m.create_user()
+    m.start()
+    try:
+        c = HttpClient(m.port, timeout=120)
+        m.login(c)
+        f = m.create_function(c, "bench_study_trivial", read_source("trivial"))
+        n = STUDY_POINTS
+        body = {"target": {"function": f["id"]}, "concurrency": STUDY_CONCURRENCY,
+                "design": {"type": "grid", "params": {"x": {"start": 0, "stop": n - 1, "num": n}}},
+                "outputs": ["result"]}
+        log(f"studies: a {n}-point grid of the trivial function, concurrency {STUDY_CONCURRENCY}, "
+            f"cap {STUDY_CAP_S:.0f} s")
+        t0 = time.perf_counter()
+        st, b = c.request("POST", f"{API}/studies", body, m.auth())
+        if st != 201:
+            raise RuntimeError(f"POST /studies: HTTP {st}: {b[:300]!r}")
+        sid = json.loads(b)["id"]
+        created_s = time.perf_counter() - t0
+        end = time.monotonic() + max(5.0, min(STUDY_CAP_S, time_left() - 10))
+        while True:
+            st, b = c.request("GET", f"{API}/studies/{sid}?wait=10", None, m.auth())
+            s = json.loads(b)
+            if st != 200 or s.get("status") != "running" or time.monotonic() > end:
+                break
+        done_s = time.perf_counter() - t0
+        prog = s.get("progress", {})
+        d = {"points": n, "concurrency": STUDY_CONCURRENCY, "status": s.get("status"),
+             "completed": prog.get("completed"), "failed": prog.get("failed"),
+             "created_s": round(created_s, 3),
+             "submission_to_last_row_s": round(done_s, 3) if s.get("status") == "completed" else None}
+        log(f"  created in {d['created_s']} s; {d['status']} after {round(done_s, 2)} s "
+            f"({d['completed']} completed, {d['failed']} failed)")
+        hdr = dict(m.auth())
+        hdr["Accept"] = "text/csv"
+        lat, rows = [], None
+        for _ in range(3):
+            t1 = time.perf_counter()
+            st, b = c.request("GET", f"{API}/studies/{sid}/results", None, hdr)
+            if st != 200:
+                raise RuntimeError(f"CSV export: HTTP {st}: {b[:300]!r}")
+            lat.append((time.perf_counter() - t1) * 1000)
+            rows = b.count(b"\n") - 1
+        d["csv_rows"] = rows
+        d["csv_bytes"] = len(b)
+        d["csv_export_ms_median"] = round(statistics.median(lat), 1)
+        d["csv_export_ms_min"] = round(min(lat), 1)
+        log(f"  CSV export of {rows} rows ({len(b)} bytes): median {d['csv_export_ms_median']} ms")
+        c.close()
+        R["studies"] = d
+    finally:
+        m.stop()
+
+
 def bench_bwrap(R, procs, args):
     if not shutil.which("bwrap"):
         note("bubblewrap is not installed: bwrap peer not measured")
@@ -980,6 +1043,10 @@ def build_results(R, machine):
         "workflow_overhead_per_node_ms": (r3((g("workflow_chain", "p50_ms") - 3 * g("workflow_call", "p50_ms")) / 3)
                                           if g("workflow_chain", "p50_ms") is not None
                                           and g("workflow_call", "p50_ms") is not None else None),
+        "study_points": g("studies", "points"),
+        "study_submission_to_last_row_s": g("studies", "submission_to_last_row_s"),
+        "study_csv_rows": g("studies", "csv_rows"),
+        "study_csv_export_ms": g("studies", "csv_export_ms_median"),
         "durability": {mode: {"warm_p50_ms": g("durability", mode, "warm", "p50_ms"),
                               "warm_p99_ms": g("durability", mode, "warm", "p99_ms"),
                               "throughput_per_s": g("durability", mode, "throughput", "ok_per_s"),
@@ -1059,6 +1126,10 @@ def table(res):
         ("workflow: 3-node chain p50 (HTTP)", fmt(res.get("workflow_chain_p50_ms"), " ms") + nnote("workflow_chain", 200), "-", None),
         ("workflow: per node (chain / 3)", fmt(res.get("workflow_per_node_ms"), " ms"), "<= 5 ms", le(res.get("workflow_per_node_ms"), 5)),
         ("workflow: per node beyond a plain call", fmt(res.get("workflow_overhead_per_node_ms"), " ms") + f" (call p50 {fmt(res.get('workflow_call_p50_ms'), ' ms')}, disk sync p50 {fmt(_get(d, 'workflow_disk_sync', 'p50_ms'), ' ms')})", "-", None),
+        (f"study: {fmt(res.get('study_points'))}-point grid, submission to last row",
+         fmt(res.get("study_submission_to_last_row_s"), " s"), "<= 15 s", le(res.get("study_submission_to_last_row_s"), 15)),
+        (f"study: CSV export of {fmt(res.get('study_csv_rows'))} rows", fmt(res.get("study_csv_export_ms"), " ms"),
+         "<= 1000 ms", le(res.get("study_csv_export_ms"), 1000)),
         ("disk: 4 KiB write + fdatasync p50", fmt(res.get("disk_sync_p50_ms"), " ms"), "-", None),
         ("durability full: warm p50 / p99", fmt(_get(res, "durability", "full", "warm_p50_ms"), " ms") + " / "
          + fmt(_get(res, "durability", "full", "warm_p99_ms"), " ms"), "-", None),
@@ -1116,6 +1187,7 @@ def main():
     failed = []
     try:
         parts = (("mecapy", bench_mecapy), ("durability", bench_durability), ("workflow", bench_workflow),
+                 ("studies", bench_studies),
                  ("bwrap", bench_bwrap),
                  ("fastapi", bench_fastapi), ("celery", bench_celery))
         # BENCH_PARTS=mecapy,durability runs only those parts (the others: not measured).

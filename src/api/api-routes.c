@@ -14,6 +14,7 @@
 #include "api/api-events.h"
 #include "api/api-web.h"
 #include "api/api-workflows.h"
+#include "api/api-studies.h"
 #include "auth/auth.h"
 #include "base/limits.h"
 #include "base/log.h"
@@ -579,15 +580,29 @@ static enum MHD_Result function_versions(struct mp_route_ctx *c) {
         return send_owned(c, 200, out);
 }
 
+/* ?cache=refresh (docs/functions.md#result-cache), or nothing. */
+static int cache_param(struct mp_route_ctx *c, bool *ret) {
+        const char *v = query(c, "cache");
+        *ret = v && !strcmp(v, "refresh");
+        if (v && !*ret) {
+                mp_error_add_field(&c->err, "cache", "must be \"refresh\"");
+                return mp_error_set(&c->err, EINVAL, 400, "bad_request",
+                                    "query parameter cache must be \"refresh\" (compute again), not \"%.32s\"", v);
+        }
+        return 0;
+}
+
 static enum MHD_Result function_execute(struct mp_route_ctx *c) {
         struct mp_core *core = c->api->core;
         _cleanup_json_ json_t *body = NULL, *task = NULL;
         long version = 0, wait;
+        bool refresh = false;
 
         if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
             query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || body_json(c, false, &body) < 0 ||
-            mp_core_execute(core, &c->principal, c->param[0], (int) version, body,
-                            header(c, "Idempotency-Key"), &task, &c->err) < 0)
+            cache_param(c, &refresh) < 0 ||
+            mp_core_execute_cache(core, &c->principal, c->param[0], (int) version, body,
+                                  header(c, "Idempotency-Key"), refresh, &task, &c->err) < 0)
                 return problem(c);
         bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
         if (wait == 0 || ended)
@@ -730,6 +745,15 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/tasks/{id}/events", MP_SCOPE_TASKS_READ, 0, mp_api_task_events),
         MP_ROUTE("POST", "/api/v1/tasks/{id}/cancel", MP_SCOPE_TASKS_WRITE, 0, task_cancel),
         MP_ROUTE("GET", "/api/v1/tasks/{id}/artifacts/{name}", MP_SCOPE_TASKS_READ, 0, task_artifact),
+        /* Studies (docs/studies.md): making, extending, retrying and cancelling one runs
+         * calls (execute); reading one reads tasks (tasks:read). */
+        MP_ROUTE("GET", "/api/v1/studies", MP_SCOPE_TASKS_READ, 0, mp_api_study_list),
+        MP_ROUTE("POST", "/api/v1/studies", MP_SCOPE_EXECUTE, SLOW, mp_api_study_create),
+        MP_ROUTE("GET", "/api/v1/studies/{id}", MP_SCOPE_TASKS_READ, 0, mp_api_study_get),
+        MP_ROUTE("GET", "/api/v1/studies/{id}/results", MP_SCOPE_TASKS_READ, 0, mp_api_study_results),
+        MP_ROUTE("POST", "/api/v1/studies/{id}/points", MP_SCOPE_EXECUTE, SLOW, mp_api_study_extend),
+        MP_ROUTE("POST", "/api/v1/studies/{id}/retry", MP_SCOPE_EXECUTE, SLOW, mp_api_study_retry),
+        MP_ROUTE("POST", "/api/v1/studies/{id}/cancel", MP_SCOPE_EXECUTE, SLOW, mp_api_study_cancel),
 
         /* Workflows (docs/workflows.md): definitions are read and written with the
          * functions' scopes, runs are started, retried and cancelled with "execute",

@@ -98,3 +98,7 @@
 #define MP_MAX_DESIGN_PARAMS         64      /* parameters a design varies */
 #define MP_MAX_CSV_COLUMNS           256
 #define MP_MAX_CSV_FIELD_BYTES       4096
+#define MP_MAX_STUDY_CONCURRENCY     64      /* points of one study running at once */
+#define MP_DEFAULT_STUDY_CONCURRENCY 8
+#define MP_MAX_STUDY_OUTPUTS         64      /* output paths of one study */
+#define MP_MAX_STUDY_NOTES_LEN       4096

@@ -152,6 +152,7 @@ int mp_cli_fn(int argc, char **argv);
 int mp_cli_run(int argc, char **argv);
 int mp_cli_task(int argc, char **argv);
 int mp_cli_flow(int argc, char **argv); /* cli-flow.c */
+int mp_cli_study(int argc, char **argv); /* cli-study.c */
 
 /* Resolve NAME|ID to a function id (malloc'ed). own_only: among the caller's own
  * functions (for push and rm). Returns 0, -ENOENT (printed), or -errno (printed). */

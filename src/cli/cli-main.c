@@ -300,7 +300,7 @@ int mp_cli_logout(int argc, char **argv) {
 }
 
 static const char main_usage[] =
-        "usage: mecapy login|logout|fn|run|task|flow ... (each takes --help)\n";
+        "usage: mecapy login|logout|fn|run|task|flow|study ... (each takes --help)\n";
 
 int mp_cli_main(const char *verb, int argc, char **argv) {
         int code;
@@ -325,6 +325,8 @@ int mp_cli_main(const char *verb, int argc, char **argv) {
                 code = mp_cli_task(argc, argv);
         else if (strcmp(verb, "flow") == 0)
                 code = mp_cli_flow(argc, argv);
+        else if (strcmp(verb, "study") == 0)
+                code = mp_cli_study(argc, argv);
         else {
                 fprintf(stderr, "mecapy: unknown client verb '%s'\n%s", verb, main_usage);
                 code = MP_CLI_EXIT_USAGE;

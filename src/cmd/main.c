@@ -33,7 +33,8 @@ static void usage(FILE *f) {
                 "  mecapy fn push FILE | ls | show NAME | rm NAME\n"
                 "  mecapy run NAME key=value ... [--json FILE] [--no-wait]\n"
                 "  mecapy task get | logs | wait | cancel | ls | artifact ...\n"
-                "  mecapy flow push FILE.json | run NAME key=value ... | show RUN | retry RUN\n\n"
+                "  mecapy flow push FILE.json | run NAME key=value ... | show RUN | retry RUN\n"
+                "  mecapy study create FILE.json | show ID | results ID [--csv]\n\n"
                 "Server options (and the MECAPY_* variables that set them):\n%s",
                 mp_config_usage);
 }
@@ -357,7 +358,7 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "admin"))
                 return cmd_admin(argc - 1, argv + 1);
         if (!strcmp(cmd, "login") || !strcmp(cmd, "logout") || !strcmp(cmd, "fn") ||
-            !strcmp(cmd, "run") || !strcmp(cmd, "task") || !strcmp(cmd, "flow"))
+            !strcmp(cmd, "run") || !strcmp(cmd, "task") || !strcmp(cmd, "flow") || !strcmp(cmd, "study"))
                 return mp_cli_main(cmd, argc - 1, argv + 1);
         fprintf(stderr, "mecapy: unknown command \"%s\"\n\n", cmd);
         usage(stderr);

@@ -65,3 +65,15 @@ void mp_core_workflow_task_ended(struct mp_core *core, json_t *task);
 /* At start-up: runs that had not ended go on (starts without a task are made again,
  * ends that were not recorded are). Returns how many runs were taken up, or -EIO. */
 int mp_core_workflow_recover(struct mp_core *core, struct mp_error *err);
+/* --- studies (studies.c, docs/studies.md) --- */
+/* A task ended (any status): when it is a study point's, the point takes its outputs or
+ * error and the study's next points start (cached ones end at once, here too). Called
+ * once the end is stored, by whatever process stored it; safe to call again. Never
+ * fails the caller: what cannot be recorded now is logged and done on recovery. */
+void mp_study_task_ended(struct mp_core *core, const char *task_id);
+/* At start-up, after the queue's recovery: every unfinished study accounts the ends it
+ * missed and starts its pending points. */
+int mp_study_recover(struct mp_core *core, struct mp_error *err);
+/* The environment key of a version's requirements (work.c): NULL for the base one, else
+ * buf ("req-<hash>"). */
+const char *mp_core_env_key(json_t *reqs, char *buf, size_t size);

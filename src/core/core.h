@@ -192,6 +192,11 @@ int mp_core_function_delete(struct mp_core *core, const struct mp_principal *p, 
 int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const char *function_id,
                     int version, json_t *body, const char *idempotency_key, json_t **ret,
                     struct mp_error *err);
+/* The same; cache_refresh: a version declared "cache" runs again instead of answering
+ * from the result cache (?cache=refresh), and its result serves later calls. */
+int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, const char *function_id,
+                          int version, json_t *body, const char *idempotency_key, bool cache_refresh,
+                          json_t **ret, struct mp_error *err);
 /* The task as the API shows it, but for its result: "result_json" holds the stored JSON
  * text of the result (a string; null when none), to be sent as it is (api/api-tasks.c),
  * never parsed. *ret_ended tells whether it reached an end state. An object it needs
@@ -274,6 +279,42 @@ int mp_core_workers(struct mp_core *core, const struct mp_principal *p, json_t *
 /* Validate inputs against a version's input schema; field errors go to err->errors with
  * paths under "inputs". 0 or -EINVAL (422). Exposed for tests. */
 int mp_core_schema_validate(json_t *schema, json_t *inputs, struct mp_error *err);
+
+/* --- parameter studies (studies.c, docs/studies.md) --- */
+/* body {"name"?, "notes"?, "target": {"function": name or id, "version"?}, "fixed"?,
+ * "design", "outputs"?: ["result.x", ...], "concurrency"?}; csv (may be NULL): a CSV
+ * text that is the design (a list), the body then has no "design". Every point is
+ * validated before anything is stored (422 naming the first bad point and field; a
+ * design over MP_MAX_STUDY_POINTS is refused from its count). The study starts at once.
+ * cache_refresh: points of a caching version are computed again. ret: the study. */
+int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, json_t *body, const char *csv,
+                         size_t csv_len, bool cache_refresh, json_t **ret, struct mp_error *err);
+/* The study: {"id","name","notes","status" (running|completed|cancelled),"target",
+ * "fixed","design","outputs","concurrency","progress": {"total","queued","running",
+ * "completed","failed","cancelled"},"created_at","finished_at"}. 404 unless owned. */
+int mp_core_study_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                      struct mp_error *err);
+/* Has the study (as mp_core_study_get shows it) stopped running? */
+bool mp_core_study_ended(json_t *study);
+int mp_core_study_list(struct mp_core *core, const struct mp_principal *p, const char *status, const char *name,
+                       const char *cursor, int limit, json_t **ret, struct mp_error *err);
+/* A page of results: {"items": [{"index","inputs","outputs","status","task_id","error"}],
+ * "next_cursor"}. */
+int mp_core_study_results(struct mp_core *core, const struct mp_principal *p, const char *id, const char *cursor,
+                          int limit, json_t **ret, struct mp_error *err);
+/* Raw point rows (the store's) with index > after, for the CSV export; *ret_study (may
+ * be NULL) the study row. */
+int mp_core_study_points(struct mp_core *core, const struct mp_principal *p, const char *id, int64_t after,
+                         int limit, json_t **ret_study, json_t **ret_rows, struct mp_error *err);
+/* body {"points": [...]}: points whose canonical inputs the study holds are left out;
+ * ret: the study with "added". */
+int mp_core_study_extend(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
+                         json_t **ret, struct mp_error *err);
+/* Failed points run again (409 for a cancelled study); ret: the study with "retried". */
+int mp_core_study_retry(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                        struct mp_error *err);
+int mp_core_study_cancel(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                         struct mp_error *err);
 
 /* --- companies, roles and the catalogue (docs/identity.md, company.c) --- */
 /* What a role may do beyond reading and calling what it can see: each check answers 0,

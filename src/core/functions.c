@@ -214,6 +214,13 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
                 reqs = read_requirements(json_object_get(body, "requirements"), err);
         else
                 reqs = json_incref(json_object_get(prev, "requirements"));
+        /* "cache": true declares the version deterministic: its calls are answered from
+         * the result cache (docs/functions.md#result-cache). A new version keeps the
+         * previous one's setting unless the body says. */
+        json_t *cache = json_object_get(body, "cache");
+        if (cache && !json_is_boolean(cache))
+                mp_error_add_field(err, "cache", "must be true or false");
+        bool cached = cache ? json_is_true(cache) : prev && json_integer_value(json_object_get(prev, "cache")) != 0;
         if ((r = mp_core_validation_done(err, "fields")) < 0)
                 return r;
         if (!code)
@@ -229,6 +236,7 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
         *ret = json_pack("{s:s,s:s,s:O,s:O,s:O,s:s,s:I}", "code", code, "handler", handler,
                          "requirements", reqs, "input_schema", json_object_get(analysis, "input_schema"),
                          "limits", limits, "isolation", isolation, "created_at", (json_int_t) mp_now_ms());
+        json_object_set_new(*ret, "cache", json_integer(cached));
         return 0;
 }
 
@@ -242,6 +250,7 @@ static json_t *render(json_t *fn, json_t *ver, bool with_code) {
         json_object_set(out, "version", json_object_get(ver, "version"));
         if (with_code)
                 json_object_set(out, "code", json_object_get(ver, "code"));
+        json_object_set_new(out, "cache", json_boolean(json_integer_value(json_object_get(ver, "cache")) != 0));
         mp_core_shape(out, fn_times, fn_drop);
         return out;
 }
@@ -417,7 +426,8 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
                 tags = read_tags(json_object_get(body, "tags"), err);
         if ((r = mp_core_validation_done(err, "fields")) < 0)
                 return r;
-        static const char *const vkeys[] = { "code", "handler", "requirements", "limits", "isolation", NULL };
+        static const char *const vkeys[] = { "code", "handler", "requirements", "limits", "isolation",
+                                             "cache", NULL };
         for (const char *const *k = vkeys; *k; k++)
                 if (json_object_get(body, *k))
                         new_version = true;

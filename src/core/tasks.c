@@ -5,6 +5,7 @@
 #include "blobs/blobs.h"
 #include "base/log.h"
 #include "core/core-internal.h"
+#include "core/flow.h"
 #include "exec/exec.h"
 #include "queue/queue.h"
 
@@ -131,8 +132,15 @@ static int render_into(struct mp_core *core, json_t *t, unsigned what, struct mp
         static const char *const times[] = { "queued_at", "started_at", "finished_at", NULL };
         static const char *const drop[] = { "owner_id", "company_id", "worker_id", "idempotency_key",
                                             "result", "result_blob", "logs_blob", "error_blob",
-                                            "error_type", NULL };
+                                            "error_type", "cache_key", NULL };
         mp_core_shape(t, times, drop);
+        /* A study's point, and a result cache hit, say so; other tasks show nulls. */
+        if (!json_is_string(json_object_get(t, "study_id"))) {
+                json_object_set_new(t, "study_id", json_null());
+                json_object_set_new(t, "point_index", json_null());
+        }
+        if (!json_object_get(t, "cached_from"))
+                json_object_set_new(t, "cached_from", json_null());
         if (!json_is_integer(json_object_get(t, "execution_ms")) ||
             !mp_core_status_ended(json_string_value(json_object_get(t, "status"))))
                 json_object_set_new(t, "execution_ms", json_null());
@@ -174,6 +182,53 @@ static bool idempotency_key_ok(const char *k) {
 int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const char *function_id,
                     int version, json_t *body, const char *idempotency_key, json_t **ret,
                     struct mp_error *err) {
+        return mp_core_execute_cache(core, p, function_id, version, body, idempotency_key, false, ret, err);
+}
+
+/* The result cache (docs/functions.md#result-cache): a version declared "cache" keys
+ * each call by mp_cache_key (its version, environment and canonical inputs). A call
+ * whose key a completed task of the same owner holds is answered by a copy of that task
+ * (cached_from), completed at once, without a run; the owner only, never the company:
+ * another member's call is theirs to see and pay for. 1 when answered (*ret set), 0
+ * to run, with *ret_key set for the task to carry. */
+static int cache_lookup(struct mp_core *core, const struct mp_principal *p, const char *function_id,
+                        json_t *ver, json_t *inputs, const char *idempotency_key, bool refresh, char *ret_key,
+                        json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *task = NULL, *row = NULL;
+        char vkey[160], env[80], id[MP_ID_LEN + 1];
+        int r;
+
+        ret_key[0] = 0;
+        if (json_integer_value(json_object_get(ver, "cache")) == 0)
+                return 0;
+        snprintf(vkey, sizeof(vkey), "%s:%" JSON_INTEGER_FORMAT, function_id,
+                 json_integer_value(json_object_get(ver, "version")));
+        if (!mp_core_env_key(json_object_get(ver, "requirements"), env, sizeof(env)))
+                snprintf(env, sizeof(env), "base");
+        if ((r = mp_cache_key(vkey, env, inputs, ret_key, err)) < 0)
+                return r;
+        if (refresh)
+                return 0;
+        mp_id_new(id);
+        task = json_pack("{s:s,s:s,s:s,s:O,s:I,s:s,s:s?}", "id", id, "function_id", function_id, "owner_id",
+                         p->user_id, "inputs", inputs, "queued_at", (json_int_t) mp_now_ms(), "cache_key", ret_key,
+                         "idempotency_key", idempotency_key);
+        if (!task)
+                return -ENOMEM;
+        json_object_set_new(task, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
+        if ((r = MP_STORE(core->store)->task_create_cached(core->store, task, err)) <= 0)
+                return r;
+        mp_core_count_created(core);
+        if ((r = MP_STORE(core->store)->task_get(core->store, id, &row, err)) < 0 ||
+            (r = render(core, TAKE_PTR(row), ret, err)) < 0)
+                return r;
+        return 1;
+}
+
+int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, const char *function_id,
+                          int version, json_t *body, const char *idempotency_key, bool cache_refresh,
+                          json_t **ret, struct mp_error *err) {
+        char cache_key[MP_CACHE_KEY_HEX_LEN + 1];
         _cleanup_json_ json_t *fn = NULL, *ver = NULL, *task = NULL, *existing = NULL;
         char id[MP_ID_LEN + 1];
         json_t *inputs;
@@ -202,6 +257,9 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
                 return mp_error_set(err, EINVAL, 400, "bad_request",
                                     "the Idempotency-Key header must be 1 to %d printable ASCII characters",
                                     MP_MAX_IDEMPOTENCY_KEY_LEN);
+        if ((r = cache_lookup(core, p, function_id, ver, inputs, idempotency_key, cache_refresh, cache_key, ret,
+                              err)) != 0)
+                return r < 0 ? r : 0;
 
         mp_id_new(id);
         task = json_pack("{s:s,s:s,s:O,s:s,s:O,s:I}", "id", id, "function_id", function_id, "version",
@@ -209,6 +267,7 @@ int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const ch
                          "queued_at", (json_int_t) mp_now_ms());
         json_object_set_new(task, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
         json_object_set_new(task, "idempotency_key", idempotency_key ? json_string(idempotency_key) : json_null());
+        json_object_set_new(task, "cache_key", cache_key[0] ? json_string(cache_key) : json_null());
         r = MP_STORE(core->store)->task_create(core->store, task, &existing, err);
         if (r == -EEXIST && existing) {
                 json_int_t first_version = json_integer_value(json_object_get(existing, "version"));

@@ -28,16 +28,19 @@ int mp_core_recover(struct mp_core *core, struct mp_error *err) {
         _cleanup_error_ struct mp_error werr = { 0 };
         if (mp_core_workflow_recover(core, &werr) < 0)
                 mp_warn("workflow runs could not be taken up again now: %s", werr.message);
+        if (mp_study_recover(core, &werr) < 0)
+                mp_warn("studies could not be taken up again now: %s", werr.message);
         return 0;
 }
 
 /* Does a task row name something its end matters to (a workflow run, ...)? */
 static bool task_belongs(json_t *task) {
-        return json_is_string(json_object_get(task, "workflow_run_id"));
+        return json_is_string(json_object_get(task, "workflow_run_id")) ||
+               json_is_string(json_object_get(task, "study_id"));
 }
 
-/* The task-end hook: what tasks made by a workflow run (or, later, a study) do when they
- * end. One line per feature here, and its column in task_belongs. */
+/* The task-end hook: what tasks made by a workflow run or a study do when they end. One
+ * line per feature here, and its column in task_belongs. */
 void mp_core_on_task_end(struct mp_core *core, const char *task_id, json_t *known) {
         _cleanup_json_ json_t *task = NULL;
         _cleanup_error_ struct mp_error err = { 0 };
@@ -49,6 +52,8 @@ void mp_core_on_task_end(struct mp_core *core, const char *task_id, json_t *know
                 return;
         if (json_is_string(json_object_get(task, "workflow_run_id")))
                 mp_core_workflow_task_ended(core, task);
+        if (json_is_string(json_object_get(task, "study_id")))
+                mp_study_task_ended(core, task_id);
 }
 
 /* Store a value inline, or spill it to a blob when large: sets field or field_blob. */
@@ -290,6 +295,10 @@ static const char *env_key_of(json_t *reqs, char *buf, size_t size) {
         sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
         snprintf(buf, size, "req-%.32s", hex);
         return buf;
+}
+
+const char *mp_core_env_key(json_t *reqs, char *buf, size_t size) {
+        return env_key_of(reqs, buf, size);
 }
 
 /* Run a claimed job: 1 when its fate is settled (the task ended, or there was nothing

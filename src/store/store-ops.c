@@ -187,9 +187,10 @@ static struct table tasks_table = TABLE("tasks", task_cols);
 static struct table workflows_table = TABLE("workflows", workflow_cols);
 static struct table workflow_versions_table = TABLE("workflow_versions", workflow_version_cols);
 static struct table workflow_runs_table = TABLE("workflow_runs", workflow_run_cols);
+static struct table studies_table = TABLE("studies", study_cols);
 static struct table *const tables[] = {
         &users_table, &tokens_table, &audit_table, &functions_table, &versions_table, &tasks_table,
-        &workflows_table, &workflow_versions_table, &workflow_runs_table,
+        &workflows_table, &workflow_versions_table, &workflow_runs_table, &studies_table,
 };
 
 static void tables_build(void) {
@@ -1783,6 +1784,494 @@ int mp_store_info(struct mp_store *s, json_t **ret, struct mp_error *err) {
         return s->drv->info(s, ret, err);
 }
 
+
+/* ---- studies and the result cache (docs/studies.md) ---- */
+
+static const char *str_of(json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key));
+}
+
+/* The study row, locked for the transaction where the driver has row locks (SQLite's
+ * write transaction holds the one write lock already). */
+static int study_lock(struct mp_store_conn *c, const char *id, json_t **ret, struct mp_error *err) {
+        int r = q_row(c, c->drv->row_locks ? SQL_STUDY_LOCK : SQL_STUDY_GET, PARAMS(PT(id)), ret,
+                      "reading a study", err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no study with id '%s'", id);
+        return r;
+}
+
+/* Insert points[i] as index first + i: {inputs, inputs_key, cache_key?}. When dedup,
+ * a point whose inputs_key the study already holds is left out. The count inserted. */
+static int points_insert(struct mp_store_conn *c, const char *study_id, json_t *points, int64_t first,
+                         bool dedup, struct mp_error *err) {
+        int64_t n = 0;
+        size_t i;
+        json_t *pt;
+
+        json_array_foreach(points, i, pt) {
+                const char *key = str_of(pt, "inputs_key");
+                char *text;
+
+                if (!key || !json_is_object(json_object_get(pt, "inputs")))
+                        return invalid(err, "a study point needs `inputs` and `inputs_key`");
+                if (dedup) {
+                        int r = q_exists(c, SQL_POINT_HAS_KEY, PARAMS(PT(study_id), PT(key)),
+                                         "reading a study's points", err);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                continue;
+                }
+                text = json_dumps(json_object_get(pt, "inputs"), JSON_COMPACT);
+                if (!text)
+                        return -ENOMEM;
+                struct mp_store_param p[] = { PT(study_id), PI(first + n), PT(text), PT(key),
+                                              PT(str_of(pt, "cache_key")) };
+                p[2].owned = text;
+                TRY(q_exec(c, SQL_POINT_INSERT, p, ELEMENTSOF(p), "storing a study point", err));
+                n++;
+        }
+        return (int) n;
+}
+
+/* Start pending points of a locked study up to its concurrency, in index order: per
+ * point a task and its job (or, for a point with a cache key, a copy of a completed
+ * task of the owner with that key: no job), the point marked started with the task's
+ * id, all in the caller's transaction. Appends {"task_id", "cached"} per start to
+ * started. Then, when nothing is pending or started, the study is completed. */
+static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *started,
+                              struct mp_error *err) {
+        const char *id = str_of(study, "id"), *owner = str_of(study, "owner_id");
+        const char *company = str_of(study, "company_id");
+        json_t *target = json_object_get(study, "target");
+        int64_t room = json_integer_value(json_object_get(study, "concurrency")) -
+                       json_integer_value(json_object_get(study, "started"));
+        bool refresh = json_integer_value(json_object_get(study, "cache_refresh")) != 0;
+        _cleanup_json_ json_t *rows = json_array();
+        int64_t n = 0;
+        size_t i;
+        json_t *row;
+
+        if (!rows)
+                return -ENOMEM;
+        if (strcmp(str_of(study, "status") ?: "", "running"))
+                return 0;
+        if (room > 0)
+                TRY(q_all(c, SQL_POINTS_PENDING, PARAMS(PT(id), PI(room)), rows, "reading a study's points", err));
+        json_array_foreach(rows, i, row) {
+                char tid[MP_ID_LEN + 1];
+                int64_t now = mp_now_ms(), index = json_integer_value(json_object_get(row, "point_index"));
+                const char *key = str_of(row, "cache_key");
+                bool cached = false;
+
+                mp_id_new(tid);
+                if (key && !refresh) {
+                        _cleanup_json_ json_t *src = NULL;
+                        int r = q_row(c, SQL_CACHE_FIND, PARAMS(PT(owner), PT(key)), &src,
+                                      "looking up the result cache", err);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                        if (r == 0) {
+                                char *text = json_dumps(json_object_get(row, "inputs"), JSON_COMPACT);
+                                if (!text)
+                                        return -ENOMEM;
+                                struct mp_store_param p[] = { PT(tid), PT(company), PT(text), PI(now), PT(id),
+                                                              PI(index), PT(str_of(src, "id")), PT(NULL) };
+                                p[2].owned = text;
+                                TRY(q_exec(c, SQL_CACHE_COPY, p, ELEMENTSOF(p), "copying a cached result", err));
+                                cached = true;
+                        }
+                }
+                if (!cached) {
+                        _cleanup_json_ json_t *task = json_pack(
+                                "{s:s,s:O,s:O,s:s,s:O,s:I,s:s,s:I}", "id", tid, "function_id",
+                                json_object_get(target, "function_id"), "version",
+                                json_object_get(target, "version"), "owner_id", owner, "inputs",
+                                json_object_get(row, "inputs"), "queued_at", (json_int_t) now, "study_id", id,
+                                "point_index", (json_int_t) index);
+                        if (!task)
+                                return -ENOMEM;
+                        json_object_set(task, "company_id", json_object_get(study, "company_id"));
+                        json_object_set(task, "cache_key", json_object_get(row, "cache_key"));
+                        TRY(insert_row(c, &tasks_table, task, "creating a study's task", err));
+                        TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err));
+                }
+                TRY(q_exec(c, SQL_POINT_SET_TASK, PARAMS(PT(tid), PT(id), PI(index)), "starting a study point",
+                           err));
+                if (json_array_append_new(started, json_pack("{s:s,s:b}", "task_id", tid, "cached", cached)) < 0)
+                        return -ENOMEM;
+                n++;
+        }
+        if (n > 0)
+                TRY(q_exec(c, SQL_STUDY_STARTED, PARAMS(PI(n), PT(id)), "counting a study's starts", err));
+        /* Nothing runs any more: the study ends unless points are pending (a start that
+         * found no room leaves started > 0, and an end will come). */
+        if (json_integer_value(json_object_get(study, "started")) + n == 0)
+                TRY(q_exec(c, SQL_STUDY_DONE, PARAMS(PI(mp_now_ms()), PT(id)), "ending a study", err));
+        return 0;
+}
+
+struct study_args {
+        const char *id, *task_id, *status;
+        json_t *study, *points, *outputs, *error;
+        int64_t index;
+        json_t *out;   /* what the operation hands back (a new reference) */
+        int count;
+};
+
+static void study_args_set_out(struct study_args *a, json_t *out) {
+        json_decref(a->out);
+        a->out = out;
+}
+
+static int study_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        int n;
+
+        TRY(insert_row(c, &studies_table, a->study, "creating a study", err));
+        TRY(n = points_insert(c, str_of(a->study, "id"), a->points, 0, false, err));
+        TRY(q_exec(c, SQL_STUDY_ADD_TOTAL, PARAMS(PI(n), PT(str_of(a->study, "id"))), "counting a study's points",
+                   err));
+        return 0;
+}
+
+static int ops_study_create(struct mp_store *s, json_t *study, json_t *points, struct mp_error *err) {
+        struct study_args a = { .study = study, .points = points };
+
+        if (!json_is_object(study) || !json_is_array(points))
+                return invalid(err, "a study is an object and its points a list");
+        return s->drv->run(s, MP_RUN_ATOMIC, study_create_fn, &a, err);
+}
+
+static int study_get_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        json_t *row = NULL;
+        int64_t running = 0;
+        int r;
+
+        r = q_row(c, SQL_STUDY_GET, PARAMS(PT(a->id)), &row, "reading a study", err);
+        if (r == -ENOENT)
+                return not_found(err, "no study with id '%s'", a->id);
+        if (r < 0)
+                return r;
+        r = q_int(c, SQL_STUDY_RUNNING, PARAMS(PT(a->id)), "n", &running, "reading a study's progress", err);
+        if (r < 0) {
+                json_decref(row);
+                return r;
+        }
+        json_object_set_new(row, "running", json_integer(running));
+        study_args_set_out(a, row);
+        return 0;
+}
+
+static int ops_study_get(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct study_args a = { .id = id };
+        int r = s->drv->run(s, MP_RUN_READ, study_get_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+static int ops_study_list(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                          struct mp_error *err) {
+        struct list_args l = { .sql = SQL_STUDY_LIST, .time_col = "created_at", .what = "listing studies" };
+
+        TRY(filter_str(filter, "owner_id", &l.a, err));
+        if (!l.a)
+                return invalid(err, "listing studies needs `owner_id`");
+        TRY(filter_str(filter, "status", &l.b, err));
+        TRY(filter_str(filter, "name", &l.c, err));
+        TRY(list_args_read(filter, &l, err));
+        return list_run(s, &l, ret, err);
+}
+
+static int study_points_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *rows = json_array();
+
+        if (!rows)
+                return -ENOMEM;
+        TRY(q_all(c, SQL_POINTS_PAGE, PARAMS(PT(a->id), PI(a->index), PI(a->count)), rows,
+                  "reading a study's points", err));
+        study_args_set_out(a, json_incref(rows));
+        return 0;
+}
+
+static int ops_study_points(struct mp_store *s, const char *id, int64_t after, int limit, json_t **ret,
+                            struct mp_error *err) {
+        struct study_args a = { .id = id, .index = after, .count = limit };
+        int r = s->drv->run(s, MP_RUN_READ, study_points_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+static int study_add_points_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *study = NULL;
+        int n;
+
+        TRY(study_lock(c, a->id, &study, err));
+        if (!strcmp(str_of(study, "status") ?: "", "cancelled"))
+                return mp_error_set(err, EALREADY, 409, "conflict", "study %s was cancelled", a->id);
+        TRY(n = points_insert(c, a->id, a->points, json_integer_value(json_object_get(study, "total")), true,
+                              err));
+        if (n > 0)
+                TRY(q_exec(c, SQL_STUDY_ADD_TOTAL, PARAMS(PI(n), PT(a->id)), "counting a study's points", err));
+        a->count = n;
+        return n;
+}
+
+static int ops_study_add_points(struct mp_store *s, const char *id, json_t *points, struct mp_error *err) {
+        struct study_args a = { .id = id, .points = points };
+
+        if (!json_is_array(points))
+                return invalid(err, "points must be a list");
+        return s->drv->run(s, MP_RUN_ATOMIC, study_add_points_fn, &a, err);
+}
+
+static int study_start_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *study = NULL, *started = json_array();
+
+        if (!started)
+                return -ENOMEM;
+        TRY(study_lock(c, a->id, &study, err));
+        TRY(study_start_locked(c, study, started, err));
+        study_args_set_out(a, json_incref(started));
+        return 0;
+}
+
+/* Starts and point ends are MP_RUN_LOSSY: each is redone from what is durable after a
+ * power cut. A point's end is read again from its task, whose end was synced before
+ * (study_recover lists the started points whose task ended); starts lost with it were
+ * never run (a worker's synced task_finish would have carried them to disk, in order),
+ * and study_recover starts the pending points again. So a point's end costs no sync of
+ * its own beside its task's. */
+#define STUDY_STEP (MP_RUN_ATOMIC | MP_RUN_LOSSY)
+
+static int ops_study_start(struct mp_store *s, const char *id, json_t **ret_started, struct mp_error *err) {
+        struct study_args a = { .id = id };
+        int r = s->drv->run(s, STUDY_STEP, study_start_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret_started = a.out;
+        return 0;
+}
+
+static int study_point_end_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *study = NULL, *started = json_array();
+        bool ok = !strcmp(a->status, "completed"), cancelled = !strcmp(a->status, "cancelled");
+        _cleanup_free_ char *outputs = NULL, *error = NULL;
+        int n;
+
+        if (!started)
+                return -ENOMEM;
+        TRY(study_lock(c, a->id, &study, err));
+        if (a->outputs && !(outputs = json_dumps(a->outputs, JSON_COMPACT | JSON_ENCODE_ANY)))
+                return -ENOMEM;
+        if (a->error && !(error = json_dumps(a->error, JSON_COMPACT | JSON_ENCODE_ANY)))
+                return -ENOMEM;
+        TRY(n = q_exec(c, SQL_POINT_END,
+                       PARAMS(PT(ok ? "completed" : cancelled ? "cancelled" : "failed"), PT(outputs), PT(error),
+                              PT(a->id), PI(a->index), PT(a->task_id)),
+                       "ending a study point", err));
+        if (n > 0) {
+                TRY(q_exec(c, SQL_STUDY_COUNT_END, PARAMS(PI(ok), PI(!ok && !cancelled), PI(cancelled), PT(a->id)),
+                           "counting a study point's end", err));
+                /* What the start below reads of the row, as the update left it. */
+                json_object_set_new(study, "started",
+                                    json_integer(json_integer_value(json_object_get(study, "started")) - 1));
+        }
+        TRY(study_start_locked(c, study, started, err));
+        study_args_set_out(a, json_incref(started));
+        a->count = n > 0;
+        return n > 0;
+}
+
+static int ops_study_point_end(struct mp_store *s, const char *study_id, int64_t index, const char *task_id,
+                               const char *status, json_t *outputs, json_t *error, json_t **ret_started,
+                               struct mp_error *err) {
+        struct study_args a = { .id = study_id, .index = index, .task_id = task_id, .status = status,
+                                .outputs = outputs, .error = error };
+        int r;
+
+        if (!study_id || !task_id || !status)
+                return invalid(err, "a point's end needs its study, task and status");
+        r = s->drv->run(s, STUDY_STEP, study_point_end_fn, &a, err);
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret_started = a.out;
+        return r;
+}
+
+static int study_retry_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *study = NULL;
+        int n;
+
+        TRY(study_lock(c, a->id, &study, err));
+        if (!strcmp(str_of(study, "status") ?: "", "cancelled"))
+                return mp_error_set(err, EALREADY, 409, "conflict",
+                                    "study %s was cancelled: its failed points are not run again", a->id);
+        TRY(n = q_exec(c, SQL_POINTS_RETRY, PARAMS(PT(a->id)), "retrying a study's points", err));
+        if (n > 0)
+                TRY(q_exec(c, SQL_STUDY_RETRY, PARAMS(PT(a->id)), "retrying a study", err));
+        return n;
+}
+
+static int ops_study_retry(struct mp_store *s, const char *id, struct mp_error *err) {
+        struct study_args a = { .id = id };
+
+        return s->drv->run(s, MP_RUN_ATOMIC, study_retry_fn, &a, err);
+}
+
+static int study_cancel_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *study = NULL, *tasks = json_array();
+        int n;
+
+        if (!tasks)
+                return -ENOMEM;
+        TRY(study_lock(c, a->id, &study, err));
+        if (strcmp(str_of(study, "status") ?: "", "running"))
+                return mp_error_set(err, EALREADY, 409, "conflict", "study %s has already ended (%s)", a->id,
+                                    str_of(study, "status") ?: "?");
+        TRY(n = q_exec(c, SQL_POINTS_CANCEL, PARAMS(PT(a->id)), "cancelling a study's points", err));
+        TRY(q_exec(c, SQL_STUDY_CANCEL, PARAMS(PI(mp_now_ms()), PI(n), PT(a->id)), "cancelling a study", err));
+        TRY(q_all(c, SQL_POINTS_STARTED, PARAMS(PT(a->id)), tasks, "reading a study's points", err));
+        study_args_set_out(a, json_incref(tasks));
+        return 0;
+}
+
+static int ops_study_cancel(struct mp_store *s, const char *id, json_t **ret_tasks, struct mp_error *err) {
+        struct study_args a = { .id = id };
+        int r = s->drv->run(s, MP_RUN_ATOMIC, study_cancel_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret_tasks = a.out;
+        return 0;
+}
+
+static int study_recover_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *ids = json_array(), *out = json_array();
+        size_t i;
+        json_t *row;
+
+        if (!ids || !out)
+                return -ENOMEM;
+        TRY(q_all(c, SQL_STUDIES_RUNNING, NO_PARAMS, ids, "reading the running studies", err));
+        json_array_foreach(ids, i, row) {
+                json_t *ended = json_array(), *tasks = json_array(), *t;
+                size_t k;
+                int r = ended && tasks ? 0 : -ENOMEM;
+
+                if (r >= 0)
+                        r = q_all(c, SQL_POINTS_ENDED_UNSEEN, PARAMS(PT(str_of(row, "id"))), tasks,
+                                  "reading a study's points", err);
+                json_array_foreach(tasks, k, t)
+                        json_array_append(ended, json_object_get(t, "task_id"));
+                json_decref(tasks);
+                if (r < 0 || json_array_append_new(out, json_pack("{s:O,s:o}", "id", json_object_get(row, "id"),
+                                                                  "ended", ended)) < 0) {
+                        if (r < 0)
+                                json_decref(ended);
+                        return r < 0 ? r : -ENOMEM;
+                }
+        }
+        study_args_set_out(a, json_incref(out));
+        return 0;
+}
+
+static int ops_study_recover(struct mp_store *s, json_t **ret, struct mp_error *err) {
+        struct study_args a = { 0 };
+        int r = s->drv->run(s, MP_RUN_READ, study_recover_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+static int ops_task_in_study(struct mp_store *s, const char *task_id, struct mp_error *err) {
+        struct get_args a = { SQL_TASK_POINT, task_id, "reading a task", NULL };
+        json_t *row = NULL;
+        int r = get_run(s, &a, &row, err);
+
+        json_decref(row);
+        return r == -ENOENT ? 0 : r < 0 ? r : 1;
+}
+
+static int task_create_cached_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct study_args *a = ctx;
+        _cleanup_json_ json_t *src = NULL;
+        _cleanup_free_ char *text = NULL;
+        json_t *t = a->study;
+        int r;
+
+        /* A call that repeats an Idempotency-Key is answered by the task of that key
+         * (task_create's rule): no hit here. */
+        if (str_of(t, "idempotency_key")) {
+                r = q_exists(c, SQL_TASK_BY_KEY_EXISTS,
+                             PARAMS(PT(str_of(t, "owner_id")), PT(str_of(t, "function_id")),
+                                    PT(str_of(t, "idempotency_key"))),
+                             "looking up an idempotency key", err);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+        r = q_row(c, SQL_CACHE_FIND, PARAMS(PT(str_of(t, "owner_id")), PT(str_of(t, "cache_key"))), &src,
+                  "looking up the result cache", err);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!(text = json_dumps(json_object_get(t, "inputs"), JSON_COMPACT)))
+                return -ENOMEM;
+        TRY(q_exec(c, SQL_CACHE_COPY,
+                   PARAMS(PT(str_of(t, "id")), PT(str_of(t, "company_id")), PT(text),
+                          PI(json_integer_value(json_object_get(t, "queued_at"))), PT(NULL), PI_NULL,
+                          PT(str_of(src, "id")), PT(str_of(t, "idempotency_key"))),
+                   "copying a cached result", err));
+        return 1;
+}
+
+static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_error *err) {
+        struct study_args a = { .study = task };
+
+        if (!str_of(task, "id") || !str_of(task, "owner_id") || !str_of(task, "cache_key"))
+                return invalid(err, "a cached task needs `id`, `owner_id` and `cache_key`");
+        int r = s->drv->run(s, MP_RUN_ATOMIC, task_create_cached_fn, &a, err);
+        /* Another call with that Idempotency-Key stored its task meanwhile: no hit, the
+         * caller's task_create answers with that task. */
+        if (r == -EEXIST && str_of(task, "idempotency_key")) {
+                mp_error_clear(err);
+                return 0;
+        }
+        return r;
+}
+
 /* One table per scheme, the same operations in each. */
 #define OPS_TABLE(scheme_, open_)                                                        \
         {                                                                                \
@@ -1810,6 +2299,13 @@ int mp_store_info(struct mp_store *s, json_t **ret, struct mp_error *err) {
                 .member_remove = ops_member_remove,                                      \
                 .function_catalogue = ops_function_catalogue,                            \
                 WORKFLOW_OPS                                                             \
+                .study_create = ops_study_create, .study_get = ops_study_get,           \
+                .study_list = ops_study_list, .study_points = ops_study_points,         \
+                .study_add_points = ops_study_add_points, .study_start = ops_study_start, \
+                .study_point_end = ops_study_point_end, .study_retry = ops_study_retry, \
+                .study_cancel = ops_study_cancel, .study_recover = ops_study_recover,   \
+                .task_create_cached = ops_task_create_cached,                            \
+                .task_in_study = ops_task_in_study,                                      \
         }
 
 /* The workflows' operations, in one block of the table. */

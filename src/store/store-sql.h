@@ -204,6 +204,57 @@ static const char *const migrations[] = {
         "ALTER TABLE tasks ADD COLUMN workflow_run_id TEXT;"
         "ALTER TABLE tasks ADD COLUMN node_id TEXT;"
         "ALTER TABLE tasks ADD COLUMN element_index INTEGER;",
+        /* 7: parameter studies and the result cache (docs/studies.md). A study's points
+         * are rows of their own, so a point's end is one row changed under the study's
+         * lock; inputs_key (a hash of the canonical inputs) finds a point already in the
+         * study when it is extended. A task made for a point names it (study_id,
+         * point_index); cache_key is set on calls of versions declared "cache" and looked
+         * up within the owner's tasks (tasks_cache); cached_from names the task whose
+         * result a cache hit copied. */
+        "CREATE TABLE IF NOT EXISTS studies ("
+        "  id TEXT PRIMARY KEY,"
+        "  owner_id TEXT NOT NULL REFERENCES users(id),"
+        "  company_id TEXT,"
+        "  name TEXT NOT NULL DEFAULT '',"
+        "  notes TEXT NOT NULL DEFAULT '',"
+        "  target TEXT,"
+        "  fixed TEXT,"
+        "  design TEXT,"
+        "  outputs TEXT,"
+        "  concurrency INTEGER NOT NULL DEFAULT 8,"
+        "  cache_refresh INTEGER NOT NULL DEFAULT 0,"
+        "  status TEXT NOT NULL DEFAULT 'running' CHECK (status IN"
+        "    ('running', 'completed', 'cancelled')),"
+        "  total INTEGER NOT NULL DEFAULT 0,"
+        "  started INTEGER NOT NULL DEFAULT 0,"
+        "  completed INTEGER NOT NULL DEFAULT 0,"
+        "  failed INTEGER NOT NULL DEFAULT 0,"
+        "  cancelled INTEGER NOT NULL DEFAULT 0,"
+        "  created_at BIGINT NOT NULL DEFAULT 0,"
+        "  finished_at BIGINT NOT NULL DEFAULT 0);"
+        "CREATE INDEX IF NOT EXISTS studies_owner ON studies (owner_id, created_at, id);"
+        "CREATE INDEX IF NOT EXISTS studies_running ON studies (status);"
+        "CREATE TABLE IF NOT EXISTS study_points ("
+        "  study_id TEXT NOT NULL REFERENCES studies(id),"
+        "  point_index INTEGER NOT NULL,"
+        "  inputs TEXT NOT NULL,"
+        "  inputs_key TEXT NOT NULL,"
+        "  cache_key TEXT,"
+        "  task_id TEXT,"
+        "  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN"
+        "    ('pending', 'started', 'completed', 'failed', 'cancelled')),"
+        "  outputs TEXT,"
+        "  error TEXT,"
+        "  PRIMARY KEY (study_id, point_index));"
+        "CREATE INDEX IF NOT EXISTS study_points_key ON study_points (study_id, inputs_key);"
+        "CREATE INDEX IF NOT EXISTS study_points_status ON study_points (study_id, status, point_index);"
+        "ALTER TABLE tasks ADD COLUMN study_id TEXT;"
+        "ALTER TABLE tasks ADD COLUMN point_index INTEGER;"
+        "ALTER TABLE tasks ADD COLUMN cache_key TEXT;"
+        "ALTER TABLE tasks ADD COLUMN cached_from TEXT;"
+        "CREATE INDEX IF NOT EXISTS tasks_cache ON tasks (owner_id, cache_key, finished_at)"
+        "  WHERE cache_key IS NOT NULL;"
+        "ALTER TABLE function_versions ADD COLUMN cache INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -213,6 +264,7 @@ static inline bool is_json_column(const char *name) {
                 "tags",
                 "scopes", "detail",
                 "definition", "state", "outputs", /* workflows */
+                "target", "fixed", "design", /* studies, study_points */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -300,6 +352,7 @@ static const struct col version_cols[] = {
         { "limits", COL_JSON, 0, NULL, NULL },
         { "isolation", COL_TEXT, 0, NULL, NULL },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "cache", COL_INT, 0, NULL, NULL }, /* 1: calls answered from the result cache */
 };
 
 static const struct col function_update_cols[] = {
@@ -322,6 +375,10 @@ static const struct col task_cols[] = {
         { "workflow_run_id", COL_TEXT, 0, NULL, NULL },
         { "node_id", COL_TEXT, 0, NULL, NULL },
         { "element_index", COL_INT, COL_NULL, NULL, NULL },
+        /* studies and the result cache */
+        { "study_id", COL_TEXT, 0, NULL, NULL },
+        { "point_index", COL_INT, 0, NULL, NULL },
+        { "cache_key", COL_TEXT, 0, NULL, NULL },
 };
 
 /* ---- workflows ---- */
@@ -458,7 +515,8 @@ static const char SQL_FUNCTION_FIND[] =
 /* Each row also carries its latest version's fields (not the code), so a page of
  * functions is one query, not one more per function. */
 static const char SQL_FUNCTION_LIST[] =
-        "SELECT f.*, v.version, v.handler, v.requirements, v.input_schema, v.limits, v.isolation"
+        "SELECT f.*, v.version, v.handler, v.requirements, v.input_schema, v.limits, v.isolation,"
+        " v.cache"
         " FROM functions f JOIN function_versions v"
         "   ON v.function_id = f.id AND v.version = f.latest_version"
         " WHERE f.deleted_at = 0"
@@ -488,7 +546,7 @@ static const char SQL_FUNCTION_DELETE[] =
         " result AS result_json, result_blob, error, error_type, error_blob, logs, logs_blob," \
         " logs_truncated, artifacts, queued_at, started_at, finished_at, execution_ms,"        \
         " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
-        " node_id, element_index"
+        " node_id, element_index, study_id, point_index, cache_key, cached_from"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \
@@ -809,3 +867,105 @@ static inline int catalogue_args_read(json_t *filter, struct catalogue_args *a, 
         }
         return 0;
 }
+
+/* ---- studies and the result cache (docs/studies.md) ---- */
+
+static const struct col study_cols[] = {
+        { "id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "owner_id", COL_TEXT, COL_REQUIRED, NULL, NULL },
+        { "company_id", COL_TEXT, 0, NULL, NULL },
+        { "name", COL_TEXT, 0, "", NULL },
+        { "notes", COL_TEXT, 0, "", NULL },
+        { "target", COL_JSON, 0, NULL, NULL },
+        { "fixed", COL_JSON, 0, NULL, NULL },
+        { "design", COL_JSON, 0, NULL, NULL },
+        { "outputs", COL_JSON, 0, NULL, NULL },
+        { "concurrency", COL_INT, COL_REQUIRED, NULL, NULL },
+        { "cache_refresh", COL_INT, 0, NULL, NULL },
+        { "created_at", COL_INT, COL_NOW, NULL, NULL },
+};
+
+static const char SQL_STUDY_GET[] = "SELECT * FROM studies WHERE id = ?1";
+static const char SQL_TASK_POINT[] = "SELECT study_id FROM tasks WHERE id = ?1 AND study_id IS NOT NULL";
+/* With row locks: the study is locked until the transaction ends, so two workers
+ * ending points of one study at once count and start one after the other (SQLite's
+ * single writer does this by itself). */
+static const char SQL_STUDY_LOCK[] = "SELECT * FROM studies WHERE id = ?1 FOR UPDATE";
+static const char SQL_STUDY_LIST[] =
+        "SELECT s.*, (SELECT COUNT(*) FROM study_points p JOIN tasks t ON t.id = p.task_id"
+        "  WHERE p.study_id = s.id AND p.status = 'started' AND t.status = 'running') AS running"
+        " FROM studies s WHERE owner_id = ?1"
+        " AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR name = ?3)"
+        " AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))"
+        " ORDER BY created_at DESC, id DESC LIMIT ?6";
+/* Points of a study that started but whose task is still running: the live part of a
+ * study's progress (at most its concurrency). */
+static const char SQL_STUDY_RUNNING[] =
+        "SELECT COUNT(*) AS n FROM study_points p JOIN tasks t ON t.id = p.task_id"
+        " WHERE p.study_id = ?1 AND p.status = 'started' AND t.status = 'running'";
+static const char SQL_POINT_INSERT[] =
+        "INSERT INTO study_points (study_id, point_index, inputs, inputs_key, cache_key)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)";
+static const char SQL_POINT_HAS_KEY[] =
+        "SELECT point_index FROM study_points WHERE study_id = ?1 AND inputs_key = ?2 LIMIT 1";
+static const char SQL_STUDY_ADD_TOTAL[] =
+        "UPDATE studies SET total = total + ?1, status = 'running', finished_at = 0"
+        " WHERE id = ?2 AND status <> 'cancelled'";
+static const char SQL_POINTS_PENDING[] =
+        "SELECT point_index, inputs, cache_key FROM study_points"
+        " WHERE study_id = ?1 AND status = 'pending' ORDER BY point_index LIMIT ?2";
+static const char SQL_POINT_SET_TASK[] =
+        "UPDATE study_points SET task_id = ?1, status = 'started'"
+        " WHERE study_id = ?2 AND point_index = ?3 AND status = 'pending'";
+static const char SQL_STUDY_STARTED[] = "UPDATE studies SET started = started + ?1 WHERE id = ?2";
+static const char SQL_STUDY_DONE[] =
+        "UPDATE studies SET status = 'completed', finished_at = ?1"
+        " WHERE id = ?2 AND status = 'running' AND started = 0"
+        " AND NOT EXISTS (SELECT 1 FROM study_points WHERE study_id = ?2 AND status = 'pending')";
+static const char SQL_POINT_END[] =
+        "UPDATE study_points SET status = ?1, outputs = ?2, error = ?3"
+        " WHERE study_id = ?4 AND point_index = ?5 AND task_id = ?6 AND status = 'started'";
+static const char SQL_STUDY_COUNT_END[] =
+        "UPDATE studies SET started = started - 1, completed = completed + ?1,"
+        " failed = failed + ?2, cancelled = cancelled + ?3 WHERE id = ?4";
+static const char SQL_POINTS_PAGE[] =
+        "SELECT point_index, inputs, task_id, status, outputs, error FROM study_points"
+        " WHERE study_id = ?1 AND point_index > ?2 ORDER BY point_index LIMIT ?3";
+static const char SQL_POINTS_RETRY[] =
+        "UPDATE study_points SET status = 'pending', task_id = NULL, outputs = NULL, error = NULL"
+        " WHERE study_id = ?1 AND status = 'failed'";
+static const char SQL_STUDY_RETRY[] =
+        "UPDATE studies SET status = 'running', finished_at = 0, failed = 0 WHERE id = ?1";
+static const char SQL_POINTS_CANCEL[] =
+        "UPDATE study_points SET status = 'cancelled' WHERE study_id = ?1 AND status = 'pending'";
+static const char SQL_STUDY_CANCEL[] =
+        "UPDATE studies SET status = 'cancelled', finished_at = ?1, cancelled = cancelled + ?2"
+        " WHERE id = ?3 AND status = 'running'";
+static const char SQL_POINTS_STARTED[] =
+        "SELECT task_id FROM study_points WHERE study_id = ?1 AND status = 'started'";
+static const char SQL_STUDIES_RUNNING[] =
+        "SELECT id FROM studies WHERE status = 'running' OR (status = 'cancelled' AND started > 0)";
+/* The started points whose task ended without the study being told (a crash between the
+ * two): their ends are recorded again by recovery. */
+static const char SQL_POINTS_ENDED_UNSEEN[] =
+        "SELECT p.task_id FROM study_points p JOIN tasks t ON t.id = p.task_id"
+        " WHERE p.study_id = ?1 AND p.status = 'started'"
+        " AND t.status IN ('completed', 'failed', 'timed_out', 'cancelled')";
+
+/* The result cache: the newest completed task of this owner with this key, that is not
+ * itself a copy (so a hit always names the run that computed it). */
+static const char SQL_TASK_BY_KEY_EXISTS[] =
+        "SELECT 1 FROM tasks WHERE owner_id = ?1 AND function_id = ?2 AND idempotency_key = ?3";
+static const char SQL_CACHE_FIND[] =
+        "SELECT id FROM tasks WHERE owner_id = ?1 AND cache_key = ?2 AND status = 'completed'"
+        " AND cached_from IS NULL ORDER BY finished_at DESC, id DESC LIMIT 1";
+/* A hit: a new task, completed now, with the source's result (the same bytes, or the
+ * same object when it was spilled) and artifacts, no logs, no job. */
+static const char SQL_CACHE_COPY[] =
+        "INSERT INTO tasks (id, function_id, version, owner_id, company_id, status, inputs,"
+        " result, result_blob, logs, logs_truncated, artifacts, queued_at, started_at,"
+        " finished_at, execution_ms, cpu_ms, peak_memory_kb, attempts, study_id, point_index,"
+        " cache_key, cached_from, idempotency_key)"
+        " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
+        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id, ?8"
+        " FROM tasks WHERE id = ?7";

@@ -39,6 +39,9 @@
  *        unique (owner_id, function_id, idempotency_key) where the key is set
  *  jobs(task_id primary key, enqueued_at, worker_id?, lease_until (0 = unclaimed))
  *        the local queue: a row per task waiting or being run.
+ *  studies, study_points: parameter studies (see the operations below); tasks also
+ *        carry study_id?, point_index?, cache_key?, cached_from?, and function_versions
+ *        cache (0/1).
  *  audit(id, at, kind, actor_id?, company_id?, client?, target_id?, detail (json))
  *        identity and access events (docs/identity.md#audit); tokens also carry
  *        scopes (json array of scope names; null = every scope).
@@ -286,6 +289,62 @@ struct mp_store_ops {
                                     json_t *tasks, json_t **ret_created, struct mp_error *err);
         /* The ids of the runs whose finished_at is 0, oldest first: [{"id"}]. */
         int (*workflow_run_open)(struct mp_store *s, json_t **ret, struct mp_error *err);
+        /* --- studies and the result cache (docs/studies.md) --- */
+        /* study: {id, owner_id, company_id, name, notes, target (json: {function_id,
+         * version}), fixed, design, outputs (json), concurrency, cache_refresh (0/1),
+         * created_at}, status "running"; points: [{inputs, inputs_key, cache_key?}]
+         * stored as indices 0.. in order, total = their count. Nothing starts. */
+        int (*study_create)(struct mp_store *s, json_t *study, json_t *points, struct mp_error *err);
+        /* The study row with "running": how many of its started points' tasks run now.
+         * Counters: total, started (tasks made, ends not yet counted), completed,
+         * failed, cancelled. */
+        int (*study_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
+        /* filter: {owner_id, status?, name?, cursor?, limit}; newest first; rows as
+         * study_get's. */
+        int (*study_list)(struct mp_store *s, json_t *filter, struct mp_store_list *ret,
+                          struct mp_error *err);
+        /* Up to limit points with index > after, in index order: [{point_index, inputs,
+         * task_id, status ("pending"|"started"|"completed"|"failed"|"cancelled"),
+         * outputs, error}]. */
+        int (*study_points)(struct mp_store *s, const char *id, int64_t after, int limit, json_t **ret,
+                            struct mp_error *err);
+        /* Append points (as study_create's) after the last index, leaving out those whose
+         * inputs_key the study holds already; a completed study runs again. The count
+         * added; -EALREADY (409) for a cancelled study. */
+        int (*study_add_points)(struct mp_store *s, const char *id, json_t *points, struct mp_error *err);
+        /* In one transaction under the study's lock: start pending points up to the
+         * concurrency (a task and its job each, or a copy of a completed task of the
+         * owner with the point's cache key unless cache_refresh), and complete the study
+         * when nothing is pending or started. *ret_started: [{task_id, cached}], the
+         * tasks made (the caller pushes the uncached ones to the queue and records the
+         * cached ones' ends). */
+        int (*study_start)(struct mp_store *s, const char *id, json_t **ret_started, struct mp_error *err);
+        /* A point's task ended with status: the point gets it (completed, failed, or
+         * cancelled; timed_out counts as failed), its outputs and error, the counters
+         * move, then study_start's step, all in one transaction. 1 when counted, 0 when
+         * that end was counted before (idempotent); *ret_started as study_start's. */
+        int (*study_point_end)(struct mp_store *s, const char *study_id, int64_t index, const char *task_id,
+                               const char *status, json_t *outputs, json_t *error, json_t **ret_started,
+                               struct mp_error *err);
+        /* Failed points back to pending, the study running. The count; -EALREADY (409)
+         * for a cancelled study. */
+        int (*study_retry)(struct mp_store *s, const char *id, struct mp_error *err);
+        /* Pending points cancelled, the study "cancelled"; *ret_tasks: [{task_id}] of the
+         * started points (to cancel). -EALREADY (409) when it had ended. */
+        int (*study_cancel)(struct mp_store *s, const char *id, json_t **ret_tasks, struct mp_error *err);
+        /* Studies not completed: [{id, ended: [task ids of started points whose task
+         * ended]}]. */
+        int (*study_recover)(struct mp_store *s, json_t **ret, struct mp_error *err);
+        /* task: {id, function_id, owner_id, company_id, inputs, queued_at, cache_key,
+         * idempotency_key?}. When the owner has a completed task with that cache key
+         * (not itself a copy), a new completed task copying its result and artifacts,
+         * cached_from = its id, carrying the idempotency key: 1. Else 0 and nothing
+         * stored; also 0 when the owner has a task of that function with that
+         * idempotency key (task_create then answers with it). */
+        int (*task_create_cached)(struct mp_store *s, json_t *task, struct mp_error *err);
+        /* Is the task a study point's? 1 yes, 0 no (or no such task): a small read, made
+         * on every task's end. */
+        int (*task_in_study)(struct mp_store *s, const char *task_id, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

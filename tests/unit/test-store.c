@@ -2216,6 +2216,195 @@ TEST(workflow_run_concurrent_steps) {
         done(s);
 }
 
+/* ---- studies and the result cache ---- */
+
+/* A point for study_create: inputs {"x": x}, its key "k<x>", a cache key when given. */
+static json_t *point(int x, const char *cache_key) {
+        char key[32];
+        snprintf(key, sizeof(key), "k%d", x);
+        return json_pack("{s:{s:i},s:s,s:s?}", "inputs", "x", x, "inputs_key", key, "cache_key", cache_key);
+}
+
+/* End the task of a started point as the worker would, then tell the study. */
+static int end_point(struct mp_store *s, const char *study, const char *task_id, const char *status,
+                     json_t **ret_started) {
+        json_t *t = NULL, *f;
+        int64_t index;
+        int r;
+
+        if (MP_STORE(s)->task_get(s, task_id, &t, NULL) < 0) {
+                CHECK_FAIL("task %s not found", task_id);
+                return -ENOENT;
+        }
+        index = json_integer_value(json_object_get(t, "point_index"));
+        CHECK_STR(str(t, "study_id"), study);
+        json_decref(t);
+        f = json_pack("{s:s,s:{s:i}}", "status", status, "result", "y", 1);
+        CHECK_INT(MP_STORE(s)->task_finish(s, task_id, f, NULL), ==, 1);
+        json_decref(f);
+        json_t *out = json_pack("{s:i}", "result.y", 1);
+        r = MP_STORE(s)->study_point_end(s, study, index, task_id, status, out, NULL, ret_started, NULL);
+        json_decref(out);
+        return r;
+}
+
+TEST(studies_and_cache) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = mp_store_ops(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char fn[MP_ID_LEN + 1], sid[MP_ID_LEN + 1], other[MP_ID_LEN + 1];
+        json_t *study, *points, *started = NULL, *row = NULL, *rows = NULL, *more = NULL, *tasks = NULL;
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, fn, w.u1, w.company_a, "beam", "private", 1000) == 0);
+        mp_id_new(sid);
+        study = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:i},s:{},s:{s:s},s:[s],s:i}", "id", sid, "owner_id", w.u1,
+                          "company_id", w.company_a, "name", "sweep", "target", "function_id", fn, "version", 1,
+                          "fixed", "design", "type", "grid", "outputs", "result.y", "concurrency", 2);
+        points = json_pack("[o,o,o,o,o]", point(0, NULL), point(1, NULL), point(2, NULL), point(3, NULL),
+                           point(4, NULL));
+        CHECK_INT(ops->study_create(s, study, points, &err), ==, 0);
+
+        /* the first start makes tasks up to the concurrency, in index order */
+        CHECK_INT(ops->study_start(s, sid, &started, &err), ==, 0);
+        REQUIRE(json_array_size(started) == 2);
+        CHECK_INT(ops->study_start(s, sid, &more, &err), ==, 0); /* full: nothing more */
+        CHECK_INT(json_array_size(more), ==, 0);
+        json_decref(more);
+        CHECK_INT(ops->study_get(s, sid, &row, &err), ==, 0);
+        CHECK_INT(num(row, "total"), ==, 5);
+        CHECK_INT(num(row, "started"), ==, 2);
+        CHECK_STR(str(row, "status"), "running");
+        json_decref(row);
+        {
+                struct mp_store_list list = { 0 };
+                json_t *filter = json_pack("{s:s}", "owner_id", w.u1);
+                CHECK_INT(ops->study_list(s, filter, &list, &err), ==, 0);
+                CHECK_INT(json_array_size(list.items), ==, 1);
+                CHECK_STR(str(json_array_get(list.items, 0), "id"), sid);
+                CHECK_INT(num(json_array_get(list.items, 0), "running"), ==, 0); /* queued, none claimed */
+                json_decref(list.items);
+                free(list.next_cursor);
+                json_object_set_new(filter, "owner_id", json_string(w.u2));
+                list = (struct mp_store_list) { 0 };
+                CHECK_INT(ops->study_list(s, filter, &list, &err), ==, 0);
+                CHECK_INT(json_array_size(list.items), ==, 0);
+                json_decref(list.items);
+                free(list.next_cursor);
+                json_decref(filter);
+        }
+
+        /* a point's end is counted once and starts the next point */
+        const char *t0 = str(json_array_get(started, 0), "task_id");
+        char t0_id[MP_ID_LEN + 1];
+        snprintf(t0_id, sizeof(t0_id), "%s", t0);
+        CHECK_INT(end_point(s, sid, t0, "completed", &more), ==, 1);
+        CHECK_INT(json_array_size(more), ==, 1);
+        json_decref(more);
+        CHECK_INT(ops->study_point_end(s, sid, 0, t0, "completed", NULL, NULL, &more, &err), ==, 0);
+        CHECK_INT(json_array_size(more), ==, 0);
+        json_decref(more);
+        CHECK_INT(end_point(s, sid, str(json_array_get(started, 1), "task_id"), "failed", &more), ==, 1);
+        json_decref(more);
+        json_decref(started);
+        started = NULL;
+
+        /* the rest run to the end; then the study is completed */
+        for (int round = 0; round < 5; round++) {
+                CHECK_INT(ops->study_points(s, sid, -1, 100, &rows, &err), ==, 0);
+                size_t i;
+                json_t *p;
+                json_array_foreach(rows, i, p)
+                        if (!strcmp(str(p, "status"), "started")) {
+                                CHECK_INT(end_point(s, sid, str(p, "task_id"), "completed", &more), ==, 1);
+                                json_decref(more);
+                        }
+                json_decref(rows);
+        }
+        CHECK_INT(ops->study_get(s, sid, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "completed");
+        CHECK_INT(num(row, "completed"), ==, 4);
+        CHECK_INT(num(row, "failed"), ==, 1);
+        CHECK_INT(num(row, "started"), ==, 0);
+        CHECK(num(row, "finished_at") > 0);
+        json_decref(row);
+        CHECK_INT(ops->study_points(s, sid, 1, 2, &rows, &err), ==, 0);
+        REQUIRE(json_array_size(rows) == 2);
+        CHECK_INT(num(json_array_get(rows, 0), "point_index"), ==, 2);
+        CHECK_INT(json_integer_value(json_object_get(json_object_get(json_array_get(rows, 0), "outputs"),
+                                                     "result.y")), ==, 1);
+        json_decref(rows);
+
+        /* extend: known inputs are left out, the study runs again */
+        more = json_pack("[o,o]", point(2, NULL), point(9, NULL));
+        CHECK_INT(ops->study_add_points(s, sid, more, &err), ==, 1);
+        json_decref(more);
+        CHECK_INT(ops->study_get(s, sid, &row, &err), ==, 0);
+        CHECK_INT(num(row, "total"), ==, 6);
+        CHECK_STR(str(row, "status"), "running");
+        json_decref(row);
+
+        /* retry: only the failed point goes back to pending */
+        CHECK_INT(ops->study_retry(s, sid, &err), ==, 1);
+        CHECK_INT(ops->study_start(s, sid, &started, &err), ==, 0);
+        CHECK_INT(json_array_size(started), ==, 2); /* the failed point 1 and the new point 5 */
+        CHECK_INT(ops->study_points(s, sid, -1, 100, &rows, &err), ==, 0);
+        CHECK_STR(str(json_array_get(rows, 1), "status"), "started");
+        CHECK_STR(str(json_array_get(rows, 0), "status"), "completed");
+        json_decref(rows);
+
+        /* recovery sees the started points whose task ended unseen */
+        json_t *f = json_pack("{s:s}", "status", "completed");
+        CHECK_INT(ops->task_finish(s, str(json_array_get(started, 0), "task_id"), f, &err), ==, 1);
+        json_decref(f);
+        CHECK_INT(ops->study_recover(s, &rows, &err), ==, 0);
+        REQUIRE(json_array_size(rows) == 1);
+        CHECK_STR(str(json_array_get(rows, 0), "id"), sid);
+        CHECK_INT(json_array_size(json_object_get(json_array_get(rows, 0), "ended")), ==, 1);
+        json_decref(rows);
+
+        /* cancel: pending none, started listed; a second cancel is refused */
+        CHECK_INT(ops->study_cancel(s, sid, &tasks, &err), ==, 0);
+        CHECK_INT(json_array_size(tasks), ==, 2);
+        json_decref(tasks);
+        CHECK_INT(ops->study_cancel(s, sid, &tasks, &err), ==, -EALREADY);
+        CHECK_INT(ops->study_retry(s, sid, &err), ==, -EALREADY); /* a cancelled study */
+        json_decref(started);
+        started = NULL;
+
+        /* the result cache: the owner's completed task with the key, never another's */
+        char t1[MP_ID_LEN + 1];
+        json_t *t = json_pack("{s:s,s:s,s:i,s:s,s:{s:i},s:s,s:I}", "id", (mp_id_new(t1), t1), "function_id", fn,
+                              "version", 1, "owner_id", w.u1, "inputs", "x", 1, "cache_key", "ck1", "queued_at",
+                              (json_int_t) 5);
+        CHECK_INT(ops->task_create(s, t, NULL, &err), ==, 0);
+        json_decref(t);
+        CHECK_INT(ops->task_in_study(s, t1, &err), ==, 0);
+        CHECK_INT(ops->task_in_study(s, t0_id, &err), ==, 1);
+        json_t *hit = json_pack("{s:s,s:s,s:{s:i},s:I,s:s}", "id", (mp_id_new(other), other), "owner_id", w.u1,
+                                "inputs", "x", 1, "queued_at", (json_int_t) 6, "cache_key", "ck1");
+        CHECK_INT(ops->task_create_cached(s, hit, &err), ==, 0); /* not completed yet */
+        f = json_pack("{s:s,s:{s:i}}", "status", "completed", "result", "y", 42);
+        CHECK_INT(ops->task_finish(s, t1, f, &err), ==, 1);
+        json_decref(f);
+        CHECK_INT(ops->task_create_cached(s, hit, &err), ==, 1);
+        CHECK_INT(ops->task_get(s, other, &row, &err), ==, 0);
+        CHECK_STR(str(row, "cached_from"), t1);
+        CHECK_STR(str(row, "status"), "completed");
+        CHECK_STR(str(row, "result_json"), "{\"y\":42}");
+        json_decref(row);
+        json_object_set_new(hit, "id", json_string((mp_id_new(other), other)));
+        json_object_set_new(hit, "owner_id", json_string(w.u2)); /* same company, another user */
+        CHECK_INT(ops->task_create_cached(s, hit, &err), ==, 0);
+        json_decref(hit);
+
+        json_decref(study);
+        json_decref(points);
+        mp_error_clear(&err);
+        done(s);
+}
+
 static const struct check_case pg_cases[] = {
         CASE(pg_processes_claim),
         CASE(pg_connection_killed),
@@ -2242,6 +2431,7 @@ static const struct check_case cases[] = {
         CASE(concurrent_writes),
         CASE(workflows),
         CASE(workflow_run_concurrent_steps),
+        CASE(studies_and_cache),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line
