@@ -291,7 +291,7 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         if (err->errors) {
                 /* Report body errors together with code errors in one answer where we can;
                  * the code is only analyzed once the body is well-formed. */
-                read_limits(core, json_object_get(body, "limits"), NULL, err);
+                json_decref(read_limits(core, json_object_get(body, "limits"), NULL, err));
                 return mp_core_validation_done(err, "fields");
         }
         if ((r = read_version(core, body, NULL, &ver, err)) < 0)
