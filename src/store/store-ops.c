@@ -1610,6 +1610,38 @@ static int ops_workflow_run_advance(struct mp_store *s, const char *id, int64_t 
         return r;
 }
 
+struct run_cache_args {
+        const char *owner_id, *cache_key;
+        json_t *row;
+};
+
+static int run_cache_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct run_cache_args *a = ctx;
+        json_t *row = NULL;
+
+        TRY(q_row(c, SQL_WORKFLOW_RUN_CACHE_FIND, PARAMS(PT(a->owner_id), PT(a->cache_key)), &row,
+                  "looking up the workflow result cache", err));
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int ops_workflow_run_find_cached(struct mp_store *s, const char *owner_id, const char *cache_key,
+                                        json_t **ret, struct mp_error *err) {
+        struct run_cache_args a = { owner_id, cache_key, NULL };
+        int r;
+
+        if (!owner_id || !cache_key)
+                return invalid(err, "a cache lookup needs an owner and a key");
+        r = s->drv->run(s, MP_RUN_READ, run_cache_fn, &a, err);
+        if (r < 0) {
+                json_decref(a.row);
+                return r;
+        }
+        *ret = a.row;
+        return 0;
+}
+
 static int ops_workflow_run_open(struct mp_store *s, json_t **ret, struct mp_error *err) {
         struct all_args a = { SQL_WORKFLOW_RUN_OPEN, NULL, "listing open workflow runs", NULL };
         int n = all_run(s, &a, ret, err);
@@ -2319,7 +2351,8 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
         .workflow_run_get = ops_workflow_run_get, .workflow_run_list = ops_workflow_run_list, \
         .workflow_run_update = ops_workflow_run_update,                                  \
         .workflow_run_advance = ops_workflow_run_advance,                                \
-        .workflow_run_open = ops_workflow_run_open,
+        .workflow_run_open = ops_workflow_run_open,                                      \
+        .workflow_run_find_cached = ops_workflow_run_find_cached,
 
 static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);
 static const struct mp_store_ops postgres_ops = OPS_TABLE("postgres", ops_open_postgres);

@@ -231,7 +231,8 @@ struct mp_store_ops {
          *        "running"|"completed"|"failed"|"cancelled", inputs (json), state (json:
          *        the scheduler's state), outputs (json), error (json), rev (the count of
          *        stored steps), idempotency_key?, created_at, finished_at (0 while the run
-         *        has not ended or a call of it still runs))
+         *        has not ended or a call of it still runs), cache_key? (a version declared
+         *        "cache"), cached_from? (the run a cache hit copied))
          * tasks.workflow_run_id?, tasks.node_id?, tasks.element_index? (null unless a
          *        map element): the run, node and element a task was made for. */
         /* wf: {id, owner_id, company_id, name, description, visibility, created_at};
@@ -289,6 +290,10 @@ struct mp_store_ops {
                                     json_t *tasks, json_t **ret_created, struct mp_error *err);
         /* The ids of the runs whose finished_at is 0, oldest first: [{"id"}]. */
         int (*workflow_run_open)(struct mp_store *s, json_t **ret, struct mp_error *err);
+        /* The owner's newest completed run with this cache_key that is not itself a copy
+         * (cached_from null), whole, in *ret; -ENOENT when none. */
+        int (*workflow_run_find_cached)(struct mp_store *s, const char *owner_id, const char *cache_key,
+                                        json_t **ret, struct mp_error *err);
         /* --- studies and the result cache (docs/studies.md) --- */
         /* study: {id, owner_id, company_id, name, notes, target (json: {function_id,
          * version}), fixed, design, outputs (json), concurrency, cache_refresh (0/1),
