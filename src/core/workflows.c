@@ -190,6 +190,25 @@ static int load_owned_workflow(struct mp_core *core, const struct mp_principal *
         return 0;
 }
 
+int mp_core_workflow_resolve(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
+                             json_t **ret_wf, json_t **ret_ver, struct mp_error *err) {
+        _cleanup_json_ json_t *wf = NULL;
+        int r = load_workflow(core, p, ref, &wf, err);
+
+        if (r < 0)
+                return r;
+        r = MP_STORE(core->store)->workflow_get_version(core->store, json_string_value(json_object_get(wf, "id")),
+                                                        version, ret_ver, err);
+        if (r == -ENOENT) {
+                mp_error_clear(err);
+                return mp_error_set(err, ENOENT, 404, "not_found", "workflow %s has no version %d", ref, version);
+        }
+        if (r < 0)
+                return r;
+        *ret_wf = TAKE_PTR(wf);
+        return 0;
+}
+
 int mp_core_workflow_create(struct mp_core *core, const struct mp_principal *p, json_t *body, json_t **ret,
                             struct mp_error *err) {
         _cleanup_json_ json_t *def = NULL, *wf = NULL, *ver = NULL;
@@ -583,8 +602,19 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                                         break;
                                 }
                 }
-                if (over && !was_over)
+                if (over && !was_over) {
                         mp_core_task_ended(core, run_id); /* wakes GET /workflow-runs/{id}?wait= */
+                        if (json_is_string(json_object_get(run, "study_id"))) {
+                                _cleanup_json_ json_t *ended = json_deep_copy(run);
+                                if (ended) {
+                                        json_object_set(ended, "status", json_object_get(state, "status"));
+                                        json_object_set(ended, "outputs", json_object_get(state, "outputs") ?: json_null());
+                                        json_object_set(ended, "error", json_object_get(state, "error") ?: json_null());
+                                        json_object_set_new(ended, "finished_at", json_integer(now));
+                                        mp_study_run_ended(core, ended);
+                                }
+                        }
+                }
                 /* Tasks of this step that have ended by now: made by an earlier try of it
                  * (a restart), or so fast that their worker's step read the state before
                  * they were in it. Feed them now. */
@@ -717,6 +747,8 @@ static json_t *render_run(json_t *run, json_t *def) {
                                 json_object_get(run, "created_at"), "finished_at",
                                 json_object_get(run, "finished_at"));
         json_object_set(out, "cached_from", json_object_get(run, "cached_from") ?: json_null());
+        json_object_set(out, "study_id", json_object_get(run, "study_id") ?: json_null());
+        json_object_set(out, "point_index", json_object_get(run, "point_index") ?: json_null());
         mp_core_shape(out, run_times, NULL);
         return out;
 }
@@ -905,6 +937,67 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
                                             json_string_value(json_object_get(t, "function_id")), NULL);
         }
         return shape_run(core, run, ret, ret_ended, err);
+}
+
+int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *id, int64_t index, json_t *inputs,
+                               json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *ver = NULL, *run = NULL, *state = NULL, *existing = NULL, *tasks = json_array();
+        json_t *target = json_object_get(study, "target");
+        const char *wid = json_string_value(json_object_get(target, "workflow_id"));
+        int r;
+
+        if (!tasks)
+                return -ENOMEM;
+        r = MP_STORE(core->store)->workflow_run_get(core->store, id, &existing, err);
+        if (r == 0) {
+                *ret = TAKE_PTR(existing);
+                return 0;
+        }
+        if (r != -ENOENT)
+                return r;
+        mp_error_clear(err);
+        if ((r = MP_STORE(core->store)->workflow_get_version(core->store, wid ? wid : "",
+                        (int) json_integer_value(json_object_get(target, "version")), &ver, err)) < 0)
+                return r;
+        state = mp_flow_run_new(json_object_get(ver, "definition"));
+        if (!state)
+                return -ENOMEM;
+        json_object_set_new(state, "generation", json_integer(0));
+        run = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:s,s:I,s:O,s:I}", "id", id, "workflow_id", wid, "version",
+                        json_object_get(ver, "version"), "owner_id", json_object_get(study, "owner_id"),
+                        "company_id", json_object_get(study, "company_id") ?: json_null(), "inputs", inputs,
+                        "status", "running", "created_at", (json_int_t) mp_now_ms(), "study_id",
+                        json_object_get(study, "id"), "point_index", (json_int_t) index);
+        if (!run)
+                return -ENOMEM;
+        /* The owner's tenancy: each node's function is checked for the owner when its
+         * task is made (a function no longer theirs fails the node, and so the point). */
+        if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
+                return r;
+        int64_t now = mp_now_ms();
+        stamp_times(state, now);
+        bool over = run_over(state) && !mp_flow_run_busy(state);
+        json_object_set(run, "state", state);
+        json_object_set(run, "status", json_object_get(state, "status"));
+        json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
+        json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
+        json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
+        r = MP_STORE(core->store)->workflow_run_create(core->store, run, tasks, NULL, err);
+        if (r == -EEXIST) { /* made meanwhile (a recovery beside a live end) */
+                mp_error_clear(err);
+                return MP_STORE(core->store)->workflow_run_get(core->store, id, ret, err);
+        }
+        if (r < 0)
+                return r;
+        size_t i;
+        json_t *t;
+        json_array_foreach(tasks, i, t) {
+                mp_core_count_created(core);
+                MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
+                                            json_string_value(json_object_get(t, "function_id")), NULL);
+        }
+        *ret = TAKE_PTR(run);
+        return 0;
 }
 
 int mp_core_workflow_run_list(struct mp_core *core, const struct mp_principal *p, const char *workflow_id,

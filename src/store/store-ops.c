@@ -1899,6 +1899,19 @@ static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *st
                 bool cached = false;
 
                 mp_id_new(tid);
+                /* A point of a workflow becomes a run, made by the caller once this is
+                 * stored (it needs the scheduler): the point names the run's id. */
+                if (json_object_get(target, "workflow_id")) {
+                        TRY(q_exec(c, SQL_POINT_SET_TASK, PARAMS(PT(tid), PT(id), PI(index)),
+                                   "starting a study point", err));
+                        if (json_array_append_new(started, json_pack("{s:s,s:b,s:b,s:I,s:O}", "task_id", tid,
+                                                                     "cached", 0, "run", 1, "point_index",
+                                                                     (json_int_t) index, "inputs",
+                                                                     json_object_get(row, "inputs"))) < 0)
+                                return -ENOMEM;
+                        n++;
+                        continue;
+                }
                 if (key && !refresh) {
                         _cleanup_json_ json_t *src = NULL;
                         int r = q_row(c, SQL_CACHE_FIND, PARAMS(PT(owner), PT(key)), &src,

@@ -262,7 +262,11 @@ static const char *const migrations[] = {
         "ALTER TABLE workflow_runs ADD COLUMN cache_key TEXT;"
         "ALTER TABLE workflow_runs ADD COLUMN cached_from TEXT;"
         "CREATE INDEX IF NOT EXISTS workflow_runs_cache ON workflow_runs (owner_id, cache_key, finished_at)"
-        "  WHERE cache_key IS NOT NULL;",
+        "  WHERE cache_key IS NOT NULL;"
+        /* and a run made for a point of a study of a workflow names it (the point's
+         * task_id is then the run's id) */
+        "ALTER TABLE workflow_runs ADD COLUMN study_id TEXT;"
+        "ALTER TABLE workflow_runs ADD COLUMN point_index INTEGER;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -433,6 +437,8 @@ static const struct col workflow_run_cols[] = {
         { "finished_at", COL_INT, 0, NULL, NULL },
         { "cache_key", COL_TEXT, 0, NULL, NULL },
         { "cached_from", COL_TEXT, 0, NULL, NULL },
+        { "study_id", COL_TEXT, 0, NULL, NULL },
+        { "point_index", COL_INT, COL_NULL, NULL, NULL },
 };
 
 /* What a scheduling step stores (workflow_run_update). */

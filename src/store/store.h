@@ -232,7 +232,8 @@ struct mp_store_ops {
          *        the scheduler's state), outputs (json), error (json), rev (the count of
          *        stored steps), idempotency_key?, created_at, finished_at (0 while the run
          *        has not ended or a call of it still runs), cache_key? (a version declared
-         *        "cache"), cached_from? (the run a cache hit copied))
+         *        "cache"), cached_from? (the run a cache hit copied), study_id?,
+         *        point_index? (the study point it was made for))
          * tasks.workflow_run_id?, tasks.node_id?, tasks.element_index? (null unless a
          *        map element): the run, node and element a task was made for. */
         /* wf: {id, owner_id, company_id, name, description, visibility, created_at};
@@ -322,7 +323,10 @@ struct mp_store_ops {
          * owner with the point's cache key unless cache_refresh), and complete the study
          * when nothing is pending or started. *ret_started: [{task_id, cached}], the
          * tasks made (the caller pushes the uncached ones to the queue and records the
-         * cached ones' ends). */
+         * cached ones' ends). A study of a workflow (target {workflow_id, version})
+         * makes no task: its points are marked started with a new id each, returned as
+         * {task_id, cached: false, run: true, point_index, inputs}, for the caller to
+         * make a run of that id. */
         int (*study_start)(struct mp_store *s, const char *id, json_t **ret_started, struct mp_error *err);
         /* A point's task ended with status: the point gets it (completed, failed, or
          * cancelled; timed_out counts as failed), its outputs and error, the counters
