@@ -198,3 +198,94 @@ def test_cancel_cancels_the_running_runs(api):
     for rid in runs:
         run = api.get("alice", f"/workflow-runs/{rid}", params={"wait": "20"}, timeout=60).json()
         assert run["status"] in ("cancelled", "completed"), run
+
+
+# --- durability: its own server, one worker ------------------------------------------------
+
+SLOW_POINT = '''\
+import time
+
+def main(i: int) -> dict:
+    time.sleep(0.3)
+    return {"square": i * i}
+'''
+
+
+@pytest.fixture(scope="module")
+def crash_stack():
+    s = harness.start_stack("study-workflow-crash", workers=1)
+    yield s
+    s.close()
+
+
+def slow_workflow(api):
+    fn = api.create_function("alice", harness.Api.unique("slowpoint"), SLOW_POINT)
+    r = api.post("alice", "/workflows", json={
+        "name": harness.Api.unique("slow-sq"),
+        "nodes": [{"id": "sq", "function": fn["id"], "inputs": {"i": {"param": "i"}}}],
+        "outputs": {"square": {"from": "sq", "path": "square"}}})
+    expect_status(r, 201)
+    return fn, r.json()
+
+
+@pytest.mark.crash
+@pytest.mark.slow
+def test_kill9_mid_study_then_restart_completes_each_point_once(crash_stack):
+    api = crash_stack.api
+    fn, wf = slow_workflow(api)
+    s = create_study(api, "alice", {
+        "target": {"workflow": wf["id"]}, "outputs": ["outputs.square"], "concurrency": 2,
+        "design": {"type": "grid", "params": {"i": list(range(10))}}})
+    deadline = time.monotonic() + 60
+    while api.get("alice", f"/studies/{s['id']}").json()["progress"]["completed"] < 3:
+        assert time.monotonic() < deadline, "the study did not progress"
+        time.sleep(0.1)
+    srv = crash_stack.server
+    srv.kill9()
+    srv._sweep_group()
+    srv.start()
+    done = wait_study(api, "alice", s["id"], timeout=120)
+    assert done["status"] == "completed" and done["progress"]["completed"] == 10, done
+    items = results(api, "alice", s["id"])
+    assert [it["outputs"]["outputs.square"] for it in items] == [i * i for i in range(10)]
+    # one run per point, one task per run: nothing ran twice as a new run or task
+    assert len({it["run_id"] for it in items}) == 10
+    r = api.get("alice", "/tasks", params={"function_id": fn["id"], "limit": "200"})
+    assert len(r.json()["items"]) == 10, r.json()
+
+
+@pytest.mark.crash
+@pytest.mark.skipif(harness.scaleout_requested(), reason="edits the embedded SQLite store")
+def test_recovery_makes_missing_runs_and_records_missed_ends(crash_stack):
+    """A process dying between a point's start and its run's creation leaves a started
+    point with no run; one dying between a run's end and its study's step leaves a
+    started point whose run ended. A restart makes the first run and records the
+    second without running it again (made by editing the stopped server's store)."""
+    import sqlite3
+    import uuid
+    api = crash_stack.api
+    fn, wf = slow_workflow(api)
+    s = create_study(api, "alice", {
+        "target": {"workflow": wf["id"]}, "outputs": ["outputs.square"], "concurrency": 2,
+        "design": {"type": "grid", "params": {"i": list(range(4))}}})
+    wait_study(api, "alice", s["id"])
+    before = results(api, "alice", s["id"])
+    new_run = str(uuid.uuid4())
+    crash_stack.server.stop()
+    db = sqlite3.connect(str(crash_stack.data_dir / "mecapy.db"))
+    with db:
+        db.execute("UPDATE study_points SET status = 'started', outputs = NULL"
+                   " WHERE study_id = ? AND point_index = 1", (s["id"],))
+        db.execute("UPDATE study_points SET status = 'started', outputs = NULL, task_id = ?"
+                   " WHERE study_id = ? AND point_index = 2", (new_run, s["id"]))
+        db.execute("UPDATE studies SET status = 'running', finished_at = 0, started = 2,"
+                   " completed = 2 WHERE id = ?", (s["id"],))
+    db.close()
+    crash_stack.server.start()
+    done = wait_study(api, "alice", s["id"])
+    assert done["status"] == "completed" and done["progress"]["completed"] == 4, done
+    after = results(api, "alice", s["id"])
+    assert after[1]["run_id"] == before[1]["run_id"] and after[1]["outputs"] == {"outputs.square": 1}
+    assert after[2]["run_id"] == new_run and after[2]["outputs"] == {"outputs.square": 4}
+    run = api.get("alice", f"/workflow-runs/{new_run}").json()
+    assert run["status"] == "completed" and run["study_id"] == s["id"] and run["point_index"] == 2, run
