@@ -318,6 +318,10 @@ int mp_core_study_retry(struct mp_core *core, const struct mp_principal *p, cons
                         struct mp_error *err);
 int mp_core_study_cancel(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                          struct mp_error *err);
+/* body {"task_ids"?, "run_ids"?}: the caller's own tasks and runs grouped in the study
+ * (404 naming any other id; nothing added then); ret: the study with "added". */
+int mp_core_study_add_members(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
+                              json_t **ret, struct mp_error *err);
 
 /* --- companies, roles and the catalogue (docs/identity.md, company.c) --- */
 /* What a role may do beyond reading and calling what it can see: each check answers 0,

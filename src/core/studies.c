@@ -68,6 +68,8 @@ static json_t *render(json_t *row) {
                                       "failed", failed, "cancelled", cancelled));
         json_object_set_new(row, "cache", json_string(json_integer_value(json_object_get(row, "cache_refresh"))
                                                               ? "refresh" : "use"));
+        json_t *target = json_object_get(row, "target");
+        json_object_set_new(row, "kind", json_string(!target || json_is_null(target) ? "group" : "sweep"));
         mp_core_shape(row, STUDY_TIMES, drop);
         if (!json_object_get(row, "finished_at"))
                 json_object_set_new(row, "finished_at", json_null());
@@ -286,6 +288,33 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
         json_t *tg = json_object_get(body, "target");
         bool of_workflow = json_is_object(tg) && json_object_get(tg, "workflow");
         read_outputs(json_object_get(body, "outputs"), of_workflow ? "outputs" : "result", err);
+        /* No target and no design: a group of the caller's tasks and runs (members). */
+        if (!csv && !tg && !json_object_get(body, "design")) {
+                static const char *const sweep_only[] = { "fixed", "outputs", "concurrency", NULL };
+                for (const char *const *k = sweep_only; *k; k++)
+                        if (json_object_get(body, *k))
+                                mp_error_add_field(err, *k, "is for a study with a target and a design; a study "
+                                                   "without them only groups tasks and runs");
+                if ((r = mp_core_validation_done(err, "fields")) < 0)
+                        return r;
+                if (cache_refresh)
+                        return mp_error_set(err, EINVAL, 400, "bad_request", "cache=refresh is for a study with "
+                                            "a target and a design");
+                _cleanup_json_ json_t *none = json_array(), *done = NULL;
+                mp_id_new(id);
+                study = json_pack("{s:s,s:s,s:s,s:s,s:i,s:I}", "id", id, "owner_id", p->user_id, "name",
+                                  name ? name : "", "notes", notes ? notes : "", "concurrency", 1, "created_at",
+                                  (json_int_t) mp_now_ms());
+                if (!study || !none)
+                        return -ENOMEM;
+                json_object_set_new(study, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
+                if ((r = MP_STORE(core->store)->study_create(core->store, study, none, err)) < 0)
+                        return r;
+                /* nothing to run: the start completes it at once */
+                if ((r = MP_STORE(core->store)->study_start(core->store, id, &done, err)) < 0)
+                        return r;
+                return mp_core_study_get(core, p, id, ret, err);
+        }
         if (csv) {
                 if (json_object_get(body, "design"))
                         mp_error_add_field(err, "design", "comes from the CSV body: leave it out");
@@ -338,12 +367,85 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
 
 int mp_core_study_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                       struct mp_error *err) {
-        json_t *s = NULL;
+        json_t *s = NULL, *m;
+        _cleanup_json_ json_t *members = NULL;
+        size_t i;
         int r = load_study(core, p, id, &s, err);
 
         if (r < 0)
                 return r;
+        if ((r = MP_STORE(core->store)->study_members(core->store, id, &members, err)) < 0) {
+                json_decref(s);
+                return r;
+        }
+        json_t *tasks = json_array(), *runs = json_array();
+        json_array_foreach(members, i, m)
+                json_array_append(strcmp(str_of(m, "kind") ?: "", "run") ? tasks : runs,
+                                  json_object_get(m, "member_id"));
         *ret = render(s);
+        json_object_set_new(*ret, "members", json_pack("{s:o,s:o}", "task_ids", tasks, "run_ids", runs));
+        return 0;
+}
+
+/* Members: the caller's own tasks and runs only; any other id is the 404 of an unknown
+ * one (naming it), so nothing is added. */
+int mp_core_study_add_members(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
+                              json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *s = NULL, *members = json_array();
+        static const char *const lists[] = { "task_ids", "run_ids", NULL };
+        const char *key;
+        json_t *v;
+        int r, added;
+
+        if ((r = load_study(core, p, id, &s, err)) < 0)
+                return r;
+        if (!members)
+                return -ENOMEM;
+        if (!json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object like "
+                                    "{\"task_ids\": [...], \"run_ids\": [...]}");
+        json_object_foreach(body, key, v)
+                if (strcmp(key, "task_ids") && strcmp(key, "run_ids"))
+                        mp_error_add_field(err, key, "is not a field (only task_ids and run_ids)");
+        for (const char *const *l = lists; *l; l++) {
+                json_t *ids = json_object_get(body, *l), *x;
+                size_t i;
+                if (!ids)
+                        continue;
+                if (!json_is_array(ids) || json_array_size(ids) > MP_MAX_PAGE) {
+                        mp_error_add_field(err, *l, "must be a list of at most %d ids", MP_MAX_PAGE);
+                        continue;
+                }
+                json_array_foreach(ids, i, x)
+                        if (!json_is_string(x) || !mp_id_valid(json_string_value(x)))
+                                mp_error_add_field(err, *l, "[%zu] is not an id", i);
+        }
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        for (const char *const *l = lists; *l; l++) {
+                bool run = !strcmp(*l, "run_ids");
+                json_t *x;
+                size_t i;
+                json_array_foreach(json_object_get(body, *l), i, x) {
+                        _cleanup_json_ json_t *row = NULL;
+                        _cleanup_error_ struct mp_error gerr = { 0 };
+                        const char *mid = json_string_value(x);
+                        r = run ? MP_STORE(core->store)->workflow_run_get(core->store, mid, &row, &gerr)
+                                : MP_STORE(core->store)->task_get(core->store, mid, &row, &gerr);
+                        if (r < 0 && r != -ENOENT) {
+                                mp_error_set(err, -r, gerr.status ? gerr.status : 503, "unavailable", "%s", gerr.message);
+                                return r;
+                        }
+                        if (r < 0 || strcmp(str_of(row, "owner_id") ?: "", p->user_id))
+                                return mp_core_not_found(err, run ? "workflow run" : "task", mid);
+                        json_array_append_new(members, json_pack("{s:s,s:s}", "kind", run ? "run" : "task", "id", mid));
+                }
+        }
+        if ((added = MP_STORE(core->store)->study_add_members(core->store, id, members, MP_MAX_STUDY_POINTS, err)) < 0)
+                return added;
+        if ((r = mp_core_study_get(core, p, id, ret, err)) < 0)
+                return r;
+        json_object_set_new(*ret, "added", json_integer(added));
         return 0;
 }
 
@@ -448,6 +550,9 @@ static int load_for_points(struct mp_core *core, const struct mp_principal *p, c
         if ((r = load_study(core, p, id, &s, err)) < 0)
                 return r;
         target = json_object_get(s, "target");
+        if (!json_is_object(target))
+                return mp_error_set(err, EINVAL, 409, "conflict", "study %s only groups tasks and runs: it has no "
+                                    "target to run points of", id);
         if (str_of(target, "workflow_id")) {
                 if ((r = mp_core_workflow_resolve(core, p, str_of(target, "workflow_id"),
                                                   (int) json_integer_value(json_object_get(target, "version")), &fn,

@@ -1610,6 +1610,74 @@ static int ops_workflow_run_advance(struct mp_store *s, const char *id, int64_t 
         return r;
 }
 
+struct members_args {
+        const char *id;
+        json_t *members, *out;
+        int64_t max;
+        int added;
+};
+
+static int members_add_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct members_args *a = ctx;
+        int64_t have = 0, now = mp_now_ms();
+        size_t i;
+        json_t *m;
+
+        a->added = 0;
+        TRY(q_int(c, SQL_MEMBERS_COUNT, PARAMS(PT(a->id)), "n", &have, "counting a study's members", err));
+        json_array_foreach(a->members, i, m) {
+                int n;
+                TRY(n = q_exec(c, SQL_MEMBER_ADD,
+                               PARAMS(PT(a->id), PT(json_string_value(json_object_get(m, "kind"))),
+                                      PT(json_string_value(json_object_get(m, "id"))), PI(now)),
+                               "adding a study member", err));
+                a->added += n > 0;
+        }
+        if (have + a->added > a->max)
+                return mp_error_set(err, E2BIG, 422, "validation", "a study groups at most %" PRId64 " tasks and "
+                                    "runs; it has %" PRId64 " and %d more were asked", a->max, have, a->added);
+        return 0;
+}
+
+static int ops_study_add_members(struct mp_store *s, const char *id, json_t *members, int64_t max,
+                                 struct mp_error *err) {
+        struct members_args a = { .id = id, .members = members, .max = max };
+        int r;
+
+        if (!id || !json_is_array(members))
+                return invalid(err, "members are a list");
+        r = s->drv->run(s, MP_RUN_ATOMIC, members_add_fn, &a, err);
+        return r < 0 ? r : a.added;
+}
+
+static int members_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct members_args *a = ctx;
+        json_t *rows = json_array();
+
+        if (!rows)
+                return -ENOMEM;
+        int r = q_all(c, SQL_MEMBERS, PARAMS(PT(a->id)), rows, "reading a study's members", err);
+        if (r < 0) {
+                json_decref(rows);
+                return r;
+        }
+        json_decref(a->out);
+        a->out = rows;
+        return 0;
+}
+
+static int ops_study_members(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct members_args a = { .id = id };
+        int r = s->drv->run(s, MP_RUN_READ, members_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
 struct run_cache_args {
         const char *owner_id, *cache_key;
         json_t *row;
@@ -2365,7 +2433,8 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
         .workflow_run_update = ops_workflow_run_update,                                  \
         .workflow_run_advance = ops_workflow_run_advance,                                \
         .workflow_run_open = ops_workflow_run_open,                                      \
-        .workflow_run_find_cached = ops_workflow_run_find_cached,
+        .workflow_run_find_cached = ops_workflow_run_find_cached,                        \
+        .study_add_members = ops_study_add_members, .study_members = ops_study_members,
 
 static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);
 static const struct mp_store_ops postgres_ops = OPS_TABLE("postgres", ops_open_postgres);

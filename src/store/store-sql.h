@@ -266,7 +266,14 @@ static const char *const migrations[] = {
         /* and a run made for a point of a study of a workflow names it (the point's
          * task_id is then the run's id) */
         "ALTER TABLE workflow_runs ADD COLUMN study_id TEXT;"
-        "ALTER TABLE workflow_runs ADD COLUMN point_index INTEGER;",
+        "ALTER TABLE workflow_runs ADD COLUMN point_index INTEGER;"
+        /* and the tasks and runs a study groups (docs/studies.md, "A study that groups") */
+        "CREATE TABLE IF NOT EXISTS study_members ("
+        "  study_id TEXT NOT NULL REFERENCES studies(id),"
+        "  kind TEXT NOT NULL CHECK (kind IN ('task', 'run')),"
+        "  member_id TEXT NOT NULL,"
+        "  added_at BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (study_id, kind, member_id));",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -907,6 +914,12 @@ static const struct col study_cols[] = {
 };
 
 static const char SQL_STUDY_GET[] = "SELECT * FROM studies WHERE id = ?1";
+static const char SQL_MEMBER_ADD[] =
+        "INSERT INTO study_members (study_id, kind, member_id, added_at) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (study_id, kind, member_id) DO NOTHING";
+static const char SQL_MEMBERS[] =
+        "SELECT kind, member_id FROM study_members WHERE study_id = ?1 ORDER BY added_at, kind, member_id";
+static const char SQL_MEMBERS_COUNT[] = "SELECT COUNT(*) AS n FROM study_members WHERE study_id = ?1";
 static const char SQL_TASK_POINT[] = "SELECT study_id FROM tasks WHERE id = ?1 AND study_id IS NOT NULL";
 /* With row locks: the study is locked until the transaction ends, so two workers
  * ending points of one study at once count and start one after the other (SQLite's

@@ -293,6 +293,14 @@ struct mp_store_ops {
         int (*workflow_run_open)(struct mp_store *s, json_t **ret, struct mp_error *err);
         /* The owner's newest completed run with this cache_key that is not itself a copy
          * (cached_from null), whole, in *ret; -ENOENT when none. */
+        /* A study's members (study_members(study_id, kind "task"|"run", member_id,
+         * added_at)): members [{kind, id}] added in one transaction, those already there
+         * left out; -E2BIG (422) when the study would hold more than max. The count
+         * added, or -errno. */
+        int (*study_add_members)(struct mp_store *s, const char *id, json_t *members, int64_t max,
+                                 struct mp_error *err);
+        /* *ret: [{kind, member_id}] in the order they were added. */
+        int (*study_members)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
         int (*workflow_run_find_cached)(struct mp_store *s, const char *owner_id, const char *cache_key,
                                         json_t **ret, struct mp_error *err);
         /* --- studies and the result cache (docs/studies.md) --- */

@@ -289,3 +289,57 @@ def test_recovery_makes_missing_runs_and_records_missed_ends(crash_stack):
     assert after[2]["run_id"] == new_run and after[2]["outputs"] == {"outputs.square": 4}
     run = api.get("alice", f"/workflow-runs/{new_run}").json()
     assert run["status"] == "completed" and run["study_id"] == s["id"] and run["point_index"] == 2, run
+
+
+# --- a study that only groups ---------------------------------------------------------------
+
+ADD = '''\
+def main(a: float, b: float) -> float:
+    return a + b
+'''
+
+
+def test_group_of_tasks_and_runs(api, chain):
+    g = create_study(api, "alice", {"name": "bracket design review", "notes": "runs for the review"})
+    assert g["kind"] == "group" and g["status"] == "completed" and g["target"] is None, g
+    assert g["progress"]["total"] == 0 and g["members"] == {"task_ids": [], "run_ids": []}, g
+    add = api.create_function("alice", harness.Api.unique("add"), ADD)
+    t = api.execute("alice", add["id"], {"a": 1, "b": 2})
+    r = api.post("alice", f"/workflows/{chain['id']}/execute", params={"wait": "30"},
+                 json={"inputs": {"F": 1, "L": 1}}, timeout=60)
+    run = expect_status(r, 200, 202).json()
+    r = api.post("alice", f"/studies/{g['id']}/members", json={"task_ids": [t["id"]], "run_ids": [run["id"]]})
+    out = expect_status(r, 200).json()
+    assert out["added"] == 2 and out["members"] == {"task_ids": [t["id"]], "run_ids": [run["id"]]}, out
+    # again: nothing new
+    r = api.post("alice", f"/studies/{g['id']}/members", json={"task_ids": [t["id"]]})
+    assert expect_status(r, 200).json()["added"] == 0
+    got = expect_status(api.get("alice", f"/studies/{g['id']}"), 200).json()
+    assert got["members"] == {"task_ids": [t["id"]], "run_ids": [run["id"]]} and got["notes"] == "runs for the review"
+    # a group has nothing to run
+    for verb, body in (("retry", None), ("points", {"points": [{"x": 1}]})):
+        assert_problem(api.post("alice", f"/studies/{g['id']}/{verb}", json=body), 409)
+    # a sweep's fields need a target and a design
+    p = assert_problem(api.post("alice", "/studies", json={"name": "g", "concurrency": 2}), 422)
+    assert "concurrency" in error_paths(p)
+    p = assert_problem(api.post("alice", f"/studies/{g['id']}/members", json={"task_ids": ["nope"], "x": 1}), 422)
+    assert {"task_ids", "x"} <= set(error_paths(p)), p
+
+
+def test_group_members_are_the_callers_own(api, chain):
+    g = create_study(api, "alice", {"name": "mine"})
+    add = api.create_function("bob", harness.Api.unique("add"), ADD)
+    bobs = api.execute("bob", add["id"], {"a": 1, "b": 1})
+    # bob's task (same company) and an unknown run: 404, and nothing is added
+    alices = api.execute("alice", api.create_function("alice", harness.Api.unique("add"), ADD)["id"],
+                         {"a": 2, "b": 2})
+    p = assert_problem(api.post("alice", f"/studies/{g['id']}/members",
+                                json={"task_ids": [alices["id"], bobs["id"]]}), 404)
+    assert bobs["id"] in p["detail"], p
+    assert_problem(api.post("alice", f"/studies/{g['id']}/members",
+                            json={"run_ids": ["00000000-0000-4000-8000-000000000000"]}), 404)
+    assert api.get("alice", f"/studies/{g['id']}").json()["members"]["task_ids"] == []
+    # another user may neither add to nor read alice's group
+    for other in ("bob", "carol"):
+        assert_problem(api.post(other, f"/studies/{g['id']}/members", json={"task_ids": [bobs["id"]]}), 404)
+        assert_problem(api.get(other, f"/studies/{g['id']}"), 404)
