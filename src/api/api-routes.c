@@ -753,6 +753,7 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/studies/{id}/results", MP_SCOPE_TASKS_READ, 0, mp_api_study_results),
         MP_ROUTE("POST", "/api/v1/studies/{id}/points", MP_SCOPE_EXECUTE, SLOW, mp_api_study_extend),
         MP_ROUTE("POST", "/api/v1/studies/{id}/retry", MP_SCOPE_EXECUTE, SLOW, mp_api_study_retry),
+        MP_ROUTE("POST", "/api/v1/studies/{id}/members", MP_SCOPE_EXECUTE, SLOW, mp_api_study_members),
         MP_ROUTE("POST", "/api/v1/studies/{id}/cancel", MP_SCOPE_EXECUTE, SLOW, mp_api_study_cancel),
 
         /* Workflows (docs/workflows.md): definitions are read and written with the

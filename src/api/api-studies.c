@@ -428,6 +428,16 @@ enum MHD_Result mp_api_study_extend(struct mp_route_ctx *c) {
         return send_owned(c, 200, out);
 }
 
+enum MHD_Result mp_api_study_members(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        json_t *out = NULL;
+
+        if (mp_api_body_json(c->conn, c->req, false, &body, &c->err) < 0 ||
+            mp_core_study_add_members(c->api->core, &c->principal, c->param[0], body, &out, &c->err) < 0)
+                return problem(c);
+        return send_owned(c, 200, out);
+}
+
 enum MHD_Result mp_api_study_retry(struct mp_route_ctx *c) {
         json_t *out = NULL;
 

@@ -98,16 +98,29 @@ enum MHD_Result mp_api_workflow_delete(struct mp_route_ctx *c) {
         return mp_api_send_json(c->conn, 204, NULL);
 }
 
+/* ?cache=refresh (docs/workflows.md#result-cache), or nothing. */
+static int cache_refresh(struct mp_route_ctx *c, bool *ret) {
+        const char *v = query(c, "cache");
+        *ret = v && !strcmp(v, "refresh");
+        if (v && !*ret) {
+                mp_error_add_field(&c->err, "cache", "must be \"refresh\"");
+                return mp_error_set(&c->err, EINVAL, 400, "bad_request",
+                                    "query parameter cache must be \"refresh\" (compute again), not \"%.32s\"", v);
+        }
+        return 0;
+}
+
 enum MHD_Result mp_api_workflow_execute(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *body = NULL, *run = NULL;
         long version, wait;
-        bool ended = false;
+        bool ended = false, refresh = false;
 
         if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
-            query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || body_object(c, &body) < 0 ||
+            query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || cache_refresh(c, &refresh) < 0 ||
+            body_object(c, &body) < 0 ||
             mp_core_workflow_execute(c->api->core, &c->principal, c->param[0], (int) version, body,
-                                     MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Idempotency-Key"), &run,
-                                     &ended, &c->err) < 0)
+                                     MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Idempotency-Key"),
+                                     refresh, &run, &ended, &c->err) < 0)
                 return problem(c);
         if (wait == 0 || ended)
                 return mp_api_send_json(c->conn, ended ? 200 : 202, run);

@@ -1,14 +1,15 @@
 /* `mecapy flow push|run|show|retry`: workflows from the command line (docs/cli.md,
- * docs/workflows.md). push saves a JSON definition (a new version when the caller already
+ * docs/workflows.md). push saves a JSON or YAML definition (a new version when the caller already
  * has a workflow of that name); run starts a run and follows it to its end with long
  * polls; show prints a run; retry re-runs what failed. */
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/cli-internal.h"
 
 static const char flow_usage[] =
-        "usage: mecapy flow push FILE.json [--json]\n"
+        "usage: mecapy flow push FILE.json|FILE.yaml [--json]\n"
         "       mecapy flow run NAME|ID [key=value ...] [--no-wait] [--timeout S] [--json]\n"
         "       mecapy flow show RUN_ID [--json]\n"
         "       mecapy flow retry RUN_ID [--no-wait] [--timeout S] [--json]\n"
@@ -100,7 +101,16 @@ static int flow_push(struct mp_cli *c, const char *file) {
                 fprintf(stderr, "mecapy flow push: %s: %s\n", file, strerror(-r));
                 return MP_CLI_EXIT_USAGE;
         }
-        def = json_loadb(text, len, 0, &jerr);
+        size_t n = strlen(file);
+        if ((n > 5 && !strcasecmp(file + n - 5, ".yaml")) || (n > 4 && !strcasecmp(file + n - 4, ".yml"))) {
+                char yerr[256];
+                if ((r = mp_cli_yaml_load(text, len, &def, yerr, sizeof(yerr))) < 0 || !json_is_object(def)) {
+                        fprintf(stderr, "mecapy flow push: %s: not a YAML mapping (%s)\n", file,
+                                r < 0 ? (yerr[0] ? yerr : strerror(-r)) : "another value");
+                        return MP_CLI_EXIT_USAGE;
+                }
+        } else
+                def = json_loadb(text, len, 0, &jerr);
         if (!json_is_object(def)) {
                 fprintf(stderr, "mecapy flow push: %s: not a JSON object (%s, line %d)\n", file,
                         def ? "another value" : jerr.text, jerr.line);

@@ -40,6 +40,10 @@
  * string. Returns a new reference, or NULL when the text is not valid UTF-8 (or out of
  * memory). */
 json_t *mp_cli_value_typed(const char *text);
+/* One YAML document (text, len bytes) as JSON in *ret (cli-yaml.c): 0, or -EINVAL with
+ * err saying what and where (aliases, several documents, .inf/.nan, non-scalar or
+ * duplicate keys, depth past MP_MAX_JSON_DEPTH are refused), -ENOMEM. */
+int mp_cli_yaml_load(const char *text, size_t len, json_t **ret, char *err, size_t errsize);
 
 /* Parse one operand into *ret_key (malloc'ed) and *ret_value (new reference):
  *   key=value   typed as by mp_cli_value_typed()

@@ -65,6 +65,18 @@ void mp_core_workflow_task_ended(struct mp_core *core, json_t *task);
 /* At start-up: runs that had not ended go on (starts without a task are made again,
  * ends that were not recorded are). Returns how many runs were taken up, or -EIO. */
 int mp_core_workflow_recover(struct mp_core *core, struct mp_error *err);
+/* A workflow (an id, or the caller's own name) and its version (0: the latest) that the
+ * caller may see: *ret_wf and *ret_ver (the version row: definition, input_schema). */
+int mp_core_workflow_resolve(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
+                             json_t **ret_wf, json_t **ret_ver, struct mp_error *err);
+/* The run of a study point: id as study_start named it, made for the study's owner
+ * (study: its row, with owner_id, company_id and target {workflow_id, version}), with
+ * its first nodes' tasks. Made once: a run of that id already there is read back. *ret:
+ * the run row; ended (finished_at set) when it needed no task. */
+int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *id, int64_t index, json_t *inputs,
+                               json_t **ret, struct mp_error *err);
+/* A study's workflow run ended: the point takes its outputs (studies.c). */
+void mp_study_run_ended(struct mp_core *core, json_t *run);
 /* --- studies (studies.c, docs/studies.md) --- */
 /* A task ended (any status): when it is a study point's, the point takes its outputs or
  * error and the study's next points start (cached ones end at once, here too). Called

@@ -234,10 +234,13 @@ int mp_core_workflow_list(struct mp_core *core, const struct mp_principal *p, co
 int mp_core_workflow_delete(struct mp_core *core, const struct mp_principal *p, const char *ref,
                             struct mp_error *err);
 /* body {"inputs"}: a run, and its first nodes' tasks, in one call. *ret: the run;
- * *ret_ended (may be NULL): whether it has already ended. idempotency_key may be NULL. */
+ * *ret_ended (may be NULL): whether it has already ended. idempotency_key may be NULL.
+ * A version declared "cache" is answered by a copy of the caller's own earlier
+ * completed run with the same version and canonical inputs (cached_from), unless
+ * cache_refresh. */
 int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
-                             json_t *body, const char *idempotency_key, json_t **ret, bool *ret_ended,
-                             struct mp_error *err);
+                             json_t *body, const char *idempotency_key, bool cache_refresh, json_t **ret,
+                             bool *ret_ended, struct mp_error *err);
 /* The run as the API shows it; *ret_ended (may be NULL): ended, and no call of it runs. */
 int mp_core_workflow_run_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                              bool *ret_ended, struct mp_error *err);
@@ -315,6 +318,10 @@ int mp_core_study_retry(struct mp_core *core, const struct mp_principal *p, cons
                         struct mp_error *err);
 int mp_core_study_cancel(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                          struct mp_error *err);
+/* body {"task_ids"?, "run_ids"?}: the caller's own tasks and runs grouped in the study
+ * (404 naming any other id; nothing added then); ret: the study with "added". */
+int mp_core_study_add_members(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
+                              json_t **ret, struct mp_error *err);
 
 /* --- companies, roles and the catalogue (docs/identity.md, company.c) --- */
 /* What a role may do beyond reading and calling what it can see: each check answers 0,

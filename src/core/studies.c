@@ -68,28 +68,47 @@ static json_t *render(json_t *row) {
                                       "failed", failed, "cancelled", cancelled));
         json_object_set_new(row, "cache", json_string(json_integer_value(json_object_get(row, "cache_refresh"))
                                                               ? "refresh" : "use"));
+        json_t *target = json_object_get(row, "target");
+        json_object_set_new(row, "kind", json_string(!target || json_is_null(target) ? "group" : "sweep"));
         mp_core_shape(row, STUDY_TIMES, drop);
         if (!json_object_get(row, "finished_at"))
                 json_object_set_new(row, "finished_at", json_null());
         return row;
 }
 
+static void run_ends(struct mp_core *core, json_t *study, json_t *todo);
+
 /* Hand the uncached tasks of a start to the queue, and record the ends of the cached
- * ones (each may start more points: a work list, not recursion). */
-static void started(struct mp_core *core, json_t *list, const char *function_id) {
-        _cleanup_json_ json_t *todo = json_array();
+ * ones (each may start more points: a work list, not recursion). A workflow's points
+ * become runs; a run that ended as it was made (every node failed in place) is
+ * recorded through the same work list. study: {id, owner_id, company_id, target}. */
+static void started(struct mp_core *core, json_t *study, json_t *list) {
+        _cleanup_json_ json_t *todo = json_array(), *runs = json_array();
+        const char *function_id = str_of(json_object_get(study, "target"), "function_id");
         size_t i;
         json_t *s;
 
         json_array_foreach(list, i, s) {
                 const char *tid = str_of(s, "task_id");
-                if (json_is_true(json_object_get(s, "cached")))
+                if (json_is_true(json_object_get(s, "run"))) {
+                        _cleanup_json_ json_t *run = NULL;
+                        _cleanup_error_ struct mp_error err = { 0 };
+                        if (mp_core_workflow_point_run(core, study, tid, json_integer_value(json_object_get(s, "point_index")),
+                                                       json_object_get(s, "inputs"), &run, &err) < 0)
+                                mp_warn("study %s: the run of point %" JSON_INTEGER_FORMAT " cannot be made now "
+                                        "(%s); it is made on recovery", str_of(study, "id"),
+                                        json_integer_value(json_object_get(s, "point_index")), err.message);
+                        else if (json_integer_value(json_object_get(run, "finished_at")) != 0)
+                                json_array_append(runs, run);
+                } else if (json_is_true(json_object_get(s, "cached")))
                         json_array_append(todo, json_object_get(s, "task_id"));
                 else
                         MP_QUEUE(core->queue)->push(core->queue, tid, function_id, NULL);
         }
         json_array_foreach(todo, i, s)
                 mp_study_task_ended(core, json_string_value(s));
+        if (json_array_size(runs))
+                run_ends(core, study, runs);
 }
 
 /* A point's inputs: the key that finds it again in its study (extend), and the result
@@ -158,8 +177,21 @@ static int resolve_target(struct mp_core *core, const struct mp_principal *p, js
                 return mp_core_validation_done(err, "fields");
         }
         if (json_object_get(target, "workflow")) {
-                mp_error_add_field(err, "target.workflow", "studies of workflows are not supported yet");
-                return mp_core_validation_done(err, "fields");
+                const char *wf = str_of(target, "workflow");
+                const char *key;
+                json_t *val;
+                json_object_foreach(target, key, val)
+                        if (strcmp(key, "workflow") && strcmp(key, "version"))
+                                mp_error_add_field(err, "target", "\"%s\" is not a field of a target", key);
+                if (!wf || !*wf)
+                        mp_error_add_field(err, "target.workflow", "must be a workflow's name or id");
+                if (v && !json_is_null(v) &&
+                    (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (1 << 30)))
+                        mp_error_add_field(err, "target.version", "must be a version number (1 or more)");
+                if (err->errors)
+                        return mp_core_validation_done(err, "fields");
+                return mp_core_workflow_resolve(core, p, wf, json_is_integer(v) ? (int) json_integer_value(v) : 0,
+                                                ret_fn, ret_ver, err);
         }
         if (!fn || !*fn) {
                 mp_error_add_field(err, "target.function", "is required (a function's name or id)");
@@ -186,7 +218,8 @@ static int resolve_target(struct mp_core *core, const struct mp_principal *p, js
 }
 
 /* The outputs: a list of paths into {"result": the task's result}; each checked. */
-static int read_outputs(json_t *v, struct mp_error *err) {
+static int read_outputs(json_t *v, const char *root, struct mp_error *err) {
+        size_t rl = strlen(root);
         size_t i;
         json_t *o;
 
@@ -205,9 +238,13 @@ static int read_outputs(json_t *v, struct mp_error *err) {
                         mp_error_add_field(err, field, "must be a string");
                         continue;
                 }
-                if (strcmp(path, "result") && strncmp(path, "result.", 7)) {
-                        mp_error_add_field(err, field, "must start with \"result\" (the task's result), "
-                                           "like \"result.deflection_mm\"");
+                if (strncmp(path, root, rl) || (path[rl] && path[rl] != '.')) {
+                        if (!strcmp(root, "result"))
+                                mp_error_add_field(err, field, "must start with \"result\" (the task's result), "
+                                                   "like \"result.deflection_mm\"");
+                        else
+                                mp_error_add_field(err, field, "must start with \"outputs\" (the workflow run's "
+                                                   "outputs), like \"outputs.sigma\"");
                         continue;
                 }
                 _cleanup_error_ struct mp_error perr = { 0 };
@@ -248,7 +285,36 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
                 mp_error_add_field(err, "fixed", "must be an object of input values");
         if (fixed && json_is_null(fixed))
                 fixed = NULL;
-        read_outputs(json_object_get(body, "outputs"), err);
+        json_t *tg = json_object_get(body, "target");
+        bool of_workflow = json_is_object(tg) && json_object_get(tg, "workflow");
+        read_outputs(json_object_get(body, "outputs"), of_workflow ? "outputs" : "result", err);
+        /* No target and no design: a group of the caller's tasks and runs (members). */
+        if (!csv && !tg && !json_object_get(body, "design")) {
+                static const char *const sweep_only[] = { "fixed", "outputs", "concurrency", NULL };
+                for (const char *const *k = sweep_only; *k; k++)
+                        if (json_object_get(body, *k))
+                                mp_error_add_field(err, *k, "is for a study with a target and a design; a study "
+                                                   "without them only groups tasks and runs");
+                if ((r = mp_core_validation_done(err, "fields")) < 0)
+                        return r;
+                if (cache_refresh)
+                        return mp_error_set(err, EINVAL, 400, "bad_request", "cache=refresh is for a study with "
+                                            "a target and a design");
+                _cleanup_json_ json_t *none = json_array(), *done = NULL;
+                mp_id_new(id);
+                study = json_pack("{s:s,s:s,s:s,s:s,s:i,s:I}", "id", id, "owner_id", p->user_id, "name",
+                                  name ? name : "", "notes", notes ? notes : "", "concurrency", 1, "created_at",
+                                  (json_int_t) mp_now_ms());
+                if (!study || !none)
+                        return -ENOMEM;
+                json_object_set_new(study, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
+                if ((r = MP_STORE(core->store)->study_create(core->store, study, none, err)) < 0)
+                        return r;
+                /* nothing to run: the start completes it at once */
+                if ((r = MP_STORE(core->store)->study_start(core->store, id, &done, err)) < 0)
+                        return r;
+                return mp_core_study_get(core, p, id, ret, err);
+        }
         if (csv) {
                 if (json_object_get(body, "design"))
                         mp_error_add_field(err, "design", "comes from the CSV body: leave it out");
@@ -278,7 +344,8 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
                 design = json_pack("{s:s,s:I}", "type", "list", "count", (json_int_t) json_array_size(points));
         }
         study = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:O},s:O,s:i,s:i,s:I}", "id", id, "owner_id", p->user_id,
-                          "name", name ? name : "", "notes", notes ? notes : "", "target", "function_id",
+                          "name", name ? name : "", "notes", notes ? notes : "", "target",
+                          of_workflow ? "workflow_id" : "function_id",
                           str_of(fn, "id"), "version", json_object_get(ver, "version"), "design", design,
                           "concurrency", concurrency, "cache_refresh", cache_refresh, "created_at",
                           (json_int_t) mp_now_ms());
@@ -294,18 +361,91 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
                 mp_warn("study %s: its first points could not start now (%s); they start on recovery", id,
                         err->message);
         mp_error_clear(err);
-        started(core, start, str_of(fn, "id"));
+        started(core, study, start);
         return mp_core_study_get(core, p, id, ret, err);
 }
 
 int mp_core_study_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                       struct mp_error *err) {
-        json_t *s = NULL;
+        json_t *s = NULL, *m;
+        _cleanup_json_ json_t *members = NULL;
+        size_t i;
         int r = load_study(core, p, id, &s, err);
 
         if (r < 0)
                 return r;
+        if ((r = MP_STORE(core->store)->study_members(core->store, id, &members, err)) < 0) {
+                json_decref(s);
+                return r;
+        }
+        json_t *tasks = json_array(), *runs = json_array();
+        json_array_foreach(members, i, m)
+                json_array_append(strcmp(str_of(m, "kind") ?: "", "run") ? tasks : runs,
+                                  json_object_get(m, "member_id"));
         *ret = render(s);
+        json_object_set_new(*ret, "members", json_pack("{s:o,s:o}", "task_ids", tasks, "run_ids", runs));
+        return 0;
+}
+
+/* Members: the caller's own tasks and runs only; any other id is the 404 of an unknown
+ * one (naming it), so nothing is added. */
+int mp_core_study_add_members(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
+                              json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *s = NULL, *members = json_array();
+        static const char *const lists[] = { "task_ids", "run_ids", NULL };
+        const char *key;
+        json_t *v;
+        int r, added;
+
+        if ((r = load_study(core, p, id, &s, err)) < 0)
+                return r;
+        if (!members)
+                return -ENOMEM;
+        if (!json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object like "
+                                    "{\"task_ids\": [...], \"run_ids\": [...]}");
+        json_object_foreach(body, key, v)
+                if (strcmp(key, "task_ids") && strcmp(key, "run_ids"))
+                        mp_error_add_field(err, key, "is not a field (only task_ids and run_ids)");
+        for (const char *const *l = lists; *l; l++) {
+                json_t *ids = json_object_get(body, *l), *x;
+                size_t i;
+                if (!ids)
+                        continue;
+                if (!json_is_array(ids) || json_array_size(ids) > MP_MAX_PAGE) {
+                        mp_error_add_field(err, *l, "must be a list of at most %d ids", MP_MAX_PAGE);
+                        continue;
+                }
+                json_array_foreach(ids, i, x)
+                        if (!json_is_string(x) || !mp_id_valid(json_string_value(x)))
+                                mp_error_add_field(err, *l, "[%zu] is not an id", i);
+        }
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        for (const char *const *l = lists; *l; l++) {
+                bool run = !strcmp(*l, "run_ids");
+                json_t *x;
+                size_t i;
+                json_array_foreach(json_object_get(body, *l), i, x) {
+                        _cleanup_json_ json_t *row = NULL;
+                        _cleanup_error_ struct mp_error gerr = { 0 };
+                        const char *mid = json_string_value(x);
+                        r = run ? MP_STORE(core->store)->workflow_run_get(core->store, mid, &row, &gerr)
+                                : MP_STORE(core->store)->task_get(core->store, mid, &row, &gerr);
+                        if (r < 0 && r != -ENOENT) {
+                                mp_error_set(err, -r, gerr.status ? gerr.status : 503, "unavailable", "%s", gerr.message);
+                                return r;
+                        }
+                        if (r < 0 || strcmp(str_of(row, "owner_id") ?: "", p->user_id))
+                                return mp_core_not_found(err, run ? "workflow run" : "task", mid);
+                        json_array_append_new(members, json_pack("{s:s,s:s}", "kind", run ? "run" : "task", "id", mid));
+                }
+        }
+        if ((added = MP_STORE(core->store)->study_add_members(core->store, id, members, MP_MAX_STUDY_POINTS, err)) < 0)
+                return added;
+        if ((r = mp_core_study_get(core, p, id, ret, err)) < 0)
+                return r;
+        json_object_set_new(*ret, "added", json_integer(added));
         return 0;
 }
 
@@ -368,7 +508,7 @@ int mp_core_study_points(struct mp_core *core, const struct mp_principal *p, con
 
 int mp_core_study_results(struct mp_core *core, const struct mp_principal *p, const char *id, const char *cursor,
                           int limit, json_t **ret, struct mp_error *err) {
-        _cleanup_json_ json_t *rows = NULL, *items = json_array();
+        _cleanup_json_ json_t *rows = NULL, *items = json_array(), *study = NULL;
         long after = -1;
         size_t i;
         json_t *row;
@@ -379,12 +519,18 @@ int mp_core_study_results(struct mp_core *core, const struct mp_principal *p, co
                 return mp_error_set(err, EINVAL, 400, "bad_request",
                                     "`cursor` is not one this server handed out; start again without it");
         }
-        if ((r = mp_core_study_points(core, p, id, after, limit + 1, NULL, &rows, err)) < 0)
+        if ((r = mp_core_study_points(core, p, id, after, limit + 1, &study, &rows, err)) < 0)
                 return r;
+        bool runs = str_of(json_object_get(study, "target"), "workflow_id") != NULL;
         json_array_foreach(rows, i, row) {
                 if (i == (size_t) limit)
                         break;
-                json_array_append_new(items, render_point(row));
+                json_t *item = render_point(row);
+                /* a workflow's point is a run: its id is run_id, and it has no task of its own */
+                json_object_set(item, "run_id", runs ? json_object_get(item, "task_id") : json_null());
+                if (runs)
+                        json_object_set_new(item, "task_id", json_null());
+                json_array_append_new(items, item);
         }
         char next[32] = "";
         if (json_array_size(rows) > (size_t) limit)
@@ -404,6 +550,17 @@ static int load_for_points(struct mp_core *core, const struct mp_principal *p, c
         if ((r = load_study(core, p, id, &s, err)) < 0)
                 return r;
         target = json_object_get(s, "target");
+        if (!json_is_object(target))
+                return mp_error_set(err, EINVAL, 409, "conflict", "study %s only groups tasks and runs: it has no "
+                                    "target to run points of", id);
+        if (str_of(target, "workflow_id")) {
+                if ((r = mp_core_workflow_resolve(core, p, str_of(target, "workflow_id"),
+                                                  (int) json_integer_value(json_object_get(target, "version")), &fn,
+                                                  ret_ver, err)) < 0)
+                        return r;
+                *ret_study = TAKE_PTR(s);
+                return 0;
+        }
         if ((r = mp_core_load_callable(core, p, str_of(target, "function_id"),
                                        (int) json_integer_value(json_object_get(target, "version")), &fn, ret_ver,
                                        err)) < 0)
@@ -418,7 +575,7 @@ static int advance(struct mp_core *core, const char *id, json_t *study, struct m
 
         if (r < 0)
                 return r;
-        started(core, start, str_of(json_object_get(study, "target"), "function_id"));
+        started(core, study, start);
         return 0;
 }
 
@@ -486,7 +643,10 @@ int mp_core_study_cancel(struct mp_core *core, const struct mp_principal *p, con
                 _cleanup_json_ json_t *out = NULL;
                 _cleanup_error_ struct mp_error cerr = { 0 };
                 /* A task that ended meanwhile answers 409: its end is counted anyway. */
-                (void) mp_core_task_cancel(core, p, str_of(t, "task_id"), &out, &cerr);
+                if (str_of(json_object_get(s, "target"), "workflow_id"))
+                        (void) mp_core_workflow_run_cancel(core, p, str_of(t, "task_id"), &out, &cerr);
+                else
+                        (void) mp_core_task_cancel(core, p, str_of(t, "task_id"), &out, &cerr);
         }
         return mp_core_study_get(core, p, id, ret, err);
 }
@@ -511,8 +671,8 @@ static json_t *task_result(struct mp_core *core, json_t *task) {
 
 /* The point's outputs: {path: value} for each of the study's output paths, read from
  * {"result": result}. A path that names nothing fails the point (*ret_error). */
-static json_t *extract(json_t *study, json_t *result, json_t **ret_error) {
-        _cleanup_json_ json_t *root = json_pack("{s:O}", "result", result ? result : json_null());
+static json_t *extract(json_t *study, const char *name, json_t *result, json_t **ret_error) {
+        _cleanup_json_ json_t *root = json_pack("{s:O}", name, result ? result : json_null());
         json_t *out = json_object();
         size_t i;
         json_t *o;
@@ -534,7 +694,7 @@ static json_t *extract(json_t *study, json_t *result, json_t **ret_error) {
         return out;
 }
 
-/* What a task's end needs of its study never changes (target and outputs): a few studies
+/* What a task's end needs of its study never changes (target, outputs, owner): a few studies
  * are kept here, so a point's end reads its task and writes once. */
 #define STUDY_CACHE 16
 static struct {
@@ -558,8 +718,10 @@ static int study_fixed_fields(struct mp_core *core, const char *id, json_t **ret
         pthread_mutex_unlock(&study_cache_lock);
         if ((r = MP_STORE(core->store)->study_get(core->store, id, &row, err)) < 0)
                 return r;
-        json_t *kept = json_pack("{s:O,s:O,s:O}", "id", json_object_get(row, "id"), "target",
-                                 json_object_get(row, "target"), "outputs", json_object_get(row, "outputs"));
+        json_t *kept = json_pack("{s:O,s:O,s:O,s:O,s:O}", "id", json_object_get(row, "id"), "target",
+                                 json_object_get(row, "target"), "outputs", json_object_get(row, "outputs"),
+                                 "owner_id", json_object_get(row, "owner_id"), "company_id",
+                                 json_object_get(row, "company_id") ?: json_null());
         if (!kept)
                 return -ENOMEM;
         pthread_mutex_lock(&study_cache_lock);
@@ -610,7 +772,7 @@ void mp_study_task_ended(struct mp_core *core, const char *task_id) {
                                         "recorded on recovery", sid, tid);
                                 continue;
                         }
-                        outputs = extract(study, result, &error);
+                        outputs = extract(study, "result", result, &error);
                         if (error)
                                 status = "failed";
                 } else {
@@ -651,6 +813,117 @@ void mp_study_task_ended(struct mp_core *core, const char *task_id) {
         }
 }
 
+/* The ends of a workflow study's runs (rows with status, outputs, error): each point
+ * takes the run's outputs read by the study's paths from {"outputs": ...}, and the next
+ * points start; runs that end as they are made join the list (no recursion). */
+static void run_ends(struct mp_core *core, json_t *study, json_t *todo) {
+        const char *sid = str_of(study, "id");
+
+        for (size_t n = 0; n < json_array_size(todo); n++) {
+                _cleanup_json_ json_t *outputs = NULL, *error = NULL, *start = NULL;
+                _cleanup_error_ struct mp_error err = { 0 };
+                json_t *run = json_array_get(todo, n);
+                const char *status = str_of(run, "status") ?: "failed";
+                int r;
+
+                if (!strcmp(status, "completed")) {
+                        outputs = extract(study, "outputs", json_object_get(run, "outputs"), &error);
+                        if (error)
+                                status = "failed";
+                } else {
+                        error = json_incref(json_object_get(run, "error"));
+                        if (!error || json_is_null(error)) {
+                                json_decref(error);
+                                error = json_pack("{s:s,s:s}", "type", status, "message", "the run did not complete");
+                        }
+                        json_object_set(error, "run_id", json_object_get(run, "id"));
+                }
+                for (int attempt = 0;; attempt++) {
+                        mp_error_clear(&err);
+                        r = MP_STORE(core->store)->study_point_end(
+                                core->store, sid, json_integer_value(json_object_get(run, "point_index")),
+                                str_of(run, "id"), status, outputs, error, &start, &err);
+                        if (r >= 0 || attempt == STUDY_END_TRIES - 1 || (r != -EBUSY && r != -EAGAIN && r != -EIO))
+                                break;
+                        struct timespec ts = { 0, (long) (100 << (2 * attempt)) * 1000000L };
+                        nanosleep(&ts, NULL);
+                }
+                if (r < 0) {
+                        mp_warn("study %s: the end of run %s cannot be recorded now (%s); it is on recovery", sid,
+                                str_of(run, "id"), err.message);
+                        continue;
+                }
+                size_t i;
+                json_t *st;
+                json_array_foreach(start, i, st) {
+                        _cleanup_json_ json_t *made = NULL;
+                        _cleanup_error_ struct mp_error merr = { 0 };
+                        if (!json_is_true(json_object_get(st, "run")))
+                                continue;
+                        if (mp_core_workflow_point_run(core, study, str_of(st, "task_id"),
+                                                       json_integer_value(json_object_get(st, "point_index")),
+                                                       json_object_get(st, "inputs"), &made, &merr) < 0)
+                                mp_warn("study %s: the run of point %" JSON_INTEGER_FORMAT " cannot be made now "
+                                        "(%s); it is made on recovery", sid,
+                                        json_integer_value(json_object_get(st, "point_index")), merr.message);
+                        else if (json_integer_value(json_object_get(made, "finished_at")) != 0)
+                                json_array_append(todo, made);
+                }
+        }
+}
+
+void mp_study_run_ended(struct mp_core *core, json_t *run) {
+        _cleanup_json_ json_t *study = NULL, *todo = NULL;
+        _cleanup_error_ struct mp_error err = { 0 };
+        const char *sid = str_of(run, "study_id");
+
+        if (!sid)
+                return;
+        if (study_fixed_fields(core, sid, &study, &err) < 0) {
+                mp_warn("study %s: the end of run %s cannot be recorded now (%s); it is on recovery", sid,
+                        str_of(run, "id") ?: "?", err.message);
+                return;
+        }
+        todo = json_pack("[O]", run);
+        if (todo)
+                run_ends(core, study, todo);
+}
+
+/* After a restart, a workflow study's started points: a run that was never made is made
+ * (its id is the point's), a run that ended unheard is recorded. */
+static void recover_runs(struct mp_core *core, json_t *study) {
+        _cleanup_json_ json_t *ended = json_array();
+        int64_t after = -1;
+
+        for (;;) {
+                _cleanup_json_ json_t *rows = NULL;
+                _cleanup_error_ struct mp_error err = { 0 };
+                size_t i;
+                json_t *row;
+                if (MP_STORE(core->store)->study_points(core->store, str_of(study, "id"), after, 500, &rows, &err) < 0) {
+                        mp_warn("study %s: its points cannot be read now (%s)", str_of(study, "id"), err.message);
+                        break;
+                }
+                json_array_foreach(rows, i, row) {
+                        _cleanup_json_ json_t *run = NULL;
+                        _cleanup_error_ struct mp_error rerr = { 0 };
+                        after = json_integer_value(json_object_get(row, "point_index"));
+                        if (strcmp(str_of(row, "status") ?: "", "started") || !str_of(row, "task_id"))
+                                continue;
+                        if (mp_core_workflow_point_run(core, study, str_of(row, "task_id"), after,
+                                                       json_object_get(row, "inputs"), &run, &rerr) < 0)
+                                mp_warn("study %s: the run of point %" PRId64 " cannot be made now (%s)",
+                                        str_of(study, "id"), after, rerr.message);
+                        else if (json_integer_value(json_object_get(run, "finished_at")) != 0)
+                                json_array_append(ended, run);
+                }
+                if (json_array_size(rows) < 500)
+                        break;
+        }
+        if (json_array_size(ended))
+                run_ends(core, study, ended);
+}
+
 int mp_study_recover(struct mp_core *core, struct mp_error *err) {
         _cleanup_json_ json_t *list = NULL;
         size_t i, k;
@@ -665,8 +938,11 @@ int mp_study_recover(struct mp_core *core, struct mp_error *err) {
                 json_array_foreach(json_object_get(s, "ended"), k, t)
                         mp_study_task_ended(core, json_string_value(t));
                 /* Points never started (a crash before their start was stored) start now. */
-                if (MP_STORE(core->store)->study_get(core->store, str_of(s, "id"), &study, &serr) < 0 ||
-                    (r = advance(core, str_of(s, "id"), study, &serr)) < 0)
+                if (MP_STORE(core->store)->study_get(core->store, str_of(s, "id"), &study, &serr) < 0)
+                        mp_warn("study %s: could not resume: %s", str_of(s, "id"), serr.message);
+                else if (str_of(json_object_get(study, "target"), "workflow_id"))
+                        recover_runs(core, study);
+                if (study && (r = advance(core, str_of(s, "id"), study, &serr)) < 0)
                         mp_warn("study %s: could not resume: %s", str_of(s, "id"), serr.message);
         }
         if (json_array_size(list))

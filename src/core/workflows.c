@@ -190,6 +190,25 @@ static int load_owned_workflow(struct mp_core *core, const struct mp_principal *
         return 0;
 }
 
+int mp_core_workflow_resolve(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
+                             json_t **ret_wf, json_t **ret_ver, struct mp_error *err) {
+        _cleanup_json_ json_t *wf = NULL;
+        int r = load_workflow(core, p, ref, &wf, err);
+
+        if (r < 0)
+                return r;
+        r = MP_STORE(core->store)->workflow_get_version(core->store, json_string_value(json_object_get(wf, "id")),
+                                                        version, ret_ver, err);
+        if (r == -ENOENT) {
+                mp_error_clear(err);
+                return mp_error_set(err, ENOENT, 404, "not_found", "workflow %s has no version %d", ref, version);
+        }
+        if (r < 0)
+                return r;
+        *ret_wf = TAKE_PTR(wf);
+        return 0;
+}
+
 int mp_core_workflow_create(struct mp_core *core, const struct mp_principal *p, json_t *body, json_t **ret,
                             struct mp_error *err) {
         _cleanup_json_ json_t *def = NULL, *wf = NULL, *ver = NULL;
@@ -464,6 +483,20 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
                 return -ENOMEM;
         json_object_set_new(task, "company_id", owner.company_id[0] ? json_string(owner.company_id) : json_null());
         json_object_set_new(task, "element_index", element >= 0 ? json_integer(element) : json_null());
+        /* A node of a function version declared "cache" carries the key a plain call
+         * would (tasks.c), so its result serves the owner's later calls and studies. It
+         * is not itself answered from the cache: its task is made with the step, in the
+         * step's transaction, as a queued task with a job. */
+        if (json_integer_value(json_object_get(ver, "cache")) != 0) {
+                char vkey[MP_ID_LEN + 24], env[80], key[MP_CACHE_KEY_HEX_LEN + 1];
+                _cleanup_error_ struct mp_error kerr = { 0 };
+                snprintf(vkey, sizeof(vkey), "%s:%" JSON_INTEGER_FORMAT, fid,
+                         json_integer_value(json_object_get(ver, "version")));
+                if (!mp_core_env_key(json_object_get(ver, "requirements"), env, sizeof(env)))
+                        snprintf(env, sizeof(env), "base");
+                if (mp_cache_key(vkey, env, inputs, key, &kerr) >= 0)
+                        json_object_set_new(task, "cache_key", json_string(key));
+        }
         *ret_task = TAKE_PTR(task);
         return 0;
 }
@@ -569,8 +602,19 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                                         break;
                                 }
                 }
-                if (over && !was_over)
+                if (over && !was_over) {
                         mp_core_task_ended(core, run_id); /* wakes GET /workflow-runs/{id}?wait= */
+                        if (json_is_string(json_object_get(run, "study_id"))) {
+                                _cleanup_json_ json_t *ended = json_deep_copy(run);
+                                if (ended) {
+                                        json_object_set(ended, "status", json_object_get(state, "status"));
+                                        json_object_set(ended, "outputs", json_object_get(state, "outputs") ?: json_null());
+                                        json_object_set(ended, "error", json_object_get(state, "error") ?: json_null());
+                                        json_object_set_new(ended, "finished_at", json_integer(now));
+                                        mp_study_run_ended(core, ended);
+                                }
+                        }
+                }
                 /* Tasks of this step that have ended by now: made by an earlier try of it
                  * (a restart), or so fast that their worker's step read the state before
                  * they were in it. Feed them now. */
@@ -702,6 +746,9 @@ static json_t *render_run(json_t *run, json_t *def) {
                                 json_object_get(run, "error") ?: json_null(), "nodes", nodes, "created_at",
                                 json_object_get(run, "created_at"), "finished_at",
                                 json_object_get(run, "finished_at"));
+        json_object_set(out, "cached_from", json_object_get(run, "cached_from") ?: json_null());
+        json_object_set(out, "study_id", json_object_get(run, "study_id") ?: json_null());
+        json_object_set(out, "point_index", json_object_get(run, "point_index") ?: json_null());
         mp_core_shape(out, run_times, NULL);
         return out;
 }
@@ -766,9 +813,50 @@ static bool key_ok(const char *k) {
         return true;
 }
 
+/* The result cache of a workflow version declared "cache" (docs/workflows.md#result-cache):
+ * the key is mp_cache_key over the version's id ("workflow:<id>:<version>") and the
+ * canonical inputs, set on the run in run->cache_key. Unless refresh, the owner's newest
+ * completed run with that key that is not itself a copy is copied into run (its state,
+ * outputs, completed now, cached_from): 1. 0 to run it, -errno. The owner only, never
+ * the company: another member's run is theirs to see. */
+static int run_cache_lookup(struct mp_core *core, json_t *ver, json_t *inputs, bool refresh, json_t *run,
+                            struct mp_error *err) {
+        _cleanup_json_ json_t *src = NULL;
+        _cleanup_error_ struct mp_error lerr = { 0 };
+        char vkey[MP_ID_LEN + 40], key[MP_CACHE_KEY_HEX_LEN + 1];
+        int r;
+
+        if (!json_is_true(json_object_get(json_object_get(ver, "definition"), "cache")))
+                return 0;
+        snprintf(vkey, sizeof(vkey), "workflow:%s:%" JSON_INTEGER_FORMAT,
+                 json_string_value(json_object_get(run, "workflow_id")) ?: "",
+                 json_integer_value(json_object_get(run, "version")));
+        if ((r = mp_cache_key(vkey, "workflow", inputs, key, err)) < 0)
+                return r;
+        json_object_set_new(run, "cache_key", json_string(key));
+        if (refresh)
+                return 0;
+        r = MP_STORE(core->store)->workflow_run_find_cached(core->store,
+                                                             json_string_value(json_object_get(run, "owner_id")),
+                                                             key, &src, &lerr);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                mp_error_set(err, -r, lerr.status ? lerr.status : 503, "unavailable", "%s", lerr.message);
+                return r;
+        }
+        json_object_set(run, "state", json_object_get(src, "state"));
+        json_object_set_new(run, "status", json_string("completed"));
+        json_object_set(run, "outputs", json_object_get(src, "outputs") ?: json_null());
+        json_object_set_new(run, "error", json_null());
+        json_object_set_new(run, "finished_at", json_integer(mp_now_ms()));
+        json_object_set(run, "cached_from", json_object_get(src, "id"));
+        return 1;
+}
+
 int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
-                             json_t *body, const char *idempotency_key, json_t **ret, bool *ret_ended,
-                             struct mp_error *err) {
+                             json_t *body, const char *idempotency_key, bool cache_refresh, json_t **ret,
+                             bool *ret_ended, struct mp_error *err) {
         _cleanup_json_ json_t *wf = NULL, *ver = NULL, *run = NULL, *state = NULL, *existing = NULL;
         _cleanup_json_ json_t *tasks = json_array();
         char id[MP_ID_LEN + 1];
@@ -814,18 +902,22 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
         json_object_set_new(run, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
         if (idempotency_key)
                 json_object_set_new(run, "idempotency_key", json_string(idempotency_key));
-        /* The first step is stored with the run: the run and the tasks of the nodes that
-         * can start now are one commit. */
-        if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
+        if ((r = run_cache_lookup(core, ver, inputs, cache_refresh, run, err)) < 0)
                 return r;
-        int64_t now = mp_now_ms();
-        stamp_times(state, now);
-        bool over = run_over(state) && !mp_flow_run_busy(state);
-        json_object_set(run, "state", state);
-        json_object_set(run, "status", json_object_get(state, "status"));
-        json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
-        json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
-        json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
+        /* The first step is stored with the run: the run and the tasks of the nodes that
+         * can start now are one commit. A cache hit is stored ended, with no task. */
+        if (r == 0) {
+                if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
+                        return r;
+                int64_t now = mp_now_ms();
+                stamp_times(state, now);
+                bool over = run_over(state) && !mp_flow_run_busy(state);
+                json_object_set(run, "state", state);
+                json_object_set(run, "status", json_object_get(state, "status"));
+                json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
+                json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
+                json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
+        }
         r = MP_STORE(core->store)->workflow_run_create(core->store, run, tasks, &existing, err);
         if (r == -EEXIST && existing) {
                 if (!json_equal(json_object_get(existing, "inputs"), inputs))
@@ -845,6 +937,67 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
                                             json_string_value(json_object_get(t, "function_id")), NULL);
         }
         return shape_run(core, run, ret, ret_ended, err);
+}
+
+int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *id, int64_t index, json_t *inputs,
+                               json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *ver = NULL, *run = NULL, *state = NULL, *existing = NULL, *tasks = json_array();
+        json_t *target = json_object_get(study, "target");
+        const char *wid = json_string_value(json_object_get(target, "workflow_id"));
+        int r;
+
+        if (!tasks)
+                return -ENOMEM;
+        r = MP_STORE(core->store)->workflow_run_get(core->store, id, &existing, err);
+        if (r == 0) {
+                *ret = TAKE_PTR(existing);
+                return 0;
+        }
+        if (r != -ENOENT)
+                return r;
+        mp_error_clear(err);
+        if ((r = MP_STORE(core->store)->workflow_get_version(core->store, wid ? wid : "",
+                        (int) json_integer_value(json_object_get(target, "version")), &ver, err)) < 0)
+                return r;
+        state = mp_flow_run_new(json_object_get(ver, "definition"));
+        if (!state)
+                return -ENOMEM;
+        json_object_set_new(state, "generation", json_integer(0));
+        run = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:s,s:I,s:O,s:I}", "id", id, "workflow_id", wid, "version",
+                        json_object_get(ver, "version"), "owner_id", json_object_get(study, "owner_id"),
+                        "company_id", json_object_get(study, "company_id") ?: json_null(), "inputs", inputs,
+                        "status", "running", "created_at", (json_int_t) mp_now_ms(), "study_id",
+                        json_object_get(study, "id"), "point_index", (json_int_t) index);
+        if (!run)
+                return -ENOMEM;
+        /* The owner's tenancy: each node's function is checked for the owner when its
+         * task is made (a function no longer theirs fails the node, and so the point). */
+        if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
+                return r;
+        int64_t now = mp_now_ms();
+        stamp_times(state, now);
+        bool over = run_over(state) && !mp_flow_run_busy(state);
+        json_object_set(run, "state", state);
+        json_object_set(run, "status", json_object_get(state, "status"));
+        json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
+        json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
+        json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
+        r = MP_STORE(core->store)->workflow_run_create(core->store, run, tasks, NULL, err);
+        if (r == -EEXIST) { /* made meanwhile (a recovery beside a live end) */
+                mp_error_clear(err);
+                return MP_STORE(core->store)->workflow_run_get(core->store, id, ret, err);
+        }
+        if (r < 0)
+                return r;
+        size_t i;
+        json_t *t;
+        json_array_foreach(tasks, i, t) {
+                mp_core_count_created(core);
+                MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
+                                            json_string_value(json_object_get(t, "function_id")), NULL);
+        }
+        *ret = TAKE_PTR(run);
+        return 0;
 }
 
 int mp_core_workflow_run_list(struct mp_core *core, const struct mp_principal *p, const char *workflow_id,

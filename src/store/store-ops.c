@@ -1610,6 +1610,106 @@ static int ops_workflow_run_advance(struct mp_store *s, const char *id, int64_t 
         return r;
 }
 
+struct members_args {
+        const char *id;
+        json_t *members, *out;
+        int64_t max;
+        int added;
+};
+
+static int members_add_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct members_args *a = ctx;
+        int64_t have = 0, now = mp_now_ms();
+        size_t i;
+        json_t *m;
+
+        a->added = 0;
+        TRY(q_int(c, SQL_MEMBERS_COUNT, PARAMS(PT(a->id)), "n", &have, "counting a study's members", err));
+        json_array_foreach(a->members, i, m) {
+                int n;
+                TRY(n = q_exec(c, SQL_MEMBER_ADD,
+                               PARAMS(PT(a->id), PT(json_string_value(json_object_get(m, "kind"))),
+                                      PT(json_string_value(json_object_get(m, "id"))), PI(now)),
+                               "adding a study member", err));
+                a->added += n > 0;
+        }
+        if (have + a->added > a->max)
+                return mp_error_set(err, E2BIG, 422, "validation", "a study groups at most %" PRId64 " tasks and "
+                                    "runs; it has %" PRId64 " and %d more were asked", a->max, have, a->added);
+        return 0;
+}
+
+static int ops_study_add_members(struct mp_store *s, const char *id, json_t *members, int64_t max,
+                                 struct mp_error *err) {
+        struct members_args a = { .id = id, .members = members, .max = max };
+        int r;
+
+        if (!id || !json_is_array(members))
+                return invalid(err, "members are a list");
+        r = s->drv->run(s, MP_RUN_ATOMIC, members_add_fn, &a, err);
+        return r < 0 ? r : a.added;
+}
+
+static int members_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct members_args *a = ctx;
+        json_t *rows = json_array();
+
+        if (!rows)
+                return -ENOMEM;
+        int r = q_all(c, SQL_MEMBERS, PARAMS(PT(a->id)), rows, "reading a study's members", err);
+        if (r < 0) {
+                json_decref(rows);
+                return r;
+        }
+        json_decref(a->out);
+        a->out = rows;
+        return 0;
+}
+
+static int ops_study_members(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct members_args a = { .id = id };
+        int r = s->drv->run(s, MP_RUN_READ, members_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+struct run_cache_args {
+        const char *owner_id, *cache_key;
+        json_t *row;
+};
+
+static int run_cache_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct run_cache_args *a = ctx;
+        json_t *row = NULL;
+
+        TRY(q_row(c, SQL_WORKFLOW_RUN_CACHE_FIND, PARAMS(PT(a->owner_id), PT(a->cache_key)), &row,
+                  "looking up the workflow result cache", err));
+        json_decref(a->row);
+        a->row = row;
+        return 0;
+}
+
+static int ops_workflow_run_find_cached(struct mp_store *s, const char *owner_id, const char *cache_key,
+                                        json_t **ret, struct mp_error *err) {
+        struct run_cache_args a = { owner_id, cache_key, NULL };
+        int r;
+
+        if (!owner_id || !cache_key)
+                return invalid(err, "a cache lookup needs an owner and a key");
+        r = s->drv->run(s, MP_RUN_READ, run_cache_fn, &a, err);
+        if (r < 0) {
+                json_decref(a.row);
+                return r;
+        }
+        *ret = a.row;
+        return 0;
+}
+
 static int ops_workflow_run_open(struct mp_store *s, json_t **ret, struct mp_error *err) {
         struct all_args a = { SQL_WORKFLOW_RUN_OPEN, NULL, "listing open workflow runs", NULL };
         int n = all_run(s, &a, ret, err);
@@ -1867,6 +1967,19 @@ static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *st
                 bool cached = false;
 
                 mp_id_new(tid);
+                /* A point of a workflow becomes a run, made by the caller once this is
+                 * stored (it needs the scheduler): the point names the run's id. */
+                if (json_object_get(target, "workflow_id")) {
+                        TRY(q_exec(c, SQL_POINT_SET_TASK, PARAMS(PT(tid), PT(id), PI(index)),
+                                   "starting a study point", err));
+                        if (json_array_append_new(started, json_pack("{s:s,s:b,s:b,s:I,s:O}", "task_id", tid,
+                                                                     "cached", 0, "run", 1, "point_index",
+                                                                     (json_int_t) index, "inputs",
+                                                                     json_object_get(row, "inputs"))) < 0)
+                                return -ENOMEM;
+                        n++;
+                        continue;
+                }
                 if (key && !refresh) {
                         _cleanup_json_ json_t *src = NULL;
                         int r = q_row(c, SQL_CACHE_FIND, PARAMS(PT(owner), PT(key)), &src,
@@ -2319,7 +2432,9 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
         .workflow_run_get = ops_workflow_run_get, .workflow_run_list = ops_workflow_run_list, \
         .workflow_run_update = ops_workflow_run_update,                                  \
         .workflow_run_advance = ops_workflow_run_advance,                                \
-        .workflow_run_open = ops_workflow_run_open,
+        .workflow_run_open = ops_workflow_run_open,                                      \
+        .workflow_run_find_cached = ops_workflow_run_find_cached,                        \
+        .study_add_members = ops_study_add_members, .study_members = ops_study_members,
 
 static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);
 static const struct mp_store_ops postgres_ops = OPS_TABLE("postgres", ops_open_postgres);

@@ -255,6 +255,25 @@ static const char *const migrations[] = {
         "CREATE INDEX IF NOT EXISTS tasks_cache ON tasks (owner_id, cache_key, finished_at)"
         "  WHERE cache_key IS NOT NULL;"
         "ALTER TABLE function_versions ADD COLUMN cache INTEGER NOT NULL DEFAULT 0;",
+        /* 8: the result cache of workflow versions declared "cache" (docs/workflows.md):
+         * a run carries the key of its version and canonical inputs, looked up within
+         * the owner's runs (workflow_runs_cache); cached_from names the run whose
+         * outputs a hit copied. */
+        "ALTER TABLE workflow_runs ADD COLUMN cache_key TEXT;"
+        "ALTER TABLE workflow_runs ADD COLUMN cached_from TEXT;"
+        "CREATE INDEX IF NOT EXISTS workflow_runs_cache ON workflow_runs (owner_id, cache_key, finished_at)"
+        "  WHERE cache_key IS NOT NULL;"
+        /* and a run made for a point of a study of a workflow names it (the point's
+         * task_id is then the run's id) */
+        "ALTER TABLE workflow_runs ADD COLUMN study_id TEXT;"
+        "ALTER TABLE workflow_runs ADD COLUMN point_index INTEGER;"
+        /* and the tasks and runs a study groups (docs/studies.md, "A study that groups") */
+        "CREATE TABLE IF NOT EXISTS study_members ("
+        "  study_id TEXT NOT NULL REFERENCES studies(id),"
+        "  kind TEXT NOT NULL CHECK (kind IN ('task', 'run')),"
+        "  member_id TEXT NOT NULL,"
+        "  added_at BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (study_id, kind, member_id));",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -423,6 +442,10 @@ static const struct col workflow_run_cols[] = {
         { "idempotency_key", COL_TEXT, 0, NULL, NULL },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
         { "finished_at", COL_INT, 0, NULL, NULL },
+        { "cache_key", COL_TEXT, 0, NULL, NULL },
+        { "cached_from", COL_TEXT, 0, NULL, NULL },
+        { "study_id", COL_TEXT, 0, NULL, NULL },
+        { "point_index", COL_INT, COL_NULL, NULL, NULL },
 };
 
 /* What a scheduling step stores (workflow_run_update). */
@@ -677,6 +700,11 @@ static const char SQL_WORKFLOW_RUN_LIST[] =
         " AND (?3 IS NULL OR status = ?3)"
         " AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))"
         " ORDER BY created_at DESC, id DESC LIMIT ?6";
+/* The result cache of a workflow version: the owner's newest completed run with the key
+ * that is not itself a copy (so a hit always names the run that computed it). */
+static const char SQL_WORKFLOW_RUN_CACHE_FIND[] =
+        "SELECT * FROM workflow_runs WHERE owner_id = ?1 AND cache_key = ?2 AND status = 'completed'"
+        " AND cached_from IS NULL ORDER BY finished_at DESC, id DESC LIMIT 1";
 static const char SQL_WORKFLOW_RUN_OPEN[] =
         "SELECT id FROM workflow_runs WHERE finished_at = 0 AND (?1 IS NULL OR workflow_id = ?1)"
         " ORDER BY created_at, id";
@@ -886,6 +914,12 @@ static const struct col study_cols[] = {
 };
 
 static const char SQL_STUDY_GET[] = "SELECT * FROM studies WHERE id = ?1";
+static const char SQL_MEMBER_ADD[] =
+        "INSERT INTO study_members (study_id, kind, member_id, added_at) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (study_id, kind, member_id) DO NOTHING";
+static const char SQL_MEMBERS[] =
+        "SELECT kind, member_id FROM study_members WHERE study_id = ?1 ORDER BY added_at, kind, member_id";
+static const char SQL_MEMBERS_COUNT[] = "SELECT COUNT(*) AS n FROM study_members WHERE study_id = ?1";
 static const char SQL_TASK_POINT[] = "SELECT study_id FROM tasks WHERE id = ?1 AND study_id IS NOT NULL";
 /* With row locks: the study is locked until the transaction ends, so two workers
  * ending points of one study at once count and start one after the other (SQLite's

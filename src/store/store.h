@@ -231,7 +231,9 @@ struct mp_store_ops {
          *        "running"|"completed"|"failed"|"cancelled", inputs (json), state (json:
          *        the scheduler's state), outputs (json), error (json), rev (the count of
          *        stored steps), idempotency_key?, created_at, finished_at (0 while the run
-         *        has not ended or a call of it still runs))
+         *        has not ended or a call of it still runs), cache_key? (a version declared
+         *        "cache"), cached_from? (the run a cache hit copied), study_id?,
+         *        point_index? (the study point it was made for))
          * tasks.workflow_run_id?, tasks.node_id?, tasks.element_index? (null unless a
          *        map element): the run, node and element a task was made for. */
         /* wf: {id, owner_id, company_id, name, description, visibility, created_at};
@@ -289,6 +291,18 @@ struct mp_store_ops {
                                     json_t *tasks, json_t **ret_created, struct mp_error *err);
         /* The ids of the runs whose finished_at is 0, oldest first: [{"id"}]. */
         int (*workflow_run_open)(struct mp_store *s, json_t **ret, struct mp_error *err);
+        /* The owner's newest completed run with this cache_key that is not itself a copy
+         * (cached_from null), whole, in *ret; -ENOENT when none. */
+        /* A study's members (study_members(study_id, kind "task"|"run", member_id,
+         * added_at)): members [{kind, id}] added in one transaction, those already there
+         * left out; -E2BIG (422) when the study would hold more than max. The count
+         * added, or -errno. */
+        int (*study_add_members)(struct mp_store *s, const char *id, json_t *members, int64_t max,
+                                 struct mp_error *err);
+        /* *ret: [{kind, member_id}] in the order they were added. */
+        int (*study_members)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
+        int (*workflow_run_find_cached)(struct mp_store *s, const char *owner_id, const char *cache_key,
+                                        json_t **ret, struct mp_error *err);
         /* --- studies and the result cache (docs/studies.md) --- */
         /* study: {id, owner_id, company_id, name, notes, target (json: {function_id,
          * version}), fixed, design, outputs (json), concurrency, cache_refresh (0/1),
@@ -317,7 +331,10 @@ struct mp_store_ops {
          * owner with the point's cache key unless cache_refresh), and complete the study
          * when nothing is pending or started. *ret_started: [{task_id, cached}], the
          * tasks made (the caller pushes the uncached ones to the queue and records the
-         * cached ones' ends). */
+         * cached ones' ends). A study of a workflow (target {workflow_id, version})
+         * makes no task: its points are marked started with a new id each, returned as
+         * {task_id, cached: false, run: true, point_index, inputs}, for the caller to
+         * make a run of that id. */
         int (*study_start)(struct mp_store *s, const char *id, json_t **ret_started, struct mp_error *err);
         /* A point's task ended with status: the point gets it (completed, failed, or
          * cancelled; timed_out counts as failed), its outputs and error, the counters

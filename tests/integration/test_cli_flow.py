@@ -99,3 +99,65 @@ def test_usage_and_http_errors(flow, stack):
     r = ok(flow("flow", "push", bad), 3)
     assert "nodes[0].function" in r.stderr, r.stderr
     ok(flow("flow", "run", "no-such-workflow", "x=1"), 3)
+
+
+def yaml_chain(names, name):
+    return f"""\
+# docs/workflows.md's chain, in YAML
+name: {name}
+description: "cantilever -> bending stress -> safety factor"
+cache: false
+nodes:
+  - id: beam
+    function: {names["beam"]}
+    inputs:
+      F: {{param: F}}
+      L: {{param: L}}
+  - id: stress
+    function: {names["stress"]}
+    inputs:
+      M: {{from: beam, path: moment_max}}
+      W: 1.2e-4
+  - id: safety
+    function: {names["safety"]}
+    inputs:
+      sigma: {{from: stress, path: sigma}}
+      yield_strength: {{param: fy}}
+outputs:
+  safety_factor: {{from: safety, path: safety_factor}}
+"""
+
+
+def test_push_yaml_is_the_same_definition(flow, stack):
+    api = stack.api
+    jname, yname = api.unique("cli-json"), api.unique("cli-yaml")
+    fj, fy = flow.work / "j.json", flow.work / "y.yaml"
+    fj.write_text(json.dumps(chain(flow.names, jname)))
+    fy.write_text(yaml_chain(flow.names, yname))
+    ok(flow("flow", "push", fj))
+    r = ok(flow("flow", "push", fy))
+    assert f"pushed {yname} version 1" in r.stdout, r.stdout
+    wj = api.get("bob", f"/workflows/{jname}").json()
+    wy = api.get("bob", f"/workflows/{yname}").json()
+    for k in ("nodes", "outputs", "input_schema", "params", "cache"):
+        assert wy[k] == wj[k], (k, wy[k], wj[k])
+    assert wy["description"] == "cantilever -> bending stress -> safety factor"
+    r = ok(flow("flow", "run", yname, "F=1000", "L=2", "fy=235e6", "--json"))
+    run = json.loads(r.stdout)
+    assert run["outputs"]["safety_factor"] == pytest.approx(235e6 / (2000 / 1.2e-4), rel=1e-12)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("a: &x [1, 2]\nb: *x\nname: n\nnodes: []\n", "aliases"),
+    ("name: n\nW: .inf\nnodes: []\n", "no JSON value"),
+    ("name: n\nname: m\n", "twice"),
+    ("name: n\n---\nname: m\n", "one document"),
+    ("- 1\n- 2\n", "not a YAML mapping"),
+    ("name: [unclosed\n", "line"),
+    ("[" * 100 + "]" * 100 + "\n", "deeper"),
+])
+def test_push_yaml_refused_with_a_reason(flow, text, says):
+    f = flow.work / "bad.yml"
+    f.write_text(text)
+    r = ok(flow("flow", "push", f), 2)
+    assert says in r.stderr, r.stderr

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import harness
-from harness import assert_problem, expect_status
+from harness import assert_problem, error_paths, expect_status
 
 CANTILEVER = '''\
 def main(F: float, L: float, E: float = 210e9, I: float = 8.33e-6) -> dict:
@@ -241,12 +241,15 @@ def test_validation_output_paths(api, cantilever):
     assert it["status"] == "failed" and "result.sigma" in it["error"]["message"], it
 
 
-def test_workflow_target_not_yet(api):
+def test_workflow_target_unknown(api):
+    # studies of workflows: tests/integration/test_study_workflows.py
     r = api.post("alice", "/studies", json={
-        "target": {"workflow": "beam-check"},
+        "target": {"workflow": harness.Api.unique("no-such-workflow")},
         "design": {"type": "list", "points": [{"L": 1}]}})
-    p = assert_problem(r, 422)
-    assert "target.workflow" in [e["path"] for e in p["errors"]], p
+    assert_problem(r, 404)
+    r = api.post("alice", "/studies", json={
+        "target": {"workflow": 7}, "design": {"type": "list", "points": [{"L": 1}]}})
+    assert "target.workflow" in error_paths(assert_problem(r, 422))
 
 
 def test_failed_points_recorded_and_retry_runs_only_them(api, square):

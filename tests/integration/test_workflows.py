@@ -55,8 +55,8 @@ def push(api, user, body, expect=201):
     return r.json()
 
 
-def run_wf(api, user, wid, inputs, wait=30, **kw):
-    r = api.post(user, f"/workflows/{wid}/execute", params={"wait": str(wait)},
+def run_wf(api, user, wid, inputs, wait=30, params=None, **kw):
+    r = api.post(user, f"/workflows/{wid}/execute", params={"wait": str(wait), **(params or {})},
                  json={"inputs": inputs}, timeout=wait + 30, **kw)
     expect_status(r, 200, 202)
     return r.json()
@@ -384,6 +384,121 @@ def test_idempotent_execute(api):
     assert r1["id"] == r2["id"]
     assert_problem(api.post("alice", f"/workflows/{wf['id']}/execute", json={"inputs": {"a": 2}},
                             headers=key), 409)
+
+
+# --- the result cache of a workflow version ----------------------------------------------
+
+COUNTED = """\
+import uuid
+
+def main(x: float) -> dict:
+    return {"y": 2 * x, "run": uuid.uuid4().hex}
+"""
+
+
+def cached_workflow(api, user="alice", visibility="private", cache=True):
+    """counted -> add: outputs y = 2x + 1 and the counted node's random run id, which
+    changes each time the chain really runs."""
+    counted = fn(api, user, "counted", COUNTED) if visibility == "private" else \
+        api.create_function(user, api.unique("counted"), COUNTED, visibility=visibility)
+    add = fn(api, user, "add", ADD) if visibility == "private" else \
+        api.create_function(user, api.unique("add"), ADD, visibility=visibility)
+    body = {"name": api.unique("cached"), "cache": cache, "visibility": visibility,
+            "nodes": [{"id": "c", "function": counted["id"], "inputs": {"x": {"param": "x"}}},
+                      {"id": "a", "function": add["id"],
+                       "inputs": {"a": {"from": "c", "path": "y"}, "b": 1}}],
+            "outputs": {"y": {"from": "a"}, "run": {"from": "c", "path": "run"}}}
+    wf = push(api, user, body)
+    assert wf["cache"] is cache, wf
+    wf["_body"] = body
+    return wf
+
+
+def ended_run(api, user, wid, inputs, **kw):
+    run = run_wf(api, user, wid, inputs, **kw)
+    return wait_run(api, user, run["id"]) if run["finished_at"] is None else run
+
+
+def test_cache_hit_marked_same_outputs_no_task(api):
+    wf = cached_workflow(api)
+    first = ended_run(api, "alice", wf["id"], {"x": 3})
+    assert first["status"] == "completed" and first["cached_from"] is None, first
+    assert first["outputs"]["y"] == 7
+    # the same inputs, 3.0 for 3 (canonical JSON): answered from the first run, without running
+    hit = run_wf(api, "alice", wf["id"], {"x": 3.0}, wait=0)
+    assert hit["status"] == "completed" and hit["finished_at"] is not None, hit
+    assert hit["cached_from"] == first["id"] and hit["id"] != first["id"], hit
+    assert hit["outputs"] == first["outputs"], (hit, first)  # the same random run id: not recomputed
+    # no node task was made for the hit: its nodes name the tasks that computed them
+    assert [n["task_id"] for n in hit["nodes"]] == [n["task_id"] for n in first["nodes"]]
+    assert expect_status(api.get("alice", f"/workflow-runs/{hit['id']}"), 200).json()["cached_from"] == first["id"]
+    # other inputs run
+    other = ended_run(api, "alice", wf["id"], {"x": 4})
+    assert other["cached_from"] is None and other["outputs"]["y"] == 9
+    # a hit is not a source: the next hit names the run that computed
+    again = ended_run(api, "alice", wf["id"], {"x": 3})
+    assert again["cached_from"] == first["id"]
+
+
+def test_cache_refresh_recomputes(api):
+    wf = cached_workflow(api)
+    first = ended_run(api, "alice", wf["id"], {"x": 1})
+    fresh = ended_run(api, "alice", wf["id"], {"x": 1}, params={"cache": "refresh"})
+    assert fresh["cached_from"] is None and fresh["outputs"]["run"] != first["outputs"]["run"], fresh
+    hit = ended_run(api, "alice", wf["id"], {"x": 1})
+    assert hit["cached_from"] == fresh["id"], hit  # the newest computed run serves
+    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"cache": "bogus"}, json={"inputs": {"x": 1}})
+    assert "cache" in error_paths(assert_problem(r, 400))
+
+
+def test_cache_off_by_default_and_per_version(api):
+    wf = cached_workflow(api, cache=False)
+    a = ended_run(api, "alice", wf["id"], {"x": 2})
+    b = ended_run(api, "alice", wf["id"], {"x": 2})
+    assert a["cached_from"] is None and b["cached_from"] is None and a["outputs"]["run"] != b["outputs"]["run"]
+    # a new version with "cache": true does not reuse the runs of another version
+    put = dict(wf["_body"], cache=True)
+    v2 = expect_status(api.put("alice", f"/workflows/{wf['id']}", json=put), 200).json()
+    assert v2["version"] == 2 and v2["cache"] is True, v2
+    c = ended_run(api, "alice", wf["id"], {"x": 2})
+    assert c["version"] == 2 and c["cached_from"] is None
+    d = ended_run(api, "alice", wf["id"], {"x": 2})
+    assert d["cached_from"] == c["id"]
+    e = ended_run(api, "alice", wf["id"], {"x": 2}, params={"version": "1"})
+    assert e["version"] == 1 and e["cached_from"] is None
+
+
+def test_cache_never_crosses_owners(api):
+    # alice's workflow and functions are visible to her company: bob may run them, and
+    # gets his own computation, never alice's result
+    wf = cached_workflow(api, visibility="company")
+    a = ended_run(api, "alice", wf["id"], {"x": 5})
+    assert a["status"] == "completed", a
+    b = ended_run(api, "bob", wf["id"], {"x": 5})
+    assert b["status"] == "completed" and b["cached_from"] is None, b
+    assert b["outputs"]["run"] != a["outputs"]["run"]
+    b2 = ended_run(api, "bob", wf["id"], {"x": 5})
+    assert b2["cached_from"] == b["id"], b2
+    a2 = ended_run(api, "alice", wf["id"], {"x": 5})
+    assert a2["cached_from"] == a["id"], a2
+    # carol (another company) sees neither the workflow nor the runs
+    assert_problem(api.post("carol", f"/workflows/{wf['id']}/execute", json={"inputs": {"x": 5}}), 404)
+    assert_problem(api.get("carol", f"/workflow-runs/{a2['id']}"), 404)
+
+
+def test_cached_function_node_feeds_the_function_cache(api):
+    # a node of a function version declared "cache" carries its key: a plain call with the
+    # same inputs is answered from the node's task (nodes themselves are not answered
+    # from the cache: docs/workflows.md#result-cache)
+    counted = api.create_function("alice", api.unique("counted"), COUNTED, cache=True)
+    wf = push(api, "alice", {"name": api.unique("node-cache"), "nodes": [
+        {"id": "c", "function": counted["id"], "inputs": {"x": {"param": "x"}}}],
+        "outputs": {"y": {"from": "c", "path": "y"}}})
+    run = ended_run(api, "alice", wf["id"], {"x": 6})
+    assert run["status"] == "completed", run
+    tid = node(run, "c")["task_id"]
+    hit = api.execute("alice", counted["id"], {"x": 6})
+    assert hit["cached_from"] == tid and hit["result"] == api.task("alice", tid)["result"], hit
 
 
 # --- durability: its own server, one worker, killed mid-run -------------------------------

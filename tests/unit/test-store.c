@@ -2176,6 +2176,63 @@ static void *run_write_loop(void *arg) {
         return NULL;
 }
 
+/* A run of a workflow with a cache key, as a step stores it. */
+static void cache_run(struct mp_store *s, char *id, const char *wf, const char *owner, const char *company,
+                      const char *key, const char *status, const char *cached_from, int64_t finished_at) {
+        struct mp_error err = { 0 };
+        json_t *r;
+
+        mp_id_new(id);
+        r = json_pack("{s:s,s:s,s:i,s:s,s:s,s:{s:i},s:{s:s},s:s,s:s,s:s?,s:I,s:I}", "id", id, "workflow_id", wf,
+                      "version", 1, "owner_id", owner, "company_id", company, "inputs", "x", 1, "state", "status",
+                      status, "status", status, "cache_key", key, "cached_from", cached_from, "created_at",
+                      (json_int_t) finished_at, "finished_at", (json_int_t) finished_at);
+        CHECK_INT(MP_STORE(s)->workflow_run_create(s, r, NULL, NULL, &err), ==, 0);
+        json_decref(r);
+        mp_error_clear(&err);
+}
+
+/* The result cache of workflow versions: the owner's newest completed run with the key
+ * that is not a copy; never another user's, even in the same company. */
+TEST(workflow_run_cache) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char wf[MP_ID_LEN + 1], a[MP_ID_LEN + 1], b[MP_ID_LEN + 1], c[MP_ID_LEN + 1], x[MP_ID_LEN + 1];
+        json_t *row = NULL;
+        const char *k = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+        make_world(s, &w);
+        CHECK_INT(make_workflow(s, wf, w.u1, w.company_a, "cached", "company", 1000), ==, 0);
+        CHECK_INT(ops->workflow_run_find_cached(s, w.u1, k, &row, &err), ==, -ENOENT);
+        cache_run(s, a, wf, w.u1, w.company_a, k, "completed", NULL, 5000);
+        cache_run(s, x, wf, w.u1, w.company_a, k, "failed", NULL, 6000);     /* never a source */
+        cache_run(s, c, wf, w.u1, w.company_a, k, "completed", a, 7000);     /* a copy: never a source */
+        cache_run(s, x, wf, w.u1, w.company_a, "other", "completed", NULL, 7500);
+        CHECK_INT(ops->workflow_run_find_cached(s, w.u1, k, &row, &err), ==, 0);
+        CHECK_STR(str(row, "id"), a);
+        CHECK_STR(str(row, "cache_key"), k);
+        CHECK(json_is_null(json_object_get(row, "cached_from")) || !json_object_get(row, "cached_from"));
+        json_decref(row);
+        row = NULL;
+        /* u2, the same company, and u3 find nothing of u1's */
+        CHECK_INT(ops->workflow_run_find_cached(s, w.u2, k, &row, &err), ==, -ENOENT);
+        CHECK_INT(ops->workflow_run_find_cached(s, w.u3, k, &row, &err), ==, -ENOENT);
+        /* the newest computed run serves */
+        cache_run(s, b, wf, w.u1, w.company_a, k, "completed", NULL, 8000);
+        CHECK_INT(ops->workflow_run_find_cached(s, w.u1, k, &row, &err), ==, 0);
+        CHECK_STR(str(row, "id"), b);
+        json_decref(row);
+        row = NULL;
+        /* a copy keeps the run it copied */
+        CHECK_INT(ops->workflow_run_get(s, c, &row, &err), ==, 0);
+        CHECK_STR(str(row, "cached_from"), a);
+        json_decref(row);
+        mp_error_clear(&err);
+        done(s);
+}
+
 /* Several workers ending tasks of one run at once: no step is lost. */
 TEST(workflow_run_concurrent_steps) {
         struct mp_store *s = fresh();
@@ -2431,6 +2488,7 @@ static const struct check_case cases[] = {
         CASE(concurrent_writes),
         CASE(workflows),
         CASE(workflow_run_concurrent_steps),
+        CASE(workflow_run_cache),
         CASE(studies_and_cache),
 };
 
