@@ -110,7 +110,7 @@ describe('workflows', () => {
     await waitRunEnded(page);
     for (const id of ['beam', 'stress', 'safety']) {
       assert.equal(await nodeStatus(page, id), 'completed', id);
-      assert.ok(await nodeRow(page, id).getByRole('link', { name: `Task of ${id}` }).isVisible());
+      assert.ok(await nodeRow(page, id).getByRole('link', { name: `(task of ${id})` }).isVisible());
     }
     assert.equal(await page.locator('h1 .status').textContent(), 'completed');
     // σ = 2000 / 1.2e-4 = 16.67 MPa; 235 MPa / σ = 14.1
@@ -150,22 +150,22 @@ describe('workflows', () => {
     await nodeRow(page, 'b').getByText(/ValueError: negative input: -4/).waitFor();
     assert.equal(await nodeStatus(page, 'c'), 'skipped');
     await nodeRow(page, 'c').getByText(/skipped: .*\bb\b/).waitFor();
-    const taskA = await nodeRow(page, 'a').getByRole('link', { name: 'Task of a' }).getAttribute('href');
-    const taskB = await nodeRow(page, 'b').getByRole('link', { name: 'Task of b' }).getAttribute('href');
+    const taskA = await nodeRow(page, 'a').getByRole('link', { name: '(task of a)' }).getAttribute('href');
+    const taskB = await nodeRow(page, 'b').getByRole('link', { name: '(task of b)' }).getAttribute('href');
     await shot(stack, page, 'workflow-run-failed');
     await page.getByRole('button', { name: 'Retry' }).click();
     // b runs again (a new task), fails again (its input is the same), a keeps its task.
     await page.waitForFunction((old) => {
-      const a = document.querySelector('tr[data-node="b"] a[aria-label="Task of b"]');
+      const a = document.querySelector('tr[data-node="b"] td.task a');
       return a && a.getAttribute('href') !== old;
     }, taskB, { timeout: 60000 });
     await waitRunEnded(page);
     assert.equal(await page.locator('h1 .status').textContent(), 'failed');
-    assert.equal(await nodeRow(page, 'a').getByRole('link', { name: 'Task of a' }).getAttribute('href'), taskA);
+    assert.equal(await nodeRow(page, 'a').getByRole('link', { name: '(task of a)' }).getAttribute('href'), taskA);
     assert.equal(await nodeStatus(page, 'b'), 'failed');
     assert.equal(await nodeStatus(page, 'c'), 'skipped');
     const after = await api('GET', `/workflow-runs/${run.id}`);
-    assert.equal(`/tasks/${after.nodes.find((x) => x.id === 'b').task_id}`, await nodeRow(page, 'b').getByRole('link', { name: 'Task of b' }).getAttribute('href'));
+    assert.equal(`/tasks/${after.nodes.find((x) => x.id === 'b').task_id}`, await nodeRow(page, 'b').getByRole('link', { name: '(task of b)' }).getAttribute('href'));
     await shot(stack, page, 'workflow-run-retried');
     await noProblems(page);
     await page.context().close();
@@ -197,3 +197,171 @@ describe('workflows', () => {
     await page.context().close();
   });
 });
+
+async function waitStudyEnded(page) {
+  await page.locator('h1 .status').filter({ hasText: /^(completed|cancelled)$/ }).waitFor({ timeout: 120000 });
+}
+const count = async (page, k) => (await page.locator(`dd[data-count="${k}"]`).textContent()).trim();
+
+describe('studies', () => {
+  test('a 5 × 5 grid made in the form runs: 25 completed, 25 rows, 25 marks on the plot', async () => {
+    const f = await fn('deflection', DEFLECTION);
+    const page = await newPage(stack);
+    await signIn(page);
+    await page.getByRole('link', { name: 'Studies', exact: true }).click();
+    await page.getByRole('heading', { name: 'Studies', exact: true }).waitFor();
+    await page.getByRole('link', { name: 'New study' }).click();
+    await page.getByLabel('Function', { exact: true }).selectOption({ label: f.name });
+    await page.getByLabel('Name', { exact: true }).fill('beam-sweep');
+    await page.getByLabel('Design type').selectOption('grid');
+    await page.getByLabel('Parameter 1', { exact: true }).fill('L');
+    await page.getByLabel('List of parameter 1').fill('1, 1.5, 2, 2.5, 3');
+    await page.getByRole('button', { name: 'Add a parameter' }).click();
+    await page.getByLabel('Parameter 2', { exact: true }).fill('F');
+    await page.getByLabel('Values of parameter 2').selectOption('range');
+    await page.getByLabel('Start of parameter 2').fill('100');
+    await page.getByLabel('Stop of parameter 2').fill('500');
+    await page.getByLabel('Num of parameter 2').fill('5');
+    await page.getByLabel('Outputs', { exact: true }).fill('result.deflection_mm\nresult.moment_max');
+    await shot(stack, page, 'study-form');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.waitForURL(/\/studies\/[0-9a-f-]{36}$/);
+    await waitStudyEnded(page);
+    assert.equal(await page.locator('h1 .status').textContent(), 'completed');
+    assert.equal(await count(page, 'total'), '25');
+    assert.equal(await count(page, 'completed'), '25');
+    assert.equal(await count(page, 'failed'), '0');
+    assert.equal(await page.getByRole('progressbar', { name: 'Points ended' }).getAttribute('aria-valuenow'), '25');
+    const table = page.getByRole('region', { name: 'Results' });
+    await page.getByText('25 rows').waitFor();
+    assert.equal(await table.locator('table').getAttribute('aria-rowcount'), '26');
+    const plot = page.getByRole('img', { name: /against L: 25 points/ });
+    await plot.waitFor();
+    assert.equal(await plot.locator('circle.mark').count(), 25);
+    // Point 24 is L = 3, F = 500: M = 1500 (the grid's first parameter varies slowest).
+    const res = await api('GET', `/studies/${new URL(page.url()).pathname.split('/')[2]}/results?limit=200`);
+    assert.equal(res.items.length, 25);
+    assert.deepEqual(res.items[24].outputs['result.moment_max'], 1500);
+    // Another output on the plot: still one mark per point.
+    await page.getByLabel('Output', { exact: true }).selectOption('result.moment_max');
+    await page.getByRole('img', { name: /result.moment_max against L: 25 points/ }).waitFor();
+    assert.equal(await page.locator('svg.scatter circle.mark').count(), 25);
+    // The CSV link is the API's, with the session's cookie.
+    const href = await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href');
+    const csv = await page.evaluate(async (u) => (await fetch(u)).text(), href);
+    assert.equal(csv.trim().split(/\r?\n/).length, 26, csv);
+    await shot(stack, page, 'study-grid-completed');
+    await noProblems(page);
+    await page.context().close();
+  });
+
+  test("the server's 422 is shown at the field its path names", async () => {
+    const f = await fn('deflection', DEFLECTION);
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, '/studies/new');
+    await page.getByLabel('Function', { exact: true }).selectOption({ label: f.name });
+    await page.getByLabel('Fixed inputs').fill('{"L": 2}');
+    await page.getByLabel('Parameter 1', { exact: true }).fill('L');
+    await page.getByLabel('List of parameter 1').fill('1, 2');
+    await page.getByRole('button', { name: 'Create' }).click();
+    const fixed = page.getByLabel('Fixed inputs');
+    await page.locator('#s-fixed-err').filter({ hasText: 'fixed.L' }).waitFor();
+    assert.equal(await fixed.getAttribute('aria-invalid'), 'true');
+    // A path that is not well formed: at Outputs.
+    await page.getByLabel('Fixed inputs').fill('{}');
+    await page.getByLabel('Outputs', { exact: true }).fill('result..x');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.locator('#s-outputs-err').filter({ hasText: 'outputs' }).waitFor();
+    await shot(stack, page, 'study-422');
+    await noProblems(page);
+    await page.context().close();
+  });
+
+  test('a failed point shows its error; Retry failed runs it again', async () => {
+    const f = await fn('sqrt', SQRT);
+    const st = await api('POST', '/studies', { name: 'roots', target: { function: f.name },
+      design: { type: 'grid', params: { x: [-1, 4, 9] } }, outputs: ['result'] });
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, `/studies/${st.id}`);
+    await waitStudyEnded(page);
+    assert.equal(await count(page, 'completed'), '2');
+    assert.equal(await count(page, 'failed'), '1');
+    await page.getByRole('region', { name: 'Results' }).getByText(/ValueError: negative input: -1/).waitFor();
+    assert.equal(await page.locator('svg.scatter circle.mark').count(), 2);
+    await page.getByRole('button', { name: 'Retry failed' }).click();
+    await page.getByRole('status').filter({ hasText: '1 failed point(s) run again.' }).waitFor();
+    await waitStudyEnded(page);
+    assert.equal(await count(page, 'failed'), '1');
+    await shot(stack, page, 'study-retried');
+    await noProblems(page);
+    await page.context().close();
+  });
+
+  test('hostile study names and outputs stay text', async () => {
+    const f = await api('POST', '/functions', { name: unique('echo'), code: 'def main(s: str) -> dict:\n    return {"html": s}\n' });
+    const st = await api('POST', '/studies', { name: HOSTILE_IMG, notes: HOSTILE_SCRIPT, target: { function: f.name },
+      design: { type: 'list', points: [{ s: HOSTILE_IMG }, { s: HOSTILE_SCRIPT }] }, outputs: ['result.html'] });
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, '/studies');
+    await page.getByRole('link', { name: HOSTILE_IMG }).click();
+    await waitStudyEnded(page);
+    await page.getByRole('heading', { name: new RegExp('<img') }).waitFor();
+    await page.getByText(HOSTILE_SCRIPT).first().waitFor();
+    await page.getByRole('region', { name: 'Results' }).getByText(HOSTILE_SCRIPT).first().waitFor();
+    assert.equal(await page.locator('main img, main script').count(), 0);
+    await shot(stack, page, 'study-hostile');
+    await noProblems(page);
+    await page.context().close();
+  });
+});
+
+describe('new pages', () => {
+  test('axe-core finds no serious or critical violation on the workflow and study pages', async () => {
+    const wf = await beamCheck();
+    const run = await api('POST', `/workflows/${wf.id}/execute?wait=60`, { inputs: { F: 1000, L: 2, fy: 235e6 } });
+    const f = await fn('deflection', DEFLECTION);
+    const st = await api('POST', '/studies', { name: 'axe', target: { function: f.name },
+      design: { type: 'grid', params: { L: [1, 2], F: [100, 200] } }, outputs: ['result.deflection_mm'] });
+    await api('GET', `/studies/${st.id}?wait=60`);
+    const pages = ['/workflows', `/workflows/${wf.id}`, `/workflow-runs/${run.id}`, '/studies', '/studies/new', `/studies/${st.id}`];
+    for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 800 }]) {
+      const page = await newPage(stack, viewport);
+      await signIn(page);
+      for (const p of pages) {
+        await open(page, p);
+        await page.locator('main h1').first().waitFor();
+        await page.waitForLoadState('networkidle');
+        await page.waitForTimeout(300); // the lazily loaded graph and plot
+        const v = await audit(page);
+        assert.deepEqual(v, [], `${p} at ${viewport.width}px: ${JSON.stringify(v, null, 1)}`);
+        await shot(stack, page, `axe${p.replace(/[^a-z0-9]+/gi, '-')}-${viewport.width}`);
+      }
+      await noProblems(page);
+      await page.context().close();
+    }
+  });
+
+  // Until the server answers /workflows, /workflow-runs and /studies addresses with the
+  // page (one line in src/api/api-web.c), a reload of them is a 404.
+  test('the new addresses open straight on their page', { todo: 'the server serves index.html for these sections' }, async () => {
+    const page = await newPage(stack);
+    await signIn(page);
+    for (const p of ['/workflows', '/studies', '/studies/new']) {
+      const r = await page.goto(p);
+      assert.equal(r.status(), 200, p);
+      await page.locator('main h1').first().waitFor();
+    }
+    await page.context().close();
+  });
+});
+
+async function audit(page) {
+  await page.evaluate(AXE);
+  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return res.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+}
