@@ -203,6 +203,57 @@ async function waitStudyEnded(page) {
 }
 const count = async (page, k) => (await page.locator(`dd[data-count="${k}"]`).textContent()).trim();
 
+describe('workflow editor', () => {
+  test('builds a 3-node chain from the palette; the 422 shows on the node and field; it runs', async () => {
+    const [c, b, sf] = [await fn('cantilever', CANTILEVER), await fn('bending-stress', BENDING), await fn('safety', SAFETY)];
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, '/workflows');
+    await page.getByRole('link', { name: 'New workflow' }).click();
+    const name = unique('built');
+    await page.getByLabel('Workflow name').fill(name);
+    const add = async (f, id, n) => {
+      await page.getByLabel('Function to add').selectOption({ label: f.name });
+      await page.getByRole('button', { name: 'Add node' }).click();
+      await page.getByLabel(`Id of node ${n}`).fill(id);
+    };
+    await add(c, 'beam', 1);
+    await add(b, 'stress', 2);
+    await page.getByLabel('M of stress', { exact: true }).selectOption('from');
+    await page.getByLabel('Node for M of stress').selectOption('beam');
+    await page.getByLabel('Path for M of stress').fill('moment_max');
+    await page.getByLabel('W of stress', { exact: true }).selectOption('literal');
+    await page.getByLabel('Value for W of stress').fill('"wide"'); // a string where a number goes
+    await add(sf, 'safety', 3);
+    await page.getByLabel('sigma of safety', { exact: true }).selectOption('from');
+    await page.getByLabel('Node for sigma of safety').selectOption('stress');
+    await page.getByLabel('Path for sigma of safety').fill('sigma');
+    await page.getByLabel('Parameter for yield_strength of safety').fill('fy');
+    const graph = page.getByRole('img', { name: 'Graph of the workflow: 3 nodes' });
+    assert.equal(await graph.locator('path.edge').count(), 2);
+    await page.getByRole('button', { name: 'Save' }).click();
+    // The server's 422 names nodes[1].inputs.W: it is shown there, and the node is marked.
+    await page.locator('#n-1-W-err').waitFor();
+    assert.equal(await page.getByLabel('W of stress', { exact: true }).getAttribute('aria-invalid'), 'true');
+    assert.ok(await page.locator('fieldset[data-node-index="1"]').evaluate((e) => e.classList.contains('failure')));
+    await shot(stack, page, 'editor-422');
+    await page.getByLabel('Value for W of stress').fill('1.2e-4');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('heading', { name: new RegExp(name) }).waitFor();
+    await page.getByLabel('F', { exact: true }).fill('1000');
+    await page.getByLabel('L', { exact: true }).fill('2');
+    await page.getByLabel('fy', { exact: true }).fill('235e6');
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.waitForURL(/\/workflow-runs\//);
+    await waitRunEnded(page);
+    for (const id of ['beam', 'stress', 'safety']) assert.equal(await nodeStatus(page, id), 'completed', id);
+    await page.getByRole('region', { name: 'Outputs' }).getByText('14.1', { exact: true }).waitFor();
+    await shot(stack, page, 'editor-run');
+    await noProblems(page);
+    await page.context().close();
+  });
+});
+
 describe('studies', () => {
   test('a 5 × 5 grid made in the form runs: 25 completed, 25 rows, 25 marks on the plot', async () => {
     const f = await fn('deflection', DEFLECTION);
@@ -326,7 +377,7 @@ describe('new pages', () => {
     const st = await api('POST', '/studies', { name: 'axe', target: { function: f.name },
       design: { type: 'grid', params: { L: [1, 2], F: [100, 200] } }, outputs: ['result.deflection_mm'] });
     await api('GET', `/studies/${st.id}?wait=60`);
-    const pages = ['/workflows', `/workflows/${wf.id}`, `/workflow-runs/${run.id}`, '/studies', '/studies/new', `/studies/${st.id}`];
+    const pages = ['/workflows', '/workflows/new', `/workflows/${wf.id}/edit`, `/workflows/${wf.id}`, `/workflow-runs/${run.id}`, '/studies', '/studies/new', `/studies/${st.id}`];
     for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 800 }]) {
       const page = await newPage(stack, viewport);
       await signIn(page);
