@@ -78,6 +78,30 @@ export async function request<T>(method: string, path: string, body?: unknown,
   return (await r.json()) as T;
 }
 
+// A body that is not JSON (a CSV upload): the same cookie, CSRF header and errors.
+export async function postText<T>(path: string, body: string, contentType: string): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json', 'Content-Type': contentType };
+  const t = cookie('mecapy_csrf');
+  if (t) headers['X-CSRF-Token'] = t;
+  let r: Response;
+  try {
+    r = await fetch(API + path, { method: 'POST', headers, credentials: 'same-origin', body });
+  } catch (e) {
+    throw new ApiError({ status: 0, title: 'Network error', detail: `the server did not answer (${String(e)})` });
+  }
+  if (!r.ok) {
+    let p: Problem = { status: r.status, title: r.statusText };
+    try {
+      p = { ...p, ...(await r.json()) };
+    } catch {
+      /* not JSON */
+    }
+    if (r.status === 401 && onUnauthorized) onUnauthorized();
+    throw new ApiError(p);
+  }
+  return (await r.json()) as T;
+}
+
 export const get = <T>(path: string, opts?: { raw?: boolean; quiet401?: boolean }) =>
   request<T>('GET', path, undefined, opts);
 export const post = <T>(path: string, body?: unknown) => request<T>('POST', path, body ?? {});
