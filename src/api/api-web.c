@@ -180,7 +180,7 @@ static enum MHD_Result send_index(struct mp_route_ctx *c) {
 }
 
 /* The first segments of the app's pages (web/src/App.svelte routes the rest). */
-static const char *const app_sections[] = { "functions", "tasks", "account", "sign-in" };
+static const char *const app_sections[] = { "functions", "tasks", "account", "sign-in", "workflows", "workflow-runs", "studies" };
 
 static bool is_app_address(const struct mp_route_ctx *c) {
         for (size_t i = 0; i < ELEMENTSOF(app_sections); i++)

@@ -58,10 +58,7 @@ async function beamCheck() {
 }
 
 // Opens an address of the app from inside the page (the History API, as a click on a
-// link does). The server answers only /functions, /tasks, /account and /sign-in
-// addresses with the page (src/api/api-web.c, app_sections): until /workflows,
-// /workflow-runs and /studies are added there, a reload of those addresses is a 404,
-// which the todo test at the end shows.
+// link does); the last test opens them straight, as a bookmark or a reload does.
 async function open(page, path) {
   if (!/^https?:\/\/[^/]+\/(functions|tasks|account)/.test(page.url())) {
     await page.goto('/functions');
@@ -395,9 +392,9 @@ describe('new pages', () => {
     }
   });
 
-  // Until the server answers /workflows, /workflow-runs and /studies addresses with the
-  // page (one line in src/api/api-web.c), a reload of them is a 404.
-  test('the new addresses open straight on their page', { todo: 'the server serves index.html for these sections' }, async () => {
+  // A bookmark or a reload of /workflows, /workflow-runs and /studies addresses: the
+  // server answers them with the page (src/api/api-web.c, app_sections).
+  test('the new addresses open straight on their page', async () => {
     const page = await newPage(stack);
     await signIn(page);
     for (const p of ['/workflows', '/studies', '/studies/new']) {
