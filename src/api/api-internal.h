@@ -150,6 +150,19 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
  * new reference. 0 or -EINVAL with err filled. */
 int mp_api_body_json(struct MHD_Connection *conn, struct mp_request *req, bool optional,
                      json_t **ret, struct mp_error *err);
+/* What every handler needs of its request (api-routes.c): a query parameter or header
+ * (NULL when absent); an integer query parameter in [min, max] (def when absent; -EINVAL
+ * with a 400 naming it in c->err); the JSON object body (415, 400 or 422 in c->err). */
+const char *mp_route_query(struct mp_route_ctx *c, const char *name);
+const char *mp_route_header(struct mp_route_ctx *c, const char *name);
+int mp_route_query_int(struct mp_route_ctx *c, const char *name, long min, long max, long def, long *ret);
+int mp_route_body_object(struct mp_route_ctx *c, json_t **ret);
+/* ?cache=refresh (compute again, docs/functions.md#result-cache) or nothing: *ret; a 400
+ * naming the parameter for any other value. */
+int mp_route_cache_refresh(struct mp_route_ctx *c, bool *ret);
+/* Answers: c->err as problem+json; j (then released) as JSON. */
+enum MHD_Result mp_route_problem(struct mp_route_ctx *c);
+enum MHD_Result mp_route_send_owned(struct mp_route_ctx *c, unsigned status, json_t *j);
 /* mp_api_body_json of a body that must be an object (never optional): 422 otherwise. */
 int mp_api_body_object(struct MHD_Connection *conn, struct mp_request *req, json_t **ret,
                        struct mp_error *err);

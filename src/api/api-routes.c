@@ -22,17 +22,16 @@
 extern const char mp_openapi_json[];
 extern const size_t mp_openapi_json_len;
 
-static const char *query(struct mp_route_ctx *c, const char *name) {
+const char *mp_route_query(struct mp_route_ctx *c, const char *name) {
         return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static const char *header(struct mp_route_ctx *c, const char *name) {
+const char *mp_route_header(struct mp_route_ctx *c, const char *name) {
         return MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, name);
 }
 
-/* An integer query parameter; -EINVAL with a 400 in c->err when malformed. */
-static int query_int(struct mp_route_ctx *c, const char *name, long min, long max, long def, long *ret) {
-        const char *v = query(c, name);
+int mp_route_query_int(struct mp_route_ctx *c, const char *name, long min, long max, long def, long *ret) {
+        const char *v = mp_route_query(c, name);
         if (!v) {
                 *ret = def;
                 return 0;
@@ -47,7 +46,7 @@ static int query_int(struct mp_route_ctx *c, const char *name, long min, long ma
         return 0;
 }
 
-static enum MHD_Result problem(struct mp_route_ctx *c) {
+enum MHD_Result mp_route_problem(struct mp_route_ctx *c) {
         return mp_api_send_problem(c->conn, &c->err);
 }
 
@@ -62,7 +61,7 @@ static const char *cookie(struct mp_route_ctx *c, const char *name) {
  * anything else only with an X-CSRF-Token header equal to the mecapy_csrf cookie: a
  * value another site can neither read nor set (double submit; docs/api.md). */
 static int cookie_session(struct mp_route_ctx *c, const char *session) {
-        const char *csrf = cookie(c, "mecapy_csrf"), *sent = header(c, "X-CSRF-Token");
+        const char *csrf = cookie(c, "mecapy_csrf"), *sent = mp_route_header(c, "X-CSRF-Token");
 
         if (strncmp(session, "mpy_", 4))
                 return mp_error_set(&c->err, EACCES, 401, "unauthorized",
@@ -76,7 +75,7 @@ static int cookie_session(struct mp_route_ctx *c, const char *session) {
 }
 
 static int authenticate(struct mp_route_ctx *c) {
-        const char *h = header(c, "Authorization");
+        const char *h = mp_route_header(c, "Authorization");
         if (!h && cookie(c, "mecapy_session"))
                 return cookie_session(c, cookie(c, "mecapy_session"));
         if (!h || strncasecmp(h, "Bearer ", 7))
@@ -89,7 +88,7 @@ static int authenticate(struct mp_route_ctx *c) {
 /* Will authenticating this request ask the OpenID provider (a JWT bearer: its keys may
  * have to be fetched)? Then it is slow work. */
 static bool bearer_is_provider_token(struct mp_route_ctx *c) {
-        const char *h = header(c, "Authorization");
+        const char *h = mp_route_header(c, "Authorization");
         return c->api->core->oidc && h && !strncasecmp(h, "Bearer ", 7) && strncmp(h + 7, "mpy_", 4) &&
                mp_oidc_looks_like_jwt(h + 7);
 }
@@ -133,7 +132,7 @@ static enum MHD_Result denied(struct mp_route_ctx *c) {
         if (wait)
                 return throttled(c, MP_LIMIT_ANON, wait, first);
         audit_denied(c);
-        return problem(c);
+        return mp_route_problem(c);
 }
 
 /* After authentication: the user's rate limit, then what the route needs of the token.
@@ -159,7 +158,7 @@ static bool admit(struct mp_route_ctx *c, enum MHD_Result *r) {
                              "this token lacks the scope \"%s\" that %s %s needs",
                              mp_core_scope_name(need) ?: "?", c->method, c->route->pattern);
                 mp_error_add_field(&c->err, "scopes", "missing %s", mp_core_scope_name(need) ?: "?");
-                *r = problem(c);
+                *r = mp_route_problem(c);
                 return true;
         }
         return false;
@@ -182,12 +181,11 @@ static int body_json(struct mp_route_ctx *c, bool optional, json_t **ret) {
         return mp_api_body_json(c->conn, c->req, optional, ret, &c->err);
 }
 
-/* A JSON object body: 422 when the JSON is not an object. */
-static int body_object(struct mp_route_ctx *c, json_t **ret) {
+int mp_route_body_object(struct mp_route_ctx *c, json_t **ret) {
         return mp_api_body_object(c->conn, c->req, ret, &c->err);
 }
 
-static enum MHD_Result send_owned(struct mp_route_ctx *c, unsigned status, json_t *j) {
+enum MHD_Result mp_route_send_owned(struct mp_route_ctx *c, unsigned status, json_t *j) {
         enum MHD_Result r = mp_api_send_json(c->conn, status, j);
         json_decref(j);
         return r;
@@ -205,8 +203,8 @@ static enum MHD_Result get_healthz(struct mp_route_ctx *c) {
 static enum MHD_Result get_readyz(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (mp_core_ready(c->api->core, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 static enum MHD_Result get_metrics(struct mp_route_ctx *c) {
@@ -251,7 +249,7 @@ static enum MHD_Result send_with_headers(struct mp_route_ctx *c, unsigned status
 /* Cookies get Secure when the request came over TLS (a TLS proxy says so with
  * X-Forwarded-Proto: the flag only ever tightens, so trusting the header is harmless). */
 static const char *secure_attr(struct mp_route_ctx *c) {
-        const char *p = header(c, "X-Forwarded-Proto");
+        const char *p = mp_route_header(c, "X-Forwarded-Proto");
         const union MHD_ConnectionInfo *ci =
                 MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_PROTOCOL);
         return (p && !strcasecmp(p, "https")) || (ci && ci->tls_session) ? "; Secure" : "";
@@ -260,7 +258,7 @@ static const char *secure_attr(struct mp_route_ctx *c) {
 /* Our callback URL: configured (what is registered at the provider), or this request's
  * scheme and Host. A forged Host can only name a URL the provider will refuse. */
 static int callback_uri(struct mp_route_ctx *c, char *buf, size_t size) {
-        const char *host = header(c, "Host"), *proto = header(c, "X-Forwarded-Proto");
+        const char *host = mp_route_header(c, "Host"), *proto = mp_route_header(c, "X-Forwarded-Proto");
 
         if (c->api->core->config->oidc_redirect_uri) {
                 snprintf(buf, size, "%s", c->api->core->config->oidc_redirect_uri);
@@ -280,16 +278,16 @@ static enum MHD_Result oidc_login_started(struct mp_route_ctx *c) {
         char redirect_uri[MP_OIDC_MAX_URL_LEN + 1], binding[MP_OIDC_RANDOM_LEN + 1], set[256];
 
         if (callback_uri(c, redirect_uri, sizeof(redirect_uri)) < 0 ||
-            mp_core_oidc_begin(c->api->core, redirect_uri, query(c, "redirect"), query(c, "cli_redirect"),
-                               query(c, "cli_state"), query(c, "cli_challenge"), &url, binding,
+            mp_core_oidc_begin(c->api->core, redirect_uri, mp_route_query(c, "redirect"), mp_route_query(c, "cli_redirect"),
+                               mp_route_query(c, "cli_state"), mp_route_query(c, "cli_challenge"), &url, binding,
                                sizeof(binding), &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         /* The login is bound to this browser by a cookie only it holds; SameSite=Lax
          * still sends it on the provider's top-level redirect back to us. */
         snprintf(set, sizeof(set), "mecapy_oidc=%s; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=%d%s",
                  binding, MP_OIDC_LOGIN_TTL_S, secure_attr(c));
         /* ?mode=json: a dashboard script navigates itself (same cookie, same login). */
-        if (query(c, "mode") && !strcmp(query(c, "mode"), "json")) {
+        if (mp_route_query(c, "mode") && !strcmp(mp_route_query(c, "mode"), "json")) {
                 _cleanup_json_ json_t *out = json_pack("{s:s}", "authorization_url", url);
                 const char *hdrs[] = { "Set-Cookie", set, NULL };
                 return send_with_headers(c, 200, out, hdrs);
@@ -320,14 +318,14 @@ static enum MHD_Result oidc_callback(struct mp_route_ctx *c) {
         char session[256], csrf[256], clear[160], token_csrf[MP_OIDC_RANDOM_LEN + 1];
         const char *secure = secure_attr(c);
 
-        if (query(c, "error")) {
+        if (mp_route_query(c, "error")) {
                 mp_error_set(&c->err, EACCES, 401, "unauthorized", "the OpenID provider refused the login: %.100s",
-                             query(c, "error"));
-                return problem(c);
+                             mp_route_query(c, "error"));
+                return mp_route_problem(c);
         }
-        if (mp_core_oidc_callback(c->api->core, query(c, "state"), cookie(c, "mecapy_oidc"), query(c, "code"),
+        if (mp_core_oidc_callback(c->api->core, mp_route_query(c, "state"), cookie(c, "mecapy_oidc"), mp_route_query(c, "code"),
                                   &out, &location, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         snprintf(clear, sizeof(clear), "mecapy_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0%s",
                  secure);
         if (!out) { /* a CLI's login: back to its loopback listener with a one-time code */
@@ -358,9 +356,9 @@ static enum MHD_Result oidc_cli_exchange(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *body = NULL;
         json_t *out = NULL;
 
-        if (body_object(c, &body) < 0 || mp_core_oidc_cli_exchange(c->api->core, body, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+        if (mp_route_body_object(c, &body) < 0 || mp_core_oidc_cli_exchange(c->api->core, body, &out, &c->err) < 0)
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 /* Answer 200 with a login's session (out, owned) and set it as the browser's cookies:
@@ -395,8 +393,8 @@ static enum MHD_Result auth_login(struct mp_route_ctx *c) {
         char key[MP_MAX_EMAIL_LEN + 8] = "";
         int wait;
 
-        if (body_object(c, &body) < 0)
-                return problem(c);
+        if (mp_route_body_object(c, &body) < 0)
+                return mp_route_problem(c);
         email = json_object_get(body, "email");
         if (json_is_string(email) && json_string_length(email) <= MP_MAX_EMAIL_LEN) {
                 size_t n = snprintf(key, sizeof(key), "email:%s", json_string_value(email)) > 0 ? strlen(key) : 0;
@@ -412,13 +410,13 @@ static enum MHD_Result auth_login(struct mp_route_ctx *c) {
         if (mp_core_login_from(c->api->core, body, c->client, &out, &c->err) < 0) {
                 if (c->err.status == 401 && key[0])
                         mp_api_limit(c->api->guard, MP_LIMIT_LOGIN_FAILS, key, NULL);
-                return problem(c);
+                return mp_route_problem(c);
         }
         /* ?cookie=true: a browser's login (the dashboard), the same cookies as an OpenID
          * login's, so that its scripts never hold the session token. */
-        if (query(c, "cookie") && !strcmp(query(c, "cookie"), "true"))
+        if (mp_route_query(c, "cookie") && !strcmp(mp_route_query(c, "cookie"), "true"))
                 return session_cookies(c, out);
-        return send_owned(c, 200, out);
+        return mp_route_send_owned(c, 200, out);
 }
 
 static enum MHD_Result auth_signup(struct mp_route_ctx *c) {
@@ -428,15 +426,15 @@ static enum MHD_Result auth_signup(struct mp_route_ctx *c) {
         if (!c->api->core->config->allow_signup)
                 return mp_api_send_error(c->conn, 404, "not_found", "no route auth/signup");
         if (body_json(c, false, &body) < 0 || mp_core_signup(c->api->core, body, c->client, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 201, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 201, out);
 }
 
 static enum MHD_Result auth_logout(struct mp_route_ctx *c) {
         char s1[128], s2[128];
 
         if (mp_core_logout(c->api->core, &c->principal, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         /* The session is revoked; the browser's cookies go too. */
         snprintf(s1, sizeof(s1), "mecapy_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s", secure_attr(c));
         snprintf(s2, sizeof(s2), "mecapy_csrf=; Path=/; SameSite=Lax; Max-Age=0%s", secure_attr(c));
@@ -447,8 +445,8 @@ static enum MHD_Result auth_logout(struct mp_route_ctx *c) {
 static enum MHD_Result get_me(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (mp_core_me(c->api->core, &c->principal, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 /* POST /me/password: a wrong current password counts as a failed login of the
@@ -462,20 +460,20 @@ static enum MHD_Result change_password(struct mp_route_ctx *c) {
         if ((wait = mp_api_limit_peek(c->api->guard, MP_LIMIT_LOGIN_FAILS, key)))
                 return throttled(c, MP_LIMIT_LOGIN_FAILS, wait, false);
         if (body_json(c, false, &body) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         r = mp_core_password_change(c->api->core, &c->principal, body, &c->err);
         if (r == -EACCES)
                 mp_api_limit(c->api->guard, MP_LIMIT_LOGIN_FAILS, key, NULL);
         if (r < 0)
-                return problem(c);
+                return mp_route_problem(c);
         return mp_api_send_json(c->conn, 204, NULL);
 }
 
 static enum MHD_Result token_list(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (mp_core_token_list(c->api->core, &c->principal, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 static enum MHD_Result token_create(struct mp_route_ctx *c) {
@@ -483,13 +481,13 @@ static enum MHD_Result token_create(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (body_json(c, false, &body) < 0 ||
             mp_core_token_create(c->api->core, &c->principal, body, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 201, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 201, out);
 }
 
 static enum MHD_Result token_revoke(struct mp_route_ctx *c) {
         if (mp_core_token_revoke(c->api->core, &c->principal, c->param[0], &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         return mp_api_send_json(c->conn, 204, NULL);
 }
 
@@ -497,19 +495,19 @@ static enum MHD_Result audit_list(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long limit;
 
-        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-            mp_core_audit_list(c->api->core, &c->principal, query(c, "kind"), query(c, "actor"),
-                               query(c, "since"), query(c, "cursor"), (int) limit, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+        if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+            mp_core_audit_list(c->api->core, &c->principal, mp_route_query(c, "kind"), mp_route_query(c, "actor"),
+                               mp_route_query(c, "since"), mp_route_query(c, "cursor"), (int) limit, &out, &c->err) < 0)
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 /* Any signed-in user: the list holds hosts and counts, no tenant data. */
 static enum MHD_Result workers_list(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (mp_core_workers(c->api->core, &c->principal, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 /* --- functions --- */
@@ -518,11 +516,11 @@ static enum MHD_Result function_list(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long limit;
 
-        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-            mp_core_function_list(c->api->core, &c->principal, query(c, "name"), query(c, "cursor"),
+        if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+            mp_core_function_list(c->api->core, &c->principal, mp_route_query(c, "name"), mp_route_query(c, "cursor"),
                                   (int) limit, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 static enum MHD_Result function_create(struct mp_route_ctx *c) {
@@ -531,19 +529,19 @@ static enum MHD_Result function_create(struct mp_route_ctx *c) {
 
         if (body_json(c, false, &body) < 0 ||
             mp_core_function_create(c->api->core, &c->principal, body, &out, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         audit_visibility(c, NULL, out);
-        return send_owned(c, 201, out);
+        return mp_route_send_owned(c, 201, out);
 }
 
 static enum MHD_Result function_get(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long version;
 
-        if (query_int(c, "version", 1, 1L << 30, 0, &version) < 0 ||
+        if (mp_route_query_int(c, "version", 1, 1L << 30, 0, &version) < 0 ||
             mp_core_function_get(c->api->core, &c->principal, c->param[0], (int) version, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 /* PUT and PATCH: both merge the fields given (docs/api.md). */
@@ -554,35 +552,34 @@ static enum MHD_Result function_update(struct mp_route_ctx *c) {
         json_t *out = NULL;
 
         if (body_json(c, false, &body) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         /* The audience before, to audit a change of it (one read, only when the body
          * names a visibility). */
         if (json_object_get(body, "visibility") &&
             mp_core_function_get(core, &c->principal, id, 0, &before, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         if (mp_core_function_update(core, &c->principal, id, body, &out, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         if (before)
                 audit_visibility(c, json_string_value(json_object_get(before, "visibility")), out);
-        return send_owned(c, 200, out);
+        return mp_route_send_owned(c, 200, out);
 }
 
 static enum MHD_Result function_delete(struct mp_route_ctx *c) {
         if (mp_core_function_delete(c->api->core, &c->principal, c->param[0], &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         return mp_api_send_json(c->conn, 204, NULL);
 }
 
 static enum MHD_Result function_versions(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (mp_core_function_versions(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
-/* ?cache=refresh (docs/functions.md#result-cache), or nothing. */
-static int cache_param(struct mp_route_ctx *c, bool *ret) {
-        const char *v = query(c, "cache");
+int mp_route_cache_refresh(struct mp_route_ctx *c, bool *ret) {
+        const char *v = mp_route_query(c, "cache");
         *ret = v && !strcmp(v, "refresh");
         if (v && !*ret) {
                 mp_error_add_field(&c->err, "cache", "must be \"refresh\"");
@@ -598,12 +595,12 @@ static enum MHD_Result function_execute(struct mp_route_ctx *c) {
         long version = 0, wait;
         bool refresh = false;
 
-        if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
-            query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || body_json(c, false, &body) < 0 ||
-            cache_param(c, &refresh) < 0 ||
+        if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
+            mp_route_query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || body_json(c, false, &body) < 0 ||
+            mp_route_cache_refresh(c, &refresh) < 0 ||
             mp_core_execute_cache(core, &c->principal, c->param[0], (int) version, body,
-                                  header(c, "Idempotency-Key"), refresh, &task, &c->err) < 0)
-                return problem(c);
+                                  mp_route_header(c, "Idempotency-Key"), refresh, &task, &c->err) < 0)
+                return mp_route_problem(c);
         bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
         if (wait == 0 || ended)
                 return mp_api_send_task(c->conn, ended ? 200 : 202, task);
@@ -630,26 +627,26 @@ static enum MHD_Result task_list(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long limit;
 
-        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-            mp_core_task_list(c->api->core, &c->principal, query(c, "function_id"), query(c, "status"),
-                              query(c, "cursor"), (int) limit, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+        if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+            mp_core_task_list(c->api->core, &c->principal, mp_route_query(c, "function_id"), mp_route_query(c, "status"),
+                              mp_route_query(c, "cursor"), (int) limit, &out, &c->err) < 0)
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 static enum MHD_Result task_get(struct mp_route_ctx *c) {
-        const char *result = query(c, "result");
+        const char *result = mp_route_query(c, "result");
         long wait;
 
-        if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
-                return problem(c);
+        if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
+                return mp_route_problem(c);
         /* ?result=omit: the task without its result (its size instead), so that a page
          * can decide before loading a large one. */
         if (result && strcmp(result, "omit")) {
                 mp_error_set(&c->err, EINVAL, 400, "bad_request", "query parameter result must be \"omit\", not \"%.32s\"",
                              result);
                 mp_error_add_field(&c->err, "result", "must be \"omit\"");
-                return problem(c);
+                return mp_route_problem(c);
         }
         c->req->omit_result = result != NULL;
         return mp_api_wait_task(c->api, c->conn, c->req, &c->principal, c->param[0], (int) wait, 200, 200);
@@ -660,14 +657,14 @@ static enum MHD_Result task_logs(struct mp_route_ctx *c) {
         size_t len;
 
         if (mp_core_task_logs(c->api->core, &c->principal, c->param[0], &logs, &len, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         return mp_api_send_bytes(c->conn, 200, "text/plain; charset=utf-8", logs, len);
 }
 
 static enum MHD_Result task_cancel(struct mp_route_ctx *c) {
         json_t *out = NULL;
         if (mp_core_task_cancel(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         _cleanup_json_ json_t *task = out;
         return mp_api_send_task(c->conn, 200, task);
 }
@@ -678,7 +675,7 @@ static enum MHD_Result task_artifact(struct mp_route_ctx *c) {
         size_t len;
 
         if (mp_core_task_artifact(c->api->core, &c->principal, c->param[0], name, &data, &len, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         struct MHD_Response *resp = MHD_create_response_from_buffer(len, TAKE_PTR(data), MHD_RESPMEM_MUST_FREE);
         char disp[512];
         snprintf(disp, sizeof(disp), "attachment; filename=\"artifact%s\"",
@@ -881,7 +878,7 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
         if (IS("OPTIONS"))
                 return mp_api_cors_preflight(conn);
         if (mp_api_check_sizes(conn, url, &c->err) < 0) {
-                r = problem(c);
+                r = mp_route_problem(c);
                 mp_error_clear(&c->err);
                 return r;
         }

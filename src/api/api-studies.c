@@ -17,52 +17,6 @@
 
 #define CSV_PAGE 1000 /* points read per store call while streaming */
 
-static const char *query(struct mp_route_ctx *c, const char *name) {
-        return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
-}
-
-static const char *header(struct mp_route_ctx *c, const char *name) {
-        return MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, name);
-}
-
-static enum MHD_Result problem(struct mp_route_ctx *c) {
-        return mp_api_send_problem(c->conn, &c->err);
-}
-
-static enum MHD_Result send_owned(struct mp_route_ctx *c, unsigned status, json_t *j) {
-        enum MHD_Result r = mp_api_send_json(c->conn, status, j);
-        json_decref(j);
-        return r;
-}
-
-static int query_int(struct mp_route_ctx *c, const char *name, long min, long max, long def, long *ret) {
-        const char *v = query(c, name);
-        if (!v) {
-                *ret = def;
-                return 0;
-        }
-        if (mp_parse_long(v, min, max, ret) < 0) {
-                mp_error_set(&c->err, EINVAL, 400, "bad_request",
-                             "query parameter %s must be a whole number from %ld to %ld, not \"%.32s\"", name, min,
-                             max, v);
-                mp_error_add_field(&c->err, name, "must be a whole number from %ld to %ld", min, max);
-                return -EINVAL;
-        }
-        return 0;
-}
-
-/* ?cache=refresh, or nothing. */
-static int cache_refresh(struct mp_route_ctx *c, bool *ret) {
-        const char *v = query(c, "cache");
-        *ret = v && !strcmp(v, "refresh");
-        if (v && !*ret) {
-                mp_error_add_field(&c->err, "cache", "must be \"refresh\"");
-                return mp_error_set(&c->err, EINVAL, 400, "bad_request",
-                                    "query parameter cache must be \"refresh\" (compute again), not \"%.32s\"", v);
-        }
-        return 0;
-}
-
 static bool is_csv(const char *type) {
         return type && !strncasecmp(type, "text/csv", 8) && (!type[8] || type[8] == ';' || type[8] == ' ');
 }
@@ -70,7 +24,7 @@ static bool is_csv(const char *type) {
 /* The study fields of a CSV upload, from the query. */
 static int csv_study_body(struct mp_route_ctx *c, json_t **ret) {
         _cleanup_json_ json_t *body = json_object(), *target = json_object();
-        const char *fn = query(c, "function"), *v;
+        const char *fn = mp_route_query(c, "function"), *v;
         long n;
 
         if (!body || !target)
@@ -81,22 +35,22 @@ static int csv_study_body(struct mp_route_ctx *c, json_t **ret) {
                                     "a CSV study names its function in the query: ?function=NAME");
         }
         json_object_set_new(target, "function", json_string(fn));
-        if (query(c, "version")) {
-                if (query_int(c, "version", 1, 1L << 30, 0, &n) < 0)
+        if (mp_route_query(c, "version")) {
+                if (mp_route_query_int(c, "version", 1, 1L << 30, 0, &n) < 0)
                         return -EINVAL;
                 json_object_set_new(target, "version", json_integer(n));
         }
         json_object_set(body, "target", target);
-        if ((v = query(c, "name")))
+        if ((v = mp_route_query(c, "name")))
                 json_object_set_new(body, "name", json_string(v));
-        if ((v = query(c, "notes")))
+        if ((v = mp_route_query(c, "notes")))
                 json_object_set_new(body, "notes", json_string(v));
-        if (query(c, "concurrency")) {
-                if (query_int(c, "concurrency", 1, MP_MAX_STUDY_CONCURRENCY, 0, &n) < 0)
+        if (mp_route_query(c, "concurrency")) {
+                if (mp_route_query_int(c, "concurrency", 1, MP_MAX_STUDY_CONCURRENCY, 0, &n) < 0)
                         return -EINVAL;
                 json_object_set_new(body, "concurrency", json_integer(n));
         }
-        if ((v = query(c, "outputs"))) {
+        if ((v = mp_route_query(c, "outputs"))) {
                 /* comma-separated paths (a path holds no comma) */
                 json_t *list = json_array();
                 const char *p = v;
@@ -108,7 +62,7 @@ static int csv_study_body(struct mp_route_ctx *c, json_t **ret) {
                 }
                 json_object_set_new(body, "outputs", list);
         }
-        if ((v = query(c, "fixed"))) {
+        if ((v = mp_route_query(c, "fixed"))) {
                 json_error_t jerr;
                 json_t *fixed = json_loads(v, JSON_DECODE_ANY, &jerr);
                 if (!json_is_object(fixed)) {
@@ -127,11 +81,11 @@ enum MHD_Result mp_api_study_create(struct mp_route_ctx *c) {
         _cleanup_json_ json_t *body = NULL;
         json_t *out = NULL;
         bool refresh = false;
-        bool csv = is_csv(header(c, "Content-Type"));
+        bool csv = is_csv(mp_route_header(c, "Content-Type"));
         int r;
 
-        if (cache_refresh(c, &refresh) < 0)
-                return problem(c);
+        if (mp_route_cache_refresh(c, &refresh) < 0)
+                return mp_route_problem(c);
         if (csv) {
                 r = csv_study_body(c, &body);
                 if (r >= 0 && c->req->body.len == 0) {
@@ -144,19 +98,19 @@ enum MHD_Result mp_api_study_create(struct mp_route_ctx *c) {
                 r = mp_api_body_json(c->conn, c->req, false, &body, &c->err);
         if (r < 0 || mp_core_study_create(c->api->core, &c->principal, body, csv ? c->req->body.data ?: "" : NULL,
                                           csv ? c->req->body.len : 0, refresh, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 201, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 201, out);
 }
 
 enum MHD_Result mp_api_study_list(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long limit;
 
-        if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-            mp_core_study_list(c->api->core, &c->principal, query(c, "status"), query(c, "name"),
-                               query(c, "cursor"), (int) limit, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+        if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+            mp_core_study_list(c->api->core, &c->principal, mp_route_query(c, "status"), mp_route_query(c, "name"),
+                               mp_route_query(c, "cursor"), (int) limit, &out, &c->err) < 0)
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 static void sleep_ms(long ms) {
@@ -172,26 +126,26 @@ static enum MHD_Result study_get_wait(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long wait;
 
-        if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
-                return problem(c);
+        if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
+                return mp_route_problem(c);
         deadline = mp_mono_ms() + wait * 1000;
         for (;;) {
                 if (mp_core_study_get(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
-                        return problem(c);
+                        return mp_route_problem(c);
                 if (mp_core_study_ended(out) || mp_mono_ms() >= deadline)
                         break;
                 json_decref(out);
                 out = NULL;
                 sleep_ms(100);
         }
-        return send_owned(c, 200, out);
+        return mp_route_send_owned(c, 200, out);
 }
 
 enum MHD_Result mp_api_study_get(struct mp_route_ctx *c) {
         long wait;
 
-        if (query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
-                return problem(c);
+        if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
+                return mp_route_problem(c);
         if (wait > 0 && !c->req->offloaded)
                 return mp_api_offload(c->api, c->req, study_get_wait);
         return study_get_wait(c);
@@ -370,8 +324,8 @@ static int csv_columns(struct mp_route_ctx *c, json_t *fixed, json_t *columns) {
 }
 
 static bool wants_csv(struct mp_route_ctx *c) {
-        const char *a = header(c, "Accept");
-        return (a && strstr(a, "text/csv")) || (query(c, "format") && !strcmp(query(c, "format"), "csv"));
+        const char *a = mp_route_header(c, "Accept");
+        return (a && strstr(a, "text/csv")) || (mp_route_query(c, "format") && !strcmp(mp_route_query(c, "format"), "csv"));
 }
 
 enum MHD_Result mp_api_study_results(struct mp_route_ctx *c) {
@@ -379,16 +333,16 @@ enum MHD_Result mp_api_study_results(struct mp_route_ctx *c) {
         long limit;
 
         if (!wants_csv(c)) {
-                if (query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
-                    mp_core_study_results(c->api->core, &c->principal, c->param[0], query(c, "cursor"), (int) limit,
+                if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
+                    mp_core_study_results(c->api->core, &c->principal, c->param[0], mp_route_query(c, "cursor"), (int) limit,
                                           &out, &c->err) < 0)
-                        return problem(c);
-                return send_owned(c, 200, out);
+                        return mp_route_problem(c);
+                return mp_route_send_owned(c, 200, out);
         }
         _cleanup_json_ json_t *study = NULL;
         struct csv_stream *s;
         if (mp_core_study_get(c->api->core, &c->principal, c->param[0], &study, &c->err) < 0)
-                return problem(c);
+                return mp_route_problem(c);
         s = calloc(1, sizeof(*s));
         if (!s)
                 return mp_api_send_error(c->conn, 500, "internal", "out of memory");
@@ -400,7 +354,7 @@ enum MHD_Result mp_api_study_results(struct mp_route_ctx *c) {
         s->buf.cap = 4u * 1024 * 1024;
         if (!s->columns || csv_columns(c, json_object_get(study, "fixed"), s->columns) < 0) {
                 csv_stream_free(s);
-                return c->err.status ? problem(c) : mp_api_send_error(c->conn, 500, "internal", "out of memory");
+                return c->err.status ? mp_route_problem(c) : mp_api_send_error(c->conn, 500, "internal", "out of memory");
         }
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, csv_read, s,
                                                                       csv_stream_free);
@@ -424,8 +378,8 @@ enum MHD_Result mp_api_study_extend(struct mp_route_ctx *c) {
 
         if (mp_api_body_json(c->conn, c->req, false, &body, &c->err) < 0 ||
             mp_core_study_extend(c->api->core, &c->principal, c->param[0], body, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 enum MHD_Result mp_api_study_members(struct mp_route_ctx *c) {
@@ -434,22 +388,22 @@ enum MHD_Result mp_api_study_members(struct mp_route_ctx *c) {
 
         if (mp_api_body_json(c->conn, c->req, false, &body, &c->err) < 0 ||
             mp_core_study_add_members(c->api->core, &c->principal, c->param[0], body, &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 enum MHD_Result mp_api_study_retry(struct mp_route_ctx *c) {
         json_t *out = NULL;
 
         if (mp_core_study_retry(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
 
 enum MHD_Result mp_api_study_cancel(struct mp_route_ctx *c) {
         json_t *out = NULL;
 
         if (mp_core_study_cancel(c->api->core, &c->principal, c->param[0], &out, &c->err) < 0)
-                return problem(c);
-        return send_owned(c, 200, out);
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
 }
