@@ -312,6 +312,70 @@ static int file_ping(struct mp_blobs *b, struct mp_error *err) {
         return 0;
 }
 
+struct walk {
+        int (*fn)(void *ud, const char *key);
+        void *ud;
+        char key[MP_BLOBS_MAX_KEY + 1]; /* the folder being listed, then each object's key */
+};
+
+/* List the objects under the folder dfd (taken: closed here), whose key is w->key[0..len).
+ * Temporary files ('~' cannot start a key segment) are in-flight puts: not objects. */
+static int walk_dir(int dfd, struct walk *w, size_t len) {
+        DIR *d = fdopendir(dfd);
+        struct dirent *de;
+        int r = 0;
+
+        if (!d) {
+                r = -errno;
+                close(dfd);
+                return r;
+        }
+        while (r == 0 && (errno = 0, de = readdir(d))) {
+                size_t n = strlen(de->d_name);
+                unsigned char type = de->d_type;
+                struct stat st;
+
+                if (de->d_name[0] == '.' || de->d_name[0] == '~' || len + 1 + n > MP_BLOBS_MAX_KEY)
+                        continue;
+                if (type == DT_UNKNOWN) {
+                        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                                continue; /* removed meanwhile */
+                        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+                }
+                w->key[len] = '/';
+                memcpy(w->key + len + 1, de->d_name, n + 1);
+                if (type == DT_DIR) {
+                        int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0)
+                                r = walk_dir(sub, w, len + 1 + n);
+                        else if (errno != ENOENT)
+                                r = -errno;
+                } else if (type == DT_REG)
+                        r = w->fn(w->ud, w->key);
+                w->key[len] = 0;
+        }
+        if (r == 0 && errno)
+                r = -errno;
+        closedir(d);
+        return r;
+}
+
+static int file_list(struct mp_blobs *b, const char *prefix, int (*fn)(void *ud, const char *key), void *ud,
+                     struct mp_error *err) {
+        struct walk w = { .fn = fn, .ud = ud };
+        int fd, r;
+
+        if ((r = mp_blobs_prefix_dir(prefix, w.key, err)) < 0)
+                return r;
+        fd = openat(b->root_fd, w.key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : io_fail(err, errno, "listing the objects under", prefix);
+        r = walk_dir(fd, &w, strlen(w.key));
+        if (r < 0 && !(err && err->message[0]))
+                return io_fail(err, -r, "listing the objects under", prefix);
+        return r;
+}
+
 const struct mp_blobs_ops mp_blobs_file_ops = {
         .scheme = "file",
         .open = file_open,
@@ -321,4 +385,5 @@ const struct mp_blobs_ops mp_blobs_file_ops = {
         .del = file_del,
         .del_prefix = file_del_prefix,
         .ping = file_ping,
+        .list = file_list,
 };

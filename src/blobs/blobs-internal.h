@@ -10,6 +10,10 @@
 
 #define MP_BLOBS_MAX_KEY 512
 
+/* A prefix as del_prefix and list take it (a valid key followed by '/'): its key without
+ * the '/' in dir. 0, or -EINVAL with a 422 in err. */
+int mp_blobs_prefix_dir(const char *prefix, char dir[MP_BLOBS_MAX_KEY + 1], struct mp_error *err);
+
 /* The "file:" backend (blobs-file.c). */
 extern const struct mp_blobs_ops mp_blobs_file_ops;
 /* The "s3:" backend (blobs-s3.c). */

@@ -1299,6 +1299,44 @@ int mp_blobs_s3_count(struct mp_blobs *b, const char *prefix, size_t *ret, struc
         return 0;
 }
 
+struct list_ud {
+        int (*fn)(void *ud, const char *key);
+        void *ud;
+        int stopped; /* what fn returned to stop the listing */
+};
+
+/* list_keys stops at any non-zero answer; a stop (> 0) travels as -ECANCELED and is
+ * turned back into fn's value by s3_list. */
+static int list_one(struct mp_blobs *b, const char *fk, void *ud, struct mp_error *err) {
+        struct list_ud *l = ud;
+        const char *key = fk + strlen(b->prefix);
+        int r;
+
+        if (!mp_blobs_key_valid(key)) /* not one of ours (another writer's key) */
+                return 0;
+        r = l->fn(l->ud, key);
+        if (r > 0) {
+                l->stopped = r;
+                return -ECANCELED;
+        }
+        return r;
+}
+
+static int s3_list(struct mp_blobs *b, const char *prefix, int (*fn)(void *ud, const char *key), void *ud,
+                   struct mp_error *err) {
+        char dir[MP_BLOBS_MAX_KEY + 1], fp[FULL_KEY_MAX], what[MP_BLOBS_MAX_KEY + 48];
+        struct list_ud l = { .fn = fn, .ud = ud };
+        int r;
+
+        if ((r = mp_blobs_prefix_dir(prefix, dir, err)) < 0)
+                return r;
+        if (full_key(b, prefix, fp, sizeof(fp)) < 0)
+                return bad_key(err, dir);
+        snprintf(what, sizeof(what), "listing the objects under '%s'", prefix);
+        r = list_keys(b, fp, what, list_one, &l, err);
+        return r == -ECANCELED && l.stopped ? l.stopped : r;
+}
+
 /* HEAD of the bucket: 200 when it is there and ours to read. */
 static int s3_ping(struct mp_blobs *b, struct mp_error *err) {
         _cleanup_(call_done) struct s3_call c = { .method = "HEAD", .key = NULL, .max_body = S3_MAX_SMALL_BODY };
@@ -1321,4 +1359,5 @@ const struct mp_blobs_ops mp_blobs_s3_ops = {
         .del = s3_del,
         .del_prefix = s3_del_prefix,
         .ping = s3_ping,
+        .list = s3_list,
 };

@@ -64,3 +64,18 @@ int mp_blobs_key_valid(const char *key) {
                         return 0;
         }
 }
+
+int mp_blobs_prefix_dir(const char *prefix, char dir[MP_BLOBS_MAX_KEY + 1], struct mp_error *err) {
+        size_t n = prefix ? strlen(prefix) : 0;
+
+        if (n < 2 || prefix[n - 1] != '/' || n - 1 > MP_BLOBS_MAX_KEY)
+                return mp_error_set(err, EINVAL, 422, "validation",
+                                    "object prefix '%.600s' is not valid: it must be a key followed "
+                                    "by '/'", prefix ? prefix : "(null)");
+        memcpy(dir, prefix, n - 1);
+        dir[n - 1] = 0;
+        if (!mp_blobs_key_valid(dir))
+                return mp_error_set(err, EINVAL, 422, "validation",
+                                    "object prefix '%.600s' is not valid: '%s' is not a key", prefix, dir);
+        return 0;
+}

@@ -30,6 +30,13 @@ struct mp_blobs_ops {
         /* Is the object store reachable? A cheap request (file: the folder is there; S3:
          * HEAD of the bucket), for GET /readyz: 0, or -errno with err filled. */
         int (*ping)(struct mp_blobs *b, struct mp_error *err);
+        /* Call fn(ud, key) for every object whose key starts with prefix (a key followed
+         * by '/'), keys relative to the store as put takes them, the keys of one folder
+         * together (file:) or in key order (s3:). A missing prefix lists nothing. fn
+         * returns 0 to go on, > 0 to stop (the listing then returns that value), < 0 to
+         * fail with it. For the collector of orphaned objects (core/retention.c). */
+        int (*list)(struct mp_blobs *b, const char *prefix, int (*fn)(void *ud, const char *key),
+                    void *ud, struct mp_error *err);
 };
 
 struct mp_blobs_base {
