@@ -2385,6 +2385,107 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
         return r;
 }
 
+/* ---- retention and deletion (core/retention.c) ---- */
+
+static int task_delete_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        const char *id = ctx;
+        int r = q_exec(c, SQL_RETENTION_TASK_DELETE, PARAMS(PT(id)), "deleting a task", err);
+
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                r = q_exists(c, SQL_RETENTION_TASK_EXISTS, PARAMS(PT(id)), "reading a task", err);
+                return r < 0 ? r : r == 0 ? not_found(err, "no task with id '%s'", id) : 0;
+        }
+        TRY(q_exec(c, SQL_RETENTION_JOB_DELETE, PARAMS(PT(id)), "deleting a task's job", err));
+        TRY(q_exec(c, SQL_RETENTION_MEMBER_DELETE, PARAMS(PT(id)), "deleting a task's study memberships", err));
+        return 1;
+}
+
+static int ops_task_delete(struct mp_store *s, const char *id, struct mp_error *err) {
+        if (!id)
+                return invalid(err, "deleting a task needs its id");
+        return s->drv->run(s, MP_RUN_ATOMIC, task_delete_fn, (void *) id, err);
+}
+
+static int ops_task_study_member(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct get_args a = { SQL_RETENTION_MEMBER_OF, id, "reading a task's studies", NULL };
+        return get_run(s, &a, ret, err);
+}
+
+static int task_refs_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        int64_t n = 0;
+
+        TRY(q_int(c, SQL_RETENTION_TASK_REFS, PARAMS(PT((const char *) ctx)), "n", &n,
+                  "counting a task's references", err));
+        return n > INT_MAX ? INT_MAX : (int) n;
+}
+
+static int ops_task_refs(struct mp_store *s, const char *id, struct mp_error *err) {
+        return s->drv->run(s, MP_RUN_READ, task_refs_fn, (void *) id, err);
+}
+
+struct expired_args {
+        int64_t now;
+        int limit;
+        json_t *rows;
+};
+
+static int task_expired_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct expired_args *a = ctx;
+        json_t *rows = json_array();
+        int n;
+
+        if (!rows)
+                return -ENOMEM;
+        n = q_all(c, SQL_RETENTION_TASK_EXPIRED, PARAMS(PI(a->now), PI(a->limit)), rows,
+                  "looking for tasks past their retention", err);
+        if (n < 0) {
+                json_decref(rows);
+                return n;
+        }
+        json_decref(a->rows);
+        a->rows = rows;
+        return n;
+}
+
+static int ops_task_expired(struct mp_store *s, int64_t now, int limit, json_t **ret, struct mp_error *err) {
+        struct expired_args a = { .now = now, .limit = limit };
+        int r = s->drv->run(s, MP_RUN_READ, task_expired_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.rows);
+                return r;
+        }
+        *ret = a.rows;
+        return 0;
+}
+
+static int ops_company_set_retention(struct mp_store *s, const char *company_id, int64_t days,
+                                     struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_RETENTION_COMPANY_SET, "setting a company's retention", "company",
+                                      company_id, days < 0 ? PI_NULL : PI(days), PT(company_id));
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+static int ops_company_retention(struct mp_store *s, const char *company_id, json_t **ret,
+                                 struct mp_error *err) {
+        struct get_args a = { SQL_RETENTION_COMPANY_GET, company_id, "reading a company's retention", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no company with id '%s'", company_id ? company_id : "");
+        return r;
+}
+
+static int ops_function_list_owned(struct mp_store *s, const char *owner_id, json_t **ret,
+                                   struct mp_error *err) {
+        struct all_args a = { SQL_RETENTION_FUNCTIONS_OWNED, owner_id, "listing a user's functions", NULL };
+        int n = all_run(s, &a, ret, err);
+
+        return n < 0 ? n : 0;
+}
+
 /* One table per scheme, the same operations in each. */
 #define OPS_TABLE(scheme_, open_)                                                        \
         {                                                                                \
@@ -2419,7 +2520,16 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
                 .study_cancel = ops_study_cancel, .study_recover = ops_study_recover,   \
                 .task_create_cached = ops_task_create_cached,                            \
                 .task_in_study = ops_task_in_study,                                      \
+                RETENTION_OPS                                                            \
         }
+
+/* Retention and deletion's operations, in one block of the table. */
+#define RETENTION_OPS                                                                    \
+        .task_delete = ops_task_delete, .task_study_member = ops_task_study_member,     \
+        .task_refs = ops_task_refs, .task_expired = ops_task_expired,                   \
+        .company_set_retention = ops_company_set_retention,                              \
+        .company_retention = ops_company_retention,                                      \
+        .function_list_owned = ops_function_list_owned,
 
 /* The workflows' operations, in one block of the table. */
 #define WORKFLOW_OPS                                                                     \

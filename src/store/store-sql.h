@@ -274,6 +274,10 @@ static const char *const migrations[] = {
         "  member_id TEXT NOT NULL,"
         "  added_at BIGINT NOT NULL DEFAULT 0,"
         "  PRIMARY KEY (study_id, kind, member_id));",
+        /* 11 (retention): a company's retention of tasks in days (NULL: forever); the
+         * collector looks for old tasks by company and age. */
+        "ALTER TABLE companies ADD COLUMN task_retention_days BIGINT;"
+        "CREATE INDEX IF NOT EXISTS tasks_company_age ON tasks (company_id, queued_at);",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -1003,3 +1007,34 @@ static const char SQL_CACHE_COPY[] =
         " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
         " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id, ?8"
         " FROM tasks WHERE id = ?7";
+
+/* ---- retention and deletion (core/retention.c) ---- */
+
+/* Only an ended task is deleted: a queued or running one is refused (the caller says to
+ * cancel it first), so no worker writes to a task that is gone. */
+static const char SQL_RETENTION_TASK_DELETE[] =
+        "DELETE FROM tasks WHERE id = ?1 AND status IN ('completed', 'failed', 'timed_out', 'cancelled')";
+static const char SQL_RETENTION_TASK_EXISTS[] = "SELECT 1 FROM tasks WHERE id = ?1";
+static const char SQL_RETENTION_JOB_DELETE[] = "DELETE FROM jobs WHERE task_id = ?1";
+static const char SQL_RETENTION_MEMBER_DELETE[] =
+        "DELETE FROM study_members WHERE kind = 'task' AND member_id = ?1";
+static const char SQL_RETENTION_MEMBER_OF[] =
+        "SELECT study_id FROM study_members WHERE kind = 'task' AND member_id = ?1"
+        " ORDER BY added_at, study_id LIMIT 1";
+static const char SQL_RETENTION_TASK_REFS[] =
+        "SELECT COUNT(*) AS n FROM tasks WHERE id = ?1 OR cached_from = ?1";
+/* task_retention_days is BIGINT: days * 86400000 stays a 64-bit product in PostgreSQL. */
+static const char SQL_RETENTION_TASK_EXPIRED[] =
+        "SELECT t.id FROM tasks t JOIN companies c ON c.id = t.company_id"
+        " WHERE c.task_retention_days IS NOT NULL"
+        " AND t.queued_at < ?1 - c.task_retention_days * 86400000"
+        " AND t.status IN ('completed', 'failed', 'timed_out', 'cancelled')"
+        " AND NOT EXISTS (SELECT 1 FROM workflow_runs r WHERE r.id = t.workflow_run_id AND r.finished_at = 0)"
+        " AND NOT EXISTS (SELECT 1 FROM studies st WHERE st.id = t.study_id AND st.status = 'running')"
+        " ORDER BY t.queued_at, t.id LIMIT ?2";
+static const char SQL_RETENTION_COMPANY_SET[] =
+        "UPDATE companies SET task_retention_days = ?1 WHERE id = ?2";
+static const char SQL_RETENTION_COMPANY_GET[] =
+        "SELECT task_retention_days FROM companies WHERE id = ?1";
+static const char SQL_RETENTION_FUNCTIONS_OWNED[] =
+        "SELECT * FROM functions WHERE owner_id = ?1 ORDER BY created_at, id";

@@ -362,6 +362,35 @@ struct mp_store_ops {
         /* Is the task a study point's? 1 yes, 0 no (or no such task): a small read, made
          * on every task's end. */
         int (*task_in_study)(struct mp_store *s, const char *task_id, struct mp_error *err);
+
+        /* --- retention and deletion (core/retention.c, docs/api.md#deleting-tasks) ---
+         * companies.task_retention_days? (null: keep forever). */
+        /* Delete an ended task (completed, failed, timed_out or cancelled) with its job
+         * row and the study memberships that name it, in one transaction. 1 when deleted;
+         * 0 when it has not ended (nothing deleted); -ENOENT: no such task. Its objects
+         * are the caller's to delete. */
+        int (*task_delete)(struct mp_store *s, const char *id, struct mp_error *err);
+        /* The first study that groups the task (study_members): *ret {"study_id"};
+         * -ENOENT when none does. */
+        int (*task_study_member)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
+        /* How many tasks are id or name it as cached_from (a cache hit shares the objects
+         * of the task it copied): its objects are in use while this is > 0. */
+        int (*task_refs)(struct mp_store *s, const char *id, struct mp_error *err);
+        /* Up to limit ended tasks of companies with a retention, queued before now minus
+         * that many days, whose workflow run and study (if any) are no longer running,
+         * oldest first: [{"id"}]. */
+        int (*task_expired)(struct mp_store *s, int64_t now, int limit, json_t **ret, struct mp_error *err);
+        /* A company's retention in days; days < 0: keep forever (null). -ENOENT: no such
+         * company. */
+        int (*company_set_retention)(struct mp_store *s, const char *company_id, int64_t days,
+                                     struct mp_error *err);
+        /* *ret {"task_retention_days": n|null}; -ENOENT: no such company. */
+        int (*company_retention)(struct mp_store *s, const char *company_id, json_t **ret,
+                                 struct mp_error *err);
+        /* Every function of an owner, deleted ones too (deleted_at > 0), oldest first:
+         * rows as function_get's, without latest version fields. */
+        int (*function_list_owned)(struct mp_store *s, const char *owner_id, json_t **ret,
+                                   struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in
