@@ -102,3 +102,13 @@
 #define MP_DEFAULT_STUDY_CONCURRENCY 8
 #define MP_MAX_STUDY_OUTPUTS         64      /* output paths of one study */
 #define MP_MAX_STUDY_NOTES_LEN       4096
+
+/* Retention and export (core/retention.c, core/export.c). */
+#define MP_MAX_RETENTION_DAYS        36500   /* a company's retention: 100 years at most */
+#define MP_DEFAULT_GC_INTERVAL_S     3600    /* serve --gc-interval: the collector runs hourly */
+#define MP_MAX_GC_INTERVAL_S         (7 * 86400)
+#define MP_GC_BATCH                  200     /* expired tasks read and deleted at a time */
+#define MP_GC_MAX_ORPHANS            10000   /* orphaned task folders removed in one pass */
+/* GET /me/export is written to a temporary file (memory holds one object at a time)
+ * and refused past this many bytes of content (413). */
+#define MP_MAX_EXPORT_BYTES          (2ull * 1024 * 1024 * 1024)

@@ -89,3 +89,7 @@ int mp_study_recover(struct mp_core *core, struct mp_error *err);
 /* The environment key of a version's requirements (work.c): NULL for the base one, else
  * buf ("req-<hash>"). */
 const char *mp_core_env_key(json_t *reqs, char *buf, size_t size);
+/* A task row (task_get's) the caller may see (its owner, an admin of its company): 404
+ * otherwise, as for an unknown id (tasks.c). */
+int mp_core_task_load(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                      struct mp_error *err);

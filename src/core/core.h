@@ -372,3 +372,32 @@ int mp_core_admin_set_role(struct mp_core *core, const char *email, const char *
 int mp_core_catalogue(struct mp_core *core, const struct mp_principal *p, const char *q,
                       const char *tag, const char *author, const char *cursor, int limit,
                       json_t **ret, struct mp_error *err);
+
+/* --- deletion, retention and export (retention.c, export.c; docs/api.md) --- */
+/* Delete an ended task with its result, error, logs and artifacts (their objects too,
+ * unless a cache hit's copy still shows them). Its owner may, and an admin of the
+ * company it was made in. 404 as for reading it; 409 while it is queued or running
+ * (cancel first) and for a task of a workflow run or a study (named). */
+int mp_core_task_delete(struct mp_core *core, const struct mp_principal *p, const char *id,
+                        struct mp_error *err);
+/* The caller's company's retention: {"task_days": n|null}; 404 without a company. */
+int mp_core_retention_get(struct mp_core *core, const struct mp_principal *p, json_t **ret,
+                          struct mp_error *err);
+/* body {"task_days": 1..MP_MAX_RETENTION_DAYS or null}: company admins (403 for other
+ * roles); 422 naming the field; ret as mp_core_retention_get's. */
+int mp_core_retention_set(struct mp_core *core, const struct mp_principal *p, json_t *body, json_t **ret,
+                          struct mp_error *err);
+/* One pass of the collector: the tasks of every company past its retention are deleted
+ * as mp_core_task_delete does (a run's or study's too, once it stopped running), then
+ * the objects under tasks/ that no row shows. *ret {"tasks_deleted", "orphans_deleted"}. */
+int mp_core_gc(struct mp_core *core, json_t **ret, struct mp_error *err);
+/* The collector's thread: a pass every interval_s seconds (0: none, *ret NULL). Stop
+ * (may be NULL) waits for a pass in progress; returns NULL. */
+struct mp_gc;
+int mp_core_gc_start(struct mp_core *core, int interval_s, struct mp_gc **ret, struct mp_error *err);
+struct mp_gc *mp_core_gc_stop(struct mp_gc *g);
+/* The caller's data as a zip archive (docs/api.md#export): *ret_fd a read-only file
+ * (already unlinked, at offset 0) of *ret_size bytes, the caller's to close. 413 past
+ * MP_MAX_EXPORT_BYTES of content; 503 when an object cannot be read. */
+int mp_core_export(struct mp_core *core, const struct mp_principal *p, int *ret_fd, uint64_t *ret_size,
+                   struct mp_error *err);

@@ -452,3 +452,8 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
         mp_core_on_task_end(core, id, t);
         return mp_core_task_get(core, p, id, ret, NULL, err);
 }
+
+int mp_core_task_load(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                      struct mp_error *err) {
+        return load_task(core, p, id, ret, err);
+}
