@@ -11,6 +11,7 @@
 #include "api/api-internal.h"
 #include "api/api-tasks.h"
 #include "api/api-company.h"
+#include "api/api-retention.h"
 #include "api/api-events.h"
 #include "api/api-web.h"
 #include "api/api-workflows.h"
@@ -779,6 +780,14 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("DELETE", "/api/v1/company/members/{member_id}/tokens/{id}", MP_SCOPE_TOKENS, 0,
                  mp_api_company_member_token_revoke),
         MP_ROUTE("GET", "/api/v1/company/members/{member_id}/tasks", MP_SCOPE_TOKENS, 0, mp_api_company_member_tasks),
+        /* Deletion, retention and export (docs/api.md#deleting-a-task): deleting a task is
+         * tasks:write, as cancelling it; the retention is the company's administration
+         * (read by any member); the export holds code and results alike: "tokens", the
+         * account's own administration. */
+        MP_ROUTE("DELETE", "/api/v1/tasks/{id}", MP_SCOPE_TASKS_WRITE, 0, mp_api_task_delete),
+        MP_ROUTE("GET", "/api/v1/company/retention", SIGNED_IN, 0, mp_api_retention_get),
+        MP_ROUTE("PUT", "/api/v1/company/retention", MP_SCOPE_TOKENS, 0, mp_api_retention_set),
+        MP_ROUTE("GET", "/api/v1/me/export", MP_SCOPE_TOKENS, SLOW, mp_api_export),
 };
 const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
 
