@@ -67,7 +67,9 @@ const char mp_config_usage[] =
         "  --metrics-port PORT    worker: serve /metrics and /healthz on this port\n"
         "                         (MECAPY_METRICS_PORT, 0: off)\n"
         "  --web-dir DIR          the built dashboard (MECAPY_WEB_DIR, web/dist beside the\n"
-        "                         binary's build folder or the source tree)\n";
+        "                         binary's build folder or the source tree)\n"
+        "  --gc-interval S        serve: the collector (retention, orphaned objects) runs\n"
+        "                         every S seconds (MECAPY_GC_INTERVAL, 3600; 0: off)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -82,6 +84,7 @@ enum {
         OPT_CGROUP_ROOT = 1500, OPT_ALLOW_UNLIMITED,
         OPT_DURABILITY = 1600,
         OPT_WEB_DIR = 1700,
+        OPT_GC_INTERVAL = 1800,
 };
 
 static const struct {
@@ -131,6 +134,7 @@ static const struct {
         { OPT_ALLOW_UNLIMITED, "allow-unlimited-sandbox", "MECAPY_ALLOW_UNLIMITED_SANDBOX" },
         { OPT_DURABILITY, "durability", "MECAPY_DURABILITY" },
         { OPT_WEB_DIR, "web-dir", "MECAPY_WEB_DIR" },
+        { OPT_GC_INTERVAL, "gc-interval", "MECAPY_GC_INTERVAL" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -214,6 +218,7 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
                                             "--durability takes full or fast, not \"%s\"", v);
                 c->durability_fast = strcmp(v, "fast") == 0;
                 return 0;
+        case OPT_GC_INTERVAL: return set_int(&c->gc_interval_s, v, 0, MP_MAX_GC_INTERVAL_S, name, err);
         }
         return 0;
 }
@@ -303,6 +308,7 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_err
         c->tmp_mb = MP_DEFAULT_TMP_MB;
         c->rate_limit = MP_DEFAULT_RATE_PER_MIN;
         c->auth_rate_limit = MP_DEFAULT_AUTH_RATE_PER_MIN;
+        c->gc_interval_s = MP_DEFAULT_GC_INTERVAL_S;
         if ((r = set_str(&c->listen_host, "127.0.0.1")) < 0 ||
             (r = set_str(&c->data_dir, "./mecapy-data")) < 0 ||
             (r = set_str(&c->queue_url, "local:")) < 0 ||

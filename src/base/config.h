@@ -68,6 +68,9 @@ struct mp_config {
         char *metrics_allow;      /* --metrics-allow LIST: addresses (or ADDR/BITS) besides
                                    * loopback that may read /metrics; "none": nobody */
         int metrics_port;         /* worker --metrics-port: serve /metrics there, 0 off */
+        /* Retention (docs/operations.md#the-collector). */
+        int gc_interval_s;        /* serve --gc-interval S: a collector pass every S seconds,
+                                   * 3600; 0 off */
 };
 
 /* Parse the server options of `serve`, `worker`, `migrate` and `admin` from argv

@@ -1,4 +1,4 @@
-/* `mecapy run` and `mecapy task get|logs|wait|cancel|ls|artifact`. */
+/* `mecapy run` and `mecapy task get|logs|wait|cancel|ls|artifact|rm`. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +37,7 @@ static const char task_usage[] =
         "       mecapy task cancel ID [--json]\n"
         "       mecapy task ls [--function NAME|ID] [--status S] [--limit N] [--cursor C] [--json]\n"
         "       mecapy task artifact ID NAME [-o FILE|-]\n"
+        "       mecapy task rm ID [--json]\n"
         "\n"
         "get      a task's status, timings, result or error\n"
         "logs     what the function printed (stdout and stderr)\n"
@@ -47,7 +48,9 @@ static const char task_usage[] =
         "         completed, failed, timed_out, cancelled; N: 1-200, default 50); a list\n"
         "         holds no results nor logs: `task get ID` shows them\n"
         "artifact save a file the function wrote in outputs/ to ./NAME (never overwritten)\n"
-        "         or to FILE (-o -: standard output)\n";
+        "         or to FILE (-o -: standard output)\n"
+        "rm       delete an ended task with its result, logs and artifacts (cancel a\n"
+        "         running one first)\n";
 
 static bool ended(const char *status) {
         return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
@@ -413,6 +416,19 @@ static int task_cancel(struct mp_cli *c, const char *id) {
         return MP_CLI_EXIT_OK;
 }
 
+static int task_rm(struct mp_cli *c, const char *id) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_json_ json_t *answer = NULL;
+
+        if (task_path(c, id, "", &path) < 0 || mp_cli_api(c, "DELETE", path, NULL, NULL, 0, &answer, NULL) < 0)
+                return MP_CLI_EXIT_HTTP;
+        if (c->json)
+                printf("{\"deleted\": \"%s\"}\n", id);
+        else
+                printf("deleted task %s\n", id);
+        return MP_CLI_EXIT_OK;
+}
+
 static int task_ls(struct mp_cli *c, const char *function, const char *status, const char *limit,
                    const char *cursor) {
         _cleanup_free_ char *fn_id = NULL, *path = NULL, *q_fn = NULL, *q_cursor = NULL;
@@ -543,7 +559,7 @@ int mp_cli_task(int argc, char **argv) {
         };
         static const struct { const char *name; int operands; } subs[] = {
                 { "get", 1 }, { "logs", 1 }, { "wait", 1 }, { "cancel", 1 }, { "ls", 0 },
-                { "artifact", 2 },
+                { "artifact", 2 }, { "rm", 1 },
         };
         _cleanup_free_ char **pos = calloc((size_t) argc + 1, sizeof(char *));
         struct mp_cli c = { 0 };
@@ -621,6 +637,8 @@ int mp_cli_task(int argc, char **argv) {
                 code = task_cancel(&c, pos[1]);
         else if (strcmp(sub, "ls") == 0)
                 code = task_ls(&c, function, status, limit, cursor);
+        else if (strcmp(sub, "rm") == 0)
+                code = task_rm(&c, pos[1]);
         else
                 code = task_artifact(&c, pos[1], pos[2], out);
         mp_cli_done(&c);

@@ -27,7 +27,8 @@ static void usage(FILE *f) {
                 "  mecapy migrate [OPTIONS]     create or upgrade the metadata store, then exit\n"
                 "  mecapy admin create-user --email E --password P [--company C] [--role admin|member|viewer]\n"
                 "                               [OPTIONS]\n"
-                "  mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]\n\n"
+                "  mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]\n"
+                "  mecapy admin gc [OPTIONS]    one pass of the collector (retention, orphaned objects)\n\n"
                 "Client (talks to MECAPY_URL, default http://127.0.0.1:8000):\n"
                 "  mecapy login | logout\n"
                 "  mecapy fn push FILE | ls | show NAME | rm NAME\n"
@@ -45,6 +46,7 @@ static const char *usage_line(const char *cmd) {
                : !strcmp(cmd, "worker") ? "mecapy worker [OPTIONS] [--shard K] [--grace S]"
                : !strcmp(cmd, "migrate") ? "mecapy migrate [OPTIONS]"
                : !strcmp(cmd, "admin set-role") ? "mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]"
+               : !strcmp(cmd, "admin gc") ? "mecapy admin gc [OPTIONS]"
                                           : "mecapy admin create-user --email E --password P [--company C] "
                                             "[--role admin|member|viewer] [OPTIONS]";
 }
@@ -142,6 +144,33 @@ out:
         return rc;
 }
 
+/* mecapy admin gc: one pass of the collector, now, on the configured backends
+ * (docs/operations.md#the-collector). */
+static int cmd_admin_gc(int argc, char **argv) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        struct mp_config *cfg = NULL;
+        struct mp_core *core = NULL;
+        json_t *report = NULL;
+        int rc = 1;
+
+        if (open_config("admin gc", argc - 1, argv + 1, &cfg) < 0)
+                return 2;
+        if (mp_core_open(cfg, &core, &err) < 0 || mp_core_gc(core, &report, &err) < 0) {
+                fprintf(stderr, "mecapy admin gc: %s\n", err.message);
+                goto out;
+        }
+        printf("deleted %" JSON_INTEGER_FORMAT " task(s) past their company's retention and the objects of %"
+               JSON_INTEGER_FORMAT " deleted task(s)\n",
+               json_integer_value(json_object_get(report, "tasks_deleted")),
+               json_integer_value(json_object_get(report, "orphans_deleted")));
+        json_decref(report);
+        rc = 0;
+out:
+        mp_core_close(core);
+        mp_config_free(cfg);
+        return rc;
+}
+
 static int cmd_admin(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
         static const char *const names[] = { "--email", "--password", "--company", "--role", NULL };
@@ -153,9 +182,11 @@ static int cmd_admin(int argc, char **argv) {
 
         if (argc >= 2 && !strcmp(argv[1], "set-role"))
                 return cmd_admin_set_role(argc, argv);
+        if (argc >= 2 && !strcmp(argv[1], "gc"))
+                return cmd_admin_gc(argc, argv);
         if (argc < 2 || strcmp(argv[1], "create-user")) {
-                fprintf(stderr, "usage: %s\n       %s\n", usage_line("admin create-user"),
-                        usage_line("admin set-role"));
+                fprintf(stderr, "usage: %s\n       %s\n       %s\n", usage_line("admin create-user"),
+                        usage_line("admin set-role"), usage_line("admin gc"));
                 return 2;
         }
         if ((argc = take_options("admin create-user", argc - 1, argv + 1, names, values)) < 0)
@@ -251,6 +282,7 @@ static int cmd_serve(int argc, char **argv) {
         struct mp_executor *ex = NULL;
         struct mp_api *api = NULL;
         struct mp_worker_pool *workers = NULL;
+        struct mp_gc *gc = NULL;
         sigset_t sigs;
         int sig = 0, rc = 1;
 
@@ -260,7 +292,7 @@ static int cmd_serve(int argc, char **argv) {
         if (start_node(cfg, 4, true, &ex, &core, &sigs) < 0)
                 goto out;
         if (mp_worker_pool_start(core, cfg->workers, cfg->shard, &workers, &err) < 0 ||
-            mp_api_start(core, &api, &err) < 0) {
+            mp_api_start(core, &api, &err) < 0 || mp_core_gc_start(core, cfg->gc_interval_s, &gc, &err) < 0) {
                 mp_err("%s", err.message);
                 goto out;
         }
@@ -271,6 +303,7 @@ static int cmd_serve(int argc, char **argv) {
         mp_info("received %s, stopping", strsignal(sig));
         rc = 0;
 out:
+        mp_core_gc_stop(gc);
         mp_api_stop(api);
         mp_worker_pool_stop(workers);
         mp_executor_stop(ex);
