@@ -9,6 +9,8 @@ what=${1:-run}
 pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3-scipy
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev
       libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates)
+# The zip of GET /api/v1/me/export (core/export.c).
+pkgs+=(libarchive-dev)
 if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
