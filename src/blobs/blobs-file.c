@@ -287,17 +287,10 @@ static int rm_tree(int dfd, const char *name) {
 
 static int file_del_prefix(struct mp_blobs *b, const char *prefix, struct mp_error *err) {
         char dir[MP_BLOBS_MAX_KEY + 1];
-        size_t n = prefix ? strlen(prefix) : 0;
         int r;
 
-        if (n < 2 || prefix[n - 1] != '/' || n - 1 > MP_BLOBS_MAX_KEY)
-                return mp_error_set(err, EINVAL, 422, "validation",
-                                    "object prefix '%.600s' is not valid: it must be a key followed "
-                                    "by '/'", prefix ? prefix : "(null)");
-        memcpy(dir, prefix, n - 1);
-        dir[n - 1] = 0;
-        if (!mp_blobs_key_valid(dir))
-                return bad_key(err, dir);
+        if ((r = mp_blobs_prefix_dir(prefix, dir, err)) < 0)
+                return r;
         r = rm_tree(b->root_fd, dir);
         if (r < 0)
                 return io_fail(err, -r, "deleting the prefix of", prefix);

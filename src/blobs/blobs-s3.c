@@ -1262,16 +1262,10 @@ static int del_one(struct mp_blobs *b, const char *fk, void *ud, struct mp_error
 
 static int s3_del_prefix(struct mp_blobs *b, const char *prefix, struct mp_error *err) {
         char dir[MP_BLOBS_MAX_KEY + 1], fp[FULL_KEY_MAX], what[MP_BLOBS_MAX_KEY + 48];
-        size_t n = prefix ? strlen(prefix) : 0;
+        int r;
 
-        if (n < 2 || prefix[n - 1] != '/' || n - 1 > MP_BLOBS_MAX_KEY)
-                return mp_error_set(err, EINVAL, 422, "validation",
-                                    "object prefix '%.600s' is not valid: it must be a key followed "
-                                    "by '/'", prefix ? prefix : "(null)");
-        memcpy(dir, prefix, n - 1);
-        dir[n - 1] = 0;
-        if (!mp_blobs_key_valid(dir))
-                return bad_key(err, dir);
+        if ((r = mp_blobs_prefix_dir(prefix, dir, err)) < 0)
+                return r;
         if (full_key(b, prefix, fp, sizeof(fp)) < 0)
                 return bad_key(err, dir);
         snprintf(what, sizeof(what), "deleting the objects under '%s'", prefix);

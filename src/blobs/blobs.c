@@ -76,6 +76,8 @@ int mp_blobs_prefix_dir(const char *prefix, char dir[MP_BLOBS_MAX_KEY + 1], stru
         dir[n - 1] = 0;
         if (!mp_blobs_key_valid(dir))
                 return mp_error_set(err, EINVAL, 422, "validation",
-                                    "object prefix '%.600s' is not valid: '%s' is not a key", prefix, dir);
+                                    "object key '%.600s' is not valid: it must be 1 to %d bytes of "
+                                    "[A-Za-z0-9._-] segments joined by '/', with no empty, '.' or '..' "
+                                    "segment", dir, MP_BLOBS_MAX_KEY);
         return 0;
 }

@@ -833,6 +833,59 @@ TEST(s3_unavailable_then_back) {
 
 /* ---- the runner ---- */
 
+/* list: every key under a prefix once, relative to the store (the URL's prefix= left
+ * out), nothing of a sibling prefix; a stop is returned as it is. */
+struct listed {
+        char keys[8][64];
+        int n, stop_after;
+};
+
+static int list_seen(void *ud, const char *key) {
+        struct listed *l = ud;
+        if (l->n < 8)
+                snprintf(l->keys[l->n], sizeof(l->keys[0]), "%s", key);
+        l->n++;
+        return l->stop_after && l->n == l->stop_after ? 7 : 0;
+}
+
+static bool was_listed(const struct listed *l, const char *key) {
+        for (int i = 0; i < l->n && i < 8; i++)
+                if (!strcmp(l->keys[i], key))
+                        return true;
+        return false;
+}
+
+TEST(list) {
+        struct mp_blobs *b = fresh();
+        struct mp_error err = { 0 };
+        struct listed l = { 0 };
+
+        CHECK_INT(MP_BLOBS(b)->put(b, "tasks/t1/result.json", "1", 1, &err), ==, 0);
+        CHECK_INT(MP_BLOBS(b)->put(b, "tasks/t1/artifacts/0", "a", 1, &err), ==, 0);
+        CHECK_INT(MP_BLOBS(b)->put(b, "tasks/t2/logs.txt", "l", 1, &err), ==, 0);
+        CHECK_INT(MP_BLOBS(b)->put(b, "tasksx/t3/result.json", "x", 1, &err), ==, 0);
+        CHECK_INT(MP_BLOBS(b)->list(b, "tasks/", list_seen, &l, &err), ==, 0);
+        CHECK_INT(l.n, ==, 3);
+        CHECK(was_listed(&l, "tasks/t1/result.json"));
+        CHECK(was_listed(&l, "tasks/t1/artifacts/0"));
+        CHECK(was_listed(&l, "tasks/t2/logs.txt"));
+        /* a stop ends the listing with fn's value */
+        l = (struct listed) { .stop_after = 2 };
+        CHECK_INT(MP_BLOBS(b)->list(b, "tasks/", list_seen, &l, &err), ==, 7);
+        CHECK_INT(l.n, ==, 2);
+        /* a prefix with nothing under it lists nothing; a bad one is refused */
+        l = (struct listed) { 0 };
+        CHECK_INT(MP_BLOBS(b)->list(b, "nothing/", list_seen, &l, &err), ==, 0);
+        CHECK_INT(l.n, ==, 0);
+        CHECK_INT(MP_BLOBS(b)->list(b, "../", list_seen, &l, &err), ==, -EINVAL);
+        CHECK_INT(MP_BLOBS(b)->list(b, "tasks", list_seen, &l, &err), ==, -EINVAL);
+        mp_error_clear(&err);
+        CHECK_INT(MP_BLOBS(b)->del_prefix(b, "tasks/", &err), ==, 0);
+        CHECK_INT(MP_BLOBS(b)->del_prefix(b, "tasksx/", &err), ==, 0);
+        mp_error_clear(&err);
+        done(b);
+}
+
 enum on { ANY, BOTH, S3_ONLY };
 struct bcase {
         const char *name;
@@ -853,6 +906,7 @@ static const struct bcase cases[] = {
         { "multipart_20mib_reads_back", s3_multipart_20mib_reads_back, S3_ONLY },
         { "independent_client_agrees", s3_independent_client_agrees, S3_ONLY },
         { "unavailable_then_back", s3_unavailable_then_back, S3_ONLY },
+        { "list", list, BOTH },
 };
 
 int check_failed_now;
