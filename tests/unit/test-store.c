@@ -2462,6 +2462,105 @@ TEST(studies_and_cache) {
         done(s);
 }
 
+/* ---- retention and deletion ---- */
+
+#define DAY_MS (86400LL * 1000)
+
+/* A task of company (may be NULL) queued at queued_at, completed when ended. */
+static void company_task(struct mp_store *s, char *id, const char *fn, const char *owner, const char *company,
+                         int64_t queued_at, bool ended) {
+        json_t *t, *fields;
+
+        mp_id_new(id);
+        t = json_pack("{s:s,s:s,s:i,s:s,s:s?,s:{},s:I}", "id", id, "function_id", fn, "version", 1, "owner_id",
+                      owner, "company_id", company, "inputs", "queued_at", (json_int_t) queued_at);
+        CHECK_INT(MP_STORE(s)->task_create(s, t, NULL, NULL), ==, 0);
+        json_decref(t);
+        if (!ended)
+                return;
+        fields = json_pack("{s:s,s:I,s:i}", "status", "completed", "finished_at", (json_int_t) queued_at + 1, "result",
+                           1);
+        CHECK_INT(MP_STORE(s)->task_finish(s, id, fields, NULL), ==, 1);
+        json_decref(fields);
+}
+
+TEST(retention) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char fn[MP_ID_LEN + 1], old[MP_ID_LEN + 1], recent[MP_ID_LEN + 1], running[MP_ID_LEN + 1],
+                other[MP_ID_LEN + 1], alone[MP_ID_LEN + 1];
+        const int64_t now = 1000 * DAY_MS;
+        json_t *row = NULL, *rows = NULL;
+
+        make_world(s, &w);
+        CHECK_INT(make_function(s, fn, w.u1, w.company_a, "beam", "private", 1000), ==, 0);
+        company_task(s, old, fn, w.u1, w.company_a, now - 40 * DAY_MS, true);
+        company_task(s, recent, fn, w.u1, w.company_a, now - 1 * DAY_MS, true);
+        company_task(s, running, fn, w.u2, w.company_a, now - 40 * DAY_MS, false);
+        company_task(s, other, fn, w.u3, w.company_b, now - 40 * DAY_MS, true);
+        company_task(s, alone, fn, w.u1, NULL, now - 400 * DAY_MS, true);
+
+        /* A company keeps tasks forever until it says otherwise. */
+        CHECK_INT(ops->company_retention(s, w.company_a, &row, &err), ==, 0);
+        CHECK(json_is_null(json_object_get(row, "task_retention_days")));
+        json_decref(row);
+        CHECK_INT(ops->task_expired(s, now, 10, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 0);
+        json_decref(rows);
+
+        /* 30 days: only A's ended task older than that; the queued one waits, B and the
+         * task of no company are kept. Days * 86400000 does not overflow (BIGINT). */
+        CHECK_INT(ops->company_set_retention(s, w.company_a, 30, &err), ==, 0);
+        CHECK_INT(ops->company_set_retention(s, w.company_b, 36500, &err), ==, 0);
+        CHECK_INT(ops->company_retention(s, w.company_a, &row, &err), ==, 0);
+        CHECK_INT(num(row, "task_retention_days"), ==, 30);
+        json_decref(row);
+        CHECK_INT(ops->task_expired(s, now, 10, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 1);
+        CHECK_STR(str(json_array_get(rows, 0), "id"), old);
+        json_decref(rows);
+        CHECK_INT(ops->company_set_retention(s, "no-such-company", 3, &err), ==, -ENOENT);
+        mp_error_clear(&err);
+
+        /* Deletion: only an ended task; once. */
+        CHECK_INT(ops->task_refs(s, old, &err), ==, 1);
+        CHECK_INT(ops->task_delete(s, running, &err), ==, 0);
+        CHECK_INT(ops->task_get(s, running, &row, &err), ==, 0);
+        json_decref(row);
+        CHECK_INT(ops->task_delete(s, old, &err), ==, 1);
+        CHECK_INT(ops->task_delete(s, old, &err), ==, -ENOENT);
+        mp_error_clear(&err);
+        CHECK_INT(ops->task_get(s, old, &row, &err), ==, -ENOENT);
+        mp_error_clear(&err);
+        CHECK_INT(ops->task_refs(s, old, &err), ==, 0);
+        CHECK_INT(ops->task_expired(s, now, 10, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 0);
+        json_decref(rows);
+        CHECK_INT(ops->task_study_member(s, recent, &row, &err), ==, -ENOENT);
+        mp_error_clear(&err);
+
+        /* Null again: forever. */
+        CHECK_INT(ops->company_set_retention(s, w.company_a, -1, &err), ==, 0);
+        CHECK_INT(ops->company_retention(s, w.company_a, &row, &err), ==, 0);
+        CHECK(json_is_null(json_object_get(row, "task_retention_days")));
+        json_decref(row);
+
+        /* A user's functions, deleted ones too. */
+        CHECK_INT(ops->function_delete(s, fn, now, &err), ==, 0);
+        CHECK_INT(ops->function_list_owned(s, w.u1, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 1);
+        CHECK_STR(str(json_array_get(rows, 0), "id"), fn);
+        CHECK_INT(num(json_array_get(rows, 0), "deleted_at"), ==, now);
+        json_decref(rows);
+        CHECK_INT(ops->function_list_owned(s, w.u3, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 0);
+        json_decref(rows);
+        mp_error_clear(&err);
+        done(s);
+}
+
 static const struct check_case pg_cases[] = {
         CASE(pg_processes_claim),
         CASE(pg_connection_killed),
@@ -2490,6 +2589,7 @@ static const struct check_case cases[] = {
         CASE(workflow_run_concurrent_steps),
         CASE(workflow_run_cache),
         CASE(studies_and_cache),
+        CASE(retention),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line
