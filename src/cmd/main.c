@@ -33,7 +33,7 @@ static void usage(FILE *f) {
                 "  mecapy login | logout\n"
                 "  mecapy fn push FILE | ls | show NAME | rm NAME\n"
                 "  mecapy run NAME key=value ... [--json FILE] [--no-wait]\n"
-                "  mecapy task get | logs | wait | cancel | ls | artifact ...\n"
+                "  mecapy task get | logs | wait | cancel | ls | artifact | rm ...\n"
                 "  mecapy flow push FILE.json | run NAME key=value ... | show RUN | retry RUN\n"
                 "  mecapy study create FILE.json | show ID | results ID [--csv]\n\n"
                 "Server options (and the MECAPY_* variables that set them):\n%s",
