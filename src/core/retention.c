@@ -293,9 +293,10 @@ int mp_core_gc_start(struct mp_core *core, int interval_s, struct mp_gc **ret, s
         struct mp_gc *g;
         int r;
 
-        *ret = NULL;
-        if (interval_s <= 0)
+        if (interval_s <= 0) {
+                *ret = NULL;
                 return 0;
+        }
         if (!(g = calloc(1, sizeof(*g))))
                 return -ENOMEM;
         g->core = core;
