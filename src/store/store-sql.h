@@ -274,7 +274,7 @@ static const char *const migrations[] = {
         "  member_id TEXT NOT NULL,"
         "  added_at BIGINT NOT NULL DEFAULT 0,"
         "  PRIMARY KEY (study_id, kind, member_id));",
-        /* 11 (retention): a company's retention of tasks in days (NULL: forever); the
+        /* 9: a company's retention of tasks in days (NULL: forever); the
          * collector looks for old tasks by company and age. */
         "ALTER TABLE companies ADD COLUMN task_retention_days BIGINT;"
         "CREATE INDEX IF NOT EXISTS tasks_company_age ON tasks (company_id, queued_at);",
