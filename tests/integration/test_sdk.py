@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -34,8 +35,12 @@ def sdk_venv() -> Path:
         root = Path(harness.tmp_root()) / f"sdk-venv-{uuid.uuid4().hex[:8]}"
         subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(root)],
                        check=True, capture_output=True, timeout=120)
+        # From a copy: setuptools writes build/ and *.egg-info next to the sources.
+        src = root / "src"
+        shutil.copytree(SDK_DIR, src, ignore=shutil.ignore_patterns(
+            "build", "*.egg-info", "__pycache__", ".mypy_cache"))
         r = subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q",
-                            "--no-index", "--no-build-isolation", str(SDK_DIR)],
+                            "--no-index", "--no-build-isolation", str(src)],
                            capture_output=True, text=True, timeout=300,
                            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
         assert r.returncode == 0, f"pip install ./sdk/python failed:\n{r.stdout}\n{r.stderr}"
@@ -60,7 +65,6 @@ def mecapy():
     yield m
     sys.path.remove(str(site))
     if os.environ.get("MECAPY_KEEP_TEST_DATA") is None:
-        import shutil
         shutil.rmtree(venv, ignore_errors=True)
         _VENV.clear()
 
