@@ -479,3 +479,12 @@ def test_study_to_pandas_and_csv(client, mecapy, beam, tmp_path):
         client.studies.create(function=beam.name, design={"type": "list", "points": [
             {"L": 1, "F": 1}, {"L": "long", "F": 1}]})
     assert any(p.startswith("points[1]") for p in ei.value.fields), ei.value.fields
+
+
+# ---------------------------------------------------------------------------- reference
+
+def test_reference_is_up_to_date():
+    """docs/sdk-reference.md is what scripts/sdk-reference.py makes of the docstrings."""
+    r = subprocess.run(["/usr/bin/python3", str(harness.REPO / "scripts" / "sdk-reference.py"),
+                        "--check"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

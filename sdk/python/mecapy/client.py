@@ -148,10 +148,12 @@ class Client:
 
     @property
     def url(self) -> str:
+        """The server's base URL."""
         return self._t.url
 
     @property
     def token(self) -> Optional[str]:
+        """The bearer token sent (None: anonymous)."""
         return self._t.token
 
     def me(self) -> Dict[str, Any]:

@@ -83,15 +83,18 @@ class Function:
 
     @property
     def id(self) -> str:
+        """The function's id (a name is looked up once)."""
         with self._lock:
             return self._resolve()
 
     @property
     def name(self) -> str:
+        """The function's name."""
         return str(self.data.get("name"))
 
     @property
     def input_schema(self) -> Dict[str, Any]:
+        """The JSON Schema of the inputs, read from the handler's type hints."""
         v = self.data.get("input_schema")
         return v if isinstance(v, dict) else {}
 

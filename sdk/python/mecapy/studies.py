@@ -97,6 +97,7 @@ class Study:
 
     @property
     def done(self) -> bool:
+        """Whether the study had stopped running when last fetched."""
         return self.status != "running"
 
     @property
@@ -106,6 +107,7 @@ class Study:
         return {k: int(v) for k, v in p.items()} if isinstance(p, dict) else {}
 
     def refresh(self) -> "Study":
+        """Fetch the study again; returns it."""
         return self._set(self._t.request("GET", f"studies/{self.id}").json())
 
     def wait(self, timeout: Optional[float] = None) -> "Study":
@@ -184,6 +186,7 @@ class StudiesAPI:
         return Study(self._t, self._t.request("POST", "studies", json_body=body).json())
 
     def get(self, id: str) -> Study:
+        """A study by id (raises :class:`mecapy.NotFound`)."""
         return Study(self._t, self._t.request("GET", f"studies/{quote(id)}").json())
 
     def list(self, *, status: Optional[str] = None, name: Optional[str] = None,

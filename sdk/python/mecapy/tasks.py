@@ -104,6 +104,7 @@ class Task:
 
     @property
     def inputs(self) -> Dict[str, Any]:
+        """The inputs the task was called with."""
         v = self.data.get("inputs")
         return v if isinstance(v, dict) else {}
 

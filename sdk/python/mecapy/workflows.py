@@ -55,6 +55,7 @@ class WorkflowRun:
         return None
 
     def refresh(self) -> "WorkflowRun":
+        """Fetch the run again; returns it."""
         return self._set(self._t.request("GET", f"workflow-runs/{self.id}").json())
 
     def wait(self, timeout: Optional[float] = None) -> "WorkflowRun":
@@ -121,10 +122,12 @@ class Workflow:
 
     @property
     def id(self) -> str:
+        """The workflow's id."""
         return str(self.data["id"])
 
     @property
     def name(self) -> str:
+        """The workflow's name."""
         return str(self.data.get("name"))
 
     def _execute(self, inputs: Dict[str, Any], wait: int) -> WorkflowRun:
@@ -195,6 +198,7 @@ class WorkflowsAPI:
 
     def list(self, *, name: Optional[str] = None,
              limit: Optional[int] = None) -> Iterator[Workflow]:
+        """The workflows you can see, newest first."""
         for w in pages(self._t, "workflows", {"name": name}, limit):
             yield Workflow(self._t, str(w["id"]), data=w)
 
@@ -206,6 +210,7 @@ class WorkflowsAPI:
         return w
 
     def delete(self, ref: str) -> None:
+        """Delete one of your workflows (its runs stay readable)."""
         self._t.request("DELETE", f"workflows/{quote(ref)}")
 
 
@@ -216,6 +221,7 @@ class WorkflowRunsAPI:
         self._t = transport
 
     def get(self, id: str) -> WorkflowRun:
+        """A run by id (raises :class:`mecapy.NotFound`)."""
         return WorkflowRun(self._t, self._t.request("GET", f"workflow-runs/{quote(id)}").json())
 
     def list(self, *, workflow: Optional[str] = None, status: Optional[str] = None,
