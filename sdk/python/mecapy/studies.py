@@ -12,15 +12,31 @@ from .errors import WaitTimeout
 __all__ = ["Study", "Results", "StudiesAPI"]
 
 
+def _varied(study: Mapping[str, Any]) -> List[str]:
+    """The names a study's design varies, in its order."""
+    design = study.get("design")
+    if not isinstance(design, dict):
+        return []
+    params = design.get("params")
+    if isinstance(params, dict):
+        return list(params)
+    points = design.get("points")
+    if isinstance(points, list) and points and isinstance(points[0], dict):
+        return list(points[0])
+    return []
+
+
 class Results:
     """The rows of a study's table, one per point, fetched page by page as they are
     iterated: ``{"index", "inputs", "outputs", "status", "task_id", "run_id",
     "error"}``. ``outputs`` maps each output path (``result.deflection_mm``) to its
     value."""
 
-    def __init__(self, transport: Transport, study_id: str) -> None:
+    def __init__(self, transport: Transport, study_id: str,
+                 study: Optional[Dict[str, Any]] = None) -> None:
         self._t = transport
         self.study_id = study_id
+        self._first = _varied(study or {})
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         return pages(self._t, f"studies/{self.study_id}/results", page_size=200)
@@ -31,7 +47,10 @@ class Results:
         out = []
         for p in self:
             row: Dict[str, Any] = {"index": p.get("index")}
-            row.update(p.get("inputs") or {})
+            inputs = p.get("inputs") or {}
+            # The CSV's order: the design's parameters first, then the fixed inputs.
+            row.update((k, inputs[k]) for k in self._first if k in inputs)
+            row.update(inputs)
             row.update(p.get("outputs") or {})
             row["status"] = p.get("status")
             err = p.get("error")
@@ -126,7 +145,7 @@ class Study:
 
     def results(self) -> Results:
         """The table (iterable rows, ``.to_pandas()``, ``.to_csv()``)."""
-        return Results(self._t, self.id)
+        return Results(self._t, self.id, self.data)
 
     def add_points(self, points: Sequence[Mapping[str, Any]]) -> "Study":
         """Add a list of points (those already in the study are left out)."""
