@@ -1,6 +1,7 @@
 """Helpers shared by the resource modules: paging, deadlines, names."""
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -63,7 +64,8 @@ class Deadline:
     def poll_wait(self) -> int:
         """Seconds for the next ``?wait=`` (whole, at most a minute, at least 0)."""
         left = self.left()
-        return LONG_POLL_S if left is None else int(min(LONG_POLL_S, left))
+        # Rounded up: a wait of 0 with time left would turn the long poll into a busy loop.
+        return LONG_POLL_S if left is None else int(min(LONG_POLL_S, math.ceil(left)))
 
 
 def short(id: Any) -> str:
