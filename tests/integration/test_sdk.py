@@ -283,6 +283,33 @@ def test_event_stream(client, beam):
     assert task.done and task.result()["moment_max"] == pytest.approx(100)
 
 
+PROGRESS = '''
+import time
+from mecapy import progress
+
+def main(n: int) -> int:
+    for i in range(n):
+        time.sleep(0.3)
+        progress((i + 1) / n, f"step {i + 1} of {n}")
+    return n
+'''
+
+
+def test_progress_reported_by_a_function(client, mecapy, tmp_path):
+    """A function's progress() reaches the task (the sandbox's own mecapy module)."""
+    path = tmp_path / f"{harness.Api.unique('sdk-progress')}.py"
+    path.write_text(PROGRESS)
+    fn = client.functions.push(path)
+    task = fn.submit(n=4)
+    kinds = [e.event for e in task.events(timeout=60)]
+    if task.status == "failed" and "mecapy" in str(task.error.get("message")):
+        pytest.skip(f"this server's sandbox has no mecapy module: {task.error}")
+    assert task.result() == 4
+    assert "progress" in kinds, kinds
+    p = task.refresh().progress
+    assert p is not None and 0 < p.fraction <= 1 and p.message.startswith("step "), p
+
+
 def test_one_client_many_threads(client, beam):
     out: dict = {}
     errors: list = []
