@@ -129,9 +129,15 @@ def doc(obj: Any) -> str:
 
 def members(cls: type) -> List[str]:
     out: List[str] = []
-    own = [k for k in cls.__dict__ if not k.startswith("_") or k in ("__call__",)]
-    for name in own:
-        v = cls.__dict__[name]
+    # Inherited members too, from the package's own (non-exception) base classes.
+    chain = [cls] if issubclass(cls, BaseException) else \
+        [k for k in cls.__mro__ if k.__module__.startswith("mecapy")]
+    found: dict = {}
+    for klass in chain:
+        for k, v in klass.__dict__.items():
+            if (not k.startswith("_") or k == "__call__") and k not in found:
+                found[k] = v
+    for name, v in found.items():
         if isinstance(v, property):
             out.append(f"#### `{cls.__name__}.{name}` (property)\n\n{doc(v)}".rstrip())
         elif isinstance(v, (classmethod, staticmethod)):
@@ -140,6 +146,7 @@ def members(cls: type) -> List[str]:
         elif inspect.isfunction(v):
             label = f"{cls.__name__}{signature(v, True)}" if name == "__call__" \
                 else f"{cls.__name__}.{name}{signature(v, True)}"
+            label = re.sub(r"-> F$", f"-> {cls.__name__}", label)  # TypeVar bound to self
             out.append(f"#### `{label}`\n\n{doc(v)}".rstrip())
     return out
 

@@ -6,9 +6,10 @@ import re
 import threading
 import time
 import urllib.parse
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, TypeVar
 
 from ._http import Params, Transport
+from .errors import WaitTimeout
 
 TERMINAL_TASK = frozenset({"completed", "failed", "timed_out", "cancelled"})
 LONG_POLL_S = 60  # one held request per minute per object, as docs/api.md asks
@@ -86,3 +87,69 @@ class Me:
             if self._id is None:
                 self._id = str(self._t.request("GET", "me").json().get("id"))
             return self._id
+
+
+F = TypeVar("F", bound="Followed")
+
+
+class Followed:
+    """Something on the server that runs and ends (a task, a workflow run, a study):
+    the state the server gave last, refreshed and waited for with long polls. Safe to
+    share between threads."""
+
+    _route = ""  # the collection's path: "tasks", "workflow-runs", "studies"
+    _what = ""   # its name in messages
+
+    def __init__(self, transport: Transport, data: Dict[str, Any]) -> None:
+        self._t = transport
+        self._lock = threading.Lock()
+        self.data: Dict[str, Any] = data
+        self.id: str = str(data["id"])
+
+    def _set(self: F, data: Dict[str, Any]) -> F:
+        with self._lock:
+            self.data = data
+            self._loaded()
+        return self
+
+    def _loaded(self) -> None:
+        """Called (under the lock) when a whole object came from the server."""
+
+    def _partial(self) -> bool:
+        """Whether data is only a list's summary (wait() then fetches the whole)."""
+        return False
+
+    @property
+    def status(self) -> str:
+        """Its status, as last fetched."""
+        return str(self.data.get("status"))
+
+    @property
+    def done(self) -> bool:
+        """Whether it had ended when last fetched."""
+        raise NotImplementedError
+
+    def refresh(self: F) -> F:
+        """Fetch it again; returns it."""
+        return self._set(self._t.request("GET", f"{self._route}/{self.id}").json())
+
+    def wait(self: F, timeout: Optional[float] = None) -> F:
+        """Block until it ends and return it: long polls of a minute at most
+        (``?wait=``), never a busy loop. Raises :class:`mecapy.WaitTimeout` after
+        ``timeout`` seconds (None: no limit); the work goes on on the server."""
+        d = Deadline(timeout)
+        while not self.done or self._partial():
+            w = d.poll_wait()
+            self._set(self._t.request("GET", f"{self._route}/{self.id}", params={"wait": w},
+                                      wait=w).json())
+            if self.done:
+                break
+            if d.expired():
+                raise WaitTimeout(f"{self._what} {self.id} still {self.status} after "
+                                  f"{timeout} s", self.id)
+        return self
+
+    def _post(self: F, action: str, body: Any = None) -> F:
+        """POST {route}/{id}/{action}; the answer is the new state."""
+        return self._set(self._t.request("POST", f"{self._route}/{self.id}/{action}",
+                                         json_body=body).json())

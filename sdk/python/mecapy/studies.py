@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from ._common import Deadline, pages, quote, short
+from ._common import Followed, pages, quote, short
 from ._http import Transport
-from .errors import WaitTimeout
 
 __all__ = ["Study", "Results", "StudiesAPI"]
 
@@ -94,25 +92,12 @@ class Results:
         return f"<Results of study {short(self.study_id)}>"
 
 
-class Study:
-    """A study. :attr:`data` is the study as ``GET /studies/{id}`` returns it; its
-    :attr:`progress` counts points. Safe to share between threads."""
+class Study(Followed):
+    """A study. :attr:`data` is the study as ``GET /studies/{id}`` returns it;
+    :attr:`status` is ``running``, ``completed`` (every point ended) or ``cancelled``,
+    and :attr:`progress` counts points. Safe to share between threads."""
 
-    def __init__(self, transport: Transport, data: Dict[str, Any]) -> None:
-        self._t = transport
-        self._lock = threading.Lock()
-        self.data = data
-        self.id: str = str(data["id"])
-
-    def _set(self, data: Dict[str, Any]) -> "Study":
-        with self._lock:
-            self.data = data
-        return self
-
-    @property
-    def status(self) -> str:
-        """``running``, ``completed`` (every point ended) or ``cancelled``."""
-        return str(self.data.get("status"))
+    _route, _what = "studies", "study"
 
     @property
     def done(self) -> bool:
@@ -125,40 +110,21 @@ class Study:
         p = self.data.get("progress")
         return {k: int(v) for k, v in p.items()} if isinstance(p, dict) else {}
 
-    def refresh(self) -> "Study":
-        """Fetch the study again; returns it."""
-        return self._set(self._t.request("GET", f"studies/{self.id}").json())
-
-    def wait(self, timeout: Optional[float] = None) -> "Study":
-        """Block until the study stops running (long polls) and return it;
-        :class:`WaitTimeout` after ``timeout`` seconds."""
-        d = Deadline(timeout)
-        while not self.done:
-            w = d.poll_wait()
-            self._set(self._t.request("GET", f"studies/{self.id}", params={"wait": w},
-                                      wait=w).json())
-            if self.done:
-                break
-            if d.expired():
-                raise WaitTimeout(f"study {self.id} still running after {timeout} s", self.id)
-        return self
-
     def results(self) -> Results:
         """The table (iterable rows, ``.to_pandas()``, ``.to_csv()``)."""
         return Results(self._t, self.id, self.data)
 
     def add_points(self, points: Sequence[Mapping[str, Any]]) -> "Study":
         """Add a list of points (those already in the study are left out)."""
-        return self._set(self._t.request("POST", f"studies/{self.id}/points", json_body={
-            "points": [dict(p) for p in points]}).json())
+        return self._post("points", {"points": [dict(p) for p in points]})
 
     def retry(self) -> "Study":
         """Run the failed points again."""
-        return self._set(self._t.request("POST", f"studies/{self.id}/retry").json())
+        return self._post("retry")
 
     def cancel(self) -> "Study":
         """Cancel the points not ended (:class:`mecapy.Conflict` if it had ended)."""
-        return self._set(self._t.request("POST", f"studies/{self.id}/cancel").json())
+        return self._post("cancel")
 
     def __repr__(self) -> str:
         p = self.progress

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from ._common import TERMINAL_TASK, Deadline, pages, quote, short
+from ._common import TERMINAL_TASK, Followed, pages, quote, short
 from ._http import Transport
-from .errors import TaskFailed, WaitTimeout
+from .errors import TaskFailed
 
 __all__ = ["Task", "Artifact", "Progress", "Event", "TasksAPI"]
 
@@ -62,33 +61,27 @@ class Artifact:
         return f"<Artifact {self.name} ({self.size} bytes)>"
 
 
-class Task:
+class Task(Followed):
     """A call of a function. Its state is what the server said last (:meth:`refresh`,
-    :meth:`wait`); :attr:`data` is that task object, as ``GET /tasks/{id}`` returns it.
+    :meth:`wait`); :attr:`data` is that task object, as ``GET /tasks/{id}`` returns it;
+    :attr:`status` is ``queued``, ``running``, ``completed``, ``failed``, ``timed_out``
+    or ``cancelled``.
 
     Safe to share between threads.
     """
 
+    _route, _what = "tasks", "task"
+
     def __init__(self, transport: Transport, data: Dict[str, Any],
                  summary: bool = False) -> None:
-        self._t = transport
-        self._lock = threading.Lock()
+        super().__init__(transport, data)
         self._summary = summary  # a list's summary: no inputs, result, logs, artifacts
-        self.data: Dict[str, Any] = data
-        self.id: str = str(data["id"])
 
-    # -- state
+    def _loaded(self) -> None:
+        self._summary = False
 
-    def _set(self, data: Dict[str, Any]) -> None:
-        with self._lock:
-            self.data = data
-            self._summary = False
-
-    @property
-    def status(self) -> str:
-        """``queued``, ``running``, ``completed``, ``failed``, ``timed_out`` or
-        ``cancelled`` (as last fetched)."""
-        return str(self.data.get("status"))
+    def _partial(self) -> bool:
+        return self._summary
 
     @property
     def done(self) -> bool:
@@ -121,27 +114,10 @@ class Task:
                         p.get("at") if isinstance(p.get("at"), str) else None)
 
     def refresh(self) -> "Task":
-        """Fetch the task again; returns it."""
+        """Fetch the task again (an ended one only if this was a list's summary);
+        returns it."""
         if self._summary or not self.done:
-            self._set(self._t.request("GET", f"tasks/{self.id}").json())
-        return self
-
-    # -- waiting
-
-    def wait(self, timeout: Optional[float] = None) -> "Task":
-        """Block until the task ends (long polls of a minute at most, never a busy
-        loop) and return it. Raises :class:`WaitTimeout` after ``timeout`` seconds
-        (None: no limit); the task goes on on the server."""
-        d = Deadline(timeout)
-        while not self.done or self._summary:
-            w = d.poll_wait()
-            self._set(self._t.request("GET", f"tasks/{self.id}", params={"wait": w},
-                                      wait=w).json())
-            if self.done:
-                break
-            if d.expired():
-                raise WaitTimeout(f"task {self.id} still {self.status} after {timeout} s",
-                                  self.id)
+            super().refresh()
         return self
 
     def result(self, timeout: Optional[float] = None) -> Any:
@@ -170,8 +146,7 @@ class Task:
     def cancel(self) -> "Task":
         """Cancel the task (a queued one never runs, a running one is stopped). Raises
         :class:`mecapy.Conflict` if it had already ended."""
-        self._set(self._t.request("POST", f"tasks/{self.id}/cancel").json())
-        return self
+        return self._post("cancel")
 
     def events(self, timeout: Optional[float] = None) -> Iterator[Event]:
         """Follow the task's event stream (``GET /tasks/{id}/events``): ``status`` at each

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
-from ._common import Deadline, Me, pages, quote, short
+from ._common import Deadline, Followed, Me, pages, quote, short
 from ._http import Transport
-from .errors import RunFailed, WaitTimeout
+from .errors import RunFailed
 from .tasks import Task
 
 __all__ = ["Workflow", "WorkflowRun", "WorkflowsAPI", "WorkflowRunsAPI"]
@@ -17,25 +16,12 @@ __all__ = ["Workflow", "WorkflowRun", "WorkflowsAPI", "WorkflowRunsAPI"]
 _RUN_TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
-class WorkflowRun:
+class WorkflowRun(Followed):
     """One run of a workflow. :attr:`data` is the run as ``GET /workflow-runs/{id}``
-    returns it (its ``nodes`` with their tasks). Safe to share between threads."""
+    returns it (its ``nodes`` with their tasks); :attr:`status` is ``running``,
+    ``completed``, ``failed`` or ``cancelled``. Safe to share between threads."""
 
-    def __init__(self, transport: Transport, data: Dict[str, Any]) -> None:
-        self._t = transport
-        self._lock = threading.Lock()
-        self.data = data
-        self.id: str = str(data["id"])
-
-    def _set(self, data: Dict[str, Any]) -> "WorkflowRun":
-        with self._lock:
-            self.data = data
-        return self
-
-    @property
-    def status(self) -> str:
-        """``running``, ``completed``, ``failed`` or ``cancelled`` (as last fetched)."""
-        return str(self.data.get("status"))
+    _route, _what = "workflow-runs", "workflow run"
 
     @property
     def done(self) -> bool:
@@ -53,25 +39,6 @@ class WorkflowRun:
             if n.get("id") == node_id and n.get("task_id"):
                 return Task(self._t, self._t.request("GET", f"tasks/{n['task_id']}").json())
         return None
-
-    def refresh(self) -> "WorkflowRun":
-        """Fetch the run again; returns it."""
-        return self._set(self._t.request("GET", f"workflow-runs/{self.id}").json())
-
-    def wait(self, timeout: Optional[float] = None) -> "WorkflowRun":
-        """Block until the run ends (long polls) and return it; :class:`WaitTimeout`
-        after ``timeout`` seconds."""
-        d = Deadline(timeout)
-        while not self.done:
-            w = d.poll_wait()
-            self._set(self._t.request("GET", f"workflow-runs/{self.id}",
-                                      params={"wait": w}, wait=w).json())
-            if self.done:
-                break
-            if d.expired():
-                raise WaitTimeout(f"workflow run {self.id} still {self.status} after "
-                                  f"{timeout} s", self.id)
-        return self
 
     def outputs(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Wait for the end and return the run's outputs, or raise
@@ -91,7 +58,7 @@ class WorkflowRun:
     def cancel(self) -> "WorkflowRun":
         """Cancel the run and its running calls (:class:`mecapy.Conflict` if it had
         ended)."""
-        return self._set(self._t.request("POST", f"workflow-runs/{self.id}/cancel").json())
+        return self._post("cancel")
 
     def __repr__(self) -> str:
         return f"<WorkflowRun {short(self.id)} {self.status}>"
