@@ -6,7 +6,7 @@ import os
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import __version__
-from ._common import Me, quote
+from ._common import Me, pages, quote
 from ._http import Transport
 from .functions import Function, FunctionsAPI
 from .studies import StudiesAPI, Study
@@ -192,7 +192,6 @@ class Client:
     def iterate(self, path: str, params: Optional[Mapping[str, Any]] = None,
                 limit: Optional[int] = None) -> Iterator[Dict[str, Any]]:
         """Every item of any list route, following its cursors."""
-        from ._common import pages
         return pages(self._t, path, params, limit)
 
     def close(self) -> None:

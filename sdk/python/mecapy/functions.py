@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 from ._common import Deadline, Me, is_uuid, pages, quote, short
 from ._http import Transport
 from .errors import Conflict, NotFound
-from .tasks import Task
+from .tasks import Task, TasksAPI
 
 __all__ = ["Function", "FunctionsAPI"]
 
@@ -144,7 +144,6 @@ class Function:
     def tasks(self, *, status: Optional[str] = None,
               limit: Optional[int] = None) -> Iterator[Task]:
         """This function's tasks (yours), newest first."""
-        from .tasks import TasksAPI
         return TasksAPI(self._t).list(function=self.id, status=status, limit=limit)
 
     def __repr__(self) -> str:
