@@ -535,3 +535,23 @@ def test_reference_is_up_to_date():
     r = subprocess.run(["/usr/bin/python3", str(harness.REPO / "scripts" / "sdk-reference.py"),
                         "--check"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_problem_types_map_to_exceptions(mecapy):
+    """The quota problem (the shape pinned for the quotas part: "quota", "limit",
+    "resets_at") is a QuotaExceeded, and also a RateLimited when it is a 429, so that
+    it is retried after Retry-After like any 429. (No server here: the quotas are
+    another part's; the other statuses are met against a real server above.)"""
+    from mecapy.errors import error_from_problem
+    p = {"type": "urn:mecapy:problem:quota_exceeded", "title": "Too Many Requests",
+         "status": 429, "detail": "over concurrent_calls", "quota": "concurrent_calls",
+         "limit": 4, "resets_at": None}
+    e = error_from_problem(429, p, 2.0)
+    assert isinstance(e, mecapy.QuotaExceeded) and isinstance(e, mecapy.RateLimited)
+    assert (e.quota, e.limit, e.retry_after) == ("concurrent_calls", 4, 2.0)
+    e = error_from_problem(403, {**p, "status": 403, "quota": "calls_per_day",
+                                 "resets_at": "2026-01-02T00:00:00Z"})
+    assert isinstance(e, mecapy.QuotaExceeded) and not isinstance(e, mecapy.RateLimited)
+    assert e.resets_at == "2026-01-02T00:00:00Z"
+    assert type(error_from_problem(502, {})) is mecapy.ServerError
+    assert type(error_from_problem(418, {})) is mecapy.APIError
