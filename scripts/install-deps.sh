@@ -18,6 +18,10 @@ if [ "$what" = test ]; then
   # The browser the dashboard's tests drive (tests/browser, through playwright-core), and
   # promtool, which checks the /metrics text and the deploy/ alert rules.
   pkgs+=(chromium prometheus)
+  # The Python SDK's type check (mypy --strict over sdk/python) and its optional
+  # pandas, which the SDK's tests and tutorials use; venv, setuptools and wheel for the
+  # tests' offline `pip install ./sdk/python` into a virtual environment.
+  pkgs+=(mypy python3-pandas python3-venv python3-setuptools python3-wheel)
 fi
 if [ "$what" = run ] || [ "$what" = test ]; then
   # The dashboard is built with Node (npm ci, vite build).

@@ -152,6 +152,18 @@ else
   [ "$bf" -gt 0 ] && { failures+=("browser tests ($bf)"); grep -E -A 30 '^ *not ok' "$tmp/browser.log" | head -n 120; }
 fi
 
+# The Python SDK's annotations: mypy --strict over sdk/python (one case).
+echo "== mypy --strict sdk/python"
+if command -v mypy >/dev/null 2>&1; then
+  if (cd sdk/python && mypy --strict --cache-dir=/dev/null mecapy) >"$tmp/mypy.log" 2>&1; then
+    add 1 0; tail -n 1 "$tmp/mypy.log"
+  else
+    add 0 1; failures+=("mypy sdk/python"); tail -n 40 "$tmp/mypy.log"
+  fi
+else
+  echo "   mypy is not installed (scripts/install-deps.sh test)"; add 0 1; failures+=("mypy (not installed)")
+fi
+
 echo
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
 if [ "$skipped" -gt 0 ]; then
