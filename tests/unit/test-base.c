@@ -4,6 +4,7 @@
 
 #include "base/config.h"
 #include "base/error.h"
+#include "base/json.h"
 #include "base/limits.h"
 #include "base/util.h"
 #include "check.h"
@@ -128,6 +129,25 @@ TEST(error_fields_accumulate_and_cap) {
         CHECK(err.errors == NULL);
 }
 
+TEST(json_reals_read_as_typed_and_back_exactly) {
+        static const char *const in = "[0.05, 0.1, 2.0, -1.5e-07, 1e+300, 0.30000000000000004, "
+                                      "0.3333333333333333, 4.1666666666666677e-06, 12, -7]";
+        _cleanup_json_ json_t *j = json_loads(in, 0, NULL);
+        CHECK(j != NULL);
+        _cleanup_free_ char *text = mp_json_dumps(j, JSON_COMPACT);
+        CHECK_STR(text, "[0.05,0.1,2.0,-1.5e-07,1e+300,0.30000000000000004,0.3333333333333333,"
+                        "4.166666666666668e-06,12,-7]");
+        /* every real reads back as the same double */
+        _cleanup_json_ json_t *back = json_loads(text, 0, NULL);
+        CHECK(back != NULL);
+        for (size_t i = 0; i < json_array_size(j); i++)
+                CHECK(json_equal(json_array_get(j, i), json_array_get(back, i)));
+        /* numbers inside strings are text, left alone; escapes do not end a string */
+        char s[] = "{\"a\\\"0.050000000000000003\": \"0.050000000000000003\", \"b\": 0.050000000000000003}";
+        mp_json_shorten_reals(s);
+        CHECK_STR(s, "{\"a\\\"0.050000000000000003\": \"0.050000000000000003\", \"b\": 0.05}");
+}
+
 static const struct check_case cases[] = {
         CASE(ids_are_uuid_v4_and_unique),
         CASE(buffer_refuses_past_cap),
@@ -138,5 +158,6 @@ static const struct check_case cases[] = {
         CASE(config_defaults_and_options),
         CASE(config_refuses_bad_numbers_naming_the_option),
         CASE(error_fields_accumulate_and_cap),
+        CASE(json_reals_read_as_typed_and_back_exactly),
 };
 CHECK_MAIN(cases)
