@@ -8,14 +8,16 @@ cd "$(dirname "$0")/.."
 what=${1:-run}
 pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3-scipy
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev
-      libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates)
+      libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates
+      libgnutls28-dev)
 if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
          postgresql redis-server)
   # The browser the dashboard's tests drive (tests/browser, through playwright-core), and
-  # promtool, which checks the /metrics text and the deploy/ alert rules.
-  pkgs+=(chromium prometheus)
+  # promtool, which checks the /metrics text and the deploy/ alert rules, and amtool
+  # (prometheus-alertmanager), which checks the Alertmanager example.
+  pkgs+=(chromium prometheus prometheus-alertmanager)
 fi
 if [ "$what" = run ] || [ "$what" = test ]; then
   # The dashboard is built with Node (npm ci, vite build).
