@@ -102,7 +102,9 @@ static int cmd_migrate(int argc, char **argv) {
                 mp_config_free(cfg);
                 return 1;
         }
-        printf("the store at %s is up to date\n", cfg->db_url);
+        char db[1024];
+        mp_config_redact_url(cfg->db_url, db, sizeof(db));
+        printf("the store at %s is up to date\n", db);
         mp_core_close(core);
         mp_config_free(cfg);
         return 0;

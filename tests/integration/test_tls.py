@@ -183,3 +183,123 @@ def test_a_bad_pair_stops_the_start_with_a_clear_message(certs, tmp_path, case):
     want = {"mismatch": "is not the key of the certificate", "not-pem": str(garbage),
             "missing": "cannot be read", "cert-only": "--tls-key"}[case]
     assert want in r.stderr, r.stderr
+
+
+# --- the backends' URLs: passwords, and TLS where the client library has it ---
+
+FN = """\
+def main(x: int) -> int:
+    return x + 1
+"""
+
+
+def one_call(stack) -> None:
+    fid = stack.api.create_function("alice", stack.api.unique("inc"), FN)["id"]
+    t = stack.api.execute("alice", fid, {"x": 41})
+    assert t["status"] == "completed" and t["result"] == 42, t
+
+
+def server_lines(stack) -> str:
+    """What the server logged (the harness's own "=====" lines hold its command line)."""
+    return "\n".join(l for l in stack.server.log_path.read_text().splitlines() if not l.startswith("===== "))
+
+
+@pytest.fixture()
+def redis_with_password(tmp_path):
+    """A Redis of this test's own that wants a password (tests/services/redis.sh starts
+    one without)."""
+    server = shutil.which("redis-server")
+    if not server:
+        pytest.skip("redis-server is not installed")
+    port = harness.free_port()
+    password = "p@ss:w/rd%"
+    subprocess.run([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                    "--daemonize", "yes", "--pidfile", str(tmp_path / "redis.pid"), "--logfile",
+                    str(tmp_path / "redis.log"), "--requirepass", password], check=True, timeout=30)
+    deadline = time.monotonic() + 10
+    while not harness.port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield port, password
+    subprocess.run(["redis-cli", "-p", str(port), "--no-auth-warning", "-a", password, "shutdown", "nosave"],
+                   capture_output=True, timeout=30)
+
+
+def test_redis_url_with_a_password(redis_with_password, tmp_path):
+    port, password = redis_with_password
+    escaped = requests.utils.quote(password, safe="")
+    s = harness.start_stack("redis-auth", extra_args=["--queue", f"redis://:{escaped}@127.0.0.1:{port}"])
+    try:
+        one_call(s)
+        assert password not in server_lines(s)
+    finally:
+        s.close()
+    # A wrong password: the server says so, and does not start.
+    (tmp_path / "d").mkdir()
+    r = harness.run_cli(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--workers", "1",
+                         "--queue", f"redis://:wrong-secret@127.0.0.1:{port}"], timeout=60)
+    assert r.returncode != 0
+    assert "authentication refused" in r.stderr and "wrong-secret" not in r.stderr, r.stderr
+
+
+def test_rediss_is_refused_with_the_reason(tmp_path):
+    (tmp_path / "d").mkdir()
+    r = harness.run_cli(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0",
+                         "--queue", "rediss://:x@127.0.0.1:6380"], timeout=60)
+    assert r.returncode != 0 and "rediss:// (TLS) is not supported" in r.stderr, r.stderr
+
+
+@pytest.fixture()
+def postgres_with_password_and_tls(tmp_path):
+    """The PostgreSQL of tests/services/postgres.sh, then: a role with a password that
+    loopback TCP must give (scram-sha-256 in pg_hba.conf, first line), and TLS on with a
+    certificate made here."""
+    svc = Path(tempfile.mkdtemp(prefix="tls-pg-"))
+    svc.chmod(0o755)
+    (svc / "pg").mkdir()
+    url = harness.service("postgres", "start", svc / "pg", skip_if_unavailable=True)
+    try:
+        data = svc / "pg" / "pgdata"
+        cert, key = make_cert(tmp_path, "pg", 4004)
+        shutil.copy(cert, data / "server.crt")
+        shutil.copy(key, data / "server.key")
+        hba = data / "pg_hba.conf"
+        hba.write_text("host all app 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        if os.geteuid() == 0:
+            for f in ("server.crt", "server.key", "pg_hba.conf"):
+                shutil.chown(data / f, "postgres", "postgres")
+        (data / "server.key").chmod(0o600)
+        sql = ["SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN PASSWORD 'S3cret-pw'",
+               "ALTER DATABASE mecapy OWNER TO app", "ALTER SCHEMA public OWNER TO app",
+               "ALTER SYSTEM SET ssl = on", "SELECT pg_reload_conf()"]
+        r = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", *[a for q in sql for a in ("-c", q)]],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        time.sleep(0.5)  # the reload is asynchronous
+        host_port = url.split("@", 1)[1].split("/", 1)[0]
+        yield host_port, cert
+    finally:
+        harness.service("postgres", "stop", svc / "pg")
+        if not os.environ.get("MECAPY_KEEP_TEST_DATA"):
+            shutil.rmtree(svc, ignore_errors=True)
+
+
+def test_postgres_url_with_a_password_and_tls(postgres_with_password_and_tls, tmp_path):
+    host_port, cert = postgres_with_password_and_tls
+    (tmp_path / "d").mkdir()
+    good = (f"postgres://app:S3cret-pw@{host_port}/mecapy?sslmode=verify-full&sslrootcert={cert}")
+    r = harness.run_cli(["migrate", "--data-dir", str(tmp_path / "d"), "--db", good], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "S3cret-pw" not in r.stdout + r.stderr and "app:***@" in r.stdout, r.stdout
+    # The server really checks the password, and libpq really checks the certificate.
+    for bad, why in ((f"postgres://app:wrong-pw@{host_port}/mecapy?sslmode=require", "password"),
+                     (f"postgres://app:S3cret-pw@{host_port}/mecapy?sslmode=verify-full", "root certificate")):
+        r = harness.run_cli(["migrate", "--data-dir", str(tmp_path / "d"), "--db", bad], timeout=120)
+        assert r.returncode != 0 and why in r.stderr, r.stderr
+        assert "wrong-pw" not in r.stderr and "S3cret-pw" not in r.stderr, r.stderr
+    # And a whole server on it: a call runs.
+    s = harness.start_stack("pg-tls", extra_args=["--db", good], admin_args=["--db", good])
+    try:
+        one_call(s)
+        assert "S3cret-pw" not in server_lines(s)
+    finally:
+        s.close()
