@@ -51,7 +51,18 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
+rc=0
 PYTHONDONTWRITEBYTECODE=1 "$PY" bench/bench.py --bin "$BUILD/mecapy" --tmp "$TMP" \
   --out bench/results.json &
 child=$!
-wait "$child"
+wait "$child" || rc=$?
+
+# Load: 1,000 long-polling clients at once, then a mixed minute (bench/load.py); skipped
+# when BENCH_PARTS names other parts only.
+if [ -z "${BENCH_PARTS:-}" ] || [[ ",$BENCH_PARTS," == *,load,* ]]; then
+  PYTHONDONTWRITEBYTECODE=1 "$PY" bench/load.py --bin "$BUILD/mecapy" --tmp "$TMP" \
+    --out bench/results-load.json &
+  child=$!
+  wait "$child" || rc=$?
+fi
+exit "$rc"

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 what=${1:-run}
 pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3-scipy
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev
-      libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates)
+      libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates
+      libgnutls28-dev)
 # The zip of GET /api/v1/me/export (core/export.c).
 pkgs+=(libarchive-dev)
 if [ "$what" = test ]; then
@@ -16,8 +17,9 @@ if [ "$what" = test ]; then
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
          postgresql redis-server)
   # The browser the dashboard's tests drive (tests/browser, through playwright-core), and
-  # promtool, which checks the /metrics text and the deploy/ alert rules.
-  pkgs+=(chromium prometheus)
+  # promtool, which checks the /metrics text and the deploy/ alert rules, and amtool
+  # (prometheus-alertmanager), which checks the Alertmanager example.
+  pkgs+=(chromium prometheus prometheus-alertmanager)
   # The Python SDK's type check (mypy --strict over sdk/python) and its optional
   # pandas, which the SDK's tests and tutorials use; venv, setuptools and wheel for the
   # tests' offline `pip install ./sdk/python` into a virtual environment.

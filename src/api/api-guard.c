@@ -10,6 +10,7 @@
 #include "api/api-guard.h"
 #include "api/api-ratelimit.h"
 #include "base/limits.h"
+#include "base/log.h"
 #include "base/util.h"
 
 struct mp_api_guard {
@@ -248,6 +249,9 @@ void mp_api_add_headers(struct MHD_Connection *conn, struct MHD_Response *resp, 
         MHD_add_response_header(resp, "X-Frame-Options", "DENY");
         MHD_add_response_header(resp, "Cross-Origin-Resource-Policy", "same-origin");
         MHD_add_response_header(resp, "Content-Security-Policy", csp ? csp : MP_CSP_API);
+        /* The request's id (api-server.c sets it as this thread's log context). */
+        if (mp_log_request_id())
+                MHD_add_response_header(resp, "X-Request-Id", mp_log_request_id());
         if (mp_api_request_tls(conn))
                 MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
         if (g && g->n_origins)
@@ -257,7 +261,7 @@ void mp_api_add_headers(struct MHD_Connection *conn, struct MHD_Response *resp, 
                  * are allowed, and only for the listed origins. */
                 MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
                 MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
-                MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After, Location");
+                MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After, Location, X-Request-Id");
         }
 }
 
@@ -273,7 +277,7 @@ enum MHD_Result mp_api_cors_preflight(struct MHD_Connection *conn) {
                 MHD_add_response_header(resp, "Access-Control-Allow-Methods",
                                         "GET, HEAD, POST, PUT, PATCH, DELETE");
                 MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                        "Authorization, Content-Type, Idempotency-Key, X-CSRF-Token");
+                                        "Authorization, Content-Type, Idempotency-Key, X-CSRF-Token, X-Request-Id");
                 MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
         }
         r = MHD_queue_response(conn, 204, resp);

@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "api/api-metrics.h"
 #include "base/limits.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "core/core.h"
 
@@ -105,6 +106,10 @@ struct mp_request {
         struct mp_route_ctx route; /* filled by mp_api_route */
         struct mp_sse *sse;        /* an event stream this request answers with */
         bool omit_result;          /* GET /tasks/{id}?result=omit */
+        /* X-Request-Id: the client's when sane, else ours; set as the log context of
+         * whichever thread serves this request, echoed in the answer. */
+        char request_id[MP_LOG_ID_MAX + 1];
+        char access[160]; /* "METHOD URL" for the access log, cut short */
 };
 
 struct mp_api {
@@ -134,6 +139,8 @@ struct mp_api {
         /* Server-sent event streams (api-events.c), guarded by lock. */
         struct mp_sse *streams;
         int n_streams;
+        /* HTTPS (--tls-cert): NULL when off (api-tls.h). */
+        struct mp_api_tls *tls;
 };
 
 /* Run fn(&req->route) on a slow-work thread: the connection is suspended now and

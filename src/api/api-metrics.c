@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api/api-guard.h"
 #include "api/api-internal.h"
 #include "api/api-metrics.h"
+#include "api/api-tls.h"
 #include "base/log.h"
 #include "exec/exec.h"
 
@@ -258,6 +260,24 @@ static void pool_metrics(FILE *f, struct mp_core *core) {
         }
 }
 
+/* What the alert rules watch besides the counts (deploy/prometheus/alerts.yml): the
+ * space left where the data folder lies, and when the HTTPS certificate expires. */
+static void ops_metrics(FILE *f, const struct mp_core *core, const struct mp_api_metrics *http) {
+        struct statvfs sv;
+
+        if (core->config->data_dir && statvfs(core->config->data_dir, &sv) == 0) {
+                one(f, "mecapy_data_dir_free_bytes", "gauge",
+                    "Bytes available to this process in the file system of the data folder.",
+                    (double) sv.f_bavail * (double) sv.f_frsize);
+                one(f, "mecapy_data_dir_size_bytes", "gauge", "Size of the file system of the data folder in bytes.",
+                    (double) sv.f_blocks * (double) sv.f_frsize);
+        }
+        if (http && http->tls)
+                one(f, "mecapy_tls_certificate_expiry_seconds", "gauge",
+                    "When the served HTTPS certificate expires (notAfter), in seconds since the epoch.",
+                    (double) mp_api_tls_not_after(http->tls));
+}
+
 int mp_metrics_render(struct mp_core *core, const struct mp_api_metrics *http, char **ret,
                       size_t *ret_len) {
         char *text = NULL;
@@ -271,6 +291,7 @@ int mp_metrics_render(struct mp_core *core, const struct mp_api_metrics *http, c
         one(f, "mecapy_start_time_seconds", "gauge", "When this process started, in seconds since the epoch.",
             (double) core->stats.start_ms / 1000.0);
         process_metrics(f, core);
+        ops_metrics(f, core, http);
 
         if (http) {
                 head(f, "mecapy_http_requests_total", "counter",

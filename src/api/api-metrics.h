@@ -32,6 +32,8 @@ struct mp_api_metrics {
                 uint8_t addr[16];
                 int bits;         /* prefix length */
         } allow[MP_METRICS_MAX_ALLOW];
+        /* The API's HTTPS certificate, for its expiry gauge; NULL without --tls-cert. */
+        const struct mp_api_tls *tls;
 };
 
 /* Parse --metrics-allow into m and zero the counts. 0, or -EINVAL with err naming the

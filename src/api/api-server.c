@@ -12,6 +12,7 @@
 #include "api/api-web.h"
 #include "api/api-internal.h"
 #include "api/api-tasks.h"
+#include "api/api-tls.h"
 #include "base/limits.h"
 #include "base/log.h"
 
@@ -418,7 +419,9 @@ static void *slow_main(void *userdata) {
 
                 struct MHD_Connection *conn = req->route.conn;
                 handed_to_long_poll = false;
+                mp_log_set_request_id(req->request_id);
                 enum MHD_Result r = req->offload_fn(&req->route);
+                mp_log_set_request_id(NULL);
                 if (!handed_to_long_poll) {
                         req->offload_result = r;
                         req->offload_done = true;
@@ -470,22 +473,53 @@ static void slow_stop(struct mp_api *api) {
 
 /* --- the access handler --- */
 
+static enum MHD_Result serve_request(struct mp_api *api, struct MHD_Connection *conn, const char *url,
+                                     const char *method, const char *upload_data,
+                                     size_t *upload_data_size, struct mp_request *req);
+
+/* The request's id: a sane X-Request-Id from the client (a proxy's, a script's), else a
+ * new one; both are logged, stored with the task it creates, and echoed. */
+static void request_id_init(struct MHD_Connection *conn, struct mp_request *req) {
+        const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+
+        if (given && mp_log_id_valid(given))
+                snprintf(req->request_id, sizeof(req->request_id), "%s", given);
+        else
+                mp_id_new(req->request_id);
+}
+
+/* MHD's access handler: the request's id is the log context of this thread while it
+ * serves it (any thread of the pool may serve any call of it). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
-        struct mp_api *api = cls;
         struct mp_request *req = *con_cls;
+        enum MHD_Result r;
 
+        (void) version;
         if (!req) {
-                const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-                long n;
                 req = calloc(1, sizeof(*req));
                 if (!req)
                         return MHD_NO;
+                request_id_init(conn, req);
+                snprintf(req->access, sizeof(req->access), "%s %s", method, url);
+                *con_cls = req;
+        }
+        mp_log_set_request_id(req->request_id);
+        r = serve_request(cls, conn, url, method, upload_data, upload_data_size, req);
+        mp_log_set_request_id(NULL);
+        return r;
+}
+
+static enum MHD_Result serve_request(struct mp_api *api, struct MHD_Connection *conn, const char *url,
+                                     const char *method, const char *upload_data,
+                                     size_t *upload_data_size, struct mp_request *req) {
+        if (!req->start_us) {
+                const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+                long n;
                 req->body.cap = MP_MAX_BODY_BYTES;
                 req->start_us = mp_api_metrics_now_us();
-                *con_cls = req;
                 /* Refuse an announced oversize body before reading any of it. */
                 if (cl && (mp_parse_long(cl, 0, 1L << 40, &n) < 0 || n > (long) MP_MAX_BODY_BYTES)) {
                         req->too_large = true;
@@ -528,9 +562,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         /* Every answer passes here once, whatever queued it: count it by the status MHD
          * holds for it (none: the client left before an answer). */
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
-        if (ci && ci->http_status)
-                mp_api_metrics_count(api->metrics, ci->http_status,
-                                     mp_api_metrics_now_us() - req->start_us, req->held);
+        if (ci && ci->http_status) {
+                int64_t us = mp_api_metrics_now_us() - req->start_us;
+                mp_api_metrics_count(api->metrics, ci->http_status, us, req->held);
+                /* The access log (--verbose): one line per answer, with its request id. */
+                mp_log_set_request_id(req->request_id);
+                mp_debug("http: %s %u %.1f ms", req->access, ci->http_status, (double) us / 1000.0);
+                mp_log_set_request_id(NULL);
+        }
         pthread_mutex_lock(&api->lock);
         remove_waiter(api, req);
         mp_api_events_detach_locked(api, req->sse);
@@ -576,6 +615,23 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 free(api);
                 return -EINVAL;
         }
+        if (c->tls_cert) {
+                if (!MHD_is_feature_supported(MHD_FEATURE_TLS) ||
+                    !MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK)) {
+                        mp_error_set(err, ENOTSUP, 500, "config", "--tls-cert: this libmicrohttpd was built "
+                                     "without TLS (GnuTLS); serve plain HTTP behind a TLS proxy");
+                } else if (mp_api_tls_open(c->tls_cert, c->tls_key, &api->tls, err) >= 0) {
+                        api->metrics->tls = api->tls;
+                }
+                if (!api->tls) {
+                        mp_api_guard_free(api->guard);
+                        if (api->web_fd >= 0)
+                                close(api->web_fd);
+                        free(api->metrics);
+                        free(api);
+                        return -EINVAL;
+                }
+        }
         pthread_mutex_init(&api->lock, NULL);
         mp_cond_init_monotonic(&api->cond);
         pthread_mutex_init(&api->slow_lock, NULL);
@@ -585,9 +641,16 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 if (pthread_create(&api->slow_threads[i], NULL, slow_main, api) == 0)
                         api->n_slow_threads++;
 
+        /* HTTPS: the certificate is given at each handshake (api-tls.h), so that SIGHUP
+         * can swap it without touching the listener. */
+        struct MHD_OptionItem tls_opts[] = {
+                { api->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0,
+                  api->tls ? mp_api_tls_callback() : NULL },
+                { MHD_OPTION_END, 0, NULL },
+        };
         api->daemon = MHD_start_daemon(
                 MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                        MHD_USE_ERROR_LOG,
+                        MHD_USE_ERROR_LOG | (api->tls ? MHD_USE_TLS : 0),
                 (uint16_t) c->port, NULL, NULL, on_request, api,
                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned) c->http_threads,
@@ -600,6 +663,7 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) 4096,
                 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
+                MHD_OPTION_ARRAY, tls_opts,
                 MHD_OPTION_END);
         if (!api->daemon) {
                 int port = c->port;
@@ -609,6 +673,7 @@ int mp_api_start(struct mp_core *core, struct mp_api **ret, struct mp_error *err
                 pthread_mutex_destroy(&api->slow_lock);
                 pthread_cond_destroy(&api->slow_cond);
                 mp_api_guard_free(api->guard);
+                mp_api_tls_free(api->tls);
                 if (api->web_fd >= 0)
                         close(api->web_fd);
                 free(api->metrics);
@@ -651,8 +716,15 @@ void mp_api_stop(struct mp_api *api) {
         pthread_mutex_destroy(&api->slow_lock);
         pthread_cond_destroy(&api->slow_cond);
         mp_api_guard_free(api->guard);
+        mp_api_tls_free(api->tls);
         if (api->web_fd >= 0)
                 close(api->web_fd);
         free(api->metrics);
         free(api);
+}
+
+int mp_api_tls_reload(struct mp_api *api, struct mp_error *err) {
+        if (!api->tls)
+                return mp_error_set(err, EINVAL, 400, "config", "HTTPS is off (no --tls-cert)");
+        return mp_api_tls_load(api->tls, err);
 }

@@ -69,7 +69,13 @@ const char mp_config_usage[] =
         "  --web-dir DIR          the built dashboard (MECAPY_WEB_DIR, web/dist beside the\n"
         "                         binary's build folder or the source tree)\n"
         "  --gc-interval S        serve: the collector (retention, orphaned objects) runs\n"
-        "                         every S seconds (MECAPY_GC_INTERVAL, 3600; 0: off)\n";
+        "                         every S seconds (MECAPY_GC_INTERVAL, 3600; 0: off)\n"
+        "  --log-format FORMAT    text, or json: one JSON object a line with time, level, msg\n"
+        "                         and the request_id and task_id it is about\n"
+        "                         (MECAPY_LOG_FORMAT, text)\n"
+        "  --tls-cert FILE        serve: HTTPS with this PEM certificate chain, read again on\n"
+        "                         SIGHUP (MECAPY_TLS_CERT; needs --tls-key)\n"
+        "  --tls-key FILE         serve: the certificate's PEM private key (MECAPY_TLS_KEY)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -84,7 +90,7 @@ enum {
         OPT_CGROUP_ROOT = 1500, OPT_ALLOW_UNLIMITED,
         OPT_DURABILITY = 1600,
         OPT_WEB_DIR = 1700,
-        OPT_GC_INTERVAL = 1800,
+        OPT_GC_INTERVAL = 1800, OPT_LOG_FORMAT, OPT_TLS_CERT, OPT_TLS_KEY,
 };
 
 static const struct {
@@ -135,6 +141,9 @@ static const struct {
         { OPT_DURABILITY, "durability", "MECAPY_DURABILITY" },
         { OPT_WEB_DIR, "web-dir", "MECAPY_WEB_DIR" },
         { OPT_GC_INTERVAL, "gc-interval", "MECAPY_GC_INTERVAL" },
+        { OPT_LOG_FORMAT, "log-format", "MECAPY_LOG_FORMAT" },
+        { OPT_TLS_CERT, "tls-cert", "MECAPY_TLS_CERT" },
+        { OPT_TLS_KEY, "tls-key", "MECAPY_TLS_KEY" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -219,6 +228,14 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
                 c->durability_fast = strcmp(v, "fast") == 0;
                 return 0;
         case OPT_GC_INTERVAL: return set_int(&c->gc_interval_s, v, 0, MP_MAX_GC_INTERVAL_S, name, err);
+        case OPT_LOG_FORMAT:
+                if (strcmp(v, "text") && strcmp(v, "json"))
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--log-format takes text or json, not \"%s\"", v);
+                c->log_json = strcmp(v, "json") == 0;
+                return 0;
+        case OPT_TLS_CERT: return set_str(&c->tls_cert, v);
+        case OPT_TLS_KEY: return set_str(&c->tls_key, v);
         }
         return 0;
 }
@@ -365,6 +382,12 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_err
                 goto fail;
         if ((r = parse_auth(c, err)) < 0)
                 goto fail;
+        if (!c->tls_cert != !c->tls_key) {
+                r = mp_error_set(err, EINVAL, 400, "config", "%s is given without %s: HTTPS needs both the "
+                                 "certificate and its key", c->tls_cert ? "--tls-cert" : "--tls-key",
+                                 c->tls_cert ? "--tls-key" : "--tls-cert");
+                goto fail;
+        }
         if (c->default_timeout_s > c->max_timeout_s)
                 c->default_timeout_s = c->max_timeout_s;
         if (c->default_memory_mb > c->max_memory_mb)
@@ -401,7 +424,35 @@ void mp_config_free(struct mp_config *c) {
         free(c->metrics_allow);
         free(c->cgroup_root);
         free(c->web_dir);
+        free(c->tls_cert);
+        free(c->tls_key);
         free(c);
+}
+
+void mp_config_redact_url(const char *url, char *buf, size_t size) {
+        const char *scheme = strstr(url, "://"), *at, *colon, *pw;
+        size_t n;
+
+        snprintf(buf, size, "%s", url);
+        /* user:password@ in the authority (before the first / after the scheme). */
+        if (scheme) {
+                const char *auth = scheme + 3, *end = auth + strcspn(auth, "/?#");
+                at = memrchr(auth, '@', (size_t) (end - auth));
+                colon = at ? memchr(auth, ':', (size_t) (at - auth)) : NULL;
+                if (colon) {
+                        n = (size_t) (colon + 1 - url);
+                        snprintf(buf, size, "%.*s***%s", (int) n, url, at);
+                }
+        }
+        /* libpq's password= parameter, in a query or a key=value string. */
+        if ((pw = strstr(buf, "password=")) && (pw == buf || strchr("?& ", pw[-1]))) {
+                char rest[1024];
+                const char *e = pw + 9 + strcspn(pw + 9, "& ");
+                snprintf(rest, sizeof(rest), "%s", e);
+                n = (size_t) (pw + 9 - buf);
+                if (n + 3 < size)
+                        snprintf(buf + n, size - n, "***%s", rest);
+        }
 }
 
 const char *mp_config_client_env(const char *name) {

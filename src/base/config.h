@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "base/error.h"
 
@@ -71,6 +72,10 @@ struct mp_config {
         /* Retention (docs/operations.md#the-collector). */
         int gc_interval_s;        /* serve --gc-interval S: a collector pass every S seconds,
                                    * 3600; 0 off */
+        /* Operations (docs/operations.md#logs, docs/deployment.md#tls). */
+        bool log_json;            /* --log-format json / MECAPY_LOG_FORMAT: one JSON object a line */
+        char *tls_cert;           /* --tls-cert FILE: serve HTTPS with this PEM chain ... */
+        char *tls_key;            /* --tls-key FILE: ... and this key; both or neither */
 };
 
 /* Parse the server options of `serve`, `worker`, `migrate` and `admin` from argv
@@ -81,5 +86,8 @@ void mp_config_free(struct mp_config *c);
 /* The value of a MECAPY_* variable for the client (MECAPY_URL, MECAPY_TOKEN,
  * MECAPY_CONFIG_DIR), or NULL. */
 const char *mp_config_client_env(const char *name);
+/* url with the password of its user info ("scheme://user:PASSWORD@host") and of a
+ * password= parameter replaced by "***", into buf: what may be logged. */
+void mp_config_redact_url(const char *url, char *buf, size_t size);
 /* Usage text for the server options. */
 extern const char mp_config_usage[];

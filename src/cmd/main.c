@@ -61,6 +61,9 @@ static int open_config(const char *cmd, int argc, char **argv, struct mp_config 
         }
         if ((*ret)->verbose)
                 mp_log_set_level(MP_LOG_DEBUG);
+        /* Before any thread or child: they all log in this format. */
+        if ((*ret)->log_json)
+                mp_log_set_format(MP_LOG_JSON);
         return 0;
 }
 
@@ -101,7 +104,9 @@ static int cmd_migrate(int argc, char **argv) {
                 mp_config_free(cfg);
                 return 1;
         }
-        printf("the store at %s is up to date\n", cfg->db_url);
+        char db[1024];
+        mp_config_redact_url(cfg->db_url, db, sizeof(db));
+        printf("the store at %s is up to date\n", db);
         mp_core_close(core);
         mp_config_free(cfg);
         return 0;
@@ -270,6 +275,9 @@ static int start_node(const struct mp_config *cfg, unsigned extra_channels, bool
         sigemptyset(ret_sigs);
         sigaddset(ret_sigs, SIGINT);
         sigaddset(ret_sigs, SIGTERM);
+        /* SIGHUP: serve reads its TLS certificate again; blocked in every thread so that
+         * it never ends the process. */
+        sigaddset(ret_sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, ret_sigs, NULL);
         signal(SIGPIPE, SIG_IGN);
         return 0;
@@ -283,6 +291,7 @@ static int cmd_serve(int argc, char **argv) {
         struct mp_api *api = NULL;
         struct mp_worker_pool *workers = NULL;
         struct mp_gc *gc = NULL;
+        char db[1024];
         sigset_t sigs;
         int sig = 0, rc = 1;
 
@@ -296,10 +305,20 @@ static int cmd_serve(int argc, char **argv) {
                 mp_err("%s", err.message);
                 goto out;
         }
-        mp_info("MecaPy serving on http://%s:%d (data in %s, store %s, %d workers, sandbox %s)",
-                cfg->listen_host, mp_api_port(api), cfg->data_dir, cfg->db_url, cfg->workers,
-                cfg->sandbox ? "on" : "OFF");
-        sigwait(&sigs, &sig);
+        mp_config_redact_url(cfg->db_url, db, sizeof(db));
+        mp_info("MecaPy serving on %s://%s:%d (data in %s, store %s, %d workers, sandbox %s)",
+                cfg->tls_cert ? "https" : "http", cfg->listen_host, mp_api_port(api), cfg->data_dir, db,
+                cfg->workers, cfg->sandbox ? "on" : "OFF");
+        while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+                if (!cfg->tls_cert) {
+                        mp_info("received SIGHUP: nothing to reload (no --tls-cert)");
+                        continue;
+                }
+                /* A certificate that does not load leaves the current one in service. */
+                if (mp_api_tls_reload(api, &err) < 0)
+                        mp_err("received SIGHUP: %s; still serving the previous certificate", err.message);
+                mp_error_clear(&err);
+        }
         mp_info("received %s, stopping", strsignal(sig));
         rc = 0;
 out:
@@ -320,6 +339,7 @@ static int cmd_worker(int argc, char **argv) {
         struct mp_executor *ex = NULL;
         struct mp_worker_pool *workers = NULL;
         struct mp_metrics_server *metrics = NULL;
+        char queue[1024], db[1024];
         sigset_t sigs;
         int sig = 0, rc = 1;
 
@@ -346,9 +366,12 @@ static int cmd_worker(int argc, char **argv) {
                 }
                 mp_info("metrics on http://%s:%d/metrics", cfg->listen_host, mp_metrics_server_port(metrics));
         }
-        mp_info("MecaPy worker ready (queue %s, store %s, %d threads, sandbox %s)", cfg->queue_url,
-                cfg->db_url, cfg->workers, cfg->sandbox ? "on" : "OFF");
-        sigwait(&sigs, &sig);
+        mp_config_redact_url(cfg->queue_url, queue, sizeof(queue));
+        mp_config_redact_url(cfg->db_url, db, sizeof(db));
+        mp_info("MecaPy worker ready (queue %s, store %s, %d threads, sandbox %s)", queue, db, cfg->workers,
+                cfg->sandbox ? "on" : "OFF");
+        while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+                mp_info("received SIGHUP: a worker has nothing to reload");
         mp_info("received %s: no new jobs; waiting up to %d s for %d running call(s)", strsignal(sig),
                 cfg->grace_s, mp_worker_pool_running(workers));
         if (mp_worker_pool_drain(workers, (int64_t) cfg->grace_s * 1000) < 0) {

@@ -132,7 +132,7 @@ static int render_into(struct mp_core *core, json_t *t, unsigned what, struct mp
         static const char *const times[] = { "queued_at", "started_at", "finished_at", NULL };
         static const char *const drop[] = { "owner_id", "company_id", "worker_id", "idempotency_key",
                                             "result", "result_blob", "logs_blob", "error_blob",
-                                            "error_type", "cache_key", NULL };
+                                            "error_type", "cache_key", "request_id", NULL };
         mp_core_shape(t, times, drop);
         /* A study's point, and a result cache hit, say so; other tasks show nulls. */
         if (!json_is_string(json_object_get(t, "study_id"))) {
@@ -268,6 +268,9 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
         json_object_set_new(task, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
         json_object_set_new(task, "idempotency_key", idempotency_key ? json_string(idempotency_key) : json_null());
         json_object_set_new(task, "cache_key", cache_key[0] ? json_string(cache_key) : json_null());
+        /* The API request's id (the log context api-server.c set): the worker and the
+         * executor log it with every line about this task. */
+        json_object_set_new(task, "request_id", mp_log_request_id() ? json_string(mp_log_request_id()) : json_null());
         r = MP_STORE(core->store)->task_create(core->store, task, &existing, err);
         if (r == -EEXIST && existing) {
                 json_int_t first_version = json_integer_value(json_object_get(existing, "version"));

@@ -313,6 +313,8 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
 
         if ((r = MP_STORE(core->store)->task_get(core->store, task_id, &task, err)) < 0)
                 return r == -ENOENT ? 1 : r;
+        /* Every line about this task from here on carries the request that made it. */
+        mp_log_set_request_id(json_string_value(json_object_get(task, "request_id")));
         if (mp_core_status_ended(json_string_value(json_object_get(task, "status"))))
                 return 1; /* cancelled meanwhile, or ended by a run whose ack was lost */
 
@@ -353,6 +355,7 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
                 .handler = json_string_value(json_object_get(ver, "handler")),
                 .inputs = json_object_get(task, "inputs"),
                 .call_id = task_id, /* mp_core_task_cancel stops it by this name */
+                .request_id = mp_log_request_id(),
                 .limits = {
                         .timeout_s = (int) json_integer_value(json_object_get(lim, "timeout_s")),
                         .memory_mb = (int) json_integer_value(json_object_get(lim, "memory_mb")),
@@ -361,7 +364,12 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
                         .tmp_mb = c->tmp_mb,
                 },
         };
+        mp_debug("task started: function %s, attempt %d", fkey,
+                 (int) json_integer_value(json_object_get(task, "attempts")) + 1);
         r = mp_executor_run(core->executor, &req, &res, &xerr);
+        if (r >= 0)
+                mp_debug("task ran: %s in %lld ms", res.status == MP_EXEC_OK ? "ok" : "not ok",
+                         (long long) res.wall_ms);
         if (r < 0) {
                 mp_err("task %s: could not run: %s", task_id, xerr.message);
                 /* Not recorded (the store is down): the job goes back, and the run again. */
@@ -397,6 +405,7 @@ int mp_core_work_one_counted(struct mp_core *core, const char *worker_id, int64_
                 return r;
         if (busy)
                 atomic_fetch_add(busy, 1);
+        mp_log_set_task_id(task_id);
         r = work_claimed(core, worker_id, task_id, err);
         if (busy)
                 atomic_fetch_sub(busy, 1);
@@ -421,5 +430,7 @@ int mp_core_work_one_counted(struct mp_core *core, const char *worker_id, int64_
                         mp_warn("task %s: ended, but its job could not be acknowledged: %s", task_id,
                                 aerr.message);
         }
+        mp_log_set_task_id(NULL);
+        mp_log_set_request_id(NULL);
         return r;
 }

@@ -469,6 +469,14 @@ static void call_start(struct loop *L, unsigned i) {
                 return;
         }
         enum mp_exec_op eop = op && strcmp(op, "analyze") == 0 ? MP_EXEC_ANALYZE : MP_EXEC_RUN;
+        /* The call's line in the log (--verbose), with the task and the request it serves. */
+        mp_log_set_task_id(L->ids[i]);
+        mp_log_set_request_id(json_string_value(json_object_get(req, "request_id")));
+        mp_debug("exec: %s on channel %u (%s)", eop == MP_EXEC_ANALYZE ? "analysis" : "call", i,
+                 eop == MP_EXEC_RUN && L->pool && json_is_string(json_object_get(req, "function_key"))
+                         ? "warm pool" : "cold sandbox");
+        mp_log_set_task_id(NULL);
+        mp_log_set_request_id(NULL);
         if (!op || !code || !handler || strlen(code) > MP_MAX_CODE_BYTES ||
             mp_exec_limits_from_json(json_object_get(req, "limits"), &lim) < 0 ||
             normalize_limits(eop, &lim, &lim, &err) < 0) {
@@ -1330,6 +1338,8 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
                 return mp_error_set(err, EINVAL, 422, "validation", "exec: the call id is empty or too long");
         if (j && req->call_id)
                 json_object_set_new(j, "call_id", json_string(req->call_id));
+        if (j && req->request_id && mp_log_id_valid(req->request_id))
+                json_object_set_new(j, "request_id", json_string(req->request_id));
         if (j && req->op == MP_EXEC_RUN && req->function_key) {
                 if (strlen(req->function_key) > 256 || (req->tenant && strlen(req->tenant) > 256) ||
                     (req->env_key && strlen(req->env_key) > 128))

@@ -63,6 +63,9 @@ struct mp_exec_request {
         /* What mp_executor_cancel names this call by (the task id); NULL: it cannot be
          * cancelled. At most MP_EXEC_CALL_ID_MAX bytes. */
         const char *call_id;
+        /* The API request behind the call (base/log.h), for the executor's log lines; NULL:
+         * none. A value that is not a valid id is dropped. */
+        const char *request_id;
 };
 #define MP_EXEC_CALL_ID_MAX 128
 

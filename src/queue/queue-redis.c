@@ -27,6 +27,7 @@
  * out, so a duplicate of a task that a live worker runs, or that ended, is dropped; the
  * store's state machine (task_start, task_finish move a task once) covers what is left.
  * That is also why every command may be repeated after a reconnection. */
+#include <ctype.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
@@ -37,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/config.h"
 #include "base/log.h"
 #include "queue/queue-internal.h"
 #include "store/store.h"
@@ -71,6 +73,10 @@ struct redis_queue {
         int port, db, shards;
         int64_t ttl_ms;
         char where[300]; /* "redis://host:port/db" for messages */
+        /* AUTH on every connection when the URL has user info (redis://[user]:password@):
+         * user empty for the default user (requirepass), else an ACL user (Redis 6+). */
+        bool auth;
+        char user[128], password[256];
 
         pthread_mutex_t lock; /* pool, backoff, registration */
         redisContext *idle[POOL_MAX];
@@ -127,6 +133,25 @@ static int unreachable(struct redis_queue *q, const char *why, struct mp_error *
                             q->where, why);
 }
 
+/* AUTH on a new connection when the URL gave a password: 0, or -1 with why filled
+ * (Redis's own refusal, "WRONGPASS ..." or "NOAUTH ..."). */
+static int authenticate(struct redis_queue *q, redisContext *c, char *why, size_t size) {
+        redisReply *r;
+
+        if (!q->auth)
+                return 0;
+        r = q->user[0] ? redisCommand(c, "AUTH %s %s", q->user, q->password)
+                       : redisCommand(c, "AUTH %s", q->password);
+        if (r && r->type != REDIS_REPLY_ERROR) {
+                freeReplyObject(r);
+                return 0;
+        }
+        snprintf(why, size, "authentication refused: %s", r && r->str ? r->str : c->errstr);
+        if (r)
+                freeReplyObject(r);
+        return -1;
+}
+
 /* A new connection, or NULL with err set. While Redis is down, attempts are spaced out
  * (a shared backoff) so that N threads do not hammer it; callers back off too. */
 static redisContext *conn_new(struct redis_queue *q, struct mp_error *err) {
@@ -144,7 +169,13 @@ static redisContext *conn_new(struct redis_queue *q, struct mp_error *err) {
         }
         c = redisConnectWithTimeout(q->host, q->port, tv);
         if (c && !c->err && redisSetTimeout(c, io) == REDIS_OK) {
+                char why[256];
                 redisEnableKeepAlive(c);
+                if (authenticate(q, c, why, sizeof(why)) < 0) {
+                        unreachable(q, why, err);
+                        redisFree(c);
+                        return NULL;
+                }
                 if (q->db > 0) {
                         _cleanup_reply_ redisReply *r = redisCommand(c, "SELECT %d", q->db);
                         if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -354,20 +385,70 @@ static const char LUA_UNLOCK[] =
 
 /* ---- open, close ---- */
 
+/* in[0..n) with %XX escapes decoded into out (NUL-terminated, no NUL inside): 0, or
+ * -EINVAL when it does not fit or an escape is bad. */
+static int percent_decode(const char *in, size_t n, char *out, size_t size) {
+        size_t o = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                char ch = in[i];
+                if (ch == '%') {
+                        char hex[3] = { 0 };
+                        long v;
+                        if (i + 2 >= n || !isxdigit((unsigned char) in[i + 1]) ||
+                            !isxdigit((unsigned char) in[i + 2]))
+                                return -EINVAL;
+                        hex[0] = in[i + 1];
+                        hex[1] = in[i + 2];
+                        v = strtol(hex, NULL, 16);
+                        if (v == 0)
+                                return -EINVAL;
+                        ch = (char) v;
+                        i += 2;
+                }
+                if (o + 1 >= size)
+                        return -EINVAL;
+                out[o++] = ch;
+        }
+        out[o] = 0;
+        return 0;
+}
+
 static int parse_url(struct redis_queue *q, const char *url, struct mp_error *err) {
         const char *p = url + strlen("redis://"), *e;
         char num[32];
         long v;
+        char shown[512]; /* the URL as messages show it: no password */
 
-        if (strncmp(url, "redis://", 8))
-                return mp_error_set(err, EINVAL, 400, "config", "--queue \"%s\": expected redis://host:port", url);
-        if (strchr(p, '@'))
+        mp_config_redact_url(url, shown, sizeof(shown));
+
+        if (!strncmp(url, "rediss://", 9))
                 return mp_error_set(err, EINVAL, 400, "config",
-                                    "--queue \"%s\": Redis passwords are not supported yet; bind Redis to a "
-                                    "private network", url);
+                                    "--queue: rediss:// (TLS) is not supported: the hiredis of this build "
+                                    "(Debian's 0.14) has no TLS; reach Redis over a private network or a "
+                                    "TLS tunnel (stunnel, spiped) and give its local end as redis://");
+        if (strncmp(url, "redis://", 8))
+                return mp_error_set(err, EINVAL, 400, "config", "--queue: expected redis://[[user]:password@]host:port");
+        /* User info, as in redis-cli's URLs: redis://:password@host, redis://user:password@host
+         * (an ACL user); %XX escapes allowed. Never echoed in messages. */
+        e = p + strcspn(p, "/?");
+        const char *at = memrchr(p, '@', (size_t) (e - p));
+        if (at) {
+                const char *colon = memchr(p, ':', (size_t) (at - p));
+                if (!colon || colon + 1 == at)
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--queue: the user info of a redis:// URL must be :password or "
+                                            "user:password");
+                if (percent_decode(p, (size_t) (colon - p), q->user, sizeof(q->user)) < 0 ||
+                    percent_decode(colon + 1, (size_t) (at - colon - 1), q->password, sizeof(q->password)) < 0)
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--queue: the Redis user or password is too long or badly escaped");
+                q->auth = true;
+                p = at + 1;
+        }
         e = p + strcspn(p, ":/?");
         if (e == p || (size_t) (e - p) >= sizeof(q->host))
-                return mp_error_set(err, EINVAL, 400, "config", "--queue \"%s\": the host is missing or too long", url);
+                return mp_error_set(err, EINVAL, 400, "config", "--queue \"%s\": the host is missing or too long", shown);
         snprintf(q->host, sizeof(q->host), "%.*s", (int) (e - p), p);
         q->port = 6379;
         q->shards = 1;
@@ -378,7 +459,7 @@ static int parse_url(struct redis_queue *q, const char *url, struct mp_error *er
                 e = p + strcspn(p, "/?");
                 snprintf(num, sizeof(num), "%.*s", (int) MP_MIN((size_t) (e - p), sizeof(num) - 1), p);
                 if (mp_parse_long(num, 1, 65535, &v) < 0)
-                        return mp_error_set(err, EINVAL, 400, "config", "--queue \"%s\": the port must be 1 to 65535", url);
+                        return mp_error_set(err, EINVAL, 400, "config", "--queue \"%s\": the port must be 1 to 65535", shown);
                 q->port = (int) v;
                 p = e;
         }
@@ -389,7 +470,7 @@ static int parse_url(struct redis_queue *q, const char *url, struct mp_error *er
                         snprintf(num, sizeof(num), "%.*s", (int) MP_MIN((size_t) (e - p), sizeof(num) - 1), p);
                         if (mp_parse_long(num, 0, 15, &v) < 0)
                                 return mp_error_set(err, EINVAL, 400, "config",
-                                                    "--queue \"%s\": the database must be 0 to 15", url);
+                                                    "--queue \"%s\": the database must be 0 to 15", shown);
                         q->db = (int) v;
                 }
                 p = e;
@@ -399,22 +480,22 @@ static int parse_url(struct redis_queue *q, const char *url, struct mp_error *er
         while (*p) {
                 const char *amp = p + strcspn(p, "&"), *eq = memchr(p, '=', (size_t) (amp - p));
                 if (!eq)
-                        return mp_error_set(err, EINVAL, 400, "config", "--queue \"%s\": expected name=value options", url);
+                        return mp_error_set(err, EINVAL, 400, "config", "--queue \"%s\": expected name=value options", shown);
                 snprintf(num, sizeof(num), "%.*s", (int) MP_MIN((size_t) (amp - eq - 1), sizeof(num) - 1), eq + 1);
                 if (eq - p == 6 && !strncmp(p, "shards", 6)) {
                         if (mp_parse_long(num, 1, MAX_SHARDS, &v) < 0)
                                 return mp_error_set(err, EINVAL, 400, "config",
-                                                    "--queue \"%s\": shards must be 1 to %d", url, MAX_SHARDS);
+                                                    "--queue \"%s\": shards must be 1 to %d", shown, MAX_SHARDS);
                         q->shards = (int) v;
                 } else if (eq - p == 10 && !strncmp(p, "worker_ttl", 10)) {
                         if (mp_parse_long(num, 1, 3600, &v) < 0)
                                 return mp_error_set(err, EINVAL, 400, "config",
-                                                    "--queue \"%s\": worker_ttl must be 1 to 3600 seconds", url);
+                                                    "--queue \"%s\": worker_ttl must be 1 to 3600 seconds", shown);
                         q->ttl_ms = v * 1000;
                 } else
                         return mp_error_set(err, EINVAL, 400, "config",
                                             "--queue \"%s\": unknown option \"%.*s\" (known: shards, worker_ttl)",
-                                            url, (int) MP_MIN(eq - p, 40), p);
+                                            shown, (int) MP_MIN(eq - p, 40), p);
                 p = *amp ? amp + 1 : amp;
         }
         snprintf(q->where, sizeof(q->where), "redis://%s:%d/%d", q->host, q->port, q->db);
@@ -435,6 +516,7 @@ static void redis_close(struct mp_queue *qq) {
         pthread_mutex_destroy(&q->maint_lock);
         pthread_cond_destroy(&q->maint_cond);
         pthread_mutex_destroy(&q->listen_lock);
+        explicit_bzero(q->password, sizeof(q->password));
         free(q);
 }
 
@@ -706,10 +788,12 @@ static void *sub_main(void *userdata) {
 
                 if (!c) {
                         struct timeval tv = { CONNECT_TIMEOUT_MS / 1000, 0 };
+                        char why[256];
                         c = redisConnectWithTimeout(q->host, q->port, tv);
                         /* Both channels on one connection; the second channel's
                          * confirmation comes through the reader below and is skipped. */
-                        redisReply *r = c && !c->err ? redisCommand(c, "SUBSCRIBE mecapy:done mecapy:cancel") : NULL;
+                        redisReply *r = c && !c->err && authenticate(q, c, why, sizeof(why)) == 0
+                                                ? redisCommand(c, "SUBSCRIBE mecapy:done mecapy:cancel") : NULL;
                         if (!r || r->type == REDIS_REPLY_ERROR) {
                                 if (r)
                                         freeReplyObject(r);

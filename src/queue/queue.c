@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/config.h"
 #include "queue/queue-internal.h"
 
 static const struct mp_queue_ops *const backends[] = { &mp_queue_local_ops, &mp_queue_redis_ops };
@@ -12,9 +13,14 @@ int mp_queue_open(const char *url, struct mp_store *store, struct mp_queue **ret
                 if (!strncmp(url, backends[i]->scheme, n) && url[n] == ':')
                         return backends[i]->open(url, store, ret, err);
         }
+        /* TLS to Redis is named so that the refusal says why (queue-redis.c). */
+        if (!strncmp(url, "rediss://", 9))
+                return mp_queue_redis_ops.open(url, store, ret, err);
+        char shown[512];
+        mp_config_redact_url(url, shown, sizeof(shown));
         return mp_error_set(err, EINVAL, 400, "config",
                             "--queue \"%s\": unknown queue backend (expected local: or redis://host:port)",
-                            url);
+                            shown);
 }
 
 void mp_queue_close(struct mp_queue *q) {

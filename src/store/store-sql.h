@@ -278,6 +278,9 @@ static const char *const migrations[] = {
          * collector looks for old tasks by company and age. */
         "ALTER TABLE companies ADD COLUMN task_retention_days BIGINT;"
         "CREATE INDEX IF NOT EXISTS tasks_company_age ON tasks (company_id, queued_at);",
+        /* 10: the id of the API request that created a task, carried into the
+         * worker's and the executor's log lines about it (docs/operations.md#logs) */
+        "ALTER TABLE tasks ADD COLUMN request_id TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -402,6 +405,8 @@ static const struct col task_cols[] = {
         { "study_id", COL_TEXT, 0, NULL, NULL },
         { "point_index", COL_INT, 0, NULL, NULL },
         { "cache_key", COL_TEXT, 0, NULL, NULL },
+        /* the API request that created it (logs) */
+        { "request_id", COL_TEXT, 0, NULL, NULL },
 };
 
 /* ---- workflows ---- */
@@ -573,7 +578,7 @@ static const char SQL_FUNCTION_DELETE[] =
         " result AS result_json, result_blob, error, error_type, error_blob, logs, logs_blob," \
         " logs_truncated, artifacts, queued_at, started_at, finished_at, execution_ms,"        \
         " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
-        " node_id, element_index, study_id, point_index, cache_key, cached_from"
+        " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \

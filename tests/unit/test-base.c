@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "base/json.h"
 #include "base/limits.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "check.h"
 
@@ -148,6 +149,95 @@ TEST(json_reals_read_as_typed_and_back_exactly) {
         CHECK_STR(s, "{\"a\\\"0.050000000000000003\": \"0.050000000000000003\", \"b\": 0.05}");
 }
 
+TEST(log_request_ids_are_checked) {
+        CHECK(mp_log_id_valid("abc-DEF_1.2:3"));
+        CHECK(!mp_log_id_valid(""));
+        CHECK(!mp_log_id_valid(NULL));
+        CHECK(!mp_log_id_valid("a b"));
+        CHECK(!mp_log_id_valid("a\"b"));
+        CHECK(!mp_log_id_valid("\xc3\xa9"));
+        char longid[MP_LOG_ID_MAX + 2];
+        memset(longid, 'a', sizeof(longid) - 1);
+        longid[MP_LOG_ID_MAX + 1] = 0;
+        CHECK(!mp_log_id_valid(longid));
+        longid[MP_LOG_ID_MAX] = 0;
+        CHECK(mp_log_id_valid(longid));
+        mp_log_set_request_id("not valid!");
+        CHECK(mp_log_request_id() == NULL);
+        mp_log_set_request_id("r-1");
+        CHECK_STR(mp_log_request_id(), "r-1");
+        mp_log_set_request_id(NULL);
+        CHECK(mp_log_request_id() == NULL);
+}
+
+/* Lines written in the JSON format are JSON, whatever the message holds. */
+TEST(log_json_lines_parse) {
+        FILE *tmp = tmpfile();
+        int saved = dup(2);
+        char buf[8192];
+        size_t n;
+
+        REQUIRE(tmp && saved >= 0);
+        fflush(stderr);
+        dup2(fileno(tmp), 2);
+        mp_log_set_format(MP_LOG_JSON);
+        mp_log_set_request_id("req-1");
+        mp_log_set_task_id("task-1");
+        mp_info("quote \" backslash \\ newline \n tab \t bell \a utf8 \xc3\xa9 done");
+        mp_log_set_task_id(NULL);
+        mp_warn("bad utf8 \xff\xfe end");
+        mp_log_set_request_id(NULL);
+        mp_log_set_format(MP_LOG_TEXT);
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        rewind(tmp);
+        n = fread(buf, 1, sizeof(buf) - 1, tmp);
+        buf[n] = 0;
+        fclose(tmp);
+        char *nl = strchr(buf, '\n');
+        REQUIRE(nl != NULL);
+        *nl = 0;
+        json_error_t jerr;
+        json_t *a = json_loads(buf, 0, &jerr), *b = json_loads(nl + 1, JSON_DISABLE_EOF_CHECK, &jerr);
+        REQUIRE(a != NULL && b != NULL);
+        CHECK_STR(json_string_value(json_object_get(a, "level")), "info");
+        CHECK_STR(json_string_value(json_object_get(a, "request_id")), "req-1");
+        CHECK_STR(json_string_value(json_object_get(a, "task_id")), "task-1");
+        CHECK_STR(json_string_value(json_object_get(a, "msg")),
+                  "quote \" backslash \\ newline \n tab \t bell \a utf8 \xc3\xa9 done");
+        CHECK(json_object_get(b, "task_id") == NULL);
+        CHECK_STR(json_string_value(json_object_get(b, "level")), "warn");
+        CHECK(strstr(json_string_value(json_object_get(b, "msg")), "end") != NULL);
+        json_decref(a);
+        json_decref(b);
+}
+
+TEST(config_redacts_passwords_and_pairs_tls_options) {
+        char buf[256];
+        mp_config_redact_url("postgres://app:s3cret@db:5432/mecapy?sslmode=require", buf, sizeof(buf));
+        CHECK_STR(buf, "postgres://app:***@db:5432/mecapy?sslmode=require");
+        mp_config_redact_url("redis://:pw@127.0.0.1:6379/0", buf, sizeof(buf));
+        CHECK_STR(buf, "redis://:***@127.0.0.1:6379/0");
+        mp_config_redact_url("postgres://db/mecapy?user=a&password=s3cret&sslmode=verify-full", buf, sizeof(buf));
+        CHECK_STR(buf, "postgres://db/mecapy?user=a&password=***&sslmode=verify-full");
+        mp_config_redact_url("sqlite:/tmp/x.db", buf, sizeof(buf));
+        CHECK_STR(buf, "sqlite:/tmp/x.db");
+        mp_config_redact_url("postgres://user@db/x", buf, sizeof(buf));
+        CHECK_STR(buf, "postgres://user@db/x");
+
+        char *argv[] = { "serve", "--tls-cert", "/x.pem", NULL };
+        struct mp_config *c = NULL;
+        struct mp_error err = { 0 };
+        CHECK_INT(mp_config_parse(3, argv, &c, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "--tls-key") != NULL);
+        mp_error_clear(&err);
+        char *argv2[] = { "serve", "--log-format", "yaml", NULL };
+        CHECK_INT(mp_config_parse(3, argv2, &c, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "--log-format") != NULL);
+        mp_error_clear(&err);
+}
+
 static const struct check_case cases[] = {
         CASE(ids_are_uuid_v4_and_unique),
         CASE(buffer_refuses_past_cap),
@@ -159,5 +249,8 @@ static const struct check_case cases[] = {
         CASE(config_refuses_bad_numbers_naming_the_option),
         CASE(error_fields_accumulate_and_cap),
         CASE(json_reals_read_as_typed_and_back_exactly),
+        CASE(log_request_ids_are_checked),
+        CASE(log_json_lines_parse),
+        CASE(config_redacts_passwords_and_pairs_tls_options),
 };
 CHECK_MAIN(cases)
