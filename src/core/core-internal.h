@@ -89,3 +89,5 @@ int mp_study_recover(struct mp_core *core, struct mp_error *err);
 /* The environment key of a version's requirements (work.c): NULL for the base one, else
  * buf ("req-<hash>"). */
 const char *mp_core_env_key(json_t *reqs, char *buf, size_t size);
+/* The MP_SOLVER_* bits of a version's "solvers" (functions.c); 0 when none. */
+unsigned mp_core_solver_bits(json_t *ver);

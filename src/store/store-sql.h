@@ -274,6 +274,10 @@ static const char *const migrations[] = {
         "  member_id TEXT NOT NULL,"
         "  added_at BIGINT NOT NULL DEFAULT 0,"
         "  PRIMARY KEY (study_id, kind, member_id));",
+        /* 12 (solvers): the solver binaries a version's sandbox may start, a JSON list
+         * such as ["calculix", "gmsh"] (docs/functions.md, the solver environment);
+         * NULL for versions made before, which declare none. */
+        "ALTER TABLE function_versions ADD COLUMN solvers TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -284,6 +288,7 @@ static inline bool is_json_column(const char *name) {
                 "scopes", "detail",
                 "definition", "state", "outputs", /* workflows */
                 "target", "fixed", "design", /* studies, study_points */
+                "solvers", /* function_versions */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -372,6 +377,7 @@ static const struct col version_cols[] = {
         { "isolation", COL_TEXT, 0, NULL, NULL },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
         { "cache", COL_INT, 0, NULL, NULL }, /* 1: calls answered from the result cache */
+        { "solvers", COL_JSON, 0, NULL, NULL }, /* ["calculix", "gmsh"]: the solver environment */
 };
 
 static const struct col function_update_cols[] = {
@@ -540,6 +546,7 @@ static const char SQL_FUNCTION_FIND[] =
 static const char SQL_FUNCTION_LIST[] =
         "SELECT f.*, v.version, v.handler, v.requirements, v.input_schema, v.limits, v.isolation,"
         " v.cache"
+        ", v.solvers"
         " FROM functions f JOIN function_versions v"
         "   ON v.function_id = f.id AND v.version = f.latest_version"
         " WHERE f.deleted_at = 0"
