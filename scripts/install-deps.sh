@@ -9,6 +9,11 @@ what=${1:-run}
 pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3-scipy
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev
       libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates)
+# The base environment every function imports from without requirements
+# (docs/functions.md): the engineering stack beside numpy and scipy.
+pkgs+=(python3-matplotlib python3-pandas python3-sympy python3-pint python3-openpyxl)
+# The solver environment (functions declaring "solvers"): CalculiX, Gmsh, meshio.
+pkgs+=(calculix-ccx gmsh python3-gmsh python3-meshio)
 if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
@@ -16,6 +21,8 @@ if [ "$what" = test ]; then
   # The browser the dashboard's tests drive (tests/browser, through playwright-core), and
   # promtool, which checks the /metrics text and the deploy/ alert rules.
   pkgs+=(chromium prometheus)
+  # CalculiX's own test decks with their reference results (tests/integration/test_solvers.py).
+  pkgs+=(calculix-ccx-test)
 fi
 if [ "$what" = run ] || [ "$what" = test ]; then
   # The dashboard is built with Node (npm ci, vite build).
