@@ -899,12 +899,16 @@ void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccom
         uid_t owner = root_mode ? MP_SANDBOX_UID : 0;
         /* Private, size-capped /tmp and /work for this instance (one tenant, one
          * function): nothing of another instance is reachable. */
+        /* A solver instance may execute (the solver binaries and their ELF loader,
+         * see landlock_restrict): noexec keeps a file of its own, written here, from
+         * being mapped as code by that loader (`ld.so /tmp/x`). */
+        unsigned long wflags = MS_NOSUID | MS_NODEV | (l->solvers ? MS_NOEXEC : 0);
         snprintf(opts, sizeof(opts), "size=%dm,nr_inodes=65536,mode=1777", l->tmp_mb);
-        if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        if (mount("tmpfs", "/tmp", "tmpfs", wflags, opts) < 0)
                 inst_fail(errno, "sandbox: cannot mount /tmp");
         snprintf(opts, sizeof(opts), "size=%dm,nr_inodes=65536,mode=0755,uid=%u,gid=%u", l->tmp_mb, (unsigned) owner,
                  (unsigned) owner);
-        if (mount("tmpfs", MP_SANDBOX_WORKDIR, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        if (mount("tmpfs", MP_SANDBOX_WORKDIR, "tmpfs", wflags, opts) < 0)
                 inst_fail(errno, "sandbox: cannot mount " MP_SANDBOX_WORKDIR);
         if (mkdir(MP_SANDBOX_WORKDIR "/outputs", 0755) < 0 ||
             (root_mode && chown(MP_SANDBOX_WORKDIR "/outputs", MP_SANDBOX_UID, MP_SANDBOX_UID) < 0))
