@@ -25,7 +25,7 @@
 #define MP_SANDBOX_WORKDIR "/work"
 /* A zygote's cache, read-only once built (matplotlib's font list), and the private
  * matplotlib config and cache dir of every sandbox (MPLCONFIGDIR). */
-#define MP_SANDBOX_CACHEDIR "/var/cache/mecapy"
+#define MP_SANDBOX_CACHEDIR "/run/mecapy"
 #define MP_SANDBOX_MPLDIR "/tmp/matplotlib"
 
 /* ---- seccomp (exec-seccomp.c) ---- */
@@ -168,8 +168,6 @@ void mp_sandbox_instance_early(int guest_fd, int log_fd);
 /* Then, once it has its limits: private /tmp and /work, rlimits, uid 1000, no caps,
  * no_new_privs, seccomp, cwd /work. Dies on failure. */
 void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccomp *sc);
-/* The host path of a solver's binary (one MP_SOLVER_* bit), NULL when unknown. */
-const char *mp_sandbox_solver_path(unsigned bit);
 /* The environment of the interpreter, cold or zygote. */
 extern char *const mp_sandbox_env[];
 /* Is this host able to build sandboxes at all? (cheap checks, run at executor start) */

@@ -172,8 +172,7 @@ static int plan_root(struct plan *p, const struct mp_spawn *sp) {
                 /* The zygote's own cache, built once at its start (matplotlib's font
                  * list, exec-zygote.c) and then made read-only: its instances copy
                  * from it rather than rebuild it on their first plot. */
-                plan_add(p, STEP_DIR, NULL, "var");
-                plan_add(p, STEP_DIR, NULL, "var/cache");
+                plan_add(p, STEP_DIR, NULL, "run");
                 plan_add(p, STEP_DIR, NULL, MP_SANDBOX_CACHEDIR + 1);
                 s = plan_add(p, STEP_TMPFS, NULL, MP_SANDBOX_CACHEDIR + 1);
                 if (s)
@@ -755,13 +754,6 @@ unsigned mp_exec_solver_bit(const char *name) {
                 if (strcmp(solvers[i].name, name) == 0)
                         return solvers[i].bit;
         return 0;
-}
-
-const char *mp_sandbox_solver_path(unsigned bit) {
-        for (size_t i = 0; i < ELEMENTSOF(solvers); i++)
-                if (solvers[i].bit == bit)
-                        return solvers[i].path;
-        return NULL;
 }
 
 /* The ELF interpreter (PT_INTERP) of a 64-bit binary into buf: 1, 0 when it has none

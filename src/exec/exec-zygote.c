@@ -274,16 +274,20 @@ static int load_solvers_module(void) {
         return PyObject_SetAttrString(pkg, "solvers", mod);
 }
 
+#define FONT_CACHE_WAIT_MS 60000
+
 /* matplotlib's font list, built once per zygote (a scan of every font: ~1 s) into
  * MP_SANDBOX_CACHEDIR, which is then made read-only; each instance copies it into its
- * own MPLCONFIGDIR (mp_sandbox_instance_enter). A child runs the interpreter for it,
- * so matplotlib itself is not imported into the zygote (only --preload is). It runs
- * beside the preload; no user code, no input. Returns its pid, or -1. */
+ * own MPLCONFIGDIR (mp_sandbox_instance_enter). A fork of the zygote made before its
+ * interpreter starts does it with an interpreter of its own, so matplotlib itself is
+ * not imported into the zygote (only --preload is), and it runs beside the preload.
+ * No user code, no input. Returns its pid, or -1. */
 static pid_t font_cache_start(const char *python) {
-        static const char script[] = "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.font_manager\n";
-        char *argv[] = { "python3", "-I", "-B", "-c", (char *) script, NULL };
-        char *envp[] = { "HOME=/tmp", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "LC_ALL=C.UTF-8",
-                         "MPLCONFIGDIR=" MP_SANDBOX_CACHEDIR "/matplotlib", NULL };
+        static const char script[] = "import os\n"
+                                     "os.environ['MPLCONFIGDIR'] = '" MP_SANDBOX_CACHEDIR "/matplotlib'\n"
+                                     "import matplotlib\n"
+                                     "matplotlib.use('Agg')\n"
+                                     "import matplotlib.font_manager\n";
         pid_t pid = fork();
         if (pid != 0)
                 return pid;
@@ -293,13 +297,23 @@ static pid_t font_cache_start(const char *python) {
         /* Not the zygote's control socket or signalfd. */
         (void) syscall(SYS_close_range, 3, ~0U, 0);
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        execve(python, argv, envp);
-        _exit(127);
+        if (py_init(python) < 0)
+                _exit(127);
+        _exit(PyRun_SimpleString(script) == 0 ? 0 : 1);
 }
 
 static void font_cache_finish(pid_t pid) {
-        if (pid > 0)
-                (void) waitpid(pid, NULL, 0);
+        /* At most FONT_CACHE_WAIT_MS more: a scan that hangs must not keep the zygote
+         * from serving (its instances then build their own). */
+        for (int waited = 0; pid > 0 && waitpid(pid, NULL, WNOHANG) == 0; waited += 10) {
+                if (waited >= FONT_CACHE_WAIT_MS) {
+                        zlog("mecapy-zygote: matplotlib's font list took too long; instances build their own");
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        break;
+                }
+                usleep(10000);
+        }
         /* Read-only from now on, whatever the child left: an instance (root of this
          * user namespace until it drops to uid 1000) never writes it. */
         if (mount(NULL, MP_SANDBOX_CACHEDIR, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
