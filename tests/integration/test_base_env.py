@@ -166,3 +166,24 @@ def test_font_cache_is_not_rebuilt_per_call(api, fname):
         t = api.execute("alice", g["id"], {}, wait=60, timeout=120)
         assert t["status"] == "completed", t
         assert t["result"]["before"] and t["result"]["after"] == t["result"]["before"], t["result"]
+
+
+MESHIO = """\
+import meshio
+import numpy as np
+
+def main() -> dict:
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    mesh = meshio.Mesh(points, [("tetra", np.array([[0, 1, 2, 3]]))],
+                       point_data={"u": np.array([0.0, 0.1, 0.2, 0.3])})
+    mesh.write("outputs/tet.vtu")
+    back = meshio.read("outputs/tet.vtu")
+    return {"points": len(back.points), "cells": [c.type for c in back.cells],
+            "u": back.point_data["u"].tolist()}
+"""
+
+
+def test_meshio_writes_a_mesh_artifact(api, fname):
+    _, t = run(api, fname, MESHIO)
+    assert t["result"] == {"points": 4, "cells": ["tetra"], "u": [0.0, 0.1, 0.2, 0.3]}, t["result"]
+    assert [a["name"] for a in t["artifacts"]] == ["tet.vtu"], t["artifacts"]
