@@ -148,6 +148,10 @@ def calculix(inp_text, files=None, *, name="job", keep=("frd", "dat"), threads=1
     _check_name(name, "job name")
     if not isinstance(inp_text, str):
         raise TypeError("inp_text must be the input deck as a str")
+    exts = [str(ext).lstrip(".") for ext in keep]
+    for ext in exts:
+        if not re.match(r"^[A-Za-z0-9]{1,8}$", ext):
+            raise ValueError("keep: %r is not a file extension such as frd or dat" % ext)
     rundir = _rundir("ccx-")
     try:
         _write(os.path.join(rundir, name + ".inp"), inp_text)
@@ -164,7 +168,7 @@ def calculix(inp_text, files=None, *, name="job", keep=("frd", "dat"), threads=1
         results = {}
         for b in blocks:
             results[b["name"]] = b["rows"]
-        kept = _keep(rundir, [name + "." + ext.lstrip(".") for ext in keep])
+        kept = _keep(rundir, [name + "." + ext for ext in exts])
         frd = name + ".frd"
         return {"dat": dat, "results": results, "blocks": blocks, "frd": frd if frd in kept else None,
                 "artifacts": kept, "log": log}
