@@ -877,6 +877,88 @@ def bench_studies(R, procs, args):
         m.stop()
 
 
+IMPORT_MODULES = ("matplotlib.pyplot", "pandas")
+IMPORT_N = max(3, scaled(5))
+CCX_DECK = "/usr/share/doc/calculix-ccx-test/examples/test/achtel2.inp"
+CCX_N = max(3, scaled(10))
+
+
+def bench_imports(R, procs, args):
+    """The base environment's heavy modules that the zygote does not preload (only
+    --preload is: numpy and scipy): the first call of a fresh instance that imports one
+    (a new version each time, so a new instance), against a warm call of the same
+    version (already imported) and `python3 -c "import X"` in the same run. Then the
+    solver environment: a warm call that runs CalculiX on a small deck of its test
+    suite, against `ccx` run directly on the host."""
+    data = os.path.join(args.tmp, "data-imports")
+    m = MecaPy(procs, args.bin, data)
+    m.create_user()
+    m.start()
+    try:
+        c = HttpClient(m.port)
+        m.login(c)
+        exe = lambda fid: f"{API}/functions/{fid}/execute?wait=60"  # noqa: E731
+        src0 = read_source("import_heavy")
+        out = {}
+        for mod in IMPORT_MODULES:
+            src = src0.replace("MODULE", mod)
+            f = m.create_function(c, "bench_import_" + mod.replace(".", "_"), src)
+            first, warm, errors = [], [], 0
+            for k in range(IMPORT_N):
+                if time_left() < 30:
+                    break
+                if k:
+                    st, b = c.request("PUT", f"{API}/functions/{f['id']}",
+                                      {"code": src.replace("k + 0", f"k + {k}")}, m.auth())
+                    if st != 200:
+                        errors += 1
+                        continue
+                for bucket in (first, warm):
+                    t0 = time.perf_counter()
+                    st, b = c.request("POST", exe(f["id"]), {"inputs": {"k": 1}}, m.auth())
+                    dt = (time.perf_counter() - t0) * 1000
+                    if st == 200 and task_ok(b, lambda r, k=k: r == 1 + k):
+                        bucket.append(dt)
+                    else:
+                        errors += 1
+            ref = time_cmd([PY, "-c", f"import {mod}"], 3)
+            out[mod] = {"first_call_p50_ms": r3(pct(first, 50)), "warm_call_p50_ms": r3(pct(warm, 50)),
+                        "python_import_ms": r3(statistics.median(ref)), "n": len(first), "errors": errors,
+                        "first_call_samples_ms": [r3(x) for x in first]}
+            log(f"  import {mod}: first call p50 {out[mod]['first_call_p50_ms']} ms, warm "
+                f"{out[mod]['warm_call_p50_ms']} ms, python3 -c import {out[mod]['python_import_ms']} ms")
+        R["first_import"] = out
+
+        if shutil.which("ccx") and os.path.exists(CCX_DECK) and time_left() > 30:
+            with open(CCX_DECK) as fh:
+                deck = fh.read()
+            f = m.create_function(c, "bench_ccx", read_source("ccx_deck"), solvers=["calculix"])
+
+            def ccx_check(i, status, payload):
+                return status == 200 and task_ok(payload, lambda r: isinstance(r, int) and r > 0)
+
+            log(f"solver: up to {CCX_N} warm calls running ccx on {os.path.basename(CCX_DECK)}")
+            R["ccx_warm"] = latency_loop(c, "POST", lambda i: exe(f["id"]), lambda i: {"inputs": {"deck": deck}},
+                                         m.auth(), ccx_check, CCX_N, 30 * SCALE, warmup=1)
+            wd = os.path.join(args.tmp, "ccx-direct")
+            os.makedirs(wd, exist_ok=True)
+            shutil.copyfile(CCX_DECK, os.path.join(wd, "bench.inp"))
+            direct = []
+            for _ in range(CCX_N):
+                t0 = time.perf_counter()
+                subprocess.run(["ccx", "-i", "bench"], cwd=wd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+                direct.append((time.perf_counter() - t0) * 1000)
+            R["ccx_direct_p50_ms"] = r3(statistics.median(direct))
+            log(f"  p50 {R['ccx_warm']['p50_ms']} ms in the sandbox over HTTP; ccx directly "
+                f"{R['ccx_direct_p50_ms']} ms")
+        else:
+            note("the solver figure is not measured: calculix-ccx or calculix-ccx-test is not installed")
+        c.close()
+    finally:
+        m.stop()
+
+
 def bench_bwrap(R, procs, args):
     if not shutil.which("bwrap"):
         note("bubblewrap is not installed: bwrap peer not measured")
@@ -1047,6 +1129,9 @@ def build_results(R, machine):
         "study_submission_to_last_row_s": g("studies", "submission_to_last_row_s"),
         "study_csv_rows": g("studies", "csv_rows"),
         "study_csv_export_ms": g("studies", "csv_export_ms_median"),
+        "first_import": R.get("first_import"),
+        "ccx_warm_call_p50_ms": g("ccx_warm", "p50_ms"),
+        "ccx_direct_p50_ms": R.get("ccx_direct_p50_ms"),
         "durability": {mode: {"warm_p50_ms": g("durability", mode, "warm", "p50_ms"),
                               "warm_p99_ms": g("durability", mode, "warm", "p99_ms"),
                               "throughput_per_s": g("durability", mode, "throughput", "ok_per_s"),
@@ -1130,6 +1215,12 @@ def table(res):
          fmt(res.get("study_submission_to_last_row_s"), " s"), "<= 15 s", le(res.get("study_submission_to_last_row_s"), 15)),
         (f"study: CSV export of {fmt(res.get('study_csv_rows'))} rows", fmt(res.get("study_csv_export_ms"), " ms"),
          "<= 1000 ms", le(res.get("study_csv_export_ms"), 1000)),
+        *[(f"first import of {mod} (new instance p50 / warm p50 / python3 -c)",
+           fmt(v.get("first_call_p50_ms"), " ms") + " / " + fmt(v.get("warm_call_p50_ms"), " ms") + " / "
+           + fmt(v.get("python_import_ms"), " ms"), "-", None)
+          for mod, v in (res.get("first_import") or {}).items()],
+        ("solver: warm call running ccx (achtel2) p50 / ccx directly",
+         fmt(res.get("ccx_warm_call_p50_ms"), " ms") + " / " + fmt(res.get("ccx_direct_p50_ms"), " ms"), "-", None),
         ("disk: 4 KiB write + fdatasync p50", fmt(res.get("disk_sync_p50_ms"), " ms"), "-", None),
         ("durability full: warm p50 / p99", fmt(_get(res, "durability", "full", "warm_p50_ms"), " ms") + " / "
          + fmt(_get(res, "durability", "full", "warm_p99_ms"), " ms"), "-", None),
@@ -1188,6 +1279,7 @@ def main():
     try:
         parts = (("mecapy", bench_mecapy), ("durability", bench_durability), ("workflow", bench_workflow),
                  ("studies", bench_studies),
+                 ("imports", bench_imports),
                  ("bwrap", bench_bwrap),
                  ("fastapi", bench_fastapi), ("celery", bench_celery))
         # BENCH_PARTS=mecapy,durability runs only those parts (the others: not measured).

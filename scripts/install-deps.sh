@@ -12,6 +12,11 @@ pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3
       libgnutls28-dev)
 # The zip of GET /api/v1/me/export (core/export.c).
 pkgs+=(libarchive-dev)
+# The base environment every function imports from without requirements
+# (docs/functions.md): the engineering stack beside numpy and scipy.
+pkgs+=(python3-matplotlib python3-pandas python3-sympy python3-pint python3-openpyxl)
+# The solver environment (functions declaring "solvers"): CalculiX, Gmsh, meshio.
+pkgs+=(calculix-ccx gmsh python3-gmsh python3-meshio)
 if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
@@ -24,6 +29,8 @@ if [ "$what" = test ]; then
   # pandas, which the SDK's tests and tutorials use; venv, setuptools and wheel for the
   # tests' offline `pip install ./sdk/python` into a virtual environment.
   pkgs+=(mypy python3-pandas python3-venv python3-setuptools python3-wheel)
+  # CalculiX's own test decks with their reference results (tests/integration/test_solvers.py).
+  pkgs+=(calculix-ccx-test)
 fi
 if [ "$what" = run ] || [ "$what" = test ]; then
   # The dashboard is built with Node (npm ci, vite build).

@@ -93,3 +93,5 @@ const char *mp_core_env_key(json_t *reqs, char *buf, size_t size);
  * otherwise, as for an unknown id (tasks.c). */
 int mp_core_task_load(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                       struct mp_error *err);
+/* The MP_SOLVER_* bits of a version's "solvers" (functions.c); 0 when none. */
+unsigned mp_core_solver_bits(json_t *ver);

@@ -150,6 +150,42 @@ static json_t *read_requirements(json_t *v, struct mp_error *err) {
         return json_incref(v);
 }
 
+/* "solvers": the solver binaries the version's sandbox may start (docs/functions.md,
+ * the solver environment): a list of known names, each once, kept in this order. */
+static json_t *read_solvers(json_t *v, struct mp_error *err) {
+        size_t i;
+        json_t *item;
+        unsigned seen = 0;
+
+        if (!v || json_is_null(v))
+                return json_array();
+        if (!json_is_array(v) || json_array_size(v) > 8) {
+                mp_error_add_field(err, "solvers", "must be a list of solver names (calculix, gmsh)");
+                return NULL;
+        }
+        json_array_foreach(v, i, item) {
+                unsigned bit = mp_exec_solver_bit(json_string_value(item));
+                char path[32];
+                snprintf(path, sizeof(path), "solvers[%zu]", i);
+                if (!bit)
+                        mp_error_add_field(err, path, "is not a known solver (calculix, gmsh)");
+                else if (seen & bit)
+                        mp_error_add_field(err, path, "is named twice");
+                seen |= bit;
+        }
+        return json_incref(v);
+}
+
+unsigned mp_core_solver_bits(json_t *ver) {
+        unsigned bits = 0;
+        size_t i;
+        json_t *item;
+
+        json_array_foreach(json_object_get(ver, "solvers"), i, item)
+                bits |= mp_exec_solver_bit(json_string_value(item));
+        return bits;
+}
+
 /* Analyze the code in the sandbox: the input schema, and the problems that refuse it. */
 static int analyze(struct mp_core *core, const char *code, const char *handler,
                    json_t **ret_analysis, struct mp_error *err) {
@@ -198,7 +234,7 @@ static int analyze(struct mp_core *core, const char *code, const char *handler,
 static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t **ret,
                         struct mp_error *err) {
         const char *code = NULL, *handler = NULL, *isolation = NULL;
-        _cleanup_json_ json_t *limits = NULL, *reqs = NULL, *analysis = NULL;
+        _cleanup_json_ json_t *limits = NULL, *reqs = NULL, *analysis = NULL, *solvers = NULL;
         int r;
 
         mp_core_field_string(body, "code", !prev, MP_MAX_CODE_BYTES, &code, err);
@@ -214,6 +250,12 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
                 reqs = read_requirements(json_object_get(body, "requirements"), err);
         else
                 reqs = json_incref(json_object_get(prev, "requirements"));
+        if (json_object_get(body, "solvers") || !prev)
+                solvers = read_solvers(json_object_get(body, "solvers"), err);
+        else
+                solvers = json_incref(json_object_get(prev, "solvers"));
+        if (!solvers)
+                solvers = err->errors ? NULL : json_array(); /* a version from before solvers */
         /* "cache": true declares the version deterministic: its calls are answered from
          * the result cache (docs/functions.md#result-cache). A new version keeps the
          * previous one's setting unless the body says. */
@@ -237,6 +279,7 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
                          "requirements", reqs, "input_schema", json_object_get(analysis, "input_schema"),
                          "limits", limits, "isolation", isolation, "created_at", (json_int_t) mp_now_ms());
         json_object_set_new(*ret, "cache", json_integer(cached));
+        json_object_set(*ret, "solvers", solvers);
         return 0;
 }
 
@@ -251,6 +294,8 @@ static json_t *render(json_t *fn, json_t *ver, bool with_code) {
         if (with_code)
                 json_object_set(out, "code", json_object_get(ver, "code"));
         json_object_set_new(out, "cache", json_boolean(json_integer_value(json_object_get(ver, "cache")) != 0));
+        json_t *solvers = json_object_get(ver, "solvers");
+        json_object_set_new(out, "solvers", json_is_array(solvers) ? json_incref(solvers) : json_array());
         mp_core_shape(out, fn_times, fn_drop);
         return out;
 }
@@ -427,7 +472,7 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
         if ((r = mp_core_validation_done(err, "fields")) < 0)
                 return r;
         static const char *const vkeys[] = { "code", "handler", "requirements", "limits", "isolation",
-                                             "cache", NULL };
+                                             "cache", "solvers", NULL };
         for (const char *const *k = vkeys; *k; k++)
                 if (json_object_get(body, *k))
                         new_version = true;

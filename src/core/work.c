@@ -362,6 +362,7 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
                         .cpus = (int) json_integer_value(json_object_get(lim, "cpus")),
                         .max_procs = c->max_procs,
                         .tmp_mb = c->tmp_mb,
+                        .solvers = mp_core_solver_bits(ver),
                 },
         };
         mp_debug("task started: function %s, attempt %d", fkey,

@@ -101,6 +101,10 @@ static int normalize_limits(enum mp_exec_op op, const struct mp_limits *in, stru
                 return mp_error_set(err, EINVAL, 422, "validation", "limits.cpus must be 1..%d", MP_MAX_CPUS);
         if (l.max_procs < 1 || l.max_procs > 4096)
                 return mp_error_set(err, EINVAL, 422, "validation", "limits.max_procs must be 1..4096");
+        if (l.solvers & ~MP_SOLVER_ALL)
+                return mp_error_set(err, EINVAL, 422, "validation", "limits.solvers names an unknown solver");
+        if (l.solvers && op != MP_EXEC_RUN)
+                return mp_error_set(err, EINVAL, 422, "validation", "limits.solvers is for calls only");
         if (l.tmp_mb < 1 || l.tmp_mb > MP_MAX_MEMORY_MB)
                 return mp_error_set(err, EINVAL, 422, "validation", "limits.tmp_mb must be 1..%d", MP_MAX_MEMORY_MB);
         if (op == MP_EXEC_ANALYZE) {
@@ -116,8 +120,9 @@ static int normalize_limits(enum mp_exec_op op, const struct mp_limits *in, stru
 }
 
 json_t *mp_exec_limits_json(const struct mp_limits *l) {
-        return json_pack("{s:i,s:i,s:i,s:i,s:i}", "timeout_s", l->timeout_s, "memory_mb", l->memory_mb,
-                         "cpus", l->cpus, "max_procs", l->max_procs, "tmp_mb", l->tmp_mb);
+        return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "timeout_s", l->timeout_s, "memory_mb", l->memory_mb,
+                         "cpus", l->cpus, "max_procs", l->max_procs, "tmp_mb", l->tmp_mb, "solvers",
+                         (int) l->solvers);
 }
 
 int mp_exec_limits_from_json(json_t *j, struct mp_limits *l) {
@@ -129,6 +134,7 @@ int mp_exec_limits_from_json(json_t *j, struct mp_limits *l) {
         l->cpus = (int) json_integer_value(json_object_get(j, "cpus"));
         l->max_procs = (int) json_integer_value(json_object_get(j, "max_procs"));
         l->tmp_mb = (int) json_integer_value(json_object_get(j, "tmp_mb"));
+        l->solvers = (unsigned) json_integer_value(json_object_get(j, "solvers"));
         return 0;
 }
 
@@ -488,6 +494,12 @@ static void call_start(struct loop *L, unsigned i) {
                 json_object_set_new(req, "limits", mp_exec_limits_json(&lim));
                 L->pending[i] = true;
                 mp_pool_submit(L->pool, i, TAKE_PTR(req));
+                return;
+        }
+        if (lim.solvers && L->sandbox) {
+                /* The solver environment (process creation, Landlock's execute rules)
+                 * exists in warm instances only; a cold sandbox cannot start a solver. */
+                reply_setup_error(L, i, "sandbox: solvers run in warm instances only (no warm pool here)");
                 return;
         }
 

@@ -23,15 +23,27 @@
 #define MP_SANDBOX_RANGE 65536
 /* Paths inside the sandbox. */
 #define MP_SANDBOX_WORKDIR "/work"
+/* A zygote's cache, read-only once built (matplotlib's font list), and the private
+ * matplotlib config and cache dir of every sandbox (MPLCONFIGDIR). */
+#define MP_SANDBOX_CACHEDIR "/run/mecapy"
+#define MP_SANDBOX_MPLDIR "/tmp/matplotlib"
 
 /* ---- seccomp (exec-seccomp.c) ---- */
 
 struct mp_seccomp;
-/* Build the deny-list filter once (libseccomp) and export it as BPF, so each sandbox
+/* The filter's variants: the same deny list, and for process creation and exec: */
+enum mp_seccomp_kind {
+        MP_SECCOMP_COLD,     /* a cold sandbox: no fork; execve kept (it runs the interpreter) */
+        MP_SECCOMP_INSTANCE, /* a warm instance: no fork, no execve */
+        MP_SECCOMP_SOLVER,   /* a warm instance with solvers: fork and execve (Landlock
+                              * limits what may be executed) */
+        MP_SECCOMP_KINDS,
+};
+/* Build the deny-list filters once (libseccomp) and export them as BPF, so each sandbox
  * only loads a ready program. 0 or -errno; *ret owned by the caller. */
 int mp_seccomp_build(struct mp_seccomp **ret, struct mp_error *err);
-/* In the sandbox child, after PR_SET_NO_NEW_PRIVS: install the filter. 0 or -errno. */
-int mp_seccomp_load(const struct mp_seccomp *s);
+/* In the sandbox child, after PR_SET_NO_NEW_PRIVS: install one filter. 0 or -errno. */
+int mp_seccomp_load(const struct mp_seccomp *s, enum mp_seccomp_kind kind);
 struct mp_seccomp *mp_seccomp_free(struct mp_seccomp *s);
 
 /* ---- cgroup limits (exec-cgroup.c, backends exec-cgroup-v1.c, exec-cgroup-v2.c) ---- */
@@ -181,6 +193,7 @@ struct mp_zmsg {
 /* Instance setup bytes, the first thing the executor writes on the guest socket. */
 struct mp_zsetup {
         int32_t timeout_s, memory_mb, cpus, max_procs, tmp_mb;
+        int32_t solvers; /* MP_SOLVER_* bits: the solver environment (exec-sandbox.c) */
 };
 
 /* ---- warm pool (exec-pool.c, in the executor process) ---- */

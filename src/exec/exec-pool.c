@@ -264,7 +264,7 @@ static unsigned live(const struct mp_pool *p) {
 
 static bool same_limits(const struct mp_limits *a, const struct mp_limits *b) {
         return a->timeout_s == b->timeout_s && a->memory_mb == b->memory_mb && a->cpus == b->cpus &&
-               a->max_procs == b->max_procs && a->tmp_mb == b->tmp_mb;
+               a->max_procs == b->max_procs && a->tmp_mb == b->tmp_mb && a->solvers == b->solvers;
 }
 
 /* ---------------------------------------------------------------- zygotes */
@@ -463,11 +463,17 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
 
         if (in->st == I_SPARE) {
                 _cleanup_error_ struct mp_error err = { 0 };
-                struct mp_zsetup su = { lim->timeout_s, lim->memory_mb, lim->cpus, lim->max_procs, lim->tmp_mb };
+                struct mp_zsetup su = { lim->timeout_s, lim->memory_mb, lim->cpus, lim->max_procs, lim->tmp_mb,
+                                        (int32_t) lim->solvers };
                 in->key = strdup(key);
                 in->per_call = per_call;
                 in->lim = *lim;
-                if (mp_cgroup_set_limits(&in->cg, lim, &err) < 0) {
+                /* A solver can fork: without a pids cgroup (--allow-unlimited-sandbox)
+                 * nothing would bound it (warm instances have no RLIMIT_NPROC). */
+                if (lim->solvers && !in->cg.ops)
+                        mp_error_set(&err, EPERM, 503, "sandbox",
+                                     "sandbox: solvers need the cgroup limits (this server runs without them)");
+                if (err.message[0] || mp_cgroup_set_limits(&in->cg, lim, &err) < 0) {
                         /* Never run without its limits: this call fails, the instance
                          * goes, the environment counts a failure. */
                         if (ch >= 0)

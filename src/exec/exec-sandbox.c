@@ -7,6 +7,7 @@
  * As in bubblewrap, the file system is first described as a list of steps (plan_root,
  * in the parent: it looks at the host) and then applied in the child (apply_steps), so
  * what a sandbox can see is readable in one place. Every privileged step says why. */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -167,8 +168,17 @@ static int plan_root(struct plan *p, const struct mp_spawn *sp) {
          * mount points: each instance mounts its own (mp_sandbox_instance_enter). */
         plan_add(p, STEP_DIR, NULL, "tmp");
         plan_add(p, STEP_DIR, NULL, "work");
-        if (sp->zygote_exe_fd >= 0)
+        if (sp->zygote_exe_fd >= 0) {
+                /* The zygote's own cache, built once at its start (matplotlib's font
+                 * list, exec-zygote.c) and then made read-only: its instances copy
+                 * from it rather than rebuild it on their first plot. */
+                plan_add(p, STEP_DIR, NULL, "run");
+                plan_add(p, STEP_DIR, NULL, MP_SANDBOX_CACHEDIR + 1);
+                s = plan_add(p, STEP_TMPFS, NULL, MP_SANDBOX_CACHEDIR + 1);
+                if (s)
+                        s->size_mb = 16;
                 return p->n >= MAX_STEPS ? -E2BIG : 0;
+        }
         s = plan_add(p, STEP_TMPFS, NULL, "tmp");
         if (s) {
                 s->size_mb = sp->limits.tmp_mb;
@@ -378,7 +388,10 @@ static void drop_privileges(bool root_mode, int errfd) {
 char *const mp_sandbox_env[] = {
         /* The server's environment never reaches user code: only these. */
         "HOME=/tmp", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TMPDIR=/tmp",
-        "OPENBLAS_NUM_THREADS=1", "MPLCONFIGDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1",
+        "OPENBLAS_NUM_THREADS=1", "PYTHONDONTWRITEBYTECODE=1",
+        /* matplotlib: no display, a private config and cache dir (a warm instance finds
+         * the zygote's font list copied there, mp_sandbox_instance_enter). */
+        "MPLBACKEND=Agg", "MPLCONFIGDIR=" MP_SANDBOX_MPLDIR,
         "USER=user", "LOGNAME=user",
 #if defined(__SANITIZE_ADDRESS__)
         /* Sanitizer builds (tests) run the zygote under ASan: a refused allocation must
@@ -489,7 +502,7 @@ static _noreturn_ void child_sandbox(const struct mp_spawn *sp, const struct pla
         drop_privileges(p->root_mode, errfd);
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 child_fail(errfd, errno, "sandbox: PR_SET_NO_NEW_PRIVS");
-        int r = mp_seccomp_load(sp->seccomp);
+        int r = mp_seccomp_load(sp->seccomp, MP_SECCOMP_COLD);
         if (r < 0)
                 child_fail(errfd, -r, "sandbox: cannot load the seccomp filter");
         if (chdir(MP_SANDBOX_WORKDIR) < 0)
@@ -724,34 +737,144 @@ void mp_sandbox_instance_early(int guest_fd, int log_fd) {
                         (void) close(fd);
 }
 
-/* Landlock (ABI 6, Linux 6.12): scope the instance so that it can neither reach an
- * abstract AF_UNIX socket nor signal a process created outside its own Landlock
- * domain. A second wall: each instance already has its own network namespace (hence
- * its own abstract socket namespace, mp_sandbox_instance_early) and its own pid
- * namespace. Each instance makes its own domain, so each is alone in it. A new
- * ruleset per instance (~10 µs) rather than one made by the zygote: the domain is what
- * isolates, and a domain is made by landlock_restrict_self in each instance anyway.
- * Returns the ABI or -errno; below ABI 6 (Debian 12's 6.1) nothing is done, and the
- * network namespace and the seccomp denial of bind/connect/listen and of sendto with
- * an address are the guards. */
+/* The solver environment: the binaries a function that declares "solvers" may start.
+ * Their libraries are mapped by the loader, which needs only read access (/usr is
+ * bound read-only); the loader itself is executed by the kernel and gets its own rule
+ * (elf_interp). */
+static const struct solver {
+        unsigned bit;
+        const char *name, *path;
+} solvers[] = {
+        { MP_SOLVER_CALCULIX, "calculix", "/usr/bin/ccx" },
+        { MP_SOLVER_GMSH, "gmsh", "/usr/bin/gmsh" },
+};
+
+unsigned mp_exec_solver_bit(const char *name) {
+        for (size_t i = 0; name && i < ELEMENTSOF(solvers); i++)
+                if (strcmp(solvers[i].name, name) == 0)
+                        return solvers[i].bit;
+        return 0;
+}
+
+/* The ELF interpreter (PT_INTERP) of a 64-bit binary into buf: 1, 0 when it has none
+ * (static), -errno when it is not such an ELF file (a script: its interpreter would
+ * have to be executable too, which the solver environment does not allow). */
+static int elf_interp(const char *path, char *buf, size_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        Elf64_Ehdr eh;
+        Elf64_Phdr ph;
+
+        if (fd < 0)
+                return -errno;
+        if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t) sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+            eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ph) || eh.e_phnum > 256)
+                return -ENOEXEC;
+        for (unsigned i = 0; i < eh.e_phnum; i++) {
+                if (pread(fd, &ph, sizeof(ph), (off_t) (eh.e_phoff + (Elf64_Off) i * sizeof(ph))) != (ssize_t) sizeof(ph))
+                        return -ENOEXEC;
+                if (ph.p_type != PT_INTERP)
+                        continue;
+                if (ph.p_filesz < 2 || ph.p_filesz > size ||
+                    pread(fd, buf, ph.p_filesz, (off_t) ph.p_offset) != (ssize_t) ph.p_filesz ||
+                    buf[ph.p_filesz - 1] != 0)
+                        return -ENOEXEC;
+                return 1;
+        }
+        return 0;
+}
+
+/* Landlock, in every warm instance (after no_new_privs, before seccomp):
+ *  - execution (LANDLOCK_ACCESS_FS_EXECUTE, ABI 1, Linux 5.13): handled, so that no
+ *    file can be executed but those given a rule: none at all for a plain function
+ *    (seccomp refuses execve there too), and for a function that declares solvers
+ *    their binaries and the ELF loader they name, nothing else (no /bin/sh, no
+ *    python3). Reading stays as the mount namespace makes it (read-only /usr);
+ *  - scope (ABI 6, Linux 6.12): it can neither reach an abstract AF_UNIX socket nor
+ *    signal a process created outside its own Landlock domain. A second wall: each
+ *    instance already has its own network namespace (hence its own abstract socket
+ *    namespace, mp_sandbox_instance_early) and its own pid namespace.
+ * Each instance makes its own domain (~10 us), so each is alone in it. Returns the
+ * ABI, or -errno. Without Landlock (-ENOSYS, -EOPNOTSUPP) a plain instance keeps the
+ * other guards (seccomp refuses execve and fork); a solver instance must not run:
+ * its caller fails it. no_scope: skip the scope as on a kernel older than 6.12 (the
+ * test switch MP_SANDBOX_NO_LANDLOCK_ENV). */
 #define LL_CREATE_RULESET_VERSION 1U
+#define LL_ACCESS_FS_EXECUTE 1ULL
+#define LL_RULE_PATH_BENEATH 1
 #define LL_SCOPE_ABSTRACT_UNIX_SOCKET 1ULL
 #define LL_SCOPE_SIGNAL 2ULL
-static int landlock_scope(void) {
+struct ll_path_beneath {
+        uint64_t allowed_access;
+        int32_t parent_fd;
+} __attribute__((packed));
+
+static int landlock_allow_exec(int ruleset, const char *path) {
+        struct ll_path_beneath pb = { .allowed_access = LL_ACCESS_FS_EXECUTE };
+        _cleanup_close_ int fd = open(path, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        pb.parent_fd = fd;
+        if (syscall(SYS_landlock_add_rule, ruleset, LL_RULE_PATH_BENEATH, &pb, 0U) < 0)
+                return -errno;
+        return 0;
+}
+
+static int landlock_restrict(unsigned solver_bits, bool no_scope) {
         struct {
                 uint64_t handled_access_fs, handled_access_net, scoped;
-        } attr = { .scoped = LL_SCOPE_ABSTRACT_UNIX_SOCKET | LL_SCOPE_SIGNAL };
+        } attr = { .handled_access_fs = LL_ACCESS_FS_EXECUTE };
+        char interp[PATH_MAX];
         long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
+        int r;
+
         if (abi < 0)
                 return -errno;
-        if (abi < 6)
-                return (int) abi;
+        if (abi >= 6 && !no_scope)
+                attr.scoped = LL_SCOPE_ABSTRACT_UNIX_SOCKET | LL_SCOPE_SIGNAL;
         _cleanup_close_ int fd = (int) syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0U);
         if (fd < 0)
                 return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(solvers); i++) {
+                if (!(solver_bits & solvers[i].bit))
+                        continue;
+                if ((r = landlock_allow_exec(fd, solvers[i].path)) < 0)
+                        return r;
+                r = elf_interp(solvers[i].path, interp, sizeof(interp));
+                if (r < 0)
+                        return r;
+                if (r > 0 && (r = landlock_allow_exec(fd, interp)) < 0)
+                        return r;
+        }
         if (syscall(SYS_landlock_restrict_self, fd, 0U) < 0)
                 return -errno;
         return (int) abi;
+}
+
+/* matplotlib's font list, as the zygote built it (MP_SANDBOX_CACHEDIR), into this
+ * instance's private MPLCONFIGDIR: matplotlib reads it there instead of scanning every
+ * font again (~1 s) on the instance's first plot. Best effort: without it matplotlib
+ * builds its own. The directory stays the instance's, writable (matplotlib keeps its
+ * other caches there). */
+static void copy_font_cache(uid_t owner) {
+        glob_t g = { 0 };
+
+        if (mkdir(MP_SANDBOX_MPLDIR, 0755) < 0 || chown(MP_SANDBOX_MPLDIR, owner, owner) < 0)
+                return;
+        if (glob(MP_SANDBOX_CACHEDIR "/matplotlib/fontlist-*.json", GLOB_NOSORT, NULL, &g) != 0)
+                return;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+                _cleanup_free_ char *data = NULL;
+                size_t n = 0;
+                char dest[PATH_MAX];
+                const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+                if (mp_read_file(g.gl_pathv[i], 16 << 20, &data, &n) < 0)
+                        continue;
+                snprintf(dest, sizeof(dest), MP_SANDBOX_MPLDIR "/%s", base);
+                _cleanup_close_ int fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+                if (fd < 0 || mp_write_all(fd, data, n) < 0 || fchown(fd, owner, owner) < 0)
+                        (void) unlink(dest);
+        }
+        globfree(&g);
 }
 
 void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccomp *sc) {
@@ -768,16 +891,21 @@ void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccom
         uid_t owner = root_mode ? MP_SANDBOX_UID : 0;
         /* Private, size-capped /tmp and /work for this instance (one tenant, one
          * function): nothing of another instance is reachable. */
+        /* A solver instance may execute (the solver binaries and their ELF loader,
+         * see landlock_restrict): noexec keeps a file of its own, written here, from
+         * being mapped as code by that loader (`ld.so /tmp/x`). */
+        unsigned long wflags = MS_NOSUID | MS_NODEV | (l->solvers ? MS_NOEXEC : 0);
         snprintf(opts, sizeof(opts), "size=%dm,nr_inodes=65536,mode=1777", l->tmp_mb);
-        if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        if (mount("tmpfs", "/tmp", "tmpfs", wflags, opts) < 0)
                 inst_fail(errno, "sandbox: cannot mount /tmp");
         snprintf(opts, sizeof(opts), "size=%dm,nr_inodes=65536,mode=0755,uid=%u,gid=%u", l->tmp_mb, (unsigned) owner,
                  (unsigned) owner);
-        if (mount("tmpfs", MP_SANDBOX_WORKDIR, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        if (mount("tmpfs", MP_SANDBOX_WORKDIR, "tmpfs", wflags, opts) < 0)
                 inst_fail(errno, "sandbox: cannot mount " MP_SANDBOX_WORKDIR);
         if (mkdir(MP_SANDBOX_WORKDIR "/outputs", 0755) < 0 ||
             (root_mode && chown(MP_SANDBOX_WORKDIR "/outputs", MP_SANDBOX_UID, MP_SANDBOX_UID) < 0))
                 inst_fail(errno, "sandbox: cannot create the outputs directory");
+        copy_font_cache(owner);
 
         /* RLIMIT_AS must include what the zygote already maps (numpy, scipy, OpenBLAS:
          * pitfall 11), so it is counted from the instance's size now. No RLIMIT_NPROC:
@@ -802,12 +930,15 @@ void mp_sandbox_instance_enter(const struct mp_limits *l, const struct mp_seccom
                 inst_fail(errno, "sandbox: PR_SET_NO_NEW_PRIVS");
         /* A kernel without Landlock (-ENOSYS, -EOPNOTSUPP: built without it or not
          * enabled) keeps the other guards only; any other failure is an error. The
-         * test switch (see mp_sandbox_env_for_zygote) makes this host behave as an
-         * older kernel, so that the tests prove the other guards alone. */
-        int r = getenv(MP_SANDBOX_NO_LANDLOCK_ENV) ? -EOPNOTSUPP : landlock_scope();
-        if (r < 0 && r != -ENOSYS && r != -EOPNOTSUPP)
-                inst_fail(-r, "sandbox: cannot enter the Landlock scope");
-        r = mp_seccomp_load(sc);
+         * test switch (see zygote_env) makes this host behave as a kernel older than
+         * 6.12 (no scope), so that the tests prove the other guards alone. A solver
+         * instance needs Landlock's execute rules: without them it does not run. */
+        int r = landlock_restrict(l->solvers, getenv(MP_SANDBOX_NO_LANDLOCK_ENV) != NULL);
+        if (r < 0 && (l->solvers || (r != -ENOSYS && r != -EOPNOTSUPP)))
+                inst_fail(-r, l->solvers ? "sandbox: cannot limit the solver environment with Landlock (it needs "
+                                           "Linux 5.13 or later with Landlock enabled)"
+                                         : "sandbox: cannot enter the Landlock domain");
+        r = mp_seccomp_load(sc, l->solvers ? MP_SECCOMP_SOLVER : MP_SECCOMP_INSTANCE);
         if (r < 0)
                 inst_fail(-r, "sandbox: cannot load the seccomp filter");
         if (chdir(MP_SANDBOX_WORKDIR) < 0)

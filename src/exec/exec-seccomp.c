@@ -26,7 +26,7 @@
 #include "exec/exec-internal.h"
 
 struct mp_seccomp {
-        struct sock_fprog prog;
+        struct sock_fprog prog[MP_SECCOMP_KINDS];
 };
 
 /* Syscalls user code never needs, each denied with EPERM. */
@@ -42,9 +42,6 @@ static const char *const deny_eperm[] = {
          * abstract socket namespace) already; this is the second wall. User code
          * keeps socketpair(); the guest's fd 3 is connected already. */
         "bind", "connect", "listen",
-        /* process creation: a fork bomb would exhaust the pids budget (pitfall 10);
-         * clone is handled below so that threads (OpenBLAS) still work */
-        "fork", "vfork",
         /* Watches on shared files: an inotify watch on a /usr file sees every open and
          * read of it by other instances (and the host): a side channel, and a covert
          * one between two instances of one author. And an inotify instance is charged
@@ -91,19 +88,38 @@ static void ctx_releasep(scmp_filter_ctx *c) {
                 seccomp_release(*c);
 }
 
-static int add_rules(scmp_filter_ctx ctx, struct mp_error *err) {
-        int r;
+/* Process creation: a fork bomb would exhaust the pids budget (pitfall 10); clone is
+ * handled in add_rules so that threads (OpenBLAS) still work. Refused everywhere but
+ * in the solver environment. */
+static const char *const deny_process[] = { "fork", "vfork" };
+/* Executing a file: a warm instance never needs it (a cold sandbox's filter is loaded
+ * before it executes the interpreter, so it keeps execve). The solver environment
+ * keeps it, and Landlock limits it to the solver binaries (exec-sandbox.c). */
+static const char *const deny_exec[] = { "execve", "execveat" };
 
-        for (size_t i = 0; i < ELEMENTSOF(deny_eperm); i++) {
-                int nr = seccomp_syscall_resolve_name(deny_eperm[i]);
+static int deny_names(scmp_filter_ctx ctx, const char *const *names, size_t n, struct mp_error *err) {
+        for (size_t i = 0; i < n; i++) {
+                int nr = seccomp_syscall_resolve_name(names[i]);
                 if (nr == __NR_SCMP_ERROR)
                         continue; /* not on this architecture */
-                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+                int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
                 if (r < 0 && r != -EDOM) /* -EDOM: pseudo syscall not on this arch */
-                        return mp_error_set(err, -r, 500, "sandbox",
-                                            "seccomp: cannot deny %s: %s", deny_eperm[i],
+                        return mp_error_set(err, -r, 500, "sandbox", "seccomp: cannot deny %s: %s", names[i],
                                             strerror(-r));
         }
+        return 0;
+}
+
+static int add_rules(scmp_filter_ctx ctx, enum mp_seccomp_kind kind, struct mp_error *err) {
+        int r;
+
+        r = deny_names(ctx, deny_eperm, ELEMENTSOF(deny_eperm), err);
+        if (r >= 0 && kind != MP_SECCOMP_SOLVER)
+                r = deny_names(ctx, deny_process, ELEMENTSOF(deny_process), err);
+        if (r >= 0 && kind == MP_SECCOMP_INSTANCE)
+                r = deny_names(ctx, deny_exec, ELEMENTSOF(deny_exec), err);
+        if (r < 0)
+                return r;
 
         /* Sockets: only AF_UNIX (socketpair for the user's own threads); no network, not
          * even the namespace's loopback, no netlink, no packet sockets. */
@@ -129,8 +145,9 @@ static int add_rules(scmp_filter_ctx ctx, struct mp_error *err) {
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOLCK), SCMP_SYS(fcntl), 1,
                                      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, fcntl_denied[i]));
         /* clone: threads carry CLONE_THREAD; a clone without it is a new process
-         * (fork, vfork, posix_spawn). Namespace flags are refused in any case. */
-        if (r >= 0)
+         * (fork, vfork, posix_spawn), allowed in the solver environment only.
+         * Namespace flags are refused in any case. */
+        if (r >= 0 && kind != MP_SECCOMP_SOLVER)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
                                      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(clone_ns_flags); i++)
@@ -151,10 +168,9 @@ static int add_rules(scmp_filter_ctx ctx, struct mp_error *err) {
         return 0;
 }
 
-int mp_seccomp_build(struct mp_seccomp **ret, struct mp_error *err) {
+static int build_one(enum mp_seccomp_kind kind, struct sock_fprog *ret, struct mp_error *err) {
         _cleanup_(ctx_releasep) scmp_filter_ctx ctx = NULL;
         _cleanup_close_ int fd = -1;
-        _cleanup_free_ struct mp_seccomp *s = NULL;
         _cleanup_free_ char *bpf = NULL;
         off_t size;
         int r;
@@ -166,7 +182,7 @@ int mp_seccomp_build(struct mp_seccomp **ret, struct mp_error *err) {
         r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
         if (r < 0)
                 return mp_error_set(err, -r, 500, "sandbox", "seccomp: %s", strerror(-r));
-        r = add_rules(ctx, err);
+        r = add_rules(ctx, kind, err);
         if (r < 0)
                 return r;
 
@@ -187,26 +203,40 @@ int mp_seccomp_build(struct mp_seccomp **ret, struct mp_error *err) {
         if (pread(fd, bpf, (size_t) size, 0) != size)
                 return mp_error_set(err, EIO, 500, "sandbox", "seccomp: cannot read the filter back");
 
-        s = calloc(1, sizeof(*s));
-        if (!s)
-                return -ENOMEM;
-        s->prog.len = (unsigned short) (size / sizeof(struct sock_filter));
-        s->prog.filter = (struct sock_filter *) TAKE_PTR(bpf);
-        *ret = TAKE_PTR(s);
+        ret->len = (unsigned short) (size / sizeof(struct sock_filter));
+        ret->filter = (struct sock_filter *) TAKE_PTR(bpf);
         return 0;
 }
 
-int mp_seccomp_load(const struct mp_seccomp *s) {
+int mp_seccomp_build(struct mp_seccomp **ret, struct mp_error *err) {
+        struct mp_seccomp *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        for (int k = 0; k < MP_SECCOMP_KINDS; k++) {
+                int r = build_one((enum mp_seccomp_kind) k, &s->prog[k], err);
+                if (r < 0) {
+                        mp_seccomp_free(s);
+                        return r;
+                }
+        }
+        *ret = s;
+        return 0;
+}
+
+int mp_seccomp_load(const struct mp_seccomp *s, enum mp_seccomp_kind kind) {
         /* Needs PR_SET_NO_NEW_PRIVS (set by the caller) since we hold no CAP_SYS_ADMIN on
          * the host. TSYNC is pointless: the child is single-threaded here. */
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &s->prog) < 0)
+        if (kind < 0 || kind >= MP_SECCOMP_KINDS || !s->prog[kind].filter)
+                return -EINVAL;
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &s->prog[kind]) < 0)
                 return -errno;
         return 0;
 }
 
 struct mp_seccomp *mp_seccomp_free(struct mp_seccomp *s) {
         if (s) {
-                free(s->prog.filter);
+                for (int k = 0; k < MP_SECCOMP_KINDS; k++)
+                        free(s->prog[k].filter);
                 free(s);
         }
         return NULL;

@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -36,6 +37,7 @@
 #include "exec/exec-internal.h"
 
 extern const char mp_guest_py[];
+extern const char mp_guest_solvers_py[];
 
 #define CTL_FD 3
 /* Instances one zygote keeps track of; the executor's own bound is far lower. */
@@ -104,9 +106,9 @@ static _noreturn_ void instance_main(PyObject *serve, const struct mp_seccomp *s
                 _exit(0);
         struct mp_limits l = {
                 .timeout_s = su.timeout_s, .memory_mb = su.memory_mb, .cpus = su.cpus,
-                .max_procs = su.max_procs, .tmp_mb = su.tmp_mb,
+                .max_procs = su.max_procs, .tmp_mb = su.tmp_mb, .solvers = (unsigned) su.solvers,
         };
-        if (l.memory_mb < 32 || l.tmp_mb < 1 || l.cpus < 1 || l.max_procs < 1)
+        if (l.memory_mb < 32 || l.tmp_mb < 1 || l.cpus < 1 || l.max_procs < 1 || (l.solvers & ~MP_SOLVER_ALL))
                 _exit(127);
         mp_sandbox_instance_enter(&l, sc);
         PyObject *r = PyObject_CallNoArgs(serve);
@@ -241,6 +243,83 @@ static PyObject *load_guest(void) {
         return PyObject_GetAttrString(mod, "serve");
 }
 
+/* mecapy.solvers (guest/solvers.py), importable by user code: `from mecapy.solvers
+ * import calculix`. The `mecapy` package is the guest's; made here, empty, if the
+ * guest has none. 0, or -1 with a Python error set. */
+static int load_solvers_module(void) {
+        PyObject *pkg = PyImport_AddModule("mecapy"); /* borrowed; the guest's if it made one */
+        if (!pkg)
+                return -1;
+        if (!PyObject_HasAttrString(pkg, "__path__")) {
+                PyObject *path = PyList_New(0);
+                int r = path ? PyObject_SetAttrString(pkg, "__path__", path) : -1;
+                Py_XDECREF(path);
+                if (r < 0)
+                        return -1;
+        }
+        PyObject *mod = PyImport_AddModule("mecapy.solvers"); /* borrowed */
+        if (!mod)
+                return -1;
+        PyObject *d = PyModule_GetDict(mod);
+        if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0)
+                return -1;
+        PyObject *code = Py_CompileString(mp_guest_solvers_py, "<mecapy.solvers>", Py_file_input);
+        if (!code)
+                return -1;
+        PyObject *r = PyEval_EvalCode(code, d, d);
+        Py_DECREF(code);
+        if (!r)
+                return -1;
+        Py_DECREF(r);
+        return PyObject_SetAttrString(pkg, "solvers", mod);
+}
+
+#define FONT_CACHE_WAIT_MS 60000
+
+/* matplotlib's font list, built once per zygote (a scan of every font: ~1 s) into
+ * MP_SANDBOX_CACHEDIR, which is then made read-only; each instance copies it into its
+ * own MPLCONFIGDIR (mp_sandbox_instance_enter). A fork of the zygote made before its
+ * interpreter starts does it with an interpreter of its own, so matplotlib itself is
+ * not imported into the zygote (only --preload is), and it runs beside the preload.
+ * No user code, no input. Returns its pid, or -1. */
+static pid_t font_cache_start(const char *python) {
+        static const char script[] = "import os\n"
+                                     "os.environ['MPLCONFIGDIR'] = '" MP_SANDBOX_CACHEDIR "/matplotlib'\n"
+                                     "import matplotlib\n"
+                                     "matplotlib.use('Agg')\n"
+                                     "import matplotlib.font_manager\n";
+        pid_t pid = fork();
+        if (pid != 0)
+                return pid;
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+                _exit(127);
+        /* Not the zygote's control socket or signalfd. */
+        (void) syscall(SYS_close_range, 3, ~0U, 0);
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (py_init(python) < 0)
+                _exit(127);
+        _exit(PyRun_SimpleString(script) == 0 ? 0 : 1);
+}
+
+static void font_cache_finish(pid_t pid) {
+        /* At most FONT_CACHE_WAIT_MS more: a scan that hangs must not keep the zygote
+         * from serving (its instances then build their own). */
+        for (int waited = 0; pid > 0 && waitpid(pid, NULL, WNOHANG) == 0; waited += 10) {
+                if (waited >= FONT_CACHE_WAIT_MS) {
+                        zlog("mecapy-zygote: matplotlib's font list took too long; instances build their own");
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        break;
+                }
+                usleep(10000);
+        }
+        /* Read-only from now on, whatever the child left: an instance (root of this
+         * user namespace until it drops to uid 1000) never writes it. */
+        if (mount(NULL, MP_SANDBOX_CACHEDIR, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+                zlog("mecapy-zygote: cannot make %s read-only: %s", MP_SANDBOX_CACHEDIR, strerror(errno));
+}
+
 static void preload(const char *list) {
         char name[256];
         for (const char *p = list; p && *p;) {
@@ -313,14 +392,16 @@ static _noreturn_ void zygote_main(char **argv) {
                 zlog("mecapy-zygote: %s", err.message[0] ? err.message : "cannot set up");
                 _exit(1);
         }
+        pid_t fonts = font_cache_start(argv[1]);
         if (py_init(argv[1]) < 0)
                 _exit(1);
         PyObject *serve = load_guest();
-        if (!serve) {
+        if (!serve || load_solvers_module() < 0) {
                 PyErr_Print();
                 _exit(1);
         }
         preload(argv[2]);
+        font_cache_finish(fonts);
         /* Freeze what the imports made: a GC pass in an instance would otherwise touch
          * (and copy) every object of numpy and scipy (pitfall 8). Flush stdio so that no
          * buffered byte of the zygote is written again by every instance. */

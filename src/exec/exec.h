@@ -20,7 +20,18 @@ struct mp_limits {
         int cpus;       /* cgroup CPU quota where available */
         int max_procs;  /* processes and threads inside the sandbox */
         int tmp_mb;     /* size of the private /tmp and working directory */
+        /* The solver environment (warm instances only): MP_SOLVER_* bits naming the
+         * solver binaries this sandbox may start. 0: it can start no process at all
+         * and execute no file. */
+        unsigned solvers;
 };
+
+/* Solvers a function may declare ("solvers": ["calculix", "gmsh"]). */
+#define MP_SOLVER_CALCULIX 1u /* /usr/bin/ccx (calculix-ccx) */
+#define MP_SOLVER_GMSH 2u     /* /usr/bin/gmsh (python3-gmsh runs in-process, no exec) */
+#define MP_SOLVER_ALL (MP_SOLVER_CALCULIX | MP_SOLVER_GMSH)
+/* The bit of a solver name, 0 when unknown. */
+unsigned mp_exec_solver_bit(const char *name);
 
 struct mp_exec_config {
         bool sandbox;           /* false only with --no-sandbox (development, loudly logged) */

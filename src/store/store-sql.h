@@ -281,6 +281,10 @@ static const char *const migrations[] = {
         /* 10: the id of the API request that created a task, carried into the
          * worker's and the executor's log lines about it (docs/operations.md#logs) */
         "ALTER TABLE tasks ADD COLUMN request_id TEXT;",
+        /* 11: the solver binaries a version's sandbox may start, a JSON list
+         * such as ["calculix", "gmsh"] (docs/functions.md, the solver environment);
+         * NULL for versions made before, which declare none. */
+        "ALTER TABLE function_versions ADD COLUMN solvers TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -291,6 +295,7 @@ static inline bool is_json_column(const char *name) {
                 "scopes", "detail",
                 "definition", "state", "outputs", /* workflows */
                 "target", "fixed", "design", /* studies, study_points */
+                "solvers", /* function_versions */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -379,6 +384,7 @@ static const struct col version_cols[] = {
         { "isolation", COL_TEXT, 0, NULL, NULL },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
         { "cache", COL_INT, 0, NULL, NULL }, /* 1: calls answered from the result cache */
+        { "solvers", COL_JSON, 0, NULL, NULL }, /* ["calculix", "gmsh"]: the solver environment */
 };
 
 static const struct col function_update_cols[] = {
@@ -549,6 +555,7 @@ static const char SQL_FUNCTION_FIND[] =
 static const char SQL_FUNCTION_LIST[] =
         "SELECT f.*, v.version, v.handler, v.requirements, v.input_schema, v.limits, v.isolation,"
         " v.cache"
+        ", v.solvers"
         " FROM functions f JOIN function_versions v"
         "   ON v.function_id = f.id AND v.version = f.latest_version"
         " WHERE f.deleted_at = 0"

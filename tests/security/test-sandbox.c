@@ -512,7 +512,8 @@ TEST(tenants_isolated) {
         req.tenant = "bob";
         REQUIRE(mp_executor_run(executor(), &req, &r, &err) == 0);
         CHECK_INT(r.status, ==, MP_EXEC_OK);
-        CHECK_STR(dump(r.result), "{\"seen\":[\"bob\"],\"tmp\":[\"bob\"],\"work\":[\"bob\",\"outputs\"]}");
+        /* /tmp/matplotlib: the instance's own MPLCONFIGDIR, made with the instance. */
+        CHECK_STR(dump(r.result), "{\"seen\":[\"bob\"],\"tmp\":[\"bob\",\"matplotlib\"],\"work\":[\"bob\",\"outputs\"]}");
         mp_exec_result_clear(&r);
         json_decref(in);
 }

@@ -1,0 +1,3 @@
+def main(k: int) -> int:
+    import MODULE  # noqa: F401  (not preloaded: the first call of an instance imports it)
+    return k + 0
