@@ -317,7 +317,7 @@ def apt_packages(text, after):
     return [w for w in words if not w.startswith("-")]
 
 
-@check("Containerfile: build packages = the run list of scripts/install-deps.sh; runtime has the linked libraries and python3-numpy/scipy")
+@check("Containerfile: build packages = the run list of scripts/install-deps.sh; runtime has the linked libraries, python3-numpy/scipy and the base environment")
 def _containerfile():
     problems = []
     deps = (ROOT / "scripts/install-deps.sh").read_text()
@@ -329,7 +329,10 @@ def _containerfile():
     if sorted(build) != sorted(run_list):
         problems.append(f"build stage differs from install-deps.sh run: missing {sorted(set(run_list) - set(build))}, "
                         f"extra {sorted(set(build) - set(run_list))}")
-    for p in ("python3", "python3-numpy", "python3-scipy", "ca-certificates"):
+    # the base environment and the solvers: the run list's pkgs+= lines, before the test set
+    base_env = [p for line in re.findall(r"^pkgs\+=\(([^)]*)\)", deps.split('if [ "$what" = test ]')[0], re.M)
+                for p in line.split()]
+    for p in ("python3", "python3-numpy", "python3-scipy", "ca-certificates", *base_env):
         if p not in runtime:
             problems.append(f"runtime stage lacks {p}")
     for kw in ("FROM docker.io/library/debian:12 AS build", "FROM docker.io/library/debian:12-slim",
