@@ -102,3 +102,11 @@
 #define MP_DEFAULT_STUDY_CONCURRENCY 8
 #define MP_MAX_STUDY_OUTPUTS         64      /* output paths of one study */
 #define MP_MAX_STUDY_NOTES_LEN       4096
+/* Progress and live logs of a running call (events part): mecapy.progress() in the
+ * guest sends at most one update per 200 ms; the executor forwards what changed (the
+ * last progress, the logs printed since) at most once per MP_LIVE_INTERVAL_MS per call,
+ * and the worker stores each forward (one write, not synced). */
+#define MP_MAX_PROGRESS_MESSAGE      256     /* characters of a progress message */
+#define MP_MAX_PROGRESS_FRAME        2048    /* bytes of one progress frame from the guest */
+#define MP_LIVE_INTERVAL_MS          500
+#define MP_LIVE_MAX_LOG_CHUNK        (64u * 1024) /* bytes of logs in one forward; the rest next time */

@@ -488,6 +488,10 @@ TEST(guest_limits_agree) {
         CHECK(strstr(mp_guest_py, line));
         snprintf(line, sizeof(line), "MAX_ERROR_TYPE_BYTES = %d ", MP_MAX_NAME_LEN);
         CHECK(strstr(mp_guest_py, line));
+        snprintf(line, sizeof(line), "MAX_PROGRESS_MESSAGE = %d ", MP_MAX_PROGRESS_MESSAGE);
+        CHECK(strstr(mp_guest_py, line));
+        snprintf(line, sizeof(line), "MAX_PROGRESS_FRAME = %d ", MP_MAX_PROGRESS_FRAME);
+        CHECK(strstr(mp_guest_py, line));
 }
 
 static const char *estr(const struct mp_exec_result *r, const char *k) {
