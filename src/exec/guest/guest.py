@@ -28,6 +28,7 @@ import os
 import numbers
 import struct
 import sys
+import threading
 import time
 import types
 
@@ -87,11 +88,46 @@ def flush_std():
 
 # ---------------------------------------------------------------- progress and the mecapy module
 
-# The progress of the call in flight: the last value reported, whether it was sent, and
-# when the last frame went. Reset by each call.
-_progress = {"pending": None, "sent_at": -1.0}
+# The progress of the call in flight: the value the throttle holds back (None: none),
+# when the last frame went, whether a call is in flight (no frame may follow its reply),
+# and whether the flusher thread is asked to send the held value once its time comes.
+# The flusher is started at the first value held back, in the instance (never in the
+# zygote, which forks): a call that reports progress and then computes for minutes
+# without reporting more still has its last value sent within PROGRESS_INTERVAL_S.
+_progress = {"pending": None, "sent_at": -1.0, "open": False, "armed": False}
+_io = threading.Lock()          # a frame on fd 3 is written whole, by one thread
+_wake = threading.Event()
+_flusher = []
 _monotonic = time.monotonic
 _Real = numbers.Real
+
+
+def _flush_later():
+    while True:
+        _wake.wait()
+        _wake.clear()
+        delay = _progress["sent_at"] + PROGRESS_INTERVAL_S - _monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        _progress["armed"] = False  # before reading: a value held from now on re-arms
+        with _io:
+            value = _progress["pending"]
+            _progress["pending"] = None
+            if value is not None and _progress["open"]:
+                _progress["sent_at"] = _monotonic()
+                try:
+                    _send_progress(value)
+                except OSError:
+                    pass
+
+
+def _arm():
+    _progress["armed"] = True
+    if not _flusher:
+        t = threading.Thread(target=_flush_later, name="mecapy-progress", daemon=True)
+        _flusher.append(t)
+        t.start()
+    _wake.set()
 
 
 def _send_progress(value):
@@ -121,28 +157,38 @@ def progress(fraction, message=""):
         message = message[:MAX_PROGRESS_MESSAGE - 1] + "\u2026"
     now = _monotonic()
     if now - _progress["sent_at"] >= PROGRESS_INTERVAL_S:
-        _progress["sent_at"] = now
-        _progress["pending"] = None
         flush_std()  # what it printed before comes before this update
-        _send_progress((fraction, message))
+        with _io:
+            if _progress["open"]:
+                _progress["sent_at"] = now
+                _progress["pending"] = None
+                _send_progress((fraction, message))
     else:
         _progress["pending"] = (fraction, message)
+        if not _progress["armed"]:
+            _arm()
 
 
-def progress_reset():
-    _progress["pending"] = None
-    _progress["sent_at"] = -1.0
+def progress_open():
+    """A call starts: nothing held from the previous one."""
+    with _io:
+        _progress["pending"] = None
+        _progress["sent_at"] = -1.0
+        _progress["open"] = True
 
 
-def progress_flush():
-    """The update the throttle held back, before the reply."""
-    value = _progress["pending"]
-    _progress["pending"] = None
-    if value is not None:
-        try:
-            _send_progress(value)
-        except OSError:
-            pass
+def progress_close():
+    """The call's reply is next: the update the throttle held back goes first, and
+    nothing after it."""
+    with _io:
+        value = _progress["pending"]
+        _progress["pending"] = None
+        _progress["open"] = False
+        if value is not None:
+            try:
+                _send_progress(value)
+            except OSError:
+                pass
 
 
 def make_mecapy_module():
@@ -171,10 +217,11 @@ make_mecapy_module()
 
 def live_output():
     """print() reaches the log pipe at each line, not when an 8 KiB buffer fills: the
-    task's logs follow the call while it runs."""
+    task's logs follow the call while it runs. In UTF-8 whatever the locale (the zygote's
+    interpreter starts with the C locale, where print("é") would raise)."""
     for f in (sys.stdout, sys.stderr):
         try:
-            f.reconfigure(line_buffering=True)
+            f.reconfigure(encoding="utf-8", errors="backslashreplace", line_buffering=True)
         except (AttributeError, ValueError, OSError):
             pass
 
@@ -336,7 +383,7 @@ def reset_outputs(workdir):
 
 def op_run(req):
     os.chdir(req.get("workdir", "."))
-    progress_reset()
+    progress_open()
     try:
         mod = LOADED["mod"] if req.get("code") is None else load_module(req)
         if mod is None:
@@ -647,7 +694,7 @@ def handle(req):
     if LOADED["mod"] is not None:
         reply["loaded"] = True
     flush_std()
-    progress_flush()
+    progress_close()
     try:
         write_frame(reply)
     except (TypeError, ValueError) as e:
