@@ -10,8 +10,10 @@ No timing is asserted: a call that must still be running while the test looks wa
 import json
 import threading
 
+import pytest
 import requests
 
+import harness
 from harness import assert_problem, expect_status
 from test_events import read_events, stream
 
@@ -55,6 +57,10 @@ def logs_of(events):
 
 
 def test_progress_and_logs_arrive_while_the_call_runs(api, fname):
+    follow_a_waiting_call(api, fname)
+
+
+def follow_a_waiting_call(api, fname):
     f = api.create_function("alice", fname, WAITS)
     r = api.execute_raw("alice", f["id"], {"n": 3})
     expect_status(r, 202)
@@ -86,6 +92,25 @@ def test_progress_and_logs_arrive_while_the_call_runs(api, fname):
     assert "step 0" not in logs_of(rest), rest
     # The last progress is kept after the end.
     assert api.task("alice", tid)["progress"] == progress[-1]
+
+
+def test_progress_reaches_an_api_node_from_a_separate_worker(tmp_path):
+    """Scale-out: the call runs in a `mecapy worker` process; the API node (no workers of
+    its own) reads the progress and the logs from the shared store."""
+    if not harness.scaleout_requested():
+        pytest.skip("needs the scale-out backends (MECAPY_TEST_BACKENDS=scaleout, as tests/run.sh runs)")
+    stack = harness.start_stack("progress-worker", workers=0)
+    try:
+        d = tmp_path / "worker"
+        d.mkdir()
+        w = harness.Worker(d, [*stack.backends.args, "--workers", "1"])
+        w.start()
+        try:
+            follow_a_waiting_call(stack.api, harness.Api.unique("separate-worker"))
+        finally:
+            w.stop()
+    finally:
+        stack.close()
 
 
 PRINTS = '''\
