@@ -333,3 +333,49 @@ def test_streams_of_every_kind_share_the_per_user_bound(api, fname):
             resp.close()
     for ev in results:
         assert ev and ev[-1][0] == "end", ev
+
+
+# ---------------------------------------------------------------- the CLI
+
+STEPS = '''\
+import time
+from mecapy import progress
+
+def main(n: int = 4) -> dict:
+    for i in range(n):
+        print("iteration", i)
+        progress((i + 1) / n, "iteration %d" % i)
+        time.sleep(0.3)
+    return {"n": n}
+'''
+
+
+def test_cli_run_and_task_wait_print_plain_progress_lines_when_not_a_terminal(stack, tmp_path, fname):
+    """Not a terminal (captured): one plain line per progress event and the logs on
+    stderr, the result on stdout as before; the same exit codes."""
+    cfg = tmp_path / "cfg"
+    u = stack.api.users["alice"]
+    r = stack.cli("login", "--url", stack.api.base, "--email", u.email, "--password-stdin",
+                  config_dir=cfg, input=u.password + "\n")
+    assert r.returncode == 0, r.stderr
+    f = stack.api.create_function("alice", fname, STEPS)
+    r = stack.cli("run", fname, "n=4", config_dir=cfg, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"n": 4}, r.stdout
+    lines = r.stderr.splitlines()
+    assert [ln for ln in lines if ln.startswith("iteration")] == [f"iteration {i}" for i in range(4)], r.stderr
+    bars = [ln for ln in lines if ln.startswith("mecapy: progress")]
+    assert bars and bars[-1] == "mecapy: progress 100% iteration 3", r.stderr
+    assert "\r" not in r.stderr and "\x1b" not in r.stderr, "no terminal codes when not a terminal"
+    # task wait on a queued call follows it the same way; --json prints the task only.
+    t = stack.api.execute_raw("alice", f["id"], {"n": 2}).json()
+    r = stack.cli("task", "wait", t["id"], config_dir=cfg, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout) == {"n": 2}, (r.stdout, r.stderr)
+    assert "iteration 1" in r.stderr and "mecapy: progress 100% iteration 1" in r.stderr, r.stderr
+    r = stack.cli("task", "wait", t["id"], "--json", config_dir=cfg, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["progress"]["fraction"] == 1.0, r.stdout
+    # A failure keeps its exit code and its error on stderr.
+    g = stack.api.create_function("alice", fname + "-fails", "from mecapy import progress\n"
+                                  "def main() -> int:\n    progress(0.5, 'half')\n    raise ValueError('nope')\n")
+    r = stack.cli("run", g["name"], config_dir=cfg, timeout=120)
+    assert r.returncode == 1 and "ValueError: nope" in r.stderr, r.stderr
