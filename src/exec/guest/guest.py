@@ -16,7 +16,8 @@
 # top bit set (u32 0x80000000 | n, n <= MAX_PROGRESS_FRAME), then {"fraction", "message"}.
 # They come from mecapy.progress() in user code, at most one per PROGRESS_INTERVAL_S, and
 # the last one held back by that throttle is sent before the reply. What the function
-# prints goes to fds 1 and 2 (the log pipe), line by line, so the executor sees it live.
+# prints goes to fds 1 and 2 (the log pipe), flushed every PROGRESS_INTERVAL_S while the
+# call runs, so the executor sees it live.
 #
 # User code runs in this process and could rewrite anything here: the executor treats
 # the reply as untrusted and re-checks it. This file only has to be right for honest code.
@@ -25,10 +26,9 @@ import base64
 import json
 import math
 import os
-import numbers
+import _thread
 import struct
 import sys
-import threading
 import time
 import types
 
@@ -89,45 +89,40 @@ def flush_std():
 # ---------------------------------------------------------------- progress and the mecapy module
 
 # The progress of the call in flight: the value the throttle holds back (None: none),
-# when the last frame went, whether a call is in flight (no frame may follow its reply),
-# and whether the flusher thread is asked to send the held value once its time comes.
-# The flusher is started at the first value held back, in the instance (never in the
-# zygote, which forks): a call that reports progress and then computes for minutes
-# without reporting more still has its last value sent within PROGRESS_INTERVAL_S.
-_progress = {"pending": None, "sent_at": -1.0, "open": False, "armed": False}
-_io = threading.Lock()          # a frame on fd 3 is written whole, by one thread
-_wake = threading.Event()
-_flusher = []
+# when the last frame went, and whether a call is in flight (no frame may follow its
+# reply). While a call runs, a thread of the instance (started at its first call, never
+# in the zygote, which forks) ticks every PROGRESS_INTERVAL_S: it flushes what the call
+# printed (stdout stays block-buffered, so print() costs what it costs anywhere, and the
+# logs reach the executor within a tick) and sends the value held back, so a call that
+# reported progress and then computes for minutes still has its last value sent.
+# (_thread, not threading: nothing more to import on the cold path.)
+_progress = {"pending": None, "sent_at": -1.0, "open": False}
+_io = _thread.allocate_lock()    # a frame on fd 3 is written whole, by one thread
+_wake = _thread.allocate_lock()  # released when a call opens
+_wake.acquire()
+_ticker = []
 _monotonic = time.monotonic
-_Real = numbers.Real
 
 
-def _flush_later():
+def _tick_loop():
     while True:
-        _wake.wait()
-        _wake.clear()
-        delay = _progress["sent_at"] + PROGRESS_INTERVAL_S - _monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        _progress["armed"] = False  # before reading: a value held from now on re-arms
+        if not _progress["open"]:
+            _wake.acquire()  # idle between calls
+            continue
+        time.sleep(PROGRESS_INTERVAL_S)
+        if not _progress["open"]:
+            continue
+        flush_std()
         with _io:
             value = _progress["pending"]
-            _progress["pending"] = None
-            if value is not None and _progress["open"]:
-                _progress["sent_at"] = _monotonic()
+            now = _monotonic()
+            if value is not None and _progress["open"] and now - _progress["sent_at"] >= PROGRESS_INTERVAL_S:
+                _progress["pending"] = None
+                _progress["sent_at"] = now
                 try:
                     _send_progress(value)
                 except OSError:
                     pass
-
-
-def _arm():
-    _progress["armed"] = True
-    if not _flusher:
-        t = threading.Thread(target=_flush_later, name="mecapy-progress", daemon=True)
-        _flusher.append(t)
-        t.start()
-    _wake.set()
 
 
 def _send_progress(value):
@@ -145,10 +140,15 @@ def progress(fraction, message=""):
     256 characters). Cheap enough for a tight loop: at most one update leaves the sandbox
     every 0.2 s, and the last one is always delivered before the result."""
     if type(fraction) is not float:
-        if isinstance(fraction, bool) or not isinstance(fraction, _Real):
+        given, fraction = fraction, None
+        if not isinstance(given, (bool, str, bytes, bytearray, complex)):
+            try:
+                fraction = float(given)  # int, numpy numbers, Fraction, Decimal
+            except (TypeError, ValueError, OverflowError):
+                pass
+        if fraction is None:
             raise TypeError("progress(): fraction must be a number between 0 and 1, not %s"
-                            % type(fraction).__name__)
-        fraction = float(fraction)
+                            % type(given).__name__)
     if not 0.0 <= fraction <= 1.0:
         raise ValueError("progress(): fraction must be between 0 and 1, got %r" % fraction)
     if type(message) is not str:
@@ -165,16 +165,20 @@ def progress(fraction, message=""):
                 _send_progress((fraction, message))
     else:
         _progress["pending"] = (fraction, message)
-        if not _progress["armed"]:
-            _arm()
 
 
 def progress_open():
-    """A call starts: nothing held from the previous one."""
+    """A call starts: nothing held from the previous one; the ticker runs."""
     with _io:
         _progress["pending"] = None
         _progress["sent_at"] = -1.0
         _progress["open"] = True
+    if not _ticker:
+        _ticker.append(_thread.start_new_thread(_tick_loop, ()))
+    try:
+        _wake.release()
+    except RuntimeError:  # released already (the ticker has not taken it yet)
+        pass
 
 
 def progress_close():
@@ -216,12 +220,12 @@ make_mecapy_module()
 
 
 def live_output():
-    """print() reaches the log pipe at each line, not when an 8 KiB buffer fills: the
-    task's logs follow the call while it runs. In UTF-8 whatever the locale (the zygote's
-    interpreter starts with the C locale, where print("é") would raise)."""
+    """stdout and stderr in UTF-8 whatever the locale (the zygote's interpreter starts
+    with the C locale, where print("é") would raise). The ticker flushes them while a
+    call runs (see _tick_loop)."""
     for f in (sys.stdout, sys.stderr):
         try:
-            f.reconfigure(encoding="utf-8", errors="backslashreplace", line_buffering=True)
+            f.reconfigure(encoding="utf-8", errors="backslashreplace")
         except (AttributeError, ValueError, OSError):
             pass
 
