@@ -436,11 +436,12 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
         if (r < 0)
                 return r;
         bool by_owner = !strcmp(json_string_value(json_object_get(t, "owner_id")) ?: "", p->user_id);
-        fields = json_pack("{s:s,s:I,s:s,s:{s:s,s:s}}", "status", "cancelled", "finished_at",
+        fields = json_pack("{s:s,s:I,s:s,s:{s:s,s:s},s:n}", "status", "cancelled", "finished_at",
                            (json_int_t) mp_now_ms(), "error_type", "Cancelled", "error", "type",
                            "Cancelled", "message",
                            by_owner ? "the task was cancelled by its owner"
-                                    : "the task was cancelled by an admin of its company");
+                                    : "the task was cancelled by an admin of its company",
+                           "live_logs"); /* no logs of a stopped call are kept */
         r = MP_STORE(core->store)->task_finish(core->store, id, fields, err);
         if (r < 0)
                 return r;

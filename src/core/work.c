@@ -162,9 +162,9 @@ static int finish(struct mp_core *core, const char *task_id, json_t *task, json_
 
 static int fail_task(struct mp_core *core, const char *task_id, json_t *task, const char *type,
                      const char *msg, struct mp_error *err) {
-        _cleanup_json_ json_t *fields = json_pack("{s:s,s:s,s:{s:s,s:s},s:I}", "status", "failed",
+        _cleanup_json_ json_t *fields = json_pack("{s:s,s:s,s:{s:s,s:s},s:I,s:n}", "status", "failed",
                                                   "error_type", type, "error", "type", type, "message",
-                                                  msg, "finished_at", (json_int_t) mp_now_ms());
+                                                  msg, "finished_at", (json_int_t) mp_now_ms(), "live_logs");
         if (!fields)
                 return -ENOMEM;
         return finish(core, task_id, task, fields, err);
