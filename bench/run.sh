@@ -55,3 +55,5 @@ PYTHONDONTWRITEBYTECODE=1 "$PY" bench/bench.py --bin "$BUILD/mecapy" --tmp "$TMP
   --out bench/results.json &
 child=$!
 wait "$child"
+# The cost of mecapy.progress() and of the live logs in the guest (docs/benchmarks.md).
+PYTHONDONTWRITEBYTECODE=1 "$PY" bench/progress.py
