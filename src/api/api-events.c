@@ -27,7 +27,6 @@
 
 /* What a stream follows. */
 struct sse_kind {
-        const char *what;   /* "task", "workflow run", "study" */
         int64_t tick_ms;
         /* The subject as GET shows it, and whether it ended (nothing of it runs). */
         int (*get)(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
@@ -232,11 +231,11 @@ static int task_get(struct mp_core *core, const struct mp_principal *p, const ch
         return mp_core_task_get(core, p, id, ret, ret_ended, err);
 }
 
-static const struct sse_kind kind_task = { "task", MP_SSE_TICK_MS, task_get, look_task };
-static const struct sse_kind kind_run = { "workflow run", MP_SSE_TICK_MS, run_get, look_object };
+static const struct sse_kind kind_task = { MP_SSE_TICK_MS, task_get, look_task };
+static const struct sse_kind kind_run = { MP_SSE_TICK_MS, run_get, look_object };
 /* A study's counts move with each point: looked at more often, so that a progress bar
  * moves smoothly (at most 1000 / MP_SSE_STUDY_TICK_MS updates a second). */
-static const struct sse_kind kind_study = { "study", MP_SSE_STUDY_TICK_MS, study_get, look_object };
+static const struct sse_kind kind_study = { MP_SSE_STUDY_TICK_MS, study_get, look_object };
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         struct mp_sse *s = cls;

@@ -35,6 +35,19 @@ def stream(api, user, tid, **kw):
     return api.s(user).get(api.url(f"/tasks/{tid}/events"), stream=True, timeout=90, **kw)
 
 
+def read_all(streams):
+    """The events of every stream, read at once (one thread each) until each ends."""
+    results = [None] * len(streams)
+
+    def drain(i):
+        results[i] = read_events(streams[i])
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
 def test_events_follow_a_running_task_to_its_end(api, fname):
     f = api.create_function("alice", fname, "import time\ndef main(s: float = 1.5) -> dict:\n"
                             "    print('first line')\n    print('second line')\n    time.sleep(s)\n"
@@ -133,14 +146,7 @@ def test_streams_are_bounded_per_user_hold_no_thread_and_end_on_cancel(api, fnam
         # Another user is not counted with bob.
         with stream(api, "alice", "00000000-0000-0000-0000-000000000000") as other:
             assert_problem(other, 404)
-        results = [None] * len(streams)
-
-        def drain(i):
-            results[i] = read_events(streams[i])
-
-        threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
-        for t in threads:
-            t.start()
+        threads, results = read_all(streams)
         expect_status(api.post("bob", f"/tasks/{tid}/cancel"), 200)
         for t in threads:
             t.join(60)

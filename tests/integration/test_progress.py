@@ -8,14 +8,13 @@ within the log cap and leaves the server healthy.
 No timing is asserted: a call that must still be running while the test looks waits
 (sleeps) until the test cancels it, so "before the end" is an order, not a race."""
 import json
-import threading
 
 import pytest
 import requests
 
 import harness
 from harness import assert_problem, expect_status
-from test_events import read_events, stream
+from test_events import read_all, read_events, stream
 
 WAITS = '''\
 import time
@@ -319,14 +318,7 @@ def test_streams_of_every_kind_share_the_per_user_bound(api, fname):
     finally:
         expect_status(api.post("carol", f"/studies/{sid}/cancel", timeout=60), 200)
         expect_status(api.post("carol", f"/tasks/{tid}/cancel"), 200)
-        results = [None] * len(opened)
-
-        def drain(i):
-            results[i] = read_events(opened[i])
-
-        threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(opened))]
-        for th in threads:
-            th.start()
+        threads, results = read_all(opened)
         for th in threads:
             th.join(60)
         for resp in opened:
