@@ -11,24 +11,30 @@ import requests
 from harness import API, assert_problem, expect_status
 
 
-def read_events(resp, stop_after_end=True):
-    """Parse a text/event-stream into [(event, data)], until it closes."""
+def read_until(lines, want=lambda ev: False):
+    """Events from lines (one iterator over a stream's lines, read on where the last call
+    stopped) until want(events) is true, the `end` event, or the close: [(event, data)]."""
     events, name, data = [], None, []
-    for raw in resp.iter_lines(decode_unicode=True):
-        line = raw if raw is not None else ""
+    for raw in lines:
+        line = raw or ""
         if line == "":
             if name or data:
                 events.append((name or "message", "\n".join(data)))
-                if stop_after_end and name == "end":
-                    break
+                if want(events) or name == "end":
+                    return events
             name, data = None, []
         elif line.startswith(":"):
             continue
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):
-            data.append(line[5:][1:] if line[5:6] == " " else line[5:])
+            data.append(line[6:] if line[5:6] == " " else line[5:])
     return events
+
+
+def read_events(resp):
+    """Parse a text/event-stream into [(event, data)], until its end (or its close)."""
+    return read_until(resp.iter_lines(decode_unicode=True))
 
 
 def stream(api, user, tid, **kw):

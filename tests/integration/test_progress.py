@@ -14,7 +14,7 @@ import requests
 
 import harness
 from harness import assert_problem, expect_status
-from test_events import read_all, read_events, stream
+from test_events import read_all, read_events, read_until, stream
 
 WAITS = '''\
 import time
@@ -28,27 +28,6 @@ def main(n: int = 3) -> int:
     time.sleep(120)
     return n
 '''
-
-
-def read_until(lines, want=lambda ev: False):
-    """Events from lines (one iterator over the stream's lines, read on where the last
-    call stopped) until want(events) is true or the stream ends: [(event, data)]."""
-    events, name, data = [], None, []
-    for raw in lines:
-        line = raw or ""
-        if line == "":
-            if name or data:
-                events.append((name or "message", "\n".join(data)))
-                if want(events) or name == "end":
-                    return events
-            name, data = None, []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[6:] if line[5:6] == " " else line[5:])
-    return events
 
 
 def logs_of(events):
