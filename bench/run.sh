@@ -65,4 +65,6 @@ if [ -z "${BENCH_PARTS:-}" ] || [[ ",$BENCH_PARTS," == *,load,* ]]; then
   child=$!
   wait "$child" || rc=$?
 fi
+# The cost of mecapy.progress() and of the live logs in the guest (docs/benchmarks.md).
+PYTHONDONTWRITEBYTECODE=1 "$PY" bench/progress.py || rc=$?
 exit "$rc"

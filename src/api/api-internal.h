@@ -19,6 +19,7 @@
 #define MP_SSE_PER_USER 16               /* open at once per user (a 17th: 429) */
 #define MP_SSE_MAX 1024                  /* open at once on this server */
 #define MP_SSE_TICK_MS 1000              /* a stream looks at its task this often */
+#define MP_SSE_STUDY_TICK_MS 250         /* a study's stream looks this often (its counts) */
 #define MP_SSE_HEARTBEAT_MS 15000        /* a comment line when nothing else was sent */
 #define MP_SSE_BUFFER_BYTES (8u << 20)   /* the events queued at once (logs: at most 1 MiB) */
 #define MP_SSE_END_RESULT_BYTES (1u << 20) /* a larger result is left out of `end` */

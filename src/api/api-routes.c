@@ -753,6 +753,7 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("POST", "/api/v1/studies/{id}/retry", MP_SCOPE_EXECUTE, SLOW, mp_api_study_retry),
         MP_ROUTE("POST", "/api/v1/studies/{id}/members", MP_SCOPE_EXECUTE, SLOW, mp_api_study_members),
         MP_ROUTE("POST", "/api/v1/studies/{id}/cancel", MP_SCOPE_EXECUTE, SLOW, mp_api_study_cancel),
+        MP_ROUTE("GET", "/api/v1/studies/{id}/events", MP_SCOPE_TASKS_READ, 0, mp_api_study_events),
 
         /* Workflows (docs/workflows.md): definitions are read and written with the
          * functions' scopes, runs are started, retried and cancelled with "execute",
@@ -767,6 +768,7 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/workflow-runs/{id}", MP_SCOPE_TASKS_READ, 0, mp_api_workflow_run_get),
         MP_ROUTE("POST", "/api/v1/workflow-runs/{id}/retry", MP_SCOPE_EXECUTE, 0, mp_api_workflow_run_retry),
         MP_ROUTE("POST", "/api/v1/workflow-runs/{id}/cancel", MP_SCOPE_EXECUTE, 0, mp_api_workflow_run_cancel),
+        MP_ROUTE("GET", "/api/v1/workflow-runs/{id}/events", MP_SCOPE_TASKS_READ, 0, mp_api_run_events),
 
         /* The company: what it is, for any member; its members, for its admins (the
          * role rule is core's; the scope is the administration's). */

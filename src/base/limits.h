@@ -112,3 +112,11 @@
 /* GET /me/export is written to a temporary file (memory holds one object at a time)
  * and refused past this many bytes of content (413). */
 #define MP_MAX_EXPORT_BYTES          (2ull * 1024 * 1024 * 1024)
+/* Progress and live logs of a running call (events part): mecapy.progress() in the
+ * guest sends at most one update per 200 ms; the executor forwards what changed (the
+ * last progress, the logs printed since) at most once per MP_LIVE_INTERVAL_MS per call,
+ * and the worker stores each forward (one write, not synced). */
+#define MP_MAX_PROGRESS_MESSAGE      256     /* characters of a progress message */
+#define MP_MAX_PROGRESS_FRAME        2048    /* bytes of one progress frame from the guest */
+#define MP_LIVE_INTERVAL_MS          500
+#define MP_LIVE_MAX_LOG_CHUNK        (64u * 1024) /* bytes of logs in one forward; the rest next time */

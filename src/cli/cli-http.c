@@ -190,6 +190,68 @@ out:
         return r;
 }
 
+struct stream_ctx {
+        struct mp_cli *c;
+        bool (*on_data)(const char *p, size_t n, void *ctx);
+        void *ctx;
+        long status;
+};
+
+static size_t on_stream(char *p, size_t size, size_t n, void *userdata) {
+        struct stream_ctx *s = userdata;
+        if (!s->status)
+                curl_easy_getinfo(s->c->curl, CURLINFO_RESPONSE_CODE, &s->status);
+        if (s->status != 200 || !s->on_data(p, size * n, s->ctx))
+                return 0; /* stops the transfer */
+        return size * n;
+}
+
+int mp_cli_stream(struct mp_cli *c, const char *path, long timeout_s,
+                  bool (*on_data)(const char *p, size_t n, void *ctx), void *ctx, long *ret_status) {
+        _cleanup_free_ char *url = NULL, *auth = NULL;
+        struct curl_slist *headers = NULL;
+        struct stream_ctx s = { c, on_data, ctx, 0 };
+        CURLcode cr;
+
+        if (ensure_curl(c) < 0 || asprintf(&url, "%s%s", c->url, path) < 0)
+                return -ENOMEM;
+        curl_easy_reset(c->curl);
+        headers = curl_slist_append(NULL, "Accept: text/event-stream, application/problem+json");
+        if (headers && c->token) {
+                if (asprintf(&auth, "Authorization: Bearer %s", c->token) < 0)
+                        auth = NULL;
+                headers = auth ? curl_slist_append(headers, auth) : NULL;
+        }
+        if (!headers)
+                return -ENOMEM;
+        curl_easy_setopt(c->curl, CURLOPT_URL, url);
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "mecapy-cli");
+        curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, (long) MP_CLI_CONNECT_TIMEOUT_S);
+        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, timeout_s > 0 ? timeout_s : 0L);
+        /* The server sends a heartbeat every 15 s: a minute of silence is a lost link. */
+        curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_stream);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
+        cr = curl_easy_perform(c->curl);
+        if (auth)
+                explicit_bzero(auth, strlen(auth));
+        curl_slist_free_all(headers);
+        if (!s.status)
+                curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &s.status);
+        if (ret_status)
+                *ret_status = s.status;
+        if (s.status && s.status != 200)
+                return -EPROTO;
+        if (cr == CURLE_OPERATION_TIMEDOUT)
+                return -ETIMEDOUT;
+        return cr == CURLE_OK || cr == CURLE_WRITE_ERROR ? 0 : -EIO;
+}
+
 static bool is_json_type(const char *ct) {
         return ct && (strncmp(ct, "application/json", 16) == 0 ||
                       strncmp(ct, "application/problem+json", 24) == 0);

@@ -134,6 +134,13 @@ int mp_cli_request(struct mp_cli *c, const char *method, const char *path, json_
  * NULL) always gets the status, 0 on a transport error. */
 int mp_cli_api(struct mp_cli *c, const char *method, const char *path, json_t *body,
                const char *idempotency_key, int wait_s, json_t **ret, long *ret_status);
+/* GET path as a stream (server-sent events): each piece of the body goes to on_data as
+ * it arrives (returning false stops the transfer), for at most timeout_s seconds (0: no
+ * limit; a connection silent for 60 s counts as lost). 0 once the server closed it,
+ * -ETIMEDOUT, -EPROTO when the answer is not 200 (*ret_status says what it was; nothing
+ * printed), -EIO on a transport error (nothing printed). */
+int mp_cli_stream(struct mp_cli *c, const char *path, long timeout_s,
+                  bool (*on_data)(const char *p, size_t n, void *ctx), void *ctx, long *ret_status);
 /* Print a problem+json (or any error) answer to stderr. */
 void mp_cli_print_problem(const struct mp_cli_reply *r);
 /* URL-escape one path segment or query value (malloc'ed). */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli-internal.h"
 
@@ -10,7 +11,8 @@ static const char run_usage[] =
         "usage: mecapy run NAME|ID [key=value ...] [--json FILE|-] [--version N]\n"
         "                  [--timeout S] [--no-wait] [--json]\n"
         "\n"
-        "Call a function and print its result (pretty JSON on stdout; logs on stderr).\n"
+        "Call a function and print its result (pretty JSON on stdout; logs on stderr, as the\n"
+        "function prints them, and its progress: a bar on a terminal, else a line each).\n"
         "\n"
         "Inputs:\n"
         "  key=value     the value is read as JSON when it parses: L=2.5 (number), n=3\n"
@@ -41,7 +43,8 @@ static const char task_usage[] =
         "\n"
         "get      a task's status, timings, result or error\n"
         "logs     what the function printed (stdout and stderr)\n"
-        "wait     wait for the task to end and print it as run does (same exit codes)\n"
+        "wait     follow the task to its end (its logs and progress on stderr) and print\n"
+        "         it as run does (same exit codes)\n"
         "cancel   cancel a queued or running task\n"
         "ls       your tasks, newest first, one line each: id, status, function, version,\n"
         "         queued time, execution time and the error's type (S: queued, running,\n"
@@ -64,8 +67,9 @@ static int task_path(struct mp_cli *c, const char *id, const char *suffix, char 
         return 0;
 }
 
-/* Print an ended (or given-up-on) task as run does; returns the exit code. */
-static int report_task(struct mp_cli *c, json_t *task, bool gave_up) {
+/* Print an ended (or given-up-on) task as run does; returns the exit code. logs_shown:
+ * its logs went to stderr already, while it ran (follow_task). */
+static int report_task(struct mp_cli *c, json_t *task, bool gave_up, bool logs_shown) {
         const char *status = mp_cli_str(task, "status");
         const char *logs = mp_cli_str(task, "logs");
         json_t *error = json_object_get(task, "error");
@@ -75,7 +79,7 @@ static int report_task(struct mp_cli *c, json_t *task, bool gave_up) {
                 mp_cli_print_json(stdout, task);
                 return code;
         }
-        if (*logs) {
+        if (*logs && !logs_shown) {
                 fputs(logs, stderr); /* the function's own output, as it printed it */
                 if (logs[strlen(logs) - 1] != '\n')
                         fputc('\n', stderr);
@@ -133,7 +137,7 @@ static int wait_task(struct mp_cli *c, json_t **task, const char *id, long timeo
                 if (deadline) {
                         int64_t left = deadline - mp_mono_ms();
                         if (left <= 0)
-                                return report_task(c, *task, true);
+                                return report_task(c, *task, true, false);
                         wait = MP_MIN(wait, (long) ((left + 999) / 1000));
                 }
                 char suffix[32];
@@ -150,7 +154,162 @@ static int wait_task(struct mp_cli *c, json_t **task, const char *id, long timeo
                 json_decref(*task);
                 *task = next;
         }
-        return report_task(c, *task, false);
+        return report_task(c, *task, false, false);
+}
+
+/* ---- following a task's event stream (docs/api.md#task-events) ---- */
+
+#define SSE_MAX_EVENT (2u << 20) /* a log event holds at most 1 MiB of logs */
+#define BAR_WIDTH 30
+
+struct follow {
+        struct mp_buf line, data; /* the line being read, the event's data so far */
+        char event[32];
+        bool bar;                 /* draw a bar (stderr is a terminal), else plain lines */
+        bool bar_drawn;
+        double fraction;
+        char *message;
+        bool logs_shown, ended;
+        json_t *task;             /* the `end` event's task */
+};
+
+static void bar_clear(struct follow *f) {
+        if (f->bar && f->bar_drawn) {
+                fputs("\r\033[K", stderr);
+                f->bar_drawn = false;
+        }
+}
+
+static void bar_draw(struct follow *f) {
+        int fill = (int) (f->fraction * BAR_WIDTH + 0.5);
+        fputc('\r', stderr);
+        fputc('[', stderr);
+        for (int i = 0; i < BAR_WIDTH; i++)
+                fputc(i < fill ? '#' : '-', stderr);
+        fprintf(stderr, "] %3d%% ", (int) (f->fraction * 100 + 0.5));
+        mp_cli_put_safe(stderr, f->message ? f->message : "");
+        fputs("\033[K", stderr);
+        fflush(stderr);
+        f->bar_drawn = true;
+}
+
+static void on_event(struct follow *f) {
+        const char *name = f->event[0] ? f->event : "message";
+        const char *data = f->data.data ? f->data.data : "";
+
+        if (!strcmp(name, "log")) {
+                /* The function's own output, as it printed it: whole lines, the last
+                 * newline left out by the framing. */
+                bar_clear(f);
+                fwrite(data, 1, f->data.len, stderr);
+                fputc('\n', stderr);
+                f->logs_shown = true;
+                if (f->bar && f->message)
+                        bar_draw(f);
+        } else if (!strcmp(name, "progress")) {
+                _cleanup_json_ json_t *p = json_loadb(data, f->data.len, 0, NULL);
+                if (!json_is_number(json_object_get(p, "fraction")))
+                        return;
+                f->fraction = MP_MIN(MP_MAX(json_number_value(json_object_get(p, "fraction")), 0.0), 1.0);
+                free(f->message);
+                f->message = strdup(mp_cli_str(p, "message"));
+                if (f->bar)
+                        bar_draw(f);
+                else {
+                        fprintf(stderr, "mecapy: progress %3d%%%s", (int) (f->fraction * 100 + 0.5),
+                                *mp_cli_str(p, "message") ? " " : "");
+                        mp_cli_put_safe(stderr, mp_cli_str(p, "message"));
+                        fputc('\n', stderr);
+                }
+        } else if (!strcmp(name, "end")) {
+                bar_clear(f);
+                json_decref(f->task);
+                f->task = json_loadb(data, f->data.len, 0, NULL);
+                f->ended = json_is_object(f->task);
+        }
+}
+
+/* One line of the stream (without its newline). */
+static void on_line(struct follow *f, const char *p, size_t n) {
+        if (n && p[n - 1] == '\r')
+                n--;
+        if (n == 0) {
+                if (f->event[0] || f->data.len)
+                        on_event(f);
+                f->event[0] = 0;
+                f->data.len = 0;
+                return;
+        }
+        if (p[0] == ':')
+                return;
+        if (n >= 6 && !memcmp(p, "event:", 6)) {
+                size_t skip = n > 6 && p[6] == ' ' ? 7 : 6;
+                snprintf(f->event, sizeof(f->event), "%.*s", (int) (n - skip), p + skip);
+        } else if (n >= 5 && !memcmp(p, "data:", 5)) {
+                size_t skip = n > 5 && p[5] == ' ' ? 6 : 5;
+                if (f->data.len)
+                        (void) mp_buf_append(&f->data, "\n", 1);
+                (void) mp_buf_append(&f->data, p + skip, n - skip);
+        }
+}
+
+static bool on_stream_data(const char *p, size_t n, void *ctx) {
+        struct follow *f = ctx;
+        for (size_t i = 0; i < n; i++) {
+                if (p[i] != '\n') {
+                        if (mp_buf_append(&f->line, p + i, 1) < 0)
+                                return false; /* a line past any event's size: not our server */
+                        continue;
+                }
+                on_line(f, f->line.data ? f->line.data : "", f->line.len);
+                f->line.len = 0;
+                if (f->ended)
+                        return false; /* `end` is the last event: no need to wait for the close */
+        }
+        return true;
+}
+
+/* Follow the task's event stream to its end: live logs and progress on stderr, then
+ * print it as wait_task does. Falls back to the long poll when the stream cannot be
+ * followed (an older server, a lost connection). Returns the exit code. */
+static int follow_task(struct mp_cli *c, json_t **task, const char *id, long timeout_s) {
+        _cleanup_free_ char *path = NULL;
+        struct follow f = { .line = { .cap = SSE_MAX_EVENT }, .data = { .cap = SSE_MAX_EVENT } };
+        int64_t start = mp_mono_ms();
+        long status = 0;
+        int r, code;
+
+        if (c->json || ended(mp_cli_str(*task, "status")))
+                return wait_task(c, task, id, timeout_s);
+        f.bar = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && getenv("TERM") &&
+                strcmp(getenv("TERM"), "dumb") != 0;
+        if (task_path(c, id, "/events", &path) < 0)
+                return MP_CLI_EXIT_HTTP;
+        r = mp_cli_stream(c, path, timeout_s, on_stream_data, &f, &status);
+        bar_clear(&f);
+        if (f.ended) {
+                json_decref(*task);
+                *task = TAKE_PTR(f.task);
+                code = report_task(c, *task, false, f.logs_shown);
+        } else {
+                /* Timed out, or the stream stopped early: the long poll takes over, for
+                 * what is left of the time. It prints the whole logs at the end. */
+                long left = 0;
+                if (timeout_s > 0) {
+                        left = timeout_s - (long) ((mp_mono_ms() - start) / 1000);
+                        if (left <= 0 || r == -ETIMEDOUT)
+                                left = 1;
+                }
+                if (f.logs_shown && r != -ETIMEDOUT)
+                        fprintf(stderr, "mecapy: the event stream was lost; the whole logs follow "
+                                        "once the task ends\n");
+                code = wait_task(c, task, id, left);
+        }
+        mp_buf_free(&f.line);
+        mp_buf_free(&f.data);
+        free(f.message);
+        json_decref(f.task);
+        return code;
 }
 
 static int parse_timeout(const char *verb, const char *s, long *ret) {
@@ -275,7 +434,9 @@ int mp_cli_run(int argc, char **argv) {
         c.json = json;
         if (mp_cli_resolve_function(&c, pos[0], false, &fn_id) < 0)
                 goto out;
-        first_wait = no_wait ? 0 : timeout_s ? MP_MIN(timeout_s, MP_CLI_POLL_WAIT_S) : MP_CLI_POLL_WAIT_S;
+        /* Without --json the task's event stream is followed from the start (its logs
+         * and progress as they come); with --json the long poll answers. */
+        first_wait = no_wait || !json ? 0 : timeout_s ? MP_MIN(timeout_s, MP_CLI_POLL_WAIT_S) : MP_CLI_POLL_WAIT_S;
         esc = mp_cli_escape(&c, fn_id);
         if (!esc || (v ? asprintf(&path, "/api/v1/functions/%s/execute?wait=%ld&version=%ld", esc,
                                   first_wait, v)
@@ -306,7 +467,7 @@ int mp_cli_run(int argc, char **argv) {
                 code = MP_CLI_EXIT_OK;
                 goto out;
         }
-        code = wait_task(&c, &task, task_id, timeout_s);
+        code = follow_task(&c, &task, task_id, timeout_s);
 out:
         mp_cli_done(&c);
         return code;
@@ -397,7 +558,7 @@ static int task_wait(struct mp_cli *c, const char *id, long timeout_s) {
                 json_decref(t);
                 return MP_CLI_EXIT_HTTP;
         }
-        code = wait_task(c, &t, id, timeout_s);
+        code = follow_task(c, &t, id, timeout_s);
         json_decref(t);
         return code;
 }

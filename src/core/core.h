@@ -206,9 +206,14 @@ int mp_core_task_get(struct mp_core *core, const struct mp_principal *p, const c
 int mp_core_task_list(struct mp_core *core, const struct mp_principal *p,
                       const char *function_id, const char *status, const char *cursor,
                       int limit, json_t **ret, struct mp_error *err);
-/* The task's logs (whole text, malloc'ed). */
+/* The task's logs (whole text, malloc'ed); while it runs, what it printed so far. */
 int mp_core_task_logs(struct mp_core *core, const struct mp_principal *p, const char *id,
                       char **ret, size_t *ret_len, struct mp_error *err);
+/* While a task runs (events): the logs it printed after its first `after` characters
+ * (malloc'ed text in *ret, its length in bytes in *ret_len) and how many characters
+ * they hold in all (*ret_chars). The caller has checked that p may see the task. */
+int mp_core_task_live_logs(struct mp_core *core, const char *id, int64_t after, char **ret, size_t *ret_len,
+                           int64_t *ret_chars, struct mp_error *err);
 int mp_core_task_artifact(struct mp_core *core, const struct mp_principal *p, const char *id,
                           const char *name, char **ret, size_t *ret_len, struct mp_error *err);
 int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, const char *id,

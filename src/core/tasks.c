@@ -141,6 +141,10 @@ static int render_into(struct mp_core *core, json_t *t, unsigned what, struct mp
         }
         if (!json_object_get(t, "cached_from"))
                 json_object_set_new(t, "cached_from", json_null());
+        /* The last mecapy.progress() of its call ({"fraction", "message", "at"}), kept
+         * after the end; null when it never reported any. */
+        if (!json_is_object(json_object_get(t, "progress")))
+                json_object_set_new(t, "progress", json_null());
         if (!json_is_integer(json_object_get(t, "execution_ms")) ||
             !mp_core_status_ended(json_string_value(json_object_get(t, "status"))))
                 json_object_set_new(t, "execution_ms", json_null());
@@ -388,7 +392,13 @@ int mp_core_task_logs(struct mp_core *core, const struct mp_principal *p, const 
         _cleanup_json_ json_t *t = NULL;
         const char *logs;
         int r = load_task(core, p, id, &t, err);
-        if (r < 0 || (r = render_into(core, t, RENDER_LOGS, err)) < 0)
+        if (r < 0)
+                return r;
+        if (!strcmp(json_string_value(json_object_get(t, "status")) ?: "", "running")) {
+                int64_t chars;
+                return mp_core_task_live_logs(core, id, 0, ret, ret_len, &chars, err);
+        }
+        if ((r = render_into(core, t, RENDER_LOGS, err)) < 0)
                 return r;
         logs = json_string_value(json_object_get(t, "logs"));
         *ret_len = json_string_length(json_object_get(t, "logs"));
@@ -429,11 +439,12 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
         if (r < 0)
                 return r;
         bool by_owner = !strcmp(json_string_value(json_object_get(t, "owner_id")) ?: "", p->user_id);
-        fields = json_pack("{s:s,s:I,s:s,s:{s:s,s:s}}", "status", "cancelled", "finished_at",
+        fields = json_pack("{s:s,s:I,s:s,s:{s:s,s:s},s:n}", "status", "cancelled", "finished_at",
                            (json_int_t) mp_now_ms(), "error_type", "Cancelled", "error", "type",
                            "Cancelled", "message",
                            by_owner ? "the task was cancelled by its owner"
-                                    : "the task was cancelled by an admin of its company");
+                                    : "the task was cancelled by an admin of its company",
+                           "live_logs"); /* no logs of a stopped call are kept */
         r = MP_STORE(core->store)->task_finish(core->store, id, fields, err);
         if (r < 0)
                 return r;
@@ -459,4 +470,23 @@ int mp_core_task_cancel(struct mp_core *core, const struct mp_principal *p, cons
 int mp_core_task_load(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
                       struct mp_error *err) {
         return load_task(core, p, id, ret, err);
+}
+
+int mp_core_task_live_logs(struct mp_core *core, const char *id, int64_t after, char **ret, size_t *ret_len,
+                           int64_t *ret_chars, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        int r = MP_STORE(core->store)->task_live_logs(core->store, id, after, &row, err);
+        if (r < 0)
+                return r;
+        json_t *logs = json_object_get(row, "logs");
+        size_t n = json_string_length(logs);
+        char *text = malloc(n + 1);
+        if (!text)
+                return -ENOMEM;
+        memcpy(text, json_string_value(logs) ?: "", n);
+        text[n] = 0;
+        *ret = text;
+        *ret_len = n;
+        *ret_chars = json_integer_value(json_object_get(row, "chars"));
+        return 0;
 }

@@ -126,6 +126,7 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
         if ((r = keep(core, fields, "logs", key, text, text_len, logs, err)) < 0)
                 return r;
         json_object_set_new(fields, "logs_truncated", json_integer(res->logs_truncated));
+        json_object_set_new(fields, "live_logs", json_null()); /* now in logs: kept once */
 
         for (size_t i = 0; i < res->n_artifacts; i++) {
                 /* Blob keys use the index: artifact names may hold any character. */
@@ -161,9 +162,9 @@ static int finish(struct mp_core *core, const char *task_id, json_t *task, json_
 
 static int fail_task(struct mp_core *core, const char *task_id, json_t *task, const char *type,
                      const char *msg, struct mp_error *err) {
-        _cleanup_json_ json_t *fields = json_pack("{s:s,s:s,s:{s:s,s:s},s:I}", "status", "failed",
+        _cleanup_json_ json_t *fields = json_pack("{s:s,s:s,s:{s:s,s:s},s:I,s:n}", "status", "failed",
                                                   "error_type", type, "error", "type", type, "message",
-                                                  msg, "finished_at", (json_int_t) mp_now_ms());
+                                                  msg, "finished_at", (json_int_t) mp_now_ms(), "live_logs");
         if (!fields)
                 return -ENOMEM;
         return finish(core, task_id, task, fields, err);
@@ -301,6 +302,51 @@ const char *mp_core_env_key(json_t *reqs, char *buf, size_t size) {
         return env_key_of(reqs, buf, size);
 }
 
+/* Progress and live logs (docs/api.md#task-events): the executor forwards what a call
+ * reported and printed, at most once per MP_LIVE_INTERVAL_MS; each forward is one
+ * unsynced write to the task's row, where every API node reads it (so it works the same
+ * with `mecapy worker` processes on PostgreSQL and Redis). A write that fails keeps its
+ * text for the next one, so that the stored live logs stay a prefix of the final logs
+ * (streams send the rest at the end). */
+struct live_ctx {
+        struct mp_core *core;
+        const char *task_id;
+        bool first;              /* the first write of this run replaces a retry's leftovers */
+        struct mp_buf unsent;    /* sanitized text not stored yet (capped like the logs) */
+        json_t *progress;        /* the last progress not stored yet */
+};
+
+static void on_live(void *ctx, const struct mp_exec_live *live) {
+        struct live_ctx *lc = ctx;
+        _cleanup_error_ struct mp_error err = { 0 };
+
+        if (live->has_progress) {
+                char at[40];
+                mp_format_time(mp_now_ms(), at, sizeof(at));
+                json_decref(lc->progress);
+                lc->progress = json_pack("{s:f,s:s,s:s}", "fraction", live->fraction, "message",
+                                         live->message ? live->message : "", "at", at);
+        }
+        if (live->logs_len) {
+                size_t n = 0;
+                _cleanup_free_ char *text = mp_utf8_sanitize(live->logs, live->logs_len, &n);
+                if (!text || mp_buf_append(&lc->unsent, text, n) < 0)
+                        return; /* over the cap: the rest only comes with the end */
+        }
+        if (!lc->progress && lc->unsent.len == 0)
+                return;
+        int r = MP_STORE(lc->core->store)->task_live(lc->core->store, lc->task_id, lc->progress,
+                                                       lc->unsent.len ? lc->unsent.data : NULL, lc->first, &err);
+        if (r < 0) {
+                mp_debug("task %s: its progress was not stored now: %s", lc->task_id, err.message);
+                return;
+        }
+        lc->first = false;
+        lc->unsent.len = 0;
+        json_decref(lc->progress);
+        lc->progress = NULL;
+}
+
 /* Run a claimed job: 1 when its fate is settled (the task ended, or there was nothing
  * to run), -errno when it must run again later (the caller releases its job). */
 static int work_claimed(struct mp_core *core, const char *worker_id, const char *task_id,
@@ -367,7 +413,13 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
         };
         mp_debug("task started: function %s, attempt %d", fkey,
                  (int) json_integer_value(json_object_get(task, "attempts")) + 1);
+        struct live_ctx live = { .core = core, .task_id = task_id, .first = true,
+                                 .unsent = { .cap = MP_MAX_LOG_BYTES } };
+        req.on_live = on_live;
+        req.live_ctx = &live;
         r = mp_executor_run(core->executor, &req, &res, &xerr);
+        mp_buf_free(&live.unsent);
+        json_decref(live.progress);
         if (r >= 0)
                 mp_debug("task ran: %s in %lld ms", res.status == MP_EXEC_OK ? "ok" : "not ok",
                          (long long) res.wall_ms);

@@ -8,6 +8,12 @@
  *                        "artifacts":[{"name","data"(base64)}],"wall_ms","cpu_ms",
  *                        "peak_memory_kb"}  or  {"setup_error": "sentence"}
  *
+ * A request with "live": true may get, before its reply, update frames
+ * {"update":1,"progress"?:{"fraction","message"},"logs"?:base64}: what the call reported
+ * and printed since the previous one, at most one per MP_LIVE_INTERVAL_MS (the reply
+ * still carries all the logs). They start with {"update": so the server tells them
+ * from a reply without parsing the reply twice.
+ *
  * Cancels do not travel on the channels (the caller that owns a channel is blocked
  * reading its reply): one SOCK_SEQPACKET control socket, shared by every thread of the
  * server, carries {channel, call id} messages. The id is checked against the call the
@@ -32,10 +38,12 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
 #include "base/limits.h"
@@ -314,6 +322,118 @@ static json_t *capped_text(json_t *s, size_t max) {
         return json_stringn_nocheck(t, cut + (size_t) m);
 }
 
+/* ------------------------------------------------------------------ live updates */
+
+/* A progress frame's length has its top bit set: never a reply's (at most
+ * MP_MAX_FRAME_BYTES), so the two are told apart before any byte of JSON is read. */
+#define PROGRESS_FLAG 0x80000000u
+
+int mp_exec_take_frames(struct mp_buf *rep, struct mp_live *lv) {
+        size_t off = 0;
+        int r = 0;
+
+        while (rep->len - off >= 4) {
+                uint32_t len;
+                memcpy(&len, rep->data + off, 4);
+                len = le32toh(len);
+                if (!(len & PROGRESS_FLAG)) {
+                        r = len > MP_MAX_FRAME_BYTES ? -1 : rep->len - off >= 4 + (size_t) len;
+                        break;
+                }
+                len &= ~PROGRESS_FLAG;
+                if (len > MP_MAX_PROGRESS_FRAME) {
+                        r = -1;
+                        break;
+                }
+                if (rep->len - off < 4 + (size_t) len)
+                        break;
+                /* Only the last one matters: kept as text, read when it is forwarded (a
+                 * flood of frames costs a copy each, not a parse). */
+                memcpy(lv->progress, rep->data + off + 4, len);
+                lv->progress[len] = 0;
+                lv->progress_len = len;
+                lv->dirty = true;
+                off += 4 + (size_t) len;
+        }
+        if (off) {
+                memmove(rep->data, rep->data + off, rep->len - off);
+                rep->len -= off;
+                rep->data[rep->len] = 0;
+        }
+        return r;
+}
+
+/* How much of p[0..n) to send now: all but an unfinished UTF-8 sequence at its end (the
+ * bytes that would finish it may come next), so that the text made of the pieces is
+ * the text made of the whole (mp_utf8_sanitize replaces an unfinished sequence). */
+static size_t utf8_whole(const char *p, size_t n) {
+        for (size_t k = 1; k <= 3 && k <= n; k++) {
+                unsigned char c = (unsigned char) p[n - k];
+                if ((c & 0xC0) == 0x80)
+                        continue;
+                size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+                return need > k ? n - k : n;
+        }
+        return n;
+}
+
+/* The held progress frame, checked: {"fraction": 0..1, "message": at most
+ * MP_MAX_PROGRESS_MESSAGE characters}, or NULL when it is not that. */
+static json_t *progress_json(const struct mp_live *lv) {
+        _cleanup_json_ json_t *j = mp_exec_json_load(lv->progress, lv->progress_len, 1, 8, NULL);
+        json_t *f = json_object_get(j, "fraction"), *m = json_object_get(j, "message");
+        double v = json_number_value(f);
+        size_t i = 0, chars = 0, len = json_string_length(m);
+        const char *msg = m ? json_string_value(m) : "";
+
+        if (!json_is_number(f) || !(v >= 0.0 && v <= 1.0) || (m && !json_is_string(m)))
+                return NULL;
+        for (; i < len; i++)
+                if (((unsigned char) msg[i] & 0xC0) != 0x80 && ++chars > MP_MAX_PROGRESS_MESSAGE)
+                        break;
+        return json_pack("{s:f,s:s%}", "fraction", v, "message", msg, i);
+}
+
+json_t *mp_exec_live_update(struct mp_live *lv, const struct mp_buf *logs, int64_t now, bool final) {
+        size_t start = lv->logs_sent, n = 0;
+
+        if (!lv->on)
+                return NULL;
+        if (!final) {
+                if (now < lv->next_ms)
+                        return NULL;
+                lv->next_ms = now + MP_LIVE_INTERVAL_MS;
+                if (logs && logs->len > start)
+                        n = utf8_whole(logs->data + start, MP_MIN(logs->len - start, (size_t) MP_LIVE_MAX_LOG_CHUNK));
+        }
+        if (!lv->dirty && n == 0)
+                return NULL;
+        json_t *u = json_pack("{s:i}", "update", 1);
+        if (!u)
+                return NULL;
+        if (lv->dirty) {
+                json_t *p = progress_json(lv);
+                if (p)
+                        json_object_set_new(u, "progress", p);
+                lv->dirty = false;
+        }
+        if (n) {
+                json_object_set_new(u, "logs", b64_json(logs->data + start, n));
+                lv->logs_sent = start + n;
+        }
+        if (json_object_size(u) < 2) {
+                json_decref(u);
+                return NULL;
+        }
+        return u;
+}
+
+int64_t mp_exec_live_due(const struct mp_live *lv, const struct mp_buf *logs) {
+        if (!lv->on || (!lv->dirty && (!logs || logs->len <= lv->logs_sent)))
+                return -1;
+        return lv->next_ms;
+}
+
 /* ================================================================ executor side */
 
 struct call {
@@ -327,6 +447,7 @@ struct call {
         struct mp_buf rep;   /* frame from the guest */
         bool rep_complete, rep_oversize;
         struct mp_buf logs;  /* capped at MP_MAX_LOG_BYTES, the rest drained and dropped */
+        struct mp_live live; /* progress and logs forwarded while it runs */
         int64_t start_ms, deadline_ms;
         bool timed_out, killed, cancelled;
         struct mp_cgroup cg;
@@ -414,6 +535,28 @@ static void pool_reply(void *ctx, unsigned ch, json_t *reply) {
                 channel_reply(L, ch, reply);
         else
                 reply_setup_error(L, ch, "executor: out of memory building the reply");
+}
+
+/* A running call's live update (mp_pool_live_fn, and the cold calls'). Never blocks
+ * the executor on a server thread that is slow to read (it stores each update before
+ * it reads on): an update is sent only when the channel holds nothing unread; the final
+ * one (a progress frame, before the reply) always. */
+static void channel_live(void *ctx, unsigned ch, struct mp_live *lv, const struct mp_buf *logs, int64_t now,
+                         bool final) {
+        struct loop *L = ctx;
+        int queued = 0;
+
+        if (!lv->on || L->chan[ch] < 0)
+                return;
+        if (!final && mp_exec_live_due(lv, logs) > now)
+                return;
+        if (!final && ioctl(L->chan[ch], SIOCOUTQ, &queued) == 0 && queued > 0) {
+                lv->next_ms = now + MP_LIVE_INTERVAL_MS;
+                return;
+        }
+        _cleanup_json_ json_t *u = mp_exec_live_update(lv, logs, now, final);
+        if (u)
+                channel_reply(L, ch, u);
 }
 
 int mp_pollset_add(struct mp_pollset *ps, int fd, short events, void *tag) {
@@ -508,7 +651,9 @@ static void call_start(struct loop *L, unsigned i) {
         c->op = eop;
         c->limits = lim;
         c->logs.cap = MP_MAX_LOG_BYTES;
+        c->live.on = eop == MP_EXEC_RUN && json_is_true(json_object_get(req, "live"));
         c->start_ms = mp_mono_ms();
+        c->live.next_ms = c->start_ms + MP_LIVE_INTERVAL_MS;
         c->deadline_ms = c->start_ms + (int64_t) lim.timeout_s * 1000;
 
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
@@ -619,18 +764,14 @@ static void guest_io(struct call *c, short revents) {
                         c->rep_oversize = true;
                         break;
                 }
-                if (c->rep.len >= 4) {
-                        uint32_t len;
-                        memcpy(&len, c->rep.data, 4);
-                        len = le32toh(len);
-                        if (len > MP_MAX_FRAME_BYTES) {
-                                c->rep_oversize = true;
-                                break;
-                        }
-                        if (c->rep.len >= 4 + (size_t) len) {
-                                c->rep_complete = true;
-                                break;
-                        }
+                int f = mp_exec_take_frames(&c->rep, &c->live);
+                if (f < 0) {
+                        c->rep_oversize = true;
+                        break;
+                }
+                if (f > 0) {
+                        c->rep_complete = true;
+                        break;
                 }
         }
         if ((c->rep_complete || c->rep_oversize) && !c->killed) {
@@ -863,6 +1004,8 @@ static void call_finish(struct loop *L, unsigned i) {
                               ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 + ru.ru_stime.tv_sec * 1000 +
                                       ru.ru_stime.tv_usec / 1000,
                               peak_kb);
+        if (!c->cancelled)
+                channel_live(L, i, &c->live, NULL, mp_mono_ms(), true);
         call_release(L, c);
         if (!reply)
                 reply_setup_error(L, i, "executor: out of memory building the reply");
@@ -985,6 +1128,11 @@ static _noreturn_ void executor_main(struct loop *L) {
                                         int64_t left = MP_MAX(c->deadline_ms - now, 0);
                                         timeout = timeout < 0 ? left : MP_MIN(timeout, left);
                                 }
+                                int64_t due = mp_exec_live_due(&c->live, &c->logs);
+                                if (due >= 0 && !c->killed) {
+                                        int64_t left = MP_MAX(due - now, 0);
+                                        timeout = timeout < 0 ? left : MP_MIN(timeout, left);
+                                }
                         }
                 }
                 size_t own = ps.n;
@@ -1045,6 +1193,8 @@ static _noreturn_ void executor_main(struct loop *L) {
                                 (void) kill(c->pid, SIGKILL);
                                 c->killed = c->timed_out = true;
                         }
+                        if (c->active && !c->killed)
+                                channel_live(L, i, &c->live, &c->logs, now, false);
                 }
                 if (L->pool)
                         mp_pool_tick(L->pool, now);
@@ -1172,7 +1322,7 @@ int mp_executor_start(const struct mp_exec_config *cfg, struct mp_executor **ret
                 if (cfg->sandbox) {
                         /* Our own binary, executed again as each environment's zygote. */
                         int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-                        if (exe < 0 || mp_pool_new(cfg, python, exe, pool_reply, &L, &L.pool) < 0)
+                        if (exe < 0 || mp_pool_new(cfg, python, exe, pool_reply, channel_live, &L, &L.pool) < 0)
                                 mp_warn("exec: no warm pool (cannot open our own binary); every call runs cold");
                 }
                 for (unsigned i = 0; i < n; i++)
@@ -1316,6 +1466,29 @@ static int parse_reply(const char *frame, size_t len, struct mp_exec_result *ret
         return 0;
 }
 
+/* An update frame (mp_exec_live_update) for the request's callback. The executor is
+ * trusted, but what it forwards came from user code: the shape is checked again. */
+#define UPDATE_PREFIX "{\"update\":"
+static void deliver_update(const struct mp_exec_request *req, const char *frame, size_t len) {
+        _cleanup_json_ json_t *j = json_loadb(frame, len, JSON_ALLOW_NUL, NULL);
+        _cleanup_free_ char *logs = NULL;
+        json_t *p = json_object_get(j, "progress");
+        const char *b64 = json_string_value(json_object_get(j, "logs"));
+        struct mp_exec_live live = { 0 };
+
+        if (!req->on_live || !json_is_object(j))
+                return;
+        if (json_is_number(json_object_get(p, "fraction")) && json_is_string(json_object_get(p, "message"))) {
+                live.has_progress = true;
+                live.fraction = json_number_value(json_object_get(p, "fraction"));
+                live.message = json_string_value(json_object_get(p, "message"));
+        }
+        if (b64 && b64_decode(b64, strlen(b64), MP_LIVE_MAX_LOG_CHUNK, &logs, &live.logs_len) == 0)
+                live.logs = logs;
+        if (live.has_progress || live.logs_len)
+                req->on_live(req->live_ctx, &live);
+}
+
 int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, struct mp_exec_result *ret,
                     struct mp_error *err) {
         _cleanup_json_ json_t *j = NULL;
@@ -1352,6 +1525,8 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
                 json_object_set_new(j, "call_id", json_string(req->call_id));
         if (j && req->request_id && mp_log_id_valid(req->request_id))
                 json_object_set_new(j, "request_id", json_string(req->request_id));
+        if (j && req->op == MP_EXEC_RUN && req->on_live)
+                json_object_set_new(j, "live", json_true());
         if (j && req->op == MP_EXEC_RUN && req->function_key) {
                 if (strlen(req->function_key) > 256 || (req->tenant && strlen(req->tenant) > 256) ||
                     (req->env_key && strlen(req->env_key) > 128))
@@ -1402,8 +1577,14 @@ int mp_executor_run(struct mp_executor *ex, const struct mp_exec_request *req, s
         pthread_mutex_unlock(&ex->lock);
 
         r = send_frame(ex->fds[ch], s, strlen(s));
-        if (r >= 0)
+        while (r >= 0) {
                 r = mp_frame_read(ex->fds[ch], CHANNEL_MAX_FRAME, &reply, &rlen);
+                if (r < 0 || rlen < sizeof(UPDATE_PREFIX) - 1 ||
+                    memcmp(reply, UPDATE_PREFIX, sizeof(UPDATE_PREFIX) - 1) != 0)
+                        break;
+                deliver_update(req, reply, rlen);
+                free(TAKE_PTR(reply));
+        }
 
         pthread_mutex_lock(&ex->lock);
         ex->busy[ch] = false;

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 #include <jansson.h>
 
+#include "base/limits.h"
 #include "base/util.h"
 
 #include "base/error.h"
@@ -206,9 +207,14 @@ struct mp_pollset {
 };
 int mp_pollset_add(struct mp_pollset *ps, int fd, short events, void *tag);
 
+struct mp_live;
 typedef void (*mp_pool_reply_fn)(void *ctx, unsigned ch, json_t *reply);
+/* A running call's live update for channel ch (mp_exec_live_update; final: before its
+ * reply). The executor sends it when the channel can take it. */
+typedef void (*mp_pool_live_fn)(void *ctx, unsigned ch, struct mp_live *lv, const struct mp_buf *logs,
+                                int64_t now, bool final);
 int mp_pool_new(const struct mp_exec_config *cfg, const char *python, int exe_fd, mp_pool_reply_fn reply,
-                void *ctx, struct mp_pool **ret);
+                mp_pool_live_fn live_fn, void *ctx, struct mp_pool **ret);
 /* Take a request frame (ownership of req) read from channel ch; the reply comes
  * through the reply callback, now or later. */
 void mp_pool_submit(struct mp_pool *p, unsigned ch, json_t *req);
@@ -251,6 +257,31 @@ struct mp_outcome {
         const char *crash_note;   /* overrides the crash sentence when set */
         int timeout_s, memory_mb;
 };
+/* The live part of a call in flight (docs/architecture.md, "Progress and live logs"):
+ * what the guest reported last, and how much of its logs the server has had. Zeroed
+ * for each call. */
+struct mp_live {
+        bool on;                  /* the server asked for updates ("live" in its request) */
+        bool dirty;               /* progress holds a frame not forwarded yet */
+        char progress[MP_MAX_PROGRESS_FRAME + 1]; /* the last progress frame's text (untrusted) */
+        size_t progress_len;
+        size_t logs_sent;         /* bytes of the call's logs forwarded */
+        int64_t next_ms;          /* no forward before this (monotonic ms) */
+};
+/* Take the whole frames at the front of rep, the guest's bytes: progress frames (length
+ * with its top bit set) are cut out, the last one kept in lv; a reply frame stays.
+ * 1: rep starts with the whole reply frame (bytes after it are left where they are);
+ * 0: more bytes are needed; -1: not the guest protocol (a frame over its limit). */
+int mp_exec_take_frames(struct mp_buf *rep, struct mp_live *lv);
+/* The update due for the server, or NULL: {"update":1, "progress"?: {"fraction",
+ * "message"}, "logs"?: base64 of the logs since the last one, cut at a UTF-8 character
+ * boundary and at MP_LIVE_MAX_LOG_CHUNK}. Due when lv->on, something changed and
+ * lv->next_ms passed; final: only the held progress, whatever the time (the reply
+ * carries the logs). Advances lv. */
+json_t *mp_exec_live_update(struct mp_live *lv, const struct mp_buf *logs, int64_t now, bool final);
+/* When the next update is due (monotonic ms), or -1 when nothing waits. */
+int64_t mp_exec_live_due(const struct mp_live *lv, const struct mp_buf *logs);
+
 /* The executor's reply frame to the server for one finished call. */
 json_t *mp_exec_reply(const struct mp_outcome *o, const struct mp_buf *logs, int64_t wall_ms, int64_t cpu_ms,
                       int64_t peak_kb);

@@ -88,6 +88,7 @@ struct inst {
         /* the call in flight: ch < 0 for an internal load */
         int ch;
         struct mp_buf req, rep, logs;
+        struct mp_live live;       /* progress and logs forwarded while it runs */
         size_t req_off;
         bool rep_complete, rep_oversize, timed_out;
         bool cancelled;            /* mp_pool_cancel: killed, its reply waits for the exit */
@@ -117,6 +118,7 @@ struct mp_pool {
         char python[256], preload[512];
         int exe_fd;
         mp_pool_reply_fn reply;
+        mp_pool_live_fn live;
         void *ctx;
         struct zyg **zygs;
         size_t n_zygs;
@@ -407,6 +409,7 @@ static void end_call_buffers(struct inst *in) {
         mp_buf_free(&in->logs);
         in->req_off = 0;
         in->rep_complete = in->rep_oversize = in->timed_out = in->cancelled = false;
+        memset(&in->live, 0, sizeof(in->live));
         in->ch = -1;
 }
 
@@ -421,8 +424,10 @@ static void call_done(struct mp_pool *p, struct inst *in) {
                 json_decref(g);
         }
         bool real = in->ch >= 0;
-        if (real)
+        if (real) {
+                p->live(p->ctx, (unsigned) in->ch, &in->live, NULL, now, true);
                 p->reply(p->ctx, (unsigned) in->ch, finish_reply(p, in, false, 0, 0));
+        }
         bool complete = in->rep_complete;
         end_call_buffers(in);
         in->cpu_end_ns = cpu_ns(in->clk);
@@ -501,6 +506,9 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
         in->ch = ch;
         in->logs.cap = MP_MAX_LOG_BYTES;
         in->start_ms = mp_mono_ms();
+        memset(&in->live, 0, sizeof(in->live));
+        in->live.on = !load && json_is_true(json_object_get(req, "live"));
+        in->live.next_ms = in->start_ms + MP_LIVE_INTERVAL_MS;
         in->deadline_ms = in->start_ms + (int64_t) lim->timeout_s * 1000;
         p->last_activity = in->start_ms;
         if (!s || mp_buf_append(&in->req, &len, 4) < 0 || mp_buf_append(&in->req, s, strlen(s)) < 0) {
@@ -549,22 +557,18 @@ static void guest_io(struct mp_pool *p, struct inst *in, short revents) {
                         in->rep_oversize = in->st == I_BUSY;
                         break;
                 }
-                if (in->rep.len >= 4) {
+                int f = mp_exec_take_frames(&in->rep, &in->live);
+                if (f < 0) {
+                        in->rep_oversize = true;
+                        break;
+                }
+                if (f > 0) {
                         uint32_t len;
                         memcpy(&len, in->rep.data, 4);
-                        len = le32toh(len);
-                        if (len > MP_MAX_FRAME_BYTES) {
-                                in->rep_oversize = true;
-                                break;
-                        }
-                        if (in->rep.len == 4 + (size_t) len) {
-                                in->rep_complete = true;
-                                break;
-                        }
-                        if (in->rep.len > 4 + (size_t) len) {
-                                in->rep_oversize = true; /* bytes after the frame: forged */
-                                break;
-                        }
+                        /* bytes after the reply frame: forged */
+                        in->rep_oversize = in->rep.len > 4 + (size_t) le32toh(len);
+                        in->rep_complete = !in->rep_oversize;
+                        break;
                 }
         }
         if (in->st == I_BUSY && (in->rep_complete || in->rep_oversize)) {
@@ -916,8 +920,8 @@ static bool refill_wanted(const struct mp_pool *p) {
 
 /* ---------------------------------------------------------------- interface */
 
-int mp_pool_new(const struct mp_exec_config *cfg, const char *python, int exe_fd, mp_pool_reply_fn reply, void *ctx,
-                struct mp_pool **ret) {
+int mp_pool_new(const struct mp_exec_config *cfg, const char *python, int exe_fd, mp_pool_reply_fn reply,
+                mp_pool_live_fn live_fn, void *ctx, struct mp_pool **ret) {
         struct mp_pool *p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
@@ -933,6 +937,7 @@ int mp_pool_new(const struct mp_exec_config *cfg, const char *python, int exe_fd
         snprintf(p->preload, sizeof(p->preload), "%s", cfg->preload ? cfg->preload : "numpy,scipy,scipy.optimize");
         p->exe_fd = exe_fd;
         p->reply = reply;
+        p->live = live_fn;
         p->ctx = ctx;
         /* The base environment's zygote starts now, in the background: its imports
          * (hundreds of ms) are done before the first call arrives. */
@@ -1053,6 +1058,8 @@ void mp_pool_watch(struct mp_pool *p, struct mp_pollset *ps, int64_t now, int64_
                         (void) mp_pollset_add(ps, in->lfd, POLLIN, &in->tl);
                 if (in->st == I_BUSY && !in->killed)
                         LOWER(in->deadline_ms - now);
+                if (in->st == I_BUSY && !in->killed && mp_exec_live_due(&in->live, &in->logs) >= 0)
+                        LOWER(mp_exec_live_due(&in->live, &in->logs) - now);
                 if (in->st == I_IDLE && !in->killed)
                         LOWER(in->last_ms + p->idle_ms - now);
                 if (in->st == I_IDLE && !in->killed && in->freeze_ms)
@@ -1113,6 +1120,8 @@ void mp_pool_tick(struct mp_pool *p, int64_t now) {
                 if (in->st == I_BUSY && now >= in->deadline_ms) {
                         in->timed_out = true;
                         kill_inst(in);
+                } else if (in->st == I_BUSY && in->ch >= 0 && !in->cancelled) {
+                        p->live(p->ctx, (unsigned) in->ch, &in->live, &in->logs, now, false);
                 } else if (in->st == I_IDLE && now - in->last_ms >= p->idle_ms) {
                         kill_inst(in);
                         in->retiring = true;

@@ -59,6 +59,17 @@ enum mp_exec_op {
         MP_EXEC_ANALYZE,  /* parse only: input schema from the signature, policy check */
 };
 
+/* What a running call reported since the last update (borrowed for the callback). */
+struct mp_exec_live {
+        bool has_progress;    /* the function called mecapy.progress() */
+        double fraction;      /* 0..1 */
+        const char *message;  /* UTF-8, at most MP_MAX_PROGRESS_MESSAGE characters */
+        const char *logs;     /* bytes printed since the previous update (not NUL-terminated;
+                               * cut at a UTF-8 character boundary); the final result's logs
+                               * still hold every byte, these included */
+        size_t logs_len;
+};
+
 struct mp_exec_request {
         enum mp_exec_op op;
         const char *code;     /* the module source */
@@ -77,6 +88,11 @@ struct mp_exec_request {
         /* The API request behind the call (base/log.h), for the executor's log lines; NULL:
          * none. A value that is not a valid id is dropped. */
         const char *request_id;
+        /* Live updates (RUN only): called on mp_executor_run's thread while the call
+         * runs, at most once per MP_LIVE_INTERVAL_MS, and once more before it returns
+         * when the last progress was not passed on yet. NULL: none are sent. */
+        void (*on_live)(void *ctx, const struct mp_exec_live *live);
+        void *live_ctx;
 };
 #define MP_EXEC_CALL_ID_MAX 128
 

@@ -2521,6 +2521,7 @@ static int ops_function_list_owned(struct mp_store *s, const char *owner_id, jso
                 .task_create_cached = ops_task_create_cached,                            \
                 .task_in_study = ops_task_in_study,                                      \
                 RETENTION_OPS                                                            \
+                .task_live = ops_task_live, .task_live_logs = ops_task_live_logs,       \
         }
 
 /* Retention and deletion's operations, in one block of the table. */
@@ -2545,6 +2546,55 @@ static int ops_function_list_owned(struct mp_store *s, const char *owner_id, jso
         .workflow_run_open = ops_workflow_run_open,                                      \
         .workflow_run_find_cached = ops_workflow_run_find_cached,                        \
         .study_add_members = ops_study_add_members, .study_members = ops_study_members,
+
+/* ---- progress and live logs of a running task (events) ---- */
+
+struct task_live_args {
+        const char *id, *logs;
+        char *progress;
+        bool first;
+};
+
+static int task_live_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct task_live_args *a = ctx;
+        int r = q_exec(c, SQL_TASK_LIVE, PARAMS(PT(a->progress), PT(a->logs), PI(a->first), PT(a->id)),
+                       "storing a task's progress", err);
+        return r < 0 ? r : r > 0;
+}
+
+static int ops_task_live(struct mp_store *s, const char *id, json_t *progress, const char *logs, bool first,
+                         struct mp_error *err) {
+        _cleanup_free_ char *text = progress ? json_dumps(progress, JSON_COMPACT) : NULL;
+        struct task_live_args a = { id, logs, text, first };
+
+        if (progress && !text)
+                return -ENOMEM;
+        return s->drv->run(s, MP_RUN_WRITE | MP_RUN_LOSSY, task_live_fn, &a, err);
+}
+
+struct task_live_logs_args {
+        const char *id;
+        int64_t after;
+        json_t *row;
+};
+
+static int task_live_logs_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct task_live_logs_args *a = ctx;
+        return q_row(c, SQL_TASK_LIVE_LOGS, PARAMS(PT(a->id), PI(a->after)), &a->row, "reading a task's logs", err);
+}
+
+static int ops_task_live_logs(struct mp_store *s, const char *id, int64_t after, json_t **ret,
+                              struct mp_error *err) {
+        struct task_live_logs_args a = { id, after < 0 ? 0 : after, NULL };
+        int r = s->drv->run(s, MP_RUN_READ, task_live_logs_fn, &a, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no task with id '%s'", id ? id : "");
+        if (r < 0)
+                return r;
+        *ret = a.row;
+        return 0;
+}
 
 static const struct mp_store_ops sqlite_ops = OPS_TABLE("sqlite", ops_open_sqlite);
 static const struct mp_store_ops postgres_ops = OPS_TABLE("postgres", ops_open_postgres);

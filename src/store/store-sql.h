@@ -285,6 +285,11 @@ static const char *const migrations[] = {
          * such as ["calculix", "gmsh"] (docs/functions.md, the solver environment);
          * NULL for versions made before, which declare none. */
         "ALTER TABLE function_versions ADD COLUMN solvers TEXT;",
+        /* 12: a running task's last progress ({"fraction", "message", "at"}, kept
+         * after it ends) and the logs it printed so far (live_logs, emptied when it ends:
+         * its logs are then in logs or logs_blob, as before). */
+        "ALTER TABLE tasks ADD COLUMN progress TEXT;"
+        "ALTER TABLE tasks ADD COLUMN live_logs TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -296,6 +301,7 @@ static inline bool is_json_column(const char *name) {
                 "definition", "state", "outputs", /* workflows */
                 "target", "fixed", "design", /* studies, study_points */
                 "solvers", /* function_versions */
+                "progress", /* tasks (events) */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -488,6 +494,7 @@ static const struct col finish_cols[] = {
         { "execution_ms", COL_INT, 0, NULL, NULL },
         { "cpu_ms", COL_INT, 0, NULL, NULL },
         { "peak_memory_kb", COL_INT, 0, NULL, NULL },
+        { "live_logs", COL_TEXT, 0, NULL, NULL }, /* events: null once the logs are kept */
 };
 
 /* ---- SQL texts shared by the backends ---- */
@@ -585,7 +592,7 @@ static const char SQL_FUNCTION_DELETE[] =
         " result AS result_json, result_blob, error, error_type, error_blob, logs, logs_blob," \
         " logs_truncated, artifacts, queued_at, started_at, finished_at, execution_ms,"        \
         " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
-        " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id"
+        " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id, progress"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \
@@ -1050,3 +1057,19 @@ static const char SQL_RETENTION_COMPANY_GET[] =
         "SELECT task_retention_days FROM companies WHERE id = ?1";
 static const char SQL_RETENTION_FUNCTIONS_OWNED[] =
         "SELECT * FROM functions WHERE owner_id = ?1 ORDER BY created_at, id";
+/* ---- progress and live logs of a running task (events) ---- */
+
+/* ?1 progress (JSON text, or null: unchanged), ?2 logs to append (or null), ?3 1 for the
+ * first update of a run (a retried task starts again from nothing), ?4 the task. Only a
+ * running task: an update that crosses the end changes nothing. The CASTs give
+ * PostgreSQL the parameters' types. */
+static const char SQL_TASK_LIVE[] =
+        "UPDATE tasks SET"
+        " progress = CASE WHEN ?3 = 1 THEN CAST(?1 AS TEXT) ELSE COALESCE(CAST(?1 AS TEXT), progress) END,"
+        " live_logs = CASE WHEN ?3 = 1 OR live_logs IS NULL THEN CAST(?2 AS TEXT)"
+        "  WHEN ?2 IS NULL THEN live_logs ELSE live_logs || CAST(?2 AS TEXT) END"
+        " WHERE id = ?4 AND status = 'running'";
+/* The live logs after the first ?2 characters, and how many characters they hold. */
+static const char SQL_TASK_LIVE_LOGS[] =
+        "SELECT substr(COALESCE(live_logs, ''), CAST(?2 AS INTEGER) + 1) AS logs,"
+        " CAST(length(COALESCE(live_logs, '')) AS BIGINT) AS chars FROM tasks WHERE id = ?1";

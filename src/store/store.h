@@ -50,6 +50,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <jansson.h>
 
@@ -391,6 +392,18 @@ struct mp_store_ops {
          * rows as function_get's, without latest version fields. */
         int (*function_list_owned)(struct mp_store *s, const char *owner_id, json_t **ret,
                                    struct mp_error *err);
+        /* --- progress and live logs of a running task (events) ---
+         * tasks.progress (json: {"fraction", "message", "at"}), tasks.live_logs (text). */
+        /* While the task runs: set its progress (NULL: unchanged) and append logs (UTF-8
+         * text, NULL: none); first: this is the first update of this run, which replaces
+         * both. One write, not synced (a power cut may lose it: the end keeps the logs).
+         * 1 when stored, 0 when the task is not running. */
+        int (*task_live)(struct mp_store *s, const char *id, json_t *progress, const char *logs, bool first,
+                         struct mp_error *err);
+        /* The live logs after the first `after` characters: *ret = {"logs": text,
+         * "chars": how many characters they hold in all}. -ENOENT: no such task. */
+        int (*task_live_logs)(struct mp_store *s, const char *id, int64_t after, json_t **ret,
+                              struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

@@ -11,28 +11,47 @@ import requests
 from harness import API, assert_problem, expect_status
 
 
-def read_events(resp, stop_after_end=True):
-    """Parse a text/event-stream into [(event, data)], until it closes."""
+def read_until(lines, want=lambda ev: False):
+    """Events from lines (one iterator over a stream's lines, read on where the last call
+    stopped) until want(events) is true, the `end` event, or the close: [(event, data)]."""
     events, name, data = [], None, []
-    for raw in resp.iter_lines(decode_unicode=True):
-        line = raw if raw is not None else ""
+    for raw in lines:
+        line = raw or ""
         if line == "":
             if name or data:
                 events.append((name or "message", "\n".join(data)))
-                if stop_after_end and name == "end":
-                    break
+                if want(events) or name == "end":
+                    return events
             name, data = None, []
         elif line.startswith(":"):
             continue
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):
-            data.append(line[5:][1:] if line[5:6] == " " else line[5:])
+            data.append(line[6:] if line[5:6] == " " else line[5:])
     return events
+
+
+def read_events(resp):
+    """Parse a text/event-stream into [(event, data)], until its end (or its close)."""
+    return read_until(resp.iter_lines(decode_unicode=True))
 
 
 def stream(api, user, tid, **kw):
     return api.s(user).get(api.url(f"/tasks/{tid}/events"), stream=True, timeout=90, **kw)
+
+
+def read_all(streams):
+    """The events of every stream, read at once (one thread each) until each ends."""
+    results = [None] * len(streams)
+
+    def drain(i):
+        results[i] = read_events(streams[i])
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
+    for t in threads:
+        t.start()
+    return threads, results
 
 
 def test_events_follow_a_running_task_to_its_end(api, fname):
@@ -133,14 +152,7 @@ def test_streams_are_bounded_per_user_hold_no_thread_and_end_on_cancel(api, fnam
         # Another user is not counted with bob.
         with stream(api, "alice", "00000000-0000-0000-0000-000000000000") as other:
             assert_problem(other, 404)
-        results = [None] * len(streams)
-
-        def drain(i):
-            results[i] = read_events(streams[i])
-
-        threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(streams))]
-        for t in threads:
-            t.start()
+        threads, results = read_all(streams)
         expect_status(api.post("bob", f"/tasks/{tid}/cancel"), 200)
         for t in threads:
             t.join(60)

@@ -488,6 +488,10 @@ TEST(guest_limits_agree) {
         CHECK(strstr(mp_guest_py, line));
         snprintf(line, sizeof(line), "MAX_ERROR_TYPE_BYTES = %d ", MP_MAX_NAME_LEN);
         CHECK(strstr(mp_guest_py, line));
+        snprintf(line, sizeof(line), "MAX_PROGRESS_MESSAGE = %d ", MP_MAX_PROGRESS_MESSAGE);
+        CHECK(strstr(mp_guest_py, line));
+        snprintf(line, sizeof(line), "MAX_PROGRESS_FRAME = %d ", MP_MAX_PROGRESS_FRAME);
+        CHECK(strstr(mp_guest_py, line));
 }
 
 static const char *estr(const struct mp_exec_result *r, const char *k) {
@@ -557,6 +561,60 @@ TEST(run_error_message_capped) {
         mp_exec_result_clear(&r);
 }
 
+/* Live updates: progress and the logs printed so far reach the request's callback
+ * while the call runs (a call of 5 s, updates at most every 0.5 s), the last progress
+ * before the reply; the reply's logs are all of them, as before. */
+struct live_seen {
+        struct mp_buf logs;
+        double last;
+        char message[64];
+        int updates;
+};
+
+static void on_live(void *ctx, const struct mp_exec_live *l) {
+        struct live_seen *s = ctx;
+        s->updates++;
+        if (l->has_progress) {
+                s->last = l->fraction;
+                snprintf(s->message, sizeof(s->message), "%s", l->message);
+        }
+        (void) mp_buf_append(&s->logs, l->logs, l->logs_len);
+}
+
+TEST(run_live_progress_and_logs) {
+        struct live_seen seen = { 0 };
+        struct mp_exec_result r = { 0 };
+        struct mp_error err = { 0 };
+        static const char code[] =
+                "import time\nfrom mecapy import progress\n"
+                "def main():\n"
+                "    print('first line')\n"
+                "    progress(0.25, 'quarter')\n"
+                "    for i in range(50):\n"
+                "        time.sleep(0.1)\n"
+                "        progress(0.5, 'half')\n"
+                "    print('last line')\n"
+                "    progress(1.0, 'done')\n"
+                "    return 7\n";
+        json_t *in = json_object();
+        struct mp_exec_request req = { .op = MP_EXEC_RUN, .code = code, .handler = "main", .inputs = in,
+                                       .limits = small, .on_live = on_live, .live_ctx = &seen };
+        REQUIRE(mp_executor_run(executor(), &req, &r, &err) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_OK);
+        CHECK_INT(json_integer_value(r.result), ==, 7);
+        /* 5 s of a call that reports every 0.1 s: updates came while it ran. */
+        CHECK_INT(seen.updates, >=, 2);
+        CHECK(seen.last == 1.0);
+        CHECK_STR(seen.message, "done");
+        /* What came live is the start of the reply's logs, which hold everything. */
+        CHECK_STR(r.logs, "first line\nlast line\n");
+        CHECK(seen.logs.len <= r.logs_len && !memcmp(seen.logs.data ? seen.logs.data : "", r.logs, seen.logs.len));
+        CHECK(seen.logs.len >= strlen("first line\n"));
+        mp_exec_result_clear(&r);
+        mp_buf_free(&seen.logs);
+        json_decref(in);
+}
+
 static const struct check_case cases[] = {
         CASE(json_scan_counts),
         CASE(json_scan_bounds),
@@ -582,6 +640,7 @@ static const struct check_case cases[] = {
         CASE(analyze_hostile_nesting),
         CASE(parallel_calls),
         CASE(latency),
+        CASE(run_live_progress_and_logs),
         CASE(stop_and_dead_executor),
 };
 

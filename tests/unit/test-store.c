@@ -2569,6 +2569,71 @@ static const struct check_case pg_cases[] = {
         CASE(pg_idempotency_race),
 };
 
+/* Progress and live logs of a running task (events): stored only while it runs, logs
+ * appended and read back after a count of characters (the same on both backends, with
+ * text that is not ASCII), the first update of a run replacing a retry's leftovers,
+ * task_finish emptying the live logs and keeping the progress. */
+TEST(task_live) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f1[MP_ID_LEN + 1], t1[MP_ID_LEN + 1];
+        json_t *row = NULL, *p = json_pack("{s:f,s:s,s:s}", "fraction", 0.25, "message", "étape 1", "at",
+                                           "2026-12-07T02:00:00.000Z");
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1) == 0);
+        REQUIRE(make_task(s, t1, f1, w.u1, NULL, 100, NULL) == 0);
+        /* queued: nothing is stored */
+        CHECK_INT(ops->task_live(s, t1, p, "too early\n", true, &err), ==, 0);
+        CHECK_INT(ops->task_start(s, t1, "w1", 200, &err), ==, 1);
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        CHECK(json_is_null(json_object_get(row, "progress")));
+        json_decref(row);
+        CHECK_INT(ops->task_live(s, t1, p, "ligne é 1\n", true, &err), ==, 1);
+        CHECK_INT(ops->task_live(s, t1, NULL, "ligne € 2\n", false, &err), ==, 1);
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        CHECK(json_equal(json_object_get(row, "progress"), p));
+        CHECK(json_object_get(row, "live_logs") == NULL); /* a task row does not carry them */
+        json_decref(row);
+        CHECK_INT(ops->task_live_logs(s, t1, 0, &row, &err), ==, 0);
+        CHECK_STR(str(row, "logs"), "ligne é 1\nligne € 2\n");
+        CHECK_INT(num(row, "chars"), ==, 20);
+        json_decref(row);
+        CHECK_INT(ops->task_live_logs(s, t1, 10, &row, &err), ==, 0);
+        CHECK_STR(str(row, "logs"), "ligne € 2\n");
+        json_decref(row);
+        CHECK_INT(ops->task_live_logs(s, t1, 25, &row, &err), ==, 0);
+        CHECK_STR(str(row, "logs"), "");
+        json_decref(row);
+        CHECK_INT(ops->task_live_logs(s, "00000000-0000-0000-0000-000000000000", 0, &row, &err), ==, -ENOENT);
+        /* a run again (its worker died): the first update starts from nothing */
+        CHECK_INT(ops->task_live(s, t1, NULL, "again\n", true, &err), ==, 1);
+        CHECK_INT(ops->task_live_logs(s, t1, 0, &row, &err), ==, 0);
+        CHECK_STR(str(row, "logs"), "again\n");
+        json_decref(row);
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        CHECK(json_is_null(json_object_get(row, "progress")));
+        json_decref(row);
+        CHECK_INT(ops->task_live(s, t1, p, NULL, false, &err), ==, 1);
+        /* the end keeps the progress, empties the live logs */
+        json_t *fields = json_pack("{s:s,s:s,s:n,s:I}", "status", "completed", "logs", "again\n", "live_logs",
+                                   "finished_at", (json_int_t) 300);
+        CHECK_INT(ops->task_finish(s, t1, fields, &err), ==, 1);
+        json_decref(fields);
+        CHECK_INT(ops->task_live_logs(s, t1, 0, &row, &err), ==, 0);
+        CHECK_STR(str(row, "logs"), "");
+        CHECK_INT(num(row, "chars"), ==, 0);
+        json_decref(row);
+        CHECK_INT(ops->task_get(s, t1, &row, &err), ==, 0);
+        CHECK(json_equal(json_object_get(row, "progress"), p));
+        json_decref(row);
+        CHECK_INT(ops->task_live(s, t1, p, "late\n", false, &err), ==, 0);
+        json_decref(p);
+        done(s);
+}
+
 static const struct check_case cases[] = {
         CASE(open_bad_urls),
         CASE(identity),
@@ -2590,6 +2655,7 @@ static const struct check_case cases[] = {
         CASE(workflow_run_cache),
         CASE(studies_and_cache),
         CASE(retention),
+        CASE(task_live),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line

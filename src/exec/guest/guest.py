@@ -12,6 +12,13 @@
 #   reply    {"status": "ok", "result": ..., "artifacts": [{"name", "data"(base64)}]}
 #            {"status": "error"|"limit", "error": {"type", "message", "traceback"?, "limit"?}}
 #
+# While a call runs, before its reply, the guest may send progress frames: the length's
+# top bit set (u32 0x80000000 | n, n <= MAX_PROGRESS_FRAME), then {"fraction", "message"}.
+# They come from mecapy.progress() in user code, at most one per PROGRESS_INTERVAL_S, and
+# the last one held back by that throttle is sent before the reply. What the function
+# prints goes to fds 1 and 2 (the log pipe), flushed every PROGRESS_INTERVAL_S while the
+# call runs, so the executor sees it live.
+#
 # User code runs in this process and could rewrite anything here: the executor treats
 # the reply as untrusted and re-checks it. This file only has to be right for honest code.
 import ast
@@ -19,8 +26,10 @@ import base64
 import json
 import math
 import os
+import _thread
 import struct
 import sys
+import time
 import types
 
 FD = 3
@@ -31,6 +40,10 @@ MAX_RESULT_DEPTH = 64                # MP_MAX_RESULT_DEPTH: lists and objects in
 MAX_ERROR_MESSAGE_BYTES = 16 * 1024  # MP_MAX_ERROR_MESSAGE_BYTES
 MAX_TRACEBACK_BYTES = 64 * 1024      # MP_MAX_TRACEBACK_BYTES
 MAX_ERROR_TYPE_BYTES = 128           # MP_MAX_NAME_LEN
+MAX_PROGRESS_MESSAGE = 256           # MP_MAX_PROGRESS_MESSAGE: characters of a progress message
+MAX_PROGRESS_FRAME = 2048            # MP_MAX_PROGRESS_FRAME: bytes of one progress frame
+PROGRESS_INTERVAL_S = 0.2            # at most one progress frame this often
+PROGRESS_FLAG = 0x80000000
 
 _write = os.write
 _dumps = json.dumps
@@ -70,6 +83,150 @@ def flush_std():
         try:
             f.flush()
         except Exception:
+            pass
+
+
+# ---------------------------------------------------------------- progress and the mecapy module
+
+# The progress of the call in flight: the value the throttle holds back (None: none),
+# when the last frame went, and whether a call is in flight (no frame may follow its
+# reply). While a call runs, a thread of the instance (started at its first call, never
+# in the zygote, which forks) ticks every PROGRESS_INTERVAL_S: it flushes what the call
+# printed (stdout stays block-buffered, so print() costs what it costs anywhere, and the
+# logs reach the executor within a tick) and sends the value held back, so a call that
+# reported progress and then computes for minutes still has its last value sent.
+# (_thread, not threading: nothing more to import on the cold path.)
+_progress = {"pending": None, "sent_at": -1.0, "open": False}
+_io = _thread.allocate_lock()    # a frame on fd 3 is written whole, by one thread
+_wake = _thread.allocate_lock()  # released when a call opens
+_wake.acquire()
+_ticker = []
+_monotonic = time.monotonic
+
+
+def _tick_loop():
+    while True:
+        if not _progress["open"]:
+            _wake.acquire()  # idle between calls
+            continue
+        time.sleep(PROGRESS_INTERVAL_S)
+        if not _progress["open"]:
+            continue
+        flush_std()
+        with _io:
+            value = _progress["pending"]
+            now = _monotonic()
+            if value is not None and _progress["open"] and now - _progress["sent_at"] >= PROGRESS_INTERVAL_S:
+                _progress["pending"] = None
+                _progress["sent_at"] = now
+                try:
+                    _send_progress(value)
+                except OSError:
+                    pass
+
+
+def _send_progress(value):
+    data = _dumps({"fraction": value[0], "message": value[1]}, ensure_ascii=False,
+                  separators=(",", ":")).encode("utf-8", "replace")
+    data = struct.pack("<I", PROGRESS_FLAG | len(data)) + data
+    view = memoryview(data)
+    while view:
+        n = _write(FD, view)
+        view = view[n:]
+
+
+def progress(fraction, message=""):
+    """Report how far the call is: fraction between 0 and 1, and a short message (cut to
+    256 characters). Cheap enough for a tight loop: at most one update leaves the sandbox
+    every 0.2 s, and the last one is always delivered before the result."""
+    if type(fraction) is not float:
+        given, fraction = fraction, None
+        if not isinstance(given, (bool, str, bytes, bytearray, complex)):
+            try:
+                fraction = float(given)  # int, numpy numbers, Fraction, Decimal
+            except (TypeError, ValueError, OverflowError):
+                pass
+        if fraction is None:
+            raise TypeError("progress(): fraction must be a number between 0 and 1, not %s"
+                            % type(given).__name__)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError("progress(): fraction must be between 0 and 1, got %r" % fraction)
+    if type(message) is not str:
+        raise TypeError("progress(): message must be a str, not %s" % type(message).__name__)
+    if len(message) > MAX_PROGRESS_MESSAGE:
+        message = message[:MAX_PROGRESS_MESSAGE - 1] + "\u2026"
+    now = _monotonic()
+    if now - _progress["sent_at"] >= PROGRESS_INTERVAL_S:
+        flush_std()  # what it printed before comes before this update
+        with _io:
+            if _progress["open"]:
+                _progress["sent_at"] = now
+                _progress["pending"] = None
+                _send_progress((fraction, message))
+    else:
+        _progress["pending"] = (fraction, message)
+
+
+def progress_open():
+    """A call starts: nothing held from the previous one; the ticker runs."""
+    with _io:
+        _progress["pending"] = None
+        _progress["sent_at"] = -1.0
+        _progress["open"] = True
+    if not _ticker:
+        _ticker.append(_thread.start_new_thread(_tick_loop, ()))
+    try:
+        _wake.release()
+    except RuntimeError:  # released already (the ticker has not taken it yet)
+        pass
+
+
+def progress_close():
+    """The call's reply is next: the update the throttle held back goes first, and
+    nothing after it."""
+    with _io:
+        value = _progress["pending"]
+        _progress["pending"] = None
+        _progress["open"] = False
+        if value is not None:
+            try:
+                _send_progress(value)
+            except OSError:
+                pass
+
+
+def make_mecapy_module():
+    """`import mecapy` in user code: the helpers of the platform. A package (empty
+    __path__), so that other parts add submodules (mecapy.solvers) with add_submodule."""
+    mod = types.ModuleType("mecapy", "Helpers for functions that run on MecaPy.")
+    mod.__path__ = []
+    mod.progress = progress
+    mod.__all__ = ["progress"]
+    sys.modules["mecapy"] = mod
+    return mod
+
+
+def add_submodule(name, module):
+    """Make `module` importable as mecapy.<name> (and an attribute of mecapy)."""
+    parent = sys.modules.get("mecapy") or make_mecapy_module()
+    module.__name__ = "mecapy." + name
+    sys.modules[module.__name__] = module
+    setattr(parent, name, module)
+    if name not in parent.__all__:
+        parent.__all__.append(name)
+
+
+make_mecapy_module()
+
+
+def live_output():
+    """stdout and stderr in UTF-8 whatever the locale (the zygote's interpreter starts
+    with the C locale, where print("é") would raise). The ticker flushes them while a
+    call runs (see _tick_loop)."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.reconfigure(encoding="utf-8", errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
             pass
 
 
@@ -230,6 +387,7 @@ def reset_outputs(workdir):
 
 def op_run(req):
     os.chdir(req.get("workdir", "."))
+    progress_open()
     try:
         mod = LOADED["mod"] if req.get("code") is None else load_module(req)
         if mod is None:
@@ -539,6 +697,8 @@ def handle(req):
                                                            "memory" if isinstance(e, MemoryError) else None)
     if LOADED["mod"] is not None:
         reply["loaded"] = True
+    flush_std()
+    progress_close()
     try:
         write_frame(reply)
     except (TypeError, ValueError) as e:
@@ -547,11 +707,13 @@ def handle(req):
 
 
 def main():
+    live_output()
     handle(read_frame())
 
 
 def serve():
     """A warm instance: one call at a time, until the executor hangs up."""
+    live_output()
     while True:
         try:
             req = read_frame()
