@@ -67,7 +67,9 @@ const char mp_config_usage[] =
         "  --metrics-port PORT    worker: serve /metrics and /healthz on this port\n"
         "                         (MECAPY_METRICS_PORT, 0: off)\n"
         "  --web-dir DIR          the built dashboard (MECAPY_WEB_DIR, web/dist beside the\n"
-        "                         binary's build folder or the source tree)\n";
+        "                         binary's build folder or the source tree)\n"
+        "  --worker-hour-cost EUR what an hour of one worker slot costs, for the operators'\n"
+        "                         cost per call (MECAPY_WORKER_HOUR_COST, unset: none)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -82,6 +84,7 @@ enum {
         OPT_CGROUP_ROOT = 1500, OPT_ALLOW_UNLIMITED,
         OPT_DURABILITY = 1600,
         OPT_WEB_DIR = 1700,
+        OPT_WORKER_HOUR_COST = 1800,
 };
 
 static const struct {
@@ -131,6 +134,7 @@ static const struct {
         { OPT_ALLOW_UNLIMITED, "allow-unlimited-sandbox", "MECAPY_ALLOW_UNLIMITED_SANDBOX" },
         { OPT_DURABILITY, "durability", "MECAPY_DURABILITY" },
         { OPT_WEB_DIR, "web-dir", "MECAPY_WEB_DIR" },
+        { OPT_WORKER_HOUR_COST, "worker-hour-cost", "MECAPY_WORKER_HOUR_COST" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -214,6 +218,15 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
                                             "--durability takes full or fast, not \"%s\"", v);
                 c->durability_fast = strcmp(v, "fast") == 0;
                 return 0;
+        case OPT_WORKER_HOUR_COST: {
+                char *end = NULL;
+                double d = strtod(v, &end);
+                if (!end || end == v || *end || !(d >= 0) || d > 1e9)
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--worker-hour-cost takes an amount from 0 to 1e9, not \"%s\"", v);
+                c->worker_hour_cost = d;
+                return 0;
+        }
         }
         return 0;
 }
@@ -292,6 +305,7 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_err
         c->shard = -1;
         c->grace_s = 30;
         c->http_threads = 4;
+        c->worker_hour_cost = -1;
         c->sandbox = true;
         c->default_timeout_s = MP_DEFAULT_TIMEOUT_S;
         c->max_timeout_s = MP_MAX_TIMEOUT_S;

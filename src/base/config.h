@@ -68,6 +68,9 @@ struct mp_config {
         char *metrics_allow;      /* --metrics-allow LIST: addresses (or ADDR/BITS) besides
                                    * loopback that may read /metrics; "none": nobody */
         int metrics_port;         /* worker --metrics-port: serve /metrics there, 0 off */
+        /* The operators' figures (docs/operations.md#cost-per-call). */
+        double worker_hour_cost;  /* --worker-hour-cost EUR: an hour of one worker slot; -1
+                                   * when unset */
 };
 
 /* Parse the server options of `serve`, `worker`, `migrate` and `admin` from argv

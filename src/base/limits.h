@@ -102,3 +102,9 @@
 #define MP_DEFAULT_STUDY_CONCURRENCY 8
 #define MP_MAX_STUDY_OUTPUTS         64      /* output paths of one study */
 #define MP_MAX_STUDY_NOTES_LEN       4096
+/* Usage and quotas (docs/api.md#usage): the days one usage query or the operators'
+ * figures may span, and the largest quota value. A start held by a quota is tried again
+ * after MP_QUOTA_HOLD_MS. */
+#define MP_MAX_USAGE_DAYS            366
+#define MP_MAX_QUOTA_VALUE           1000000000000LL
+#define MP_QUOTA_HOLD_MS             1000
