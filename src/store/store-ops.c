@@ -2636,7 +2636,11 @@ static int ops_quota_used(struct mp_store *s, const char *owner_id, const char *
 
 static int task_start_quota_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
         struct usage_args *a = ctx;
+        int r = q_exists(c, SQL_TASK_QUEUED, PARAMS(PT(a->id)), "reading a task", err);
 
+        /* Not queued (started by another claim, cancelled): nothing to hold. */
+        if (r <= 0)
+                return r < 0 ? r : moved_or_missing(c, 0, a->id, err);
         TRY(quota_check(c, a->owner, a->company, a->now, true, err));
         return moved_or_missing(c, q_exec(c, SQL_TASK_START, PARAMS(PI(a->now), PT(a->group), PT(a->id)),
                                           "starting a task", err),

@@ -1107,6 +1107,7 @@ static const char *const SQL_QUOTA_DAY[2] = { SQL_QUOTA_DAY_OF("owner_id"), SQL_
 static const char *const SQL_QUOTA_CPU[2] = { SQL_QUOTA_CPU_OF("owner_id"), SQL_QUOTA_CPU_OF("company_id") };
 static const char *const SQL_QUOTA_STORAGE[2] = { SQL_QUOTA_STORAGE_OF("owner_id"),
                                                   SQL_QUOTA_STORAGE_OF("company_id") };
+static const char SQL_TASK_QUEUED[] = "SELECT 1 FROM tasks WHERE id = ?1 AND status = 'queued'";
 static const char SQL_USER_SET_OPERATOR[] = "UPDATE users SET operator = ?1 WHERE id = ?2";
 /* The operators' window [?1, ?2) in epoch ms, and in days for usage_daily. */
 static const char SQL_STATS_FUNCTIONS[] =

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -240,3 +241,52 @@ def test_operator_command(qs):
     assert r.returncode == 1 and "concurrent_calls" in r.stdout + r.stderr, r.stderr
     admin(qs, "quota", "--company", "quota-b", "--concurrent-calls", "unlimited")
     admin(qs, "quota", "--company", "quota-b", "--user", "ext@quota-b.test", "--calls-per-day", "unlimited")
+
+
+def test_concurrency_is_one_count_across_api_nodes(qs):
+    """Calls sent at once are admitted against one count in the store: on PostgreSQL
+    (scaleout) through two API nodes sharing it, on SQLite through one node's threads.
+    Exactly the quota's worth are accepted; every other is a QuotaExceeded 429."""
+    api = qs.api
+    solo = uid(api, "solo")
+    fn = api.create_function("solo", harness.Api.unique("hold"),
+                             "import time\n\ndef main(x: int) -> int:\n    time.sleep(6)\n    return x\n")
+    bases = [qs.server.base]
+    second = None
+    if qs.backends:
+        d = qs.root / "node2"
+        d.mkdir()
+        second = harness.Server(d, workers=0, extra_args=qs.backends.args)
+        second.start()
+        bases.append(second.base)
+    expect_status(put(api, "solo", user_id=solo, concurrent_calls=3), 200)
+    token = api.users["solo"].token
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = 32
+        sessions = [requests.Session() for _ in range(n)]
+        for i, s in enumerate(sessions):  # connections opened before the burst
+            s.headers["Authorization"] = f"Bearer {token}"
+            expect_status(s.get(f"{bases[i % len(bases)]}/api/v1/me", timeout=30), 200)
+        start = threading.Barrier(n)
+
+        def call(i):
+            start.wait()
+            return sessions[i].post(f"{bases[i % len(bases)]}/api/v1/functions/{fn['id']}/execute",
+                                    json={"inputs": {"x": i}}, timeout=30)
+
+        with ThreadPoolExecutor(n) as pool:
+            answers = list(pool.map(call, range(n)))
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [202] * 3 + [429] * (n - 3), [(r.status_code, r.text[:200]) for r in answers]
+        for r in answers:
+            if r.status_code == 429:
+                quota_problem(r, 429, "concurrent_calls", 3)
+        for r in answers:
+            if r.status_code == 202:
+                assert api.wait_task("solo", r.json()["id"])["status"] == "completed"
+    finally:
+        clear(api, "solo", solo)
+        if second:
+            second.stop()
