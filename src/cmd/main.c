@@ -161,6 +161,24 @@ static json_t *quota_value(const char *v) {
         return json_integer(n);
 }
 
+/* The end of an admin command that prints JSON: out (taken) on stdout when r >= 0, else
+ * the error (and its field errors) on stderr; core and cfg closed. The exit code. */
+static int admin_json_done(const char *cmd, int r, json_t *out, struct mp_error *err, struct mp_core *core,
+                           struct mp_config *cfg) {
+        if (r < 0) {
+                fprintf(stderr, "mecapy %s: %s\n", cmd, err->message);
+                if (json_is_array(err->errors))
+                        json_dumpf(err->errors, stderr, JSON_COMPACT), fputc('\n', stderr);
+        } else {
+                json_dumpf(out, stdout, JSON_INDENT(2));
+                putchar('\n');
+        }
+        json_decref(out);
+        mp_core_close(core);
+        mp_config_free(cfg);
+        return r < 0 ? 1 : 0;
+}
+
 /* mecapy admin quota --company NAME [--user EMAIL] [--concurrent-calls N] ...: an
  * operator's change of a company's (or a member's) quota, on the store as the server
  * options name it; options not given keep their value. Prints the quota as JSON. */
@@ -175,7 +193,7 @@ static int cmd_admin_quota(int argc, char **argv) {
         struct mp_config *cfg = NULL;
         struct mp_core *core = NULL;
         json_t *out = NULL;
-        int rc = 1;
+        int r;
 
         if ((argc = take_options("admin quota", argc - 1, argv + 1, names, values)) < 0)
                 return 2;
@@ -197,21 +215,10 @@ static int cmd_admin_quota(int argc, char **argv) {
         }
         if (open_config("admin quota", argc, argv, &cfg) < 0)
                 return 2;
-        if (mp_core_open(cfg, &core, &err) < 0 ||
-            mp_core_admin_quota(core, values[0], values[1], changes, &out, &err) < 0) {
-                fprintf(stderr, "mecapy admin quota: %s\n", err.message);
-                if (err.errors)
-                        json_dumpf(err.errors, stderr, JSON_COMPACT), fputc('\n', stderr);
-                goto out;
-        }
-        json_dumpf(out, stdout, JSON_INDENT(2));
-        putchar('\n');
-        json_decref(out);
-        rc = 0;
-out:
-        mp_core_close(core);
-        mp_config_free(cfg);
-        return rc;
+        r = mp_core_open(cfg, &core, &err);
+        if (r >= 0)
+                r = mp_core_admin_quota(core, values[0], values[1], changes, &out, &err);
+        return admin_json_done("admin quota", r, out, &err, core, cfg);
 }
 
 /* mecapy admin stats [--days N]: the operators' figures (GET /api/v1/admin/stats) read
@@ -224,7 +231,7 @@ static int cmd_admin_stats(int argc, char **argv) {
         struct mp_core *core = NULL;
         json_t *out = NULL;
         long days = 7;
-        int rc = 1;
+        int r;
 
         if ((argc = take_options("admin stats", argc - 1, argv + 1, names, values)) < 0)
                 return 2;
@@ -235,18 +242,10 @@ static int cmd_admin_stats(int argc, char **argv) {
         }
         if (open_config("admin stats", argc, argv, &cfg) < 0)
                 return 2;
-        if (mp_core_open(cfg, &core, &err) < 0 || mp_core_admin_stats(core, NULL, (int) days, &out, &err) < 0) {
-                fprintf(stderr, "mecapy admin stats: %s\n", err.message);
-                goto out;
-        }
-        json_dumpf(out, stdout, JSON_INDENT(2));
-        putchar('\n');
-        json_decref(out);
-        rc = 0;
-out:
-        mp_core_close(core);
-        mp_config_free(cfg);
-        return rc;
+        r = mp_core_open(cfg, &core, &err);
+        if (r >= 0)
+                r = mp_core_admin_stats(core, NULL, (int) days, &out, &err);
+        return admin_json_done("admin stats", r, out, &err, core, cfg);
 }
 
 /* Take the flag `name` (no value) out of argv: true when it was there. */

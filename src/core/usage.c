@@ -302,7 +302,7 @@ int mp_core_quotas_put(struct mp_core *core, const struct mp_principal *p, json_
         if ((r = MP_STORE(core->store)->quota_set(core->store, q, err)) < 0)
                 return r;
         json_object_del(q, "company_id");
-        mp_core_audit_by(core, p, "quota.set", user_id ? user_id : p->company_id, json_deep_copy(q));
+        mp_core_audit_by(core, p, "quota_set", user_id ? user_id : p->company_id, json_deep_copy(q));
         if ((r = MP_STORE(core->store)->quota_list(core->store, p->company_id, &rows, err)) < 0)
                 return r;
         return quota_view(core, p->company_id, user_id, rows, false, ret, err);
@@ -350,8 +350,9 @@ int mp_core_admin_quota(struct mp_core *core, const char *company, const char *u
                 json_object_set_new(checked, "user_id", json_string(user_id ? user_id : ""));
                 if ((r = MP_STORE(core->store)->quota_set(core->store, checked, err)) < 0)
                         return r;
-                mp_core_audit(core, "quota.set", NULL, company_id, "operator", user_id ? user_id : company_id,
-                              json_deep_copy(changes));
+                json_t *detail = json_deep_copy(changes);
+                json_object_set_new(detail, "by", json_string("mecapy admin quota"));
+                mp_core_audit(core, "quota_set", NULL, company_id, NULL, user_id ? user_id : company_id, detail);
                 json_decref(rows);
                 rows = NULL;
                 if ((r = MP_STORE(core->store)->quota_list(core->store, company_id, &rows, err)) < 0)

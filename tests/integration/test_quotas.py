@@ -98,6 +98,9 @@ def test_set_and_read(qs):
     clear(api, "boss", eng)
     g = expect_status(api.get("boss", "/company/quotas"), 200).json()
     assert all(g[k] is None for k in LIMITS) and g["members"] == [], g
+    # each change is in the company's audit log
+    events = expect_status(api.get("boss", "/audit", params={"kind": "quota_set"}), 200).json()["items"]
+    assert len(events) >= 5 and {e["target_id"] for e in events} >= {eng}, events
 
 
 def test_who_may_set(qs):
