@@ -224,6 +224,10 @@ static int insert_row(struct mp_store_conn *c, struct table *t, json_t *row, con
                 cols[i] = &t->cols[i];
         TRY(cols_params(cols, t->n_cols, row, what, p, err));
         r = q_exec(c, t->sql, p, t->n_cols, what, err);
+        /* Every stored task is a call of its day (the daily quota's count, usage.c). */
+        if (r >= 0 && t == &tasks_table)
+                r = q_exec(c, SQL_CALLS_ADD, PARAMS(PT(json_string_value(json_object_get(row, "id")))),
+                           "counting a call", err);
         return r < 0 ? r : 0;
 }
 
@@ -2475,7 +2479,7 @@ static int quota_check(struct mp_store_conn *c, const char *owner, const char *c
                                 return quota_refused(err, "concurrent_calls", scope, json_integer_value(v), 0, now);
                 }
                 if (!starting && json_is_integer(v = json_object_get(q, "calls_per_day"))) {
-                        TRY(quota_count(c, SQL_QUOTA_DAY[k], who, day0, &n, err));
+                        TRY(quota_count(c, SQL_QUOTA_DAY[k], who, day0 / DAY_MS, &n, err));
                         if (n >= json_integer_value(v))
                                 return quota_refused(err, "calls_per_day", scope, json_integer_value(v),
                                                      day0 + DAY_MS, now);
@@ -2610,7 +2614,7 @@ static int quota_used_fn(struct mp_store_conn *c, void *ctx, struct mp_error *er
         int64_t active, day, cpu, stored;
 
         TRY(quota_count(c, SQL_QUOTA_ACTIVE[k], who, 0, &active, err));
-        TRY(quota_count(c, SQL_QUOTA_DAY[k], who, a->now - a->now % DAY_MS, &day, err));
+        TRY(quota_count(c, SQL_QUOTA_DAY[k], who, a->now / DAY_MS, &day, err));
         TRY(quota_count(c, SQL_QUOTA_CPU[k], who, month_start(a->now, 0) / DAY_MS, &cpu, err));
         TRY(quota_count(c, SQL_QUOTA_STORAGE[k], who, 0, &stored, err));
         usage_args_set_out(a, json_pack("{s:I,s:I,s:I,s:I}", "concurrent_calls", (json_int_t) active, "calls_today",
@@ -2671,7 +2675,9 @@ static int ops_task_start_quota(struct mp_store *s, const char *id, const char *
         }
         if (!applies)
                 return ops_task_start(s, id, worker_id, now, err);
-        return s->drv->run(s, MP_RUN_ATOMIC, task_start_quota_fn, &a, err);
+        /* Lossy as task_start is (a start lost in a power cut is redone at restart), but
+         * one transaction: the count and the start go together. */
+        return s->drv->run(s, MP_RUN_ATOMIC | MP_RUN_LOSSY, task_start_quota_fn, &a, err);
 }
 
 static int ops_user_set_operator(struct mp_store *s, const char *user_id, int operator_flag,

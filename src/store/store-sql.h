@@ -280,9 +280,11 @@ static const char *const migrations[] = {
          * transaction that ends a task, so usage, monthly CPU and storage are read from
          * a few rows whatever the count of tasks; the rows of the tasks ended before are
          * filled in here. quotas: a company's (user_id '') and a member's own limits,
-         * NULL = unlimited. tasks.stored_bytes: what a task keeps (result, error, logs,
-         * artifacts). The partial indexes count a user's or company's calls not yet
-         * ended; tasks_company_queued the calls of a day; tasks_finished the operators'
+         * NULL = unlimited. calls_daily counts the calls made (tasks stored, cache hits
+         * excepted) per UTC day of their making, owner and company, added to with each
+         * task's insert: the day's count of a quota is one row. tasks.stored_bytes: what
+         * a task keeps (result, error, logs, artifacts). The partial indexes count a
+         * user's or company's calls not yet ended; tasks_finished is the operators'
          * window. users.operator: the platform's operators (GET /api/v1/admin/stats). */
         "ALTER TABLE tasks ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0;"
         "ALTER TABLE users ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;"
@@ -320,7 +322,17 @@ static const char *const migrations[] = {
         "  WHERE status IN ('queued', 'running');"
         "CREATE INDEX IF NOT EXISTS tasks_active_company ON tasks (company_id, status)"
         "  WHERE status IN ('queued', 'running');"
-        "CREATE INDEX IF NOT EXISTS tasks_company_queued ON tasks (company_id, queued_at);"
+        "CREATE TABLE IF NOT EXISTS calls_daily ("
+        "  day BIGINT NOT NULL,"
+        "  owner_id TEXT NOT NULL,"
+        "  company_id TEXT NOT NULL DEFAULT '',"
+        "  calls BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (owner_id, day, company_id));"
+        "CREATE INDEX IF NOT EXISTS calls_daily_company ON calls_daily (company_id, day);"
+        "INSERT INTO calls_daily (day, owner_id, company_id, calls)"
+        "  SELECT queued_at / 86400000, owner_id, COALESCE(company_id, ''), COUNT(*) FROM tasks"
+        "  WHERE cached_from IS NULL"
+        "  GROUP BY queued_at / 86400000, owner_id, COALESCE(company_id, '');"
         "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at);",
 };
 
@@ -1069,6 +1081,12 @@ static const char SQL_USAGE_ADD[] =
         " max_peak_memory_kb = CASE WHEN excluded.max_peak_memory_kb > usage_daily.max_peak_memory_kb"
         " THEN excluded.max_peak_memory_kb ELSE usage_daily.max_peak_memory_kb END,"
         " stored_bytes = usage_daily.stored_bytes + excluded.stored_bytes";
+/* A task was stored: one more call on its day (the WHERE keeps SQLite's parser from
+ * reading ON as a join). */
+static const char SQL_CALLS_ADD[] =
+        "INSERT INTO calls_daily (day, owner_id, company_id, calls)"
+        " SELECT queued_at / 86400000, owner_id, COALESCE(company_id, ''), 1 FROM tasks WHERE id = ?1"
+        " ON CONFLICT (owner_id, day, company_id) DO UPDATE SET calls = calls_daily.calls + 1";
 /* The quotas that apply to a user in a company ('' for none): the company's own (user_id
  * '') and the user's. */
 static const char SQL_QUOTAS_FOR[] =
@@ -1088,13 +1106,14 @@ static const char SQL_QUOTA_UPSERT[] =
 static const char SQL_QUOTA_LOCK_USER[] = "SELECT id FROM users WHERE id = ?1 FOR UPDATE";
 static const char SQL_QUOTA_LOCK_COMPANY[] = "SELECT id FROM companies WHERE id = ?1 FOR UPDATE";
 /* What a quota counts, for an owner ([0]) or a company ([1]). Calls not ended (?2 = 1:
- * running only, the count a start is held by); the calls of a day since ?2 (cache hits
- * are not calls that ran); the CPU of the days since day ?2; what tasks keep. */
+ * running only, the count a start is held by); the calls made on day ?2; the CPU of the
+ * days since day ?2; what tasks keep. */
 #define SQL_QUOTA_ACTIVE_OF(col)                                                                \
         "SELECT COUNT(*) AS n FROM tasks WHERE " col " = ?1 AND status IN ('queued', 'running')" \
         " AND (?2 = 0 OR status = 'running')"
 #define SQL_QUOTA_DAY_OF(col)                                                                   \
-        "SELECT COUNT(*) AS n FROM tasks WHERE " col " = ?1 AND queued_at >= ?2 AND cached_from IS NULL"
+        "SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS n FROM calls_daily WHERE " col " = ?1" \
+        " AND day = ?2"
 #define SQL_QUOTA_CPU_OF(col)                                                                   \
         "SELECT CAST(COALESCE(SUM(cpu_ms), 0) AS BIGINT) AS n FROM usage_daily WHERE " col " = ?1" \
         " AND day >= ?2"
