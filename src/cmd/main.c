@@ -29,7 +29,7 @@ static void usage(FILE *f) {
                 "  mecapy admin create-user --email E --password P [--company C] [--role admin|member|viewer]\n"
                 "                               [--operator] [OPTIONS]\n"
                 "  mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]\n"
-                "  mecapy admin quota --company NAME [--user EMAIL] [--concurrent-calls N] [--calls-per-day N]\n"
+                "  mecapy admin quota [--company NAME] [--user EMAIL] [--concurrent-calls N] [--calls-per-day N]\n"
                 "                     [--cpu-seconds-per-month N] [--storage-mb N] [OPTIONS]   (N or unlimited)\n"
                 "  mecapy admin stats [--days N] [OPTIONS]   the operators' figures, as JSON\n\n"
                 "Client (talks to MECAPY_URL, default http://127.0.0.1:8000):\n"
@@ -49,7 +49,7 @@ static const char *usage_line(const char *cmd) {
                : !strcmp(cmd, "worker") ? "mecapy worker [OPTIONS] [--shard K] [--grace S]"
                : !strcmp(cmd, "migrate") ? "mecapy migrate [OPTIONS]"
                : !strcmp(cmd, "admin set-role") ? "mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]"
-               : !strcmp(cmd, "admin quota") ? "mecapy admin quota --company NAME [--user EMAIL] [--concurrent-calls N] "
+               : !strcmp(cmd, "admin quota") ? "mecapy admin quota [--company NAME] [--user EMAIL] [--concurrent-calls N] "
                                                "[--calls-per-day N] [--cpu-seconds-per-month N] [--storage-mb N] [OPTIONS]"
                : !strcmp(cmd, "admin stats") ? "mecapy admin stats [--days N] [--worker-hour-cost EUR] [OPTIONS]"
                                           : "mecapy admin create-user --email E --password P [--company C] "
@@ -198,8 +198,9 @@ static int cmd_admin_quota(int argc, char **argv) {
         if ((argc = take_options("admin quota", argc - 1, argv + 1, names, values)) < 0)
                 return 2;
         argv++;
-        if (!values[0]) {
-                fprintf(stderr, "mecapy admin quota: --company is required\nusage: %s\n", usage_line("admin quota"));
+        if (!values[0] && !values[1]) {
+                fprintf(stderr, "mecapy admin quota: --company or --user is required\nusage: %s\n",
+                        usage_line("admin quota"));
                 return 2;
         }
         for (int i = 0; i < 4; i++) {

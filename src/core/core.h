@@ -405,9 +405,10 @@ int mp_core_quotas_get(struct mp_core *core, const struct mp_principal *p, const
  * (replaces) the company's quota or a member's. ret: as mp_core_quotas_get. */
 int mp_core_quotas_put(struct mp_core *core, const struct mp_principal *p, json_t *body, json_t **ret,
                        struct mp_error *err);
-/* `mecapy admin quota`: the quota of company (a name) or of its member user_email;
- * changes (may be NULL or empty: only read) sets the limits it names (null: unlimited),
- * the others are kept. */
+/* `mecapy admin quota`: the quota of company (a name) or of its member user_email (one
+ * of them may be NULL: a user alone is taken in their company, or in none); changes (may
+ * be NULL or empty: only read) sets the limits it names (null: unlimited), the others
+ * are kept. */
 int mp_core_admin_quota(struct mp_core *core, const char *company, const char *user_email, json_t *changes,
                         json_t **ret, struct mp_error *err);
 /* `mecapy admin create-user --operator`. */

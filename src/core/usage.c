@@ -55,7 +55,7 @@ int mp_core_usage(struct mp_core *core, const struct mp_principal *p, const char
         if (!items)
                 return -ENOMEM;
         to_day = to ? parse_day(to) : today;
-        from_day = from ? parse_day(from) : (to_day >= 0 ? to_day - 29 : -1);
+        from_day = from ? parse_day(from) : (to_day >= 0 ? MP_MAX(to_day - 29, 0) : -1);
         if (from && from_day < 0)
                 mp_error_add_field(err, "from", "must be a date YYYY-MM-DD, not \"%.32s\"", from);
         if (to && to_day < 0)
@@ -311,12 +311,16 @@ int mp_core_quotas_put(struct mp_core *core, const struct mp_principal *p, json_
 int mp_core_admin_quota(struct mp_core *core, const char *company, const char *user_email, json_t *changes,
                         json_t **ret, struct mp_error *err) {
         _cleanup_json_ json_t *c = NULL, *u = NULL, *rows = NULL, *q = NULL;
-        const char *company_id, *user_id = NULL;
+        const char *company_id = "", *user_id = NULL;
         int r;
 
-        if ((r = MP_STORE(core->store)->company_find(core->store, company, &c, err)) < 0)
-                return r;
-        company_id = json_string_value(json_object_get(c, "id"));
+        if (!company && !user_email)
+                return mp_error_set(err, EINVAL, 400, "bad_request", "a quota is a company's or a user's: name one");
+        if (company) {
+                if ((r = MP_STORE(core->store)->company_find(core->store, company, &c, err)) < 0)
+                        return r;
+                company_id = json_string_value(json_object_get(c, "id"));
+        }
         if (user_email) {
                 _cleanup_free_ char *folded = strdup(user_email);
                 if (!folded)
@@ -327,7 +331,10 @@ int mp_core_admin_quota(struct mp_core *core, const char *company, const char *u
                 if (r < 0)
                         return r;
                 user_id = json_string_value(json_object_get(u, "id"));
-                if (strcmp(json_string_value(json_object_get(u, "company_id")) ?: "", company_id))
+                /* Without --company: the user's own company, or none. */
+                if (!company)
+                        company_id = json_string_value(json_object_get(u, "company_id")) ?: "";
+                else if (strcmp(json_string_value(json_object_get(u, "company_id")) ?: "", company_id))
                         return mp_error_set(err, ENOENT, 404, "not_found", "%s is not a member of company %s",
                                             user_email, company);
         }

@@ -293,3 +293,23 @@ def test_concurrency_is_one_count_across_api_nodes(qs):
         clear(api, "solo", solo)
         if second:
             second.stop()
+
+
+def test_operator_limits_a_user_of_no_company(qs):
+    """A user of no company (one who signed up, say) has no company admin: the operator
+    sets their quota with --user alone."""
+    api = qs.api
+    r = admin(qs, "create-user", "--email", "lone@quota.test", "--password", "lone-pass-1234")
+    assert r.returncode == 0, r.stderr
+    api.users["lone"] = User("lone", "lone@quota.test", "lone-pass-1234", "")
+    api.login("lone")
+    r = admin(qs, "quota", "--user", "lone@quota.test", "--calls-per-day", "1")
+    assert r.returncode == 0 and json.loads(r.stdout)["calls_per_day"] == 1, r.stdout + r.stderr
+    fn = api.create_function("lone", "ok", OK)
+    assert api.execute("lone", fn["id"], {"x": 1})["status"] == "completed"
+    p = quota_problem(api.execute_raw("lone", fn["id"], {"x": 2}), 429, "calls_per_day", 1)
+    assert p["scope"] == "user", p
+    # the quotas of companies are not theirs to read
+    assert_problem(api.get("lone", "/company/quotas"), 404)
+    r = admin(qs, "quota")
+    assert r.returncode == 2 and "--company or --user" in r.stderr, r.stderr
