@@ -49,8 +49,9 @@ static const char *usage_line(const char *cmd) {
                : !strcmp(cmd, "worker") ? "mecapy worker [OPTIONS] [--shard K] [--grace S]"
                : !strcmp(cmd, "migrate") ? "mecapy migrate [OPTIONS]"
                : !strcmp(cmd, "admin set-role") ? "mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]"
-               : !strcmp(cmd, "admin quota") ? "mecapy admin quota [--company NAME] [--user EMAIL] [--concurrent-calls N] "
-                                               "[--calls-per-day N] [--cpu-seconds-per-month N] [--storage-mb N] [OPTIONS]"
+               : !strcmp(cmd, "admin quota") ? "mecapy admin quota [--company NAME] [--user EMAIL] "
+                                               "[--concurrent-calls N] [--calls-per-day N] "
+                                               "[--cpu-seconds-per-month N] [--storage-mb N] [OPTIONS]"
                : !strcmp(cmd, "admin stats") ? "mecapy admin stats [--days N] [--worker-hour-cost EUR] [OPTIONS]"
                                           : "mecapy admin create-user --email E --password P [--company C] "
                                             "[--role admin|member|viewer] [--operator] [OPTIONS]";

@@ -127,7 +127,8 @@ int mp_core_usage(struct mp_core *core, const struct mp_principal *p, const char
 int mp_core_usage_csv(json_t *usage, char **ret, size_t *ret_len) {
         const char *group = json_string_value(json_object_get(usage, "group_by")) ?: "day";
         const char *key = !strcmp(group, "function") ? "function_id" : !strcmp(group, "user") ? "user_id" : "day";
-        bool email = !strcmp(group, "user") && !strcmp(json_string_value(json_object_get(usage, "scope")) ?: "", "company");
+        const char *scope = json_string_value(json_object_get(usage, "scope")) ?: "";
+        bool email = !strcmp(group, "user") && !strcmp(scope, "company");
         char *text = NULL;
         size_t len = 0, i;
         json_t *it;
@@ -152,8 +153,10 @@ int mp_core_usage_csv(json_t *usage, char **ret, size_t *ret_len) {
                 }
                 fprintf(f, ",%" JSON_INTEGER_FORMAT ",%" JSON_INTEGER_FORMAT ",%" JSON_INTEGER_FORMAT
                            ",%" JSON_INTEGER_FORMAT ",%" JSON_INTEGER_FORMAT "\r\n",
-                        json_integer_value(json_object_get(it, "calls")), json_integer_value(json_object_get(it, "failed")),
-                        json_integer_value(json_object_get(it, "wall_ms")), json_integer_value(json_object_get(it, "cpu_ms")),
+                        json_integer_value(json_object_get(it, "calls")),
+                        json_integer_value(json_object_get(it, "failed")),
+                        json_integer_value(json_object_get(it, "wall_ms")),
+                        json_integer_value(json_object_get(it, "cpu_ms")),
                         json_integer_value(json_object_get(it, "max_peak_memory_kb")));
         }
         if (fclose(f) != 0 || !text) {
@@ -175,7 +178,8 @@ static json_t *quota_public(json_t *row, const char *user_id) {
                 return NULL;
         for (size_t i = 0; i < ELEMENTSOF(quota_fields); i++) {
                 json_t *v = json_object_get(row, quota_fields[i]);
-                json_object_set_new(o, quota_fields[i], json_is_integer(v) ? json_integer(json_integer_value(v)) : json_null());
+                json_object_set_new(o, quota_fields[i],
+                                    json_is_integer(v) ? json_integer(json_integer_value(v)) : json_null());
         }
         json_object_set_new(o, "user_id", user_id && *user_id ? json_string(user_id) : json_null());
         return o;
@@ -408,7 +412,8 @@ int mp_core_admin_stats(struct mp_core *core, const struct mp_principal *p, int 
                 return r;
         json_array_foreach(json_object_get(raw, "days"), i, d) {
                 char day[16];
-                int64_t c = json_integer_value(json_object_get(d, "calls")), f = json_integer_value(json_object_get(d, "failed"));
+                int64_t c = json_integer_value(json_object_get(d, "calls"));
+                int64_t f = json_integer_value(json_object_get(d, "failed"));
                 calls += c;
                 failed += f;
                 wall_ms += json_integer_value(json_object_get(d, "wall_ms"));
