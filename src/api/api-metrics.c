@@ -278,6 +278,39 @@ static void ops_metrics(FILE *f, const struct mp_core *core, const struct mp_api
                     (double) mp_api_tls_not_after(http->tls));
 }
 
+/* What wave 2 added: workflow runs and their nodes, study points, result cache hits and
+ * quotas, as this process recorded them (environment builds do not exist yet). */
+static void counter_series(FILE *f, const char *name, const char *help, const char *label,
+                           const char *const *names, const atomic_uint_fast64_t *counts, int n) {
+        head(f, name, "counter", help);
+        for (int i = 0; i < n; i++)
+                fprintf(f, "%s{%s=\"%s\"} %llu\n", name, label, names[i],
+                        (unsigned long long) atomic_load_explicit(&counts[i], memory_order_relaxed));
+}
+
+static void wave2_metrics(FILE *f, struct mp_core *core) {
+        const struct mp_core_stats *st = &core->stats;
+
+        counter_series(f, "mecapy_workflow_runs_ended_total",
+                       "Workflow runs whose end this process recorded, by final state.", "status",
+                       mp_run_end_names, st->runs_ended, MP_RUN_END_N);
+        counter_series(f, "mecapy_workflow_nodes_ended_total",
+                       "Tasks of workflow runs (node calls) whose end this process handled, by final state.",
+                       "status", mp_task_end_names, st->nodes_ended, MP_END_N);
+        counter_series(f, "mecapy_study_points_ended_total",
+                       "Tasks of study points whose end this process handled, by final state.", "status",
+                       mp_task_end_names, st->points_ended, MP_END_N);
+        one(f, "mecapy_result_cache_hits_total", "counter",
+            "Calls answered from the result cache by this process (no run).",
+            (double) atomic_load_explicit(&st->cache_hits, memory_order_relaxed));
+        counter_series(f, "mecapy_quota_refusals_total",
+                       "Calls this process refused because a quota was used up, by quota.", "quota",
+                       mp_quota_names, st->quota_refused, MP_QUOTA_N);
+        one(f, "mecapy_quota_held_starts_total", "counter",
+            "Starts of workflow or study calls this process's workers held back by a quota (tried again).",
+            (double) atomic_load_explicit(&st->quota_held, memory_order_relaxed));
+}
+
 int mp_metrics_render(struct mp_core *core, const struct mp_api_metrics *http, char **ret,
                       size_t *ret_len) {
         char *text = NULL;
@@ -326,6 +359,7 @@ int mp_metrics_render(struct mp_core *core, const struct mp_api_metrics *http, c
              "Execution time (execution_ms) of the runs this process's workers ended.");
         hist_series(f, "mecapy_task_execution_seconds", "", &core->stats.execution);
         pool_metrics(f, core);
+        wave2_metrics(f, core);
 
         if (fclose(f) != 0 || !text) {
                 free(text);

@@ -16,6 +16,7 @@
 #include "api/api-web.h"
 #include "api/api-workflows.h"
 #include "api/api-studies.h"
+#include "api/api-usage.h"
 #include "auth/auth.h"
 #include "base/limits.h"
 #include "base/log.h"
@@ -790,6 +791,14 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/company/retention", SIGNED_IN, 0, mp_api_retention_get),
         MP_ROUTE("PUT", "/api/v1/company/retention", MP_SCOPE_TOKENS, 0, mp_api_retention_set),
         MP_ROUTE("GET", "/api/v1/me/export", MP_SCOPE_TOKENS, SLOW, mp_api_export),
+
+        /* Usage, quotas and the operators' figures (docs/api.md#usage): usage is read
+         * with tasks:read; quotas are the company's administration ("tokens"); the
+         * figures are the operators' (core's rule). */
+        MP_ROUTE("GET", "/api/v1/usage", MP_SCOPE_TASKS_READ, 0, mp_api_usage),
+        MP_ROUTE("GET", "/api/v1/company/quotas", MP_SCOPE_TOKENS, 0, mp_api_quotas_get),
+        MP_ROUTE("PUT", "/api/v1/company/quotas", MP_SCOPE_TOKENS, 0, mp_api_quotas_put),
+        MP_ROUTE("GET", "/api/v1/admin/stats", MP_SCOPE_TOKENS, SLOW, mp_api_admin_stats),
 };
 const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
 

@@ -108,10 +108,20 @@ enum MHD_Result mp_api_send_problem_headers(struct MHD_Connection *conn, const s
                          (int) status, "detail",
                          status >= 500 && status != 503 ? "the server failed; the error was logged"
                          : err->message[0] ? err->message : status_title(status));
-        if (err->errors && status < 500)
+        char retry[24] = "";
+        if (json_is_array(err->errors) && status < 500)
                 json_object_set(body, "errors", err->errors);
+        /* errors as an object: extension members of the problem (RFC 9457 section 3.2),
+         * such as QuotaExceeded's quota, limit and resets_at; an integer retry_after
+         * is also the Retry-After header. */
+        if (json_is_object(err->errors) && status < 500) {
+                json_object_update_missing(body, err->errors);
+                if (json_is_integer(json_object_get(err->errors, "retry_after")))
+                        snprintf(retry, sizeof(retry), "%" JSON_INTEGER_FORMAT,
+                                 json_integer_value(json_object_get(err->errors, "retry_after")));
+        }
         return send_json_typed(conn, status, body, "application/problem+json",
-                               status == 503 ? "2" : NULL, hdrs);
+                               status == 503 ? "2" : retry[0] ? retry : NULL, hdrs);
 }
 
 enum MHD_Result mp_api_send_throttled(struct MHD_Connection *conn, int retry_after_s, const char *what) {

@@ -75,7 +75,9 @@ const char mp_config_usage[] =
         "                         (MECAPY_LOG_FORMAT, text)\n"
         "  --tls-cert FILE        serve: HTTPS with this PEM certificate chain, read again on\n"
         "                         SIGHUP (MECAPY_TLS_CERT; needs --tls-key)\n"
-        "  --tls-key FILE         serve: the certificate's PEM private key (MECAPY_TLS_KEY)\n";
+        "  --tls-key FILE         serve: the certificate's PEM private key (MECAPY_TLS_KEY)\n"
+        "  --worker-hour-cost EUR what an hour of one worker slot costs, for the operators'\n"
+        "                         cost per call (MECAPY_WORKER_HOUR_COST, unset: none)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -90,7 +92,7 @@ enum {
         OPT_CGROUP_ROOT = 1500, OPT_ALLOW_UNLIMITED,
         OPT_DURABILITY = 1600,
         OPT_WEB_DIR = 1700,
-        OPT_GC_INTERVAL = 1800, OPT_LOG_FORMAT, OPT_TLS_CERT, OPT_TLS_KEY,
+        OPT_GC_INTERVAL = 1800, OPT_LOG_FORMAT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_WORKER_HOUR_COST,
 };
 
 static const struct {
@@ -144,6 +146,7 @@ static const struct {
         { OPT_LOG_FORMAT, "log-format", "MECAPY_LOG_FORMAT" },
         { OPT_TLS_CERT, "tls-cert", "MECAPY_TLS_CERT" },
         { OPT_TLS_KEY, "tls-key", "MECAPY_TLS_KEY" },
+        { OPT_WORKER_HOUR_COST, "worker-hour-cost", "MECAPY_WORKER_HOUR_COST" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -236,6 +239,15 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
                 return 0;
         case OPT_TLS_CERT: return set_str(&c->tls_cert, v);
         case OPT_TLS_KEY: return set_str(&c->tls_key, v);
+        case OPT_WORKER_HOUR_COST: {
+                char *end = NULL;
+                double d = strtod(v, &end);
+                if (!end || end == v || *end || !(d >= 0) || d > 1e9)
+                        return mp_error_set(err, EINVAL, 400, "config",
+                                            "--worker-hour-cost takes an amount from 0 to 1e9, not \"%s\"", v);
+                c->worker_hour_cost = d;
+                return 0;
+        }
         }
         return 0;
 }
@@ -314,6 +326,7 @@ int mp_config_parse(int argc, char **argv, struct mp_config **ret, struct mp_err
         c->shard = -1;
         c->grace_s = 30;
         c->http_threads = 4;
+        c->worker_hour_cost = -1;
         c->sandbox = true;
         c->default_timeout_s = MP_DEFAULT_TIMEOUT_S;
         c->max_timeout_s = MP_MAX_TIMEOUT_S;

@@ -76,6 +76,9 @@ struct mp_config {
         bool log_json;            /* --log-format json / MECAPY_LOG_FORMAT: one JSON object a line */
         char *tls_cert;           /* --tls-cert FILE: serve HTTPS with this PEM chain ... */
         char *tls_key;            /* --tls-key FILE: ... and this key; both or neither */
+        /* The operators' figures (docs/operations.md#cost-per-call). */
+        double worker_hour_cost;  /* --worker-hour-cost EUR: an hour of one worker slot; -1
+                                   * when unset */
 };
 
 /* Parse the server options of `serve`, `worker`, `migrate` and `admin` from argv

@@ -120,3 +120,9 @@
 #define MP_MAX_PROGRESS_FRAME        2048    /* bytes of one progress frame from the guest */
 #define MP_LIVE_INTERVAL_MS          500
 #define MP_LIVE_MAX_LOG_CHUNK        (64u * 1024) /* bytes of logs in one forward; the rest next time */
+/* Usage and quotas (docs/api.md#usage): the days one usage query or the operators'
+ * figures may span, and the largest quota value. A start held by a quota is tried again
+ * after MP_QUOTA_HOLD_MS. */
+#define MP_MAX_USAGE_DAYS            366
+#define MP_MAX_QUOTA_VALUE           1000000000000LL
+#define MP_QUOTA_HOLD_MS             1000

@@ -8,6 +8,7 @@
 #include "api/api.h"
 #include "api/api-metrics.h"
 #include "base/config.h"
+#include "base/limits.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "cli/cli.h"
@@ -26,9 +27,12 @@ static void usage(FILE *f) {
                 "                               a standalone worker on a shared queue (--queue redis://...)\n"
                 "  mecapy migrate [OPTIONS]     create or upgrade the metadata store, then exit\n"
                 "  mecapy admin create-user --email E --password P [--company C] [--role admin|member|viewer]\n"
-                "                               [OPTIONS]\n"
+                "                               [--operator] [OPTIONS]\n"
                 "  mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]\n"
-                "  mecapy admin gc [OPTIONS]    one pass of the collector (retention, orphaned objects)\n\n"
+                "  mecapy admin gc [OPTIONS]    one pass of the collector (retention, orphaned objects)\n"
+                "  mecapy admin quota [--company NAME] [--user EMAIL] [--concurrent-calls N] [--calls-per-day N]\n"
+                "                     [--cpu-seconds-per-month N] [--storage-mb N] [OPTIONS]   (N or unlimited)\n"
+                "  mecapy admin stats [--days N] [OPTIONS]   the operators' figures, as JSON\n\n"
                 "Client (talks to MECAPY_URL, default http://127.0.0.1:8000):\n"
                 "  mecapy login | logout\n"
                 "  mecapy fn push FILE | ls | show NAME | rm NAME\n"
@@ -47,8 +51,12 @@ static const char *usage_line(const char *cmd) {
                : !strcmp(cmd, "migrate") ? "mecapy migrate [OPTIONS]"
                : !strcmp(cmd, "admin set-role") ? "mecapy admin set-role --email E --role admin|member|viewer [OPTIONS]"
                : !strcmp(cmd, "admin gc") ? "mecapy admin gc [OPTIONS]"
+               : !strcmp(cmd, "admin quota") ? "mecapy admin quota [--company NAME] [--user EMAIL] "
+                                               "[--concurrent-calls N] [--calls-per-day N] "
+                                               "[--cpu-seconds-per-month N] [--storage-mb N] [OPTIONS]"
+               : !strcmp(cmd, "admin stats") ? "mecapy admin stats [--days N] [--worker-hour-cost EUR] [OPTIONS]"
                                           : "mecapy admin create-user --email E --password P [--company C] "
-                                            "[--role admin|member|viewer] [OPTIONS]";
+                                            "[--role admin|member|viewer] [--operator] [OPTIONS]";
 }
 
 /* cmd names the command in messages ("serve", "admin set-role"). */
@@ -176,6 +184,121 @@ out:
         return rc;
 }
 
+/* A quota option's value: a whole number, or "unlimited"/"none" (null). NULL when it
+ * is neither. */
+static json_t *quota_value(const char *v) {
+        long n;
+
+        if (!strcmp(v, "unlimited") || !strcmp(v, "none"))
+                return json_null();
+        if (mp_parse_long(v, 0, 1000000000000L, &n) < 0)
+                return NULL;
+        return json_integer(n);
+}
+
+/* The end of an admin command that prints JSON: out (taken) on stdout when r >= 0, else
+ * the error (and its field errors) on stderr; core and cfg closed. The exit code. */
+static int admin_json_done(const char *cmd, int r, json_t *out, struct mp_error *err, struct mp_core *core,
+                           struct mp_config *cfg) {
+        if (r < 0) {
+                fprintf(stderr, "mecapy %s: %s\n", cmd, err->message);
+                if (json_is_array(err->errors))
+                        json_dumpf(err->errors, stderr, JSON_COMPACT), fputc('\n', stderr);
+        } else {
+                json_dumpf(out, stdout, JSON_INDENT(2));
+                putchar('\n');
+        }
+        json_decref(out);
+        mp_core_close(core);
+        mp_config_free(cfg);
+        return r < 0 ? 1 : 0;
+}
+
+/* mecapy admin quota --company NAME [--user EMAIL] [--concurrent-calls N] ...: an
+ * operator's change of a company's (or a member's) quota, on the store as the server
+ * options name it; options not given keep their value. Prints the quota as JSON. */
+static int cmd_admin_quota(int argc, char **argv) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        static const char *const names[] = { "--company", "--user", "--concurrent-calls", "--calls-per-day",
+                                             "--cpu-seconds-per-month", "--storage-mb", NULL };
+        static const char *const fields[] = { "concurrent_calls", "calls_per_day", "cpu_seconds_per_month",
+                                              "storage_mb" };
+        const char *values[6] = { 0 };
+        _cleanup_json_ json_t *changes = json_object();
+        struct mp_config *cfg = NULL;
+        struct mp_core *core = NULL;
+        json_t *out = NULL;
+        int r;
+
+        if ((argc = take_options("admin quota", argc - 1, argv + 1, names, values)) < 0)
+                return 2;
+        argv++;
+        if (!values[0] && !values[1]) {
+                fprintf(stderr, "mecapy admin quota: --company or --user is required\nusage: %s\n",
+                        usage_line("admin quota"));
+                return 2;
+        }
+        for (int i = 0; i < 4; i++) {
+                json_t *v;
+                if (!values[i + 2])
+                        continue;
+                if (!(v = quota_value(values[i + 2]))) {
+                        fprintf(stderr, "mecapy admin quota: %s takes a whole number or \"unlimited\", not \"%s\"\n",
+                                names[i + 2], values[i + 2]);
+                        return 2;
+                }
+                json_object_set_new(changes, fields[i], v);
+        }
+        if (open_config("admin quota", argc, argv, &cfg) < 0)
+                return 2;
+        r = mp_core_open(cfg, &core, &err);
+        if (r >= 0)
+                r = mp_core_admin_quota(core, values[0], values[1], changes, &out, &err);
+        return admin_json_done("admin quota", r, out, &err, core, cfg);
+}
+
+/* mecapy admin stats [--days N]: the operators' figures (GET /api/v1/admin/stats) read
+ * from the store; --worker-hour-cost gives the cost per call. Prints JSON. */
+static int cmd_admin_stats(int argc, char **argv) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        static const char *const names[] = { "--days", NULL };
+        const char *values[1] = { 0 };
+        struct mp_config *cfg = NULL;
+        struct mp_core *core = NULL;
+        json_t *out = NULL;
+        long days = 7;
+        int r;
+
+        if ((argc = take_options("admin stats", argc - 1, argv + 1, names, values)) < 0)
+                return 2;
+        argv++;
+        if (values[0] && mp_parse_long(values[0], 1, MP_MAX_USAGE_DAYS, &days) < 0) {
+                fprintf(stderr, "mecapy admin stats: --days takes a whole number from 1 to %d\n", MP_MAX_USAGE_DAYS);
+                return 2;
+        }
+        if (open_config("admin stats", argc, argv, &cfg) < 0)
+                return 2;
+        r = mp_core_open(cfg, &core, &err);
+        if (r >= 0)
+                r = mp_core_admin_stats(core, NULL, (int) days, &out, &err);
+        return admin_json_done("admin stats", r, out, &err, core, cfg);
+}
+
+/* Take the flag `name` (no value) out of argv: true when it was there. */
+static bool take_flag(int *argc, char **argv, const char *name) {
+        bool found = false;
+        int out = 0;
+
+        for (int i = 0; i < *argc; i++) {
+                if (i > 0 && !strcmp(argv[i], name))
+                        found = true;
+                else
+                        argv[out++] = argv[i];
+        }
+        *argc = out;
+        return found;
+}
+
 static int cmd_admin(int argc, char **argv) {
         _cleanup_error_ struct mp_error err = { 0 };
         static const char *const names[] = { "--email", "--password", "--company", "--role", NULL };
@@ -183,15 +306,22 @@ static int cmd_admin(int argc, char **argv) {
         struct mp_config *cfg = NULL;
         struct mp_core *core = NULL;
         json_t *user = NULL;
+        bool operator_flag;
         int rc = 1;
 
         if (argc >= 2 && !strcmp(argv[1], "set-role"))
                 return cmd_admin_set_role(argc, argv);
         if (argc >= 2 && !strcmp(argv[1], "gc"))
                 return cmd_admin_gc(argc, argv);
+        if (argc >= 2 && !strcmp(argv[1], "quota"))
+                return cmd_admin_quota(argc, argv);
+        if (argc >= 2 && !strcmp(argv[1], "stats"))
+                return cmd_admin_stats(argc, argv);
+        operator_flag = take_flag(&argc, argv, "--operator");
         if (argc < 2 || strcmp(argv[1], "create-user")) {
-                fprintf(stderr, "usage: %s\n       %s\n       %s\n", usage_line("admin create-user"),
-                        usage_line("admin set-role"), usage_line("admin gc"));
+                fprintf(stderr, "usage: %s\n       %s\n       %s\n       %s\n       %s\n",
+                        usage_line("admin create-user"), usage_line("admin set-role"), usage_line("admin gc"),
+                        usage_line("admin quota"), usage_line("admin stats"));
                 return 2;
         }
         if ((argc = take_options("admin create-user", argc - 1, argv + 1, names, values)) < 0)
@@ -209,13 +339,15 @@ static int cmd_admin(int argc, char **argv) {
         if (open_config("admin create-user", argc, argv, &cfg) < 0)
                 return 2;
         if (mp_core_open(cfg, &core, &err) < 0 ||
-            mp_core_create_user(core, email, password, company, role, &user, &err) < 0) {
+            mp_core_create_user(core, email, password, company, role, &user, &err) < 0 ||
+            (operator_flag &&
+             mp_core_user_set_operator(core, json_string_value(json_object_get(user, "id")), true, &err) < 0)) {
                 fprintf(stderr, "mecapy admin create-user: %s\n", err.message);
                 goto out;
         }
-        printf("created user %s (id %s, role %s%s%s)\n", json_string_value(json_object_get(user, "email")),
+        printf("created user %s (id %s, role %s%s%s%s)\n", json_string_value(json_object_get(user, "email")),
                json_string_value(json_object_get(user, "id")), json_string_value(json_object_get(user, "role")),
-               company ? ", company " : "", company ? company : "");
+               company ? ", company " : "", company ? company : "", operator_flag ? ", operator" : "");
         json_decref(user);
         rc = 0;
 out:

@@ -33,6 +33,14 @@ void mp_core_task_ended(struct mp_core *core, const char *task_id);
 void mp_core_stats_init(struct mp_core_stats *st);
 void mp_core_count_created(struct mp_core *core);
 void mp_core_count_end(struct mp_core *core, json_t *fields);
+/* Wave 2's counts: a workflow run's end (status "completed", "failed", "cancelled"); a
+ * task of a run or of a study point ended (its row); a result cache hit; a call refused
+ * by a quota (err: the QuotaExceeded problem) and a start held by one. */
+void mp_core_count_run_end(struct mp_core *core, const char *status);
+void mp_core_count_member_end(struct mp_core *core, json_t *task);
+void mp_core_count_cache_hit(struct mp_core *core);
+void mp_core_count_quota_refused(struct mp_core *core, const struct mp_error *err);
+void mp_core_count_quota_held(struct mp_core *core);
 /* Can this principal see (call) this function row? */
 bool mp_core_can_see_function(const struct mp_principal *p, json_t *fn);
 /* A function the principal may call, and its version (0 = latest); 404 otherwise. */

@@ -70,12 +70,24 @@ void mp_hist_observe(struct mp_hist *h, double seconds);
 enum mp_task_end { MP_END_COMPLETED, MP_END_FAILED, MP_END_TIMED_OUT, MP_END_CANCELLED, MP_END_N };
 extern const char *const mp_task_end_names[MP_END_N];
 
+/* How workflow runs end, and the quotas (usage.c), in the order of their counters. */
+enum { MP_RUN_END_N = 3, MP_QUOTA_N = 4 };
+extern const char *const mp_run_end_names[MP_RUN_END_N];
+extern const char *const mp_quota_names[MP_QUOTA_N];
+
 /* This process's counts, for GET /metrics: relaxed atomics, no lock on the call path. */
 struct mp_core_stats {
         int64_t start_ms;                     /* when the core opened (epoch ms) */
         atomic_uint_fast64_t tasks_created;   /* new tasks stored by execute here */
         atomic_uint_fast64_t tasks_ended[MP_END_N]; /* ends recorded by this process */
         struct mp_hist execution;             /* execution_ms of runs this process's workers ended */
+        /* What wave 2 added (docs/operations.md#metrics): ends this process recorded. */
+        atomic_uint_fast64_t runs_ended[MP_RUN_END_N];      /* workflow runs, by final state */
+        atomic_uint_fast64_t nodes_ended[MP_END_N];         /* tasks of workflow runs, by state */
+        atomic_uint_fast64_t points_ended[MP_END_N];        /* tasks of study points, by state */
+        atomic_uint_fast64_t cache_hits;                    /* calls answered by the result cache */
+        atomic_uint_fast64_t quota_refused[MP_QUOTA_N];     /* calls refused, by quota */
+        atomic_uint_fast64_t quota_held;                    /* starts held back by a quota */
 };
 
 struct mp_core {
@@ -406,3 +418,36 @@ struct mp_gc *mp_core_gc_stop(struct mp_gc *g);
  * MP_MAX_EXPORT_BYTES of content; 503 when an object cannot be read. */
 int mp_core_export(struct mp_core *core, const struct mp_principal *p, int *ret_fd, uint64_t *ret_size,
                    struct mp_error *err);
+/* --- usage, quotas and the operators' figures (usage.c, docs/api.md#usage) --- */
+/* The caller's usage (a company admin: the company's) of the UTC days from..to
+ * ("YYYY-MM-DD", inclusive; defaults: the last 30 days to today), grouped by "day",
+ * "function" or "user": {"items": [{"day"|"function_id"|"user_id", ("email",) "calls",
+ * "failed", "wall_ms", "cpu_ms", "max_peak_memory_kb"}], "from", "to", "group_by",
+ * "scope": "user"|"company"}. 422 naming the parameter on a bad date, range or group. */
+int mp_core_usage(struct mp_core *core, const struct mp_principal *p, const char *from, const char *to,
+                  const char *group_by, json_t **ret, struct mp_error *err);
+/* mp_core_usage's answer as CSV (a header line, then one line per item; CRLF). */
+int mp_core_usage_csv(json_t *usage, char **ret, size_t *ret_len);
+/* The company's quota (user_id NULL) or a member's: {"concurrent_calls","calls_per_day",
+ * "cpu_seconds_per_month","storage_mb" (null: unlimited),"user_id","used": {...}} and,
+ * for an admin reading the company's, "members": the members' own quotas. A member may
+ * read the company's and their own; 404 without a company. */
+int mp_core_quotas_get(struct mp_core *core, const struct mp_principal *p, const char *user_id, json_t **ret,
+                       struct mp_error *err);
+/* Company admins: body {the four limits (absent or null: unlimited), "user_id"?}: sets
+ * (replaces) the company's quota or a member's. ret: as mp_core_quotas_get. */
+int mp_core_quotas_put(struct mp_core *core, const struct mp_principal *p, json_t *body, json_t **ret,
+                       struct mp_error *err);
+/* `mecapy admin quota`: the quota of company (a name) or of its member user_email (one
+ * of them may be NULL: a user alone is taken in their company, or in none); changes (may
+ * be NULL or empty: only read) sets the limits it names (null: unlimited), the others
+ * are kept. */
+int mp_core_admin_quota(struct mp_core *core, const char *company, const char *user_email, json_t *changes,
+                        json_t **ret, struct mp_error *err);
+/* `mecapy admin create-user --operator`. */
+int mp_core_user_set_operator(struct mp_core *core, const char *user_id, bool on, struct mp_error *err);
+/* The operators' figures of the last `days` UTC days (today included): see
+ * docs/operations.md#the-operators-figures. p NULL: the operator's command (no check);
+ * else 403 unless p is an operator. */
+int mp_core_admin_stats(struct mp_core *core, const struct mp_principal *p, int days, json_t **ret,
+                        struct mp_error *err);

@@ -35,6 +35,16 @@ void mp_core_stats_init(struct mp_core_stats *st) {
         for (int i = 0; i < MP_END_N; i++)
                 atomic_init(&st->tasks_ended[i], 0);
         mp_hist_init(&st->execution, execution_bounds, (int) ELEMENTSOF(execution_bounds));
+        for (int i = 0; i < MP_RUN_END_N; i++)
+                atomic_init(&st->runs_ended[i], 0);
+        for (int i = 0; i < MP_END_N; i++) {
+                atomic_init(&st->nodes_ended[i], 0);
+                atomic_init(&st->points_ended[i], 0);
+        }
+        for (int i = 0; i < MP_QUOTA_N; i++)
+                atomic_init(&st->quota_refused[i], 0);
+        atomic_init(&st->cache_hits, 0);
+        atomic_init(&st->quota_held, 0);
 }
 
 void mp_core_count_created(struct mp_core *core) {
@@ -54,4 +64,54 @@ void mp_core_count_end(struct mp_core *core, json_t *fields) {
                 }
         if (json_is_integer(ms))
                 mp_hist_observe(&core->stats.execution, (double) json_integer_value(ms) / 1000.0);
+}
+
+/* --- what wave 2 added --- */
+
+const char *const mp_run_end_names[MP_RUN_END_N] = { "completed", "failed", "cancelled" };
+const char *const mp_quota_names[MP_QUOTA_N] = { "concurrent_calls", "calls_per_day", "cpu_seconds_per_month",
+                                                 "storage_mb" };
+
+static void bump(atomic_uint_fast64_t *c) {
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* The index of name in names[n], or -1. */
+static int index_of(const char *const *names, int n, const char *name) {
+        for (int i = 0; name && i < n; i++)
+                if (!strcmp(names[i], name))
+                        return i;
+        return -1;
+}
+
+void mp_core_count_run_end(struct mp_core *core, const char *status) {
+        int i = index_of(mp_run_end_names, MP_RUN_END_N, status);
+        if (i >= 0)
+                bump(&core->stats.runs_ended[i]);
+}
+
+void mp_core_count_member_end(struct mp_core *core, json_t *task) {
+        int i = index_of(mp_task_end_names, MP_END_N, json_string_value(json_object_get(task, "status")));
+        if (i < 0)
+                return;
+        if (json_is_string(json_object_get(task, "workflow_run_id")))
+                bump(&core->stats.nodes_ended[i]);
+        if (json_is_string(json_object_get(task, "study_id")))
+                bump(&core->stats.points_ended[i]);
+}
+
+void mp_core_count_cache_hit(struct mp_core *core) {
+        bump(&core->stats.cache_hits);
+}
+
+void mp_core_count_quota_refused(struct mp_core *core, const struct mp_error *err) {
+        int i = index_of(mp_quota_names, MP_QUOTA_N,
+                         err && json_is_object(err->errors) ? json_string_value(json_object_get(err->errors, "quota"))
+                                                            : NULL);
+        if (i >= 0)
+                bump(&core->stats.quota_refused[i]);
+}
+
+void mp_core_count_quota_held(struct mp_core *core) {
+        bump(&core->stats.quota_held);
 }

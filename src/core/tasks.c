@@ -223,6 +223,7 @@ static int cache_lookup(struct mp_core *core, const struct mp_principal *p, cons
         if ((r = MP_STORE(core->store)->task_create_cached(core->store, task, err)) <= 0)
                 return r;
         mp_core_count_created(core);
+        mp_core_count_cache_hit(core);
         if ((r = MP_STORE(core->store)->task_get(core->store, id, &row, err)) < 0 ||
             (r = render(core, TAKE_PTR(row), ret, err)) < 0)
                 return r;
@@ -275,7 +276,13 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
         /* The API request's id (the log context api-server.c set): the worker and the
          * executor log it with every line about this task. */
         json_object_set_new(task, "request_id", mp_log_request_id() ? json_string(mp_log_request_id()) : json_null());
+        /* A direct call is admitted within its owner's and company's quotas (checked with
+         * the insert, in one transaction: usage.c); a run's or a study's calls are not
+         * refused, their starts wait instead (work.c). */
+        json_object_set_new(task, "quota_check", json_true());
         r = MP_STORE(core->store)->task_create(core->store, task, &existing, err);
+        if (r == -EDQUOT)
+                mp_core_count_quota_refused(core, err);
         if (r == -EEXIST && existing) {
                 json_int_t first_version = json_integer_value(json_object_get(existing, "version"));
                 /* A retry is the same call: same key, function and inputs give the first

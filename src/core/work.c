@@ -50,6 +50,7 @@ void mp_core_on_task_end(struct mp_core *core, const char *task_id, json_t *know
                 return;
         if (MP_STORE(core->store)->task_get(core->store, task_id, &task, &err) < 0)
                 return;
+        mp_core_count_member_end(core, task);
         if (json_is_string(json_object_get(task, "workflow_run_id")))
                 mp_core_workflow_task_ended(core, task);
         if (json_is_string(json_object_get(task, "study_id")))
@@ -88,6 +89,7 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
                          json_t *fields, struct mp_error *err) {
         char key[256];
         json_t *arts = json_array();
+        json_int_t kept = 0;
         int r;
 
         json_object_set_new(fields, "status", json_string(end_status(res->status)));
@@ -101,6 +103,7 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
                 if (!etext)
                         return -ENOMEM;
                 json_object_set_new(fields, "error_type", type ? json_string(type) : json_null());
+                kept += (json_int_t) strlen(etext);
                 snprintf(key, sizeof(key), "tasks/%s/error.json", task_id);
                 if ((r = keep(core, fields, "error", key, etext, strlen(etext), res->error, err)) < 0)
                         return r;
@@ -110,6 +113,7 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
                 snprintf(key, sizeof(key), "tasks/%s/result.json", task_id);
                 if (!text)
                         return -ENOMEM;
+                kept += (json_int_t) strlen(text);
                 if ((r = keep(core, fields, "result", key, text, strlen(text), res->result, err)) < 0)
                         return r;
         } else
@@ -142,6 +146,11 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
                                                       "blob", key));
         }
         json_object_set_new(fields, "artifacts", arts);
+        /* What the task keeps, for the storage quota (usage.c). */
+        kept += (json_int_t) text_len;
+        for (size_t i = 0; i < res->n_artifacts; i++)
+                kept += (json_int_t) res->artifacts[i].size;
+        json_object_set_new(fields, "stored_bytes", json_integer(kept));
         json_object_set_new(fields, "execution_ms", json_integer(res->wall_ms));
         json_object_set_new(fields, "cpu_ms", json_integer(res->cpu_ms));
         json_object_set_new(fields, "peak_memory_kb", json_integer(res->peak_memory_kb));
@@ -246,8 +255,13 @@ static int start(struct mp_core *core, const char *worker_id, const char *task_i
                  struct mp_error *err) {
         const char *status = json_string_value(json_object_get(task, "status"));
 
+        /* Within the quotas of its owner and company (the calls running, the month's
+         * CPU): -EDQUOT holds it, and the caller gives its job back for a while. */
         if (!strcmp(status, "queued"))
-                return MP_STORE(core->store)->task_start(core->store, task_id, worker_id, mp_now_ms(), err);
+                return MP_STORE(core->store)->task_start_quota(core->store, task_id, worker_id, mp_now_ms(),
+                                                               json_string_value(json_object_get(task, "owner_id")),
+                                                               json_string_value(json_object_get(task, "company_id")),
+                                                               err);
         if (strcmp(status, "running"))
                 return 0;
         /* Running but claimable: the process that ran it died. Retry, a bounded number of
@@ -462,6 +476,14 @@ int mp_core_work_one_counted(struct mp_core *core, const char *worker_id, int64_
         r = work_claimed(core, worker_id, task_id, err);
         if (busy)
                 atomic_fetch_sub(busy, 1);
+        if (r == -EDQUOT) {
+                /* Held by a quota (a run's or a study's call: throttled, not refused): its
+                 * job goes back, claimable again after a short while. */
+                mp_core_count_quota_held(core);
+                mp_error_clear(err);
+                (void) MP_QUEUE(core->queue)->release(core->queue, task_id, worker_id, MP_QUOTA_HOLD_MS, NULL);
+                return 1;
+        }
         if (r < 0) {
                 _cleanup_error_ struct mp_error rerr = { 0 };
                 /* Not settled (a backend is down): give the job back rather than hold it

@@ -603,6 +603,7 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                                 }
                 }
                 if (over && !was_over) {
+                        mp_core_count_run_end(core, json_string_value(json_object_get(state, "status")));
                         mp_core_task_ended(core, run_id); /* wakes GET /workflow-runs/{id}?wait= */
                         if (json_is_string(json_object_get(run, "study_id"))) {
                                 _cleanup_json_ json_t *ended = json_deep_copy(run);

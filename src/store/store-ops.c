@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/limits.h"
 #include "base/util.h"
@@ -223,6 +224,10 @@ static int insert_row(struct mp_store_conn *c, struct table *t, json_t *row, con
                 cols[i] = &t->cols[i];
         TRY(cols_params(cols, t->n_cols, row, what, p, err));
         r = q_exec(c, t->sql, p, t->n_cols, what, err);
+        /* Every stored task is a call of its day (the daily quota's count, usage.c). */
+        if (r >= 0 && t == &tasks_table)
+                r = q_exec(c, SQL_CALLS_ADD, PARAMS(PT(json_string_value(json_object_get(row, "id")))),
+                           "counting a call", err);
         return r < 0 ? r : 0;
 }
 
@@ -1020,10 +1025,14 @@ static int task_key_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err)
         return 0;
 }
 
+static int quota_admit(struct mp_store_conn *c, json_t *task, struct mp_error *err);
+
 static int task_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
         struct task_create_args *a = ctx;
         int r;
 
+        if (json_is_true(json_object_get(a->task, "quota_check")))
+                TRY(quota_admit(c, a->task, err));
         if (a->key) {
                 _cleanup_json_ json_t *existing = NULL;
                 r = task_by_key(c, a, &existing, err);
@@ -1160,6 +1169,7 @@ static int task_finish_fn(struct mp_store_conn *c, void *ctx, struct mp_error *e
         if (r <= 0)
                 return r;
         TRY(q_exec(c, SQL_JOB_DELETE, PARAMS(PT(a->id)), "removing a finished task's job", err));
+        TRY(q_exec(c, SQL_USAGE_ADD, PARAMS(PT(a->id)), "counting a task's usage", err));
         return 1;
 }
 
@@ -2486,6 +2496,368 @@ static int ops_function_list_owned(struct mp_store *s, const char *owner_id, jso
         return n < 0 ? n : 0;
 }
 
+/* ---- usage, quotas and the operators' figures (core/usage.c, migration 10) ---- */
+
+#define DAY_MS 86400000LL
+
+/* The first instant (epoch ms) of the UTC month holding ms, moved by `months`. */
+static int64_t month_start(int64_t ms, int months) {
+        time_t t = (time_t) (ms / 1000);
+        struct tm tm;
+
+        gmtime_r(&t, &tm);
+        int m = tm.tm_year * 12 + tm.tm_mon + months;
+        tm = (struct tm) { .tm_year = m / 12, .tm_mon = m % 12, .tm_mday = 1 };
+        return (int64_t) timegm(&tm) * 1000;
+}
+
+/* The problem of a refused (or held) call: 429 for what frees itself soon (concurrent
+ * calls, the day's count), 403 for what a month or a deletion frees; resets_at in epoch
+ * ms (0: when a running call ends, or never by itself). */
+static int quota_refused(struct mp_error *err, const char *quota, const char *scope, int64_t limit,
+                         int64_t resets_at, int64_t now) {
+        bool soon = !strcmp(quota, "concurrent_calls") || !strcmp(quota, "calls_per_day");
+        int64_t retry = soon ? (resets_at ? (resets_at - now + 999) / 1000 : 1) : 0;
+        char when[40] = "";
+
+        if (resets_at)
+                mp_format_time(resets_at, when, sizeof(when));
+        mp_error_set(err, EDQUOT, soon ? 429 : 403, "QuotaExceeded",
+                     "the %s quota of %s %s is used up (limit %" PRId64 ")%s%s", quota,
+                     !strcmp(scope, "company") ? "the" : "your", !strcmp(scope, "company") ? "company" : "account",
+                     limit, resets_at ? "; it resets at " : soon ? "; try again when a call ends" : "",
+                     when);
+        if (err) {
+                json_decref(err->errors);
+                err->errors = json_pack("{s:s,s:s,s:I,s:o,s:o}", "quota", quota, "scope", scope, "limit",
+                                        (json_int_t) limit, "resets_at", resets_at ? json_string(when) : json_null(),
+                                        "retry_after", soon ? json_integer(retry < 1 ? 1 : retry) : json_null());
+        }
+        return -EDQUOT;
+}
+
+static int quota_count(struct mp_store_conn *c, const char *sql, const char *who, int64_t arg, int64_t *ret,
+                       struct mp_error *err) {
+        return q_int(c, sql, PARAMS(PT(who), PI(arg)), "n", ret, "counting a quota's use", err);
+}
+
+/* Check the quotas of owner in company ("" none) in the caller's transaction: on a
+ * call's admission (starting false) every quota; on its start (true) the calls running
+ * and the month's CPU. With row locks the user's row, and the company's when it has a
+ * quota, are locked first: admissions on several API nodes are counted one after the
+ * other. 0 within the quotas, -EDQUOT (err filled) over one. */
+static int quota_check(struct mp_store_conn *c, const char *owner, const char *company, int64_t now,
+                       bool starting, struct mp_error *err) {
+        _cleanup_json_ json_t *rows = json_array();
+        bool company_quota = false;
+        size_t i;
+        json_t *q;
+
+        if (!rows)
+                return -ENOMEM;
+        company = company ? company : "";
+        TRY(q_all(c, SQL_QUOTAS_FOR, PARAMS(PT(company), PT(owner)), rows, "reading quotas", err));
+        if (json_array_size(rows) == 0)
+                return 0;
+        json_array_foreach(rows, i, q)
+                company_quota |= !strcmp(str_of(q, "user_id") ?: "", "");
+        if (c->drv->row_locks) {
+                TRY(q_exec(c, SQL_QUOTA_LOCK_USER, PARAMS(PT(owner)), "locking a user's quota", err));
+                if (company_quota)
+                        TRY(q_exec(c, SQL_QUOTA_LOCK_COMPANY, PARAMS(PT(company)), "locking a company's quota",
+                                   err));
+        }
+        int64_t day0 = now - now % DAY_MS, month0 = month_start(now, 0), month1 = month_start(now, 1);
+        json_array_foreach(rows, i, q) {
+                int k = !strcmp(str_of(q, "user_id") ?: "", "") ? 1 : 0;
+                const char *who = k ? company : owner, *scope = k ? "company" : "user";
+                json_t *v;
+                int64_t n;
+
+                if (json_is_integer(v = json_object_get(q, "concurrent_calls"))) {
+                        TRY(quota_count(c, SQL_QUOTA_ACTIVE[k], who, starting, &n, err));
+                        if (n >= json_integer_value(v))
+                                return quota_refused(err, "concurrent_calls", scope, json_integer_value(v), 0, now);
+                }
+                if (!starting && json_is_integer(v = json_object_get(q, "calls_per_day"))) {
+                        TRY(quota_count(c, SQL_QUOTA_DAY[k], who, day0 / DAY_MS, &n, err));
+                        if (n >= json_integer_value(v))
+                                return quota_refused(err, "calls_per_day", scope, json_integer_value(v),
+                                                     day0 + DAY_MS, now);
+                }
+                if (json_is_integer(v = json_object_get(q, "cpu_seconds_per_month"))) {
+                        TRY(quota_count(c, SQL_QUOTA_CPU[k], who, month0 / DAY_MS, &n, err));
+                        if (n >= json_integer_value(v) * 1000)
+                                return quota_refused(err, "cpu_seconds_per_month", scope, json_integer_value(v),
+                                                     month1, now);
+                }
+                if (!starting && json_is_integer(v = json_object_get(q, "storage_mb"))) {
+                        TRY(quota_count(c, SQL_QUOTA_STORAGE[k], who, 0, &n, err));
+                        if (n >= json_integer_value(v) * 1048576)
+                                return quota_refused(err, "storage_mb", scope, json_integer_value(v), 0, now);
+                }
+        }
+        return 0;
+}
+
+static int quota_admit(struct mp_store_conn *c, json_t *task, struct mp_error *err) {
+        json_t *q = json_object_get(task, "queued_at");
+
+        return quota_check(c, str_of(task, "owner_id") ?: "", str_of(task, "company_id"),
+                           json_is_integer(q) ? json_integer_value(q) : mp_now_ms(), false, err);
+}
+
+struct usage_args {
+        json_t *filter, *out;
+        int64_t from, to;
+        const char *owner, *company, *group, *id;
+        int64_t now;
+        json_t *quota;
+};
+
+static void usage_args_set_out(struct usage_args *a, json_t *out) {
+        json_decref(a->out);
+        a->out = out;
+}
+
+static int usage_query_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct usage_args *a = ctx;
+        _cleanup_json_ json_t *rows = json_array();
+        char sql[768];
+
+        if (!rows)
+                return -ENOMEM;
+        /* Built from fixed names only (group was checked against three). */
+        snprintf(sql, sizeof(sql),
+                 "SELECT %s AS key, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(failed) AS BIGINT) AS failed,"
+                 " CAST(SUM(wall_ms) AS BIGINT) AS wall_ms, CAST(SUM(cpu_ms) AS BIGINT) AS cpu_ms,"
+                 " MAX(max_peak_memory_kb) AS max_peak_memory_kb FROM usage_daily"
+                 " WHERE %s = ?1 AND day >= ?2 AND day <= ?3 GROUP BY %s ORDER BY %s",
+                 a->group, a->owner ? "owner_id" : "company_id", a->group, a->group);
+        TRY(c->drv->query(c, sql, false, PARAMS(PT(a->owner ? a->owner : a->company), PI(a->from), PI(a->to)),
+                          rows, "reading usage", err));
+        usage_args_set_out(a, json_incref(rows));
+        return 0;
+}
+
+static int ops_usage_query(struct mp_store *s, json_t *filter, json_t **ret, struct mp_error *err) {
+        struct usage_args a = { 0 };
+        static const char *const groups[] = { "day", "function_id", "owner_id" };
+        int r;
+
+        TRY(filter_str(filter, "owner_id", &a.owner, err));
+        TRY(filter_str(filter, "company_id", &a.company, err));
+        TRY(filter_str(filter, "group_by", &a.group, err));
+        if (!a.owner == !a.company)
+                return invalid(err, "reading usage needs one of `owner_id` and `company_id`");
+        for (size_t i = 0; a.group && i < ELEMENTSOF(groups); i++)
+                if (!strcmp(a.group, groups[i]))
+                        a.group = groups[i];
+        if (!a.group || (a.group != groups[0] && a.group != groups[1] && a.group != groups[2]))
+                return invalid(err, "`group_by` must be day, function_id or owner_id");
+        a.from = json_integer_value(json_object_get(filter, "from_day"));
+        a.to = json_integer_value(json_object_get(filter, "to_day"));
+        r = s->drv->run(s, MP_RUN_READ, usage_query_fn, &a, err);
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+static int ops_quota_list(struct mp_store *s, const char *company_id, json_t **ret, struct mp_error *err) {
+        struct all_args a = { SQL_QUOTAS_OF_COMPANY, company_id ? company_id : "", "reading quotas", NULL };
+        int n = all_run(s, &a, ret, err);
+
+        return n < 0 ? n : 0;
+}
+
+static const char *const quota_names[] = { "concurrent_calls", "calls_per_day", "cpu_seconds_per_month",
+                                           "storage_mb" };
+
+static struct mp_store_param quota_param(json_t *row, const char *name) {
+        json_t *v = json_object_get(row, name);
+        return json_is_integer(v) ? PI(json_integer_value(v)) : PI_NULL;
+}
+
+static int quota_set_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct usage_args *a = ctx;
+        json_t *q = a->quota;
+        bool any = false;
+
+        for (size_t i = 0; i < ELEMENTSOF(quota_names); i++)
+                any |= json_is_integer(json_object_get(q, quota_names[i]));
+        if (!any)
+                return q_exec(c, SQL_QUOTA_DELETE, PARAMS(PT(a->company), PT(a->owner)), "removing a quota", err);
+        return q_exec(c, SQL_QUOTA_UPSERT,
+                      PARAMS(PT(a->company), PT(a->owner), quota_param(q, quota_names[0]),
+                             quota_param(q, quota_names[1]), quota_param(q, quota_names[2]),
+                             quota_param(q, quota_names[3]), PI(mp_now_ms())),
+                      "setting a quota", err);
+}
+
+static int ops_quota_set(struct mp_store *s, json_t *quota, struct mp_error *err) {
+        struct usage_args a = { .quota = quota };
+
+        a.company = str_of(quota, "company_id") ?: "";
+        a.owner = str_of(quota, "user_id") ?: "";
+        if (!*a.company && !*a.owner)
+                return invalid(err, "a quota is a company's or a user's: `company_id` or `user_id` is needed");
+        int r = s->drv->run(s, MP_RUN_ATOMIC, quota_set_fn, &a, err);
+        return r < 0 ? r : 0;
+}
+
+static int quota_used_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct usage_args *a = ctx;
+        int k = a->owner ? 0 : 1;
+        const char *who = a->owner ? a->owner : a->company;
+        int64_t active, day, cpu, stored;
+
+        TRY(quota_count(c, SQL_QUOTA_ACTIVE[k], who, 0, &active, err));
+        TRY(quota_count(c, SQL_QUOTA_DAY[k], who, a->now / DAY_MS, &day, err));
+        TRY(quota_count(c, SQL_QUOTA_CPU[k], who, month_start(a->now, 0) / DAY_MS, &cpu, err));
+        TRY(quota_count(c, SQL_QUOTA_STORAGE[k], who, 0, &stored, err));
+        usage_args_set_out(a, json_pack("{s:I,s:I,s:I,s:I}", "concurrent_calls", (json_int_t) active, "calls_today",
+                                        (json_int_t) day, "cpu_ms_this_month", (json_int_t) cpu, "stored_bytes",
+                                        (json_int_t) stored));
+        return a->out ? 0 : -ENOMEM;
+}
+
+static int ops_quota_used(struct mp_store *s, const char *owner_id, const char *company_id, int64_t now,
+                          json_t **ret, struct mp_error *err) {
+        struct usage_args a = { .owner = owner_id, .company = company_id, .now = now };
+
+        if (!owner_id == !company_id)
+                return invalid(err, "a quota's use is an owner's or a company's");
+        int r = s->drv->run(s, MP_RUN_READ, quota_used_fn, &a, err);
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+static int task_start_quota_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct usage_args *a = ctx;
+        int r = q_exists(c, SQL_TASK_QUEUED, PARAMS(PT(a->id)), "reading a task", err);
+
+        /* Not queued (started by another claim, cancelled): nothing to hold. */
+        if (r <= 0)
+                return r < 0 ? r : moved_or_missing(c, 0, a->id, err);
+        TRY(quota_check(c, a->owner, a->company, a->now, true, err));
+        return moved_or_missing(c, q_exec(c, SQL_TASK_START, PARAMS(PI(a->now), PT(a->group), PT(a->id)),
+                                          "starting a task", err),
+                                a->id, err);
+}
+
+/* A start without quota is task_start (lossy, see there); with one, the count and the
+ * start are one transaction. */
+static int ops_task_start_quota(struct mp_store *s, const char *id, const char *worker_id, int64_t now,
+                                const char *owner_id, const char *company_id, struct mp_error *err) {
+        struct usage_args a = { .id = id, .group = worker_id, .owner = owner_id ? owner_id : "",
+                                .company = company_id ? company_id : "", .now = now };
+        _cleanup_json_ json_t *rows = NULL;
+        int r;
+
+        /* The common case, no quota that holds a start, costs one small read. */
+        r = ops_quota_list(s, a.company, &rows, err);
+        if (r < 0)
+                return r;
+        bool applies = false;
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row) {
+                const char *u = str_of(row, "user_id") ?: "";
+                if ((!*u && *a.company) || !strcmp(u, a.owner))
+                        applies |= json_is_integer(json_object_get(row, "concurrent_calls")) ||
+                                   json_is_integer(json_object_get(row, "cpu_seconds_per_month"));
+        }
+        if (!applies)
+                return ops_task_start(s, id, worker_id, now, err);
+        /* Lossy as task_start is (a start lost in a power cut is redone at restart), but
+         * one transaction: the count and the start go together. */
+        return s->drv->run(s, MP_RUN_ATOMIC | MP_RUN_LOSSY, task_start_quota_fn, &a, err);
+}
+
+static int ops_user_set_operator(struct mp_store *s, const char *user_id, int operator_flag,
+                                 struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_USER_SET_OPERATOR, "setting a user's operator flag", "user", user_id,
+                                      PI(operator_flag ? 1 : 0), PT(user_id));
+
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+/* Nearest rank: the value below which p of the n values lie. */
+static int latency_at(struct mp_store_conn *c, int64_t from, int64_t to, int64_t n, double p, json_t *out,
+                      const char *name, struct mp_error *err) {
+        int64_t rank = (int64_t) (p * (double) n + 0.999999), ms;
+
+        if (n == 0) {
+                json_object_set_new(out, name, json_null());
+                return 0;
+        }
+        TRY(q_int(c, SQL_STATS_LATENCY_AT, PARAMS(PI(from), PI(to), PI(MP_MAX(rank, 1) - 1)), "ms", &ms,
+                  "reading latencies", err));
+        json_object_set_new(out, name, json_integer(ms));
+        return 0;
+}
+
+static int admin_stats_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct usage_args *a = ctx;
+        _cleanup_json_ json_t *fns = NULL, *ended = NULL, *days = json_array(), *lat = json_object();
+        int64_t users, from_day = a->from / DAY_MS, to_day = (a->to - 1) / DAY_MS;
+
+        if (!days || !lat)
+                return -ENOMEM;
+        TRY(q_row(c, SQL_STATS_FUNCTIONS, PARAMS(PI(a->from), PI(a->to)), &fns, "counting functions", err));
+        TRY(q_all(c, SQL_STATS_DAYS, PARAMS(PI(from_day), PI(to_day)), days, "reading usage", err));
+        TRY(q_int(c, SQL_STATS_ACTIVE_USERS, PARAMS(PI(from_day), PI(to_day)), "n", &users, "counting users",
+                  err));
+        TRY(q_row(c, SQL_STATS_ENDED, PARAMS(PI(a->from), PI(a->to)), &ended, "counting calls", err));
+        int64_t ran = json_integer_value(json_object_get(ended, "ran"));
+        TRY(latency_at(c, a->from, a->to, ran, 0.50, lat, "p50", err));
+        TRY(latency_at(c, a->from, a->to, ran, 0.95, lat, "p95", err));
+        TRY(latency_at(c, a->from, a->to, ran, 0.99, lat, "p99", err));
+        usage_args_set_out(a, json_pack("{s:O,s:O,s:O,s:I,s:O,s:O,s:O,s:O}", "functions_created",
+                                        json_object_get(fns, "created"), "functions_live",
+                                        json_object_get(fns, "live"), "days", days, "active_users",
+                                        (json_int_t) users, "ended", json_object_get(ended, "n"), "cache_hits",
+                                        json_object_get(ended, "hits"), "ran", json_object_get(ended, "ran"),
+                                        "latency_ms", lat));
+        return a->out ? 0 : -ENOMEM;
+}
+
+static int ops_admin_stats(struct mp_store *s, int64_t from_ms, int64_t to_ms, json_t **ret,
+                           struct mp_error *err) {
+        struct usage_args a = { .from = from_ms, .to = to_ms };
+        int r = s->drv->run(s, MP_RUN_READ, admin_stats_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.out);
+                return r;
+        }
+        *ret = a.out;
+        return 0;
+}
+
+static int ops_company_find(struct mp_store *s, const char *name, json_t **ret, struct mp_error *err) {
+        struct get_args a = { SQL_COMPANY_BY_NAME, name, "reading a company", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no company named '%s'", name ? name : "");
+        return r;
+}
+
+#define USAGE_OPS                                                                        \
+        .usage_query = ops_usage_query, .quota_list = ops_quota_list,                   \
+        .quota_set = ops_quota_set, .quota_used = ops_quota_used,                       \
+        .task_start_quota = ops_task_start_quota,                                        \
+        .user_set_operator = ops_user_set_operator, .admin_stats = ops_admin_stats,    \
+        .company_find = ops_company_find,
+
 /* One table per scheme, the same operations in each. */
 #define OPS_TABLE(scheme_, open_)                                                        \
         {                                                                                \
@@ -2522,6 +2894,7 @@ static int ops_function_list_owned(struct mp_store *s, const char *owner_id, jso
                 .task_in_study = ops_task_in_study,                                      \
                 RETENTION_OPS                                                            \
                 .task_live = ops_task_live, .task_live_logs = ops_task_live_logs,       \
+                USAGE_OPS                                                                \
         }
 
 /* Retention and deletion's operations, in one block of the table. */

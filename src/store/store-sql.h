@@ -290,6 +290,66 @@ static const char *const migrations[] = {
          * its logs are then in logs or logs_blob, as before). */
         "ALTER TABLE tasks ADD COLUMN progress TEXT;"
         "ALTER TABLE tasks ADD COLUMN live_logs TEXT;",
+        /* 13 (usage, quotas and the operators' figures; docs/operations.md#usage-and-quotas):
+         * usage_daily holds per-day counters of the calls that ran (one row per UTC day of
+         * their end, owner, company ('' for none) and function), added to in the
+         * transaction that ends a task, so usage, monthly CPU and storage are read from
+         * a few rows whatever the count of tasks; the rows of the tasks ended before are
+         * filled in here. quotas: a company's (user_id '') and a member's own limits,
+         * NULL = unlimited. calls_daily counts the calls made (tasks stored, cache hits
+         * excepted) per UTC day of their making, owner and company, added to with each
+         * task's insert: the day's count of a quota is one row. tasks.stored_bytes: what
+         * a task keeps (result, error, logs, artifacts). The partial indexes count a
+         * user's or company's calls not yet ended; tasks_finished is the operators'
+         * window. users.operator: the platform's operators (GET /api/v1/admin/stats). */
+        "ALTER TABLE tasks ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0;"
+        "ALTER TABLE users ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;"
+        "CREATE TABLE IF NOT EXISTS usage_daily ("
+        "  day BIGINT NOT NULL,"
+        "  owner_id TEXT NOT NULL,"
+        "  company_id TEXT NOT NULL DEFAULT '',"
+        "  function_id TEXT NOT NULL,"
+        "  calls BIGINT NOT NULL DEFAULT 0,"
+        "  failed BIGINT NOT NULL DEFAULT 0,"
+        "  wall_ms BIGINT NOT NULL DEFAULT 0,"
+        "  cpu_ms BIGINT NOT NULL DEFAULT 0,"
+        "  max_peak_memory_kb BIGINT NOT NULL DEFAULT 0,"
+        "  stored_bytes BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (day, owner_id, company_id, function_id));"
+        "CREATE INDEX IF NOT EXISTS usage_daily_owner ON usage_daily (owner_id, day);"
+        "CREATE INDEX IF NOT EXISTS usage_daily_company ON usage_daily (company_id, day);"
+        "INSERT INTO usage_daily (day, owner_id, company_id, function_id, calls, failed, wall_ms,"
+        "  cpu_ms, max_peak_memory_kb)"
+        "  SELECT finished_at / 86400000, owner_id, COALESCE(company_id, ''), function_id, COUNT(*),"
+        "  SUM(CASE WHEN status IN ('failed', 'timed_out') THEN 1 ELSE 0 END), SUM(execution_ms),"
+        "  SUM(cpu_ms), MAX(peak_memory_kb) FROM tasks"
+        "  WHERE finished_at > 0 AND started_at > 0 AND cached_from IS NULL"
+        "  GROUP BY finished_at / 86400000, owner_id, COALESCE(company_id, ''), function_id;"
+        "CREATE TABLE IF NOT EXISTS quotas ("
+        "  company_id TEXT NOT NULL,"
+        "  user_id TEXT NOT NULL DEFAULT '',"
+        "  concurrent_calls BIGINT,"
+        "  calls_per_day BIGINT,"
+        "  cpu_seconds_per_month BIGINT,"
+        "  storage_mb BIGINT,"
+        "  updated_at BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (company_id, user_id));"
+        "CREATE INDEX IF NOT EXISTS tasks_active_owner ON tasks (owner_id, status)"
+        "  WHERE status IN ('queued', 'running');"
+        "CREATE INDEX IF NOT EXISTS tasks_active_company ON tasks (company_id, status)"
+        "  WHERE status IN ('queued', 'running');"
+        "CREATE TABLE IF NOT EXISTS calls_daily ("
+        "  day BIGINT NOT NULL,"
+        "  owner_id TEXT NOT NULL,"
+        "  company_id TEXT NOT NULL DEFAULT '',"
+        "  calls BIGINT NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (owner_id, day, company_id));"
+        "CREATE INDEX IF NOT EXISTS calls_daily_company ON calls_daily (company_id, day);"
+        "INSERT INTO calls_daily (day, owner_id, company_id, calls)"
+        "  SELECT queued_at / 86400000, owner_id, COALESCE(company_id, ''), COUNT(*) FROM tasks"
+        "  WHERE cached_from IS NULL"
+        "  GROUP BY queued_at / 86400000, owner_id, COALESCE(company_id, '');"
+        "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at);",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -495,6 +555,7 @@ static const struct col finish_cols[] = {
         { "cpu_ms", COL_INT, 0, NULL, NULL },
         { "peak_memory_kb", COL_INT, 0, NULL, NULL },
         { "live_logs", COL_TEXT, 0, NULL, NULL }, /* events: null once the logs are kept */
+        { "stored_bytes", COL_INT, 0, NULL, NULL }, /* usage: what the task keeps */
 };
 
 /* ---- SQL texts shared by the backends ---- */
@@ -1073,3 +1134,85 @@ static const char SQL_TASK_LIVE[] =
 static const char SQL_TASK_LIVE_LOGS[] =
         "SELECT substr(COALESCE(live_logs, ''), CAST(?2 AS INTEGER) + 1) AS logs,"
         " CAST(length(COALESCE(live_logs, '')) AS BIGINT) AS chars FROM tasks WHERE id = ?1";
+/* ---- usage, quotas and the operators' figures (migration 10, docs/operations.md) ---- */
+
+/* A task that ran has ended (task_finish moved it): its figures go to its day's row. A
+ * task that never started (cancelled while queued) is no call that ran. */
+static const char SQL_USAGE_ADD[] =
+        "INSERT INTO usage_daily (day, owner_id, company_id, function_id, calls, failed, wall_ms,"
+        " cpu_ms, max_peak_memory_kb, stored_bytes)"
+        " SELECT finished_at / 86400000, owner_id, COALESCE(company_id, ''), function_id, 1,"
+        " CASE WHEN status IN ('failed', 'timed_out') THEN 1 ELSE 0 END, execution_ms, cpu_ms,"
+        " peak_memory_kb, stored_bytes FROM tasks WHERE id = ?1 AND started_at > 0"
+        " ON CONFLICT (day, owner_id, company_id, function_id) DO UPDATE SET"
+        " calls = usage_daily.calls + excluded.calls, failed = usage_daily.failed + excluded.failed,"
+        " wall_ms = usage_daily.wall_ms + excluded.wall_ms, cpu_ms = usage_daily.cpu_ms + excluded.cpu_ms,"
+        " max_peak_memory_kb = CASE WHEN excluded.max_peak_memory_kb > usage_daily.max_peak_memory_kb"
+        " THEN excluded.max_peak_memory_kb ELSE usage_daily.max_peak_memory_kb END,"
+        " stored_bytes = usage_daily.stored_bytes + excluded.stored_bytes";
+/* A task was stored: one more call on its day (the WHERE keeps SQLite's parser from
+ * reading ON as a join). */
+static const char SQL_CALLS_ADD[] =
+        "INSERT INTO calls_daily (day, owner_id, company_id, calls)"
+        " SELECT queued_at / 86400000, owner_id, COALESCE(company_id, ''), 1 FROM tasks WHERE id = ?1"
+        " ON CONFLICT (owner_id, day, company_id) DO UPDATE SET calls = calls_daily.calls + 1";
+/* The quotas that apply to a user in a company ('' for none): the company's own (user_id
+ * '') and the user's. */
+static const char SQL_QUOTAS_FOR[] =
+        "SELECT * FROM quotas WHERE company_id = ?1 AND user_id IN ('', ?2) AND ?1 || user_id <> ''";
+static const char SQL_QUOTAS_OF_COMPANY[] =
+        "SELECT * FROM quotas WHERE company_id = ?1 ORDER BY user_id";
+static const char SQL_QUOTA_DELETE[] = "DELETE FROM quotas WHERE company_id = ?1 AND user_id = ?2";
+static const char SQL_QUOTA_UPSERT[] =
+        "INSERT INTO quotas (company_id, user_id, concurrent_calls, calls_per_day,"
+        " cpu_seconds_per_month, storage_mb, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        " ON CONFLICT (company_id, user_id) DO UPDATE SET concurrent_calls = excluded.concurrent_calls,"
+        " calls_per_day = excluded.calls_per_day, cpu_seconds_per_month = excluded.cpu_seconds_per_month,"
+        " storage_mb = excluded.storage_mb, updated_at = excluded.updated_at";
+/* With row locks: the user's (and the company's) row is held until the transaction ends,
+ * so two admissions (or starts) counted under one quota on two API nodes are counted one
+ * after the other (SQLite's single writer does this by itself). */
+static const char SQL_QUOTA_LOCK_USER[] = "SELECT id FROM users WHERE id = ?1 FOR UPDATE";
+static const char SQL_QUOTA_LOCK_COMPANY[] = "SELECT id FROM companies WHERE id = ?1 FOR UPDATE";
+/* What a quota counts, for an owner ([0]) or a company ([1]). Calls not ended (?2 = 1:
+ * running only, the count a start is held by); the calls made on day ?2; the CPU of the
+ * days since day ?2; what tasks keep. */
+#define SQL_QUOTA_ACTIVE_OF(col)                                                                \
+        "SELECT COUNT(*) AS n FROM tasks WHERE " col " = ?1 AND status IN ('queued', 'running')" \
+        " AND (?2 = 0 OR status = 'running')"
+#define SQL_QUOTA_DAY_OF(col)                                                                   \
+        "SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS n FROM calls_daily WHERE " col " = ?1" \
+        " AND day = ?2"
+#define SQL_QUOTA_CPU_OF(col)                                                                   \
+        "SELECT CAST(COALESCE(SUM(cpu_ms), 0) AS BIGINT) AS n FROM usage_daily WHERE " col " = ?1" \
+        " AND day >= ?2"
+#define SQL_QUOTA_STORAGE_OF(col)                                                               \
+        "SELECT CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) AS n FROM usage_daily"             \
+        " WHERE " col " = ?1 AND day >= ?2"
+static const char *const SQL_QUOTA_ACTIVE[2] = { SQL_QUOTA_ACTIVE_OF("owner_id"),
+                                                 SQL_QUOTA_ACTIVE_OF("company_id") };
+static const char *const SQL_QUOTA_DAY[2] = { SQL_QUOTA_DAY_OF("owner_id"), SQL_QUOTA_DAY_OF("company_id") };
+static const char *const SQL_QUOTA_CPU[2] = { SQL_QUOTA_CPU_OF("owner_id"), SQL_QUOTA_CPU_OF("company_id") };
+static const char *const SQL_QUOTA_STORAGE[2] = { SQL_QUOTA_STORAGE_OF("owner_id"),
+                                                  SQL_QUOTA_STORAGE_OF("company_id") };
+static const char SQL_TASK_QUEUED[] = "SELECT 1 FROM tasks WHERE id = ?1 AND status = 'queued'";
+static const char SQL_USER_SET_OPERATOR[] = "UPDATE users SET operator = ?1 WHERE id = ?2";
+/* The operators' window [?1, ?2) in epoch ms, and in days for usage_daily. */
+static const char SQL_STATS_FUNCTIONS[] =
+        "SELECT COUNT(*) AS created, (SELECT COUNT(*) FROM functions WHERE deleted_at = 0) AS live"
+        " FROM functions WHERE created_at >= ?1 AND created_at < ?2";
+static const char SQL_STATS_DAYS[] =
+        "SELECT day, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(failed) AS BIGINT) AS failed,"
+        " CAST(SUM(wall_ms) AS BIGINT) AS wall_ms, CAST(SUM(cpu_ms) AS BIGINT) AS cpu_ms,"
+        " COUNT(DISTINCT owner_id) AS active_users FROM usage_daily WHERE day >= ?1 AND day <= ?2"
+        " GROUP BY day ORDER BY day";
+static const char SQL_STATS_ACTIVE_USERS[] =
+        "SELECT COUNT(DISTINCT owner_id) AS n FROM usage_daily WHERE day >= ?1 AND day <= ?2";
+static const char SQL_STATS_ENDED[] =
+        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN cached_from IS NOT NULL THEN 1 ELSE 0 END), 0)"
+        " AS BIGINT) AS hits, CAST(COALESCE(SUM(CASE WHEN cached_from IS NULL AND started_at > 0"
+        " THEN 1 ELSE 0 END), 0) AS BIGINT) AS ran FROM tasks WHERE finished_at >= ?1 AND finished_at < ?2";
+/* The latency (queued to ended) of the ?3-th fastest call that ran in the window. */
+static const char SQL_STATS_LATENCY_AT[] =
+        "SELECT finished_at - queued_at AS ms FROM tasks WHERE finished_at >= ?1 AND finished_at < ?2"
+        " AND cached_from IS NULL AND started_at > 0 ORDER BY finished_at - queued_at LIMIT 1 OFFSET ?3";

@@ -404,6 +404,48 @@ struct mp_store_ops {
          * "chars": how many characters they hold in all}. -ENOENT: no such task. */
         int (*task_live_logs)(struct mp_store *s, const char *id, int64_t after, json_t **ret,
                               struct mp_error *err);
+        /* --- usage, quotas and the operators' figures (core/usage.c, migration 10) ---
+         * usage_daily(day (UTC days since the epoch of a task's end), owner_id,
+         *        company_id ('' for none), function_id, calls, failed, wall_ms, cpu_ms,
+         *        max_peak_memory_kb, stored_bytes): task_finish adds each task that had
+         *        started to its row in the same transaction.
+         * quotas(company_id, user_id ('' for the company's own), concurrent_calls,
+         *        calls_per_day, cpu_seconds_per_month, storage_mb (NULL = unlimited),
+         *        updated_at). users.operator (0/1).
+         * task_create of a task holding "quota_check": true first checks, in its
+         * transaction, the quotas of its owner and company (quota_check's rules):
+         * -EDQUOT over one, with err a QuotaExceeded problem (status 429 or 403,
+         * errors = {"quota","limit","scope","resets_at","retry_after"}), nothing stored. */
+        /* filter: {owner_id? | company_id?, from_day, to_day (inclusive), group_by "day" |
+         * "function_id" | "owner_id"}: rows {key, calls, failed, wall_ms, cpu_ms,
+         * max_peak_memory_kb}, ordered by key. */
+        int (*usage_query)(struct mp_store *s, json_t *filter, json_t **ret, struct mp_error *err);
+        /* The quota rows of a company (its own first, then its members'). */
+        int (*quota_list)(struct mp_store *s, const char *company_id, json_t **ret, struct mp_error *err);
+        /* Set one row: {company_id, user_id ('' for the company's), concurrent_calls?,
+         * calls_per_day?, cpu_seconds_per_month?, storage_mb?} (absent or null:
+         * unlimited); a row with no limit left is removed. */
+        int (*quota_set)(struct mp_store *s, json_t *quota, struct mp_error *err);
+        /* How much of each quota an owner (company_id NULL) or a company has used now:
+         * {"concurrent_calls", "calls_today", "cpu_ms_this_month", "stored_bytes"}. */
+        int (*quota_used)(struct mp_store *s, const char *owner_id, const char *company_id, int64_t now,
+                          json_t **ret, struct mp_error *err);
+        /* task_start, held by the quotas of owner_id and company_id ("" none): the
+         * concurrent calls (counting those running) and the month's CPU, checked and the
+         * task started in one transaction. 1 started, 0 not queued, -EDQUOT held (err
+         * says by which quota). */
+        int (*task_start_quota)(struct mp_store *s, const char *id, const char *worker_id, int64_t now,
+                                const char *owner_id, const char *company_id, struct mp_error *err);
+        int (*user_set_operator)(struct mp_store *s, const char *user_id, int operator_flag,
+                                 struct mp_error *err);
+        /* The operators' raw figures of the window [from_ms, to_ms): {"functions_created",
+         * "functions_live", "days": [{day, calls, failed, wall_ms, cpu_ms, active_users}],
+         * "active_users", "ended", "cache_hits", "ran", "latency_ms": {"p50","p95","p99"}
+         * (null without a call)}. */
+        int (*admin_stats)(struct mp_store *s, int64_t from_ms, int64_t to_ms, json_t **ret,
+                           struct mp_error *err);
+        /* The company of that name ({id, name, created_at}); -ENOENT when none. */
+        int (*company_find)(struct mp_store *s, const char *name, json_t **ret, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

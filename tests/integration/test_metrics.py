@@ -237,3 +237,40 @@ def test_worker_metrics_port():
             w.stop()
         rs.terminate()
         rs.wait(timeout=10)
+
+
+def test_wave2_counters_move(stack):
+    """Workflow runs and their nodes by final state, study points, result cache hits
+    (the families exist from the start, at zero; quota refusals: test_quotas.py)."""
+    api = stack.api
+    before = samples(scrape(stack.server.base).text)
+    for quota in ("concurrent_calls", "calls_per_day", "cpu_seconds_per_month", "storage_mb"):
+        assert ("mecapy_quota_refusals_total", frozenset({("quota", quota)})) in before
+    f = api.create_function("alice", api.unique("metrics-cache"), ADD, cache=True)
+    assert api.execute("alice", f["id"], {"a": 1})["status"] == "completed"
+    assert api.execute("alice", f["id"], {"a": 1})["cached_from"] is not None
+    wf = api.post("alice", "/workflows", json={
+        "name": api.unique("metrics-flow"),
+        "nodes": [{"id": "one", "function": f["id"], "inputs": {"a": {"param": "a"}, "b": 2}},
+                  {"id": "two", "function": f["id"], "inputs": {"a": {"from": "one", "path": ""}}}],
+        "outputs": {"x": {"from": "two", "path": ""}}})
+    assert wf.status_code == 201, wf.text
+    run = api.post("alice", f"/workflows/{wf.json()['id']}/execute", params={"wait": "30"},
+                   json={"inputs": {"a": 5}}, timeout=60)
+    assert run.status_code == 200 and run.json()["status"] == "completed", run.text
+    s = api.post("alice", "/studies", json={"target": {"function": f["id"]},
+                                            "design": {"type": "grid", "params": {"a": [10, 11, 12]}}})
+    assert s.status_code == 201, s.text
+    deadline = time.monotonic() + 60
+    while api.get("alice", f"/studies/{s.json()['id']}").json()["status"] == "running":
+        assert time.monotonic() < deadline, "the study did not end"
+        time.sleep(0.2)
+    after = samples(scrape(stack.server.base).text)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("mecapy_result_cache_hits_total") == 1
+    assert delta("mecapy_workflow_runs_ended_total", status="completed") == 1
+    assert delta("mecapy_workflow_nodes_ended_total", status="completed") == 2
+    assert delta("mecapy_study_points_ended_total", status="completed") == 3

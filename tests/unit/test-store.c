@@ -2561,7 +2561,250 @@ TEST(retention) {
         done(s);
 }
 
+/* ---- usage, quotas and the operators' figures (migration 10) ---- */
+
+#define DAY 86400000LL
+
+/* A task of owner (in company, may be NULL) for fn, queued at `at`: created (with
+ * quota_check when checked), started and ended as status with those figures. Returns
+ * task_create's answer (the rest only when it stored the task). */
+static int usage_task(struct mp_store *s, const char *fn, const char *owner, const char *company, int64_t at,
+                      bool checked, const char *status, int64_t wall, int64_t cpu, int64_t peak, char *ret_id,
+                      struct mp_error *err) {
+        char id[MP_ID_LEN + 1];
+        json_t *t, *f;
+        int r;
+
+        mp_id_new(id);
+        if (ret_id)
+                memcpy(ret_id, id, sizeof(id));
+        t = json_pack("{s:s,s:s,s:i,s:s,s:s?,s:{},s:I,s:b}", "id", id, "function_id", fn, "version", 1, "owner_id",
+                      owner, "company_id", company, "inputs", "queued_at", (json_int_t) at, "quota_check", checked);
+        r = MP_STORE(s)->task_create(s, t, NULL, err);
+        json_decref(t);
+        if (r < 0 || !status)
+                return r;
+        CHECK_INT(MP_STORE(s)->task_start(s, id, "w/1", at + 1, NULL), ==, 1);
+        f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", status, "finished_at", (json_int_t) (at + 2),
+                      "execution_ms", (json_int_t) wall, "cpu_ms", (json_int_t) cpu, "peak_memory_kb",
+                      (json_int_t) peak, "stored_bytes", (json_int_t) 1000);
+        CHECK_INT(MP_STORE(s)->task_finish(s, id, f, NULL), ==, 1);
+        json_decref(f);
+        return r;
+}
+
+static json_t *usage_rows(struct mp_store *s, const char *who_key, const char *who, int64_t from, int64_t to,
+                          const char *group) {
+        json_t *filter = json_pack("{s:s,s:I,s:I,s:s}", who_key, who, "from_day", (json_int_t) from, "to_day",
+                                   (json_int_t) to, "group_by", group), *rows = NULL;
+        CHECK_INT(MP_STORE(s)->usage_query(s, filter, &rows, NULL), ==, 0);
+        json_decref(filter);
+        return rows;
+}
+
+/* Usage counted at each end, per day, function and owner; a cancelled-before-start task
+ * and a cache hit are no calls that ran; company scope; quotas refused at admission
+ * with their problem, starts held; the operators' raw figures. */
+TEST(usage_and_quotas) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f1[MP_ID_LEN + 1], f2[MP_ID_LEN + 1], t[MP_ID_LEN + 1];
+        int64_t now = mp_now_ms(), today = now / DAY;
+        json_t *rows, *q, *used = NULL, *stats = NULL;
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "company", 1) == 0);
+        REQUIRE(make_function(s, f2, w.u1, w.company_a, "plate", "company", 2) == 0);
+        /* u1: two calls of f1 yesterday, one failing; one of f2 today; u2 one today;
+         * u3 (company B) one today. */
+        usage_task(s, f1, w.u1, w.company_a, now - DAY, false, "completed", 100, 80, 5000, NULL, NULL);
+        usage_task(s, f1, w.u1, w.company_a, now - DAY, false, "failed", 50, 40, 7000, NULL, NULL);
+        usage_task(s, f2, w.u1, w.company_a, now, false, "timed_out", 1000, 900, 3000, NULL, NULL);
+        usage_task(s, f1, w.u2, w.company_a, now, false, "completed", 10, 9, 100, NULL, NULL);
+        usage_task(s, f1, w.u3, w.company_b, now, false, "completed", 1, 1, 1, NULL, NULL);
+        /* cancelled while queued: no call that ran */
+        usage_task(s, f1, w.u1, w.company_a, now, false, NULL, 0, 0, 0, t, NULL);
+        q = json_pack("{s:s,s:I}", "status", "cancelled", "finished_at", (json_int_t) now);
+        CHECK_INT(ops->task_finish(s, t, q, NULL), ==, 1);
+        json_decref(q);
+
+        rows = usage_rows(s, "owner_id", w.u1, today - 1, today, "day");
+        REQUIRE(json_array_size(rows) == 2);
+        CHECK_INT(num(json_array_get(rows, 0), "key"), ==, today - 1);
+        CHECK_INT(num(json_array_get(rows, 0), "calls"), ==, 2);
+        CHECK_INT(num(json_array_get(rows, 0), "failed"), ==, 1);
+        CHECK_INT(num(json_array_get(rows, 0), "wall_ms"), ==, 150);
+        CHECK_INT(num(json_array_get(rows, 0), "cpu_ms"), ==, 120);
+        CHECK_INT(num(json_array_get(rows, 0), "max_peak_memory_kb"), ==, 7000);
+        CHECK_INT(num(json_array_get(rows, 1), "calls"), ==, 1);
+        CHECK_INT(num(json_array_get(rows, 1), "failed"), ==, 1); /* timed_out */
+        json_decref(rows);
+        rows = usage_rows(s, "owner_id", w.u1, today, today, "day"); /* the range is kept to */
+        CHECK_INT(json_array_size(rows), ==, 1);
+        json_decref(rows);
+        rows = usage_rows(s, "company_id", w.company_a, today - 1, today, "owner_id");
+        CHECK_INT(json_array_size(rows), ==, 2); /* u1 and u2; never u3 */
+        json_decref(rows);
+        rows = usage_rows(s, "company_id", w.company_a, today - 1, today, "function_id");
+        CHECK_INT(json_array_size(rows), ==, 2);
+        json_decref(rows);
+        q = json_pack("{s:s,s:I,s:I,s:s}", "owner_id", w.u1, "from_day", (json_int_t) 0, "to_day", (json_int_t) 1,
+                      "group_by", "owner_id; DROP TABLE tasks");
+        CHECK_INT(ops->usage_query(s, q, &rows, &err), ==, -EINVAL);
+        json_decref(q);
+        mp_error_clear(&err);
+
+        /* quotas: the company's and u1's own */
+        q = json_pack("{s:s,s:s,s:i,s:n}", "company_id", w.company_a, "user_id", "", "concurrent_calls", 2,
+                      "storage_mb");
+        CHECK_INT(ops->quota_set(s, q, &err), ==, 0);
+        json_decref(q);
+        q = json_pack("{s:s,s:s,s:i}", "company_id", w.company_a, "user_id", w.u1, "calls_per_day", 2);
+        CHECK_INT(ops->quota_set(s, q, &err), ==, 0);
+        json_decref(q);
+        CHECK_INT(ops->quota_list(s, w.company_a, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 2);
+        CHECK_INT(num(json_array_get(rows, 0), "concurrent_calls"), ==, 2);
+        CHECK(json_is_null(json_object_get(json_array_get(rows, 0), "calls_per_day")));
+        json_decref(rows);
+        /* u1 made 2 calls today (f2's and the cancelled one): the day's quota is used */
+        CHECK_INT(usage_task(s, f1, w.u1, w.company_a, now, true, NULL, 0, 0, 0, NULL, &err), ==, -EDQUOT);
+        CHECK_INT(err.status, ==, 429);
+        CHECK_STR(err.code, "QuotaExceeded");
+        CHECK_STR(str(err.errors, "quota"), "calls_per_day");
+        CHECK_STR(str(err.errors, "scope"), "user");
+        CHECK_INT(num(err.errors, "limit"), ==, 2);
+        CHECK_INT(num(err.errors, "retry_after"), >, 0);
+        REQUIRE(str(err.errors, "resets_at"));
+        mp_error_clear(&err);
+        /* u2 is held by the company's 2 concurrent calls only */
+        char q1[MP_ID_LEN + 1], q2[MP_ID_LEN + 1];
+        CHECK_INT(usage_task(s, f1, w.u2, w.company_a, now, true, NULL, 0, 0, 0, q1, &err), ==, 0);
+        CHECK_INT(usage_task(s, f1, w.u2, w.company_a, now, true, NULL, 0, 0, 0, q2, &err), ==, 0);
+        CHECK_INT(usage_task(s, f1, w.u2, w.company_a, now, true, NULL, 0, 0, 0, NULL, &err), ==, -EDQUOT);
+        CHECK_STR(str(err.errors, "quota"), "concurrent_calls");
+        CHECK_STR(str(err.errors, "scope"), "company");
+        CHECK(json_is_null(json_object_get(err.errors, "resets_at")));
+        mp_error_clear(&err);
+        /* unchecked (a run's or a study's) calls are stored; their starts are held */
+        CHECK_INT(usage_task(s, f1, w.u2, w.company_a, now, false, NULL, 0, 0, 0, t, &err), ==, 0);
+        CHECK_INT(ops->task_start_quota(s, q1, "w/1", now, w.u2, w.company_a, &err), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, q2, "w/1", now, w.u2, w.company_a, &err), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, &err), ==, -EDQUOT);
+        mp_error_clear(&err);
+        q = json_pack("{s:s,s:I}", "status", "completed", "finished_at", (json_int_t) now);
+        CHECK_INT(ops->task_finish(s, q1, q, NULL), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, &err), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, &err), ==, 0); /* running */
+        CHECK_INT(ops->task_finish(s, q2, q, NULL), ==, 1);
+        CHECK_INT(ops->task_finish(s, t, q, NULL), ==, 1);
+        json_decref(q);
+        /* a company without quotas starts as task_start does */
+        CHECK_INT(usage_task(s, f1, w.u3, w.company_b, now, true, NULL, 0, 0, 0, t, &err), ==, 0);
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u3, w.company_b, &err), ==, 1);
+        CHECK_INT(ops->quota_used(s, NULL, w.company_a, now, &used, &err), ==, 0);
+        CHECK_INT(num(used, "concurrent_calls"), ==, 0);
+        CHECK_INT(num(used, "cpu_ms_this_month") >= 909, ==, 1); /* today's, and yesterday's when in this month */
+        CHECK_INT(num(used, "stored_bytes") >= 2000, ==, 1);
+        json_decref(used);
+        /* all null removes the row */
+        q = json_pack("{s:s,s:s}", "company_id", w.company_a, "user_id", w.u1);
+        CHECK_INT(ops->quota_set(s, q, &err), ==, 0);
+        json_decref(q);
+        CHECK_INT(ops->quota_list(s, w.company_a, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 1);
+        json_decref(rows);
+
+        /* the operators' figures, and the flag */
+        CHECK_INT(ops->admin_stats(s, (today - 1) * DAY, (today + 1) * DAY, &stats, &err), ==, 0);
+        CHECK_INT(num(stats, "functions_created"), ==, 0); /* made at t=1 and 2 */
+        CHECK_INT(num(stats, "functions_live"), ==, 2);
+        CHECK_INT(num(stats, "active_users"), ==, 3);
+        CHECK_INT(num(stats, "ran"), ==, 8); /* the first 5, and u2's 3 (u3's last runs still) */
+        CHECK_INT(num(json_object_get(stats, "latency_ms"), "p50"), ==, 2);
+        CHECK_INT(json_array_size(json_object_get(stats, "days")), ==, 2);
+        json_decref(stats);
+        CHECK_INT(ops->user_set_operator(s, w.u3, 1, &err), ==, 0);
+        CHECK_INT(ops->user_get(s, "id", w.u3, &q, &err), ==, 0);
+        CHECK_INT(num(q, "operator"), ==, 1);
+        json_decref(q);
+        CHECK_INT(ops->company_find(s, "Globex", &q, &err), ==, 0);
+        CHECK_STR(str(q, "id"), w.company_b);
+        json_decref(q);
+        CHECK_INT(ops->company_find(s, "Nobody", &q, &err), ==, -ENOENT);
+        mp_error_clear(&err);
+        done(s);
+}
+
+#define QUOTA_THREADS 16
+
+struct quota_call {
+        struct mp_store *s;
+        const char *fn, *owner, *company;
+        pthread_barrier_t *start;
+        int r;
+};
+
+static void *quota_call(void *arg) {
+        struct quota_call *c = arg;
+        struct mp_error err = { 0 };
+
+        pthread_barrier_wait(c->start);
+        c->r = usage_task(c->s, c->fn, c->owner, c->company, mp_now_ms(), true, NULL, 0, 0, 0, NULL, &err);
+        mp_error_clear(&err);
+        return NULL;
+}
+
+/* Admissions at once on separate connections (as on several API nodes): the count and
+ * the insert are one, under the user's row lock, so exactly the quota's worth get in. */
+TEST(pg_quota_race) {
+        struct mp_store *s = NULL;
+        struct world w;
+        struct quota_call c[QUOTA_THREADS];
+        pthread_t th[QUOTA_THREADS];
+        pthread_barrier_t start;
+        char url[4200], f[MP_ID_LEN + 1];
+        json_t *q;
+
+        pg_empty();
+        pg_url_with(url, sizeof(url), "pool=16");
+        REQUIRE(mp_store_open(url, &s, NULL) == 0);
+        make_world(s, &w);
+        REQUIRE(make_function(s, f, w.u1, NULL, "beam", "private", 1) == 0);
+        /* A few rounds, each its own user: a race lost once is enough to fail. */
+        for (int round = 0; round < 5; round++) {
+                char user[MP_ID_LEN + 1], email[64];
+                int admitted = 0;
+
+                snprintf(email, sizeof(email), "racer%d@acme.test", round);
+                make_user(s, user, email, w.company_a);
+                q = json_pack("{s:s,s:s,s:i}", "company_id", w.company_a, "user_id", user, "concurrent_calls", 3);
+                REQUIRE(MP_STORE(s)->quota_set(s, q, NULL) == 0);
+                json_decref(q);
+                pthread_barrier_init(&start, NULL, QUOTA_THREADS);
+                for (int i = 0; i < QUOTA_THREADS; i++) {
+                        c[i] = (struct quota_call) { .s = s, .fn = f, .owner = user, .company = w.company_a,
+                                                     .start = &start };
+                        REQUIRE(pthread_create(&th[i], NULL, quota_call, &c[i]) == 0);
+                }
+                for (int i = 0; i < QUOTA_THREADS; i++)
+                        pthread_join(th[i], NULL);
+                pthread_barrier_destroy(&start);
+                for (int i = 0; i < QUOTA_THREADS; i++) {
+                        admitted += c[i].r == 0;
+                        if (c[i].r != 0)
+                                CHECK_INT(c[i].r, ==, -EDQUOT);
+                }
+                CHECK_INT(admitted, ==, 3);
+        }
+        CHECK_INT(count_rows("", "SELECT COUNT(*) FROM tasks"), ==, 15);
+        mp_store_close(s);
+}
+
 static const struct check_case pg_cases[] = {
+        CASE(pg_quota_race),
         CASE(pg_processes_claim),
         CASE(pg_connection_killed),
         CASE(pg_unreachable),
@@ -2656,6 +2899,7 @@ static const struct check_case cases[] = {
         CASE(studies_and_cache),
         CASE(retention),
         CASE(task_live),
+        CASE(usage_and_quotas),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line
