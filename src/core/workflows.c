@@ -984,6 +984,16 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
                 return mp_core_validation_done(err, "fields");
         if ((r = mp_core_schema_validate(json_object_get(ver, "input_schema"), inputs, err)) < 0)
                 return r;
+        /* What no node could take (too deep for a call): refused here, not node by node. */
+        _cleanup_free_ char *canon = NULL;
+        size_t canon_len;
+        if (mp_canonical_dump(inputs, &canon, &canon_len, err) < 0) {
+                char msg[sizeof(err->message)];
+                snprintf(msg, sizeof(msg), "%s", err->message);
+                mp_error_clear(err);
+                mp_error_add_field(err, "inputs", "%s", msg);
+                return mp_core_validation_done(err, "fields");
+        }
         if (idempotency_key && !key_ok(idempotency_key))
                 return mp_error_set(err, EINVAL, 400, "bad_request", "the Idempotency-Key header must be 1 to %d "
                                     "printable ASCII characters", MP_MAX_IDEMPOTENCY_KEY_LEN);

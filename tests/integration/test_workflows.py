@@ -645,6 +645,47 @@ def test_hostile_definitions_and_inputs(api):
     expect_status(api.get(None, "/healthz"), 200)
 
 
+def test_hostile_nesting_and_a_long_chain_of_references(api):
+    add = fn(api, "alice", "add", ADD)
+    # a literal input nested deeper than a JSON body may be: refused at the edge, with a
+    # problem, not a crash
+    nested = "[" * 100000 + "]" * 100000
+    body = ('{"name": "%s", "nodes": [{"id": "a", "function": "%s", "inputs": {"a": %s, "b": 1}}]}'
+            % (api.unique("nested"), add["name"], nested))
+    r = api.post("alice", "/workflows", data=body, headers={"Content-Type": "application/json"})
+    assert "depth" in assert_problem(r, 400)["detail"]
+    r = api.post("alice", "/studies", data='{"fixed": %s}' % ('{"k": ' * 50000 + "1" + "}" * 50000),
+                 headers={"Content-Type": "application/json"})
+    assert "depth" in assert_problem(r, 400)["detail"]
+    # inputs nested deeper than a call may take: refused at execute, naming them
+    anyf = api.create_function("alice", api.unique("any"), "def main(x):\n    return 1\n", cache=True)
+    wf = push(api, "alice", {"name": api.unique("deep-input"), "nodes": [
+        {"id": "a", "function": anyf["id"], "inputs": {"x": {"param": "x"}}}]})
+    def nest(n):
+        v = 1
+        for _ in range(n):
+            v = [v]
+        return v
+    p = assert_problem(api.post("alice", f"/workflows/{wf['id']}/execute", json={"inputs": {"x": nest(100)}}), 422)
+    assert "inputs" in error_paths(p) and "64" in str(p), p
+    # nested within the limit, through a cached node (the canonical inputs of its cache
+    # key are made from them): answered, twice, the second time from the cache
+    runs = [ended_run(api, "alice", wf["id"], {"x": nest(40)}) for _ in range(2)]
+    assert [r["status"] for r in runs] == ["completed", "completed"], runs
+    assert api.task("alice", node(runs[1], "a")["task_id"])["cached_from"] == node(runs[0], "a")["task_id"]
+    # a chain of 60 nodes, each reading the one before: it runs in order and adds up
+    nodes = [{"id": "n0", "function": add["id"], "inputs": {"a": {"param": "x"}, "b": 1}}]
+    nodes += [{"id": f"n{i}", "function": add["id"], "inputs": {"a": {"from": f"n{i - 1}"}, "b": 1}}
+              for i in range(1, 60)]
+    wf = push(api, "alice", {"name": api.unique("long-chain"), "nodes": nodes,
+                             "outputs": {"end": {"from": "n59"}}})
+    run = ended_run(api, "alice", wf["id"], {"x": 0.5}, wait=60)
+    assert run["status"] == "completed" and run["outputs"]["end"] == 60.5, run
+    starts = [n["started_at"] for n in run["nodes"]]
+    assert starts == sorted(starts), starts
+    expect_status(api.get(None, "/healthz"), 200)
+
+
 @pytest.mark.crash
 def test_restart_records_an_end_the_run_missed(crash_stack):
     """The window between a task's end and the run's step (a kill there): the task has
