@@ -58,3 +58,26 @@ def results_csv(api, user, sid):
     expect_status(r, 200)
     assert r.headers["Content-Type"].startswith("text/csv"), r.headers
     return list(csv.reader(io.StringIO(r.text)))
+
+
+def kill9_once_completed(stack, user, sid, completed):
+    """Once the study has `completed` points, kill -9 the stack's server (and what it
+    started) mid-study and start it again on the same data."""
+    deadline = time.monotonic() + 60
+    while stack.api.get(user, f"/studies/{sid}").json()["progress"]["completed"] < completed:
+        assert time.monotonic() < deadline, "the study did not progress"
+        time.sleep(0.1)
+    srv = stack.server
+    srv.kill9()
+    srv._sweep_group()
+    srv.start()
+
+
+def wait_none_running(api, user, sid, timeout=60):
+    """The study once none of its points runs any more (after a cancel)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = api.get(user, f"/studies/{sid}").json()
+        if s["progress"]["running"] == 0 or time.monotonic() > deadline:
+            return s
+        time.sleep(0.2)

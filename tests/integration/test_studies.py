@@ -2,13 +2,13 @@
 
 Runs on the shared embedded server (and, in the scale-out pass of tests/run.sh, on
 PostgreSQL + Redis + S3): nothing here depends on the backends."""
-import time
 
 import pytest
 
 import harness
 from harness import assert_problem, error_paths, expect_status
-from studyutil import COUNTED, all_results, create_study, results_csv, wait_study
+from studyutil import (COUNTED, all_results, create_study, kill9_once_completed, results_csv,
+                       wait_none_running, wait_study)
 
 CANTILEVER = '''\
 def main(F: float, L: float, E: float = 210e9, I: float = 8.33e-6) -> dict:
@@ -256,12 +256,7 @@ def test_cancel(api, fname):
     c = r.json()
     assert c["status"] == "cancelled", c
     # the point that was running when the study was cancelled ends (cancelled)
-    deadline = time.monotonic() + 60
-    while True:
-        s2 = api.get("alice", f"/studies/{s['id']}").json()
-        if s2["progress"]["running"] == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    s2 = wait_none_running(api, "alice", s["id"])
     assert s2["status"] == "cancelled"
     p = s2["progress"]
     assert p["completed"] + p["failed"] + p["cancelled"] + p["running"] + p["queued"] == 20
@@ -407,15 +402,7 @@ def test_kill9_mid_study_then_restart_completes_each_point_once(crash_stack):
     s = create_study(api, "alice", {
         "target": {"function": fn["id"]}, "outputs": ["result.square"], "concurrency": 2,
         "design": {"type": "grid", "params": {"i": list(range(12))}}})
-    deadline = time.monotonic() + 60
-    while api.get("alice", f"/studies/{s['id']}").json()["progress"]["completed"] < 3:
-        assert time.monotonic() < deadline, "the study did not progress"
-        time.sleep(0.1)
-
-    srv = crash_stack.server
-    srv.kill9()
-    srv._sweep_group()
-    srv.start()
+    kill9_once_completed(crash_stack, "alice", s["id"], 3)
 
     done = wait_study(api, "alice", s["id"], timeout=120)
     assert done["status"] == "completed", done

@@ -1,13 +1,13 @@
 """Studies whose target is a workflow (docs/studies.md): each point is a workflow run,
 its outputs read from the run's outputs (`outputs.sigma`); progress, retry of failed
 points, tenancy. Backend-agnostic, as test_studies.py."""
-import time
 
 import pytest
 
 import harness
 from harness import assert_problem, error_paths, expect_status
-from studyutil import COUNTED, all_results, create_study, results_csv, wait_study
+from studyutil import (COUNTED, all_results, create_study, kill9_once_completed, results_csv,
+                       wait_none_running, wait_study)
 
 CANTILEVER = '''\
 def main(F: float, L: float) -> dict:
@@ -226,12 +226,7 @@ def test_cancel_cancels_the_running_runs(api):
         "design": {"type": "grid", "params": {"x": list(range(10))}}})
     c = expect_status(api.post("alice", f"/studies/{s['id']}/cancel"), 200).json()
     assert c["status"] == "cancelled", c
-    deadline = time.monotonic() + 60
-    while True:
-        s2 = api.get("alice", f"/studies/{s['id']}").json()
-        if s2["progress"]["running"] == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    s2 = wait_none_running(api, "alice", s["id"])
     p = s2["progress"]
     assert p["running"] == 0 and p["completed"] <= 1 and p["cancelled"] >= 9, p
     runs = [it["run_id"] for it in all_results(api, "alice", s["id"]) if it["run_id"]]
@@ -277,14 +272,7 @@ def test_kill9_mid_study_then_restart_completes_each_point_once(crash_stack):
     s = create_study(api, "alice", {
         "target": {"workflow": wf["id"]}, "outputs": ["outputs.square"], "concurrency": 2,
         "design": {"type": "grid", "params": {"i": list(range(10))}}})
-    deadline = time.monotonic() + 60
-    while api.get("alice", f"/studies/{s['id']}").json()["progress"]["completed"] < 3:
-        assert time.monotonic() < deadline, "the study did not progress"
-        time.sleep(0.1)
-    srv = crash_stack.server
-    srv.kill9()
-    srv._sweep_group()
-    srv.start()
+    kill9_once_completed(crash_stack, "alice", s["id"], 3)
     done = wait_study(api, "alice", s["id"], timeout=120)
     assert done["status"] == "completed" and done["progress"]["completed"] == 10, done
     items = all_results(api, "alice", s["id"])
