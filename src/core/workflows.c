@@ -540,7 +540,7 @@ static void push_task(struct mp_core *core, json_t *t) {
 }
 
 static int step(struct mp_core *core, const char *run_id, step_change_fn change, void *ctx, json_t **ret_run,
-                struct mp_error *err);
+                json_t **ret_ended, struct mp_error *err);
 
 static int change_tasks_ended(struct mp_core *core, json_t *run, json_t *def, json_t *state, void *ctx,
                               struct mp_error *err) {
@@ -555,17 +555,12 @@ static int change_tasks_ended(struct mp_core *core, json_t *run, json_t *def, js
         return fed > 0;
 }
 
-/* The tasks made by a step (or a run's creation) that have already ended, fed in one
- * step: cache hits (a map of many cached elements is one step, not one per element),
- * and tasks a fast worker ended before the step was stored. */
-static void feed_made(struct mp_core *core, const char *run_id, json_t *made) {
-        _cleanup_json_ json_t *ended = json_array();
-        _cleanup_error_ struct mp_error err = { 0 };
-        json_t *t;
+/* The rows of the tasks in made (a step's, or a run's creation's) that have already
+ * ended: cache hits, and tasks a fast worker ended before the step was stored. */
+static json_t *ended_rows(struct mp_core *core, json_t *made) {
+        json_t *ended = json_array(), *t;
         size_t i;
 
-        if (!ended)
-                return;
         json_array_foreach(made, i, t) {
                 _cleanup_json_ json_t *row = NULL;
                 _cleanup_error_ struct mp_error terr = { 0 };
@@ -574,9 +569,30 @@ static void feed_made(struct mp_core *core, const char *run_id, json_t *made) {
                     mp_core_status_ended(json_string_value(json_object_get(row, "status"))))
                         json_array_append(ended, row);
         }
-        if (json_array_size(ended) && step(core, run_id, change_tasks_ended, ended, NULL, &err) < 0)
-                mp_warn("workflow run %s: the ends of %zu task(s) could not be recorded now (%s); a restart "
-                        "takes them up", run_id, json_array_size(ended), err.message);
+        return ended;
+}
+
+/* Feed ended tasks (rows) to their run, one step for all of them (a map of many cached
+ * elements is one step, not one per element), and again for those the steps make that
+ * have ended by then: a loop, not a recursion, however long a chain of cached nodes is.
+ * 1 when something was fed. */
+static int feed_ended(struct mp_core *core, const char *run_id, json_t *rows) {
+        _cleanup_json_ json_t *todo = json_incref(rows);
+        int fed = 0;
+
+        while (json_array_size(todo)) {
+                _cleanup_error_ struct mp_error err = { 0 };
+                json_t *more = NULL;
+                if (step(core, run_id, change_tasks_ended, todo, NULL, &more, &err) < 0) {
+                        mp_warn("workflow run %s: the ends of %zu task(s) could not be recorded now (%s); a "
+                                "restart takes them up", run_id, json_array_size(todo), err.message);
+                        break;
+                }
+                fed = 1;
+                json_decref(todo);
+                todo = more;
+        }
+        return fed;
 }
 
 static bool run_over(json_t *state) {
@@ -593,10 +609,16 @@ static void run_set_state(json_t *run, json_t *state, bool over, int64_t now) {
         json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
 }
 
+/* A thread making the run of a study's point (mp_core_workflow_point_run) records the
+ * point's end itself, from the run it made, in its study's work list: the steps of that
+ * creation leave it alone (no recursion from one point's run to the next). */
+static _Thread_local int making_point_run;
+
 /* One step on a run, redone until its store wins. change may be NULL (just schedule).
- * ret_run (may be NULL): the run row after the step. */
+ * ret_run (may be NULL): the run row after the step. ret_ended: the rows of the tasks it
+ * made that have already ended (for feed_ended), or NULL to feed them here. */
 static int step(struct mp_core *core, const char *run_id, step_change_fn change, void *ctx, json_t **ret_run,
-                struct mp_error *err) {
+                json_t **ret_ended, struct mp_error *err) {
         for (int attempt = 0; attempt < STEP_MAX_TRIES; attempt++) {
                 _cleanup_json_ json_t *run = NULL, *ver = NULL, *state = NULL, *made = json_array(), *fields = NULL;
                 int r;
@@ -658,7 +680,7 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                 }
                 if (over && !was_over) {
                         mp_core_task_ended(core, run_id); /* wakes GET /workflow-runs/{id}?wait= */
-                        if (json_is_string(json_object_get(run, "study_id"))) {
+                        if (json_is_string(json_object_get(run, "study_id")) && !making_point_run) {
                                 _cleanup_json_ json_t *ended = json_deep_copy(run);
                                 if (ended) {
                                         json_object_set(ended, "status", json_object_get(state, "status"));
@@ -671,9 +693,16 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                 }
                 /* Tasks of this step that have ended by now: answered from the cache, made
                  * by an earlier try of it (a restart), or so fast that their worker's step
-                 * read the state before they were in it. Feed them now. */
-                feed_made(core, run_id, made);
-                if (ret_run) {
+                 * read the state before they were in it. Fed next. */
+                _cleanup_json_ json_t *ended = ended_rows(core, made);
+                if (ret_ended) {
+                        *ret_ended = TAKE_PTR(ended);
+                } else if (feed_ended(core, run_id, ended) && ret_run) {
+                        _cleanup_error_ struct mp_error gerr = { 0 };
+                        if (MP_STORE(core->store)->workflow_run_get(core->store, run_id, ret_run, &gerr) >= 0)
+                                return 0;
+                }
+                if (ret_run && !*ret_run) {
                         run_set_state(run, state, over, now);
                         *ret_run = TAKE_PTR(run);
                 }
@@ -697,7 +726,7 @@ void mp_core_workflow_task_ended(struct mp_core *core, json_t *task) {
 
         if (!run_id)
                 return;
-        if (step(core, run_id, change_task_ended, task, NULL, &err) < 0)
+        if (step(core, run_id, change_task_ended, task, NULL, NULL, &err) < 0)
                 mp_warn("workflow run %s: the end of task %s could not be recorded now (%s); a restart "
                         "takes it up", run_id, json_string_value(json_object_get(task, "id")) ?: "?", err.message);
 }
@@ -741,7 +770,7 @@ int mp_core_workflow_recover(struct mp_core *core, struct mp_error *err) {
         json_array_foreach(open, i, r) {
                 _cleanup_error_ struct mp_error serr = { 0 };
                 const char *id = json_string_value(json_object_get(r, "id"));
-                if (step(core, id, change_recover, NULL, NULL, &serr) < 0)
+                if (step(core, id, change_recover, NULL, NULL, NULL, &serr) < 0)
                         mp_warn("workflow run %s: not taken up again: %s", id, serr.message);
                 else
                         n++;
@@ -926,10 +955,10 @@ static int create_run(struct mp_core *core, json_t *run, json_t *ver, json_t *st
                 hits |= json_object_get(t, "cached_from") != NULL;
         }
         if (hits) {
-                _cleanup_json_ json_t *after = NULL;
+                _cleanup_json_ json_t *after = NULL, *ended = ended_rows(core, tasks);
                 _cleanup_error_ struct mp_error gerr = { 0 };
                 const char *id = json_string_value(json_object_get(run, "id"));
-                feed_made(core, id, tasks);
+                feed_ended(core, id, ended);
                 if (MP_STORE(core->store)->workflow_run_get(core->store, id, &after, &gerr) >= 0)
                         json_object_update(run, after);
         }
@@ -1052,7 +1081,9 @@ int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *
          * task is made (a function no longer theirs fails the node, and so the point). */
         if ((r = run_cache_lookup(core, ver, inputs, refresh, run, err)) < 0)
                 return r;
+        making_point_run++;
         r = create_run(core, run, ver, state, NULL, err);
+        making_point_run--;
         if (r == -EEXIST) { /* made meanwhile (a recovery beside a live end) */
                 mp_error_clear(err);
                 return MP_STORE(core->store)->workflow_run_get(core->store, id, ret, err);
@@ -1117,7 +1148,7 @@ int mp_core_workflow_run_retry(struct mp_core *core, const struct mp_principal *
         _cleanup_json_ json_t *run = NULL, *after = NULL;
         int r = load_run(core, p, id, &run, err);
 
-        if (r < 0 || (r = step(core, id, change_retry, NULL, &after, err)) < 0)
+        if (r < 0 || (r = step(core, id, change_retry, NULL, &after, NULL, err)) < 0)
                 return r;
         return shape_run(core, after, ret, NULL, err);
 }
@@ -1145,7 +1176,7 @@ int mp_core_workflow_run_cancel(struct mp_core *core, const struct mp_principal 
         size_t i;
         int r = load_run(core, p, id, &run, err);
 
-        if (r < 0 || (r = step(core, id, change_cancel, &ids, &after, err)) < 0)
+        if (r < 0 || (r = step(core, id, change_cancel, &ids, &after, NULL, err)) < 0)
                 return r;
         /* The tasks still running are cancelled as their owner would: each end comes
          * back through the task-end hook and is recorded in the run. */

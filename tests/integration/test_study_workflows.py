@@ -207,6 +207,24 @@ def test_points_nodes_use_the_function_cache(api):
     assert tasks[1]["cached_from"] is None and tasks[1]["attempts"] >= 1, tasks[1]
 
 
+def test_points_whose_runs_end_as_they_are_made(api):
+    # every node answered from the cache: each point's run ends as it is made, and the
+    # study goes on through its work list (200 points, 8 at a time)
+    counted, wf = counted_workflow(api, "alice", cache_workflow=False, cache_function=True)
+    body = {"target": {"workflow": wf["id"]}, "outputs": ["outputs.run"], "concurrency": 8,
+            "design": {"type": "grid", "params": {"x": list(range(200))}}}
+    first = create_study(api, "alice", body)
+    assert wait_study(api, "alice", first["id"])["progress"]["completed"] == 200
+    second = create_study(api, "alice", body)
+    done = wait_study(api, "alice", second["id"])
+    assert done["status"] == "completed" and done["progress"]["completed"] == 200, done
+    a, b = all_results(api, "alice", first["id"]), all_results(api, "alice", second["id"])
+    assert [it["outputs"] for it in b] == [it["outputs"] for it in a]
+    for it in b[:3] + b[-3:]:
+        run = api.get("alice", f"/workflow-runs/{it['run_id']}").json()
+        assert api.task("alice", run["nodes"][0]["task_id"])["cached_from"], run
+
+
 SLOW = '''\
 import time
 

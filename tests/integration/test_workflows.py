@@ -673,9 +673,12 @@ def test_hostile_nesting_and_a_long_chain_of_references(api):
     runs = [ended_run(api, "alice", wf["id"], {"x": nest(40)}) for _ in range(2)]
     assert [r["status"] for r in runs] == ["completed", "completed"], runs
     assert api.task("alice", node(runs[1], "a")["task_id"])["cached_from"] == node(runs[0], "a")["task_id"]
-    # a chain of 60 nodes, each reading the one before: it runs in order and adds up
-    nodes = [{"id": "n0", "function": add["id"], "inputs": {"a": {"param": "x"}, "b": 1}}]
-    nodes += [{"id": f"n{i}", "function": add["id"], "inputs": {"a": {"from": f"n{i - 1}"}, "b": 1}}
+    # a chain of 60 nodes, each reading the one before: it runs in order and adds up;
+    # its function caches, so a second run is answered node after node within the
+    # execute itself (one step feeding the next, not a recursion)
+    cadd = api.create_function("alice", api.unique("cadd"), ADD, cache=True)
+    nodes = [{"id": "n0", "function": cadd["id"], "inputs": {"a": {"param": "x"}, "b": 1}}]
+    nodes += [{"id": f"n{i}", "function": cadd["id"], "inputs": {"a": {"from": f"n{i - 1}"}, "b": 1}}
               for i in range(1, 60)]
     wf = push(api, "alice", {"name": api.unique("long-chain"), "nodes": nodes,
                              "outputs": {"end": {"from": "n59"}}})
@@ -683,6 +686,10 @@ def test_hostile_nesting_and_a_long_chain_of_references(api):
     assert run["status"] == "completed" and run["outputs"]["end"] == 60.5, run
     starts = [n["started_at"] for n in run["nodes"]]
     assert starts == sorted(starts), starts
+    again = run_wf(api, "alice", wf["id"], {"x": 0.5}, wait=0)
+    assert again["status"] == "completed" and again["outputs"]["end"] == 60.5, again
+    tasks = [api.task("alice", n["task_id"]) for n in again["nodes"]]
+    assert [t["cached_from"] for t in tasks] == [n["task_id"] for n in run["nodes"]]
     expect_status(api.get(None, "/healthz"), 200)
 
 
