@@ -694,7 +694,8 @@ static json_t *extract(json_t *study, const char *name, json_t *result, json_t *
         return out;
 }
 
-/* What a task's end needs of its study never changes (target, outputs, owner): a few studies
+/* What a task's end needs of its study never changes (target, outputs, owner, cache
+ * refresh: a workflow point's run is made with it): a few studies
  * are kept here, so a point's end reads its task and writes once. */
 #define STUDY_CACHE 16
 static struct {
@@ -718,10 +719,11 @@ static int study_fixed_fields(struct mp_core *core, const char *id, json_t **ret
         pthread_mutex_unlock(&study_cache_lock);
         if ((r = MP_STORE(core->store)->study_get(core->store, id, &row, err)) < 0)
                 return r;
-        json_t *kept = json_pack("{s:O,s:O,s:O,s:O,s:O}", "id", json_object_get(row, "id"), "target",
+        json_t *kept = json_pack("{s:O,s:O,s:O,s:O,s:O,s:I}", "id", json_object_get(row, "id"), "target",
                                  json_object_get(row, "target"), "outputs", json_object_get(row, "outputs"),
                                  "owner_id", json_object_get(row, "owner_id"), "company_id",
-                                 json_object_get(row, "company_id") ?: json_null());
+                                 json_object_get(row, "company_id") ?: json_null(), "cache_refresh",
+                                 json_integer_value(json_object_get(row, "cache_refresh")));
         if (!kept)
                 return -ENOMEM;
         pthread_mutex_lock(&study_cache_lock);

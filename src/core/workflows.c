@@ -280,14 +280,8 @@ int mp_core_workflow_update(struct mp_core *core, const struct mp_principal *p, 
 int mp_core_workflow_get(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
                          json_t **ret, struct mp_error *err) {
         _cleanup_json_ json_t *wf = NULL, *ver = NULL;
-        int r = load_workflow(core, p, ref, &wf, err);
+        int r = mp_core_workflow_resolve(core, p, ref, version, &wf, &ver, err);
 
-        if (r < 0)
-                return r;
-        r = MP_STORE(core->store)->workflow_get_version(core->store, json_string_value(json_object_get(wf, "id")),
-                                                        version, &ver, err);
-        if (r == -ENOENT)
-                return mp_error_set(err, ENOENT, 404, "not_found", "workflow %s has no version %d", ref, version);
         if (r < 0)
                 return r;
         *ret = render_workflow(wf, ver);
@@ -484,9 +478,9 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
         json_object_set_new(task, "company_id", owner.company_id[0] ? json_string(owner.company_id) : json_null());
         json_object_set_new(task, "element_index", element >= 0 ? json_integer(element) : json_null());
         /* A node of a function version declared "cache" carries the key a plain call
-         * would (tasks.c), so its result serves the owner's later calls and studies. It
-         * is not itself answered from the cache: its task is made with the step, in the
-         * step's transaction, as a queued task with a job. */
+         * would (tasks.c), and is answered from the cache as a plain call is: the store
+         * copies the owner's computed task of that key in the step's transaction
+         * (cached_from, no job), unless the run asked for a refresh. */
         if (json_integer_value(json_object_get(ver, "cache")) != 0) {
                 char vkey[MP_ID_LEN + 24], env[80], key[MP_CACHE_KEY_HEX_LEN + 1];
                 _cleanup_error_ struct mp_error kerr = { 0 };
@@ -494,8 +488,11 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
                          json_integer_value(json_object_get(ver, "version")));
                 if (!mp_core_env_key(json_object_get(ver, "requirements"), env, sizeof(env)))
                         snprintf(env, sizeof(env), "base");
-                if (mp_cache_key(vkey, env, inputs, key, &kerr) >= 0)
+                if (mp_cache_key(vkey, env, inputs, key, &kerr) >= 0) {
                         json_object_set_new(task, "cache_key", json_string(key));
+                        json_object_set_new(task, "cache_lookup",
+                                            json_boolean(!json_is_true(json_object_get(state, "cache_refresh"))));
+                }
         }
         *ret_task = TAKE_PTR(task);
         return 0;
@@ -532,15 +529,96 @@ static int schedule(struct mp_core *core, json_t *run, json_t *def, json_t *stat
         return 0;
 }
 
+/* A task stored with a step goes to the queue, unless the store answered it from the
+ * result cache (cached_from: completed, no job). */
+static void push_task(struct mp_core *core, json_t *t) {
+        mp_core_count_created(core);
+        if (json_object_get(t, "cached_from"))
+                return;
+        MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
+                                    json_string_value(json_object_get(t, "function_id")), NULL);
+}
+
+static int step(struct mp_core *core, const char *run_id, step_change_fn change, void *ctx, json_t **ret_run,
+                json_t **ret_ended, struct mp_error *err);
+
+static int change_tasks_ended(struct mp_core *core, json_t *run, json_t *def, json_t *state, void *ctx,
+                              struct mp_error *err) {
+        json_t *t;
+        size_t i;
+        int fed = 0;
+
+        (void) run;
+        (void) err;
+        json_array_foreach((json_t *) ctx, i, t)
+                fed += feed_end(core, def, state, t) > 0;
+        return fed > 0;
+}
+
+/* The rows of the tasks in made (a step's, or a run's creation's) that have already
+ * ended: cache hits, and tasks a fast worker ended before the step was stored. */
+static json_t *ended_rows(struct mp_core *core, json_t *made) {
+        json_t *ended = json_array(), *t;
+        size_t i;
+
+        json_array_foreach(made, i, t) {
+                _cleanup_json_ json_t *row = NULL;
+                _cleanup_error_ struct mp_error terr = { 0 };
+                if (MP_STORE(core->store)->task_get(core->store, json_string_value(json_object_get(t, "id")), &row,
+                                                    &terr) >= 0 &&
+                    mp_core_status_ended(json_string_value(json_object_get(row, "status"))))
+                        json_array_append(ended, row);
+        }
+        return ended;
+}
+
+/* Feed ended tasks (rows) to their run, one step for all of them (a map of many cached
+ * elements is one step, not one per element), and again for those the steps make that
+ * have ended by then: a loop, not a recursion, however long a chain of cached nodes is.
+ * 1 when something was fed. */
+static int feed_ended(struct mp_core *core, const char *run_id, json_t *rows) {
+        _cleanup_json_ json_t *todo = json_incref(rows);
+        int fed = 0;
+
+        while (json_array_size(todo)) {
+                _cleanup_error_ struct mp_error err = { 0 };
+                json_t *more = NULL;
+                if (step(core, run_id, change_tasks_ended, todo, NULL, &more, &err) < 0) {
+                        mp_warn("workflow run %s: the ends of %zu task(s) could not be recorded now (%s); a "
+                                "restart takes them up", run_id, json_array_size(todo), err.message);
+                        break;
+                }
+                fed = 1;
+                json_decref(todo);
+                todo = more;
+        }
+        return fed;
+}
+
 static bool run_over(json_t *state) {
         const char *st = json_string_value(json_object_get(state, "status")) ?: "running";
         return strcmp(st, "running") != 0;
 }
 
+/* The run's columns that follow its state. */
+static void run_set_state(json_t *run, json_t *state, bool over, int64_t now) {
+        json_object_set(run, "state", state);
+        json_object_set(run, "status", json_object_get(state, "status"));
+        json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
+        json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
+        json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
+}
+
+/* A thread making the run of a study's point (mp_core_workflow_point_run) records the
+ * point's end itself, from the run it made, in its study's work list: the steps of that
+ * creation leave it alone (no recursion from one point's run to the next). */
+static _Thread_local int making_point_run;
+
 /* One step on a run, redone until its store wins. change may be NULL (just schedule).
- * ret_run (may be NULL): the run row after the step. */
+ * ret_run (may be NULL): the run row after the step. ret_ended: the rows of the tasks it
+ * made that have already ended (for feed_ended), or NULL to feed them here. */
 static int step(struct mp_core *core, const char *run_id, step_change_fn change, void *ctx, json_t **ret_run,
-                struct mp_error *err) {
+                json_t **ret_ended, struct mp_error *err) {
         for (int attempt = 0; attempt < STEP_MAX_TRIES; attempt++) {
                 _cleanup_json_ json_t *run = NULL, *ver = NULL, *state = NULL, *made = json_array(), *fields = NULL;
                 int r;
@@ -596,16 +674,14 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                 json_array_foreach(made, i, t) {
                         for (size_t k = 0; k < json_array_size(created); k++)
                                 if (json_equal(json_array_get(created, k), json_object_get(t, "id"))) {
-                                        mp_core_count_created(core);
-                                        MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
-                                                                    json_string_value(json_object_get(t, "function_id")), NULL);
+                                        push_task(core, t);
                                         break;
                                 }
                 }
                 if (over && !was_over) {
                         mp_core_count_run_end(core, json_string_value(json_object_get(state, "status")));
                         mp_core_task_ended(core, run_id); /* wakes GET /workflow-runs/{id}?wait= */
-                        if (json_is_string(json_object_get(run, "study_id"))) {
+                        if (json_is_string(json_object_get(run, "study_id")) && !making_point_run) {
                                 _cleanup_json_ json_t *ended = json_deep_copy(run);
                                 if (ended) {
                                         json_object_set(ended, "status", json_object_get(state, "status"));
@@ -616,23 +692,19 @@ static int step(struct mp_core *core, const char *run_id, step_change_fn change,
                                 }
                         }
                 }
-                /* Tasks of this step that have ended by now: made by an earlier try of it
-                 * (a restart), or so fast that their worker's step read the state before
-                 * they were in it. Feed them now. */
-                json_array_foreach(made, i, t) {
-                        _cleanup_json_ json_t *row = NULL;
-                        _cleanup_error_ struct mp_error terr = { 0 };
-                        if (MP_STORE(core->store)->task_get(core->store, json_string_value(json_object_get(t, "id")), &row,
-                                                            &terr) >= 0 &&
-                            mp_core_status_ended(json_string_value(json_object_get(row, "status"))))
-                                mp_core_workflow_task_ended(core, row);
+                /* Tasks of this step that have ended by now: answered from the cache, made
+                 * by an earlier try of it (a restart), or so fast that their worker's step
+                 * read the state before they were in it. Fed next. */
+                _cleanup_json_ json_t *ended = ended_rows(core, made);
+                if (ret_ended) {
+                        *ret_ended = TAKE_PTR(ended);
+                } else if (feed_ended(core, run_id, ended) && ret_run) {
+                        _cleanup_error_ struct mp_error gerr = { 0 };
+                        if (MP_STORE(core->store)->workflow_run_get(core->store, run_id, ret_run, &gerr) >= 0)
+                                return 0;
                 }
-                if (ret_run) {
-                        json_object_set(run, "state", state);
-                        json_object_set(run, "status", json_object_get(state, "status"));
-                        json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
-                        json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
-                        json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
+                if (ret_run && !*ret_run) {
+                        run_set_state(run, state, over, now);
                         *ret_run = TAKE_PTR(run);
                 }
                 return 0;
@@ -655,7 +727,7 @@ void mp_core_workflow_task_ended(struct mp_core *core, json_t *task) {
 
         if (!run_id)
                 return;
-        if (step(core, run_id, change_task_ended, task, NULL, &err) < 0)
+        if (step(core, run_id, change_task_ended, task, NULL, NULL, &err) < 0)
                 mp_warn("workflow run %s: the end of task %s could not be recorded now (%s); a restart "
                         "takes it up", run_id, json_string_value(json_object_get(task, "id")) ?: "?", err.message);
 }
@@ -699,7 +771,7 @@ int mp_core_workflow_recover(struct mp_core *core, struct mp_error *err) {
         json_array_foreach(open, i, r) {
                 _cleanup_error_ struct mp_error serr = { 0 };
                 const char *id = json_string_value(json_object_get(r, "id"));
-                if (step(core, id, change_recover, NULL, NULL, &serr) < 0)
+                if (step(core, id, change_recover, NULL, NULL, NULL, &serr) < 0)
                         mp_warn("workflow run %s: not taken up again: %s", id, serr.message);
                 else
                         n++;
@@ -855,24 +927,79 @@ static int run_cache_lookup(struct mp_core *core, json_t *ver, json_t *inputs, b
         return 1;
 }
 
+/* A new run (its row in run, its state fresh) made with its first step: the run and the
+ * tasks of the nodes that can start now are one commit (workflow_run_create). A run
+ * answered from the workflow cache (finished_at set) is stored ended, with no task. Node
+ * tasks answered from the function cache are fed at once, and run then holds the run as
+ * stored after that. ret_existing: workflow_run_create's. */
+static int create_run(struct mp_core *core, json_t *run, json_t *ver, json_t *state, json_t **ret_existing,
+                      struct mp_error *err) {
+        _cleanup_json_ json_t *tasks = json_array();
+        bool hits = false;
+        size_t i;
+        json_t *t;
+        int r;
+
+        if (!tasks)
+                return -ENOMEM;
+        if (json_integer_value(json_object_get(run, "finished_at")) == 0) {
+                if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
+                        return r;
+                int64_t now = mp_now_ms();
+                stamp_times(state, now);
+                run_set_state(run, state, run_over(state) && !mp_flow_run_busy(state), now);
+        }
+        if ((r = MP_STORE(core->store)->workflow_run_create(core->store, run, tasks, ret_existing, err)) < 0)
+                return r;
+        json_array_foreach(tasks, i, t) {
+                push_task(core, t);
+                hits |= json_object_get(t, "cached_from") != NULL;
+        }
+        if (hits) {
+                _cleanup_json_ json_t *after = NULL, *ended = ended_rows(core, tasks);
+                _cleanup_error_ struct mp_error gerr = { 0 };
+                const char *id = json_string_value(json_object_get(run, "id"));
+                feed_ended(core, id, ended);
+                if (MP_STORE(core->store)->workflow_run_get(core->store, id, &after, &gerr) >= 0)
+                        json_object_update(run, after);
+        }
+        return 0;
+}
+
+/* A run's row and fresh state; refresh: recompute the nodes of cached functions. */
+static json_t *new_run(json_t *ver, const char *id, const char *workflow_id, json_t *owner, json_t *company,
+                       json_t *inputs, bool refresh, json_t **ret_state) {
+        json_t *state = mp_flow_run_new(json_object_get(ver, "definition"));
+        json_t *run = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:s,s:I}", "id", id, "workflow_id", workflow_id,
+                                "version", json_object_get(ver, "version"), "owner_id", owner, "company_id",
+                                company ?: json_null(), "inputs", inputs, "status", "running", "created_at",
+                                (json_int_t) mp_now_ms());
+
+        if (!state || !run) {
+                json_decref(state);
+                json_decref(run);
+                return NULL;
+        }
+        json_object_set_new(state, "generation", json_integer(0));
+        if (refresh)
+                json_object_set_new(state, "cache_refresh", json_true());
+        *ret_state = state;
+        return run;
+}
+
 int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p, const char *ref, int version,
                              json_t *body, const char *idempotency_key, bool cache_refresh, json_t **ret,
                              bool *ret_ended, struct mp_error *err) {
         _cleanup_json_ json_t *wf = NULL, *ver = NULL, *run = NULL, *state = NULL, *existing = NULL;
-        _cleanup_json_ json_t *tasks = json_array();
+        _cleanup_json_ json_t *owner = json_string(p->user_id);
+        _cleanup_json_ json_t *company = p->company_id[0] ? json_string(p->company_id) : json_null();
         char id[MP_ID_LEN + 1];
         json_t *inputs;
         const char *key;
         json_t *v;
         int r;
 
-        if ((r = load_workflow(core, p, ref, &wf, err)) < 0)
-                return r;
-        const char *wid = json_string_value(json_object_get(wf, "id"));
-        r = MP_STORE(core->store)->workflow_get_version(core->store, wid, version, &ver, err);
-        if (r == -ENOENT)
-                return mp_error_set(err, ENOENT, 404, "not_found", "workflow %s has no version %d", ref, version);
-        if (r < 0)
+        if ((r = mp_core_workflow_resolve(core, p, ref, version, &wf, &ver, err)) < 0)
                 return r;
         if (!json_is_object(body))
                 return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object like "
@@ -887,39 +1014,29 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
                 return mp_core_validation_done(err, "fields");
         if ((r = mp_core_schema_validate(json_object_get(ver, "input_schema"), inputs, err)) < 0)
                 return r;
+        /* What no node could take (too deep for a call): refused here, not node by node. */
+        _cleanup_free_ char *canon = NULL;
+        size_t canon_len;
+        if (mp_canonical_dump(inputs, &canon, &canon_len, err) < 0) {
+                char msg[sizeof(err->message)];
+                snprintf(msg, sizeof(msg), "%s", err->message);
+                mp_error_clear(err);
+                mp_error_add_field(err, "inputs", "%s", msg);
+                return mp_core_validation_done(err, "fields");
+        }
         if (idempotency_key && !key_ok(idempotency_key))
                 return mp_error_set(err, EINVAL, 400, "bad_request", "the Idempotency-Key header must be 1 to %d "
                                     "printable ASCII characters", MP_MAX_IDEMPOTENCY_KEY_LEN);
-        state = mp_flow_run_new(json_object_get(ver, "definition"));
-        if (!state)
-                return -ENOMEM;
-        json_object_set_new(state, "generation", json_integer(0));
         mp_id_new(id);
-        run = json_pack("{s:s,s:s,s:O,s:s,s:O,s:s,s:I}", "id", id, "workflow_id", wid, "version",
-                        json_object_get(ver, "version"), "owner_id", p->user_id, "inputs", inputs, "status",
-                        "running", "created_at", (json_int_t) mp_now_ms());
-        if (!run || !tasks)
+        run = new_run(ver, id, json_string_value(json_object_get(wf, "id")), owner, company, inputs, cache_refresh,
+                      &state);
+        if (!run)
                 return -ENOMEM;
-        json_object_set_new(run, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
         if (idempotency_key)
                 json_object_set_new(run, "idempotency_key", json_string(idempotency_key));
         if ((r = run_cache_lookup(core, ver, inputs, cache_refresh, run, err)) < 0)
                 return r;
-        /* The first step is stored with the run: the run and the tasks of the nodes that
-         * can start now are one commit. A cache hit is stored ended, with no task. */
-        if (r == 0) {
-                if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
-                        return r;
-                int64_t now = mp_now_ms();
-                stamp_times(state, now);
-                bool over = run_over(state) && !mp_flow_run_busy(state);
-                json_object_set(run, "state", state);
-                json_object_set(run, "status", json_object_get(state, "status"));
-                json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
-                json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
-                json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
-        }
-        r = MP_STORE(core->store)->workflow_run_create(core->store, run, tasks, &existing, err);
+        r = create_run(core, run, ver, state, &existing, err);
         if (r == -EEXIST && existing) {
                 if (!json_equal(json_object_get(existing, "inputs"), inputs))
                         return mp_error_set(err, EEXIST, 409, "conflict", "Idempotency-Key \"%s\" was already used "
@@ -930,25 +1047,20 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
         }
         if (r < 0)
                 return r;
-        size_t i;
-        json_t *t;
-        json_array_foreach(tasks, i, t) {
-                mp_core_count_created(core);
-                MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
-                                            json_string_value(json_object_get(t, "function_id")), NULL);
-        }
         return shape_run(core, run, ret, ret_ended, err);
 }
 
+/* The run of a workflow study's point, of id the point's (made once: a run of that id
+ * already made is handed back). It is answered from the workflow's result cache as an
+ * execute is, within the study owner's runs (refresh: the study's cache=refresh). */
 int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *id, int64_t index, json_t *inputs,
                                json_t **ret, struct mp_error *err) {
-        _cleanup_json_ json_t *ver = NULL, *run = NULL, *state = NULL, *existing = NULL, *tasks = json_array();
+        _cleanup_json_ json_t *ver = NULL, *run = NULL, *state = NULL, *existing = NULL;
         json_t *target = json_object_get(study, "target");
         const char *wid = json_string_value(json_object_get(target, "workflow_id"));
+        bool refresh = json_integer_value(json_object_get(study, "cache_refresh")) != 0;
         int r;
 
-        if (!tasks)
-                return -ENOMEM;
         r = MP_STORE(core->store)->workflow_run_get(core->store, id, &existing, err);
         if (r == 0) {
                 *ret = TAKE_PTR(existing);
@@ -960,43 +1072,25 @@ int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *
         if ((r = MP_STORE(core->store)->workflow_get_version(core->store, wid ? wid : "",
                         (int) json_integer_value(json_object_get(target, "version")), &ver, err)) < 0)
                 return r;
-        state = mp_flow_run_new(json_object_get(ver, "definition"));
-        if (!state)
-                return -ENOMEM;
-        json_object_set_new(state, "generation", json_integer(0));
-        run = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:s,s:I,s:O,s:I}", "id", id, "workflow_id", wid, "version",
-                        json_object_get(ver, "version"), "owner_id", json_object_get(study, "owner_id"),
-                        "company_id", json_object_get(study, "company_id") ?: json_null(), "inputs", inputs,
-                        "status", "running", "created_at", (json_int_t) mp_now_ms(), "study_id",
-                        json_object_get(study, "id"), "point_index", (json_int_t) index);
+        run = new_run(ver, id, wid ? wid : "", json_object_get(study, "owner_id"), json_object_get(study, "company_id"),
+                      inputs, refresh, &state);
         if (!run)
                 return -ENOMEM;
+        json_object_set(run, "study_id", json_object_get(study, "id"));
+        json_object_set_new(run, "point_index", json_integer(index));
         /* The owner's tenancy: each node's function is checked for the owner when its
          * task is made (a function no longer theirs fails the node, and so the point). */
-        if ((r = schedule(core, run, json_object_get(ver, "definition"), state, tasks, err)) < 0)
+        if ((r = run_cache_lookup(core, ver, inputs, refresh, run, err)) < 0)
                 return r;
-        int64_t now = mp_now_ms();
-        stamp_times(state, now);
-        bool over = run_over(state) && !mp_flow_run_busy(state);
-        json_object_set(run, "state", state);
-        json_object_set(run, "status", json_object_get(state, "status"));
-        json_object_set(run, "outputs", json_object_get(state, "outputs") ?: json_null());
-        json_object_set(run, "error", json_object_get(state, "error") ?: json_null());
-        json_object_set_new(run, "finished_at", json_integer(over ? now : 0));
-        r = MP_STORE(core->store)->workflow_run_create(core->store, run, tasks, NULL, err);
+        making_point_run++;
+        r = create_run(core, run, ver, state, NULL, err);
+        making_point_run--;
         if (r == -EEXIST) { /* made meanwhile (a recovery beside a live end) */
                 mp_error_clear(err);
                 return MP_STORE(core->store)->workflow_run_get(core->store, id, ret, err);
         }
         if (r < 0)
                 return r;
-        size_t i;
-        json_t *t;
-        json_array_foreach(tasks, i, t) {
-                mp_core_count_created(core);
-                MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
-                                            json_string_value(json_object_get(t, "function_id")), NULL);
-        }
         *ret = TAKE_PTR(run);
         return 0;
 }
@@ -1055,7 +1149,7 @@ int mp_core_workflow_run_retry(struct mp_core *core, const struct mp_principal *
         _cleanup_json_ json_t *run = NULL, *after = NULL;
         int r = load_run(core, p, id, &run, err);
 
-        if (r < 0 || (r = step(core, id, change_retry, NULL, &after, err)) < 0)
+        if (r < 0 || (r = step(core, id, change_retry, NULL, &after, NULL, err)) < 0)
                 return r;
         return shape_run(core, after, ret, NULL, err);
 }
@@ -1083,7 +1177,7 @@ int mp_core_workflow_run_cancel(struct mp_core *core, const struct mp_principal 
         size_t i;
         int r = load_run(core, p, id, &run, err);
 
-        if (r < 0 || (r = step(core, id, change_cancel, &ids, &after, err)) < 0)
+        if (r < 0 || (r = step(core, id, change_cancel, &ids, &after, NULL, err)) < 0)
                 return r;
         /* The tasks still running are cancelled as their owner would: each end comes
          * back through the task-end hook and is recorded in the run. */

@@ -1458,6 +1458,51 @@ static int run_key_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) 
         return 0;
 }
 
+/* A workflow node's task, in the step's transaction. A row with "cache_lookup" (its
+ * version declared "cache", no refresh asked) is answered as a plain call is
+ * (task_create_cached): the owner's newest computed task with its cache_key is copied,
+ * completed now, with no job; the caller's row then carries "cached_from". Otherwise
+ * the task and its job. */
+static int insert_node_task(struct mp_store_conn *c, json_t *t, struct mp_error *err) {
+        const char *tid = json_string_value(json_object_get(t, "id"));
+        const char *key = json_string_value(json_object_get(t, "cache_key"));
+        int r;
+
+        json_object_del(t, "cached_from"); /* a body run again decides again */
+        if (key && json_is_true(json_object_get(t, "cache_lookup"))) {
+                _cleanup_json_ json_t *src = NULL;
+                r = q_row(c, SQL_CACHE_FIND, PARAMS(PT(json_string_value(json_object_get(t, "owner_id"))), PT(key)),
+                          &src, "looking up the result cache", err);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                if (r == 0) {
+                        json_t *el = json_object_get(t, "element_index");
+                        char *text = json_dumps(json_object_get(t, "inputs"), JSON_COMPACT);
+                        if (!text)
+                                return -ENOMEM;
+                        struct mp_store_param p[] = {
+                                PT(tid), PT(json_string_value(json_object_get(t, "company_id"))), PT(text),
+                                PI(json_integer_value(json_object_get(t, "queued_at"))),
+                                PT(json_string_value(json_object_get(t, "workflow_run_id"))),
+                                PT(json_string_value(json_object_get(t, "node_id"))),
+                                json_is_integer(el) ? PI(json_integer_value(el)) : PI_NULL,
+                                PT(json_string_value(json_object_get(src, "id")))
+                        };
+                        p[2].owned = text;
+                        TRY(q_exec(c, SQL_CACHE_COPY_NODE, p, ELEMENTSOF(p), "copying a cached result", err));
+                        json_object_set(t, "cached_from", json_object_get(src, "id"));
+                        return 0;
+                }
+        }
+        r = insert_row(c, &tasks_table, t, "creating a task", err);
+        if (r == -ENOENT)
+                return not_found(err, "creating a task: its function or owner does not exist");
+        if (r < 0)
+                return r;
+        r = q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err);
+        return r < 0 ? r : 0;
+}
+
 static int run_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
         struct run_create_args *a = ctx;
         int r;
@@ -1482,15 +1527,8 @@ static int run_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *er
                 return r;
         json_t *t;
         size_t i;
-        json_array_foreach(a->tasks, i, t) {
-                r = insert_row(c, &tasks_table, t, "creating a task", err);
-                if (r == -ENOENT)
-                        return not_found(err, "creating a task: its function or owner does not exist");
-                if (r < 0)
-                        return r;
-                TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(json_string_value(json_object_get(t, "id")))),
-                           "queueing a task", err));
-        }
+        json_array_foreach(a->tasks, i, t)
+                TRY(insert_node_task(c, t, err));
         return 0;
 }
 
@@ -1593,12 +1631,7 @@ static int run_advance_fn(struct mp_store_conn *c, void *ctx, struct mp_error *e
                         return r;
                 if (r > 0)
                         continue;
-                r = insert_row(c, &tasks_table, t, "creating a task", err);
-                if (r == -ENOENT)
-                        return not_found(err, "creating a task: its function or owner does not exist");
-                if (r < 0)
-                        return r;
-                TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err));
+                TRY(insert_node_task(c, t, err));
                 json_array_append_new(created, json_string(tid));
         }
         json_decref(a->created);

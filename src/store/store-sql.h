@@ -1216,3 +1216,13 @@ static const char SQL_STATS_ENDED[] =
 static const char SQL_STATS_LATENCY_AT[] =
         "SELECT finished_at - queued_at AS ms FROM tasks WHERE finished_at >= ?1 AND finished_at < ?2"
         " AND cached_from IS NULL AND started_at > 0 ORDER BY finished_at - queued_at LIMIT 1 OFFSET ?3";
+/* flowfinish: a workflow node answered from the result cache (SQL_CACHE_COPY's copy,
+ * carrying the run, node and map element instead of a study point). */
+static const char SQL_CACHE_COPY_NODE[] =
+        "INSERT INTO tasks (id, function_id, version, owner_id, company_id, status, inputs,"
+        " result, result_blob, logs, logs_truncated, artifacts, queued_at, started_at,"
+        " finished_at, execution_ms, cpu_ms, peak_memory_kb, attempts, workflow_run_id, node_id,"
+        " element_index, cache_key, cached_from)"
+        " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
+        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, ?7, cache_key, id"
+        " FROM tasks WHERE id = ?8";

@@ -2,14 +2,13 @@
 
 Runs on the shared embedded server (and, in the scale-out pass of tests/run.sh, on
 PostgreSQL + Redis + S3): nothing here depends on the backends."""
-import csv
-import io
-import time
 
 import pytest
 
 import harness
 from harness import assert_problem, error_paths, expect_status
+from studyutil import (COUNTED, all_results, create_study, kill9_once_completed, results_csv,
+                       wait_none_running, wait_study)
 
 CANTILEVER = '''\
 def main(F: float, L: float, E: float = 210e9, I: float = 8.33e-6) -> dict:
@@ -25,55 +24,8 @@ def main(x: float) -> dict:
     return {"y": x * x}
 '''
 
-COUNTED = '''\
-import uuid
-
-def main(x: float) -> dict:
-    return {"y": 2 * x, "run": uuid.uuid4().hex}
-'''
-
-
 def deflection_mm(F, L, E=210e9, I=8.33e-6):
     return F * L ** 3 / (3 * E * I) * 1000
-
-
-def create_study(api, user, body, expect=201, **kw):
-    r = api.post(user, "/studies", json=body, timeout=120, **kw)
-    expect_status(r, expect)
-    return r.json()
-
-
-def wait_study(api, user, sid, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        r = api.get(user, f"/studies/{sid}", params={"wait": "5"}, timeout=30)
-        expect_status(r, 200)
-        s = r.json()
-        if s["status"] != "running":
-            return s
-        assert time.monotonic() < deadline, f"study {sid} still running after {timeout} s: {s}"
-
-
-def all_results(api, user, sid):
-    items, cursor = [], None
-    while True:
-        params = {"limit": "200"}
-        if cursor:
-            params["cursor"] = cursor
-        r = api.get(user, f"/studies/{sid}/results", params=params)
-        expect_status(r, 200)
-        page = r.json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return items
-
-
-def results_csv(api, user, sid):
-    r = api.get(user, f"/studies/{sid}/results", headers={"Accept": "text/csv"})
-    expect_status(r, 200)
-    assert r.headers["Content-Type"].startswith("text/csv"), r.headers
-    return list(csv.reader(io.StringIO(r.text)))
 
 
 @pytest.fixture(scope="module")
@@ -304,12 +256,7 @@ def test_cancel(api, fname):
     c = r.json()
     assert c["status"] == "cancelled", c
     # the point that was running when the study was cancelled ends (cancelled)
-    deadline = time.monotonic() + 60
-    while True:
-        s2 = api.get("alice", f"/studies/{s['id']}").json()
-        if s2["progress"]["running"] == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    s2 = wait_none_running(api, "alice", s["id"])
     assert s2["status"] == "cancelled"
     p = s2["progress"]
     assert p["completed"] + p["failed"] + p["cancelled"] + p["running"] + p["queued"] == 20
@@ -455,15 +402,7 @@ def test_kill9_mid_study_then_restart_completes_each_point_once(crash_stack):
     s = create_study(api, "alice", {
         "target": {"function": fn["id"]}, "outputs": ["result.square"], "concurrency": 2,
         "design": {"type": "grid", "params": {"i": list(range(12))}}})
-    deadline = time.monotonic() + 60
-    while api.get("alice", f"/studies/{s['id']}").json()["progress"]["completed"] < 3:
-        assert time.monotonic() < deadline, "the study did not progress"
-        time.sleep(0.1)
-
-    srv = crash_stack.server
-    srv.kill9()
-    srv._sweep_group()
-    srv.start()
+    kill9_once_completed(crash_stack, "alice", s["id"], 3)
 
     done = wait_study(api, "alice", s["id"], timeout=120)
     assert done["status"] == "completed", done

@@ -1,14 +1,13 @@
 """Studies whose target is a workflow (docs/studies.md): each point is a workflow run,
 its outputs read from the run's outputs (`outputs.sigma`); progress, retry of failed
 points, tenancy. Backend-agnostic, as test_studies.py."""
-import csv
-import io
-import time
 
 import pytest
 
 import harness
 from harness import assert_problem, error_paths, expect_status
+from studyutil import (COUNTED, all_results, create_study, kill9_once_completed, results_csv,
+                       wait_none_running, wait_study)
 
 CANTILEVER = '''\
 def main(F: float, L: float) -> dict:
@@ -23,30 +22,6 @@ def main(M: float, W: float) -> dict:
     return {"sigma": M / W}
 '''
 W = 1.2e-4
-
-
-def create_study(api, user, body, expect=201, **kw):
-    r = api.post(user, "/studies", json=body, timeout=120, **kw)
-    expect_status(r, expect)
-    return r.json()
-
-
-def wait_study(api, user, sid, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        r = api.get(user, f"/studies/{sid}", params={"wait": "5"}, timeout=40)
-        expect_status(r, 200)
-        s = r.json()
-        if s["status"] != "running":
-            return s
-        if time.monotonic() > deadline:
-            pytest.fail(f"study {sid} did not end in {timeout} s: {s}")
-
-
-def results(api, user, sid):
-    r = api.get(user, f"/studies/{sid}/results", params={"limit": "200"})
-    expect_status(r, 200)
-    return r.json()["items"]
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +52,7 @@ def test_grid_3x3_over_a_workflow_csv_matches_formula(api, chain):
     assert done["status"] == "completed", done
     assert done["progress"] == {"total": 9, "queued": 0, "running": 0, "completed": 9, "failed": 0,
                                 "cancelled": 0}, done["progress"]
-    r = api.get("alice", f"/studies/{s['id']}/results", headers={"Accept": "text/csv"})
-    expect_status(r, 200)
-    rows = list(csv.reader(io.StringIO(r.text)))
+    rows = results_csv(api, "alice", s["id"])
     header, body = rows[0], rows[1:]
     assert header == ["index", "L", "F", "outputs.sigma", "outputs.M", "status", "error"], header
     assert len(body) == 9
@@ -91,7 +64,7 @@ def test_grid_3x3_over_a_workflow_csv_matches_formula(api, chain):
         assert float(rec["outputs.sigma"]) == pytest.approx(F * L / W, rel=1e-12)
         assert float(rec["outputs.M"]) == pytest.approx(F * L)
     # each point is a run of the workflow, which names its study and point
-    items = results(api, "alice", s["id"])
+    items = all_results(api, "alice", s["id"])
     run = expect_status(api.get("alice", f"/workflow-runs/{items[4]['run_id']}"), 200).json()
     assert run["status"] == "completed" and run["inputs"] == {"L": 2, "F": 200} or run["inputs"]["L"] == 2.0
     assert run["outputs"]["sigma"] == pytest.approx(items[4]["outputs"]["outputs.sigma"])
@@ -106,7 +79,7 @@ def test_failed_points_recorded_and_retry_reruns_only_them(api, chain):
         "design": {"type": "list", "points": [{"F": 1, "L": 1}, {"F": -2, "L": 1}, {"F": 3, "L": 1}]}})
     done = wait_study(api, "alice", s["id"])
     assert done["progress"]["completed"] == 2 and done["progress"]["failed"] == 1, done
-    before = {it["index"]: it for it in results(api, "alice", s["id"])}
+    before = {it["index"]: it for it in all_results(api, "alice", s["id"])}
     assert before[1]["status"] == "failed" and before[1]["error"]["run_id"] == before[1]["run_id"], before[1]
     run = api.get("alice", f"/workflow-runs/{before[1]['run_id']}").json()
     assert run["status"] == "failed" and [n["status"] for n in run["nodes"]] == ["completed", "failed"], run
@@ -114,7 +87,7 @@ def test_failed_points_recorded_and_retry_reruns_only_them(api, chain):
     expect_status(r, 200)
     assert r.json()["retried"] == 1
     wait_study(api, "alice", s["id"])
-    after = {it["index"]: it for it in results(api, "alice", s["id"])}
+    after = {it["index"]: it for it in all_results(api, "alice", s["id"])}
     assert after[0]["run_id"] == before[0]["run_id"] and after[2]["run_id"] == before[2]["run_id"]
     assert after[1]["run_id"] != before[1]["run_id"] and after[1]["status"] == "failed"
     assert after[2]["outputs"]["outputs.sigma"] == pytest.approx(3 / W)
@@ -139,7 +112,7 @@ def test_tenancy(api, chain):
         "target": {"workflow": chain["id"]}, "outputs": ["outputs.sigma"],
         "design": {"type": "list", "points": [{"F": 1, "L": 1}]}})
     wait_study(api, "alice", s["id"])
-    [it] = results(api, "alice", s["id"])
+    [it] = all_results(api, "alice", s["id"])
     for other in ("bob", "carol"):
         assert_problem(api.get(other, f"/studies/{s['id']}/results"), 404)
         assert_problem(api.get(other, f"/workflow-runs/{it['run_id']}"), 404)
@@ -154,16 +127,102 @@ def test_extend_without_rerunning(api, chain):
         "target": {"workflow": chain["id"]}, "outputs": ["outputs.M"],
         "design": {"type": "grid", "params": {"F": [1, 2], "L": [1]}}})
     wait_study(api, "alice", s["id"])
-    before = results(api, "alice", s["id"])
+    before = all_results(api, "alice", s["id"])
     r = api.post("alice", f"/studies/{s['id']}/points", json={"points": [{"F": 2.0, "L": 1}, {"F": 5, "L": 2}]},
                  timeout=60)
     expect_status(r, 200)
     assert r.json()["added"] == 1
     done = wait_study(api, "alice", s["id"])
     assert done["progress"]["completed"] == 3, done
-    after = results(api, "alice", s["id"])
+    after = all_results(api, "alice", s["id"])
     assert [it["run_id"] for it in after[:2]] == [it["run_id"] for it in before]
     assert [it["outputs"]["outputs.M"] for it in after] == [1, 2, 10]
+
+
+# --- the result cache: a point is a run, answered as an execute is --------------------------
+
+def counted_workflow(api, user, *, cache_workflow, cache_function, visibility="private"):
+    counted = api.create_function(user, harness.Api.unique("counted"), COUNTED, cache=cache_function,
+                                  visibility=visibility)
+    wf = expect_status(api.post(user, "/workflows", json={
+        "name": harness.Api.unique("counted-wf"), "cache": cache_workflow, "visibility": visibility,
+        "nodes": [{"id": "c", "function": counted["id"], "inputs": {"x": {"param": "x"}}}],
+        "outputs": {"run": {"from": "c", "path": "run"}}}), 201).json()
+    return counted, wf
+
+
+def executed(api, user, wid, inputs):
+    r = api.post(user, f"/workflows/{wid}/execute", params={"wait": "30"}, json={"inputs": inputs}, timeout=90)
+    run = expect_status(r, 200, 202).json()
+    while run["finished_at"] is None:
+        run = expect_status(api.get(user, f"/workflow-runs/{run['id']}", params={"wait": "10"}, timeout=60),
+                            200).json()
+    assert run["status"] == "completed", run
+    return run
+
+
+def point_runs(api, user, body, **kw):
+    s = create_study(api, user, body, **kw)
+    done = wait_study(api, user, s["id"])
+    assert done["progress"]["completed"] == done["progress"]["total"], done
+    return [expect_status(api.get(user, f"/workflow-runs/{it['run_id']}"), 200).json()
+            for it in all_results(api, user, s["id"])]
+
+
+def test_points_use_the_workflow_cache(api):
+    _, wf = counted_workflow(api, "alice", cache_workflow=True, cache_function=False, visibility="company")
+    first = executed(api, "alice", wf["id"], {"x": 1})
+    body = {"target": {"workflow": wf["id"]}, "outputs": ["outputs.run"],
+            "design": {"type": "list", "points": [{"x": 1.0}, {"x": 2}]}}
+    runs = point_runs(api, "alice", body)
+    assert runs[0]["cached_from"] == first["id"] and runs[0]["outputs"] == first["outputs"], runs[0]
+    assert runs[0]["study_id"] and runs[0]["point_index"] == 0, runs[0]
+    assert runs[1]["cached_from"] is None, runs[1]
+    # a second study: both answered, the second point from the first study's run; an
+    # execute from a study's run
+    again = point_runs(api, "alice", body)
+    assert [r["cached_from"] for r in again] == [first["id"], runs[1]["id"]], again
+    assert executed(api, "alice", wf["id"], {"x": 2})["cached_from"] == runs[1]["id"]
+    # ?cache=refresh: every point computed again
+    fresh = point_runs(api, "alice", body, params={"cache": "refresh"})
+    assert all(r["cached_from"] is None for r in fresh), fresh
+    assert fresh[0]["outputs"]["run"] != first["outputs"]["run"]
+    # bob may sweep alice's company workflow, and computes his own points
+    bobs = point_runs(api, "bob", body)
+    assert all(r["cached_from"] is None for r in bobs), bobs
+    assert {r["outputs"]["run"] for r in bobs}.isdisjoint({r["outputs"]["run"] for r in runs + fresh})
+
+
+def test_points_nodes_use_the_function_cache(api):
+    # the workflow is not cached, its function is: each point's node is answered from
+    # the owner's computed call of the same inputs
+    counted, wf = counted_workflow(api, "alice", cache_workflow=False, cache_function=True)
+    plain = api.execute("alice", counted["id"], {"x": 5})
+    runs = point_runs(api, "alice", {"target": {"workflow": wf["id"]}, "outputs": ["outputs.run"],
+                                     "design": {"type": "list", "points": [{"x": 5}, {"x": 6}]}})
+    assert [r["cached_from"] for r in runs] == [None, None], runs
+    tasks = [api.task("alice", r["nodes"][0]["task_id"]) for r in runs]
+    assert tasks[0]["cached_from"] == plain["id"] and tasks[0]["attempts"] == 0, tasks[0]
+    assert runs[0]["outputs"]["run"] == plain["result"]["run"]
+    assert tasks[1]["cached_from"] is None and tasks[1]["attempts"] >= 1, tasks[1]
+
+
+def test_points_whose_runs_end_as_they_are_made(api):
+    # every node answered from the cache: each point's run ends as it is made, and the
+    # study goes on through its work list (200 points, 8 at a time)
+    counted, wf = counted_workflow(api, "alice", cache_workflow=False, cache_function=True)
+    body = {"target": {"workflow": wf["id"]}, "outputs": ["outputs.run"], "concurrency": 8,
+            "design": {"type": "grid", "params": {"x": list(range(200))}}}
+    first = create_study(api, "alice", body)
+    assert wait_study(api, "alice", first["id"])["progress"]["completed"] == 200
+    second = create_study(api, "alice", body)
+    done = wait_study(api, "alice", second["id"])
+    assert done["status"] == "completed" and done["progress"]["completed"] == 200, done
+    a, b = all_results(api, "alice", first["id"]), all_results(api, "alice", second["id"])
+    assert [it["outputs"] for it in b] == [it["outputs"] for it in a]
+    for it in b[:3] + b[-3:]:
+        run = api.get("alice", f"/workflow-runs/{it['run_id']}").json()
+        assert api.task("alice", run["nodes"][0]["task_id"])["cached_from"], run
 
 
 SLOW = '''\
@@ -185,15 +244,10 @@ def test_cancel_cancels_the_running_runs(api):
         "design": {"type": "grid", "params": {"x": list(range(10))}}})
     c = expect_status(api.post("alice", f"/studies/{s['id']}/cancel"), 200).json()
     assert c["status"] == "cancelled", c
-    deadline = time.monotonic() + 60
-    while True:
-        s2 = api.get("alice", f"/studies/{s['id']}").json()
-        if s2["progress"]["running"] == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    s2 = wait_none_running(api, "alice", s["id"])
     p = s2["progress"]
     assert p["running"] == 0 and p["completed"] <= 1 and p["cancelled"] >= 9, p
-    runs = [it["run_id"] for it in results(api, "alice", s["id"]) if it["run_id"]]
+    runs = [it["run_id"] for it in all_results(api, "alice", s["id"]) if it["run_id"]]
     assert len(runs) <= 1
     for rid in runs:
         run = api.get("alice", f"/workflow-runs/{rid}", params={"wait": "20"}, timeout=60).json()
@@ -236,17 +290,10 @@ def test_kill9_mid_study_then_restart_completes_each_point_once(crash_stack):
     s = create_study(api, "alice", {
         "target": {"workflow": wf["id"]}, "outputs": ["outputs.square"], "concurrency": 2,
         "design": {"type": "grid", "params": {"i": list(range(10))}}})
-    deadline = time.monotonic() + 60
-    while api.get("alice", f"/studies/{s['id']}").json()["progress"]["completed"] < 3:
-        assert time.monotonic() < deadline, "the study did not progress"
-        time.sleep(0.1)
-    srv = crash_stack.server
-    srv.kill9()
-    srv._sweep_group()
-    srv.start()
+    kill9_once_completed(crash_stack, "alice", s["id"], 3)
     done = wait_study(api, "alice", s["id"], timeout=120)
     assert done["status"] == "completed" and done["progress"]["completed"] == 10, done
-    items = results(api, "alice", s["id"])
+    items = all_results(api, "alice", s["id"])
     assert [it["outputs"]["outputs.square"] for it in items] == [i * i for i in range(10)]
     # one run per point, one task per run: nothing ran twice as a new run or task
     assert len({it["run_id"] for it in items}) == 10
@@ -269,7 +316,7 @@ def test_recovery_makes_missing_runs_and_records_missed_ends(crash_stack):
         "target": {"workflow": wf["id"]}, "outputs": ["outputs.square"], "concurrency": 2,
         "design": {"type": "grid", "params": {"i": list(range(4))}}})
     wait_study(api, "alice", s["id"])
-    before = results(api, "alice", s["id"])
+    before = all_results(api, "alice", s["id"])
     new_run = str(uuid.uuid4())
     crash_stack.server.stop()
     db = sqlite3.connect(str(crash_stack.data_dir / "mecapy.db"))
@@ -284,7 +331,7 @@ def test_recovery_makes_missing_runs_and_records_missed_ends(crash_stack):
     crash_stack.server.start()
     done = wait_study(api, "alice", s["id"])
     assert done["status"] == "completed" and done["progress"]["completed"] == 4, done
-    after = results(api, "alice", s["id"])
+    after = all_results(api, "alice", s["id"])
     assert after[1]["run_id"] == before[1]["run_id"] and after[1]["outputs"] == {"outputs.square": 1}
     assert after[2]["run_id"] == new_run and after[2]["outputs"] == {"outputs.square": 4}
     run = api.get("alice", f"/workflow-runs/{new_run}").json()

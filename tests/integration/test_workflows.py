@@ -486,19 +486,90 @@ def test_cache_never_crosses_owners(api):
     assert_problem(api.get("carol", f"/workflow-runs/{a2['id']}"), 404)
 
 
-def test_cached_function_node_feeds_the_function_cache(api):
-    # a node of a function version declared "cache" carries its key: a plain call with the
-    # same inputs is answered from the node's task (nodes themselves are not answered
-    # from the cache: docs/workflows.md#result-cache)
-    counted = api.create_function("alice", api.unique("counted"), COUNTED, cache=True)
-    wf = push(api, "alice", {"name": api.unique("node-cache"), "nodes": [
-        {"id": "c", "function": counted["id"], "inputs": {"x": {"param": "x"}}}],
-        "outputs": {"y": {"from": "c", "path": "y"}}})
-    run = ended_run(api, "alice", wf["id"], {"x": 6})
-    assert run["status"] == "completed", run
-    tid = node(run, "c")["task_id"]
+def node_cache_workflow(api, user="alice", visibility="private"):
+    """A workflow (itself not cached) whose nodes call a function version declared
+    "cache": c = counted(x), a = add(c.y, 1) downstream of it, and m = counted over each
+    element of xs. counted returns a random run id, which changes each time it really runs."""
+    counted = api.create_function(user, api.unique("counted"), COUNTED, cache=True, visibility=visibility)
+    add = api.create_function(user, api.unique("add"), ADD, visibility=visibility)
+    return counted, push(api, user, {"name": api.unique("node-cache"), "visibility": visibility, "nodes": [
+        {"id": "c", "function": counted["id"], "inputs": {"x": {"param": "x"}}},
+        {"id": "a", "function": add["id"], "inputs": {"a": {"from": "c", "path": "y"}, "b": 1}},
+        {"id": "m", "function": counted["id"], "map": {"over": {"param": "xs"}, "as": "x"}, "inputs": {}}],
+        "outputs": {"y": {"from": "a"}, "run": {"from": "c", "path": "run"}, "each": {"from": "m"}}})
+
+
+def node_tasks(api, user, run):
+    """{node id: its task} and the map node's element tasks, as the API shows them."""
+    one = {n["id"]: api.task(user, n["task_id"]) for n in run["nodes"] if n["task_id"]}
+    return one, [api.task(user, t) for t in node(run, "m")["task_ids"]]
+
+
+def test_cached_function_node_answered_from_the_cache(api):
+    # a node of a function version declared "cache" is answered as a plain call is: the
+    # second run's node tasks are copies of the first run's (cached_from), never run
+    # (attempts 0, the same random run ids), and the downstream node gets their results
+    counted, wf = node_cache_workflow(api)
+    inputs = {"x": 6, "xs": [1, 2, 3]}
+    first = ended_run(api, "alice", wf["id"], inputs)
+    assert first["status"] == "completed" and first["outputs"]["y"] == 13, first
+    one1, els1 = node_tasks(api, "alice", first)
+    assert one1["c"]["cached_from"] is None and one1["c"]["attempts"] >= 1, one1["c"]
+    assert all(t["cached_from"] is None for t in els1), els1
+    second = ended_run(api, "alice", wf["id"], {"x": 6.0, "xs": [1.0, 2, 3]})  # canonical inputs agree
+    assert second["status"] == "completed" and second["cached_from"] is None, second
+    assert second["outputs"] == first["outputs"], (second, first)  # the same random ids: not recomputed
+    one2, els2 = node_tasks(api, "alice", second)
+    c = one2["c"]
+    assert c["id"] != one1["c"]["id"] and c["cached_from"] == one1["c"]["id"], c
+    assert c["attempts"] == 0 and c["status"] == "completed" and c["result"] == one1["c"]["result"], c
+    assert c["workflow_run_id"] == second["id"] and c["node_id"] == "c", c
+    assert [t["cached_from"] for t in els2] == [t["id"] for t in els1], els2
+    assert [t["element_index"] for t in els2] == [0, 1, 2] and all(t["attempts"] == 0 for t in els2), els2
+    # add is not cached: it ran again, on the cached result
+    assert one2["a"]["cached_from"] is None and one2["a"]["attempts"] >= 1, one2["a"]
+    # a plain call of the same inputs is answered from the computed node task, and a
+    # node from a plain call's task
     hit = api.execute("alice", counted["id"], {"x": 6})
-    assert hit["cached_from"] == tid and hit["result"] == api.task("alice", tid)["result"], hit
+    assert hit["cached_from"] == one1["c"]["id"] and hit["result"] == one1["c"]["result"], hit
+    plain = api.execute("alice", counted["id"], {"x": 41})
+    assert plain["cached_from"] is None
+    third = ended_run(api, "alice", wf["id"], {"x": 41, "xs": []})
+    assert node_tasks(api, "alice", third)[0]["c"]["cached_from"] == plain["id"], third
+
+
+def test_cached_function_node_refresh_recomputes(api):
+    # ?cache=refresh on execute reaches the nodes: they run, and the newest computed task
+    # serves the next run
+    _, wf = node_cache_workflow(api)
+    inputs = {"x": 2, "xs": [5]}
+    first = ended_run(api, "alice", wf["id"], inputs)
+    fresh = ended_run(api, "alice", wf["id"], inputs, params={"cache": "refresh"})
+    assert fresh["status"] == "completed", fresh
+    assert fresh["outputs"]["run"] != first["outputs"]["run"], (fresh, first)
+    assert fresh["outputs"]["each"][0]["run"] != first["outputs"]["each"][0]["run"]
+    one, els = node_tasks(api, "alice", fresh)
+    assert one["c"]["cached_from"] is None and els[0]["cached_from"] is None
+    after = ended_run(api, "alice", wf["id"], inputs)
+    assert node_tasks(api, "alice", after)[0]["c"]["cached_from"] == one["c"]["id"]
+    assert after["outputs"] == fresh["outputs"]
+
+
+def test_cached_function_node_never_crosses_owners(api):
+    # alice's cached function and workflow are visible to her company: bob's run of them
+    # computes for bob, and only bob's own tasks serve his next run
+    _, wf = node_cache_workflow(api, visibility="company")
+    inputs = {"x": 9, "xs": [4]}
+    a = ended_run(api, "alice", wf["id"], inputs)
+    b = ended_run(api, "bob", wf["id"], inputs)
+    assert b["status"] == "completed" and b["outputs"]["run"] != a["outputs"]["run"], (a, b)
+    one_b, els_b = node_tasks(api, "bob", b)
+    assert one_b["c"]["cached_from"] is None and els_b[0]["cached_from"] is None
+    b2 = ended_run(api, "bob", wf["id"], inputs)
+    assert node_tasks(api, "bob", b2)[0]["c"]["cached_from"] == one_b["c"]["id"]
+    a2 = ended_run(api, "alice", wf["id"], inputs)
+    assert a2["outputs"] == a["outputs"]
+    assert node_tasks(api, "alice", a2)[0]["c"]["cached_from"] == node_tasks(api, "alice", a)[0]["c"]["id"]
 
 
 # --- durability: its own server, one worker, killed mid-run -------------------------------
@@ -571,6 +642,54 @@ def test_hostile_definitions_and_inputs(api):
     each = node(run, "each")
     assert run["status"] == "failed" and each["status"] == "failed", run
     assert "10000" in str(each["error"]) and each["task_ids"] == [], each
+    expect_status(api.get(None, "/healthz"), 200)
+
+
+def test_hostile_nesting_and_a_long_chain_of_references(api):
+    add = fn(api, "alice", "add", ADD)
+    # a literal input nested deeper than a JSON body may be: refused at the edge, with a
+    # problem, not a crash
+    nested = "[" * 100000 + "]" * 100000
+    body = ('{"name": "%s", "nodes": [{"id": "a", "function": "%s", "inputs": {"a": %s, "b": 1}}]}'
+            % (api.unique("nested"), add["name"], nested))
+    r = api.post("alice", "/workflows", data=body, headers={"Content-Type": "application/json"})
+    assert "depth" in assert_problem(r, 400)["detail"]
+    r = api.post("alice", "/studies", data='{"fixed": %s}' % ('{"k": ' * 50000 + "1" + "}" * 50000),
+                 headers={"Content-Type": "application/json"})
+    assert "depth" in assert_problem(r, 400)["detail"]
+    # inputs nested deeper than a call may take: refused at execute, naming them
+    anyf = api.create_function("alice", api.unique("any"), "def main(x):\n    return 1\n", cache=True)
+    wf = push(api, "alice", {"name": api.unique("deep-input"), "nodes": [
+        {"id": "a", "function": anyf["id"], "inputs": {"x": {"param": "x"}}}]})
+    def nest(n):
+        v = 1
+        for _ in range(n):
+            v = [v]
+        return v
+    p = assert_problem(api.post("alice", f"/workflows/{wf['id']}/execute", json={"inputs": {"x": nest(100)}}), 422)
+    assert "inputs" in error_paths(p) and "64" in str(p), p
+    # nested within the limit, through a cached node (the canonical inputs of its cache
+    # key are made from them): answered, twice, the second time from the cache
+    runs = [ended_run(api, "alice", wf["id"], {"x": nest(40)}) for _ in range(2)]
+    assert [r["status"] for r in runs] == ["completed", "completed"], runs
+    assert api.task("alice", node(runs[1], "a")["task_id"])["cached_from"] == node(runs[0], "a")["task_id"]
+    # a chain of 60 nodes, each reading the one before: it runs in order and adds up;
+    # its function caches, so a second run is answered node after node within the
+    # execute itself (one step feeding the next, not a recursion)
+    cadd = api.create_function("alice", api.unique("cadd"), ADD, cache=True)
+    nodes = [{"id": "n0", "function": cadd["id"], "inputs": {"a": {"param": "x"}, "b": 1}}]
+    nodes += [{"id": f"n{i}", "function": cadd["id"], "inputs": {"a": {"from": f"n{i - 1}"}, "b": 1}}
+              for i in range(1, 60)]
+    wf = push(api, "alice", {"name": api.unique("long-chain"), "nodes": nodes,
+                             "outputs": {"end": {"from": "n59"}}})
+    run = ended_run(api, "alice", wf["id"], {"x": 0.5}, wait=60)
+    assert run["status"] == "completed" and run["outputs"]["end"] == 60.5, run
+    starts = [n["started_at"] for n in run["nodes"]]
+    assert starts == sorted(starts), starts
+    again = run_wf(api, "alice", wf["id"], {"x": 0.5}, wait=0)
+    assert again["status"] == "completed" and again["outputs"]["end"] == 60.5, again
+    tasks = [api.task("alice", n["task_id"]) for n in again["nodes"]]
+    assert [t["cached_from"] for t in tasks] == [n["task_id"] for n in run["nodes"]]
     expect_status(api.get(None, "/healthz"), 200)
 
 
