@@ -226,7 +226,7 @@ describe('workflow editor', () => {
     await page.getByLabel('Node for sigma of safety').selectOption('stress');
     await page.getByLabel('Path for sigma of safety').fill('sigma');
     await page.getByLabel('Parameter for yield_strength of safety').fill('fy');
-    const graph = page.getByRole('img', { name: 'Graph of the workflow: 3 nodes' });
+    const graph = page.getByRole('group', { name: 'Graph of the workflow: 3 nodes' });
     assert.equal(await graph.locator('path.edge').count(), 2);
     await page.getByRole('button', { name: 'Save' }).click();
     // The server's 422 names nodes[1].inputs.W: it is shown there, and the node is marked.
