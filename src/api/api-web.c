@@ -170,7 +170,7 @@ static enum MHD_Result send_file(struct mp_route_ctx *c, int fd, const struct st
  * the nonce goes (web/vite.config.ts, html.cspNonce), and the CSP names the same nonce
  * in style-src, so the one style element the page adds (CodeMirror's, which carries
  * the nonce) is allowed and no other inline style is. The page is small: read whole. */
-#define NONCE_MARK "MECAPY_CSP_NONCE"
+#define NONCE_MARK "__MP_CSP_NONCE__"
 #define INDEX_MAX (256 * 1024)
 
 static char *index_with_nonce(int fd, const char *nonce, size_t *ret_len) {

@@ -18,8 +18,8 @@ def web(tmp_path_factory):
     root = tmp_path_factory.mktemp("web", numbered=True)
     dist = root / "dist"
     (dist / "assets").mkdir(parents=True)
-    (dist / "index.html").write_text("<!doctype html><title>app</title><meta property=csp-nonce nonce=MECAPY_CSP_NONCE>"
-                                     "<script type=module src=/assets/app-1a2b3c.js nonce=MECAPY_CSP_NONCE></script>")
+    (dist / "index.html").write_text("<!doctype html><title>app</title><meta property=csp-nonce nonce=__MP_CSP_NONCE__>"
+                                     "<script type=module src=/assets/app-1a2b3c.js nonce=__MP_CSP_NONCE__></script>")
     (dist / "assets" / "app-1a2b3c.js").write_text("console.log('app')")
     (dist / "assets" / "app-1a2b3c.css").write_text("body{}")
     (dist / "assets" / "app-1a2b3c.js.gz").write_bytes(gzip.compress(b"console.log('app')"))
@@ -64,7 +64,7 @@ def test_index_has_a_fresh_style_nonce_and_no_unsafe_inline(web):
         assert "unsafe-inline" not in csp, csp
         m = re.search(r"style-src 'self' 'nonce-([0-9a-f]{32})';", csp)
         assert m, csp
-        assert "MECAPY_CSP_NONCE" not in r.text
+        assert "__MP_CSP_NONCE__" not in r.text
         assert r.text.count(f"nonce={m.group(1)}") == 2, r.text
         seen.add(m.group(1))
     assert len(seen) == 3, "a nonce is never reused"
