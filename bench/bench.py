@@ -1157,6 +1157,10 @@ def table(res):
         ("dashboard: 100,000-row task page interactive", fmt(_get(res, "dashboard", "task_100k_page_tti_ms"), " ms"), "-", None),
         ("dashboard: 100,000-row table drawn after Show it", fmt(_get(res, "dashboard", "task_100k_table_after_click_ms"), " ms")
          + f" (last row after a scroll: {fmt(_get(res, 'dashboard', 'task_100k_scroll_to_last_row_ms'), ' ms')})", "-", None),
+        ("dashboard: workflow editor, 200 nodes drawn", fmt(_get(res, "dashboard", "editor_200_nodes_drawn_ms"), " ms"), "-", None),
+        ("dashboard: editor, 200 nodes, one move's work", fmt(_get(res, "dashboard", "editor_200_nodes_move_ms"), " ms")
+         + f" ({fmt(_get(res, 'dashboard', 'editor_200_nodes_moves_over_a_frame'))} of 60 over 16.7 ms)", "<= 16.7 ms",
+         le(_get(res, "dashboard", "editor_200_nodes_move_ms"), 16.7)),
         ("disk: 4 KiB write + fdatasync p50", fmt(res.get("disk_sync_p50_ms"), " ms"), "-", None),
         ("durability full: warm p50 / p99", fmt(_get(res, "durability", "full", "warm_p50_ms"), " ms") + " / "
          + fmt(_get(res, "durability", "full", "warm_p99_ms"), " ms"), "-", None),
