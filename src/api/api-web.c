@@ -176,13 +176,13 @@ static enum MHD_Result send_file(struct mp_route_ctx *c, int fd, const struct st
 static char *index_with_nonce(int fd, const char *nonce, size_t *ret_len) {
         _cleanup_free_ char *raw = malloc(INDEX_MAX + 1);
         size_t n = 0, marks = 0, mark_len = strlen(NONCE_MARK), nonce_len = strlen(nonce);
-        ssize_t k;
+        ssize_t k = 0;
 
         if (!raw)
                 return NULL;
         while (n < INDEX_MAX && (k = read(fd, raw + n, INDEX_MAX - n)) > 0)
                 n += (size_t) k;
-        if (n >= INDEX_MAX)
+        if (k < 0 || n >= INDEX_MAX)
                 return NULL;
         raw[n] = 0;
         for (const char *p = raw; (p = strstr(p, NONCE_MARK)); p += mark_len)
@@ -208,11 +208,12 @@ static enum MHD_Result send_index(struct mp_route_ctx *c) {
         char nonce[2 * sizeof(bytes) + 1], csp[sizeof(MP_CSP_INDEX) + sizeof(nonce) + 16];
         _cleanup_free_ char *html = NULL;
         struct MHD_Response *resp;
+        struct stat st;
         size_t len = 0;
         int fd = open_beneath(c->api->web_fd, "index.html");
         enum MHD_Result r;
 
-        if (fd >= 0 && getrandom(bytes, sizeof(bytes), 0) == (ssize_t) sizeof(bytes)) {
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && getrandom(bytes, sizeof(bytes), 0) == (ssize_t) sizeof(bytes)) {
                 for (size_t i = 0; i < sizeof(bytes); i++)
                         snprintf(nonce + 2 * i, 3, "%02x", bytes[i]);
                 html = index_with_nonce(fd, nonce, &len);
