@@ -959,6 +959,26 @@ def bench_imports(R, procs, args):
         m.stop()
 
 
+def bench_dashboard(R, procs, args):
+    """The dashboard's time to interactive in chromium (bench/dashboard.mjs: the first
+    page, and a task page whose result is 100,000 rows), against a server serving web/dist.
+    Needs node, the npm packages (npm ci), chromium and a built web/dist."""
+    web = os.path.join(REPO, "web", "dist", "index.html")
+    if not os.path.exists(web) or not shutil.which("node") or not os.path.exists("/usr/bin/chromium"):
+        note("dashboard part not measured: it needs web/dist (make web), node and chromium")
+        return
+    log("dashboard: time to interactive in chromium (first page, 100,000-row task page)")
+    env = dict(os.environ, MECAPY_BIN=args.bin)
+    p = subprocess.run(["node", os.path.join(HERE, "dashboard.mjs")], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=max(30, min(600, time_left() - 10)))
+    if p.returncode != 0:
+        raise RuntimeError(f"bench/dashboard.mjs exited {p.returncode}: {p.stderr[-1500:]}")
+    d = json.loads(p.stdout.strip().splitlines()[-1])
+    log(f"  first page {d['first_page_tti_ms']} ms, 100,000-row task page {d['task_100k_page_tti_ms']} ms, "
+        f"its table {d['task_100k_table_after_click_ms']} ms after the click")
+    R["dashboard"] = d
+
+
 def bench_bwrap(R, procs, args):
     if not shutil.which("bwrap"):
         note("bubblewrap is not installed: bwrap peer not measured")
@@ -1132,6 +1152,7 @@ def build_results(R, machine):
         "first_import": R.get("first_import"),
         "ccx_warm_call_p50_ms": g("ccx_warm", "p50_ms"),
         "ccx_direct_p50_ms": R.get("ccx_direct_p50_ms"),
+        "dashboard": R.get("dashboard"),
         "durability": {mode: {"warm_p50_ms": g("durability", mode, "warm", "p50_ms"),
                               "warm_p99_ms": g("durability", mode, "warm", "p99_ms"),
                               "throughput_per_s": g("durability", mode, "throughput", "ok_per_s"),
@@ -1221,6 +1242,16 @@ def table(res):
           for mod, v in (res.get("first_import") or {}).items()],
         ("solver: warm call running ccx (achtel2) p50 / ccx directly",
          fmt(res.get("ccx_warm_call_p50_ms"), " ms") + " / " + fmt(res.get("ccx_direct_p50_ms"), " ms"), "-", None),
+        ("dashboard: first page interactive (chromium, cold)", fmt(_get(res, "dashboard", "first_page_tti_ms"), " ms"), "-", None),
+        ("dashboard: first page script, compressed", fmt(_get(res, "dashboard", "first_page_script_bytes"), " B"),
+         "<= 300000 B", le(_get(res, "dashboard", "first_page_script_bytes"), 300000)),
+        ("dashboard: 100,000-row task page interactive", fmt(_get(res, "dashboard", "task_100k_page_tti_ms"), " ms"), "-", None),
+        ("dashboard: 100,000-row table drawn after Show it", fmt(_get(res, "dashboard", "task_100k_table_after_click_ms"), " ms")
+         + f" (last row after a scroll: {fmt(_get(res, 'dashboard', 'task_100k_scroll_to_last_row_ms'), ' ms')})", "-", None),
+        ("dashboard: workflow editor, 200 nodes drawn", fmt(_get(res, "dashboard", "editor_200_nodes_drawn_ms"), " ms"), "-", None),
+        ("dashboard: editor, 200 nodes, one move's work", fmt(_get(res, "dashboard", "editor_200_nodes_move_ms"), " ms")
+         + f" ({fmt(_get(res, 'dashboard', 'editor_200_nodes_moves_over_a_frame'))} of 60 over 16.7 ms)", "<= 16.7 ms",
+         le(_get(res, "dashboard", "editor_200_nodes_move_ms"), 16.7)),
         ("disk: 4 KiB write + fdatasync p50", fmt(res.get("disk_sync_p50_ms"), " ms"), "-", None),
         ("durability full: warm p50 / p99", fmt(_get(res, "durability", "full", "warm_p50_ms"), " ms") + " / "
          + fmt(_get(res, "durability", "full", "warm_p99_ms"), " ms"), "-", None),
@@ -1278,7 +1309,7 @@ def main():
     failed = []
     try:
         parts = (("mecapy", bench_mecapy), ("durability", bench_durability), ("workflow", bench_workflow),
-                 ("studies", bench_studies),
+                 ("studies", bench_studies), ("dashboard", bench_dashboard),
                  ("imports", bench_imports),
                  ("bwrap", bench_bwrap),
                  ("fastapi", bench_fastapi), ("celery", bench_celery))

@@ -317,6 +317,44 @@ def apt_packages(text, after):
     return [w for w in words if not w.startswith("-")]
 
 
+def _containerfile_dashboard(cf, ign):
+    """The dashboard stage builds web/ as the Makefile's `web` target does, on a Node that
+    package.json's engines accepts, from the files that target depends on; the runtime
+    stage serves what it wrote."""
+    problems = []
+    m = re.search(r"^FROM docker\.io/library/node:(\d+)(?:\.(\d+))?\S* AS (\w+)$", cf, re.M)
+    if not m:
+        return ["Containerfile has no `FROM docker.io/library/node:<version> AS <stage>` dashboard stage"]
+    major, minor, stage = int(m.group(1)), int(m.group(2) or 99), m.group(3)
+    pkg = json.loads((ROOT / "package.json").read_text())
+    want = re.match(r">=\s*(\d+)\.(\d+)", pkg.get("engines", {}).get("node", ">=0.0"))
+    if want and (major, minor) < (int(want.group(1)), int(want.group(2))):
+        problems.append(f"the dashboard stage's node:{m.group(1)} is older than package.json's engines {want.group(0)}")
+    body = cf[m.end():cf.index("\nFROM ", m.end())] if "\nFROM " in cf[m.end():] else cf[m.end():]
+    make = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^\$\(WEB_DIST\)/index\.html:.*\n\t(.+)$", make, re.M)
+    if not recipe or recipe.group(1).strip() not in body:
+        problems.append(f"the dashboard stage does not run the Makefile's web recipe "
+                        f"({recipe.group(1).strip() if recipe else 'not found'})")
+    if "npm ci" not in body:
+        problems.append("the dashboard stage does not install from the lockfile (npm ci)")
+    copied = [w for line in re.findall(r"^COPY (?!--)(.+)$", body, re.M) for w in line.split()[:-1]]
+    src = re.search(r"^WEB_SRC\s*:=((?:.*\\\n)*.*)$", make, re.M).group(1)
+    for f in re.sub(r"\$\(shell find (\S+) .*?\)", r"\1", src.replace("\\\n", " ")).split() + ["package.json"]:
+        if not any(f == c or f.startswith(c.rstrip("/") + "/") for c in copied):
+            problems.append(f"the dashboard stage does not copy {f} (a source of the Makefile's web target)")
+    if not re.search(rf"^COPY --from={stage} /src/web/dist/ (\S+)$", cf, re.M):
+        problems.append(f"the runtime stage does not copy web/dist from the {stage} stage")
+    else:
+        dest = re.search(rf"^COPY --from={stage} /src/web/dist/ (\S+)$", cf, re.M).group(1).rstrip("/")
+        if not re.search(rf"MECAPY_WEB_DIR={re.escape(dest)}\b", cf):
+            problems.append(f"MECAPY_WEB_DIR is not {dest}, where the dashboard is copied")
+    for p in ("web/dist", "web/node_modules"):
+        if p not in ign:
+            problems.append(f".containerignore does not exclude {p}")
+    return problems
+
+
 @check("Containerfile: build packages = the run list of scripts/install-deps.sh; runtime has the linked libraries, python3-numpy/scipy and the base environment")
 def _containerfile():
     problems = []
@@ -373,6 +411,7 @@ def _containerfile():
     di = DEPLOY / "container/Containerfile.dockerignore"
     if not di.exists() or di.read_text() != (DEPLOY / "container/.containerignore").read_text():
         problems.append("Containerfile.dockerignore is not the same as .containerignore")
+    problems += _containerfile_dashboard(cf, ign)
     # What the build copies must be enough for meson: the tracked files outside the ignore list.
     for p in ("meson.build", "src", "scripts/embed.py", "tests/unit"):
         if not (ROOT / p).exists() or p.split("/")[0] in ign:

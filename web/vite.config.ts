@@ -29,6 +29,11 @@ function gzipAssets(): Plugin {
 export default defineConfig({
   root: __dirname,
   plugins: [svelte(), gzipAssets()],
+  // Every <script>, <link> and <style> of index.html gets nonce="__MP_CSP_NONCE__", and a
+  // <meta property="csp-nonce"> carries it for the scripts: the server puts a fresh nonce
+  // in its place in each answer and names it in style-src, so that the styles CodeMirror
+  // adds are allowed and no other inline style is (src/api/api-web.c).
+  html: { cspNonce: '__MP_CSP_NONCE__' },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

@@ -15,10 +15,14 @@ struct mp_api_guard;
 
 /* The CSP of API answers (JSON, problems, text); the dashboard page has its own. */
 #define MP_CSP_API "default-src 'none'; frame-ancestors 'none'"
-#define MP_CSP_INDEX                                                                      \
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "       \
-        "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; " \
+/* The dashboard's page: no inline script or style. api-web.c sends index.html with a
+ * fresh nonce after style-src (MP_CSP_INDEX_HEAD " 'nonce-...'" MP_CSP_INDEX_TAIL), for the
+ * editor's own style element. */
+#define MP_CSP_INDEX_HEAD "default-src 'none'; script-src 'self'; style-src 'self'"
+#define MP_CSP_INDEX_TAIL                                                                   \
+        "; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; " \
         "frame-ancestors 'none'"
+#define MP_CSP_INDEX MP_CSP_INDEX_HEAD MP_CSP_INDEX_TAIL
 /* Downloaded artifacts: user content, never run by the browser in our origin. */
 #define MP_CSP_ARTIFACT "sandbox; default-src 'none'"
 

@@ -631,6 +631,7 @@ static enum MHD_Result task_list(struct mp_route_ctx *c) {
 
         if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
             mp_core_task_list(c->api->core, &c->principal, mp_route_query(c, "function_id"), mp_route_query(c, "status"),
+                              mp_route_query(c, "since"), mp_route_query(c, "until"),
                               mp_route_query(c, "cursor"), (int) limit, &out, &c->err) < 0)
                 return mp_route_problem(c);
         return mp_route_send_owned(c, 200, out);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -165,22 +166,81 @@ static enum MHD_Result send_file(struct mp_route_ctx *c, int fd, const struct st
         return r;
 }
 
-static enum MHD_Result send_index(struct mp_route_ctx *c) {
-        struct stat st;
-        int fd = open_beneath(c->api->web_fd, "index.html");
+/* index.html with a fresh CSP nonce in each answer: the build wrote NONCE_MARK where
+ * the nonce goes (web/vite.config.ts, html.cspNonce), and the CSP names the same nonce
+ * in style-src, so the one style element the page adds (CodeMirror's, which carries
+ * the nonce) is allowed and no other inline style is. The page is small: read whole. */
+#define NONCE_MARK "__MP_CSP_NONCE__"
+#define INDEX_MAX (256 * 1024)
 
-        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                if (fd >= 0)
-                        close(fd);
-                return mp_api_send_error(c->conn, 503, "unavailable",
-                                         "the dashboard folder %s lost its index.html", c->api->web_dir);
+static char *index_with_nonce(int fd, const char *nonce, size_t *ret_len) {
+        _cleanup_free_ char *raw = malloc(INDEX_MAX + 1);
+        size_t n = 0, marks = 0, mark_len = strlen(NONCE_MARK), nonce_len = strlen(nonce);
+        ssize_t k = 0;
+
+        if (!raw)
+                return NULL;
+        while (n < INDEX_MAX && (k = read(fd, raw + n, INDEX_MAX - n)) > 0)
+                n += (size_t) k;
+        if (k < 0 || n >= INDEX_MAX)
+                return NULL;
+        raw[n] = 0;
+        for (const char *p = raw; (p = strstr(p, NONCE_MARK)); p += mark_len)
+                marks++;
+        char *out = malloc(n + marks * nonce_len + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (const char *p = raw, *m; *p; p = m + mark_len) {
+                if (!(m = strstr(p, NONCE_MARK))) {
+                        o = stpcpy(o, p);
+                        break;
+                }
+                memcpy(o, p, (size_t) (m - p));
+                o = stpcpy(o + (m - p), nonce);
         }
-        /* index.html names the hashed files of this build: always fetched afresh. */
-        return send_file(c, fd, &st, "index.html", false, false);
+        *o = 0;
+        *ret_len = (size_t) (o - out);
+        return out;
+}
+
+static enum MHD_Result send_index(struct mp_route_ctx *c) {
+        unsigned char bytes[16];
+        char nonce[2 * sizeof(bytes) + 1], csp[sizeof(MP_CSP_INDEX) + sizeof(nonce) + 16];
+        _cleanup_free_ char *html = NULL;
+        struct MHD_Response *resp;
+        struct stat st;
+        size_t len = 0;
+        int fd = open_beneath(c->api->web_fd, "index.html");
+        enum MHD_Result r;
+
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && getrandom(bytes, sizeof(bytes), 0) == (ssize_t) sizeof(bytes)) {
+                for (size_t i = 0; i < sizeof(bytes); i++)
+                        snprintf(nonce + 2 * i, 3, "%02x", bytes[i]);
+                html = index_with_nonce(fd, nonce, &len);
+        }
+        if (fd >= 0)
+                close(fd);
+        if (!html)
+                return mp_api_send_error(c->conn, 503, "unavailable",
+                                         "the dashboard folder %s lost its index.html (or it is over %d bytes)",
+                                         c->api->web_dir, INDEX_MAX);
+        resp = MHD_create_response_from_buffer(len, html, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+                return MHD_NO;
+        html = NULL; /* the response owns it now */
+        snprintf(csp, sizeof(csp), MP_CSP_INDEX_HEAD " 'nonce-%s'" MP_CSP_INDEX_TAIL, nonce);
+        MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
+        /* index.html names the hashed files of this build: always fetched afresh (the
+         * common headers say no-store), and its nonce is this answer's alone. */
+        mp_api_add_headers(c->conn, resp, csp);
+        r = MHD_queue_response(c->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
 }
 
 /* The first segments of the app's pages (web/src/App.svelte routes the rest). */
-static const char *const app_sections[] = { "functions", "tasks", "account", "sign-in", "workflows", "workflow-runs", "studies" };
+static const char *const app_sections[] = { "functions", "tasks", "account", "sign-in", "workflows", "workflow-runs", "studies",
+                                            "company", "audit" };
 
 static bool is_app_address(const struct mp_route_ctx *c) {
         for (size_t i = 0; i < ELEMENTSOF(app_sections); i++)

@@ -56,8 +56,7 @@ void mp_core_audit_by(struct mp_core *core, const struct mp_principal *p, const 
         mp_core_audit(core, kind, p->user_id, p->company_id, p->client, target_id, detail);
 }
 
-/* "2024-05-01T12:00:00Z" (fraction and +00:00 accepted) -> epoch ms. */
-static int parse_rfc3339(const char *s, int64_t *ret) {
+int mp_core_parse_rfc3339(const char *s, int64_t *ret) {
         struct tm tm = { 0 };
         int y, mo, d, h, mi, sec, n = 0;
         const char *p;
@@ -113,7 +112,7 @@ int mp_core_audit_list(struct mp_core *core, const struct mp_principal *p, const
         if (actor)
                 json_object_set_new(filter, "actor_id", json_string(actor));
         if (since) {
-                if (parse_rfc3339(since, &since_ms) < 0) {
+                if (mp_core_parse_rfc3339(since, &since_ms) < 0) {
                         mp_error_set(err, EINVAL, 400, "bad_request",
                                      "query parameter since must be an RFC 3339 UTC time like "
                                      "2024-05-01T12:00:00Z, not \"%.40s\"", since);

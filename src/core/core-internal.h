@@ -58,6 +58,10 @@ int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const ch
                             const char *function_id, const char *status, const char *cursor,
                             int limit, json_t **ret, struct mp_error *err);
 
+/* "2024-05-01T12:00:00Z" (fraction and +00:00 accepted) -> epoch ms (audit.c):
+ * 0, or -EINVAL. */
+int mp_core_parse_rfc3339(const char *s, int64_t *ret);
+
 /* --- what happens when a task ends (work.c) --- */
 /* Called once a task reached an end state (after task_finish, and on cancel), in the
  * process that ended it: each feature that made tasks of its own takes its turn here.

@@ -215,9 +215,12 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
  * (spilled result, error, logs) that cannot be read: 503 "unavailable". */
 int mp_core_task_get(struct mp_core *core, const struct mp_principal *p, const char *id,
                      json_t **ret, bool *ret_ended, struct mp_error *err);
+/* since, until (may be NULL): RFC 3339 UTC times, since <= queued_at < until; one that
+ * is not: 400 naming the parameter. */
 int mp_core_task_list(struct mp_core *core, const struct mp_principal *p,
-                      const char *function_id, const char *status, const char *cursor,
-                      int limit, json_t **ret, struct mp_error *err);
+                      const char *function_id, const char *status, const char *since,
+                      const char *until, const char *cursor, int limit, json_t **ret,
+                      struct mp_error *err);
 /* The task's logs (whole text, malloc'ed); while it runs, what it printed so far. */
 int mp_core_task_logs(struct mp_core *core, const struct mp_principal *p, const char *id,
                       char **ret, size_t *ret_len, struct mp_error *err);

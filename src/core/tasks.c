@@ -345,16 +345,45 @@ int mp_core_task_get(struct mp_core *core, const struct mp_principal *p, const c
         return 0;
 }
 
+static int task_list(struct mp_core *core, const char *owner_id, const char *company_id,
+                     const char *function_id, const char *status, json_t *span, const char *cursor,
+                     int limit, json_t **ret, struct mp_error *err);
+
 int mp_core_task_list(struct mp_core *core, const struct mp_principal *p,
-                      const char *function_id, const char *status, const char *cursor,
-                      int limit, json_t **ret, struct mp_error *err) {
-        return mp_core_task_list_owner(core, p->user_id, NULL, function_id, status, cursor, limit,
-                                       ret, err);
+                      const char *function_id, const char *status, const char *since,
+                      const char *until, const char *cursor, int limit, json_t **ret,
+                      struct mp_error *err) {
+        _cleanup_json_ json_t *span = json_object();
+        const char *names[] = { "since", "until" }, *values[] = { since, until };
+        int64_t ms;
+
+        if (!span)
+                return -ENOMEM;
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                if (!values[k])
+                        continue;
+                if (mp_core_parse_rfc3339(values[k], &ms) < 0) {
+                        mp_error_set(err, EINVAL, 400, "bad_request",
+                                     "query parameter %s must be an RFC 3339 UTC time like "
+                                     "2024-05-01T12:00:00Z, not \"%.40s\"", names[k], values[k]);
+                        mp_error_add_field(err, names[k], "must be an RFC 3339 UTC time");
+                        return -EINVAL;
+                }
+                json_object_set_new(span, names[k], json_integer(ms));
+        }
+        return task_list(core, p->user_id, NULL, function_id, status, span, cursor, limit, ret, err);
 }
 
 int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const char *company_id,
                             const char *function_id, const char *status, const char *cursor,
                             int limit, json_t **ret, struct mp_error *err) {
+        return task_list(core, owner_id, company_id, function_id, status, NULL, cursor, limit, ret, err);
+}
+
+/* span: {since?, until?} in epoch ms, or NULL. */
+static int task_list(struct mp_core *core, const char *owner_id, const char *company_id,
+                     const char *function_id, const char *status, json_t *span, const char *cursor,
+                     int limit, json_t **ret, struct mp_error *err) {
         static const char *const statuses[] = { "queued", "running", "completed", "failed",
                                                 "timed_out", "cancelled" };
         _cleanup_json_ json_t *filter = NULL, *items = NULL;
@@ -375,6 +404,8 @@ int mp_core_task_list_owner(struct mp_core *core, const char *owner_id, const ch
                 json_object_set_new(filter, "function_id", json_string(function_id));
         if (status)
                 json_object_set_new(filter, "status", json_string(status));
+        if (span)
+                json_object_update(filter, span);
         if (cursor)
                 json_object_set_new(filter, "cursor", json_string(cursor));
         r = MP_STORE(core->store)->task_list(core->store, filter, &list, err);

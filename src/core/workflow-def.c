@@ -6,6 +6,7 @@
  * Order of the checks: the shape of each field and each node's function resolved; then
  * inputs, references (params, nodes) and the types along each edge where both schemas
  * name them; then, when every node has its own id, a cycle. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -618,6 +619,36 @@ static json_t *read_outputs(struct parse *ps) {
         return out;
 }
 
+/* layout (optional, kept for editors; the engine never reads it): {node id: {"x", "y"}},
+ * each a number within +-LAYOUT_MAX (canvas pixels). NULL when absent. */
+#define LAYOUT_MAX 1000000.0
+static json_t *read_layout(struct parse *ps) {
+        json_t *layout = json_object_get(ps->body, "layout"), *at;
+        const char *key;
+        char field[PATH_MAX_LEN];
+
+        if (!layout)
+                return NULL;
+        if (!json_is_object(layout) || json_object_size(layout) > MP_MAX_WORKFLOW_NODES) {
+                mp_error_add_field(ps->err, "layout", "must be an object of at most %d {node id: {\"x\", \"y\"}}",
+                                   MP_MAX_WORKFLOW_NODES);
+                return NULL;
+        }
+        json_object_foreach(layout, key, at) {
+                snprintf(field, sizeof(field), "layout.%.*s", MP_MAX_NODE_ID_LEN + 1, key);
+                if (!find(ps, key)) {
+                        mp_error_add_field(ps->err, field, "names no node of this workflow");
+                        continue;
+                }
+                json_t *x = json_object_get(at, "x"), *y = json_object_get(at, "y");
+                if (!json_is_object(at) || json_object_size(at) != 2 || !json_is_number(x) || !json_is_number(y) ||
+                    fabs(json_number_value(x)) > LAYOUT_MAX || fabs(json_number_value(y)) > LAYOUT_MAX)
+                        mp_error_add_field(ps->err, field, "must be {\"x\": number, \"y\": number}, each within +-%.0f",
+                                           LAYOUT_MAX);
+        }
+        return json_incref(layout);
+}
+
 static json_t *input_schema(json_t *params, json_t *required_set) {
         json_t *required = json_array(), *s;
         const char *key;
@@ -660,7 +691,7 @@ static void parse_free(struct parse *ps) {
 }
 
 static int parse(struct parse *ps, mp_flow_resolve_fn resolve, void *userdata, json_t **ret) {
-        _cleanup_json_ json_t *outputs = NULL, *nodes = NULL;
+        _cleanup_json_ json_t *outputs = NULL, *nodes = NULL, *layout = NULL;
         _cleanup_free_ size_t *order = NULL;
         char base[32];
         int r;
@@ -692,6 +723,7 @@ static int parse(struct parse *ps, mp_flow_resolve_fn resolve, void *userdata, j
                 check_map(ps, &ps->nodes[i], base);
         }
         outputs = read_outputs(ps);
+        layout = read_layout(ps);
         /* A cycle is looked for whatever else is wrong, once every node has its own id
          * (a reference then names one node). */
         bool ids_ok = ps->n > 0;
@@ -715,6 +747,8 @@ static int parse(struct parse *ps, mp_flow_resolve_fn resolve, void *userdata, j
                                 "outputs", outputs);
         if (!def)
                 return -ENOMEM;
+        if (layout)
+                json_object_set(def, "layout", layout);
         *ret = def;
         return 0;
 }

@@ -137,7 +137,7 @@ static int parse_definition(struct mp_core *core, const struct mp_principal *p, 
 
 static json_t *render_workflow(json_t *wf, json_t *ver) {
         json_t *out = json_deep_copy(wf), *def = json_object_get(ver, "definition");
-        static const char *const keys[] = { "params", "input_schema", "nodes", "outputs", "cache", NULL };
+        static const char *const keys[] = { "params", "input_schema", "nodes", "outputs", "cache", "layout", NULL };
 
         for (const char *const *k = keys; *k; k++)
                 json_object_set(out, *k, json_object_get(def, *k) ?: json_null());

@@ -310,6 +310,8 @@ struct list_args {
         int limit;
         bool audit;    /* audit_list: a fourth filter, since (an integer or absent) */
         json_t *since;
+        bool span;     /* task_list: since and until (?7, ?8: integers or absent) */
+        json_t *until;
         const char *sql, *time_col, *what;
         struct mp_store_list out;
 };
@@ -355,6 +357,13 @@ static int list_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
                                  json_is_integer(l->since) ? PI(json_integer_value(l->since)) : PI_NULL,
                                  l->cursor ? PI(l->cursor_t) : PI_NULL,
                                  PT(l->cursor ? l->cursor_id : NULL), PI(l->limit + 1)),
+                          items, l->what, err));
+        else if (l->span)
+                TRY(q_all(c, l->sql,
+                          PARAMS(PT(l->a), PT(l->b), PT(l->c), l->cursor ? PI(l->cursor_t) : PI_NULL,
+                                 PT(l->cursor ? l->cursor_id : NULL), PI(l->limit + 1),
+                                 json_is_integer(l->since) ? PI(json_integer_value(l->since)) : PI_NULL,
+                                 json_is_integer(l->until) ? PI(json_integer_value(l->until)) : PI_NULL),
                           items, l->what, err));
         else
                 TRY(q_all(c, l->sql,
@@ -1114,6 +1123,9 @@ static int ops_task_list(struct mp_store *s, json_t *filter, struct mp_store_lis
         TRY(filter_str(filter, "function_id", &l.b, err));
         TRY(filter_str(filter, "status", &l.c, err));
         TRY(list_args_read(filter, &l, err));
+        l.span = true;
+        l.since = json_object_get(filter, "since");
+        l.until = json_object_get(filter, "until");
         return list_run(s, &l, ret, err);
 }
 

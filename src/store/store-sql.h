@@ -671,6 +671,7 @@ static const char SQL_TASK_LIST[] =
         " AND (?2 IS NULL OR function_id = ?2)"
         " AND (?3 IS NULL OR status = ?3)"
         " AND (?4 IS NULL OR queued_at < ?4 OR (queued_at = ?4 AND id < ?5))"
+        " AND (?7 IS NULL OR queued_at >= ?7) AND (?8 IS NULL OR queued_at < ?8)"
         " ORDER BY queued_at DESC, id DESC LIMIT ?6";
 static const char SQL_TASK_START[] =
         "UPDATE tasks SET status = 'running', started_at = ?1, worker_id = ?2,"

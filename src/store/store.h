@@ -157,7 +157,8 @@ struct mp_store_ops {
          * string, not parsed (null when none or spilled); no "result" key. task_create's
          * *ret_existing is the same shape. */
         int (*task_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
-        /* filter: {owner_id, function_id?, status?, cursor?, limit}; newest first. Items
+        /* filter: {owner_id, function_id?, status?, since?, until?, cursor?, limit}
+         * (since <= queued_at < until, epoch ms); newest first. Items
          * are summaries: {id, function_id, version, owner_id, company_id, status,
          * error_type, queued_at, started_at, finished_at, execution_ms, cpu_ms,
          * peak_memory_kb, attempts}; inputs, result, error, logs and artifacts are not

@@ -16,6 +16,8 @@ const CHROMIUM = process.env.MECAPY_CHROMIUM || '/usr/bin/chromium';
 
 export const USER = { email: 'ada@acme.test', password: 'ada-pass-12345' };
 export const OTHER = { email: 'bob@acme.test', password: 'bob-pass-12345' };
+// The company's admin (the company and audit pages).
+export const ADMIN = { email: 'carol@acme.test', password: 'carol-pass-12345', role: 'admin' };
 
 function freePort() {
   return new Promise((res, rej) => {
@@ -52,9 +54,9 @@ export async function startStack({ extraArgs = [] } = {}) {
   const shots = join(tmp, 'screenshots');
   mkdirSync(shots);
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MECAPY_')));
-  for (const u of [USER, OTHER])
+  for (const u of [USER, OTHER, ADMIN])
     execFileSync(BIN, ['admin', 'create-user', '--email', u.email, '--password', u.password, '--company', 'acme',
-      '--role', 'member', '--data-dir', data], { env, stdio: 'pipe' });
+      '--role', u.role ?? 'member', '--data-dir', data], { env, stdio: 'pipe' });
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const logPath = join(tmp, 'server.log');

@@ -419,6 +419,27 @@ def test_list_tasks_cursor_pagination(api, fname):
     assert_problem(api.get("bob", "/tasks", params={"limit": "zero"}), 400)
 
 
+def test_list_tasks_time_span(api, fname):
+    f = api.create_function("bob", fname, ADD)
+    ids = {api.execute("bob", f["id"], {"a": i})["id"] for i in range(3)}
+
+    def listed(**span):
+        page = expect_status(api.get("bob", "/tasks", params={"function_id": f["id"], **span}), 200).json()
+        return {t["id"] for t in page["items"]}
+
+    past, future = "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"
+    assert listed(since=past) == ids
+    assert listed(since=past, until=future) == ids
+    assert listed(since=future) == set(), "since is after every task: none"
+    assert listed(until=past) == set(), "until is before every task: none"
+    hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    assert listed(since=hour_ago) == ids
+    for name in ("since", "until"):
+        r = api.get("bob", "/tasks", params={name: "yesterday"})
+        assert_problem(r, 400)
+        assert name in r.text, f"the 400 names {name}: {r.text}"
+
+
 def test_logs_route(api, fname):
     code = ("import warnings\n"
             "def main(n: int) -> int:\n"

@@ -18,7 +18,8 @@ def web(tmp_path_factory):
     root = tmp_path_factory.mktemp("web", numbered=True)
     dist = root / "dist"
     (dist / "assets").mkdir(parents=True)
-    (dist / "index.html").write_text("<!doctype html><title>app</title><script type=module src=/assets/app-1a2b3c.js></script>")
+    (dist / "index.html").write_text("<!doctype html><title>app</title><meta property=csp-nonce nonce=__MP_CSP_NONCE__>"
+                                     "<script type=module src=/assets/app-1a2b3c.js nonce=__MP_CSP_NONCE__></script>")
     (dist / "assets" / "app-1a2b3c.js").write_text("console.log('app')")
     (dist / "assets" / "app-1a2b3c.css").write_text("body{}")
     (dist / "assets" / "app-1a2b3c.js.gz").write_bytes(gzip.compress(b"console.log('app')"))
@@ -50,6 +51,23 @@ def test_index_and_app_addresses(web):
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0], csp
         assert "no-store" in r.headers["Cache-Control"], "the page names this build's files: never cached"
+
+
+def test_index_has_a_fresh_style_nonce_and_no_unsafe_inline(web):
+    """Each answer of the page carries its own nonce, where the build put its mark, and
+    the CSP allows inline styles with that nonce only (no 'unsafe-inline')."""
+    import re
+    seen = set()
+    for path in ["/", "/functions/abc", "/tasks"]:
+        r = get(web, path)
+        csp = r.headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in csp, csp
+        m = re.search(r"style-src 'self' 'nonce-([0-9a-f]{32})';", csp)
+        assert m, csp
+        assert "__MP_CSP_NONCE__" not in r.text
+        assert r.text.count(f"nonce={m.group(1)}") == 2, r.text
+        seen.add(m.group(1))
+    assert len(seen) == 3, "a nonce is never reused"
 
 
 def test_hashed_assets_are_immutable_with_their_type(web):

@@ -733,3 +733,17 @@ def test_restart_records_an_end_the_run_missed(crash_stack):
     assert {n["id"]: n["task_id"] for n in again["nodes"]} == tasks_before
     r = api.get("alice", "/tasks", params={"function_id": add["id"], "limit": 100})
     assert sorted(t["id"] for t in r.json()["items"]) == sorted(tasks_before.values())
+
+
+def test_layout_is_kept_with_the_version(api):
+    """An editor's node positions (`layout`) come back with the workflow; a bad one is a 422 at its node."""
+    sq = api.create_function("bob", api.unique("layout-sq"), "def main(x: float) -> float:\n    return x * x\n")
+    body = {"name": api.unique("layout-wf"), "nodes": [{"id": "a", "function": sq["id"], "inputs": {"x": 2}}],
+            "layout": {"a": {"x": 40, "y": 12.5}}}
+    wf = expect_status(api.post("bob", "/workflows", json=body), 201).json()
+    got = expect_status(api.get("bob", f"/workflows/{wf['id']}"), 200).json()
+    assert got["layout"] == {"a": {"x": 40, "y": 12.5}}
+    bad = dict(body, name=api.unique("layout-bad"), layout={"b": {"x": 1, "y": 2}})
+    r = api.post("bob", "/workflows", json=bad)
+    assert r.status_code == 422, r.text
+    assert any(e["path"] == "layout.b" for e in r.json()["errors"]), r.text

@@ -612,6 +612,36 @@ TEST(definition_derived_params_must_agree_on_types) {
         json_decref(body);
 }
 
+TEST(definition_keeps_a_layout) {
+        struct mp_error err = { 0 };
+        json_t *def = parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": 1}}],"
+                                " \"layout\": {\"a\": {\"x\": 12.5, \"y\": -40}}}", 0, &err);
+        REQUIRE(def);
+        CHECK_STR(dump(json_object_get(def, "layout")), "{\"a\":{\"x\":12.5,\"y\":-40}}");
+        json_decref(def);
+        /* Absent: none in the definition. */
+        def = parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": 1}}]}", 0, &err);
+        CHECK(json_object_get(def, "layout") == NULL);
+        json_decref(def);
+        /* An unknown node, a position that is not two numbers, one too far. */
+        parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": 1}}],"
+                  " \"layout\": {\"zz\": {\"x\": 1, \"y\": 2}}}", -EINVAL, &err);
+        CHECK_FIELD(&err, "layout.zz", "names no node of this workflow");
+        mp_error_clear(&err);
+        parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": 1}}],"
+                  " \"layout\": {\"a\": {\"x\": \"1\", \"y\": 2}}}", -EINVAL, &err);
+        CHECK_FIELD(&err, "layout.a", "must be {\"x\": number, \"y\": number}, each within +-1000000");
+        mp_error_clear(&err);
+        parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": 1}}],"
+                  " \"layout\": {\"a\": {\"x\": 1e9, \"y\": 2}}}", -EINVAL, &err);
+        CHECK_FIELD(&err, "layout.a", "must be {\"x\": number, \"y\": number}, each within +-1000000");
+        mp_error_clear(&err);
+        parse_def("{\"name\": \"x\", \"nodes\": [{\"id\": \"a\", \"function\": \"square\", \"inputs\": {\"x\": 1}}],"
+                  " \"layout\": [1]}", -EINVAL, &err);
+        CHECK_FIELD(&err, "layout", "must be an object of at most 200 {node id: {\"x\", \"y\"}}");
+        mp_error_clear(&err);
+}
+
 TEST(definition_cycles_are_named_in_order) {
         struct mp_error err = { 0 };
         parse_def("{\"name\": \"loop\", \"nodes\": ["
@@ -1060,6 +1090,7 @@ static const struct check_case cases[] = {
         CASE(definition_reports_every_problem),
         CASE(definition_requires_function_inputs),
         CASE(definition_derived_params_must_agree_on_types),
+        CASE(definition_keeps_a_layout),
         CASE(definition_cycles_are_named_in_order),
         CASE(definition_limits),
         CASE(definition_declared_params_and_default_outputs),

@@ -659,6 +659,30 @@ TEST(pagination) {
         json_decref(seen);
         json_decref(filter);
 
+        /* a time span: since <= queued_at < until (queued at 100, 100, 101, 101, 102) */
+        {
+                const struct {
+                        json_int_t since, until;
+                        size_t n;
+                } spans[] = { { 101, -1, 3 }, { -1, 101, 2 }, { 101, 102, 2 }, { 103, -1, 0 } };
+                for (size_t k = 0; k < ELEMENTSOF(spans); k++) {
+                        filter = json_pack("{s:s,s:i}", "owner_id", w.u1, "limit", 10);
+                        if (spans[k].since >= 0)
+                                json_object_set_new(filter, "since", json_integer(spans[k].since));
+                        if (spans[k].until >= 0)
+                                json_object_set_new(filter, "until", json_integer(spans[k].until));
+                        CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);
+                        CHECK_INT(json_array_size(l.items), ==, spans[k].n);
+                        for (size_t i = 0; i < json_array_size(l.items); i++) {
+                                json_int_t t = num(json_array_get(l.items, i), "queued_at");
+                                CHECK(spans[k].since < 0 || t >= spans[k].since);
+                                CHECK(spans[k].until < 0 || t < spans[k].until);
+                        }
+                        json_decref(l.items);
+                        json_decref(filter);
+                }
+        }
+
         /* an exact multiple of the page size ends without an empty page */
         filter = json_pack("{s:s,s:i}", "owner_id", w.u1, "limit", 5);
         CHECK_INT(ops->task_list(s, filter, &l, &err), ==, 0);

@@ -209,6 +209,7 @@ export interface Task {
   attempts: number;
   result_size?: number; // with ?result=omit
   result_omitted?: boolean;
+  progress?: { fraction: number; message?: string; at?: string } | null;
 }
 
 export interface Page<T> {

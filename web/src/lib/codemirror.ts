@@ -31,12 +31,19 @@ export interface Editor {
   destroy(): void;
 }
 
+// The page's CSP nonce (the server's, in <meta property="csp-nonce">): CodeMirror's
+// style element carries it where the browser has no constructable stylesheets.
+function cspNonce(): string {
+  return (document.querySelector('meta[property="csp-nonce"]') as HTMLMetaElement | null)?.nonce ?? '';
+}
+
 export function createEditor(parent: HTMLElement, doc: string, opts: { readOnly: boolean; label: string; onChange?: (s: string) => void }): Editor {
   const view = new EditorView({
     parent,
     state: EditorState.create({
       doc,
       extensions: [
+        EditorView.cspNonce.of(cspNonce()),
         basicSetup,
         python(),
         errorLines,

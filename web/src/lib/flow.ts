@@ -23,6 +23,7 @@ export interface Workflow {
   input_schema: JSONSchema;
   nodes: WfNode[];
   outputs: Record<string, { from: string; path?: string }>;
+  layout?: Record<string, { x: number; y: number }> | null;
   created_at?: string;
   updated_at?: string;
 }
@@ -127,8 +128,9 @@ const GAP_X = 70;
 const GAP_Y = 24;
 
 // Each node in the column of its depth (the longest path from a node that reads
-// nothing), in definition order within a column.
-export function layout(nodes: WfNode[]): { placed: Placed[]; edges: Edge[]; width: number; height: number } {
+// nothing), in definition order within a column; where `saved` (the workflow's layout,
+// as the editor left it) places a node, there.
+export function layout(nodes: WfNode[], saved?: Record<string, { x: number; y: number }> | null): { placed: Placed[]; edges: Edge[]; width: number; height: number } {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const depth = new Map<string, number>();
   const visiting = new Set<string>();
@@ -146,7 +148,10 @@ export function layout(nodes: WfNode[]): { placed: Placed[]; edges: Edge[]; widt
   const cols: string[][] = [];
   for (const n of nodes) (cols[d(n.id)] ??= []).push(n.id);
   const placed: Placed[] = [];
-  cols.forEach((col, c) => col.forEach((id, r) => placed.push({ id, x: 10 + c * (NODE_W + GAP_X), y: 10 + r * (NODE_H + GAP_Y) })));
+  cols.forEach((col, c) => col.forEach((id, r) => {
+    const at = saved?.[id];
+    placed.push(at ? { id, x: at.x, y: at.y } : { id, x: 10 + c * (NODE_W + GAP_X), y: 10 + r * (NODE_H + GAP_Y) });
+  }));
   const edges: Edge[] = [];
   for (const n of nodes) {
     for (const [name, v] of Object.entries(n.inputs ?? {}))
@@ -154,7 +159,9 @@ export function layout(nodes: WfNode[]): { placed: Placed[]; edges: Edge[]; widt
     if (n.map) for (const r of refs(n.map.over)) if (byId.has(r)) edges.push({ from: r, to: n.id, label: `map ${n.map.as}` });
   }
   const rows = Math.max(1, ...cols.map((c) => c?.length ?? 0));
-  return { placed, edges, width: 20 + cols.length * (NODE_W + GAP_X) - GAP_X, height: 20 + rows * (NODE_H + GAP_Y) - GAP_Y };
+  const width = Math.max(20 + cols.length * (NODE_W + GAP_X) - GAP_X, ...placed.map((p) => p.x + NODE_W + 10));
+  const height = Math.max(20 + rows * (NODE_H + GAP_Y) - GAP_Y, ...placed.map((p) => p.y + NODE_H + 10));
+  return { placed, edges, width, height };
 }
 
 export const RUN_TERMINAL = new Set(['completed', 'failed', 'cancelled']);

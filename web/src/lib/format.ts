@@ -48,3 +48,16 @@ export function tableColumns(v: unknown): string[] | null {
   }
   return cols.size ? [...cols.keys()] : null;
 }
+
+// <input type="datetime-local"> speaks local time without a zone; the API (and the
+// addresses that hold a filter), UTC: "2024-05-01T12:00:00Z" <-> "2024-05-01T14:00".
+const pad = (n: number) => String(n).padStart(2, '0');
+export function utcToLocalInput(iso: string | null): string {
+  const d = iso ? new Date(iso) : null;
+  if (!d || Number.isNaN(d.getTime())) return '';
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+export function localInputToUtc(local: string): string {
+  const d = local ? new Date(local) : null;
+  return d && !Number.isNaN(d.getTime()) ? d.toISOString().replace(/\.000Z$/, 'Z') : '';
+}
