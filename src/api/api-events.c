@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "api/api-events.h"
 #include "api/api-guard.h"
 #include "api/api-internal.h"
@@ -75,7 +76,7 @@ static int add_event(struct mp_sse *s, const char *name, const char *data, size_
 }
 
 static int add_json_event(struct mp_sse *s, const char *name, json_t *j) {
-        _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
+        _cleanup_free_ char *text = mp_json_dumps(j, JSON_COMPACT);
         return text ? add_event(s, name, text, strlen(text)) : -ENOMEM;
 }
 
@@ -198,7 +199,7 @@ static void look_object(struct mp_sse *s) {
                 add_problem_event(s, &err);
                 return;
         }
-        _cleanup_free_ char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+        _cleanup_free_ char *text = mp_json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
         if (!text)
                 return;
         size_t len = strlen(text);

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "api/api-guard.h"
 #include "api/api-internal.h"
 #include "api/api-tasks.h"
@@ -227,7 +228,7 @@ static enum MHD_Result get_openapi(struct mp_route_ctx *c) {
 static enum MHD_Result send_with_headers(struct mp_route_ctx *c, unsigned status, json_t *body,
                                          const char *const *hdrs) {
         struct MHD_Response *resp;
-        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        char *text = body ? mp_json_dumps(body, JSON_COMPACT) : NULL;
         enum MHD_Result r;
 
         if (body && !text)

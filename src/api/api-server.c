@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "api/api-events.h"
 #include "api/api-guard.h"
 #include "api/api-web.h"
@@ -50,7 +51,7 @@ static enum MHD_Result send_json_typed(struct MHD_Connection *conn, unsigned sta
         if (!body) {
                 resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         } else {
-                text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+                text = mp_json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
                 if (!text)
                         return MHD_NO;
                 resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);

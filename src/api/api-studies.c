@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "base/json.h"
 #include "api/api-guard.h"
 #include "api/api-studies.h"
 #include "base/limits.h"
@@ -194,7 +195,7 @@ static int csv_value(struct mp_buf *b, json_t *v) {
                 return mp_buf_append(b, ",", 1);
         if (json_is_string(v))
                 return csv_field(b, json_string_value(v), json_string_length(v), false);
-        _cleanup_free_ char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        _cleanup_free_ char *text = mp_json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!text)
                 return -ENOMEM;
         return csv_field(b, text, strlen(text), false);

@@ -4,6 +4,7 @@
  * of MiB per request (each empty list is a tree node): the bytes cost their size, once. */
 #include <string.h>
 
+#include "base/json.h"
 #include "api/api-guard.h"
 #include "api/api-internal.h"
 #include "api/api-tasks.h"
@@ -23,7 +24,7 @@ char *mp_api_task_text(json_t *task, size_t *ret_len) {
                 result = json_string_value(result_json);
                 result_len = json_string_length(result_json);
         }
-        head = json_dumps(task, JSON_COMPACT);
+        head = mp_json_dumps(task, JSON_COMPACT);
         if (!head)
                 return NULL;
         head_len = strlen(head);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/json.h"
 #include "base/config.h"
 #include "cli/cli-internal.h"
 
@@ -70,7 +71,7 @@ int mp_cli_config_write(const char *path, const char *url, const char *token) {
         doc = json_pack("{s:s, s:s}", "url", url, "token", token);
         if (!doc)
                 return -EINVAL;
-        text = json_dumps(doc, JSON_INDENT(2));
+        text = mp_json_dumps(doc, JSON_INDENT(2));
         if (!text || asprintf(&tmp, "%s.tmp", path) < 0)
                 return -ENOMEM;
         /* A stale temporary from an interrupted write may have any mode: start afresh.

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/json.h"
 #include "cli/cli-internal.h"
 
 static const char flow_usage[] =
@@ -44,7 +45,7 @@ static void print_run(json_t *run) {
                 printf("\n");
         }
         if ((v = json_object_get(run, "outputs")) && !json_is_null(v)) {
-                _cleanup_free_ char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                _cleanup_free_ char *text = mp_json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
                 printf("outputs  ");
                 mp_cli_put_safe(stdout, text ? text : "?");
                 printf("\n");

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "cli/cli-internal.h"
 
 static const char fn_usage[] =
@@ -189,7 +190,7 @@ static void print_inputs(FILE *f, json_t *fn) {
                 fprintf(f, ": ");
                 mp_cli_put_safe(f, type_of(prop));
                 if (json_object_get(prop, "default")) {
-                        _cleanup_free_ char *d = json_dumps(json_object_get(prop, "default"),
+                        _cleanup_free_ char *d = mp_json_dumps(json_object_get(prop, "default"),
                                                             JSON_ENCODE_ANY | JSON_COMPACT);
                         fprintf(f, " = ");
                         mp_cli_put_safe(f, d ? d : "?");

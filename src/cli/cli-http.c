@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 
+#include "base/json.h"
 #include "base/config.h"
 #include "cli/cli-internal.h"
 
@@ -120,7 +121,7 @@ int mp_cli_request(struct mp_cli *c, const char *method, const char *path, json_
         if (asprintf(&url, "%s%s", c->url, path) < 0)
                 return -ENOMEM;
         if (body) {
-                payload = json_dumps(body, JSON_COMPACT);
+                payload = mp_json_dumps(body, JSON_COMPACT);
                 if (!payload)
                         return -ENOMEM;
         }

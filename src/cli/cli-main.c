@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 
+#include "base/json.h"
 #include "base/config.h"
 #include "cli/cli-internal.h"
 #include "cli/cli.h"
@@ -16,8 +17,11 @@ void mp_cli_put_safe(FILE *f, const char *s) {
 }
 
 void mp_cli_print_json(FILE *f, json_t *j) {
-        if (json_dumpf(j, f, JSON_INDENT(2) | JSON_ENCODE_ANY) == 0)
+        _cleanup_free_ char *text = mp_json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        if (text) {
+                fputs(text, f);
                 fputc('\n', f);
+        }
 }
 
 const char *mp_cli_str(json_t *obj, const char *key) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "cli/cli-internal.h"
 
 #define STUDY_MAX_FILE_BYTES ((size_t) MP_MAX_BODY_BYTES)
@@ -126,8 +127,8 @@ static int results(struct mp_cli *c, const char *id, bool csv, bool json) {
                                 json_array_append(all, it);
                                 continue;
                         }
-                        _cleanup_free_ char *in = json_dumps(json_object_get(it, "inputs"), JSON_COMPACT);
-                        _cleanup_free_ char *out = json_dumps(json_object_get(it, "outputs"),
+                        _cleanup_free_ char *in = mp_json_dumps(json_object_get(it, "inputs"), JSON_COMPACT);
+                        _cleanup_free_ char *out = mp_json_dumps(json_object_get(it, "outputs"),
                                                              JSON_COMPACT | JSON_ENCODE_ANY);
                         printf("%lld ", (long long) json_integer_value(json_object_get(it, "index")));
                         mp_cli_put_safe(stdout, mp_cli_str(it, "status"));

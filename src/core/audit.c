@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "core/core-internal.h"
@@ -21,7 +22,7 @@ void mp_core_audit(struct mp_core *core, const char *kind, const char *actor_id,
 
         /* A detail is ours (never a request body), but cap it anyway: the table must not
          * grow by what a caller typed. */
-        if (d && (text = json_dumps(d, JSON_COMPACT))) {
+        if (d && (text = mp_json_dumps(d, JSON_COMPACT))) {
                 size_t n = strlen(text);
                 free(text);
                 if (n > MP_MAX_AUDIT_DETAIL_BYTES) {

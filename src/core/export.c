@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "blobs/blobs.h"
@@ -50,7 +51,7 @@ static int zip_add(struct zip *z, const char *path, const void *data, size_t len
 }
 
 static int zip_json(struct zip *z, const char *path, json_t *j, struct mp_error *err) {
-        _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(1) | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+        _cleanup_free_ char *text = mp_json_dumps(j, JSON_INDENT(1) | JSON_ENCODE_ANY | JSON_SORT_KEYS);
         return text ? zip_add(z, path, text, strlen(text), err) : -ENOMEM;
 }
 

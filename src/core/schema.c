@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "core/core-internal.h"
 
@@ -74,7 +75,7 @@ static void validate(json_t *schema, json_t *v, const char *path, int depth, str
                 json_array_foreach(type, i, e)
                         any |= json_is_string(e) && type_matches(json_string_value(e), v);
                 if (!any) {
-                        _cleanup_free_ char *names = json_dumps(type, JSON_COMPACT);
+                        _cleanup_free_ char *names = mp_json_dumps(type, JSON_COMPACT);
                         mp_error_add_field(err, path, "expected one of the types %s, got %s", names,
                                            json_type_name(v));
                         return;
@@ -90,7 +91,7 @@ static void validate(json_t *schema, json_t *v, const char *path, int depth, str
                 json_array_foreach(e, i, x)
                         found |= json_equal(x, v);
                 if (!found) {
-                        _cleanup_free_ char *names = json_dumps(e, JSON_COMPACT);
+                        _cleanup_free_ char *names = mp_json_dumps(e, JSON_COMPACT);
                         mp_error_add_field(err, path, "must be one of %s", names ? names : "the allowed values");
                         return;
                 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "blobs/blobs.h"
@@ -99,7 +100,7 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
                 /* The error is kept like the logs: inline when small, else in an object;
                  * its type also has a column of its own, which is all a list reads. */
                 const char *type = json_string_value(json_object_get(res->error, "type"));
-                _cleanup_free_ char *etext = json_dumps(res->error, JSON_COMPACT | JSON_ENCODE_ANY);
+                _cleanup_free_ char *etext = mp_json_dumps(res->error, JSON_COMPACT | JSON_ENCODE_ANY);
                 if (!etext)
                         return -ENOMEM;
                 json_object_set_new(fields, "error_type", type ? json_string(type) : json_null());
@@ -109,7 +110,7 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
                         return r;
         }
         if (res->status == MP_EXEC_OK) {
-                _cleanup_free_ char *text = json_dumps(res->result, JSON_COMPACT | JSON_ENCODE_ANY);
+                _cleanup_free_ char *text = mp_json_dumps(res->result, JSON_COMPACT | JSON_ENCODE_ANY);
                 snprintf(key, sizeof(key), "tasks/%s/result.json", task_id);
                 if (!text)
                         return -ENOMEM;

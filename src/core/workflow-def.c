@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "core/core-internal.h"
 #include "core/flow.h"
@@ -767,7 +768,7 @@ int mp_workflow_def_parse(json_t *body, mp_flow_resolve_fn resolve, void *userda
                 return r;
         }
         /* The size first: nothing else is walked in a definition past the cap. */
-        text = json_dumps(body, JSON_COMPACT);
+        text = mp_json_dumps(body, JSON_COMPACT);
         if (!text)
                 return -ENOMEM;
         if (strlen(text) > MP_MAX_WORKFLOW_BYTES) {

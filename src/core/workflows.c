@@ -17,6 +17,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "blobs/blobs.h"
@@ -107,7 +108,7 @@ static int parse_definition(struct mp_core *core, const struct mp_principal *p, 
 
         if (!json_is_object(body))
                 return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object");
-        text = json_dumps(body, JSON_COMPACT);
+        text = mp_json_dumps(body, JSON_COMPACT);
         if (text && strlen(text) > MP_MAX_WORKFLOW_BYTES)
                 return mp_error_set(err, E2BIG, 413, "too_large", "a workflow definition is at most %u bytes",
                                     MP_MAX_WORKFLOW_BYTES);

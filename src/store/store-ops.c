@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "base/util.h"
 #include "store/store-internal.h"
@@ -119,7 +120,7 @@ static int col_param(const struct col *c, json_t *row, const char *what,
         }
         switch (c->kind) {
         case COL_JSON: {
-                char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                char *text = mp_json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
                 if (!text)
                         return mp_error_set(err, ENOMEM, 500, "storage", "%s: cannot serialize `%s`",
                                             what, c->name);
@@ -1489,7 +1490,7 @@ static int insert_node_task(struct mp_store_conn *c, json_t *t, struct mp_error 
                         return r;
                 if (r == 0) {
                         json_t *el = json_object_get(t, "element_index");
-                        char *text = json_dumps(json_object_get(t, "inputs"), JSON_COMPACT);
+                        char *text = mp_json_dumps(json_object_get(t, "inputs"), JSON_COMPACT);
                         if (!text)
                                 return -ENOMEM;
                         struct mp_store_param p[] = {
@@ -1979,7 +1980,7 @@ static int points_insert(struct mp_store_conn *c, const char *study_id, json_t *
                         if (r > 0)
                                 continue;
                 }
-                text = json_dumps(json_object_get(pt, "inputs"), JSON_COMPACT);
+                text = mp_json_dumps(json_object_get(pt, "inputs"), JSON_COMPACT);
                 if (!text)
                         return -ENOMEM;
                 struct mp_store_param p[] = { PT(study_id), PI(first + n), PT(text), PT(key),
@@ -2042,7 +2043,7 @@ static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *st
                         if (r < 0 && r != -ENOENT)
                                 return r;
                         if (r == 0) {
-                                char *text = json_dumps(json_object_get(row, "inputs"), JSON_COMPACT);
+                                char *text = mp_json_dumps(json_object_get(row, "inputs"), JSON_COMPACT);
                                 if (!text)
                                         return -ENOMEM;
                                 struct mp_store_param p[] = { PT(tid), PT(company), PT(text), PI(now), PT(id),
@@ -2250,9 +2251,9 @@ static int study_point_end_fn(struct mp_store_conn *c, void *ctx, struct mp_erro
         if (!started)
                 return -ENOMEM;
         TRY(study_lock(c, a->id, &study, err));
-        if (a->outputs && !(outputs = json_dumps(a->outputs, JSON_COMPACT | JSON_ENCODE_ANY)))
+        if (a->outputs && !(outputs = mp_json_dumps(a->outputs, JSON_COMPACT | JSON_ENCODE_ANY)))
                 return -ENOMEM;
-        if (a->error && !(error = json_dumps(a->error, JSON_COMPACT | JSON_ENCODE_ANY)))
+        if (a->error && !(error = mp_json_dumps(a->error, JSON_COMPACT | JSON_ENCODE_ANY)))
                 return -ENOMEM;
         TRY(n = q_exec(c, SQL_POINT_END,
                        PARAMS(PT(ok ? "completed" : cancelled ? "cancelled" : "failed"), PT(outputs), PT(error),
@@ -2415,7 +2416,7 @@ static int task_create_cached_fn(struct mp_store_conn *c, void *ctx, struct mp_e
                 return 0;
         if (r < 0)
                 return r;
-        if (!(text = json_dumps(json_object_get(t, "inputs"), JSON_COMPACT)))
+        if (!(text = mp_json_dumps(json_object_get(t, "inputs"), JSON_COMPACT)))
                 return -ENOMEM;
         TRY(q_exec(c, SQL_CACHE_COPY,
                    PARAMS(PT(str_of(t, "id")), PT(str_of(t, "company_id")), PT(text),
@@ -2541,7 +2542,7 @@ static int ops_function_list_owned(struct mp_store *s, const char *owner_id, jso
         return n < 0 ? n : 0;
 }
 
-/* ---- usage, quotas and the operators' figures (core/usage.c, migration 10) ---- */
+/* ---- usage, quotas and the operators' figures (core/usage.c, migration 13) ---- */
 
 #define DAY_MS 86400000LL
 
@@ -2982,7 +2983,7 @@ static int task_live_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err
 
 static int ops_task_live(struct mp_store *s, const char *id, json_t *progress, const char *logs, bool first,
                          struct mp_error *err) {
-        _cleanup_free_ char *text = progress ? json_dumps(progress, JSON_COMPACT) : NULL;
+        _cleanup_free_ char *text = progress ? mp_json_dumps(progress, JSON_COMPACT) : NULL;
         struct task_live_args a = { id, logs, text, first };
 
         if (progress && !text)

@@ -1135,7 +1135,7 @@ static const char SQL_TASK_LIVE[] =
 static const char SQL_TASK_LIVE_LOGS[] =
         "SELECT substr(COALESCE(live_logs, ''), CAST(?2 AS INTEGER) + 1) AS logs,"
         " CAST(length(COALESCE(live_logs, '')) AS BIGINT) AS chars FROM tasks WHERE id = ?1";
-/* ---- usage, quotas and the operators' figures (migration 10, docs/operations.md) ---- */
+/* ---- usage, quotas and the operators' figures (migration 13, docs/operations.md) ---- */
 
 /* A task that ran has ended (task_finish moved it): its figures go to its day's row. A
  * task that never started (cancelled while queued) is no call that ran. */

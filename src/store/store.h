@@ -405,7 +405,7 @@ struct mp_store_ops {
          * "chars": how many characters they hold in all}. -ENOENT: no such task. */
         int (*task_live_logs)(struct mp_store *s, const char *id, int64_t after, json_t **ret,
                               struct mp_error *err);
-        /* --- usage, quotas and the operators' figures (core/usage.c, migration 10) ---
+        /* --- usage, quotas and the operators' figures (core/usage.c, migration 13) ---
          * usage_daily(day (UTC days since the epoch of a task's end), owner_id,
          *        company_id ('' for none), function_id, calls, failed, wall_ms, cpu_ms,
          *        max_peak_memory_kb, stored_bytes): task_finish adds each task that had

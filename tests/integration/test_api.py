@@ -649,3 +649,27 @@ def test_status_values_are_known(api, adder):
         assert t["status"] in STATUSES, t
         if t["status"] in TERMINAL:
             assert t["finished_at"], t
+
+
+NUMBERS = '''
+def main(x: float, y: float):
+    return {"sum": x + y, "x": x, "third": 1 / 3, "two": 2.0}
+'''
+
+
+def test_numbers_read_as_typed(api, fname):
+    """A real is written with the fewest digits that read back exactly: 0.05 is 0.05 in
+    the bytes a client reads (not 0.050000000000000003), 2.0 stays a real, and 0.1 + 0.2
+    keeps the digits that make it differ from 0.3."""
+    f = api.create_function("alice", fname, NUMBERS)
+    t = api.execute("alice", f["id"], {"x": 0.1, "y": 0.2})
+    assert t["status"] == "completed", t
+    r = api.get("alice", f"/tasks/{t['id']}")
+    expect_status(r, 200)
+    raw = r.text
+    assert '"x":0.1' in raw.replace(" ", ""), raw
+    assert "0.10000000000000001" not in raw, raw
+    assert "0.30000000000000004" in raw, raw
+    assert "0.3333333333333333" in raw and "0.33333333333333331" not in raw, raw
+    assert '"two":2.0' in raw.replace(" ", ""), raw
+    assert r.json()["result"]["sum"] == 0.1 + 0.2

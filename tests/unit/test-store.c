@@ -2585,7 +2585,7 @@ TEST(retention) {
         done(s);
 }
 
-/* ---- usage, quotas and the operators' figures (migration 10) ---- */
+/* ---- usage, quotas and the operators' figures (migration 13) ---- */
 
 #define DAY 86400000LL
 
