@@ -387,6 +387,10 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         return 0;
 }
 
+json_t *mp_core_function_render(json_t *fn, json_t *ver) {
+        return render(fn, ver, true);
+}
+
 /* A live function the principal may see, else 404 (never 403: existence is private). */
 static int load_visible(struct mp_core *core, const struct mp_principal *p, const char *id,
                         json_t **ret, struct mp_error *err) {

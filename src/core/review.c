@@ -38,13 +38,31 @@ int mp_core_version_review(struct mp_core *core, const struct mp_principal *p, c
         if (!version_text || !*version_text || *end || version < 1 || version > (1L << 30))
                 return mp_error_set(err, ENOENT, 404, "not_found", "function %s has no version %s", function_id,
                                     version_text ? version_text : "");
-        if ((r = mp_core_load_callable(core, p, function_id, (int) version, &fn, &ver, err)) < 0)
+        /* The store's rows, not mp_core_load_callable: a version submitted for review is
+         * shown to the company's reviewers whatever the function's visibility. */
+        if (!mp_id_valid(function_id))
+                return mp_core_not_found(err, "function", function_id);
+        r = MP_STORE(core->store)->function_get(core->store, function_id, &fn, err);
+        if (r == -ENOENT)
+                return mp_core_not_found(err, "function", function_id);
+        if (r < 0)
                 return r;
         owner = json_string_value(json_object_get(fn, "owner_id"));
         bool is_author = owner && !strcmp(owner, p->user_id);
-        /* A review is the company's business: a function seen from outside it (public)
-         * is not there to review. */
+        /* A review is the company's business: a function of another company (even a
+         * public one) is not there to review. */
         if (!is_author && !same_company(p, fn))
+                return mp_core_not_found(err, "function", function_id);
+        r = MP_STORE(core->store)->function_get_version(core->store, function_id, (int) version, &ver, err);
+        if (r == -ENOENT)
+                return mp_error_set(err, ENOENT, 404, "not_found", "function %s has no version %ld", function_id,
+                                    version);
+        if (r < 0)
+                return r;
+        status = json_string_value(json_object_get(json_object_get(ver, "review"), "status"));
+        /* A private draft stays its author's: only a submitted (or reviewed) version is
+         * the company's to see. */
+        if (!is_author && !mp_core_can_see_function(p, fn) && (!status || !strcmp(status, "draft")))
                 return mp_core_not_found(err, "function", function_id);
         if (!strcmp(p->role, "viewer") && !is_author)
                 return mp_error_set(err, EPERM, 403, "forbidden",
@@ -97,7 +115,10 @@ int mp_core_version_review(struct mp_core *core, const struct mp_principal *p, c
                 return r;
         mp_core_audit_by(core, p, submit ? "version_review_submitted" : approve ? "version_approved" : "version_rejected",
                          function_id, json_pack("{s:I,s:s?}", "version", (json_int_t) version, "comment", comment));
-        return mp_core_function_get(core, p, function_id, (int) version, ret, err);
+        json_object_set(ver, "review", review);
+        mp_verify_refresh(core, function_id, ver);
+        *ret = mp_core_function_render(fn, ver);
+        return *ret ? 0 : -ENOMEM;
 }
 
 /* --- the company's settings --- */
