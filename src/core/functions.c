@@ -564,6 +564,8 @@ int mp_core_function_versions(struct mp_core *core, const struct mp_principal *p
                 static const char *const times[] = { "created_at", NULL };
                 static const char *const drop[] = { "code", "function_id", NULL };
                 mp_core_shape(v, times, drop);
+                json_object_set_new(v, "verification", mp_verify_render(v));
+                json_object_set_new(v, "review", mp_review_render(v));
         }
         *ret = json_pack("{s:O}", "items", items);
         return 0;

@@ -105,8 +105,10 @@ def test_a_version_that_breaks_the_textbook_answer_is_unverified(api):
     steel = v["cases"][0]
     assert steel["passed"] is False
     assert steel["got"]["deflection"] == pytest.approx(3 * CASES[0]["expected"]["deflection"])
-    # Version 1 stays passed.
+    # Version 1 stays passed; the list of versions says both.
     assert wait_verified(api, "alice", fn["id"], version=1)["verification"]["status"] == "passed"
+    items = api.get("alice", f"/functions/{fn['id']}/versions").json()["items"]
+    assert [(i["version"], i["verification"]["status"]) for i in items] == [(2, "failed"), (1, "passed")]
     # Publishing the unverified version is refused, and says why.
     p = assert_problem(api.put("alice", f"/functions/{fn['id']}", json={"visibility": "public"}), 409)
     assert p["type"].endswith("Unverified"), p
