@@ -166,3 +166,39 @@ def test_the_outcome_survives_a_restart(stack, api):
     stack.restart()
     api.login_all()
     assert wait_verified(api, "alice", fn["id"])["verification"]["status"] == "passed"
+
+
+def test_a_workflow_may_require_verified_versions(api):
+    fn = api.create_function("alice", harness.Api.unique("cantilever"), CANTILEVER, verification=CASES)
+    assert wait_verified(api, "alice", fn["id"])["verification"]["status"] == "passed"
+    expect_status(api.put("alice", f"/functions/{fn['id']}", json={"code": BROKEN}), 200)
+    assert wait_verified(api, "alice", fn["id"])["verification"]["status"] == "failed"
+    plain = api.create_function("alice", harness.Api.unique("plain"), CANTILEVER)
+
+    def node(function, version=None, **extra):
+        n = {"id": "beam", "function": function, "inputs": {"W": {"param": "W"}, "l": 1.0, "E": 1.0, "I": 1.0},
+             **extra}
+        if version:
+            n["version"] = version
+        return n
+
+    def save(nodes, **extra):
+        return api.post("alice", "/workflows", json={"name": harness.Api.unique("wf"), "nodes": nodes, **extra})
+
+    # The latest (failed) version, pinned on the node or by the workflow: refused, with the path.
+    p = assert_problem(save([node(fn["name"], require_verified=True)]), 422)
+    assert "nodes[0].function" in error_paths(p), p
+    p = assert_problem(save([node(fn["name"], version=2)], require_verified=True), 422)
+    assert "nodes[0].version" in error_paths(p), p
+    # A version without cases has not passed any either.
+    assert_problem(save([node(plain["name"], require_verified=True)]), 422)
+    p = assert_problem(save([node(fn["name"], require_verified="yes")]), 422)
+    assert "nodes[0].require_verified" in error_paths(p)
+    # The version that passed is accepted, and runs.
+    r = save([node(fn["name"], version=1, require_verified=True)])
+    expect_status(r, 201)
+    wf = r.json()
+    # Without the requirement the failed version may still be used.
+    expect_status(save([node(fn["name"])]), 201)
+    r = api.post("alice", f"/workflows/{wf['id']}/execute", json={"inputs": {"W": 3.0}})
+    expect_status(r, 200, 201, 202)
