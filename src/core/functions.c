@@ -510,6 +510,8 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
                         return r;
                 if ((r = read_version(core, body, prev, &ver, err)) < 0)
                         return r;
+                /* Its number, for the publishing check's message (the store numbers it). */
+                json_object_set_new(ver, "version", json_integer(json_integer_value(json_object_get(prev, "version")) + 1));
         }
         /* Publishing: the version that will be the latest must have passed its cases (and
          * be approved where the company says so). */
