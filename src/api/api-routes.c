@@ -13,6 +13,7 @@
 #include "api/api-tasks.h"
 #include "api/api-company.h"
 #include "api/api-retention.h"
+#include "api/api-review.h"
 #include "api/api-events.h"
 #include "api/api-web.h"
 #include "api/api-workflows.h"
@@ -801,6 +802,18 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/company/quotas", MP_SCOPE_TOKENS, 0, mp_api_quotas_get),
         MP_ROUTE("PUT", "/api/v1/company/quotas", MP_SCOPE_TOKENS, 0, mp_api_quotas_put),
         MP_ROUTE("GET", "/api/v1/admin/stats", MP_SCOPE_TOKENS, SLOW, mp_api_admin_stats),
+
+        /* Review of function versions (docs/identity.md#review): a step changes the
+         * function's record (functions:write); the company's settings are its
+         * administration (read by any member). */
+        MP_ROUTE("POST", "/api/v1/functions/{id}/versions/{version}/review", MP_SCOPE_FUNCTIONS_WRITE, 0,
+                 mp_api_review_submit),
+        MP_ROUTE("POST", "/api/v1/functions/{id}/versions/{version}/approve", MP_SCOPE_FUNCTIONS_WRITE, 0,
+                 mp_api_review_approve),
+        MP_ROUTE("POST", "/api/v1/functions/{id}/versions/{version}/reject", MP_SCOPE_FUNCTIONS_WRITE, 0,
+                 mp_api_review_reject),
+        MP_ROUTE("GET", "/api/v1/company/settings", SIGNED_IN, 0, mp_api_company_settings_get),
+        MP_ROUTE("PUT", "/api/v1/company/settings", MP_SCOPE_TOKENS, 0, mp_api_company_settings_set),
 };
 const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
 

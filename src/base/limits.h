@@ -126,3 +126,10 @@
 #define MP_MAX_USAGE_DAYS            366
 #define MP_MAX_QUOTA_VALUE           1000000000000LL
 #define MP_QUOTA_HOLD_MS             1000
+/* Verification cases and review (docs/functions.md#verification-cases): the cases one
+ * version carries, the length of a case's source and of a review comment, and the
+ * comments one version's review keeps. */
+#define MP_MAX_VERIFICATION_CASES    32
+#define MP_MAX_VERIFICATION_SOURCE   512
+#define MP_MAX_REVIEW_COMMENT        4096
+#define MP_MAX_REVIEW_COMMENTS       100

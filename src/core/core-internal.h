@@ -107,3 +107,32 @@ int mp_core_task_load(struct mp_core *core, const struct mp_principal *p, const 
                       struct mp_error *err);
 /* The MP_SOLVER_* bits of a version's "solvers" (functions.c); 0 when none. */
 unsigned mp_core_solver_bits(json_t *ver);
+/* --- verification cases (verify.c, docs/functions.md#verification-cases) --- */
+/* The body's "verification": a new reference to the cases, or NULL with field errors
+ * under "verification[i]" (inputs checked against input_schema when given). */
+json_t *mp_verify_read_cases(json_t *v, json_t *input_schema, struct mp_error *err);
+/* The "verification" a new version is stored with: {"status": "running"} when it has
+ * cases, JSON null otherwise. A new reference. */
+json_t *mp_verify_initial(json_t *cases);
+/* The version's "verification" as the API shows it ({"status": "none"} without cases). */
+json_t *mp_verify_render(json_t *ver);
+/* Queue the cases of a version just stored, as tasks of p (its author). */
+int mp_verify_start(struct mp_core *core, const struct mp_principal *p, const char *function_id,
+                    json_int_t version, json_t *cases, struct mp_error *err);
+/* When every case of a running version ver (a function_get_version row) has ended,
+ * store the outcome and set it in ver; else nothing. Safe to call again. */
+int mp_verify_settle(struct mp_core *core, const char *function_id, json_t *ver, struct mp_error *err);
+/* mp_verify_settle, failures logged (for reads). */
+void mp_verify_refresh(struct mp_core *core, const char *function_id, json_t *ver);
+/* The task-end hook's line: a case's task ended. */
+void mp_verify_task_ended(struct mp_core *core, json_t *task);
+/* May version ver of fn be made public? 409 Unverified (cases failed or still running)
+ * or NotApproved (the company requires an approved review), else 0. */
+int mp_verify_publish_check(struct mp_core *core, const char *function_id, json_t *fn, json_t *ver,
+                            struct mp_error *err);
+/* --- review (review.c) --- */
+/* A function and one of its versions (store rows) as GET /api/v1/functions/{id} shows
+ * them (functions.c); a new reference. */
+json_t *mp_core_function_render(json_t *fn, json_t *ver);
+/* The version's "review" as the API shows it ({"status": "draft"} before any). */
+json_t *mp_review_render(json_t *ver);

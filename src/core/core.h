@@ -454,3 +454,19 @@ int mp_core_user_set_operator(struct mp_core *core, const char *user_id, bool on
  * else 403 unless p is an operator. */
 int mp_core_admin_stats(struct mp_core *core, const struct mp_principal *p, int days, json_t **ret,
                         struct mp_error *err);
+/* --- review of function versions and the company's settings (review.c,
+ * docs/identity.md#review) --- */
+/* action "submit" (the author, or a member of the company with write rights), "approve"
+ * or "reject" (another member of the same company, admin or member: 403 for the author
+ * and for a viewer). body {"comment"} (required to reject; may be NULL). 404 for a
+ * function of another company, 409 for a step the review's status does not allow. ret:
+ * the version as GET /api/v1/functions/{id}?version= shows it. Audited. */
+int mp_core_version_review(struct mp_core *core, const struct mp_principal *p, const char *function_id,
+                           const char *version, const char *action, json_t *body, json_t **ret,
+                           struct mp_error *err);
+/* {"require_review_to_publish": bool}: any member reads, company admins change (403);
+ * 404 without a company. */
+int mp_core_company_settings_get(struct mp_core *core, const struct mp_principal *p, json_t **ret,
+                                 struct mp_error *err);
+int mp_core_company_settings_set(struct mp_core *core, const struct mp_principal *p, json_t *body,
+                                 json_t **ret, struct mp_error *err);

@@ -275,11 +275,23 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
                 return mp_error_set(err, EINVAL, 422, "validation", "code is not valid UTF-8");
         if ((r = analyze(core, code, handler, &analysis, err)) < 0)
                 return r;
+        /* Verification cases (verify.c): the body's, else the previous version's. */
+        _cleanup_json_ json_t *cases = NULL;
+        if (json_object_get(body, "verification") && !json_is_null(json_object_get(body, "verification"))) {
+                cases = mp_verify_read_cases(json_object_get(body, "verification"),
+                                             json_object_get(analysis, "input_schema"), err);
+                if ((r = mp_core_validation_done(err, "fields")) < 0)
+                        return r;
+        } else if (prev && !json_object_get(body, "verification")) {
+                cases = json_incref(json_object_get(prev, "verification_cases"));
+        }
         *ret = json_pack("{s:s,s:s,s:O,s:O,s:O,s:s,s:I}", "code", code, "handler", handler,
                          "requirements", reqs, "input_schema", json_object_get(analysis, "input_schema"),
                          "limits", limits, "isolation", isolation, "created_at", (json_int_t) mp_now_ms());
         json_object_set_new(*ret, "cache", json_integer(cached));
         json_object_set(*ret, "solvers", solvers);
+        json_object_set_new(*ret, "verification_cases", json_array_size(cases) ? json_incref(cases) : json_null());
+        json_object_set_new(*ret, "verification", mp_verify_initial(cases));
         return 0;
 }
 
@@ -296,6 +308,12 @@ static json_t *render(json_t *fn, json_t *ver, bool with_code) {
         json_object_set_new(out, "cache", json_boolean(json_integer_value(json_object_get(ver, "cache")) != 0));
         json_t *solvers = json_object_get(ver, "solvers");
         json_object_set_new(out, "solvers", json_is_array(solvers) ? json_incref(solvers) : json_array());
+        if (with_code) {
+                json_t *cases = json_object_get(ver, "verification_cases");
+                json_object_set_new(out, "verification_cases", json_is_array(cases) ? json_incref(cases) : json_array());
+        }
+        json_object_set_new(out, "verification", mp_verify_render(ver));
+        json_object_set_new(out, "review", mp_review_render(ver));
         mp_core_shape(out, fn_times, fn_drop);
         return out;
 }
@@ -352,6 +370,9 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         json_object_set(fn, "tags", tags);
         json_object_set_new(fn, "search", search_text(name, json_string_value(json_object_get(fn, "description")),
                                                       tags));
+        json_object_set_new(ver, "version", json_integer(1));
+        if (visibility && !strcmp(visibility, "public") && (r = mp_verify_publish_check(core, id, fn, ver, err)) < 0)
+                return r;
         r = MP_STORE(core->store)->function_create(core->store, fn, ver, err);
         if (r == -EEXIST)
                 return mp_error_set(err, EEXIST, 409, "conflict",
@@ -359,9 +380,15 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
                                     "/api/v1/functions/{id} to add a version", name);
         if (r < 0)
                 return r;
-        json_object_set_new(ver, "version", json_integer(1));
+        if (json_array_size(json_object_get(ver, "verification_cases")) &&
+            (r = mp_verify_start(core, p, id, 1, json_object_get(ver, "verification_cases"), err)) < 0)
+                return r;
         *ret = render(fn, ver, false);
         return 0;
+}
+
+json_t *mp_core_function_render(json_t *fn, json_t *ver) {
+        return render(fn, ver, true);
 }
 
 /* A live function the principal may see, else 404 (never 403: existence is private). */
@@ -418,6 +445,7 @@ int mp_core_function_get(struct mp_core *core, const struct mp_principal *p, con
                                     version);
         if (r < 0)
                 return r;
+        mp_verify_refresh(core, id, ver);
         *ret = render(fn, ver, true);
         return 0;
 }
@@ -472,7 +500,7 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
         if ((r = mp_core_validation_done(err, "fields")) < 0)
                 return r;
         static const char *const vkeys[] = { "code", "handler", "requirements", "limits", "isolation",
-                                             "cache", "solvers", NULL };
+                                             "cache", "solvers", "verification", NULL };
         for (const char *const *k = vkeys; *k; k++)
                 if (json_object_get(body, *k))
                         new_version = true;
@@ -481,6 +509,18 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
                 if (r < 0)
                         return r;
                 if ((r = read_version(core, body, prev, &ver, err)) < 0)
+                        return r;
+                /* Its number, for the publishing check's message (the store numbers it). */
+                json_object_set_new(ver, "version", json_integer(json_integer_value(json_object_get(prev, "version")) + 1));
+        }
+        /* Publishing: the version that will be the latest must have passed its cases (and
+         * be approved where the company says so). */
+        if (visibility && !strcmp(visibility, "public")) {
+                if (!ver && (r = MP_STORE(core->store)->function_get_version(core->store, id, 0, &prev, err)) < 0)
+                        return r;
+                if (!ver)
+                        mp_verify_refresh(core, id, prev);
+                if ((r = mp_verify_publish_check(core, id, fn, ver ? ver : prev, err)) < 0)
                         return r;
         }
         fields = json_object();
@@ -505,6 +545,9 @@ int mp_core_function_update(struct mp_core *core, const struct mp_principal *p, 
                 return mp_core_not_found(err, "function", id);
         if (r < 0)
                 return r;
+        if (ver && json_array_size(json_object_get(ver, "verification_cases")) &&
+            (r = mp_verify_start(core, p, id, latest, json_object_get(ver, "verification_cases"), err)) < 0)
+                return r;
         return mp_core_function_get(core, p, id, latest, ret, err);
 }
 
@@ -523,6 +566,8 @@ int mp_core_function_versions(struct mp_core *core, const struct mp_principal *p
                 static const char *const times[] = { "created_at", NULL };
                 static const char *const drop[] = { "code", "function_id", NULL };
                 mp_core_shape(v, times, drop);
+                json_object_set_new(v, "verification", mp_verify_render(v));
+                json_object_set_new(v, "review", mp_review_render(v));
         }
         *ret = json_pack("{s:O}", "items", items);
         return 0;

@@ -37,7 +37,8 @@ int mp_core_recover(struct mp_core *core, struct mp_error *err) {
 /* Does a task row name something its end matters to (a workflow run, ...)? */
 static bool task_belongs(json_t *task) {
         return json_is_string(json_object_get(task, "workflow_run_id")) ||
-               json_is_string(json_object_get(task, "study_id"));
+               json_is_string(json_object_get(task, "study_id")) ||
+               json_is_string(json_object_get(task, "verification_of"));
 }
 
 /* The task-end hook: what tasks made by a workflow run or a study do when they end. One
@@ -56,6 +57,8 @@ void mp_core_on_task_end(struct mp_core *core, const char *task_id, json_t *know
                 mp_core_workflow_task_ended(core, task);
         if (json_is_string(json_object_get(task, "study_id")))
                 mp_study_task_ended(core, task_id);
+        if (json_is_string(json_object_get(task, "verification_of")))
+                mp_verify_task_ended(core, task);
 }
 
 /* Store a value inline, or spill it to a blob when large: sets field or field_blob. */

@@ -390,7 +390,7 @@ static void check_map(struct parse *ps, struct node *nd, const char *base) {
 
 /* The fields of one node, and its function resolved. */
 static int read_node(struct parse *ps, size_t i, mp_flow_resolve_fn resolve, void *userdata) {
-        static const char *const keys[] = { "id", "function", "version", "inputs", "map", NULL };
+        static const char *const keys[] = { "id", "function", "version", "inputs", "map", "require_verified", NULL };
         struct node *nd = &ps->nodes[i];
         json_t *v, *version, *inputs;
         char base[32], field[PATH_MAX_LEN];
@@ -413,7 +413,8 @@ static int read_node(struct parse *ps, size_t i, mp_flow_resolve_fn resolve, voi
                 if (!known) {
                         snprintf(field, sizeof(field), "%s.%.*s", base, MP_MAX_NAME_LEN, key);
                         mp_error_add_field(ps->err, field,
-                                           "is not a field of a node (id, function, version, inputs, map)");
+                                           "is not a field of a node (id, function, version, inputs, map, "
+                                           "require_verified)");
                 }
         }
         id = json_string_value(json_object_get(nd->body, "id"));
@@ -457,6 +458,25 @@ static int read_node(struct parse *ps, size_t i, mp_flow_resolve_fn resolve, voi
         }
         if (r < 0)
                 return r;
+        /* require_verified (the node's, else the workflow's): the version pinned must
+         * have passed its verification cases (docs/functions.md#verification-cases). */
+        json_t *req = json_object_get(nd->body, "require_verified");
+        if (!req)
+                req = json_object_get(ps->body, "require_verified");
+        snprintf(field, sizeof(field), "%s.require_verified", base);
+        if (req && !json_is_boolean(req)) {
+                mp_error_add_field(ps->err, field, "must be true or false");
+        } else if (json_is_true(req)) {
+                const char *vs = json_string_value(json_object_get(nd->fn, "verification_status"));
+                if (!vs || strcmp(vs, "passed")) {
+                        snprintf(field, sizeof(field), "%s.%s", base, version ? "version" : "function");
+                        mp_error_add_field(ps->err, field,
+                                           "version %" JSON_INTEGER_FORMAT " of function \"%s\" has not passed "
+                                           "its verification cases (%s), and the workflow requires verified versions",
+                                           json_integer_value(json_object_get(nd->fn, "version")), function,
+                                           vs ? vs : "none");
+                }
+        }
         if (!json_is_string(json_object_get(nd->fn, "function_id")) ||
             !json_is_integer(json_object_get(nd->fn, "version"))) {
                 json_decref(nd->fn);
@@ -545,6 +565,9 @@ static void check_top(struct parse *ps) {
         v = json_object_get(body, "cache");
         if (v && !json_is_boolean(v))
                 mp_error_add_field(ps->err, "cache", "must be true or false");
+        v = json_object_get(body, "require_verified");
+        if (v && !json_is_boolean(v))
+                mp_error_add_field(ps->err, "require_verified", "must be true or false");
         if (!json_is_array(nodes) || json_array_size(nodes) == 0)
                 mp_error_add_field(ps->err, "nodes", "must be a list of at least one node");
         else if (json_array_size(nodes) > MP_MAX_WORKFLOW_NODES)
@@ -670,6 +693,8 @@ static json_t *normalized_node(struct node *nd) {
                                                       : json_object_get(nd->body, "function"));
         json_object_set_new(out, "version", nd->fn ? json_copy(json_object_get(nd->fn, "version"))
                                                    : json_integer(version ? json_integer_value(version) : 0));
+        if (json_is_true(json_object_get(nd->body, "require_verified")))
+                json_object_set_new(out, "require_verified", json_true());
         if (map) {
                 json_t *c = json_object_get(map, "concurrency"), *skip = json_object_get(map, "skip_failures");
                 json_object_set_new(out, "map",
@@ -750,6 +775,8 @@ static int parse(struct parse *ps, mp_flow_resolve_fn resolve, void *userdata, j
                 return -ENOMEM;
         if (layout)
                 json_object_set(def, "layout", layout);
+        if (json_is_true(json_object_get(ps->body, "require_verified")))
+                json_object_set_new(def, "require_verified", json_true());
         *ret = def;
         return 0;
 }

@@ -92,9 +92,13 @@ static int resolve(void *userdata, const char *function, int version, json_t **r
                 return -ENOENT;
         if (r < 0)
                 return r;
-        *ret = json_pack("{s:O,s:O,s:O}", "function_id", json_object_get(fn, "id"), "version",
+        /* The outcome of its verification cases, for require_verified (verify.c). */
+        mp_verify_refresh(rs->core, json_string_value(json_object_get(fn, "id")), ver);
+        _cleanup_json_ json_t *verification = mp_verify_render(ver);
+        *ret = json_pack("{s:O,s:O,s:O,s:O}", "function_id", json_object_get(fn, "id"), "version",
                          json_object_get(ver, "version"), "input_schema",
-                         json_object_get(ver, "input_schema") ?: json_null());
+                         json_object_get(ver, "input_schema") ?: json_null(), "verification_status",
+                         json_object_get(verification, "status"));
         return *ret ? 0 : -ENOMEM;
 }
 

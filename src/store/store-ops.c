@@ -2904,6 +2904,55 @@ static int ops_company_find(struct mp_store *s, const char *name, json_t **ret, 
         .user_set_operator = ops_user_set_operator, .admin_stats = ops_admin_stats,    \
         .company_find = ops_company_find,
 
+/* ---- verification cases and review (core/verify.c, core/review.c) ---- */
+
+static int ops_version_set_meta(struct mp_store *s, const char *function_id, int version, const char *field,
+                                json_t *value, struct mp_error *err) {
+        _cleanup_free_ char *text = value ? mp_json_dumps(value, JSON_COMPACT) : NULL;
+        const char *sql = field && !strcmp(field, "verification") ? SQL_VERSION_SET_VERIFICATION
+                          : field && !strcmp(field, "review")     ? SQL_VERSION_SET_REVIEW
+                                                                  : NULL;
+
+        if (!sql)
+                return invalid(err, "a version's %s cannot be set", field ? field : "(null)");
+        if (value && !text)
+                return -ENOMEM;
+        struct change_args a = CHANGE(sql, "setting a version's verification or review", "function version",
+                                      function_id, PT(text), PT(function_id), PI(version));
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+static int ops_verification_tasks(struct mp_store *s, const char *key, json_t **ret, struct mp_error *err) {
+        struct all_args a = { SQL_VERIFICATION_TASKS, key, "listing a version's verification tasks", NULL };
+        int n = all_run(s, &a, ret, err);
+        return n < 0 ? n : 0;
+}
+
+static int ops_company_settings(struct mp_store *s, const char *company_id, json_t **ret,
+                                struct mp_error *err) {
+        struct get_args a = { SQL_COMPANY_SETTINGS_GET, company_id, "reading a company's settings", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no company with id '%s'", company_id ? company_id : "");
+        return r;
+}
+
+static int ops_company_set_settings(struct mp_store *s, const char *company_id, json_t *settings,
+                                    struct mp_error *err) {
+        _cleanup_free_ char *text = mp_json_dumps(settings, JSON_COMPACT);
+
+        if (!text)
+                return -ENOMEM;
+        struct change_args a = CHANGE(SQL_COMPANY_SETTINGS_SET, "setting a company's settings", "company",
+                                      company_id, PT(text), PT(company_id));
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+#define VERIFY_OPS                                                                       \
+        .version_set_meta = ops_version_set_meta, .verification_tasks = ops_verification_tasks, \
+        .company_settings = ops_company_settings, .company_set_settings = ops_company_set_settings,
+
 /* One table per scheme, the same operations in each. */
 #define OPS_TABLE(scheme_, open_)                                                        \
         {                                                                                \
@@ -2941,6 +2990,7 @@ static int ops_company_find(struct mp_store *s, const char *name, json_t **ret, 
                 RETENTION_OPS                                                            \
                 .task_live = ops_task_live, .task_live_logs = ops_task_live_logs,       \
                 USAGE_OPS                                                                \
+                VERIFY_OPS                                                               \
         }
 
 /* Retention and deletion's operations, in one block of the table. */

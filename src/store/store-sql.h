@@ -350,6 +350,20 @@ static const char *const migrations[] = {
         "  WHERE cached_from IS NULL"
         "  GROUP BY queued_at / 86400000, owner_id, COALESCE(company_id, '');"
         "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at);",
+        /* 16 (verify: verification cases and review; docs/functions.md#verification-cases):
+         * a version's reference cases as uploaded (verification_cases), the outcome of
+         * their run ({"status", "cases"}: verification) and its review ({"status",
+         * "reviewer_id", "at", "comments"}); a task run as a case names its version
+         * ("function_id:version") and the case's index; a company's settings
+         * ({"require_review_to_publish": bool}). */
+        "ALTER TABLE function_versions ADD COLUMN verification_cases TEXT;"
+        "ALTER TABLE function_versions ADD COLUMN verification TEXT;"
+        "ALTER TABLE function_versions ADD COLUMN review TEXT;"
+        "ALTER TABLE tasks ADD COLUMN verification_of TEXT;"
+        "ALTER TABLE tasks ADD COLUMN verification_case INTEGER;"
+        "CREATE INDEX IF NOT EXISTS tasks_verification ON tasks (verification_of)"
+        "  WHERE verification_of IS NOT NULL;"
+        "ALTER TABLE companies ADD COLUMN settings TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -362,6 +376,8 @@ static inline bool is_json_column(const char *name) {
                 "target", "fixed", "design", /* studies, study_points */
                 "solvers", /* function_versions */
                 "progress", /* tasks (events) */
+                "verification_cases", "verification", "review", /* function_versions (verify) */
+                "settings", /* companies (review) */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -451,6 +467,10 @@ static const struct col version_cols[] = {
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
         { "cache", COL_INT, 0, NULL, NULL }, /* 1: calls answered from the result cache */
         { "solvers", COL_JSON, 0, NULL, NULL }, /* ["calculix", "gmsh"]: the solver environment */
+        /* verification cases and their outcome, the review (verify.c, review.c) */
+        { "verification_cases", COL_JSON, 0, NULL, NULL },
+        { "verification", COL_JSON, 0, NULL, NULL },
+        { "review", COL_JSON, 0, NULL, NULL },
 };
 
 static const struct col function_update_cols[] = {
@@ -479,6 +499,9 @@ static const struct col task_cols[] = {
         { "cache_key", COL_TEXT, 0, NULL, NULL },
         /* the API request that created it (logs) */
         { "request_id", COL_TEXT, 0, NULL, NULL },
+        /* a version's verification case ("function_id:version", the case's index) */
+        { "verification_of", COL_TEXT, 0, NULL, NULL },
+        { "verification_case", COL_INT, COL_NULL, NULL, NULL },
 };
 
 /* ---- workflows ---- */
@@ -624,6 +647,7 @@ static const char SQL_FUNCTION_LIST[] =
         "SELECT f.*, v.version, v.handler, v.requirements, v.input_schema, v.limits, v.isolation,"
         " v.cache"
         ", v.solvers"
+        ", v.verification, v.review"
         " FROM functions f JOIN function_versions v"
         "   ON v.function_id = f.id AND v.version = f.latest_version"
         " WHERE f.deleted_at = 0"
@@ -642,7 +666,7 @@ static const char SQL_VERSION_GET[] =
         " AND v.version = CASE WHEN ?2 = 0 THEN f.latest_version ELSE ?2 END";
 static const char SQL_VERSION_LIST[] =
         "SELECT function_id, version, handler, requirements, input_schema, limits, isolation,"
-        " created_at FROM function_versions WHERE function_id = ?1 ORDER BY version DESC";
+        " created_at, verification, review FROM function_versions WHERE function_id = ?1 ORDER BY version DESC";
 static const char SQL_FUNCTION_DELETE[] =
         "UPDATE functions SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at = 0";
 /* A whole task row. The result comes back as "result_json", its stored JSON text
@@ -653,7 +677,8 @@ static const char SQL_FUNCTION_DELETE[] =
         " result AS result_json, result_blob, error, error_type, error_blob, logs, logs_blob," \
         " logs_truncated, artifacts, queued_at, started_at, finished_at, execution_ms,"        \
         " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
-        " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id, progress"
+        " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id, progress," \
+        " verification_of, verification_case"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \
@@ -1227,3 +1252,13 @@ static const char SQL_CACHE_COPY_NODE[] =
         " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
         " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, ?7, cache_key, id"
         " FROM tasks WHERE id = ?8";
+
+/* ---- verification cases and review (verify.c, review.c) ---- */
+static const char SQL_VERSION_SET_VERIFICATION[] =
+        "UPDATE function_versions SET verification = ?1 WHERE function_id = ?2 AND version = ?3";
+static const char SQL_VERSION_SET_REVIEW[] =
+        "UPDATE function_versions SET review = ?1 WHERE function_id = ?2 AND version = ?3";
+static const char SQL_VERIFICATION_TASKS[] =
+        "SELECT " TASK_ROW_COLUMNS " FROM tasks WHERE verification_of = ?1 ORDER BY verification_case, queued_at";
+static const char SQL_COMPANY_SETTINGS_GET[] = "SELECT settings FROM companies WHERE id = ?1";
+static const char SQL_COMPANY_SETTINGS_SET[] = "UPDATE companies SET settings = ?1 WHERE id = ?2";

@@ -447,6 +447,18 @@ struct mp_store_ops {
                            struct mp_error *err);
         /* The company of that name ({id, name, created_at}); -ENOENT when none. */
         int (*company_find)(struct mp_store *s, const char *name, json_t **ret, struct mp_error *err);
+        /* Verification cases and review (core/verify.c, core/review.c). Set a version's
+         * "verification" or "review" column (field names which; value: JSON, stored as
+         * given); -ENOENT when the version is missing. */
+        int (*version_set_meta)(struct mp_store *s, const char *function_id, int version, const char *field,
+                                json_t *value, struct mp_error *err);
+        /* The whole rows (as task_get's) of the tasks run as cases of key
+         * ("function_id:version"), by case index: *ret a new array. */
+        int (*verification_tasks)(struct mp_store *s, const char *key, json_t **ret, struct mp_error *err);
+        /* A company's settings: *ret {"settings": object or null}; -ENOENT for no company. */
+        int (*company_settings)(struct mp_store *s, const char *company_id, json_t **ret, struct mp_error *err);
+        int (*company_set_settings)(struct mp_store *s, const char *company_id, json_t *settings,
+                                    struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in
