@@ -350,7 +350,7 @@ static const char *const migrations[] = {
         "  WHERE cached_from IS NULL"
         "  GROUP BY queued_at / 86400000, owner_id, COALESCE(company_id, '');"
         "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at);",
-        /* 16 (verify: verification cases and review; docs/functions.md#verification-cases):
+        /* 14 (verification cases and review; docs/functions.md#verification-cases):
          * a version's reference cases as uploaded (verification_cases), the outcome of
          * their run ({"status", "cases"}: verification) and its review ({"status",
          * "reviewer_id", "at", "comments"}); a task run as a case names its version
