@@ -10,6 +10,7 @@
 #include "base/json.h"
 #include "api/api-guard.h"
 #include "api/api-internal.h"
+#include "api/api-sheets.h"
 #include "api/api-tasks.h"
 #include "api/api-company.h"
 #include "api/api-retention.h"
@@ -801,6 +802,14 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/company/quotas", MP_SCOPE_TOKENS, 0, mp_api_quotas_get),
         MP_ROUTE("PUT", "/api/v1/company/quotas", MP_SCOPE_TOKENS, 0, mp_api_quotas_put),
         MP_ROUTE("GET", "/api/v1/admin/stats", MP_SCOPE_TOKENS, SLOW, mp_api_admin_stats),
+
+        /* Calculation sheets, re-runs and comparisons (docs/sheets.md, docs/api.md#provenance):
+         * reading a sheet or a comparison reads tasks; a re-run is a call (execute). A PDF
+         * sheet runs weasyprint: slow work. */
+        MP_ROUTE("GET", "/api/v1/tasks/{id}/sheet", MP_SCOPE_TASKS_READ, SLOW, mp_api_task_sheet),
+        MP_ROUTE("GET", "/api/v1/workflow-runs/{id}/sheet", MP_SCOPE_TASKS_READ, SLOW, mp_api_run_sheet),
+        MP_ROUTE("POST", "/api/v1/tasks/{id}/rerun", MP_SCOPE_EXECUTE, 0, mp_api_task_rerun),
+        MP_ROUTE("GET", "/api/v1/tasks/{a}/diff/{b}", MP_SCOPE_TASKS_READ, 0, mp_api_task_diff),
 };
 const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
 

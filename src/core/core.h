@@ -454,3 +454,28 @@ int mp_core_user_set_operator(struct mp_core *core, const char *user_id, bool on
  * else 403 unless p is an operator. */
 int mp_core_admin_stats(struct mp_core *core, const struct mp_principal *p, int days, json_t **ret,
                         struct mp_error *err);
+
+/* --- provenance and sheets (provenance.c, sheet.c; docs/sheets.md) ---------------------- */
+/* Add "provenance": {"code_sha256", "environment", "inputs_sha256", "platform_version"} to a
+ * rendered task (fields null when its version is gone). Cannot fail (a field stays null). */
+void mp_core_task_add_provenance(struct mp_core *core, json_t *task);
+/* 1 when two rendered tasks both completed with the same canonical result, 0 when they
+ * ended otherwise, -1 while either has not ended. */
+int mp_core_results_identical(json_t *a, json_t *b);
+/* Run task id again: its version and inputs, never from the result cache; *ret: the new
+ * task, as mp_core_execute returns it. 404 for a task p may not see. */
+int mp_core_task_rerun(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                       struct mp_error *err);
+/* Two tasks' inputs and results compared field by field: {"a", "b", "fields": [{"path",
+ * "a", "b", "equal", "abs_diff"?, "rel_diff"?, "unit"}], "differences", "truncated",
+ * "identical_results"}. 404 for either task p may not see. */
+int mp_core_task_diff(struct mp_core *core, const struct mp_principal *p, const char *a_id, const char *b_id,
+                      json_t **ret, struct mp_error *err);
+/* A task's (a workflow run's) calculation sheet: a whole HTML page, malloc'ed in *ret. */
+int mp_core_task_sheet(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                       size_t *ret_len, struct mp_error *err);
+int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                      size_t *ret_len, struct mp_error *err);
+/* The sheet html as PDF, by weasyprint in a child process (at most 60 s): *ret malloc'ed.
+ * 503 when weasyprint cannot be started or takes too long. */
+int mp_core_sheet_pdf(const char *html, size_t len, char **ret, size_t *ret_len, struct mp_error *err);

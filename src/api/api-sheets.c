@@ -1,0 +1,119 @@
+/* Calculation sheets (HTML, PDF), re-runs and comparisons of tasks. The sheet's page has
+ * an inline style and data: figures and nothing else: its CSP allows exactly those. */
+#include <string.h>
+
+#include "api/api-guard.h"
+#include "api/api-sheets.h"
+#include "api/api-tasks.h"
+#include "base/macro.h"
+
+#define MP_CSP_SHEET "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+
+static enum MHD_Result send_sheet(struct mp_route_ctx *c, char *html, size_t len) {
+        const char *format = mp_route_query(c, "format");
+        const char *type = "text/html; charset=utf-8";
+        char *body = html;
+        size_t body_len = len;
+        _cleanup_free_ char *pdf = NULL;
+
+        if (format && strcmp(format, "pdf") && strcmp(format, "html")) {
+                free(html);
+                mp_error_add_field(&c->err, "format", "must be \"html\" or \"pdf\"");
+                mp_error_set(&c->err, EINVAL, 400, "bad_request", "query parameter format must be \"html\" or "
+                             "\"pdf\", not \"%.32s\"", format);
+                return mp_route_problem(c);
+        }
+        if (format && !strcmp(format, "pdf")) {
+                int r = mp_core_sheet_pdf(html, len, &pdf, &body_len, &c->err);
+                free(html);
+                if (r < 0)
+                        return mp_route_problem(c);
+                body = TAKE_PTR(pdf);
+                type = "application/pdf";
+        }
+        struct MHD_Response *resp = MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(body);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", type);
+        if (!strcmp(type, "application/pdf"))
+                MHD_add_response_header(resp, "Content-Disposition", "inline; filename=\"sheet.pdf\"");
+        mp_api_add_headers(c->conn, resp, MP_CSP_SHEET);
+        enum MHD_Result r = MHD_queue_response(c->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+enum MHD_Result mp_api_task_sheet(struct mp_route_ctx *c) {
+        char *html = NULL;
+        size_t len;
+        if (mp_core_task_sheet(c->api->core, &c->principal, c->param[0], &html, &len, &c->err) < 0)
+                return mp_route_problem(c);
+        return send_sheet(c, html, len);
+}
+
+enum MHD_Result mp_api_run_sheet(struct mp_route_ctx *c) {
+        char *html = NULL;
+        size_t len;
+        if (mp_core_run_sheet(c->api->core, &c->principal, c->param[0], &html, &len, &c->err) < 0)
+                return mp_route_problem(c);
+        return send_sheet(c, html, len);
+}
+
+enum MHD_Result mp_api_send_rerun(struct mp_api *api, struct MHD_Connection *conn, unsigned status,
+                                  const struct mp_principal *p, const char *orig_id, json_t *task) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        _cleanup_json_ json_t *orig = NULL;
+        _cleanup_free_ char *text = NULL;
+        int same = -1;
+        size_t len;
+
+        if (mp_core_task_get(api->core, p, orig_id, &orig, NULL, &err) >= 0)
+                same = mp_core_results_identical(orig, task);
+        text = mp_api_task_text(task, &len);
+        if (!text)
+                return MHD_NO;
+        const char *head = same < 0 ? "{\"identical\":null,\"task\":" : same ? "{\"identical\":true,\"task\":"
+                                                                              : "{\"identical\":false,\"task\":";
+        size_t hlen = strlen(head), total = hlen + len + 1;
+        char *body = malloc(total + 1);
+        if (!body)
+                return MHD_NO;
+        memcpy(body, head, hlen);
+        memcpy(body + hlen, text, len);
+        body[total - 1] = '}';
+        body[total] = 0;
+        struct MHD_Response *resp = MHD_create_response_from_buffer(total, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(body);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        mp_api_add_headers(conn, resp, NULL);
+        enum MHD_Result r = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+enum MHD_Result mp_api_task_rerun(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *task = NULL;
+        long wait;
+
+        if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
+            mp_core_task_rerun(c->api->core, &c->principal, c->param[0], &task, &c->err) < 0)
+                return mp_route_problem(c);
+        bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
+        if (wait == 0 || ended)
+                return mp_api_send_rerun(c->api, c->conn, ended ? 200 : 202, &c->principal, c->param[0], task);
+        snprintf(c->req->rerun_of, sizeof(c->req->rerun_of), "%s", c->param[0]);
+        return mp_api_wait_task(c->api, c->conn, c->req, &c->principal,
+                                json_string_value(json_object_get(task, "id")), (int) wait, 200, 202);
+}
+
+enum MHD_Result mp_api_task_diff(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+        if (mp_core_task_diff(c->api->core, &c->principal, c->param[0], c->param[1], &out, &c->err) < 0)
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
+}
