@@ -249,6 +249,76 @@ static void markdown(struct sheet *s, const char *text) {
                        "not typeset.</p>\n");
 }
 
+/* The handler's whole docstring, read from its code (the schema keeps its first paragraph
+ * only): the triple-quoted string that opens the body of "def <handler>(", its indent
+ * removed as Python's inspect.cleandoc does, "\\" read as "\". NULL when there is none;
+ * malloc'ed. A scanner, not a parser: a docstring it cannot find is the schema's. */
+static char *docstring_of(const char *code, const char *handler) {
+        char pat[160];
+        const char *p = NULL, *q;
+        if (!code || !handler)
+                return NULL;
+        snprintf(pat, sizeof(pat), "def %s(", handler);
+        for (q = code; (q = strstr(q, pat)); q++)
+                if (q == code || q[-1] == '\n' || q[-1] == ' ') {
+                        p = q + strlen(pat);
+                        break;
+                }
+        if (!p)
+                return NULL;
+        int depth = 1;
+        for (; *p && depth > 0; p++)
+                depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+        while (*p && *p != ':')
+                p++;
+        if (!*p)
+                return NULL;
+        p++;
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+                p++;
+        if (*p == 'r' || *p == 'R' || *p == 'u' || *p == 'U')
+                p++;
+        if (strncmp(p, "\"\"\"", 3) && strncmp(p, "'''", 3))
+                return NULL;
+        char quote[4] = { p[0], p[0], p[0], 0 };
+        p += 3;
+        const char *end = strstr(p, quote);
+        if (!end)
+                return NULL;
+        /* The common indent of the non-blank lines after the first. */
+        size_t indent = (size_t) -1;
+        for (const char *l = p; l < end;) {
+                const char *nl = memchr(l, '\n', (size_t) (end - l));
+                if (!nl)
+                        break;
+                const char *c = nl + 1;
+                size_t n = 0;
+                while (c + n < end && (c[n] == ' ' || c[n] == '\t'))
+                        n++;
+                if (c + n < end && c[n] != '\n' && n < indent)
+                        indent = n;
+                l = c;
+        }
+        struct mp_buf b = { 0 };
+        bool first = true;
+        for (const char *l = p; l < end;) {
+                const char *nl = memchr(l, '\n', (size_t) (end - l));
+                const char *le = nl ? nl : end;
+                size_t n = 0;
+                while ((first || n < indent) && l + n < le && (l[n] == ' ' || l[n] == '\t'))
+                        n++;
+                for (const char *c = l + n; c < le; c++) {
+                        if (c[0] == '\\' && c + 1 < le && c[1] == '\\')
+                                c++;
+                        mp_buf_append(&b, c, 1);
+                }
+                mp_buf_append(&b, "\n", 1);
+                first = false;
+                l = nl ? nl + 1 : end;
+        }
+        return mp_buf_steal(&b);
+}
+
 /* --- parts of a sheet --- */
 
 static void head(struct sheet *s, const char *title) {
@@ -450,7 +520,9 @@ static int task_part(struct mp_core *core, const struct mp_principal *p, struct 
         json_t *ch = json_object_get(task, "checks");
         checks(s, json_is_array(ch) ? ch : json_object_get(result, "checks"));
         figures(core, s, row);
-        const char *doc = json_string_value(json_object_get(schema, "description"));
+        _cleanup_free_ char *whole_doc = docstring_of(json_string_value(json_object_get(ver, "code")),
+                                                      json_string_value(json_object_get(ver, "handler")) ?: "main");
+        const char *doc = whole_doc ? whole_doc : json_string_value(json_object_get(schema, "description"));
         if (doc && *doc) {
                 put(s, "<h2>Method</h2>\n<div class=\"doc\">");
                 markdown(s, doc);
