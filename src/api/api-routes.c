@@ -643,6 +643,9 @@ static enum MHD_Result task_get(struct mp_route_ctx *c) {
         const char *result = mp_route_query(c, "result");
         long wait;
 
+        if (mp_api_wants_xlsx(c)) /* a tabular result as a spreadsheet (api-sheets.c) */
+                return mp_api_task_xlsx(c);
+
         if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
                 return mp_route_problem(c);
         /* ?result=omit: the task without its result (its size instead), so that a page

@@ -117,3 +117,44 @@ enum MHD_Result mp_api_task_diff(struct mp_route_ctx *c) {
                 return mp_route_problem(c);
         return mp_route_send_owned(c, 200, out);
 }
+
+/* --- spreadsheets --- */
+
+#define XLSX_TYPE "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+bool mp_api_wants_xlsx(struct mp_route_ctx *c) {
+        const char *a = mp_route_header(c, "Accept"), *f = mp_route_query(c, "format");
+        return (a && strstr(a, XLSX_TYPE)) || (f && !strcmp(f, "xlsx"));
+}
+
+static enum MHD_Result send_xlsx(struct mp_route_ctx *c, char *data, size_t len, const char *what) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        char disp[160];
+        if (!resp) {
+                free(data);
+                return MHD_NO;
+        }
+        snprintf(disp, sizeof(disp), "attachment; filename=\"%s-%.40s.xlsx\"", what, c->param[0]);
+        MHD_add_response_header(resp, "Content-Type", XLSX_TYPE);
+        MHD_add_response_header(resp, "Content-Disposition", disp);
+        mp_api_add_headers(c->conn, resp, NULL);
+        enum MHD_Result r = MHD_queue_response(c->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+enum MHD_Result mp_api_task_xlsx(struct mp_route_ctx *c) {
+        char *data = NULL;
+        size_t len;
+        if (mp_core_task_xlsx(c->api->core, &c->principal, c->param[0], &data, &len, &c->err) < 0)
+                return mp_route_problem(c);
+        return send_xlsx(c, data, len, "task");
+}
+
+enum MHD_Result mp_api_study_xlsx(struct mp_route_ctx *c) {
+        char *data = NULL;
+        size_t len;
+        if (mp_core_study_xlsx(c->api->core, &c->principal, c->param[0], &data, &len, &c->err) < 0)
+                return mp_route_problem(c);
+        return send_xlsx(c, data, len, "study");
+}

@@ -15,3 +15,9 @@ enum MHD_Result mp_api_task_diff(struct mp_route_ctx *c);
  * false or null while task runs, "task": task}. task is borrowed. */
 enum MHD_Result mp_api_send_rerun(struct mp_api *api, struct MHD_Connection *conn, unsigned status,
                                   const struct mp_principal *p, const char *orig_id, json_t *task);
+/* Spreadsheets: does the request ask for .xlsx (Accept: the spreadsheetml type, or
+ * ?format=xlsx)? Then GET /tasks/{id} answers with its tabular result, and GET
+ * /studies/{id}/results with the study's table, as .xlsx. */
+bool mp_api_wants_xlsx(struct mp_route_ctx *c);
+enum MHD_Result mp_api_task_xlsx(struct mp_route_ctx *c);
+enum MHD_Result mp_api_study_xlsx(struct mp_route_ctx *c);

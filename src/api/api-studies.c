@@ -11,6 +11,7 @@
 
 #include "base/json.h"
 #include "api/api-guard.h"
+#include "api/api-sheets.h"
 #include "api/api-studies.h"
 #include "base/limits.h"
 #include "base/log.h"
@@ -333,6 +334,8 @@ enum MHD_Result mp_api_study_results(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long limit;
 
+        if (mp_api_wants_xlsx(c)) /* the table as a spreadsheet (api-sheets.c) */
+                return mp_api_study_xlsx(c);
         if (!wants_csv(c)) {
                 if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
                     mp_core_study_results(c->api->core, &c->principal, c->param[0], mp_route_query(c, "cursor"), (int) limit,

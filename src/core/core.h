@@ -479,3 +479,26 @@ int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const 
 /* The sheet html as PDF, by weasyprint in a child process (at most 60 s): *ret malloc'ed.
  * 503 when weasyprint cannot be started or takes too long. */
 int mp_core_sheet_pdf(const char *html, size_t len, char **ret, size_t *ret_len, struct mp_error *err);
+
+/* --- spreadsheets (xlsx.c, xlsx-tables.c; docs/sheets.md#spreadsheets) ------------------ */
+struct mp_xlsx;
+/* A workbook of one worksheet named sheet_name, written row by row. */
+int mp_xlsx_new(const char *sheet_name, struct mp_xlsx **ret);
+/* The next row: values (an array) as cells: numbers as numbers, booleans as booleans,
+ * strings as text (bold when header), null as empty, others as their JSON text. -EFBIG
+ * past Excel's rows, -EIO when the library failed. */
+int mp_xlsx_row(struct mp_xlsx *x, json_t *values, bool header);
+/* Close the workbook: its bytes malloc'ed in *ret. x is still to be freed. */
+int mp_xlsx_finish(struct mp_xlsx *x, char **ret, size_t *ret_len);
+struct mp_xlsx *mp_xlsx_free(struct mp_xlsx *x);
+/* "name [unit]", or name when unit is NULL or empty. */
+json_t *mp_xlsx_header_cell(const char *name, const char *unit);
+/* A task's tabular result (a list of row objects) as .xlsx: columns in the order the
+ * rows first hold them, units from the version's output schema (its "items"). 406
+ * when the result is not a list of objects; 404 as mp_core_task_get. */
+int mp_core_task_xlsx(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                      size_t *ret_len, struct mp_error *err);
+/* A study's results as .xlsx: index, inputs (units from the input schema), outputs
+ * (units from the output schema), status, error; as the CSV export. */
+int mp_core_study_xlsx(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                       size_t *ret_len, struct mp_error *err);
