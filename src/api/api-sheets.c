@@ -1,6 +1,7 @@
 /* Calculation sheets (HTML, PDF), re-runs and comparisons of tasks. The sheet's page has
  * an inline style and data: figures and nothing else: its CSP allows exactly those. */
 #include <string.h>
+#include <strings.h>
 
 #include "api/api-guard.h"
 #include "api/api-sheets.h"
@@ -157,4 +158,9 @@ enum MHD_Result mp_api_study_xlsx(struct mp_route_ctx *c) {
         if (mp_core_study_xlsx(c->api->core, &c->principal, c->param[0], &data, &len, &c->err) < 0)
                 return mp_route_problem(c);
         return send_xlsx(c, data, len, "study");
+}
+
+bool mp_api_is_xlsx(const char *type) {
+        size_t n = strlen(XLSX_TYPE);
+        return type && !strncasecmp(type, XLSX_TYPE, n) && (!type[n] || type[n] == ';' || type[n] == ' ');
 }

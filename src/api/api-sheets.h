@@ -21,3 +21,5 @@ enum MHD_Result mp_api_send_rerun(struct mp_api *api, struct MHD_Connection *con
 bool mp_api_wants_xlsx(struct mp_route_ctx *c);
 enum MHD_Result mp_api_task_xlsx(struct mp_route_ctx *c);
 enum MHD_Result mp_api_study_xlsx(struct mp_route_ctx *c);
+/* Is this Content-Type the .xlsx one (an uploaded list design)? */
+bool mp_api_is_xlsx(const char *content_type);

@@ -502,3 +502,7 @@ int mp_core_task_xlsx(struct mp_core *core, const struct mp_principal *p, const 
  * (units from the output schema), status, error; as the CSV export. */
 int mp_core_study_xlsx(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
                        size_t *ret_len, struct mp_error *err);
+/* An uploaded .xlsx list design (its first worksheet) as CSV text, for the CSV upload's
+ * parser: strings quoted, numbers and booleans as they are. 422 naming the cause for a
+ * formula, macros, an external link, an error cell, or a file over the caps. */
+int mp_xlsx_to_csv(const char *data, size_t len, char **ret, size_t *ret_len, struct mp_error *err);

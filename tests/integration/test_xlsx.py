@@ -73,3 +73,61 @@ def test_study_results_as_xlsx(api, fname):
                                                    headers={"Accept": XLSX}).content))
     assert wb.active.cell(row=2, column=5).data_type == "s"
     assert_problem(api.get("carol", f"/studies/{s['id']}/results", headers={"Accept": XLSX}), 404)
+
+
+def xlsx_bytes(rows, extra_part=None):
+    wb = openpyxl.Workbook()
+    for row in rows:
+        wb.active.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    if extra_part:
+        import zipfile
+        out = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(out, "w") as zout:
+            for item in zin.infolist():
+                zout.writestr(item, zin.read(item.filename))
+            zout.writestr(extra_part, b"\0" * 64)
+        return out.getvalue()
+    return buf.getvalue()
+
+
+def upload(api, fname_fn, data, **params):
+    return api.post("alice", "/studies", data=data, headers={"Content-Type": XLSX},
+                    params={"function": fname_fn, "name": "from-xlsx", "outputs": "result.moment", **params})
+
+
+ECHO = '''\
+def main(L: float, F: float = 7.0, tag: str = "-", on: bool = True) -> dict:
+    return {"moment": F * L, "tag": tag, "on": on}
+'''
+
+
+def test_list_design_from_xlsx_upload(api, fname):
+    f = api.create_function("alice", fname, ECHO)
+    data = xlsx_bytes([["L", "F", "tag", "on"], [1, 2.5, "a, \"b\" & <c>", True], [2, None, "1e3", False],
+                       [0.1, 3, None, None]])
+    r = upload(api, f["name"], data, outputs="result.moment,result.tag,result.on")
+    expect_status(r, 201)
+    s = r.json()
+    assert s["design"] == {"type": "list", "count": 3}, s
+    wait_study(api, "alice", s["id"])
+    rows = workbook(api.get("alice", f"/studies/{s['id']}/results", headers={"Accept": XLSX}))
+    assert rows[0][:5] == ["index", "L", "F", "tag", "on"], rows
+    body = {r[0]: r for r in rows[1:]}
+    # Strings stay strings (even "1e3"), an empty cell leaves the input to its default.
+    assert body[0][1:5] == [1, 2.5, 'a, "b" & <c>', True] and body[0][5:8] == [2.5, 'a, "b" & <c>', True], body
+    assert body[1][1:5] == [2, None, "1e3", False] and body[1][5:8] == [14, "1e3", False], body
+    # libxlsxwriter writes 16 significant digits (Excel keeps 15).
+    assert abs(body[2][5] - 0.1 * 3) < 1e-15 and body[2][6] == "-" and body[2][7] is True, body
+
+
+def test_xlsx_upload_refusals(api, fname):
+    f = api.create_function("alice", fname, ECHO)
+    p = assert_problem(upload(api, f["name"], xlsx_bytes([["L"], ["=1+1"]])), 422)
+    assert "formula" in p["detail"] and "A2" in p["detail"], p
+    p = assert_problem(upload(api, f["name"], xlsx_bytes([["L"], [1]], extra_part="xl/vbaProject.bin")), 422)
+    assert "macros" in p["detail"], p
+    p = assert_problem(upload(api, f["name"], b"PK\x03\x04 not really a zip"), 422)
+    assert p["errors"][0]["path"] == "xlsx", p
+    p = assert_problem(upload(api, f["name"], b""), 422)
