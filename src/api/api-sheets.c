@@ -10,56 +10,68 @@
 
 #define MP_CSP_SHEET "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
-static enum MHD_Result send_sheet(struct mp_route_ctx *c, char *html, size_t len) {
-        const char *format = mp_route_query(c, "format");
-        const char *type = "text/html; charset=utf-8";
-        char *body = html;
-        size_t body_len = len;
-        _cleanup_free_ char *pdf = NULL;
-
-        if (format && strcmp(format, "pdf") && strcmp(format, "html")) {
-                free(html);
-                mp_error_add_field(&c->err, "format", "must be \"html\" or \"pdf\"");
-                mp_error_set(&c->err, EINVAL, 400, "bad_request", "query parameter format must be \"html\" or "
-                             "\"pdf\", not \"%.32s\"", format);
-                return mp_route_problem(c);
-        }
-        if (format && !strcmp(format, "pdf")) {
-                int r = mp_core_sheet_pdf(html, len, &pdf, &body_len, &c->err);
-                free(html);
-                if (r < 0)
-                        return mp_route_problem(c);
-                body = TAKE_PTR(pdf);
-                type = "application/pdf";
-        }
-        struct MHD_Response *resp = MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_MUST_FREE);
+/* Answer status with body (malloc'ed, taken even on failure) of this type, with a
+ * Content-Disposition when disp is set and the CSP given (NULL: the API's). */
+static enum MHD_Result send_owned(struct MHD_Connection *conn, unsigned status, const char *type,
+                                  const char *disp, const char *csp, char *body, size_t len) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
         if (!resp) {
                 free(body);
                 return MHD_NO;
         }
         MHD_add_response_header(resp, "Content-Type", type);
-        if (!strcmp(type, "application/pdf"))
-                MHD_add_response_header(resp, "Content-Disposition", "inline; filename=\"sheet.pdf\"");
-        mp_api_add_headers(c->conn, resp, MP_CSP_SHEET);
-        enum MHD_Result r = MHD_queue_response(c->conn, 200, resp);
+        if (disp)
+                MHD_add_response_header(resp, "Content-Disposition", disp);
+        mp_api_add_headers(conn, resp, csp);
+        enum MHD_Result r = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         return r;
+}
+
+/* ?format=: html (the default) or pdf; 400 otherwise. */
+static int sheet_format(struct mp_route_ctx *c, bool *ret_pdf) {
+        const char *format = mp_route_query(c, "format");
+        *ret_pdf = format && !strcmp(format, "pdf");
+        if (format && !*ret_pdf && strcmp(format, "html")) {
+                mp_error_add_field(&c->err, "format", "must be \"html\" or \"pdf\"");
+                return mp_error_set(&c->err, EINVAL, 400, "bad_request", "query parameter format must be \"html\" "
+                                    "or \"pdf\", not \"%.32s\"", format);
+        }
+        return 0;
+}
+
+static enum MHD_Result send_sheet(struct mp_route_ctx *c, char *html, size_t len, bool pdf) {
+        char *body = NULL;
+        size_t body_len;
+
+        if (!pdf)
+                return send_owned(c->conn, 200, "text/html; charset=utf-8", NULL, MP_CSP_SHEET, html, len);
+        int r = mp_core_sheet_pdf(html, len, &body, &body_len, &c->err);
+        free(html);
+        if (r < 0)
+                return mp_route_problem(c);
+        return send_owned(c->conn, 200, "application/pdf", "inline; filename=\"sheet.pdf\"", MP_CSP_SHEET, body,
+                          body_len);
 }
 
 enum MHD_Result mp_api_task_sheet(struct mp_route_ctx *c) {
         char *html = NULL;
         size_t len;
-        if (mp_core_task_sheet(c->api->core, &c->principal, c->param[0], &html, &len, &c->err) < 0)
+        bool pdf;
+        if (sheet_format(c, &pdf) < 0 ||
+            mp_core_task_sheet(c->api->core, &c->principal, c->param[0], &html, &len, &c->err) < 0)
                 return mp_route_problem(c);
-        return send_sheet(c, html, len);
+        return send_sheet(c, html, len, pdf);
 }
 
 enum MHD_Result mp_api_run_sheet(struct mp_route_ctx *c) {
         char *html = NULL;
         size_t len;
-        if (mp_core_run_sheet(c->api->core, &c->principal, c->param[0], &html, &len, &c->err) < 0)
+        bool pdf;
+        if (sheet_format(c, &pdf) < 0 ||
+            mp_core_run_sheet(c->api->core, &c->principal, c->param[0], &html, &len, &c->err) < 0)
                 return mp_route_problem(c);
-        return send_sheet(c, html, len);
+        return send_sheet(c, html, len, pdf);
 }
 
 enum MHD_Result mp_api_send_rerun(struct mp_api *api, struct MHD_Connection *conn, unsigned status,
@@ -85,16 +97,7 @@ enum MHD_Result mp_api_send_rerun(struct mp_api *api, struct MHD_Connection *con
         memcpy(body + hlen, text, len);
         body[total - 1] = '}';
         body[total] = 0;
-        struct MHD_Response *resp = MHD_create_response_from_buffer(total, body, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-                free(body);
-                return MHD_NO;
-        }
-        MHD_add_response_header(resp, "Content-Type", "application/json");
-        mp_api_add_headers(conn, resp, NULL);
-        enum MHD_Result r = MHD_queue_response(conn, status, resp);
-        MHD_destroy_response(resp);
-        return r;
+        return send_owned(conn, status, "application/json", NULL, NULL, body, total);
 }
 
 enum MHD_Result mp_api_task_rerun(struct mp_route_ctx *c) {
@@ -129,19 +132,9 @@ bool mp_api_wants_xlsx(struct mp_route_ctx *c) {
 }
 
 static enum MHD_Result send_xlsx(struct mp_route_ctx *c, char *data, size_t len, const char *what) {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
         char disp[160];
-        if (!resp) {
-                free(data);
-                return MHD_NO;
-        }
         snprintf(disp, sizeof(disp), "attachment; filename=\"%s-%.40s.xlsx\"", what, c->param[0]);
-        MHD_add_response_header(resp, "Content-Type", XLSX_TYPE);
-        MHD_add_response_header(resp, "Content-Disposition", disp);
-        mp_api_add_headers(c->conn, resp, NULL);
-        enum MHD_Result r = MHD_queue_response(c->conn, 200, resp);
-        MHD_destroy_response(resp);
-        return r;
+        return send_owned(c->conn, 200, XLSX_TYPE, disp, NULL, data, len);
 }
 
 enum MHD_Result mp_api_task_xlsx(struct mp_route_ctx *c) {

@@ -575,8 +575,6 @@ int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const 
         _cleanup_json_ json_t *run = NULL;
         struct sheet s = { 0 };
         char title[128], when[64];
-        const char *k;
-        json_t *node;
         int r;
 
         if ((r = mp_core_workflow_run_get(core, p, id, &run, NULL, err)) < 0)
@@ -599,33 +597,18 @@ int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const 
         put(&s, "<h2>Outputs</h2>\n");
         values_table(&s, json_object_get(run, "outputs") ?: json_null(), NULL);
         /* Each node: its task's own sheet part, or its state when it has no task. */
-        json_t *nodes = json_object_get(run, "nodes");
         size_t i;
         json_t *n;
-        if (json_is_array(nodes)) {
-                json_array_foreach(nodes, i, n) {
-                        const char *tid = json_string_value(json_object_get(n, "task_id"));
-                        if (tid && task_part(core, p, &s, tid, false, err) >= 0)
-                                continue;
-                        mp_error_clear(err);
-                        put(&s, "<section><h2>Node ");
-                        esc(&s, json_string_value(json_object_get(n, "id")));
-                        put(&s, "</h2><p>");
-                        esc(&s, json_string_value(json_object_get(n, "status")));
-                        put(&s, "</p></section>\n");
-                }
-        } else {
-                json_object_foreach(nodes, k, node) {
-                        const char *tid = json_string_value(json_object_get(node, "task_id"));
-                        if (tid && task_part(core, p, &s, tid, false, err) >= 0)
-                                continue;
-                        mp_error_clear(err);
-                        put(&s, "<section><h2>Node ");
-                        esc(&s, k);
-                        put(&s, "</h2><p>");
-                        esc(&s, json_string_value(json_object_get(node, "status")));
-                        put(&s, "</p></section>\n");
-                }
+        json_array_foreach(json_object_get(run, "nodes"), i, n) {
+                const char *tid = json_string_value(json_object_get(n, "task_id"));
+                if (tid && task_part(core, p, &s, tid, false, err) >= 0)
+                        continue;
+                mp_error_clear(err);
+                put(&s, "<section><h2>Node ");
+                esc(&s, json_string_value(json_object_get(n, "id")));
+                put(&s, "</h2><p>");
+                esc(&s, json_string_value(json_object_get(n, "status")));
+                put(&s, "</p></section>\n");
         }
         return finish(&s, ret, ret_len, err);
 }
