@@ -140,6 +140,9 @@ static enum MHD_Result send_xlsx(struct mp_route_ctx *c, char *data, size_t len,
 enum MHD_Result mp_api_task_xlsx(struct mp_route_ctx *c) {
         char *data = NULL;
         size_t len;
+        /* Writing a workbook takes a while for a large table: on a slow-work thread. */
+        if (!c->req->offloaded)
+                return mp_api_offload(c->api, c->req, mp_api_task_xlsx);
         if (mp_core_task_xlsx(c->api->core, &c->principal, c->param[0], &data, &len, &c->err) < 0)
                 return mp_route_problem(c);
         return send_xlsx(c, data, len, "task");
@@ -148,6 +151,9 @@ enum MHD_Result mp_api_task_xlsx(struct mp_route_ctx *c) {
 enum MHD_Result mp_api_study_xlsx(struct mp_route_ctx *c) {
         char *data = NULL;
         size_t len;
+        /* Writing a workbook takes a while for a large table: on a slow-work thread. */
+        if (!c->req->offloaded)
+                return mp_api_offload(c->api, c->req, mp_api_study_xlsx);
         if (mp_core_study_xlsx(c->api->core, &c->principal, c->param[0], &data, &len, &c->err) < 0)
                 return mp_route_problem(c);
         return send_xlsx(c, data, len, "study");
