@@ -10,11 +10,15 @@ pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev
       libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates
       libgnutls28-dev libarchive-dev)
+# .xlsx downloads (core/xlsx.c).
+pkgs+=(libxlsxwriter-dev)
 # The base environment every function imports from without requirements
 # (docs/functions.md): the engineering stack beside numpy and scipy.
 pkgs+=(python3-matplotlib python3-pandas python3-sympy python3-pint python3-openpyxl)
 # The solver environment (functions declaring "solvers"): CalculiX, Gmsh, meshio.
 pkgs+=(calculix-ccx gmsh python3-gmsh python3-meshio)
+# PDF calculation sheets (docs/sheets.md): weasyprint renders the sheet's HTML.
+pkgs+=(weasyprint)
 if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2
@@ -29,6 +33,8 @@ if [ "$what" = test ]; then
   pkgs+=(mypy python3-pandas python3-venv python3-setuptools python3-wheel)
   # CalculiX's own test decks with their reference results (tests/integration/test_solvers.py).
   pkgs+=(calculix-ccx-test)
+  # pdftotext reads the PDF calculation sheets back (tests/integration/test_sheets.py).
+  pkgs+=(poppler-utils)
 fi
 if [ "$what" = run ] || [ "$what" = test ]; then
   # The dashboard is built with Node (npm ci, vite build).

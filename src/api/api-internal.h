@@ -107,6 +107,7 @@ struct mp_request {
         struct mp_route_ctx route; /* filled by mp_api_route */
         struct mp_sse *sse;        /* an event stream this request answers with */
         bool omit_result;          /* GET /tasks/{id}?result=omit */
+        char rerun_of[MP_ID_LEN + 1]; /* POST /tasks/{id}/rerun?wait: the task re-run (api-sheets.c) */
         /* X-Request-Id: the client's when sane, else ours; set as the log context of
          * whichever thread serves this request, echoed in the answer. */
         char request_id[MP_LOG_ID_MAX + 1];

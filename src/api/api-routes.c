@@ -10,6 +10,7 @@
 #include "base/json.h"
 #include "api/api-guard.h"
 #include "api/api-internal.h"
+#include "api/api-sheets.h"
 #include "api/api-tasks.h"
 #include "api/api-company.h"
 #include "api/api-retention.h"
@@ -643,6 +644,9 @@ static enum MHD_Result task_get(struct mp_route_ctx *c) {
         const char *result = mp_route_query(c, "result");
         long wait;
 
+        if (mp_api_wants_xlsx(c)) /* a tabular result as a spreadsheet (api-sheets.c) */
+                return mp_api_task_xlsx(c);
+
         if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0)
                 return mp_route_problem(c);
         /* ?result=omit: the task without its result (its size instead), so that a page
@@ -814,6 +818,13 @@ const struct mp_api_route mp_api_routes[] = {
                  mp_api_review_reject),
         MP_ROUTE("GET", "/api/v1/company/settings", SIGNED_IN, 0, mp_api_company_settings_get),
         MP_ROUTE("PUT", "/api/v1/company/settings", MP_SCOPE_TOKENS, 0, mp_api_company_settings_set),
+        /* Calculation sheets, re-runs and comparisons (docs/sheets.md, docs/api.md#provenance):
+         * reading a sheet or a comparison reads tasks; a re-run is a call (execute). A PDF
+         * sheet runs weasyprint: slow work. */
+        MP_ROUTE("GET", "/api/v1/tasks/{id}/sheet", MP_SCOPE_TASKS_READ, SLOW, mp_api_task_sheet),
+        MP_ROUTE("GET", "/api/v1/workflow-runs/{id}/sheet", MP_SCOPE_TASKS_READ, SLOW, mp_api_run_sheet),
+        MP_ROUTE("POST", "/api/v1/tasks/{id}/rerun", MP_SCOPE_EXECUTE, 0, mp_api_task_rerun),
+        MP_ROUTE("GET", "/api/v1/tasks/{a}/diff/{b}", MP_SCOPE_TASKS_READ, 0, mp_api_task_diff),
 };
 const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
 

@@ -12,6 +12,7 @@
 #include "api/api-guard.h"
 #include "api/api-web.h"
 #include "api/api-internal.h"
+#include "api/api-sheets.h"
 #include "api/api-tasks.h"
 #include "api/api-tls.h"
 #include "base/limits.h"
@@ -218,8 +219,10 @@ static int look(struct mp_api *api, const struct mp_principal *p, const char *id
 }
 
 /* What a long poll found: a run as it is, a task without its result when it asked so. */
-static enum MHD_Result send_looked(struct mp_request *req, struct MHD_Connection *conn, unsigned status,
-                                   json_t *j) {
+static enum MHD_Result send_looked(struct mp_api *api, struct mp_request *req, struct MHD_Connection *conn,
+                                   unsigned status, json_t *j) {
+        if (req->rerun_of[0] && j) /* a re-run's answer (api-sheets.c) */
+                return mp_api_send_rerun(api, conn, status, &req->principal, req->rerun_of, j);
         if (req->wait_run)
                 return mp_api_send_json(conn, status, j);
         if (req->omit_result && j)
@@ -235,7 +238,7 @@ static enum MHD_Result answer_task(struct mp_api *api, struct MHD_Connection *co
 
         if (look(api, &req->principal, req->wait_task, req->wait_run, &task, &ended, &err) < 0)
                 return mp_api_send_problem(conn, &err);
-        return send_looked(req, conn, ended ? req->ended_status : req->pending_status, task);
+        return send_looked(api, req, conn, ended ? req->ended_status : req->pending_status, task);
 }
 
 static enum MHD_Result wait_for(struct mp_api *api, struct MHD_Connection *conn, struct mp_request *req,
@@ -287,7 +290,7 @@ static enum MHD_Result wait_for(struct mp_api *api, struct MHD_Connection *conn,
                 }
                 if (err.status)
                         return mp_api_send_problem(conn, &err);
-                return send_looked(req, conn, ended ? ended_status : pending_status, task);
+                return send_looked(api, req, conn, ended ? ended_status : pending_status, task);
         }
         pthread_mutex_lock(&api->lock);
         if (req->woken) {

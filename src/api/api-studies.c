@@ -11,6 +11,7 @@
 
 #include "base/json.h"
 #include "api/api-guard.h"
+#include "api/api-sheets.h"
 #include "api/api-studies.h"
 #include "base/limits.h"
 #include "base/log.h"
@@ -83,10 +84,23 @@ enum MHD_Result mp_api_study_create(struct mp_route_ctx *c) {
         json_t *out = NULL;
         bool refresh = false;
         bool csv = is_csv(mp_route_header(c, "Content-Type"));
+        _cleanup_free_ char *from_xlsx = NULL; /* an .xlsx upload, read as CSV text (core/xlsx-read.c) */
+        size_t from_xlsx_len = 0;
         int r;
 
         if (mp_route_cache_refresh(c, &refresh) < 0)
                 return mp_route_problem(c);
+        if (mp_api_is_xlsx(mp_route_header(c, "Content-Type"))) {
+                if (c->req->body.len == 0 || mp_xlsx_to_csv(c->req->body.data, c->req->body.len, &from_xlsx,
+                                                             &from_xlsx_len, &c->err) < 0) {
+                        if (!c->err.status) {
+                                mp_error_add_field(&c->err, "body", "is empty");
+                                mp_error_set(&c->err, EINVAL, 422, "validation", "the .xlsx body is empty");
+                        }
+                        return mp_route_problem(c);
+                }
+                csv = true;
+        }
         if (csv) {
                 r = csv_study_body(c, &body);
                 if (r >= 0 && c->req->body.len == 0) {
@@ -97,8 +111,10 @@ enum MHD_Result mp_api_study_create(struct mp_route_ctx *c) {
                 }
         } else
                 r = mp_api_body_json(c->conn, c->req, false, &body, &c->err);
-        if (r < 0 || mp_core_study_create(c->api->core, &c->principal, body, csv ? c->req->body.data ?: "" : NULL,
-                                          csv ? c->req->body.len : 0, refresh, &out, &c->err) < 0)
+        const char *text = from_xlsx ? from_xlsx : c->req->body.data ?: "";
+        size_t text_len = from_xlsx ? from_xlsx_len : c->req->body.len;
+        if (r < 0 || mp_core_study_create(c->api->core, &c->principal, body, csv ? text : NULL,
+                                          csv ? text_len : 0, refresh, &out, &c->err) < 0)
                 return mp_route_problem(c);
         return mp_route_send_owned(c, 201, out);
 }
@@ -333,6 +349,8 @@ enum MHD_Result mp_api_study_results(struct mp_route_ctx *c) {
         json_t *out = NULL;
         long limit;
 
+        if (mp_api_wants_xlsx(c)) /* the table as a spreadsheet (api-sheets.c) */
+                return mp_api_study_xlsx(c);
         if (!wants_csv(c)) {
                 if (mp_route_query_int(c, "limit", 1, MP_MAX_PAGE, MP_DEFAULT_PAGE, &limit) < 0 ||
                     mp_core_study_results(c->api->core, &c->principal, c->param[0], mp_route_query(c, "cursor"), (int) limit,

@@ -470,3 +470,55 @@ int mp_core_company_settings_get(struct mp_core *core, const struct mp_principal
                                  struct mp_error *err);
 int mp_core_company_settings_set(struct mp_core *core, const struct mp_principal *p, json_t *body,
                                  json_t **ret, struct mp_error *err);
+
+/* --- provenance and sheets (provenance.c, sheet.c; docs/sheets.md) ---------------------- */
+/* Add "provenance": {"code_sha256", "environment", "inputs_sha256", "platform_version"} to a
+ * rendered task (fields null when its version is gone). Cannot fail (a field stays null). */
+void mp_core_task_add_provenance(struct mp_core *core, json_t *task);
+/* 1 when two rendered tasks both completed with the same canonical result, 0 when they
+ * ended otherwise, -1 while either has not ended. */
+int mp_core_results_identical(json_t *a, json_t *b);
+/* Run task id again: its version and inputs, never from the result cache; *ret: the new
+ * task, as mp_core_execute returns it. 404 for a task p may not see. */
+int mp_core_task_rerun(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                       struct mp_error *err);
+/* Two tasks' inputs and results compared field by field: {"a", "b", "fields": [{"path",
+ * "a", "b", "equal", "abs_diff"?, "rel_diff"?, "unit"}], "differences", "truncated",
+ * "identical_results"}. 404 for either task p may not see. */
+int mp_core_task_diff(struct mp_core *core, const struct mp_principal *p, const char *a_id, const char *b_id,
+                      json_t **ret, struct mp_error *err);
+/* A task's (a workflow run's) calculation sheet: a whole HTML page, malloc'ed in *ret. */
+int mp_core_task_sheet(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                       size_t *ret_len, struct mp_error *err);
+int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                      size_t *ret_len, struct mp_error *err);
+/* The sheet html as PDF, by weasyprint in a child process (at most 60 s): *ret malloc'ed.
+ * 503 when weasyprint cannot be started or takes too long. */
+int mp_core_sheet_pdf(const char *html, size_t len, char **ret, size_t *ret_len, struct mp_error *err);
+
+/* --- spreadsheets (xlsx.c, xlsx-tables.c; docs/sheets.md#spreadsheets) ------------------ */
+struct mp_xlsx;
+/* A workbook of one worksheet named sheet_name, written row by row. */
+int mp_xlsx_new(const char *sheet_name, struct mp_xlsx **ret);
+/* The next row: values (an array) as cells: numbers as numbers, booleans as booleans,
+ * strings as text (bold when header), null as empty, others as their JSON text. -EFBIG
+ * past Excel's rows, -EIO when the library failed. */
+int mp_xlsx_row(struct mp_xlsx *x, json_t *values, bool header);
+/* Close the workbook: its bytes malloc'ed in *ret. x is still to be freed. */
+int mp_xlsx_finish(struct mp_xlsx *x, char **ret, size_t *ret_len);
+struct mp_xlsx *mp_xlsx_free(struct mp_xlsx *x);
+/* "name [unit]", or name when unit is NULL or empty. */
+json_t *mp_xlsx_header_cell(const char *name, const char *unit);
+/* A task's tabular result (a list of row objects) as .xlsx: columns in the order the
+ * rows first hold them, units from the version's output schema (its "items"). 406
+ * when the result is not a list of objects; 404 as mp_core_task_get. */
+int mp_core_task_xlsx(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                      size_t *ret_len, struct mp_error *err);
+/* A study's results as .xlsx: index, inputs (units from the input schema), outputs
+ * (units from the output schema), status, error; as the CSV export. */
+int mp_core_study_xlsx(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                       size_t *ret_len, struct mp_error *err);
+/* An uploaded .xlsx list design (its first worksheet) as CSV text, for the CSV upload's
+ * parser: strings quoted, numbers and booleans as they are. 422 naming the cause for a
+ * formula, macros, an external link, an error cell, or a file over the caps. */
+int mp_xlsx_to_csv(const char *data, size_t len, char **ret, size_t *ret_len, struct mp_error *err);

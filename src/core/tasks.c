@@ -157,6 +157,7 @@ static int render(struct mp_core *core, json_t *row, json_t **ret, struct mp_err
         int r = render_into(core, t, RENDER_RESULT | RENDER_LOGS, err);
         if (r < 0)
                 return r;
+        mp_core_task_add_provenance(core, t); /* provenance.c */
         *ret = TAKE_PTR(t);
         return 0;
 }

@@ -1,0 +1,707 @@
+/* Calculation sheets (docs/sheets.md): a task, or a workflow run, as one printable HTML
+ * page, and that page as PDF through weasyprint. Everything that comes from a user (names,
+ * descriptions, the docstring, inputs, results, check names) is escaped: a hostile string
+ * stays text. The page references nothing outside itself (figures are data: URIs, the
+ * style is inline), so the PDF renderer has nothing to fetch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "base/limits.h"
+#include "base/log.h"
+#include "blobs/blobs.h"
+#include "core/core-internal.h"
+
+extern char **environ;
+
+#define SHEET_MAX_BYTES (64u << 20)        /* the page, figures included */
+#define SHEET_FIGURE_MAX_BYTES (4u << 20)  /* one figure inlined; a larger one is a line of text */
+#define SHEET_FIGURES_MAX_BYTES (16u << 20) /* all figures of a sheet */
+#define SHEET_VALUE_MAX_CHARS 2000         /* one value's JSON shown; longer is cut, said so */
+#define SHEET_PDF_TIMEOUT_S 60             /* weasyprint's time for one sheet */
+
+static const char STYLE[] =
+        "body{font-family:'DejaVu Sans',Arial,sans-serif;font-size:10pt;color:#111;margin:0 auto;max-width:190mm}"
+        "h1{font-size:16pt;margin:0 0 4pt}h2{font-size:12pt;border-bottom:1px solid #444;margin:14pt 0 4pt}"
+        "table{border-collapse:collapse;width:100%;margin:4pt 0}th,td{border:1px solid #999;padding:2pt 4pt;"
+        "text-align:left;vertical-align:top}th{background:#eee}td.num{text-align:right;font-family:monospace}"
+        "code,pre{font-family:'DejaVu Sans Mono',monospace;font-size:9pt}pre{white-space:pre-wrap;"
+        "background:#f6f6f6;padding:4pt}.pass{color:#060}.fail{color:#a00;font-weight:bold}.note{color:#555;"
+        "font-size:9pt}img{max-width:100%}@page{size:A4;margin:15mm;@bottom-right{content:counter(page) ' / ' "
+        "counter(pages);font-size:8pt}}";
+
+struct sheet {
+        struct mp_buf b;
+        size_t figure_bytes;
+};
+
+static void put(struct sheet *s, const char *text) {
+        mp_buf_append(&s->b, text, strlen(text));
+}
+
+static void putn(struct sheet *s, const char *text, size_t n) {
+        mp_buf_append(&s->b, text, n);
+}
+
+/* HTML-escaped text: &, <, >, " and ' become entities; control characters but tab and
+ * newline are dropped. */
+static void esc_n(struct sheet *s, const char *text, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) text[i];
+                switch (c) {
+                case '&': put(s, "&amp;"); break;
+                case '<': put(s, "&lt;"); break;
+                case '>': put(s, "&gt;"); break;
+                case '"': put(s, "&quot;"); break;
+                case '\'': put(s, "&#39;"); break;
+                default:
+                        if (c >= 0x20 || c == '\n' || c == '\t')
+                                putn(s, (const char *) &text[i], 1);
+                }
+        }
+}
+
+static void esc(struct sheet *s, const char *text) {
+        if (text)
+                esc_n(s, text, strlen(text));
+}
+
+static void putf(struct sheet *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(struct sheet *s, const char *fmt, ...) {
+        char buf[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        put(s, buf);
+}
+
+static void time_of(json_t *v, char *buf, size_t size) {
+        if (json_is_string(v)) {
+                snprintf(buf, size, "%s", json_string_value(v));
+                return;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+                snprintf(buf, size, "-");
+                return;
+        }
+        time_t t = (time_t) (json_integer_value(v) / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* A value: a string as itself, anything else as its JSON (reals with the fewest digits). */
+static void value(struct sheet *s, json_t *v) {
+        if (!v) {
+                put(s, "-");
+                return;
+        }
+        if (json_is_string(v)) {
+                size_t n = json_string_length(v);
+                esc_n(s, json_string_value(v), n > SHEET_VALUE_MAX_CHARS ? SHEET_VALUE_MAX_CHARS : n);
+                if (n > SHEET_VALUE_MAX_CHARS)
+                        put(s, " <span class=\"note\">[cut]</span>");
+                return;
+        }
+        _cleanup_free_ char *text = mp_json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (!text)
+                return;
+        size_t n = strlen(text);
+        esc_n(s, text, n > SHEET_VALUE_MAX_CHARS ? SHEET_VALUE_MAX_CHARS : n);
+        if (n > SHEET_VALUE_MAX_CHARS)
+                put(s, " <span class=\"note\">[cut: the whole value is in the task's JSON]</span>");
+}
+
+static const char *unit_of(json_t *schema, const char *key) {
+        return json_string_value(json_object_get(json_object_get(json_object_get(schema, "properties"), key), "x-unit"));
+}
+
+/* A table of name, value, unit; obj not an object: one row with its value. */
+static void values_table(struct sheet *s, json_t *obj, json_t *schema) {
+        const char *k;
+        json_t *v;
+        if (!json_is_object(obj)) {
+                put(s, "<table><tr><th>value</th></tr><tr><td class=\"num\">");
+                value(s, obj ? obj : json_null());
+                put(s, "</td></tr></table>\n");
+                return;
+        }
+        put(s, "<table><tr><th>name</th><th>value</th><th>unit</th></tr>\n");
+        json_object_foreach(obj, k, v) {
+                if (!strcmp(k, "checks") && json_is_array(v))
+                        continue; /* its own table */
+                put(s, "<tr><td>");
+                esc(s, k);
+                put(s, json_is_number(v) ? "</td><td class=\"num\">" : "</td><td>");
+                value(s, v);
+                put(s, "</td><td>");
+                esc(s, unit_of(schema, k) ?: "");
+                put(s, "</td></tr>\n");
+        }
+        put(s, "</table>\n");
+}
+
+/* --- Markdown: a small, safe subset ------------------------------------------------
+ * Headings (#), bullet lists (- or *), fenced code (```), paragraphs, and inline `code`,
+ * **strong** and *emphasis*. Nothing else becomes markup: links, images and raw HTML stay
+ * text, escaped. Formulas between $ signs are kept as written. */
+
+static void inline_md(struct sheet *s, const char *t, size_t n) {
+        size_t i = 0, start = 0;
+        while (i < n) {
+                const char *mark = NULL, *tag = NULL;
+                size_t mlen = 0;
+                if (t[i] == '`')
+                        mark = "`", mlen = 1, tag = "code";
+                else if (i + 1 < n && t[i] == '*' && t[i + 1] == '*')
+                        mark = "**", mlen = 2, tag = "strong";
+                else if (t[i] == '*' && i + 1 < n && t[i + 1] != ' ')
+                        mark = "*", mlen = 1, tag = "em";
+                if (mark) {
+                        const char *end = memmem(t + i + mlen, n - i - mlen, mark, mlen);
+                        if (end && end > t + i + mlen) {
+                                esc_n(s, t + start, i - start);
+                                putf(s, "<%s>", tag);
+                                esc_n(s, t + i + mlen, (size_t) (end - (t + i + mlen)));
+                                putf(s, "</%s>", tag);
+                                i = (size_t) (end - t) + mlen;
+                                start = i;
+                                continue;
+                        }
+                }
+                i++;
+        }
+        esc_n(s, t + start, n - start);
+}
+
+static void markdown(struct sheet *s, const char *text) {
+        enum { NONE, PARA, LIST, CODE } state = NONE;
+        const char *line = text;
+        while (line && *line) {
+                const char *nl = strchr(line, '\n');
+                size_t n = nl ? (size_t) (nl - line) : strlen(line);
+                const char *t = line;
+                size_t tn = n;
+                while (tn && (*t == ' ' || *t == '\t'))
+                        t++, tn--;
+                while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\r'))
+                        tn--;
+                if (tn >= 3 && !strncmp(t, "```", 3)) {
+                        if (state == CODE) {
+                                put(s, "</pre>\n");
+                                state = NONE;
+                        } else {
+                                put(s, state == PARA ? "</p>\n" : state == LIST ? "</ul>\n" : "");
+                                put(s, "<pre>");
+                                state = CODE;
+                        }
+                } else if (state == CODE) {
+                        esc_n(s, line, n);
+                        put(s, "\n");
+                } else if (tn == 0) {
+                        put(s, state == PARA ? "</p>\n" : state == LIST ? "</ul>\n" : "");
+                        state = NONE;
+                } else if (t[0] == '#') {
+                        size_t level = 0;
+                        while (level < tn && t[level] == '#')
+                                level++;
+                        put(s, state == PARA ? "</p>\n" : state == LIST ? "</ul>\n" : "");
+                        state = NONE;
+                        put(s, "<h3>");
+                        size_t skip = level < tn && t[level] == ' ' ? level + 1 : level;
+                        inline_md(s, t + skip, tn - skip);
+                        put(s, "</h3>\n");
+                } else if (tn >= 2 && (t[0] == '-' || t[0] == '*') && t[1] == ' ') {
+                        if (state != LIST) {
+                                put(s, state == PARA ? "</p>\n" : "");
+                                put(s, "<ul>\n");
+                                state = LIST;
+                        }
+                        put(s, "<li>");
+                        inline_md(s, t + 2, tn - 2);
+                        put(s, "</li>\n");
+                } else {
+                        if (state != PARA) {
+                                put(s, state == LIST ? "</ul>\n" : "");
+                                put(s, "<p>");
+                                state = PARA;
+                        } else {
+                                put(s, "\n");
+                        }
+                        inline_md(s, t, tn);
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        put(s, state == PARA ? "</p>\n" : state == LIST ? "</ul>\n" : state == CODE ? "</pre>\n" : "");
+        if (strchr(text, '$'))
+                put(s, "<p class=\"note\">Formulas between $ signs are shown as written (LaTeX source), "
+                       "not typeset.</p>\n");
+}
+
+/* The handler's whole docstring, read from its code (the schema keeps its first paragraph
+ * only): the triple-quoted string that opens the body of "def <handler>(", its indent
+ * removed as Python's inspect.cleandoc does, "\\" read as "\". NULL when there is none;
+ * malloc'ed. A scanner, not a parser: a docstring it cannot find is the schema's. */
+static char *docstring_of(const char *code, const char *handler) {
+        char pat[160];
+        const char *p = NULL, *q;
+        if (!code || !handler)
+                return NULL;
+        snprintf(pat, sizeof(pat), "def %s(", handler);
+        for (q = code; (q = strstr(q, pat)); q++)
+                if (q == code || q[-1] == '\n' || q[-1] == ' ') {
+                        p = q + strlen(pat);
+                        break;
+                }
+        if (!p)
+                return NULL;
+        int depth = 1;
+        for (; *p && depth > 0; p++)
+                depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+        while (*p && *p != ':')
+                p++;
+        if (!*p)
+                return NULL;
+        p++;
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+                p++;
+        if (*p == 'r' || *p == 'R' || *p == 'u' || *p == 'U')
+                p++;
+        if (strncmp(p, "\"\"\"", 3) && strncmp(p, "'''", 3))
+                return NULL;
+        char quote[4] = { p[0], p[0], p[0], 0 };
+        p += 3;
+        const char *end = strstr(p, quote);
+        if (!end)
+                return NULL;
+        /* The common indent of the non-blank lines after the first. */
+        size_t indent = (size_t) -1;
+        for (const char *l = p; l < end;) {
+                const char *nl = memchr(l, '\n', (size_t) (end - l));
+                if (!nl)
+                        break;
+                const char *c = nl + 1;
+                size_t n = 0;
+                while (c + n < end && (c[n] == ' ' || c[n] == '\t'))
+                        n++;
+                if (c + n < end && c[n] != '\n' && n < indent)
+                        indent = n;
+                l = c;
+        }
+        struct mp_buf b = { 0 };
+        bool first = true;
+        for (const char *l = p; l < end;) {
+                const char *nl = memchr(l, '\n', (size_t) (end - l));
+                const char *le = nl ? nl : end;
+                size_t n = 0;
+                while ((first || n < indent) && l + n < le && (l[n] == ' ' || l[n] == '\t'))
+                        n++;
+                for (const char *c = l + n; c < le; c++) {
+                        if (c[0] == '\\' && c + 1 < le && c[1] == '\\')
+                                c++;
+                        mp_buf_append(&b, c, 1);
+                }
+                mp_buf_append(&b, "\n", 1);
+                first = false;
+                l = nl ? nl + 1 : end;
+        }
+        return mp_buf_steal(&b);
+}
+
+/* --- parts of a sheet --- */
+
+static void head(struct sheet *s, const char *title) {
+        put(s, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               "<meta name=\"generator\" content=\"MecaPy " MECAPY_VERSION "\"><title>");
+        esc(s, title);
+        put(s, "</title><style>");
+        put(s, STYLE);
+        put(s, "</style></head><body>\n");
+}
+
+static void meta_row(struct sheet *s, const char *name, const char *text) {
+        put(s, "<tr><th>");
+        put(s, name);
+        put(s, "</th><td>");
+        esc(s, text ? text : "-");
+        put(s, "</td></tr>\n");
+}
+
+static const char *image_type(const char *name) {
+        static const struct { const char *ext, *type; } types[] = {
+                { ".png", "image/png" }, { ".jpg", "image/jpeg" }, { ".jpeg", "image/jpeg" },
+                { ".gif", "image/gif" }, { ".svg", "image/svg+xml" },
+        };
+        const char *dot = name ? strrchr(name, '.') : NULL;
+        for (size_t i = 0; dot && i < ELEMENTSOF(types); i++)
+                if (!strcasecmp(dot, types[i].ext))
+                        return types[i].type;
+        return NULL;
+}
+
+/* Figures: the task's image artifacts, inlined as data: URIs (an <img> never runs a
+ * script, an SVG's included). row: the task row, with its artifacts' blob keys. */
+static void figures(struct mp_core *core, struct sheet *s, json_t *row) {
+        json_t *a;
+        size_t i;
+        bool any = false;
+        json_array_foreach(json_object_get(row, "artifacts"), i, a) {
+                const char *name = json_string_value(json_object_get(a, "name"));
+                const char *key = json_string_value(json_object_get(a, "blob"));
+                const char *type = image_type(name);
+                json_int_t size = json_integer_value(json_object_get(a, "size"));
+                if (!type || !key)
+                        continue;
+                if (!any)
+                        put(s, "<h2>Figures</h2>\n");
+                any = true;
+                put(s, "<figure>");
+                _cleanup_free_ char *data = NULL;
+                _cleanup_error_ struct mp_error err = { 0 };
+                size_t len = 0;
+                if (size > (json_int_t) SHEET_FIGURE_MAX_BYTES ||
+                    s->figure_bytes + (size_t) size > SHEET_FIGURES_MAX_BYTES ||
+                    MP_BLOBS(core->blobs)->get(core->blobs, key, SHEET_FIGURE_MAX_BYTES, &data, &len, &err) < 0) {
+                        put(s, "<p class=\"note\">(this figure is too large to be included, or cannot be read now; "
+                               "it is the task's artifact)</p>");
+                } else {
+                        size_t b64 = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+                        _cleanup_free_ char *enc = malloc(b64);
+                        if (enc) {
+                                sodium_bin2base64(enc, b64, (const unsigned char *) data, len,
+                                                  sodium_base64_VARIANT_ORIGINAL);
+                                putf(s, "<img alt=\"figure\" src=\"data:%s;base64,", type);
+                                put(s, enc);
+                                put(s, "\">");
+                                s->figure_bytes += len;
+                        }
+                }
+                put(s, "<figcaption>");
+                esc(s, name);
+                put(s, "</figcaption></figure>\n");
+        }
+}
+
+static void checks(struct sheet *s, json_t *list) {
+        json_t *c;
+        size_t i;
+        if (!json_is_array(list) || json_array_size(list) == 0)
+                return;
+        put(s, "<h2>Checks</h2>\n<table><tr><th>check</th><th>value</th><th>limit</th><th>unit</th>"
+               "<th>utilisation</th><th>result</th></tr>\n");
+        json_array_foreach(list, i, c) {
+                json_t *passed = json_object_get(c, "passed");
+                put(s, "<tr><td>");
+                value(s, json_object_get(c, "name"));
+                put(s, "</td><td class=\"num\">");
+                value(s, json_object_get(c, "value"));
+                put(s, "</td><td class=\"num\">");
+                value(s, json_object_get(c, "limit"));
+                put(s, "</td><td>");
+                esc(s, json_string_value(json_object_get(c, "unit")) ?: "");
+                put(s, "</td><td class=\"num\">");
+                json_t *u = json_object_get(c, "utilisation");
+                if (json_is_number(u))
+                        putf(s, "%.3g", json_number_value(u));
+                else
+                        put(s, "-");
+                put(s, "</td><td>");
+                put(s, json_is_true(passed) ? "<span class=\"pass\">pass</span>"
+                       : json_is_false(passed) ? "<span class=\"fail\">FAIL</span>" : "-");
+                put(s, "</td></tr>\n");
+        }
+        put(s, "</table>\n");
+}
+
+static json_t *result_of(json_t *task) {
+        json_t *rj = json_object_get(task, "result_json");
+        if (!json_is_string(rj))
+                return NULL;
+        return json_loadb(json_string_value(rj), json_string_length(rj), JSON_DECODE_ANY, NULL);
+}
+
+static const char *email_of(struct mp_core *core, const char *user_id, char *buf, size_t size) {
+        _cleanup_json_ json_t *u = NULL;
+        _cleanup_error_ struct mp_error err = { 0 };
+        if (!user_id)
+                return NULL;
+        if (MP_STORE(core->store)->user_get(core->store, "id", user_id, &u, &err) < 0)
+                return user_id;
+        snprintf(buf, size, "%s", json_string_value(json_object_get(u, "email")) ?: user_id);
+        return buf;
+}
+
+/* The body of one task's sheet; level 2 (a whole page) or 3 (a node of a run). */
+static int task_part(struct mp_core *core, const struct mp_principal *p, struct sheet *s, const char *id,
+                     bool whole, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL, *task = NULL, *fn = NULL, *ver = NULL, *result = NULL;
+        char when[64], buf[256], email[320];
+        int r;
+
+        if ((r = mp_core_task_load(core, p, id, &row, err)) < 0 ||
+            (r = mp_core_task_get(core, p, id, &task, NULL, err)) < 0)
+                return r;
+        const char *fid = json_string_value(json_object_get(task, "function_id"));
+        _cleanup_error_ struct mp_error ferr = { 0 };
+        (void) MP_STORE(core->store)->function_get(core->store, fid ?: "", &fn, &ferr);
+        mp_error_clear(&ferr);
+        (void) MP_STORE(core->store)->function_get_version(core->store, fid ?: "",
+                        (int) json_integer_value(json_object_get(task, "version")), &ver, &ferr);
+        json_t *schema = json_object_get(ver, "input_schema");
+        const char *name = json_string_value(json_object_get(fn, "name")) ?: fid;
+        const char *description = json_string_value(json_object_get(fn, "description"));
+        json_t *prov = json_object_get(task, "provenance");
+
+        if (whole) {
+                put(s, "<header><h1>Calculation sheet: ");
+                esc(s, name);
+                put(s, "</h1>\n");
+        } else {
+                put(s, "<section><h2>");
+                esc(s, name);
+                put(s, "</h2>\n");
+        }
+        if (description) {
+                put(s, "<p>");
+                esc(s, description);
+                put(s, "</p>\n");
+        }
+        if (whole)
+                put(s, "</header>\n");
+        put(s, "<table class=\"meta\">\n");
+        meta_row(s, "Task", id);
+        snprintf(buf, sizeof(buf), "%s (id %s)", name ?: "-", fid ?: "-");
+        meta_row(s, "Function", buf);
+        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(task, "version")));
+        meta_row(s, "Version", buf);
+        meta_row(s, "Code SHA-256", json_string_value(json_object_get(prov, "code_sha256")));
+        meta_row(s, "Environment", json_string_value(json_object_get(prov, "environment")));
+        meta_row(s, "Run by", email_of(core, json_string_value(json_object_get(row, "owner_id")), email, sizeof(email)));
+        time_of(json_object_get(task, "started_at"), when, sizeof(when));
+        meta_row(s, "Started", when);
+        time_of(json_object_get(task, "finished_at"), when, sizeof(when));
+        meta_row(s, "Finished", when);
+        meta_row(s, "Status", json_string_value(json_object_get(task, "status")));
+        put(s, "</table>\n");
+
+        put(s, "<h2>Inputs</h2>\n");
+        values_table(s, json_object_get(task, "inputs"), schema);
+        json_t *given = json_object_get(task, "inputs_given");
+        if (json_is_object(given) && !json_equal(given, json_object_get(task, "inputs"))) {
+                put(s, "<p class=\"note\">As given (before conversion to the declared units):</p>\n");
+                values_table(s, given, NULL);
+        }
+        put(s, "<h2>Results</h2>\n");
+        result = result_of(task);
+        if (!strcmp(json_string_value(json_object_get(task, "status")) ?: "", "completed")) {
+                values_table(s, result ? result : json_null(), json_object_get(ver, "output_schema"));
+        } else {
+                put(s, "<p class=\"fail\">No result: the task ");
+                esc(s, json_string_value(json_object_get(task, "status")));
+                put(s, ".</p>\n");
+                json_t *e = json_object_get(task, "error");
+                if (e) {
+                        put(s, "<pre>");
+                        value(s, json_object_get(e, "message") ?: e);
+                        put(s, "</pre>\n");
+                }
+        }
+        json_t *ch = json_object_get(task, "checks");
+        checks(s, json_is_array(ch) ? ch : json_object_get(result, "checks"));
+        figures(core, s, row);
+        _cleanup_free_ char *whole_doc = docstring_of(json_string_value(json_object_get(ver, "code")),
+                                                      json_string_value(json_object_get(ver, "handler")) ?: "main");
+        const char *doc = whole_doc ? whole_doc : json_string_value(json_object_get(schema, "description"));
+        if (doc && *doc) {
+                put(s, "<h2>Method</h2>\n<div class=\"doc\">");
+                markdown(s, doc);
+                put(s, "</div>\n");
+        }
+        put(s, "<h2>Provenance</h2>\n<table>\n");
+        meta_row(s, "Code SHA-256", json_string_value(json_object_get(prov, "code_sha256")));
+        meta_row(s, "Environment", json_string_value(json_object_get(prov, "environment")));
+        meta_row(s, "Inputs SHA-256", json_string_value(json_object_get(prov, "inputs_sha256")));
+        meta_row(s, "Platform version", json_string_value(json_object_get(prov, "platform_version")));
+        put(s, "</table>\n");
+        if (!whole)
+                put(s, "</section>\n");
+        return 0;
+}
+
+static int finish(struct sheet *s, char **ret, size_t *ret_len, struct mp_error *err) {
+        char when[64];
+        _cleanup_json_ json_t *now = json_integer((json_int_t) mp_now_ms());
+        time_of(now, when, sizeof(when));
+        put(s, "<footer class=\"note\"><p>Made by MecaPy " MECAPY_VERSION " on ");
+        esc(s, when);
+        put(s, ".</p></footer>\n</body></html>\n");
+        if (s->b.len > SHEET_MAX_BYTES) {
+                mp_buf_free(&s->b);
+                return mp_error_set(err, EFBIG, 413, "too_large", "the sheet would exceed %u MiB",
+                                    SHEET_MAX_BYTES >> 20);
+        }
+        *ret_len = s->b.len;
+        *ret = mp_buf_steal(&s->b);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int mp_core_task_sheet(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                       size_t *ret_len, struct mp_error *err) {
+        struct sheet s = { 0 };
+        char title[128];
+        snprintf(title, sizeof(title), "Calculation sheet, task %.40s", id);
+        head(&s, title);
+        int r = task_part(core, p, &s, id, true, err);
+        if (r < 0) {
+                mp_buf_free(&s.b);
+                return r;
+        }
+        return finish(&s, ret, ret_len, err);
+}
+
+int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
+                      size_t *ret_len, struct mp_error *err) {
+        _cleanup_json_ json_t *run = NULL;
+        struct sheet s = { 0 };
+        char title[128], when[64];
+        int r;
+
+        if ((r = mp_core_workflow_run_get(core, p, id, &run, NULL, err)) < 0)
+                return r;
+        snprintf(title, sizeof(title), "Calculation sheet, workflow run %.40s", id);
+        head(&s, title);
+        put(&s, "<header><h1>Calculation sheet: workflow run</h1></header>\n<table>\n");
+        meta_row(&s, "Run", id);
+        meta_row(&s, "Workflow", json_string_value(json_object_get(run, "workflow_id")));
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(run, "version")));
+        meta_row(&s, "Version", buf);
+        meta_row(&s, "Status", json_string_value(json_object_get(run, "status")));
+        time_of(json_object_get(run, "started_at"), when, sizeof(when));
+        meta_row(&s, "Started", when);
+        time_of(json_object_get(run, "finished_at"), when, sizeof(when));
+        meta_row(&s, "Finished", when);
+        put(&s, "</table>\n<h2>Inputs</h2>\n");
+        values_table(&s, json_object_get(run, "inputs"), NULL);
+        put(&s, "<h2>Outputs</h2>\n");
+        values_table(&s, json_object_get(run, "outputs") ?: json_null(), NULL);
+        /* Each node: its task's own sheet part, or its state when it has no task. */
+        size_t i;
+        json_t *n;
+        json_array_foreach(json_object_get(run, "nodes"), i, n) {
+                const char *tid = json_string_value(json_object_get(n, "task_id"));
+                if (tid && task_part(core, p, &s, tid, false, err) >= 0)
+                        continue;
+                mp_error_clear(err);
+                put(&s, "<section><h2>Node ");
+                esc(&s, json_string_value(json_object_get(n, "id")));
+                put(&s, "</h2><p>");
+                esc(&s, json_string_value(json_object_get(n, "status")));
+                put(&s, "</p></section>\n");
+        }
+        return finish(&s, ret, ret_len, err);
+}
+
+/* --- PDF ---------------------------------------------------------------------------- */
+
+static int read_all_fd(int fd, size_t max, char **ret, size_t *ret_len) {
+        struct mp_buf b = { 0 };
+        char chunk[65536];
+        ssize_t n;
+        while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
+                if (b.len + (size_t) n > max) {
+                        mp_buf_free(&b);
+                        return -EFBIG;
+                }
+                if (mp_buf_append(&b, chunk, (size_t) n) < 0) {
+                        mp_buf_free(&b);
+                        return -ENOMEM;
+                }
+        }
+        if (n < 0) {
+                mp_buf_free(&b);
+                return -errno;
+        }
+        *ret_len = b.len;
+        *ret = mp_buf_steal(&b);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int mp_core_sheet_pdf(const char *html, size_t len, char **ret, size_t *ret_len, struct mp_error *err) {
+        char in_path[] = "/tmp/mecapy-sheet-XXXXXX.html", out_path[] = "/tmp/mecapy-sheet-XXXXXX.pdf";
+        _cleanup_close_ int in_fd = -1, out_fd = -1;
+        posix_spawn_file_actions_t fa;
+        pid_t pid;
+        int r, status = 0;
+
+        in_fd = mkostemps(in_path, 5, O_CLOEXEC);
+        if (in_fd < 0)
+                return mp_error_set(err, errno, 500, "internal", "the sheet cannot be written for the PDF renderer");
+        out_fd = mkostemps(out_path, 4, O_CLOEXEC);
+        if (out_fd < 0) {
+                r = -errno;
+                unlink(in_path);
+                return mp_error_set(err, -r, 500, "internal", "the sheet cannot be written for the PDF renderer");
+        }
+        if (write(in_fd, html, len) != (ssize_t) len) {
+                unlink(in_path);
+                unlink(out_path);
+                return mp_error_set(err, EIO, 500, "internal", "the sheet cannot be written for the PDF renderer");
+        }
+        /* The page references nothing but itself (data: figures, inline style): the base
+         * URL is the file, and weasyprint has nothing to fetch. */
+        char *argv[] = { "weasyprint", "--quiet", "--base-url", in_path, in_path, out_path, NULL };
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+        r = posix_spawnp(&pid, "weasyprint", &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (r != 0) {
+                unlink(in_path);
+                unlink(out_path);
+                return mp_error_set(err, r, 503, "unavailable",
+                                    "PDF sheets need weasyprint on the server, which cannot be started");
+        }
+        int64_t deadline = mp_mono_ms() + SHEET_PDF_TIMEOUT_S * 1000;
+        bool done = false;
+        while (!done) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid)
+                        done = true;
+                else if (w < 0 && errno != EINTR)
+                        break;
+                else if (mp_mono_ms() > deadline) {
+                        kill(pid, SIGKILL);
+                        (void) waitpid(pid, &status, 0);
+                        unlink(in_path);
+                        unlink(out_path);
+                        return mp_error_set(err, ETIMEDOUT, 503, "unavailable",
+                                            "the PDF renderer took more than %d s", SHEET_PDF_TIMEOUT_S);
+                } else
+                        usleep(20000);
+        }
+        unlink(in_path);
+        if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                unlink(out_path);
+                mp_err("weasyprint failed on a sheet (status %d)", status);
+                return mp_error_set(err, EIO, 500, "internal", "the PDF renderer failed on this sheet");
+        }
+        _cleanup_close_ int pdf_fd = open(out_path, O_RDONLY | O_CLOEXEC);
+        r = pdf_fd < 0 ? -errno : read_all_fd(pdf_fd, SHEET_MAX_BYTES, ret, ret_len);
+        unlink(out_path);
+        if (r < 0)
+                return mp_error_set(err, -r, 500, "internal", "the rendered PDF cannot be read back");
+        return 0;
+}
