@@ -126,3 +126,6 @@
 #define MP_MAX_USAGE_DAYS            366
 #define MP_MAX_QUOTA_VALUE           1000000000000LL
 #define MP_QUOTA_HOLD_MS             1000
+
+/* units: the checks one result may declare (more are left out of the task's "checks") */
+#define MP_MAX_CHECKS 256

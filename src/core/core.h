@@ -302,6 +302,21 @@ int mp_core_workers(struct mp_core *core, const struct mp_principal *p, json_t *
 /* Validate inputs against a version's input schema; field errors go to err->errors with
  * paths under "inputs". 0 or -EINVAL (422). Exposed for tests. */
 int mp_core_schema_validate(json_t *schema, json_t *inputs, struct mp_error *err);
+/* Units (core/units.c): a parameter with "x-unit" given as a quantity ("2.5 ft",
+ * {"value": 2.5, "unit": "ft"}) is replaced in `inputs` by its value in the declared
+ * unit; a wrong dimension or an unknown unit is a 422 at "inputs.<name>". Called by
+ * mp_core_schema_validate (which thus converts in place). 0 or -EINVAL. */
+int mp_core_schema_convert(json_t *schema, json_t *inputs, struct mp_error *err);
+/* The analysis of a version's code: each unit it declared ("units": [{"field", "unit",
+ * "line"}]) is checked against the registry (an unknown one adds a "code" error with its
+ * line), and input_schema's and output_schema's properties with "x-unit" gain
+ * "x-dimension". Returns the number of errors added. */
+int mp_core_schema_units(json_t *analysis, struct mp_error *err);
+/* The checks a result declared (its "checks": [{"name", "value", "limit", "unit"}]),
+ * each with "utilisation" (value / limit; null when the limit is 0) and "passed"
+ * (utilisation <= 1); at most MP_MAX_CHECKS. A new array (empty when none), or NULL
+ * when out of memory. */
+json_t *mp_core_result_checks(json_t *result);
 
 /* --- parameter studies (studies.c, docs/studies.md) --- */
 /* body {"name"?, "notes"?, "target": {"function": name or id, "version"?}, "fixed"?,

@@ -350,6 +350,12 @@ static const char *const migrations[] = {
         "  WHERE cached_from IS NULL"
         "  GROUP BY queued_at / 86400000, owner_id, COALESCE(company_id, '');"
         "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at);",
+        /* 14 (units; docs/functions.md#units): a version's output schema (the result's
+         * fields and their units), a task's inputs as sent (before the conversion of
+         * quantities to the declared units) and the checks its result declared. */
+        "ALTER TABLE function_versions ADD COLUMN output_schema TEXT;"
+        "ALTER TABLE tasks ADD COLUMN inputs_given TEXT;"
+        "ALTER TABLE tasks ADD COLUMN checks TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -362,6 +368,7 @@ static inline bool is_json_column(const char *name) {
                 "target", "fixed", "design", /* studies, study_points */
                 "solvers", /* function_versions */
                 "progress", /* tasks (events) */
+                "output_schema", "inputs_given", "checks", /* units */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -451,6 +458,7 @@ static const struct col version_cols[] = {
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
         { "cache", COL_INT, 0, NULL, NULL }, /* 1: calls answered from the result cache */
         { "solvers", COL_JSON, 0, NULL, NULL }, /* ["calculix", "gmsh"]: the solver environment */
+        { "output_schema", COL_JSON, 0, NULL, NULL }, /* the result's fields and units */
 };
 
 static const struct col function_update_cols[] = {
@@ -479,6 +487,8 @@ static const struct col task_cols[] = {
         { "cache_key", COL_TEXT, 0, NULL, NULL },
         /* the API request that created it (logs) */
         { "request_id", COL_TEXT, 0, NULL, NULL },
+        /* the inputs as the caller sent them (quantities before conversion) */
+        { "inputs_given", COL_JSON, 0, NULL, NULL },
 };
 
 /* ---- workflows ---- */
@@ -556,6 +566,7 @@ static const struct col finish_cols[] = {
         { "peak_memory_kb", COL_INT, 0, NULL, NULL },
         { "live_logs", COL_TEXT, 0, NULL, NULL }, /* events: null once the logs are kept */
         { "stored_bytes", COL_INT, 0, NULL, NULL }, /* usage: what the task keeps */
+        { "checks", COL_JSON, 0, NULL, NULL }, /* units: the result's checks, with utilisation */
 };
 
 /* ---- SQL texts shared by the backends ---- */
@@ -653,7 +664,8 @@ static const char SQL_FUNCTION_DELETE[] =
         " result AS result_json, result_blob, error, error_type, error_blob, logs, logs_blob," \
         " logs_truncated, artifacts, queued_at, started_at, finished_at, execution_ms,"        \
         " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
-        " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id, progress"
+        " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id, progress," \
+        " inputs_given, checks"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \
@@ -1084,9 +1096,9 @@ static const char SQL_CACHE_COPY[] =
         "INSERT INTO tasks (id, function_id, version, owner_id, company_id, status, inputs,"
         " result, result_blob, logs, logs_truncated, artifacts, queued_at, started_at,"
         " finished_at, execution_ms, cpu_ms, peak_memory_kb, attempts, study_id, point_index,"
-        " cache_key, cached_from, idempotency_key)"
+        " cache_key, cached_from, idempotency_key, checks)"
         " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
-        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id, ?8"
+        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id, ?8, checks"
         " FROM tasks WHERE id = ?7";
 
 /* ---- retention and deletion (core/retention.c) ---- */
