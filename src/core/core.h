@@ -317,6 +317,19 @@ int mp_core_schema_units(json_t *analysis, struct mp_error *err);
  * (utilisation <= 1); at most MP_MAX_CHECKS. A new array (empty when none), or NULL
  * when out of memory. */
 json_t *mp_core_result_checks(json_t *result);
+/* A study point's governing check (the highest utilisation among a task's "checks"),
+ * added to its outputs as "check.governing" (name), "check.utilisation" and
+ * "check.passed". Nothing when there are no checks. */
+void mp_core_governing_check(json_t *outputs, json_t *checks);
+/* The units of a study's columns ({column: unit}): input names from the version's
+ * input_schema, "result.x" output paths from its output_schema. NULL when out of memory. */
+json_t *mp_core_study_units(json_t *ver, json_t *inputs, json_t *outputs);
+/* The units of a study's columns, for its function's version (an empty object for a
+ * workflow's study, or one without a target); inputs: the input column names.
+ * *ret_checks (optional): whether the version's output schema declares "checks" (the
+ * governing check's columns). */
+int mp_core_study_column_units(struct mp_core *core, const struct mp_principal *p, json_t *study, json_t *inputs,
+                               json_t **ret, bool *ret_checks, struct mp_error *err);
 
 /* --- parameter studies (studies.c, docs/studies.md) --- */
 /* body {"name"?, "notes"?, "target": {"function": name or id, "version"?}, "fixed"?,

@@ -311,3 +311,53 @@ json_t *mp_core_result_checks(json_t *result) {
         }
         return out;
 }
+
+void mp_core_governing_check(json_t *outputs, json_t *checks) {
+        json_t *c, *worst = NULL;
+        size_t i;
+
+        if (!json_is_object(outputs) || !json_array_size(checks))
+                return;
+        json_array_foreach(checks, i, c) {
+                json_t *u = json_object_get(c, "utilisation");
+                if (!worst || (json_is_number(u) && (!json_is_number(json_object_get(worst, "utilisation")) ?
+                                                       false :
+                                                       json_number_value(u) >
+                                                               json_number_value(json_object_get(worst, "utilisation")))) ||
+                    (!json_is_number(u) && json_is_number(json_object_get(worst, "utilisation"))))
+                        worst = c; /* the highest utilisation; one without any (limit 0) governs */
+        }
+        json_object_set(outputs, "check.governing", json_object_get(worst, "name"));
+        json_object_set(outputs, "check.utilisation", json_object_get(worst, "utilisation"));
+        json_object_set(outputs, "check.passed", json_object_get(worst, "passed"));
+}
+
+/* The unit of a study column: "result.x" from the output schema, an input name from
+ * the input schema. NULL when it has none. */
+static const char *column_unit(json_t *ver, const char *column) {
+        json_t *schema = json_object_get(ver, "input_schema");
+        if (!strncmp(column, "result.", 7)) {
+                schema = json_object_get(ver, "output_schema");
+                column += 7;
+        }
+        return json_string_value(json_object_get(json_object_get(json_object_get(schema, "properties"), column),
+                                                 "x-unit"));
+}
+
+json_t *mp_core_study_units(json_t *ver, json_t *inputs, json_t *outputs) {
+        json_t *out = json_object(), *v;
+        size_t i;
+
+        if (!out)
+                return NULL;
+        json_array_foreach(inputs, i, v)
+                if (json_is_string(v) && column_unit(ver, json_string_value(v)))
+                        json_object_set_new(out, json_string_value(v),
+                                            json_string(column_unit(ver, json_string_value(v))));
+        json_array_foreach(outputs, i, v)
+                if (json_is_string(v) && !strncmp(json_string_value(v), "result.", 7) &&
+                    column_unit(ver, json_string_value(v)))
+                        json_object_set_new(out, json_string_value(v),
+                                            json_string(column_unit(ver, json_string_value(v))));
+        return out;
+}

@@ -22,11 +22,11 @@ static const struct mp_unit_def *find_def(const char *name, size_t len) {
 }
 
 /* A name: itself in the table, or a prefix followed by a unit that takes prefixes. */
-static int lookup(const char *name, size_t len, const struct mp_unit_def **ret_def, double *ret_scale) {
+static int lookup(const char *name, size_t len, const struct mp_unit_def **ret_def, int *ret_exp10) {
         const struct mp_unit_def *d = find_def(name, len);
         if (d) {
                 *ret_def = d;
-                *ret_scale = 1.0;
+                *ret_exp10 = 0;
                 return 0;
         }
         for (size_t i = 0; i < ELEMENTSOF(mp_unit_prefixes); i++) {
@@ -34,7 +34,7 @@ static int lookup(const char *name, size_t len, const struct mp_unit_def **ret_d
                 if (pl < len && !memcmp(name, mp_unit_prefixes[i].name, pl) &&
                     (d = find_def(name + pl, len - pl)) && d->prefixable) {
                         *ret_def = d;
-                        *ret_scale = mp_unit_prefixes[i].scale;
+                        *ret_exp10 = mp_unit_prefixes[i].exp10;
                         return 0;
                 }
         }
@@ -96,7 +96,7 @@ int mp_units_parse(const char *text, struct mp_unit *ret) {
         term:;
                 const char *start = s;
                 const struct mp_unit_def *d;
-                double scale;
+                int exp10;
                 long power = 1;
                 size_t len;
 
@@ -105,12 +105,12 @@ int mp_units_parse(const char *text, struct mp_unit *ret) {
                 len = (size_t) (s - start);
                 if (len == 0)
                         return -EINVAL;
-                if (lookup(start, len, &d, &scale) < 0) {
+                if (lookup(start, len, &d, &exp10) < 0) {
                         /* "m2", "mm4": a power written as trailing digits */
                         size_t n = len;
                         while (n > 0 && start[n - 1] >= '0' && start[n - 1] <= '9')
                                 n--;
-                        if (n == len || n == 0 || lookup(start, n, &d, &scale) < 0)
+                        if (n == len || n == 0 || lookup(start, n, &d, &exp10) < 0)
                                 return -EINVAL;
                         power = strtol(start + n, NULL, 10);
                 }
@@ -131,12 +131,13 @@ int mp_units_parse(const char *text, struct mp_unit *ret) {
                 for (int i = 0; i < MP_UNIT_NDIMS; i++)
                         u.dim[i] += d->dim[i] * (int) power;
                 for (long k = 0; k < labs(power); k++) /* no libm in the core: an integer power */
-                        u.factor = power > 0 ? u.factor * (d->factor * scale) : u.factor / (d->factor * scale);
+                        u.factor = power > 0 ? u.factor * d->factor : u.factor / d->factor;
+                u.exp10 += exp10 * (int) power;
                 if (d->offset != 0) {
                         offset_seen = true;
                         offset = d->offset;
                 }
-                if (offset_seen && (terms > 0 || power != 1 || scale != 1.0))
+                if (offset_seen && (terms > 0 || power != 1 || exp10 != 0))
                         return -EINVAL; /* degC*m has no meaning (pint: OffsetUnitCalculusError) */
                 terms++;
                 if (!*s)
@@ -144,7 +145,7 @@ int mp_units_parse(const char *text, struct mp_unit *ret) {
         }
         if (offset_seen && terms > 1)
                 return -EINVAL;
-        if (!isfinite(u.factor) || u.factor == 0)
+        if (!isfinite(u.factor) || u.factor == 0 || u.exp10 < -300 || u.exp10 > 300)
                 return -EINVAL;
         u.offset = offset;
         *ret = u;
@@ -155,12 +156,30 @@ bool mp_units_same_dimension(const struct mp_unit *a, const struct mp_unit *b) {
         return !memcmp(a->dim, b->dim, sizeof(a->dim));
 }
 
+/* value * 10^e, exact powers of ten up to 10^22 (beyond, a product of them) */
+static double scale10(double value, int e) {
+        static const double p10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+        while (e > 22) {
+                value *= 1e22;
+                e -= 22;
+        }
+        while (e < -22) {
+                value /= 1e22;
+                e += 22;
+        }
+        return e >= 0 ? value * p10[e] : value / p10[-e];
+}
+
 double mp_units_convert(double value, const struct mp_unit *from, const struct mp_unit *to) {
-        if (from->factor == to->factor && from->offset == to->offset)
+        if (from->factor == to->factor && from->exp10 == to->exp10 && from->offset == to->offset)
                 return value;
-        if (from->offset == 0 && to->offset == 0)
-                return value * (from->factor / to->factor);
-        return (value * from->factor + from->offset - to->offset) / to->factor;
+        if (from->offset == 0 && to->offset == 0) {
+                double r = from->factor == to->factor ? value : value * (from->factor / to->factor);
+                return scale10(r, from->exp10 - to->exp10);
+        }
+        return scale10(scale10(value, from->exp10) * from->factor + from->offset - to->offset, -to->exp10) /
+               to->factor;
 }
 
 static const struct {

@@ -22,12 +22,13 @@ struct mp_unit_def {
 
 struct mp_unit_prefix {
         const char *name;
-        double scale;
+        int exp10;
 };
 
 struct mp_unit {
         int dim[MP_UNIT_NDIMS];
-        double factor;
+        double factor; /* times 10^exp10: the prefixes' powers of ten are kept exact */
+        int exp10;
         double offset; /* non-zero only for a temperature scale used alone (degC, degF) */
 };
 
