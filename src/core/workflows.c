@@ -95,6 +95,8 @@ static int resolve(void *userdata, const char *function, int version, json_t **r
         *ret = json_pack("{s:O,s:O,s:O}", "function_id", json_object_get(fn, "id"), "version",
                          json_object_get(ver, "version"), "input_schema",
                          json_object_get(ver, "input_schema") ?: json_null());
+        if (*ret && json_is_object(json_object_get(ver, "output_schema"))) /* units: edges check them */
+                json_object_set(*ret, "result_schema", json_object_get(ver, "output_schema"));
         return *ret ? 0 : -ENOMEM;
 }
 

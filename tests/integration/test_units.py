@@ -134,3 +134,66 @@ def test_integer_parameter_with_a_unit_stays_an_integer(api, fname):
     t = api.execute("alice", f["id"], {"n": "2 m"})
     assert t["status"] == "completed", t
     assert t["result"] == {"n": 2000, "is_int": True}
+
+
+# ---- workflows: edges check dimensions at save and convert when the node runs
+
+SPAN = '''\
+from typing import Annotated, TypedDict
+
+
+class Out(TypedDict):
+    span: Annotated[float, "mm"]
+    stress: Annotated[float, "MPa"]
+
+
+def main(L: Annotated[float, "m"]) -> Out:
+    return {"span": L * 1000.0, "stress": 100.0}
+'''
+
+USE = '''\
+from typing import Annotated
+
+
+def main(L: Annotated[float, "m"]):
+    return {"L": L}
+'''
+
+
+def _wf_body(api, span, use, path):
+    return {"name": api.unique("wf-units"),
+            "nodes": [{"id": "a", "function": span["name"], "inputs": {"L": {"param": "L"}}},
+                      {"id": "b", "function": use["name"], "inputs": {"L": {"from": "a", "path": path}}}],
+            "outputs": {"L": {"from": "b", "path": "L"}}}
+
+
+def test_workflow_edge_of_another_dimension_is_refused_at_save(api):
+    span = api.create_function("alice", api.unique("span"), SPAN)
+    use = api.create_function("alice", api.unique("use"), USE)
+    p = assert_problem(api.post("alice", "/workflows", json=_wf_body(api, span, use, "stress")), 422)
+    errs = {e["path"]: e["message"] for e in p["errors"]}
+    assert errs["nodes[1].inputs.L"] == \
+        'node "a" gives stress in MPa (a pressure); L is a length (m)', p
+
+
+def test_workflow_edge_converts_compatible_units_and_params_take_quantities(api):
+    span = api.create_function("alice", api.unique("span"), SPAN)
+    use = api.create_function("alice", api.unique("use"), USE)
+    r = api.post("alice", "/workflows", json=_wf_body(api, span, use, "span"))
+    expect_status(r, 201)
+    wf = r.json()
+    assert wf["input_schema"]["properties"]["L"]["x-unit"] == "m"
+    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"wait": "30"},
+                 json={"inputs": {"L": "2500 mm"}}, timeout=60)
+    expect_status(r, 200, 202)
+    run = r.json()
+    for _ in range(60):
+        if run["finished_at"] is not None:
+            break
+        run = expect_status(api.get("alice", f"/workflow-runs/{run['id']}", params={"wait": "5"}), 200).json()
+    assert run["status"] == "completed", run
+    # a's span is 2500 mm; b reads it in m
+    assert run["outputs"]["L"] == pytest.approx(2.5, rel=1e-12), run
+    p = assert_problem(api.post("alice", f"/workflows/{wf['id']}/execute",
+                                json={"inputs": {"L": "3 kg"}}), 422)
+    assert {e["path"]: e["message"] for e in p["errors"]}["inputs.L"] == "3 kg is a mass; L is a length (m)"
