@@ -207,8 +207,10 @@ static void convert_quantity(json_t *ps, const char *key, const char *declared, 
                 json_object_set_new(inputs, key, json_real(out));
 }
 
-int mp_core_schema_convert(json_t *schema, json_t *inputs, struct mp_error *err) {
+/* Convert every quantity; the number of errors added. */
+static size_t convert_all(json_t *schema, json_t *inputs, struct mp_error *err) {
         json_t *props = json_object_get(schema, "properties"), *ps;
+        size_t before = json_array_size(err->errors);
         const char *key;
         char path[320];
 
@@ -221,6 +223,11 @@ int mp_core_schema_convert(json_t *schema, json_t *inputs, struct mp_error *err)
                 snprintf(path, sizeof(path), "inputs.%s", key);
                 convert_quantity(ps, key, json_string_value(unit), inputs, path, err);
         }
+        return json_array_size(err->errors) - before;
+}
+
+int mp_core_schema_convert(json_t *schema, json_t *inputs, struct mp_error *err) {
+        convert_all(schema, inputs, err);
         return mp_core_validation_done(err, "inputs");
 }
 
@@ -272,15 +279,28 @@ int mp_core_schema_units(json_t *analysis, struct mp_error *err) {
 }
 
 int mp_core_schema_validate(json_t *schema, json_t *inputs, struct mp_error *err) {
-        int r;
         if (!json_is_object(inputs)) {
                 mp_error_add_field(err, "inputs", "expected an object of parameters, got %s",
                                    json_type_name(inputs));
                 return mp_core_validation_done(err, "inputs");
         }
-        if ((r = mp_core_schema_convert(schema, inputs, err)) < 0)
-                return r;
-        validate(schema, inputs, "inputs", 0, err);
+        /* a quantity that does not convert is reported once, not again as "not a number";
+         * the other fields are validated all the same */
+        size_t before = json_array_size(err->errors), added = convert_all(schema, inputs, err);
+        struct mp_error rest = { 0 };
+        json_t *e, *c;
+        size_t i, k;
+        validate(schema, inputs, "inputs", 0, &rest);
+        json_array_foreach(rest.errors, i, e) {
+                const char *path = json_string_value(json_object_get(e, "path"));
+                bool dup = false;
+                for (k = before; k < before + added && (c = json_array_get(err->errors, k)); k++)
+                        dup |= path && !strcmp(path, json_string_value(json_object_get(c, "path")) ?: "");
+                if (!dup)
+                        mp_error_add_field(err, path ? path : "inputs", "%s",
+                                           json_string_value(json_object_get(e, "message")) ?: "");
+        }
+        mp_error_clear(&rest);
         return mp_core_validation_done(err, "inputs");
 }
 
@@ -318,14 +338,13 @@ void mp_core_governing_check(json_t *outputs, json_t *checks) {
 
         if (!json_is_object(outputs) || !json_array_size(checks))
                 return;
+        /* the highest utilisation governs; one without any (a limit of 0) governs all */
         json_array_foreach(checks, i, c) {
                 json_t *u = json_object_get(c, "utilisation");
-                if (!worst || (json_is_number(u) && (!json_is_number(json_object_get(worst, "utilisation")) ?
-                                                       false :
-                                                       json_number_value(u) >
-                                                               json_number_value(json_object_get(worst, "utilisation")))) ||
-                    (!json_is_number(u) && json_is_number(json_object_get(worst, "utilisation"))))
-                        worst = c; /* the highest utilisation; one without any (limit 0) governs */
+                json_t *wu = worst ? json_object_get(worst, "utilisation") : NULL;
+                if (!worst || (!json_is_number(u) && json_is_number(wu)) ||
+                    (json_is_number(u) && json_is_number(wu) && json_number_value(u) > json_number_value(wu)))
+                        worst = c;
         }
         json_object_set(outputs, "check.governing", json_object_get(worst, "name"));
         json_object_set(outputs, "check.utilisation", json_object_get(worst, "utilisation"));

@@ -114,6 +114,10 @@ def test_wrong_dimension_is_a_422_at_the_field(api, beam):
     p = assert_problem(api.execute_raw("alice", beam["id"], {"L": 1, "F": {"value": 3, "unit": "MPa"}}), 422)
     errs = {e["path"]: e["message"] for e in p["errors"]}
     assert errs["inputs.F"] == "3 MPa is a pressure; F is a force (kN)", p
+    # every bad field in one answer, each once
+    p = assert_problem(api.execute_raw("alice", beam["id"], {"L": "3 kg", "F": 1, "n": "two"}), 422)
+    paths = [e["path"] for e in p["errors"]]
+    assert sorted(paths) == ["inputs.L", "inputs.n"], p
 
 
 def test_unknown_unit_and_bad_quantity_are_422(api, beam):
