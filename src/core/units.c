@@ -29,6 +29,12 @@ static int lookup(const char *name, size_t len, const struct mp_unit_def **ret_d
                 *ret_exp10 = 0;
                 return 0;
         }
+        if (len > 2 && (unsigned char) name[0] == 0xce && (unsigned char) name[1] == 0xbc &&
+            (d = find_def(name + 2, len - 2)) && d->prefixable) { /* Greek mu, as the micro sign */
+                *ret_def = d;
+                *ret_exp10 = -6;
+                return 0;
+        }
         for (size_t i = 0; i < ELEMENTSOF(mp_unit_prefixes); i++) {
                 size_t pl = strlen(mp_unit_prefixes[i].name);
                 if (pl < len && !memcmp(name, mp_unit_prefixes[i].name, pl) &&
@@ -41,13 +47,14 @@ static int lookup(const char *name, size_t len, const struct mp_unit_def **ret_d
         return -EINVAL;
 }
 
-static bool name_char(const char *s) {
-        unsigned char c = (unsigned char) *s;
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9') ||
-               (c == 0xc2 && (unsigned char) s[1] == 0xb5) || /* µ (micro sign) */
-               (c == 0xb5 && (unsigned char) s[-1] == 0xc2) ||
-               (c == 0xce && (unsigned char) s[1] == 0xbc) || /* μ (Greek mu) */
-               (c == 0xbc && (unsigned char) s[-1] == 0xce);
+/* The length in bytes of the name character at s (a letter, a digit, _, µ or μ), or 0. */
+static size_t name_char(const char *s) {
+        unsigned char c = (unsigned char) s[0], d = c ? (unsigned char) s[1] : 0;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9'))
+                return 1;
+        if ((c == 0xc2 && d == 0xb5) || (c == 0xce && d == 0xbc)) /* micro sign, Greek mu */
+                return 2;
+        return 0;
 }
 
 static const char *skip_spaces(const char *s) {
@@ -100,8 +107,8 @@ int mp_units_parse(const char *text, struct mp_unit *ret) {
                 long power = 1;
                 size_t len;
 
-                while (*s && name_char(s))
-                        s++;
+                for (size_t k; (k = name_char(s)) > 0;)
+                        s += k;
                 len = (size_t) (s - start);
                 if (len == 0)
                         return -EINVAL;

@@ -30,6 +30,7 @@ TEST(lengths_and_prefixes) {
         CHECK_NEAR(conv(12, "in", "ft"), 1.0);
         CHECK_NEAR(conv(1, "um", "m"), 1e-6);
         CHECK_NEAR(conv(1, "\xc2\xb5m", "m"), 1e-6);
+        CHECK_NEAR(conv(1, "\xce\xbcm", "m"), 1e-6);
         CHECK_NEAR(conv(1, "kilometer", "m"), 1000.0);
         CHECK_NEAR(conv(1, "mile", "km"), 1.609344);
 }
@@ -69,7 +70,8 @@ TEST(angles_are_a_dimension) {
 TEST(refusals) {
         struct mp_unit u = { .factor = 42 };
         static const char *const bad[] = { "", " ", "furlongz", "kft", "m^", "m^0", "m^x", "*m", "m/",
-                                           "degC*m", "kdegC", "degC^2", "m**", "N//m", "1", "2/s" };
+                                           "degC*m", "kdegC", "degC^2", "m**", "N//m", "1", "2/s",
+                                           "\xb5m", "\xc2m", "m\xce" };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 if (mp_units_parse(bad[i], &u) == 0)
                         CHECK_FAIL("\"%s\" was accepted", bad[i]);
