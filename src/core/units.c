@@ -13,6 +13,7 @@
 #include "core/units-table.h"
 
 #define MAX_UNIT_TEXT 128
+#define MAX_POWER 12 /* m^12 is far enough; a bound keeps the loop and the exponent small */
 
 static const struct mp_unit_def *find_def(const char *name, size_t len) {
         for (size_t i = 0; i < ELEMENTSOF(mp_unit_defs); i++)
@@ -117,17 +118,22 @@ int mp_units_parse(const char *text, struct mp_unit *ret) {
                         size_t n = len;
                         while (n > 0 && start[n - 1] >= '0' && start[n - 1] <= '9')
                                 n--;
-                        if (n == len || n == 0 || lookup(start, n, &d, &exp10) < 0)
+                        if (n == len || n == 0 || len - n > 2 || lookup(start, n, &d, &exp10) < 0)
                                 return -EINVAL;
                         power = strtol(start + n, NULL, 10);
+                        if (power == 0 || power > MAX_POWER)
+                                return -EINVAL;
                 }
                 s = skip_spaces(s);
                 if (*s == '^' || (s[0] == '*' && s[1] == '*')) {
                         char *end;
                         s += *s == '^' ? 1 : 2;
                         s = skip_spaces(s);
-                        power *= strtol(s, &end, 10);
-                        if (end == s || power == 0 || labs(power) > 12)
+                        long e = strtol(s, &end, 10);
+                        if (end == s || e == 0 || e > MAX_POWER || e < -MAX_POWER)
+                                return -EINVAL;
+                        power *= e;
+                        if (labs(power) > MAX_POWER)
                                 return -EINVAL;
                         s = skip_spaces(end);
                 } else if (!strncmp(s, "\xc2\xb2", 2) || !strncmp(s, "\xc2\xb3", 2)) { /* ² ³ */

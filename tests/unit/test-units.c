@@ -71,7 +71,8 @@ TEST(refusals) {
         struct mp_unit u = { .factor = 42 };
         static const char *const bad[] = { "", " ", "furlongz", "kft", "m^", "m^0", "m^x", "*m", "m/",
                                            "degC*m", "kdegC", "degC^2", "m**", "N//m", "1", "2/s",
-                                           "\xb5m", "\xc2m", "m\xce" };
+                                           "\xb5m", "\xc2m", "m\xce",
+                                           "m99999999999999999999", "m2^99999999999999999999", "m^13", "m4^4" };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 if (mp_units_parse(bad[i], &u) == 0)
                         CHECK_FAIL("\"%s\" was accepted", bad[i]);
