@@ -175,6 +175,8 @@ struct csv_stream {
         char study_id[MP_ID_LEN + 1];
         json_t *columns;  /* input names, in first-seen order over the points */
         json_t *outputs;  /* output paths, the study's order */
+        json_t *units;    /* {column: unit} (units: "result.x [mm]" in the header) */
+        bool checks;      /* the governing check's columns (units) */
         int64_t after;    /* the last index sent */
         bool header_sent, done;
         struct mp_buf buf;
@@ -185,6 +187,7 @@ static void csv_stream_free(void *cls) {
         struct csv_stream *s = cls;
         json_decref(s->columns);
         json_decref(s->outputs);
+        json_decref(s->units);
         mp_buf_free(&s->buf);
         free(s);
 }
@@ -217,6 +220,16 @@ static int csv_value(struct mp_buf *b, json_t *v) {
         return csv_field(b, text, strlen(text), false);
 }
 
+/* A column's name in the header, with its unit when it has one ("L [m]"). */
+static int csv_name(struct csv_stream *s, json_t *v) {
+        const char *unit = json_string_value(json_object_get(s->units, json_string_value(v)));
+        char text[600];
+        if (!unit)
+                return csv_field(&s->buf, json_string_value(v), json_string_length(v), false);
+        snprintf(text, sizeof(text), "%s [%s]", json_string_value(v), unit);
+        return csv_field(&s->buf, text, strlen(text), false);
+}
+
 static int csv_header(struct csv_stream *s) {
         size_t i;
         json_t *v;
@@ -224,10 +237,12 @@ static int csv_header(struct csv_stream *s) {
 
         json_array_foreach(s->columns, i, v)
                 if (r >= 0)
-                        r = csv_field(&s->buf, json_string_value(v), json_string_length(v), false);
+                        r = csv_name(s, v);
         json_array_foreach(s->outputs, i, v)
                 if (r >= 0)
-                        r = csv_field(&s->buf, json_string_value(v), json_string_length(v), false);
+                        r = csv_name(s, v);
+        if (r >= 0 && s->checks)
+                r = mp_buf_append(&s->buf, ",check.governing,check.utilisation,check.passed", 47);
         return r < 0 ? r : mp_buf_append(&s->buf, ",status,error\r\n", 15);
 }
 
@@ -248,6 +263,11 @@ static int csv_row(struct csv_stream *s, json_t *row) {
         json_array_foreach(s->outputs, i, v)
                 if (r >= 0)
                         r = csv_value(&s->buf, json_object_get(outs, json_string_value(v)));
+        if (s->checks) {
+                static const char *const cols[] = { "check.governing", "check.utilisation", "check.passed" };
+                for (size_t k = 0; k < ELEMENTSOF(cols) && r >= 0; k++)
+                        r = csv_value(&s->buf, json_object_get(outs, cols[k]));
+        }
         if (r >= 0) {
                 const char *shown = !st || !strcmp(st, "started") ? "running" : st;
                 r = csv_field(&s->buf, shown, strlen(shown), false);
@@ -375,6 +395,11 @@ enum MHD_Result mp_api_study_results(struct mp_route_ctx *c) {
                 csv_stream_free(s);
                 return c->err.status ? mp_route_problem(c) : mp_api_send_error(c->conn, 500, "internal", "out of memory");
         }
+        /* units: a function whose version cannot be read now still exports, without units */
+        _cleanup_error_ struct mp_error uerr = { 0 };
+        if (mp_core_study_column_units(c->api->core, &c->principal, study, s->columns, &s->units, &s->checks,
+                                       &uerr) < 0)
+                s->units = NULL;
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, csv_read, s,
                                                                       csv_stream_free);
         if (!resp) {

@@ -133,3 +133,6 @@
 #define MP_MAX_VERIFICATION_SOURCE   512
 #define MP_MAX_REVIEW_COMMENT        4096
 #define MP_MAX_REVIEW_COMMENTS       100
+
+/* units: the checks one result may declare (more are left out of the task's "checks") */
+#define MP_MAX_CHECKS 256

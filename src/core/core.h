@@ -302,6 +302,34 @@ int mp_core_workers(struct mp_core *core, const struct mp_principal *p, json_t *
 /* Validate inputs against a version's input schema; field errors go to err->errors with
  * paths under "inputs". 0 or -EINVAL (422). Exposed for tests. */
 int mp_core_schema_validate(json_t *schema, json_t *inputs, struct mp_error *err);
+/* Units (core/units.c): a parameter with "x-unit" given as a quantity ("2.5 ft",
+ * {"value": 2.5, "unit": "ft"}) is replaced in `inputs` by its value in the declared
+ * unit; a wrong dimension or an unknown unit is a 422 at "inputs.<name>". Called by
+ * mp_core_schema_validate (which thus converts in place). 0 or -EINVAL. */
+int mp_core_schema_convert(json_t *schema, json_t *inputs, struct mp_error *err);
+/* The analysis of a version's code: each unit it declared ("units": [{"field", "unit",
+ * "line"}]) is checked against the registry (an unknown one adds a "code" error with its
+ * line), and input_schema's and output_schema's properties with "x-unit" gain
+ * "x-dimension". Returns the number of errors added. */
+int mp_core_schema_units(json_t *analysis, struct mp_error *err);
+/* The checks a result declared (its "checks": [{"name", "value", "limit", "unit"}]),
+ * each with "utilisation" (value / limit; null when the limit is 0) and "passed"
+ * (utilisation <= 1); at most MP_MAX_CHECKS. A new array (empty when none), or NULL
+ * when out of memory. */
+json_t *mp_core_result_checks(json_t *result);
+/* A study point's governing check (the highest utilisation among a task's "checks"),
+ * added to its outputs as "check.governing" (name), "check.utilisation" and
+ * "check.passed". Nothing when there are no checks. */
+void mp_core_governing_check(json_t *outputs, json_t *checks);
+/* The units of a study's columns ({column: unit}): input names from the version's
+ * input_schema, "result.x" output paths from its output_schema. NULL when out of memory. */
+json_t *mp_core_study_units(json_t *ver, json_t *inputs, json_t *outputs);
+/* The units of a study's columns, for its function's version (an empty object for a
+ * workflow's study, or one without a target); inputs: the input column names.
+ * *ret_checks (optional): whether the version's output schema declares "checks" (the
+ * governing check's columns). */
+int mp_core_study_column_units(struct mp_core *core, const struct mp_principal *p, json_t *study, json_t *inputs,
+                               json_t **ret, bool *ret_checks, struct mp_error *err);
 
 /* --- parameter studies (studies.c, docs/studies.md) --- */
 /* body {"name"?, "notes"?, "target": {"function": name or id, "version"?}, "fixed"?,

@@ -221,7 +221,8 @@ static int analyze(struct mp_core *core, const char *code, const char *handler,
                 if (last)
                         json_object_set_new(last, "line", json_integer(line));
         }
-        if (json_array_size(problems)) {
+        /* units: each declared one must be known (core/schema.c) */
+        if (mp_core_schema_units(res.result, err) > 0 || json_array_size(problems)) {
                 mp_exec_result_clear(&res);
                 return mp_core_validation_done(err, "fields");
         }
@@ -292,6 +293,8 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
         json_object_set(*ret, "solvers", solvers);
         json_object_set_new(*ret, "verification_cases", json_array_size(cases) ? json_incref(cases) : json_null());
         json_object_set_new(*ret, "verification", mp_verify_initial(cases));
+        json_t *out_schema = json_object_get(analysis, "output_schema");
+        json_object_set(*ret, "output_schema", out_schema ? out_schema : json_null());
         return 0;
 }
 
@@ -299,7 +302,7 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
 static json_t *render(json_t *fn, json_t *ver, bool with_code) {
         json_t *out = json_deep_copy(fn);
         static const char *const keys[] = { "handler", "input_schema", "requirements", "limits",
-                                            "isolation", NULL };
+                                            "isolation", "output_schema", NULL };
         for (const char *const *k = keys; *k; k++)
                 json_object_set(out, *k, json_object_get(ver, *k));
         json_object_set(out, "version", json_object_get(ver, "version"));

@@ -8,6 +8,7 @@
 #include "base/json.h"
 #include "base/limits.h"
 #include "core/core-internal.h"
+#include "core/units.h"
 
 static const char *json_type_name(json_t *v) {
         switch (json_typeof(v)) {
@@ -149,12 +150,233 @@ static void validate(json_t *schema, json_t *v, const char *path, int depth, str
         }
 }
 
+/* ---- units: "x-unit" on a property (the analysis of the code put it there) */
+
+static const char *article(const char *word) {
+        return strchr("aeiou", word[0]) ? "an" : "a";
+}
+
+/* A parameter with a unit given as a quantity ("2.5 ft", {"value": 2.5, "unit": "ft"}):
+ * its value in the declared unit replaces it in `inputs`. A plain number is already in
+ * the declared unit. A wrong dimension or an unknown unit is an error at the path. */
+static void convert_quantity(json_t *ps, const char *key, const char *declared, json_t *inputs, const char *path,
+                             struct mp_error *err) {
+        json_t *v = json_object_get(inputs, key);
+        struct mp_unit want, got;
+        char given[160], unit[160], want_dim[96], got_dim[96];
+        double value, out;
+        int q;
+
+        if (!v || json_is_number(v) || mp_units_parse(declared, &want) < 0)
+                return;
+        q = mp_units_quantity(v, &value, unit, sizeof(unit));
+        if (q == 0)
+                return; /* not a quantity: the validation below says what it expected */
+        mp_units_dimension_name(&want, declared, want_dim, sizeof(want_dim));
+        if (q < 0) {
+                mp_error_add_field(err, path, "expected a number (in %s) or a quantity like \"2.5 %s\"", declared,
+                                   declared);
+                return;
+        }
+        if (json_is_string(v))
+                snprintf(given, sizeof(given), "%s", json_string_value(v));
+        else
+                snprintf(given, sizeof(given), "%.17g %s", value, unit);
+        if (mp_units_parse(unit, &got) < 0) {
+                mp_error_add_field(err, path, "unknown unit \"%s\" in \"%s\"; %s is %s %s (%s)", unit, given, key,
+                                   article(want_dim), want_dim, declared);
+                return;
+        }
+        if (!mp_units_same_dimension(&got, &want)) {
+                mp_units_dimension_name(&got, unit, got_dim, sizeof(got_dim));
+                mp_error_add_field(err, path, "%s is %s %s; %s is %s %s (%s)", given, article(got_dim), got_dim,
+                                   key, article(want_dim), want_dim, declared);
+                return;
+        }
+        out = mp_units_convert(value, &got, &want);
+        if (!isfinite(out)) {
+                mp_error_add_field(err, path, "%s is out of range in %s", given, declared);
+                return;
+        }
+        /* An integer parameter keeps an integer when the conversion gives a whole number. */
+        json_t *type = json_object_get(ps, "type");
+        if (json_is_string(type) && !strcmp(json_string_value(type), "integer") && out > -9007199254740992.0 &&
+            out < 9007199254740992.0 && (double) (json_int_t) out == out)
+                json_object_set_new(inputs, key, json_integer((json_int_t) out));
+        else
+                json_object_set_new(inputs, key, json_real(out));
+}
+
+/* Convert every quantity; the number of errors added. */
+static size_t convert_all(json_t *schema, json_t *inputs, struct mp_error *err) {
+        json_t *props = json_object_get(schema, "properties"), *ps;
+        size_t before = json_array_size(err->errors);
+        const char *key;
+        char path[320];
+
+        if (!json_is_object(inputs))
+                return 0;
+        json_object_foreach(props, key, ps) {
+                json_t *unit = json_object_get(ps, "x-unit");
+                if (!json_is_string(unit))
+                        continue;
+                snprintf(path, sizeof(path), "inputs.%s", key);
+                convert_quantity(ps, key, json_string_value(unit), inputs, path, err);
+        }
+        return json_array_size(err->errors) - before;
+}
+
+int mp_core_schema_convert(json_t *schema, json_t *inputs, struct mp_error *err) {
+        convert_all(schema, inputs, err);
+        return mp_core_validation_done(err, "inputs");
+}
+
+/* Each property's "x-unit" gains its "x-dimension". */
+static void annotate(json_t *schema) {
+        json_t *ps;
+        const char *key;
+        char dim[96];
+
+        json_object_foreach(json_object_get(schema, "properties"), key, ps) {
+                json_t *unit = json_object_get(ps, "x-unit");
+                struct mp_unit u;
+                if (json_is_string(unit) && mp_units_parse(json_string_value(unit), &u) == 0) {
+                        mp_units_dimension_name(&u, json_string_value(unit), dim, sizeof(dim));
+                        json_object_set_new(ps, "x-dimension", json_string(dim));
+                }
+        }
+}
+
+int mp_core_schema_units(json_t *analysis, struct mp_error *err) {
+        json_t *u;
+        size_t i;
+        int bad = 0;
+
+        json_array_foreach(json_object_get(analysis, "units"), i, u) {
+                const char *unit = json_string_value(json_object_get(u, "unit"));
+                const char *field = json_string_value(json_object_get(u, "field"));
+                json_int_t line = json_integer_value(json_object_get(u, "line"));
+                struct mp_unit parsed;
+                if (unit && mp_units_parse(unit, &parsed) == 0)
+                        continue;
+                if (json_is_true(json_object_get(u, "docstring")) && field) {
+                        /* "x: a value [optional]": a bracket in a docstring that names no
+                         * unit is only text, not an error */
+                        json_t *props = json_object_get(json_object_get(analysis, "input_schema"), "properties");
+                        json_object_del(json_object_get(props, field), "x-unit");
+                        continue;
+                }
+                mp_error_add_field(err, "code", "line %lld: unknown unit \"%s\" for %s", (long long) line,
+                                   unit ? unit : "", field ? field : "a field");
+                json_t *last = json_array_get(err->errors, json_array_size(err->errors) - 1);
+                if (last)
+                        json_object_set_new(last, "line", json_integer(line));
+                bad++;
+        }
+        annotate(json_object_get(analysis, "input_schema"));
+        annotate(json_object_get(analysis, "output_schema"));
+        return bad;
+}
+
 int mp_core_schema_validate(json_t *schema, json_t *inputs, struct mp_error *err) {
         if (!json_is_object(inputs)) {
                 mp_error_add_field(err, "inputs", "expected an object of parameters, got %s",
                                    json_type_name(inputs));
                 return mp_core_validation_done(err, "inputs");
         }
-        validate(schema, inputs, "inputs", 0, err);
+        /* a quantity that does not convert is reported once, not again as "not a number";
+         * the other fields are validated all the same */
+        size_t before = json_array_size(err->errors), added = convert_all(schema, inputs, err);
+        struct mp_error rest = { 0 };
+        json_t *e, *c;
+        size_t i, k;
+        validate(schema, inputs, "inputs", 0, &rest);
+        json_array_foreach(rest.errors, i, e) {
+                const char *path = json_string_value(json_object_get(e, "path"));
+                bool dup = false;
+                for (k = before; k < before + added && (c = json_array_get(err->errors, k)); k++)
+                        dup |= path && !strcmp(path, json_string_value(json_object_get(c, "path")) ?: "");
+                if (!dup)
+                        mp_error_add_field(err, path ? path : "inputs", "%s",
+                                           json_string_value(json_object_get(e, "message")) ?: "");
+        }
+        mp_error_clear(&rest);
         return mp_core_validation_done(err, "inputs");
+}
+
+/* ---- checks: named pass/fail criteria a result declares */
+
+json_t *mp_core_result_checks(json_t *result) {
+        json_t *out = json_array(), *c;
+        size_t i;
+
+        if (!out)
+                return NULL;
+        json_array_foreach(json_object_get(result, "checks"), i, c) {
+                json_t *name = json_object_get(c, "name"), *value = json_object_get(c, "value");
+                json_t *limit = json_object_get(c, "limit"), *unit = json_object_get(c, "unit");
+                if (json_array_size(out) >= MP_MAX_CHECKS)
+                        break;
+                if (!json_is_string(name) || !json_is_number(value) || !json_is_number(limit))
+                        continue; /* not a check: the result still shows it as it is */
+                double v = json_number_value(value), l = json_number_value(limit);
+                double u = l != 0 ? v / l : NAN;
+                json_t *one = json_pack("{s:O,s:O,s:O,s:O}", "name", name, "value", value, "limit", limit, "unit",
+                                        json_is_string(unit) ? unit : json_null());
+                if (!one)
+                        continue;
+                json_object_set_new(one, "utilisation", isfinite(u) ? json_real(u) : json_null());
+                json_object_set_new(one, "passed", json_boolean(isfinite(u) && u <= 1.0));
+                json_array_append_new(out, one);
+        }
+        return out;
+}
+
+void mp_core_governing_check(json_t *outputs, json_t *checks) {
+        json_t *c, *worst = NULL;
+        size_t i;
+
+        if (!json_is_object(outputs) || !json_array_size(checks))
+                return;
+        /* the highest utilisation governs; one without any (a limit of 0) governs all */
+        json_array_foreach(checks, i, c) {
+                json_t *u = json_object_get(c, "utilisation");
+                json_t *wu = worst ? json_object_get(worst, "utilisation") : NULL;
+                if (!worst || (!json_is_number(u) && json_is_number(wu)) ||
+                    (json_is_number(u) && json_is_number(wu) && json_number_value(u) > json_number_value(wu)))
+                        worst = c;
+        }
+        json_object_set(outputs, "check.governing", json_object_get(worst, "name"));
+        json_object_set(outputs, "check.utilisation", json_object_get(worst, "utilisation"));
+        json_object_set(outputs, "check.passed", json_object_get(worst, "passed"));
+}
+
+/* The unit of a study column: "result.x" from the output schema, an input name from
+ * the input schema. NULL when it has none. */
+static const char *column_unit(json_t *ver, const char *column) {
+        json_t *schema = json_object_get(ver, "input_schema");
+        if (!strncmp(column, "result.", 7)) {
+                schema = json_object_get(ver, "output_schema");
+                column += 7;
+        }
+        return json_string_value(json_object_get(json_object_get(json_object_get(schema, "properties"), column),
+                                                 "x-unit"));
+}
+
+json_t *mp_core_study_units(json_t *ver, json_t *inputs, json_t *outputs) {
+        json_t *out = json_object(), *v;
+        size_t i;
+
+        if (!out)
+                return NULL;
+        json_array_foreach(inputs, i, v)
+                if (json_is_string(v) && column_unit(ver, json_string_value(v)))
+                        json_object_set_new(out, json_string_value(v),
+                                            json_string(column_unit(ver, json_string_value(v))));
+        json_array_foreach(outputs, i, v)
+                if (json_is_string(v) && !strncmp(json_string_value(v), "result.", 7) &&
+                    column_unit(ver, json_string_value(v)))
+                        json_object_set_new(out, json_string_value(v),
+                                            json_string(column_unit(ver, json_string_value(v))));
+        return out;
 }

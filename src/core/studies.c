@@ -537,6 +537,15 @@ int mp_core_study_results(struct mp_core *core, const struct mp_principal *p, co
                 snprintf(next, sizeof(next), "%" JSON_INTEGER_FORMAT,
                          json_integer_value(json_object_get(json_array_get(rows, (size_t) limit - 1), "point_index")));
         *ret = json_pack("{s:O,s:s?}", "items", items, "next_cursor", next[0] ? next : NULL);
+        /* units: the units of the columns that have one ({"L": "m", "result.deflection": "mm"}) */
+        _cleanup_json_ json_t *units = NULL, *cols = json_array();
+        _cleanup_error_ struct mp_error uerr = { 0 };
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(json_array_get(items, 0), "inputs"), key, v)
+                json_array_append_new(cols, json_string(key));
+        if (*ret && cols && mp_core_study_column_units(core, p, study, cols, &units, NULL, &uerr) == 0)
+                json_object_set(*ret, "units", units);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -775,6 +784,7 @@ void mp_study_task_ended(struct mp_core *core, const char *task_id) {
                                 continue;
                         }
                         outputs = extract(study, "result", result, &error);
+                        mp_core_governing_check(outputs, json_object_get(task, "checks")); /* units */
                         if (error)
                                 status = "failed";
                 } else {
@@ -951,4 +961,37 @@ int mp_study_recover(struct mp_core *core, struct mp_error *err) {
                 mp_info("%zu unfinished stud%s resumed", json_array_size(list),
                         json_array_size(list) == 1 ? "y" : "ies");
         return 0;
+}
+
+int mp_core_study_column_units(struct mp_core *core, const struct mp_principal *p, json_t *study, json_t *inputs,
+                               json_t **ret, bool *ret_checks, struct mp_error *err) {
+        _cleanup_json_ json_t *fn = NULL, *ver = NULL;
+        json_t *target = json_object_get(study, "target");
+        int r;
+
+        if (ret_checks)
+                *ret_checks = false;
+        if (!json_is_object(target) || !str_of(target, "function_id")) {
+                *ret = json_object();
+                return *ret ? 0 : -ENOMEM;
+        }
+        if ((r = mp_core_load_callable(core, p, str_of(target, "function_id"),
+                                       (int) json_integer_value(json_object_get(target, "version")), &fn, &ver,
+                                       err)) < 0)
+                return r;
+        *ret = mp_core_study_units(ver, inputs, json_object_get(study, "outputs"));
+        /* the fixed inputs are columns too */
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(study, "fixed"), key, v) {
+                const char *unit = json_string_value(json_object_get(
+                        json_object_get(json_object_get(json_object_get(ver, "input_schema"), "properties"), key),
+                        "x-unit"));
+                if (*ret && unit)
+                        json_object_set_new(*ret, key, json_string(unit));
+        }
+        if (ret_checks)
+                *ret_checks = json_object_get(json_object_get(json_object_get(ver, "output_schema"), "properties"),
+                                              "checks") != NULL;
+        return *ret ? 0 : -ENOMEM;
 }

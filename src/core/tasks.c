@@ -145,6 +145,11 @@ static int render_into(struct mp_core *core, json_t *t, unsigned what, struct mp
          * after the end; null when it never reported any. */
         if (!json_is_object(json_object_get(t, "progress")))
                 json_object_set_new(t, "progress", json_null());
+        /* units: the inputs as sent (a task from before has only its inputs) and the checks */
+        if (!json_object_get(t, "inputs_given") || json_is_null(json_object_get(t, "inputs_given")))
+                json_object_set(t, "inputs_given", json_object_get(t, "inputs") ?: json_null());
+        if (!json_is_array(json_object_get(t, "checks")))
+                json_object_set_new(t, "checks", json_array());
         if (!json_is_integer(json_object_get(t, "execution_ms")) ||
             !mp_core_status_ended(json_string_value(json_object_get(t, "status"))))
                 json_object_set_new(t, "execution_ms", json_null());
@@ -257,6 +262,8 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
                         mp_error_add_field(err, key, "is not a field of an execute request (only \"inputs\")");
         if (err->errors)
                 return mp_core_validation_done(err, "fields");
+        /* units: the inputs as sent are kept; validation converts quantities in place */
+        _cleanup_json_ json_t *given = json_deep_copy(inputs);
         if ((r = mp_core_schema_validate(json_object_get(ver, "input_schema"), inputs, err)) < 0)
                 return r;
         if (idempotency_key && !idempotency_key_ok(idempotency_key))
@@ -274,6 +281,7 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
         json_object_set_new(task, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
         json_object_set_new(task, "idempotency_key", idempotency_key ? json_string(idempotency_key) : json_null());
         json_object_set_new(task, "cache_key", cache_key[0] ? json_string(cache_key) : json_null());
+        json_object_set(task, "inputs_given", given);
         /* The API request's id (the log context api-server.c set): the worker and the
          * executor log it with every line about this task. */
         json_object_set_new(task, "request_id", mp_log_request_id() ? json_string(mp_log_request_id()) : json_null());

@@ -120,6 +120,8 @@ static int result_fields(struct mp_core *core, const char *task_id, struct mp_ex
                 kept += (json_int_t) strlen(text);
                 if ((r = keep(core, fields, "result", key, text, strlen(text), res->result, err)) < 0)
                         return r;
+                /* units: the checks the result declared, with their utilisation */
+                json_object_set_new(fields, "checks", mp_core_result_checks(res->result));
         } else
                 json_object_set_new(fields, "result", json_null());
 

@@ -14,6 +14,7 @@
 #include "base/limits.h"
 #include "core/core-internal.h"
 #include "core/flow.h"
+#include "core/units.h"
 
 #define PATH_MAX_LEN 400
 #define NAME_RULE "a letter or _, then letters, digits, _ or -"
@@ -143,6 +144,7 @@ struct node {
         json_t *body;         /* borrowed */
         json_t *fn;           /* owned: what resolve said, or NULL */
         json_t *deps;         /* owned: ids this node reads, each once */
+        json_t *units;        /* owned, or NULL: {input: unit of the result it reads} (units) */
         bool placed;          /* in the topological order already */
 };
 
@@ -253,6 +255,32 @@ static void check_edge(struct node *src, const char *path, json_t *want_schema, 
                                    path ? path : "");
 }
 
+/* units: a result field with a unit into an input with a unit. Another dimension is
+ * refused (a stress into a length); another unit of the same dimension is converted
+ * when the node runs: the node records the unit it reads ("units": {input: unit}). */
+static void check_edge_units(struct node *nd, struct node *src, const char *path, const char *key,
+                             json_t *want_schema, const char *field, struct mp_error *err) {
+        json_t *got_schema = schema_at(json_object_get(src->fn, "result_schema"), path);
+        const char *got = json_string_value(json_object_get(got_schema, "x-unit"));
+        const char *want = json_string_value(json_object_get(want_schema, "x-unit"));
+        struct mp_unit g, w;
+        char gd[96], wd[96];
+
+        if (!got || !want || !strcmp(got, want) || mp_units_parse(got, &g) < 0 || mp_units_parse(want, &w) < 0)
+                return;
+        if (!mp_units_same_dimension(&g, &w)) {
+                mp_units_dimension_name(&g, got, gd, sizeof(gd));
+                mp_units_dimension_name(&w, want, wd, sizeof(wd));
+                mp_error_add_field(err, field, "node \"%s\" gives %s in %s (%s %s); %s is %s %s (%s)", src->id,
+                                   path ? path : "its result", got, strchr("aeiou", gd[0]) ? "an" : "a", gd, key,
+                                   strchr("aeiou", wd[0]) ? "an" : "a", wd, want);
+                return;
+        }
+        if (!nd->units)
+                nd->units = json_object();
+        json_object_set_new(nd->units, key, json_string(got));
+}
+
 /* A literal against the function's schema for that input. */
 static void check_literal(struct parse *ps, struct node *nd, const char *key, json_t *value, const char *base,
                           const char *field) {
@@ -307,9 +335,12 @@ static void check_inputs(struct parse *ps, struct node *nd, const char *base) {
                         break;
                 case MP_FLOW_FROM: {
                         struct node *src = check_from(ps, nd, in, field);
-                        if (src && src->fn && nd->fn)
+                        if (src && src->fn && nd->fn) {
                                 check_edge(src, json_string_value(json_object_get(in, "path")),
                                            input_schema_of(nd, key), false, field, ps->err);
+                                check_edge_units(nd, src, json_string_value(json_object_get(in, "path")), key,
+                                                 input_schema_of(nd, key), field, ps->err);
+                        }
                         break;
                 }
                 default:
@@ -695,6 +726,8 @@ static json_t *normalized_node(struct node *nd) {
                                                    : json_integer(version ? json_integer_value(version) : 0));
         if (json_is_true(json_object_get(nd->body, "require_verified")))
                 json_object_set_new(out, "require_verified", json_true());
+        if (nd->units)
+                json_object_set(out, "units", nd->units);
         if (map) {
                 json_t *c = json_object_get(map, "concurrency"), *skip = json_object_get(map, "skip_failures");
                 json_object_set_new(out, "map",
@@ -710,6 +743,7 @@ static void parse_free(struct parse *ps) {
         for (size_t i = 0; ps->nodes && i < ps->n; i++) {
                 json_decref(ps->nodes[i].fn);
                 json_decref(ps->nodes[i].deps);
+                json_decref(ps->nodes[i].units);
         }
         free(ps->nodes);
         json_decref(ps->derived);

@@ -94,7 +94,13 @@ static int resolve_inputs(json_t *node, json_t *inputs, json_t *state, json_t **
                         snprintf(msg, size, "input \"%s\": %s", key, why);
                         return -ENOENT;
                 }
-                if (v && json_object_set_new(out, key, json_deep_copy(v)) < 0)
+                /* units: a result in another unit than the input's goes as a quantity,
+                 * which the input's validation converts (core/schema.c) */
+                json_t *unit = json_object_get(json_object_get(node, "units"), key);
+                if (v && json_is_number(v) && json_is_string(unit)) {
+                        if (json_object_set_new(out, key, json_pack("{s:O,s:O}", "value", v, "unit", unit)) < 0)
+                                return -ENOMEM;
+                } else if (v && json_object_set_new(out, key, json_deep_copy(v)) < 0)
                         return -ENOMEM;
         }
         *ret = TAKE_PTR(out);

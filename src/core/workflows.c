@@ -99,6 +99,8 @@ static int resolve(void *userdata, const char *function, int version, json_t **r
                          json_object_get(ver, "version"), "input_schema",
                          json_object_get(ver, "input_schema") ?: json_null(), "verification_status",
                          json_object_get(verification, "status"));
+        if (*ret && json_is_object(json_object_get(ver, "output_schema"))) /* units: edges check them */
+                json_object_set(*ret, "result_schema", json_object_get(ver, "output_schema"));
         return *ret ? 0 : -ENOMEM;
 }
 

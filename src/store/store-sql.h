@@ -364,6 +364,12 @@ static const char *const migrations[] = {
         "CREATE INDEX IF NOT EXISTS tasks_verification ON tasks (verification_of)"
         "  WHERE verification_of IS NOT NULL;"
         "ALTER TABLE companies ADD COLUMN settings TEXT;",
+        /* 15 (units; docs/functions.md#units): a version's output schema (the result's
+         * fields and their units), a task's inputs as sent (before the conversion of
+         * quantities to the declared units) and the checks its result declared. */
+        "ALTER TABLE function_versions ADD COLUMN output_schema TEXT;"
+        "ALTER TABLE tasks ADD COLUMN inputs_given TEXT;"
+        "ALTER TABLE tasks ADD COLUMN checks TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -378,6 +384,7 @@ static inline bool is_json_column(const char *name) {
                 "progress", /* tasks (events) */
                 "verification_cases", "verification", "review", /* function_versions (verify) */
                 "settings", /* companies (review) */
+                "output_schema", "inputs_given", "checks", /* units */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -471,6 +478,7 @@ static const struct col version_cols[] = {
         { "verification_cases", COL_JSON, 0, NULL, NULL },
         { "verification", COL_JSON, 0, NULL, NULL },
         { "review", COL_JSON, 0, NULL, NULL },
+        { "output_schema", COL_JSON, 0, NULL, NULL }, /* the result's fields and units */
 };
 
 static const struct col function_update_cols[] = {
@@ -502,6 +510,8 @@ static const struct col task_cols[] = {
         /* a version's verification case ("function_id:version", the case's index) */
         { "verification_of", COL_TEXT, 0, NULL, NULL },
         { "verification_case", COL_INT, COL_NULL, NULL, NULL },
+        /* the inputs as the caller sent them (quantities before conversion) */
+        { "inputs_given", COL_JSON, 0, NULL, NULL },
 };
 
 /* ---- workflows ---- */
@@ -579,6 +589,7 @@ static const struct col finish_cols[] = {
         { "peak_memory_kb", COL_INT, 0, NULL, NULL },
         { "live_logs", COL_TEXT, 0, NULL, NULL }, /* events: null once the logs are kept */
         { "stored_bytes", COL_INT, 0, NULL, NULL }, /* usage: what the task keeps */
+        { "checks", COL_JSON, 0, NULL, NULL }, /* units: the result's checks, with utilisation */
 };
 
 /* ---- SQL texts shared by the backends ---- */
@@ -679,6 +690,7 @@ static const char SQL_FUNCTION_DELETE[] =
         " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
         " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id, progress," \
         " verification_of, verification_case"
+        " inputs_given, checks"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \
@@ -1109,9 +1121,9 @@ static const char SQL_CACHE_COPY[] =
         "INSERT INTO tasks (id, function_id, version, owner_id, company_id, status, inputs,"
         " result, result_blob, logs, logs_truncated, artifacts, queued_at, started_at,"
         " finished_at, execution_ms, cpu_ms, peak_memory_kb, attempts, study_id, point_index,"
-        " cache_key, cached_from, idempotency_key)"
+        " cache_key, cached_from, idempotency_key, checks)"
         " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
-        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id, ?8"
+        " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, cache_key, id, ?8, checks"
         " FROM tasks WHERE id = ?7";
 
 /* ---- retention and deletion (core/retention.c) ---- */

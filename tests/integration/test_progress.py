@@ -145,7 +145,7 @@ def main(case: str):
         return "ok"
 ''')
     t = api.execute("alice", f["id"], {"case": "module"})
-    assert t["result"] == {"name": "mecapy", "all": ["progress"], "same": True}, t
+    assert t["result"] == {"name": "mecapy", "all": ["progress", "check"], "same": True}, t
     for case, etype, words in [("range", "ValueError", "between 0 and 1"), ("type", "TypeError", "str"),
                                ("bool", "TypeError", "bool"), ("message", "TypeError", "message"),
                                ("nan", "ValueError", "nan")]:

@@ -195,13 +195,50 @@ def progress_close():
                 pass
 
 
+# The checks the call in flight declared with mecapy.check(); added to its result's
+# "checks" (the platform computes each one's utilisation and verdict).
+_checks = []
+
+
+def check(name, value, limit, unit=None):
+    """Declare a check of this call: `value` against `limit` (same unit), e.g.
+    check("bending stress", 182e6, 235e6, "Pa"). The task shows it with its utilisation
+    (value / limit) and whether it passed (utilisation <= 1). Returns the utilisation."""
+    if type(name) is not str or not name:
+        raise TypeError("check(): name must be a non-empty str")
+    try:
+        value, limit = float(value), float(limit)
+    except (TypeError, ValueError):
+        raise TypeError("check(): value and limit must be numbers") from None
+    if unit is not None and type(unit) is not str:
+        raise TypeError("check(): unit must be a str or None")
+    _checks.append({"name": name, "value": value, "limit": limit, "unit": unit})
+    return value / limit if limit else float("inf")
+
+
+def _with_checks(value):
+    """The result with the checks declared by check() added to its "checks"."""
+    if not _checks:
+        return value
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ResultError("mecapy.check() was called, so the function must return a dict "
+                          "(the checks go under its \"checks\" key), not %s" % type(value).__name__)
+    listed = value.get("checks")
+    value = dict(value)
+    value["checks"] = (list(listed) if isinstance(listed, (list, tuple)) else []) + _checks
+    return value
+
+
 def make_mecapy_module():
     """`import mecapy` in user code: the helpers of the platform. A package (empty
     __path__), so that other parts add submodules (mecapy.solvers) with add_submodule."""
     mod = types.ModuleType("mecapy", "Helpers for functions that run on MecaPy.")
     mod.__path__ = []
     mod.progress = progress
-    mod.__all__ = ["progress"]
+    mod.check = check
+    mod.__all__ = ["progress", "check"]
     sys.modules["mecapy"] = mod
     return mod
 
@@ -401,7 +438,8 @@ def op_run(req):
             # A fresh seed per call: with forked instances every call would otherwise
             # draw the same "random" numbers (pitfall 7).
             np.random.seed(int.from_bytes(os.urandom(4), "little"))
-        value = fn(**(req.get("inputs") or {}))
+        del _checks[:]
+        value = _with_checks(fn(**(req.get("inputs") or {})))
         result = to_json(value, "result")
     except MemoryError as e:
         flush_std()
@@ -540,6 +578,65 @@ def _union(parts, depth):
     return {"anyOf": rest}
 
 
+def unit_of(node, depth=0):
+    """The unit of an annotation: the str in Annotated[float, "m"] (also inside
+    Optional[...] or X | None); None when it declares none."""
+    if node is None or depth > 8:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            return unit_of(ast.parse(node.value, mode="eval").body, depth + 1)
+        except SyntaxError:
+            return None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return unit_of(node.left, depth + 1) or unit_of(node.right, depth + 1)
+    if isinstance(node, ast.Subscript):
+        base = _name(node.value)
+        args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base == "Annotated":
+            for a in args[1:]:
+                if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.strip():
+                    return a.value.strip()
+            return None
+        if base in ("Optional", "Union"):
+            for a in args:
+                u = unit_of(a, depth + 1)
+                if u:
+                    return u
+    return None
+
+
+def _doc_unit(desc):
+    """The unit of a docstring's parameter line: "L: length [m]" -> "m"."""
+    import re
+    m = re.search(r"\[([^\[\]]+)\]\s*\.?\s*$", desc) or re.match(r"\s*\[([^\[\]]+)\]", desc)
+    return m.group(1).strip() if m and m.group(1).strip() else None
+
+
+def output_schema(tree, returns, units):
+    """The result's schema when the return annotation names a TypedDict defined in the
+    module: its fields, with "x-unit" from Annotated[float, "mm"]. None otherwise."""
+    name = _name(returns) if returns is not None else None
+    if isinstance(returns, ast.Constant) and isinstance(returns.value, str):
+        name = returns.value.strip()
+    if not name:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name and \
+                any(_name(b) == "TypedDict" for b in node.bases):
+            props = {}
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    s = dict(schema_of(item.annotation))
+                    unit = unit_of(item.annotation)
+                    if unit is not None:
+                        s["x-unit"] = unit
+                        units.append({"field": "result." + item.target.id, "unit": unit, "line": item.lineno})
+                    props[item.target.id] = s
+            return {"type": "object", "properties": props}
+    return None
+
+
 def param_docs(doc):
     """Parameter descriptions from a Google ("Args:") or NumPy ("Parameters") docstring."""
     import inspect
@@ -652,6 +749,8 @@ def op_analyze(req):
 
     doc = ast.get_docstring(fn) or ""
     docs = param_docs(doc) if doc else {}
+    doc_line = fn.body[0].lineno if doc and fn.body else fn.lineno
+    units = []
     first = doc.strip().splitlines()[0].strip() if doc.strip() else ""
 
     a = fn.args
@@ -663,6 +762,16 @@ def op_analyze(req):
         s = dict(schema_of(arg.annotation))
         if docs.get(arg.arg):
             s["description"] = docs[arg.arg]
+        unit = unit_of(arg.annotation)
+        if unit is not None:
+            units.append({"field": arg.arg, "unit": unit, "line": arg.lineno})
+        else:
+            unit = _doc_unit(docs.get(arg.arg, ""))
+            if unit is not None:
+                # from the docstring: a bracket that names no unit is only text
+                units.append({"field": arg.arg, "unit": unit, "line": doc_line, "docstring": True})
+        if unit is not None:
+            s["x-unit"] = unit
         if default is None:
             required.append(arg.arg)
         else:
@@ -677,6 +786,8 @@ def op_analyze(req):
         schema["description"] = first
     out["input_schema"] = schema
     out["description"] = first
+    out["output_schema"] = output_schema(tree, fn.returns, units)
+    out["units"] = units
     problems.sort(key=lambda p: p["line"])
     return {"status": "ok", "result": out}
 
