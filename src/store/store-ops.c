@@ -2445,7 +2445,10 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
 
 static int task_delete_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
         const char *id = ctx;
-        int r = q_exec(c, SQL_RETENTION_TASK_DELETE, PARAMS(PT(id)), "deleting a task", err);
+        int r;
+
+        TRY(q_exec(c, SQL_RETENTION_USAGE_RETURN, PARAMS(PT(id)), "giving back a task's stored bytes", err));
+        r = q_exec(c, SQL_RETENTION_TASK_DELETE, PARAMS(PT(id)), "deleting a task", err);
 
         if (r < 0)
                 return r;
