@@ -478,6 +478,8 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
                 return -ENOMEM;
         json_object_set_new(task, "company_id", owner.company_id[0] ? json_string(owner.company_id) : json_null());
         json_object_set_new(task, "element_index", element >= 0 ? json_integer(element) : json_null());
+        /* The request that made the run (or its study): the worker logs it with the task. */
+        json_object_set(task, "request_id", json_object_get(run, "request_id") ?: json_null());
         /* A node of a function version declared "cache" carries the key a plain call
          * would (tasks.c), and is answered from the cache as a plain call is: the store
          * copies the owner's computed task of that key in the step's transaction
@@ -1035,6 +1037,8 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
                 return -ENOMEM;
         if (idempotency_key)
                 json_object_set_new(run, "idempotency_key", json_string(idempotency_key));
+        /* Its tasks, made now and as it goes on, log this request's id (make_task). */
+        json_object_set_new(run, "request_id", mp_log_request_id() ? json_string(mp_log_request_id()) : json_null());
         if ((r = run_cache_lookup(core, ver, inputs, cache_refresh, run, err)) < 0)
                 return r;
         r = create_run(core, run, ver, state, &existing, err);
@@ -1079,6 +1083,7 @@ int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *
                 return -ENOMEM;
         json_object_set(run, "study_id", json_object_get(study, "id"));
         json_object_set_new(run, "point_index", json_integer(index));
+        json_object_set(run, "request_id", json_object_get(study, "request_id") ?: json_null());
         /* The owner's tenancy: each node's function is checked for the owner when its
          * task is made (a function no longer theirs fails the node, and so the point). */
         if ((r = run_cache_lookup(core, ver, inputs, refresh, run, err)) < 0)

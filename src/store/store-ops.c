@@ -2064,6 +2064,7 @@ static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *st
                                 return -ENOMEM;
                         json_object_set(task, "company_id", json_object_get(study, "company_id"));
                         json_object_set(task, "cache_key", json_object_get(row, "cache_key"));
+                        json_object_set(task, "request_id", json_object_get(study, "request_id") ?: json_null());
                         TRY(insert_row(c, &tasks_table, task, "creating a study's task", err));
                         TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err));
                 }

@@ -350,6 +350,10 @@ static const char *const migrations[] = {
         "  WHERE cached_from IS NULL"
         "  GROUP BY queued_at / 86400000, owner_id, COALESCE(company_id, '');"
         "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at);",
+        /* 18 (leftovers): the API request that made a workflow run or a study, handed to
+         * the tasks it makes later (tasks.request_id), so their log lines name it. */
+        "ALTER TABLE workflow_runs ADD COLUMN request_id TEXT;"
+        "ALTER TABLE studies ADD COLUMN request_id TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -527,6 +531,7 @@ static const struct col workflow_run_cols[] = {
         { "cached_from", COL_TEXT, 0, NULL, NULL },
         { "study_id", COL_TEXT, 0, NULL, NULL },
         { "point_index", COL_INT, COL_NULL, NULL, NULL },
+        { "request_id", COL_TEXT, 0, NULL, NULL }, /* the API request that made it (logs) */
 };
 
 /* What a scheduling step stores (workflow_run_update). */
@@ -996,6 +1001,7 @@ static const struct col study_cols[] = {
         { "concurrency", COL_INT, COL_REQUIRED, NULL, NULL },
         { "cache_refresh", COL_INT, 0, NULL, NULL },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "request_id", COL_TEXT, 0, NULL, NULL }, /* the API request that made it (logs) */
 };
 
 static const char SQL_STUDY_GET[] = "SELECT * FROM studies WHERE id = ?1";
