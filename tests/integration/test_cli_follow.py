@@ -1,0 +1,118 @@
+"""The CLI following event streams through a proxy that can break them
+(docs/cli.md): `mecapy task wait` whose task stream is cut after the first log event
+prints, once the long poll took over, only the logs it had not shown."""
+import http.client
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import harness
+
+STEPS = '''\
+import time
+
+def main(n: int = 6) -> int:
+    for i in range(n):
+        print("line", i, flush=True)
+        time.sleep(0.4)
+    return n
+'''
+
+class Proxy:
+    """Forwards every request to the server; an event stream whose path is in `cut`
+    is closed right after its first `log` event, one in `refuse` answers 404. `seen`
+    lists the paths asked for."""
+
+    def __init__(self, upstream: str):
+        self.up = urllib.parse.urlsplit(upstream)
+        self.cut, self.refuse, self.seen = set(), set(), []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"  # a body ends with the connection: a cut is plain
+
+            def log_message(self, *a):
+                pass
+
+            def forward(self):
+                path = self.path.split("?")[0]
+                proxy.seen.append(path)
+                if path in proxy.refuse:
+                    self.send_response(404)
+                    self.send_header("Content-Type", "application/problem+json")
+                    self.end_headers()
+                    self.wfile.write(b'{"status": 404, "title": "Not Found"}')
+                    return
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                conn = http.client.HTTPConnection(proxy.up.hostname, proxy.up.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(k, v)
+                self.end_headers()
+                if not path.endswith("/events"):
+                    self.wfile.write(resp.read())
+                    conn.close()
+                    return
+                event = None
+                while True:
+                    line = resp.readline()
+                    if not line:
+                        break
+                    self.wfile.write(line)
+                    self.wfile.flush()
+                    if line.startswith(b"event:"):
+                        event = line[6:].strip()
+                    elif line in (b"\n", b"\r\n"):
+                        if event == b"log" and path in proxy.cut:
+                            break
+                        event = None
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def proxied(stack, tmp_path_factory):
+    proxy = Proxy(stack.api.base)
+    cfg = tmp_path_factory.mktemp("cli-follow-config")
+    u = stack.api.users["alice"]
+    r = stack.cli("login", "--url", proxy.url, "--email", u.email, "--password-stdin",
+                  config_dir=cfg, input=u.password + "\n")
+    assert r.returncode == 0, r.stderr
+
+    def run(*args, timeout=120):
+        return stack.cli(*[str(a) for a in args], config_dir=cfg, timeout=timeout)
+    yield proxy, run
+    proxy.close()
+
+
+def test_task_wait_after_a_lost_stream_prints_only_the_logs_not_shown(stack, proxied):
+    proxy, cli = proxied
+    f = stack.api.create_function("alice", harness.Api.unique("steps"), STEPS)
+    t = stack.api.execute_raw("alice", f["id"], {"n": 6}).json()
+    proxy.cut.add(f"/api/v1/tasks/{t['id']}/events")
+    r = cli("task", "wait", t["id"])
+    assert r.returncode == 0 and json.loads(r.stdout) == 6, (r.stdout, r.stderr)
+    assert f"/api/v1/tasks/{t['id']}/events" in proxy.seen
+    assert "the event stream was lost" in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("line ")]
+    # every line once, in order: the first event's before the cut, the rest after
+    assert lines == [f"line {i}" for i in range(6)], r.stderr
+
