@@ -1,6 +1,8 @@
 """The CLI following event streams through a proxy that can break them
 (docs/cli.md): `mecapy task wait` whose task stream is cut after the first log event
-prints, once the long poll took over, only the logs it had not shown."""
+prints, once the long poll took over, only the logs it had not shown; `mecapy study show
+--wait` follows the study's event stream (plain lines when not a terminal) and polls
+when that stream cannot be had."""
 import http.client
 import json
 import threading
@@ -20,6 +22,15 @@ def main(n: int = 6) -> int:
         time.sleep(0.4)
     return n
 '''
+
+BEAM = '''\
+import time
+
+def main(F: float, L: float) -> dict:
+    time.sleep(0.3)
+    return {"m": F * L}
+'''
+
 
 class Proxy:
     """Forwards every request to the server; an event stream whose path is in `cut`
@@ -116,3 +127,28 @@ def test_task_wait_after_a_lost_stream_prints_only_the_logs_not_shown(stack, pro
     # every line once, in order: the first event's before the cut, the rest after
     assert lines == [f"line {i}" for i in range(6)], r.stderr
 
+
+def test_study_show_follows_the_study_stream_and_polls_without_it(stack, proxied):
+    proxy, cli = proxied
+    fn = stack.api.create_function("alice", harness.Api.unique("beam"), BEAM)
+    for refused in (False, True):
+        r = stack.api.post("alice", "/studies", json={
+            "target": {"function": fn["id"]}, "design": {"type": "grid", "params": {"L": [1, 2], "F": [1, 2]}},
+            "outputs": ["result.m"], "concurrency": 1})
+        harness.expect_status(r, 201)
+        sid = r.json()["id"]
+        events = f"/api/v1/studies/{sid}/events"
+        if refused:
+            proxy.refuse.add(events)
+        before = len(proxy.seen)
+        r = cli("study", "show", sid, "--wait")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        lines = r.stdout.splitlines()
+        assert lines and lines[-1].startswith(f"{sid} completed: 4/4 completed, 0 failed"), r.stdout
+        assert "\r" not in r.stdout and "\x1b" not in r.stdout, "no terminal codes when not a terminal"
+        assert len(lines) == len(set(lines)), "a line per change: " + r.stdout
+        asked = proxy.seen[before:]
+        assert asked[0] == events, asked
+        # the stream answers it; refused, GET /studies/{id}?wait= long polls do
+        polls = [p for p in asked if p == f"/api/v1/studies/{sid}"]
+        assert bool(polls) == refused, asked
