@@ -998,35 +998,13 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
         _cleanup_json_ json_t *company = p->company_id[0] ? json_string(p->company_id) : json_null();
         char id[MP_ID_LEN + 1];
         json_t *inputs;
-        const char *key;
-        json_t *v;
         int r;
 
         if ((r = mp_core_workflow_resolve(core, p, ref, version, &wf, &ver, err)) < 0)
                 return r;
-        if (!json_is_object(body))
-                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object like "
-                                    "{\"inputs\": {...}}");
-        inputs = json_object_get(body, "inputs");
-        if (!inputs)
-                mp_error_add_field(err, "inputs", "is required (an object of the workflow's parameters)");
-        json_object_foreach(body, key, v)
-                if (strcmp(key, "inputs"))
-                        mp_error_add_field(err, key, "is not a field of an execute request (only \"inputs\")");
-        if (err->errors)
-                return mp_core_validation_done(err, "fields");
-        if ((r = mp_core_schema_validate(json_object_get(ver, "input_schema"), inputs, err)) < 0)
+        /* What no node could take (too deep for a call) is refused here, not node by node. */
+        if ((r = mp_core_execute_body(body, json_object_get(ver, "input_schema"), "workflow", &inputs, err)) < 0)
                 return r;
-        /* What no node could take (too deep for a call): refused here, not node by node. */
-        _cleanup_free_ char *canon = NULL;
-        size_t canon_len;
-        if (mp_canonical_dump(inputs, &canon, &canon_len, err) < 0) {
-                char msg[sizeof(err->message)];
-                snprintf(msg, sizeof(msg), "%s", err->message);
-                mp_error_clear(err);
-                mp_error_add_field(err, "inputs", "%s", msg);
-                return mp_core_validation_done(err, "fields");
-        }
         if (idempotency_key && !key_ok(idempotency_key))
                 return mp_error_set(err, EINVAL, 400, "bad_request", "the Idempotency-Key header must be 1 to %d "
                                     "printable ASCII characters", MP_MAX_IDEMPOTENCY_KEY_LEN);
