@@ -126,3 +126,10 @@
 #define MP_MAX_USAGE_DAYS            366
 #define MP_MAX_QUOTA_VALUE           1000000000000LL
 #define MP_QUOTA_HOLD_MS             1000
+/* Artifacts in folders of outputs/ (leftovers): a file in outputs/a/b/x.csv is the
+ * artifact "a/b/x.csv". Folders deeper than this are not collected; a name (its whole
+ * path under outputs/) is at most this many bytes; the guest looks at no more than
+ * this many entries (files and folders) in all. */
+#define MP_MAX_ARTIFACT_DEPTH        8       /* folders an artifact may be in */
+#define MP_MAX_ARTIFACT_NAME_LEN     1024
+#define MP_MAX_ARTIFACT_ENTRIES      4096
