@@ -110,6 +110,7 @@ def proxied(stack, tmp_path_factory):
 
     def run(*args, timeout=120):
         return stack.cli(*[str(a) for a in args], config_dir=cfg, timeout=timeout)
+    run.config_dir = cfg
     yield proxy, run
     proxy.close()
 
@@ -152,3 +153,37 @@ def test_study_show_follows_the_study_stream_and_polls_without_it(stack, proxied
         # the stream answers it; refused, GET /studies/{id}?wait= long polls do
         polls = [p for p in asked if p == f"/api/v1/studies/{sid}"]
         assert bool(polls) == refused, asked
+
+
+def test_study_show_on_a_terminal_redraws_one_line(stack, proxied, tmp_path):
+    """stdout a terminal: the progress line is redrawn in place (carriage return, erase to
+    the end of line) and ends as the final state on a line of its own."""
+    import os
+    import pty
+    import subprocess
+    proxy, cli = proxied
+    fn = stack.api.create_function("alice", harness.Api.unique("beam"), BEAM)
+    r = stack.api.post("alice", "/studies", json={
+        "target": {"function": fn["id"]}, "design": {"type": "list", "points": [{"L": 1, "F": 1}, {"L": 2, "F": 1}]},
+        "concurrency": 1})
+    sid = harness.expect_status(r, 201).json()["id"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MECAPY_")}
+    env.update(TERM="xterm", MECAPY_CONFIG_DIR=str(cli.config_dir))
+    main, sub = pty.openpty()
+    p = subprocess.Popen([str(harness.mecapy_bin()), "study", "show", sid, "--wait"], stdout=sub,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    os.close(sub)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert p.wait(timeout=120) == 0, p.stderr.read()
+    os.close(main)
+    text = out.decode()
+    assert "\r" in text and "\x1b[K" in text, repr(text)
+    assert text.rstrip("\r\n").rsplit("\r", 1)[-1].startswith(f"{sid} completed: 2/2 completed"), repr(text)
