@@ -13,7 +13,8 @@
 #include "base/util.h"
 #include "core/core.h"
 
-#define MP_ROUTE_MAX_SEGS 12  /* path segments of a route (and of a URL that can match one) */
+#define MP_ROUTE_MAX_SEGS 16  /* path segments of a URL that can match a route (an artifact's
+                               * name spans up to MP_MAX_ARTIFACT_DEPTH + 1 of them) */
 #define MP_ROUTE_MAX_PARAMS 4 /* {…} segments in one pattern */
 /* Server-sent event streams (api-events.c). */
 #define MP_SSE_PER_USER 16               /* open at once per user (a 17th: 429) */
@@ -39,6 +40,8 @@ enum {
                                         * on the slow-work threads, the connection suspended */
         MP_ROUTE_AUTH_LIMIT = 1u << 1, /* per-address --auth-rate-limit, keyed by its last
                                         * path segment (login, signup, cli-exchange) */
+        MP_ROUTE_REST = 1u << 2,       /* its last {…} takes the rest of the path, its
+                                        * segments joined by '/' (an artifact in a folder) */
 };
 
 struct mp_route_ctx;
@@ -74,6 +77,7 @@ struct mp_route_ctx {
         char *seg[MP_ROUTE_MAX_SEGS];
         int nseg;
         char path[MP_MAX_URL_LEN + 1]; /* the split path the segments point into */
+        char rest[MP_MAX_URL_LEN + 1]; /* an MP_ROUTE_REST route's last parameter */
         struct mp_principal principal;
         struct mp_error err;
         char client[48]; /* the client's address (api-guard.c) */

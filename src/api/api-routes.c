@@ -750,7 +750,7 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/tasks/{id}/logs", MP_SCOPE_TASKS_READ, 0, task_logs),
         MP_ROUTE("GET", "/api/v1/tasks/{id}/events", MP_SCOPE_TASKS_READ, 0, mp_api_task_events),
         MP_ROUTE("POST", "/api/v1/tasks/{id}/cancel", MP_SCOPE_TASKS_WRITE, 0, task_cancel),
-        MP_ROUTE("GET", "/api/v1/tasks/{id}/artifacts/{name}", MP_SCOPE_TASKS_READ, 0, task_artifact),
+        MP_ROUTE("GET", "/api/v1/tasks/{id}/artifacts/{name}", MP_SCOPE_TASKS_READ, MP_ROUTE_REST, task_artifact),
         /* Studies (docs/studies.md): making, extending, retrying and cancelling one runs
          * calls (execute); reading one reads tasks (tasks:read). */
         MP_ROUTE("GET", "/api/v1/studies", MP_SCOPE_TASKS_READ, 0, mp_api_study_list),
@@ -852,9 +852,9 @@ static int split_path(char *path, char **segs, int max) {
         return n;
 }
 
-/* Does the pattern match these segments? Fills c->param on a match. */
-static bool pattern_match(struct mp_route_ctx *c, const char *pattern) {
-        const char *p = pattern;
+/* Does the route's pattern match these segments? Fills c->param on a match. */
+static bool pattern_match(struct mp_route_ctx *c, const struct mp_api_route *rt) {
+        const char *p = rt->pattern;
         int i = 0, np = 0;
 
         while (*p == '/' && p[1]) {
@@ -865,6 +865,16 @@ static bool pattern_match(struct mp_route_ctx *c, const char *pattern) {
                 if (n >= 2 && s[0] == '{' && s[n - 1] == '}') {
                         if (np == MP_ROUTE_MAX_PARAMS)
                                 return false;
+                        if ((rt->flags & MP_ROUTE_REST) && !*e) {
+                                /* The last one takes every segment left, each decoded; the
+                                 * handler looks the joined name up, never opens it. */
+                                size_t off = 0;
+                                for (c->rest[0] = 0; i < c->nseg; i++)
+                                        off += (size_t) snprintf(c->rest + off, sizeof(c->rest) - off, "%s%s",
+                                                                 off ? "/" : "", c->seg[i]);
+                                c->param[np++] = c->rest;
+                                break;
+                        }
                         c->param[np++] = c->seg[i];
                 } else if (strlen(c->seg[i]) != n || strncmp(c->seg[i], s, n))
                         return false;
@@ -933,7 +943,7 @@ enum MHD_Result mp_api_route(struct mp_api *api, struct MHD_Connection *conn,
         c->nseg = split_path(c->path, c->seg, MP_ROUTE_MAX_SEGS);
         for (size_t i = 0; c->nseg >= 0 && i < mp_api_n_routes; i++) {
                 const struct mp_api_route *rt = &mp_api_routes[i];
-                if (!pattern_match(c, rt->pattern))
+                if (!pattern_match(c, rt))
                         continue;
                 if (!strcmp(rt->method, want)) {
                         c->route = rt;

@@ -136,3 +136,10 @@
 
 /* units: the checks one result may declare (more are left out of the task's "checks") */
 #define MP_MAX_CHECKS 256
+/* Artifacts in folders of outputs/ (leftovers): a file in outputs/a/b/x.csv is the
+ * artifact "a/b/x.csv". Folders deeper than this are not collected; a name (its whole
+ * path under outputs/) is at most this many bytes; the guest looks at no more than
+ * this many entries (files and folders) in all. */
+#define MP_MAX_ARTIFACT_DEPTH        8       /* folders an artifact may be in */
+#define MP_MAX_ARTIFACT_NAME_LEN     1024
+#define MP_MAX_ARTIFACT_ENTRIES      4096

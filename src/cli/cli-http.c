@@ -253,6 +253,63 @@ int mp_cli_stream(struct mp_cli *c, const char *path, long timeout_s,
         return cr == CURLE_OK || cr == CURLE_WRITE_ERROR ? 0 : -EIO;
 }
 
+void mp_cli_sse_init(struct mp_cli_sse *s, size_t max_event,
+                     bool (*on_event)(const char *name, const char *data, size_t len, void *ctx), void *ctx) {
+        *s = (struct mp_cli_sse) { .line = { .cap = max_event }, .data = { .cap = max_event },
+                                   .on_event = on_event, .ctx = ctx };
+}
+
+void mp_cli_sse_free(struct mp_cli_sse *s) {
+        mp_buf_free(&s->line);
+        mp_buf_free(&s->data);
+}
+
+/* One line of the stream (without its newline); false to stop. */
+static bool sse_line(struct mp_cli_sse *s, const char *p, size_t n) {
+        bool more = true;
+
+        if (n && p[n - 1] == '\r')
+                n--;
+        if (n == 0) {
+                if (s->event[0] || s->data.len)
+                        more = s->on_event(s->event[0] ? s->event : "message", s->data.data ? s->data.data : "",
+                                           s->data.len, s->ctx);
+                s->event[0] = 0;
+                s->data.len = 0;
+                if (s->data.data)
+                        s->data.data[0] = 0;
+                return more;
+        }
+        if (p[0] == ':')
+                return true;
+        if (n >= 6 && !memcmp(p, "event:", 6)) {
+                size_t skip = n > 6 && p[6] == ' ' ? 7 : 6;
+                snprintf(s->event, sizeof(s->event), "%.*s", (int) (n - skip), p + skip);
+        } else if (n >= 5 && !memcmp(p, "data:", 5)) {
+                size_t skip = n > 5 && p[5] == ' ' ? 6 : 5;
+                if ((s->data.len && mp_buf_append(&s->data, "\n", 1) < 0) ||
+                    mp_buf_append(&s->data, p + skip, n - skip) < 0)
+                        return false; /* an event past any the server sends: not our server */
+        }
+        return true;
+}
+
+bool mp_cli_sse_feed(const char *p, size_t n, void *sse) {
+        struct mp_cli_sse *s = sse;
+        for (size_t i = 0; i < n; i++) {
+                if (p[i] != '\n') {
+                        if (mp_buf_append(&s->line, p + i, 1) < 0)
+                                return false; /* a line past any event's size: not our server */
+                        continue;
+                }
+                bool more = sse_line(s, s->line.data ? s->line.data : "", s->line.len);
+                s->line.len = 0;
+                if (!more)
+                        return false;
+        }
+        return true;
+}
+
 static bool is_json_type(const char *ct) {
         return ct && (strncmp(ct, "application/json", 16) == 0 ||
                       strncmp(ct, "application/problem+json", 24) == 0);

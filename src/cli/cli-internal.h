@@ -141,6 +141,22 @@ int mp_cli_api(struct mp_cli *c, const char *method, const char *path, json_t *b
  * printed), -EIO on a transport error (nothing printed). */
 int mp_cli_stream(struct mp_cli *c, const char *path, long timeout_s,
                   bool (*on_data)(const char *p, size_t n, void *ctx), void *ctx, long *ret_status);
+/* A reader of server-sent events for mp_cli_stream: pass mp_cli_sse_feed as on_data and
+ * the reader as its ctx. on_event gets each event's name ("message" when it has none)
+ * and its data (its data: lines joined by "\n", NUL-terminated, len bytes); returning
+ * false stops the stream (after the last event). A line or an event past max_event
+ * bytes stops it too. mp_cli_sse_free frees the buffers (the reader itself is the
+ * caller's). */
+struct mp_cli_sse {
+        struct mp_buf line, data;
+        char event[32];
+        bool (*on_event)(const char *name, const char *data, size_t len, void *ctx);
+        void *ctx;
+};
+void mp_cli_sse_init(struct mp_cli_sse *s, size_t max_event,
+                     bool (*on_event)(const char *name, const char *data, size_t len, void *ctx), void *ctx);
+bool mp_cli_sse_feed(const char *p, size_t n, void *sse);
+void mp_cli_sse_free(struct mp_cli_sse *s);
 /* Print a problem+json (or any error) answer to stderr. */
 void mp_cli_print_problem(const struct mp_cli_reply *r);
 /* URL-escape one path segment or query value (malloc'ed). */

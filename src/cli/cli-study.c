@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/json.h"
 #include "cli/cli-internal.h"
@@ -18,16 +19,87 @@ static const char study_usage[] =
         "  show     the study's progress; --wait follows it until it stops running\n"
         "  results  the results: a line per point, or --csv the CSV table (to stdout)\n";
 
-/* "<id> <status>: <completed>/<total> completed, <failed> failed, ..." */
-static void progress_line(FILE *f, json_t *s) {
+/* "<id> <status>: <completed>/<total> completed, <failed> failed, ...", then end. */
+static void progress_text(FILE *f, json_t *s, const char *end) {
         json_t *p = json_object_get(s, "progress");
 #define N(k) (long long) json_integer_value(json_object_get(p, k))
         mp_cli_put_safe(f, mp_cli_str(s, "id"));
         fputc(' ', f);
         mp_cli_put_safe(f, mp_cli_str(s, "status"));
-        fprintf(f, ": %lld/%lld completed, %lld failed, %lld running, %lld queued, %lld cancelled\n",
-                N("completed"), N("total"), N("failed"), N("running"), N("queued"), N("cancelled"));
+        fprintf(f, ": %lld/%lld completed, %lld failed, %lld running, %lld queued, %lld cancelled%s",
+                N("completed"), N("total"), N("failed"), N("running"), N("queued"), N("cancelled"), end);
 #undef N
+}
+
+static void progress_line(FILE *f, json_t *s) {
+        progress_text(f, s, "\n");
+}
+
+static int exit_code(json_t *s) {
+        return json_integer_value(json_object_get(json_object_get(s, "progress"), "failed")) ? MP_CLI_EXIT_FAILED
+                                                                                            : MP_CLI_EXIT_OK;
+}
+
+/* ---- following the study's event stream (docs/api.md#workflow-run-and-study-events) ---- */
+
+#define STUDY_MAX_EVENT (1u << 20) /* a status event is the study object */
+
+struct study_follow {
+        bool tty;      /* one line redrawn in place, else a plain line per change */
+        bool drawn;
+        json_t *last;  /* the study as the last event showed it */
+        bool ended;
+};
+
+/* A `status` (at each change of its progress) or the `end` event: the study object. */
+static bool on_study_event(const char *name, const char *data, size_t len, void *ctx) {
+        struct study_follow *f = ctx;
+        bool end = !strcmp(name, "end");
+        json_t *s;
+
+        if (!end && strcmp(name, "status"))
+                return true;
+        s = json_loadb(data, len, 0, NULL);
+        if (!json_is_object(s)) {
+                json_decref(s);
+                return !end;
+        }
+        bool same = f->last && json_equal(json_object_get(s, "status"), json_object_get(f->last, "status")) &&
+                    json_equal(json_object_get(s, "progress"), json_object_get(f->last, "progress"));
+        json_decref(f->last);
+        f->last = s;
+        f->ended = end;
+        if (f->tty) {
+                fputc('\r', stdout);
+                progress_text(stdout, s, end ? "\033[K\n" : "\033[K");
+                f->drawn = !end;
+        } else if (!same)
+                progress_line(stdout, s);
+        fflush(stdout);
+        return !end;
+}
+
+/* Follow GET /studies/{id}/events to the study's end, its progress on one line (or a
+ * plain line per change when stdout is no terminal). true with *ret_code once it ended;
+ * false when the stream cannot be followed (an older server, a lost connection): the
+ * caller polls instead. */
+static bool follow_study(struct mp_cli *c, const char *eid, int *ret_code) {
+        struct study_follow f = { 0 };
+        struct mp_cli_sse sse;
+        char path[256];
+        long status = 0;
+
+        f.tty = isatty(STDOUT_FILENO) && getenv("TERM") && strcmp(getenv("TERM"), "dumb") != 0;
+        snprintf(path, sizeof(path), "/api/v1/studies/%s/events", eid);
+        mp_cli_sse_init(&sse, STUDY_MAX_EVENT, on_study_event, &f);
+        (void) mp_cli_stream(c, path, 0, mp_cli_sse_feed, &sse, &status);
+        mp_cli_sse_free(&sse);
+        if (f.drawn)
+                fputs("\r\033[K", stdout);
+        if (f.ended)
+                *ret_code = exit_code(f.last);
+        json_decref(f.last);
+        return f.ended;
 }
 
 static int read_file(const char *path, json_t **ret) {
@@ -70,6 +142,11 @@ static int show(struct mp_cli *c, const char *id, bool wait, bool json) {
 
         if (!eid)
                 return MP_CLI_EXIT_HTTP;
+        if (wait && !json) {
+                int code = MP_CLI_EXIT_OK;
+                if (follow_study(c, eid, &code))
+                        return code;
+        }
         for (;;) {
                 _cleanup_json_ json_t *s = NULL;
                 snprintf(path, sizeof(path), "/api/v1/studies/%s%s", eid, wait ? "?wait=" "30" : "");
@@ -82,8 +159,7 @@ static int show(struct mp_cli *c, const char *id, bool wait, bool json) {
                         progress_line(stdout, s);
                 fflush(stdout);
                 if (!wait || !running)
-                        return json_integer_value(json_object_get(json_object_get(s, "progress"), "failed"))
-                                       ? MP_CLI_EXIT_FAILED : MP_CLI_EXIT_OK;
+                        return exit_code(s);
         }
 }
 

@@ -67,9 +67,36 @@ static int task_path(struct mp_cli *c, const char *id, const char *suffix, char 
         return 0;
 }
 
-/* Print an ended (or given-up-on) task as run does; returns the exit code. logs_shown:
- * its logs went to stderr already, while it ran (follow_task). */
-static int report_task(struct mp_cli *c, json_t *task, bool gave_up, bool logs_shown) {
+/* What of a task's logs went to stderr already, while it ran (follow_task): all of
+ * them (its stream reached the end), or the text of the log events a stream showed
+ * before it was lost. */
+struct logs_shown {
+        bool all;
+        const char *text;
+        size_t len;
+};
+
+/* The part of the final logs not shown yet: after the shown text when the logs start
+ * with it (each shown event ended with a newline, which the logs' last line may lack);
+ * all of them, said so, when they do not (the call ran again: a retry starts its logs
+ * anew). */
+static const char *logs_not_shown(const char *logs, const struct logs_shown *shown) {
+        size_t n = strlen(logs);
+
+        if (!shown || shown->len == 0)
+                return logs;
+        if (n >= shown->len && !memcmp(logs, shown->text, shown->len))
+                return logs + shown->len;
+        if (n + 1 == shown->len && shown->text[n] == '\n' && !memcmp(logs, shown->text, n))
+                return logs + n;
+        fprintf(stderr, "mecapy: the task's logs are not those shown so far (it ran again); all of them "
+                        "follow\n");
+        return logs;
+}
+
+/* Print an ended (or given-up-on) task as run does; returns the exit code. shown: what
+ * of its logs went to stderr already (NULL: none). */
+static int report_task(struct mp_cli *c, json_t *task, bool gave_up, const struct logs_shown *shown) {
         const char *status = mp_cli_str(task, "status");
         const char *logs = mp_cli_str(task, "logs");
         json_t *error = json_object_get(task, "error");
@@ -79,9 +106,10 @@ static int report_task(struct mp_cli *c, json_t *task, bool gave_up, bool logs_s
                 mp_cli_print_json(stdout, task);
                 return code;
         }
-        if (*logs && !logs_shown) {
-                fputs(logs, stderr); /* the function's own output, as it printed it */
-                if (logs[strlen(logs) - 1] != '\n')
+        if (*logs && !(shown && shown->all)) {
+                const char *rest = logs_not_shown(logs, shown);
+                fputs(rest, stderr); /* the function's own output, as it printed it */
+                if (*rest && rest[strlen(rest) - 1] != '\n')
                         fputc('\n', stderr);
         }
         if (json_is_true(json_object_get(task, "logs_truncated")))
@@ -125,8 +153,10 @@ static int report_task(struct mp_cli *c, json_t *task, bool gave_up, bool logs_s
 }
 
 /* Long-poll GET /tasks/{id}?wait= until the task ends or timeout_s (0: no limit)
- * passes. *task is replaced by the newest state. Returns the exit code. */
-static int wait_task(struct mp_cli *c, json_t **task, const char *id, long timeout_s) {
+ * passes. *task is replaced by the newest state. shown: what of its logs a lost
+ * stream showed already (NULL: none). Returns the exit code. */
+static int wait_task(struct mp_cli *c, json_t **task, const char *id, long timeout_s,
+                     const struct logs_shown *shown) {
         int64_t deadline = timeout_s > 0 ? mp_mono_ms() + timeout_s * 1000 : 0;
 
         while (!ended(mp_cli_str(*task, "status"))) {
@@ -137,7 +167,7 @@ static int wait_task(struct mp_cli *c, json_t **task, const char *id, long timeo
                 if (deadline) {
                         int64_t left = deadline - mp_mono_ms();
                         if (left <= 0)
-                                return report_task(c, *task, true, false);
+                                return report_task(c, *task, true, shown);
                         wait = MP_MIN(wait, (long) ((left + 999) / 1000));
                 }
                 char suffix[32];
@@ -154,7 +184,7 @@ static int wait_task(struct mp_cli *c, json_t **task, const char *id, long timeo
                 json_decref(*task);
                 *task = next;
         }
-        return report_task(c, *task, false, false);
+        return report_task(c, *task, false, shown);
 }
 
 /* ---- following a task's event stream (docs/api.md#task-events) ---- */
@@ -163,13 +193,12 @@ static int wait_task(struct mp_cli *c, json_t **task, const char *id, long timeo
 #define BAR_WIDTH 30
 
 struct follow {
-        struct mp_buf line, data; /* the line being read, the event's data so far */
-        char event[32];
         bool bar;                 /* draw a bar (stderr is a terminal), else plain lines */
         bool bar_drawn;
         double fraction;
         char *message;
         bool logs_shown, ended;
+        struct mp_buf shown;      /* the logs shown, for a long poll that takes over */
         json_t *task;             /* the `end` event's task */
 };
 
@@ -193,23 +222,27 @@ static void bar_draw(struct follow *f) {
         f->bar_drawn = true;
 }
 
-static void on_event(struct follow *f) {
-        const char *name = f->event[0] ? f->event : "message";
-        const char *data = f->data.data ? f->data.data : "";
+/* One event of the task's stream (mp_cli_sse); false after `end`, the last one. */
+static bool on_event(const char *name, const char *data, size_t len, void *ctx) {
+        struct follow *f = ctx;
 
         if (!strcmp(name, "log")) {
                 /* The function's own output, as it printed it: whole lines, the last
                  * newline left out by the framing. */
                 bar_clear(f);
-                fwrite(data, 1, f->data.len, stderr);
+                fwrite(data, 1, len, stderr);
                 fputc('\n', stderr);
                 f->logs_shown = true;
+                /* Past its cap (the logs' own) it is no prefix: the fallback shows all. */
+                if (!f->shown.truncated && (mp_buf_append(&f->shown, data, len) < 0 ||
+                                            mp_buf_append(&f->shown, "\n", 1) < 0))
+                        f->shown.truncated = true;
                 if (f->bar && f->message)
                         bar_draw(f);
         } else if (!strcmp(name, "progress")) {
-                _cleanup_json_ json_t *p = json_loadb(data, f->data.len, 0, NULL);
+                _cleanup_json_ json_t *p = json_loadb(data, len, 0, NULL);
                 if (!json_is_number(json_object_get(p, "fraction")))
-                        return;
+                        return true;
                 f->fraction = MP_MIN(MP_MAX(json_number_value(json_object_get(p, "fraction")), 0.0), 1.0);
                 free(f->message);
                 f->message = strdup(mp_cli_str(p, "message"));
@@ -224,49 +257,10 @@ static void on_event(struct follow *f) {
         } else if (!strcmp(name, "end")) {
                 bar_clear(f);
                 json_decref(f->task);
-                f->task = json_loadb(data, f->data.len, 0, NULL);
+                f->task = json_loadb(data, len, 0, NULL);
                 f->ended = json_is_object(f->task);
         }
-}
-
-/* One line of the stream (without its newline). */
-static void on_line(struct follow *f, const char *p, size_t n) {
-        if (n && p[n - 1] == '\r')
-                n--;
-        if (n == 0) {
-                if (f->event[0] || f->data.len)
-                        on_event(f);
-                f->event[0] = 0;
-                f->data.len = 0;
-                return;
-        }
-        if (p[0] == ':')
-                return;
-        if (n >= 6 && !memcmp(p, "event:", 6)) {
-                size_t skip = n > 6 && p[6] == ' ' ? 7 : 6;
-                snprintf(f->event, sizeof(f->event), "%.*s", (int) (n - skip), p + skip);
-        } else if (n >= 5 && !memcmp(p, "data:", 5)) {
-                size_t skip = n > 5 && p[5] == ' ' ? 6 : 5;
-                if (f->data.len)
-                        (void) mp_buf_append(&f->data, "\n", 1);
-                (void) mp_buf_append(&f->data, p + skip, n - skip);
-        }
-}
-
-static bool on_stream_data(const char *p, size_t n, void *ctx) {
-        struct follow *f = ctx;
-        for (size_t i = 0; i < n; i++) {
-                if (p[i] != '\n') {
-                        if (mp_buf_append(&f->line, p + i, 1) < 0)
-                                return false; /* a line past any event's size: not our server */
-                        continue;
-                }
-                on_line(f, f->line.data ? f->line.data : "", f->line.len);
-                f->line.len = 0;
-                if (f->ended)
-                        return false; /* `end` is the last event: no need to wait for the close */
-        }
-        return true;
+        return !f->ended;
 }
 
 /* Follow the task's event stream to its end: live logs and progress on stderr, then
@@ -274,26 +268,29 @@ static bool on_stream_data(const char *p, size_t n, void *ctx) {
  * followed (an older server, a lost connection). Returns the exit code. */
 static int follow_task(struct mp_cli *c, json_t **task, const char *id, long timeout_s) {
         _cleanup_free_ char *path = NULL;
-        struct follow f = { .line = { .cap = SSE_MAX_EVENT }, .data = { .cap = SSE_MAX_EVENT } };
+        struct follow f = { .shown = { .cap = SSE_MAX_EVENT } };
+        struct mp_cli_sse sse;
         int64_t start = mp_mono_ms();
         long status = 0;
         int r, code;
 
         if (c->json || ended(mp_cli_str(*task, "status")))
-                return wait_task(c, task, id, timeout_s);
+                return wait_task(c, task, id, timeout_s, NULL);
         f.bar = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO) && getenv("TERM") &&
                 strcmp(getenv("TERM"), "dumb") != 0;
         if (task_path(c, id, "/events", &path) < 0)
                 return MP_CLI_EXIT_HTTP;
-        r = mp_cli_stream(c, path, timeout_s, on_stream_data, &f, &status);
+        mp_cli_sse_init(&sse, SSE_MAX_EVENT, on_event, &f);
+        r = mp_cli_stream(c, path, timeout_s, mp_cli_sse_feed, &sse, &status);
+        mp_cli_sse_free(&sse);
         bar_clear(&f);
         if (f.ended) {
                 json_decref(*task);
                 *task = TAKE_PTR(f.task);
-                code = report_task(c, *task, false, f.logs_shown);
+                code = report_task(c, *task, false, &(struct logs_shown) { .all = f.logs_shown });
         } else {
                 /* Timed out, or the stream stopped early: the long poll takes over, for
-                 * what is left of the time. It prints the whole logs at the end. */
+                 * what is left of the time. It prints the logs not shown yet at the end. */
                 long left = 0;
                 if (timeout_s > 0) {
                         left = timeout_s - (long) ((mp_mono_ms() - start) / 1000);
@@ -301,12 +298,14 @@ static int follow_task(struct mp_cli *c, json_t **task, const char *id, long tim
                                 left = 1;
                 }
                 if (f.logs_shown && r != -ETIMEDOUT)
-                        fprintf(stderr, "mecapy: the event stream was lost; the whole logs follow "
-                                        "once the task ends\n");
-                code = wait_task(c, task, id, left);
+                        fprintf(stderr, "mecapy: the event stream was lost; the rest of the logs "
+                                        "follows once the task ends\n");
+                struct logs_shown shown = { .text = f.shown.data, .len = f.shown.len };
+                if (f.shown.truncated) /* not all of it kept: no prefix to trust */
+                        shown.len = 0;
+                code = wait_task(c, task, id, left, &shown);
         }
-        mp_buf_free(&f.line);
-        mp_buf_free(&f.data);
+        mp_buf_free(&f.shown);
         free(f.message);
         json_decref(f.task);
         return code;

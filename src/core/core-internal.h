@@ -136,3 +136,12 @@ int mp_verify_publish_check(struct mp_core *core, const char *function_id, json_
 json_t *mp_core_function_render(json_t *fn, json_t *ver);
 /* The version's "review" as the API shows it ({"status": "draft"} before any). */
 json_t *mp_review_render(json_t *ver);
+
+/* The body of an execute request, a function's (tasks.c) or a workflow's: an object
+ * {"inputs": ...} and nothing else, inputs valid for schema and no deeper than a call
+ * can carry to the executor (the canonical form's bound), so a call is refused here
+ * with a 422 at `inputs` rather than failing in the sandbox. what names the target in
+ * the message ("function", "workflow"). *ret_inputs is borrowed from body. 0, or -EINVAL
+ * with err's fields; other errors of the schema's check pass through. */
+int mp_core_execute_body(json_t *body, json_t *schema, const char *what, json_t **ret_inputs,
+                         struct mp_error *err);

@@ -673,6 +673,10 @@ int mp_core_me(struct mp_core *core, const struct mp_principal *p, json_t **ret,
         if (r < 0)
                 return r;
         *ret = user_public(user);
+        if (!*ret)
+                return -ENOMEM;
+        /* Whether the platform's figures (GET /api/v1/admin/stats) are open to the caller. */
+        json_object_set_new(*ret, "operator", json_boolean(json_integer_value(json_object_get(user, "operator")) == 1));
         return 0;
 }
 

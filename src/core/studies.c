@@ -60,7 +60,8 @@ static json_t *render(json_t *row) {
         json_int_t cancelled = json_integer_value(json_object_get(row, "cancelled"));
         json_int_t queued = total - running - completed - failed - cancelled;
         static const char *const drop[] = { "owner_id", "company_id", "total", "started", "running",
-                                            "completed", "failed", "cancelled", "cache_refresh", NULL };
+                                            "completed", "failed", "cancelled", "cache_refresh", "request_id",
+                                            NULL };
 
         json_object_set_new(row, "progress",
                             json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "total", total, "queued",
@@ -355,6 +356,8 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
         json_object_set_new(study, "fixed", fixed ? json_incref(fixed) : json_object());
         json_t *outputs = json_object_get(body, "outputs");
         json_object_set_new(study, "outputs", json_is_array(outputs) ? json_incref(outputs) : json_array());
+        /* Its points' tasks (and runs) log the request that made the study. */
+        json_object_set_new(study, "request_id", mp_log_request_id() ? json_string(mp_log_request_id()) : json_null());
         if ((r = MP_STORE(core->store)->study_create(core->store, study, keyed, err)) < 0)
                 return r;
         if ((r = MP_STORE(core->store)->study_start(core->store, id, &start, err)) < 0)

@@ -189,6 +189,39 @@ static bool idempotency_key_ok(const char *k) {
         return true;
 }
 
+int mp_core_execute_body(json_t *body, json_t *schema, const char *what, json_t **ret_inputs,
+                         struct mp_error *err) {
+        _cleanup_free_ char *canon = NULL;
+        json_t *inputs, *v;
+        const char *key;
+        size_t canon_len;
+        int r;
+
+        if (!json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object "
+                                    "like {\"inputs\": {...}}");
+        inputs = json_object_get(body, "inputs");
+        if (!inputs)
+                mp_error_add_field(err, "inputs", "is required (an object of the %s's parameters)", what);
+        json_object_foreach(body, key, v)
+                if (strcmp(key, "inputs"))
+                        mp_error_add_field(err, key, "is not a field of an execute request (only \"inputs\")");
+        if (err->errors)
+                return mp_core_validation_done(err, "fields");
+        if ((r = mp_core_schema_validate(schema, inputs, err)) < 0)
+                return r;
+        /* What the executor could not take (too deep for a call): refused here. */
+        if (mp_canonical_dump(inputs, &canon, &canon_len, err) < 0) {
+                char msg[sizeof(err->message)];
+                snprintf(msg, sizeof(msg), "%s", err->message);
+                mp_error_clear(err);
+                mp_error_add_field(err, "inputs", "%s", msg);
+                return mp_core_validation_done(err, "fields");
+        }
+        *ret_inputs = inputs;
+        return 0;
+}
+
 int mp_core_execute(struct mp_core *core, const struct mp_principal *p, const char *function_id,
                     int version, json_t *body, const char *idempotency_key, json_t **ret,
                     struct mp_error *err) {
@@ -247,24 +280,9 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
 
         if ((r = mp_core_load_callable(core, p, function_id, version, &fn, &ver, err)) < 0)
                 return r;
-        if (!json_is_object(body))
-                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object "
-                                    "like {\"inputs\": {...}}");
-        inputs = json_object_get(body, "inputs");
-        if (!inputs) {
-                mp_error_add_field(err, "inputs", "is required (an object of the function's parameters)");
-                return mp_core_validation_done(err, "fields");
-        }
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v)
-                if (strcmp(key, "inputs"))
-                        mp_error_add_field(err, key, "is not a field of an execute request (only \"inputs\")");
-        if (err->errors)
-                return mp_core_validation_done(err, "fields");
         /* units: the inputs as sent are kept; validation converts quantities in place */
-        _cleanup_json_ json_t *given = json_deep_copy(inputs);
-        if ((r = mp_core_schema_validate(json_object_get(ver, "input_schema"), inputs, err)) < 0)
+        _cleanup_json_ json_t *given = json_is_object(body) ? json_deep_copy(json_object_get(body, "inputs")) : NULL;
+        if ((r = mp_core_execute_body(body, json_object_get(ver, "input_schema"), "function", &inputs, err)) < 0)
                 return r;
         if (idempotency_key && !idempotency_key_ok(idempotency_key))
                 return mp_error_set(err, EINVAL, 400, "bad_request",

@@ -484,6 +484,8 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
                 return -ENOMEM;
         json_object_set_new(task, "company_id", owner.company_id[0] ? json_string(owner.company_id) : json_null());
         json_object_set_new(task, "element_index", element >= 0 ? json_integer(element) : json_null());
+        /* The request that made the run (or its study): the worker logs it with the task. */
+        json_object_set(task, "request_id", json_object_get(run, "request_id") ?: json_null());
         /* A node of a function version declared "cache" carries the key a plain call
          * would (tasks.c), and is answered from the cache as a plain call is: the store
          * copies the owner's computed task of that key in the step's transaction
@@ -1002,35 +1004,13 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
         _cleanup_json_ json_t *company = p->company_id[0] ? json_string(p->company_id) : json_null();
         char id[MP_ID_LEN + 1];
         json_t *inputs;
-        const char *key;
-        json_t *v;
         int r;
 
         if ((r = mp_core_workflow_resolve(core, p, ref, version, &wf, &ver, err)) < 0)
                 return r;
-        if (!json_is_object(body))
-                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object like "
-                                    "{\"inputs\": {...}}");
-        inputs = json_object_get(body, "inputs");
-        if (!inputs)
-                mp_error_add_field(err, "inputs", "is required (an object of the workflow's parameters)");
-        json_object_foreach(body, key, v)
-                if (strcmp(key, "inputs"))
-                        mp_error_add_field(err, key, "is not a field of an execute request (only \"inputs\")");
-        if (err->errors)
-                return mp_core_validation_done(err, "fields");
-        if ((r = mp_core_schema_validate(json_object_get(ver, "input_schema"), inputs, err)) < 0)
+        /* What no node could take (too deep for a call) is refused here, not node by node. */
+        if ((r = mp_core_execute_body(body, json_object_get(ver, "input_schema"), "workflow", &inputs, err)) < 0)
                 return r;
-        /* What no node could take (too deep for a call): refused here, not node by node. */
-        _cleanup_free_ char *canon = NULL;
-        size_t canon_len;
-        if (mp_canonical_dump(inputs, &canon, &canon_len, err) < 0) {
-                char msg[sizeof(err->message)];
-                snprintf(msg, sizeof(msg), "%s", err->message);
-                mp_error_clear(err);
-                mp_error_add_field(err, "inputs", "%s", msg);
-                return mp_core_validation_done(err, "fields");
-        }
         if (idempotency_key && !key_ok(idempotency_key))
                 return mp_error_set(err, EINVAL, 400, "bad_request", "the Idempotency-Key header must be 1 to %d "
                                     "printable ASCII characters", MP_MAX_IDEMPOTENCY_KEY_LEN);
@@ -1041,6 +1021,8 @@ int mp_core_workflow_execute(struct mp_core *core, const struct mp_principal *p,
                 return -ENOMEM;
         if (idempotency_key)
                 json_object_set_new(run, "idempotency_key", json_string(idempotency_key));
+        /* Its tasks, made now and as it goes on, log this request's id (make_task). */
+        json_object_set_new(run, "request_id", mp_log_request_id() ? json_string(mp_log_request_id()) : json_null());
         if ((r = run_cache_lookup(core, ver, inputs, cache_refresh, run, err)) < 0)
                 return r;
         r = create_run(core, run, ver, state, &existing, err);
@@ -1085,6 +1067,7 @@ int mp_core_workflow_point_run(struct mp_core *core, json_t *study, const char *
                 return -ENOMEM;
         json_object_set(run, "study_id", json_object_get(study, "id"));
         json_object_set_new(run, "point_index", json_integer(index));
+        json_object_set(run, "request_id", json_object_get(study, "request_id") ?: json_null());
         /* The owner's tenancy: each node's function is checked for the owner when its
          * task is made (a function no longer theirs fails the node, and so the point). */
         if ((r = run_cache_lookup(core, ver, inputs, refresh, run, err)) < 0)

@@ -814,7 +814,29 @@ static bool b64_plausible(const char *s, size_t n) {
         return pad <= 2;
 }
 
-/* Check the artifacts list the guest sent: count, names (no NUL, no '/'), base64 data,
+/* An artifact's name: its path under outputs/, folders and file name joined by '/',
+ * none of them empty, "." or "..", at most MP_MAX_ARTIFACT_DEPTH folders and
+ * MP_MAX_ARTIFACT_NAME_LEN bytes. The guest sends no other (it walks the folders); the
+ * server never opens a path by it (an artifact is an object keyed by its index), yet a
+ * name that could climb out of a folder is refused here all the same. */
+static bool artifact_name_ok(const char *name, size_t len) {
+        int folders = 0;
+
+        if (len == 0 || len > MP_MAX_ARTIFACT_NAME_LEN || strlen(name) != len)
+                return false;
+        for (const char *s = name;; folders++) {
+                const char *e = strchrnul(s, '/');
+                size_t n = (size_t) (e - s);
+                if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+                        return false;
+                if (!*e)
+                        break;
+                s = e + 1;
+        }
+        return folders <= MP_MAX_ARTIFACT_DEPTH;
+}
+
+/* Check the artifacts list the guest sent: count, names (artifact_name_ok), base64 data,
  * decoded size. NULL = bad shape (the reply is refused: a protocol error, never a file
  * silently dropped or renamed), else a new reference; *ret_over when a cap was
  * exceeded. */
@@ -835,9 +857,8 @@ static json_t *check_artifacts(json_t *a, bool *ret_over) {
                 const char *name = json_string_value(json_object_get(v, "name"));
                 const char *data = json_string_value(json_object_get(v, "data"));
                 size_t dlen = json_string_length(json_object_get(v, "data"));
-                if (!name || !data || !*name || strlen(name) > 255 || strchr(name, '/') ||
-                    strlen(name) != json_string_length(json_object_get(v, "name")) ||
-                    strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || !b64_plausible(data, dlen))
+                if (!name || !data || !artifact_name_ok(name, json_string_length(json_object_get(v, "name"))) ||
+                    !b64_plausible(data, dlen))
                         return NULL;
                 total += json_string_length(json_object_get(v, "data")) / 4 * 3;
                 if (total > MP_MAX_ARTIFACT_BYTES + 3) {

@@ -107,7 +107,7 @@ enum mp_exec_status {
 };
 
 struct mp_exec_artifact {
-        char *name;   /* a plain file name from outputs/ (no slashes) */
+        char *name;   /* its path under outputs/, folders joined by / ("sub/x.csv") */
         char *data;
         size_t size;
 };

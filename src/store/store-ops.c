@@ -2064,6 +2064,7 @@ static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *st
                                 return -ENOMEM;
                         json_object_set(task, "company_id", json_object_get(study, "company_id"));
                         json_object_set(task, "cache_key", json_object_get(row, "cache_key"));
+                        json_object_set(task, "request_id", json_object_get(study, "request_id") ?: json_null());
                         TRY(insert_row(c, &tasks_table, task, "creating a study's task", err));
                         TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err));
                 }
@@ -2445,7 +2446,10 @@ static int ops_task_create_cached(struct mp_store *s, json_t *task, struct mp_er
 
 static int task_delete_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
         const char *id = ctx;
-        int r = q_exec(c, SQL_RETENTION_TASK_DELETE, PARAMS(PT(id)), "deleting a task", err);
+        int r;
+
+        TRY(q_exec(c, SQL_RETENTION_USAGE_RETURN, PARAMS(PT(id)), "giving back a task's stored bytes", err));
+        r = q_exec(c, SQL_RETENTION_TASK_DELETE, PARAMS(PT(id)), "deleting a task", err);
 
         if (r < 0)
                 return r;

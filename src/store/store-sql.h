@@ -370,6 +370,10 @@ static const char *const migrations[] = {
         "ALTER TABLE function_versions ADD COLUMN output_schema TEXT;"
         "ALTER TABLE tasks ADD COLUMN inputs_given TEXT;"
         "ALTER TABLE tasks ADD COLUMN checks TEXT;",
+        /* 16: the API request that made a workflow run or a study, handed to
+         * the tasks it makes later (tasks.request_id), so their log lines name it. */
+        "ALTER TABLE workflow_runs ADD COLUMN request_id TEXT;"
+        "ALTER TABLE studies ADD COLUMN request_id TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -560,6 +564,7 @@ static const struct col workflow_run_cols[] = {
         { "cached_from", COL_TEXT, 0, NULL, NULL },
         { "study_id", COL_TEXT, 0, NULL, NULL },
         { "point_index", COL_INT, COL_NULL, NULL, NULL },
+        { "request_id", COL_TEXT, 0, NULL, NULL }, /* the API request that made it (logs) */
 };
 
 /* What a scheduling step stores (workflow_run_update). */
@@ -1033,6 +1038,7 @@ static const struct col study_cols[] = {
         { "concurrency", COL_INT, COL_REQUIRED, NULL, NULL },
         { "cache_refresh", COL_INT, 0, NULL, NULL },
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
+        { "request_id", COL_TEXT, 0, NULL, NULL }, /* the API request that made it (logs) */
 };
 
 static const char SQL_STUDY_GET[] = "SELECT * FROM studies WHERE id = ?1";
@@ -1156,6 +1162,17 @@ static const char SQL_RETENTION_COMPANY_GET[] =
         "SELECT task_retention_days FROM companies WHERE id = ?1";
 static const char SQL_RETENTION_FUNCTIONS_OWNED[] =
         "SELECT * FROM functions WHERE owner_id = ?1 ORDER BY created_at, id";
+/* A task that is deleted gives back what it kept to the storage quota: its bytes leave
+ * the usage row its end added them to (SQL_USAGE_ADD), in the deletion's transaction;
+ * the row's calls and times stay (usage history). A cache hit or a task that never
+ * started added nothing (its stored_bytes is 0, or it has no row). */
+static const char SQL_RETENTION_USAGE_RETURN[] =
+        "UPDATE usage_daily SET stored_bytes = usage_daily.stored_bytes"
+        " - (SELECT t.stored_bytes FROM tasks t WHERE t.id = ?1)"
+        " WHERE EXISTS (SELECT 1 FROM tasks t WHERE t.id = ?1 AND t.started_at > 0 AND t.stored_bytes > 0"
+        " AND t.status IN ('completed', 'failed', 'timed_out', 'cancelled')"
+        " AND usage_daily.day = t.finished_at / 86400000 AND usage_daily.owner_id = t.owner_id"
+        " AND usage_daily.company_id = COALESCE(t.company_id, '') AND usage_daily.function_id = t.function_id)";
 /* ---- progress and live logs of a running task (events) ---- */
 
 /* ?1 progress (JSON text, or null: unchanged), ?2 logs to append (or null), ?3 1 for the

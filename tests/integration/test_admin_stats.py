@@ -58,6 +58,13 @@ def test_only_operators(st):
     stack, _ = st
     for who in ("eng", "boss", "ext"):
         assert_problem(stack.api.get(who, "/admin/stats"), 403)
+
+
+def test_me_says_operator(st):
+    stack, _ = st
+    assert expect_status(stack.api.get("op", "/me"), 200).json()["operator"] is True
+    for who in ("eng", "boss", "ext"):
+        assert expect_status(stack.api.get(who, "/me"), 200).json()["operator"] is False
     assert_problem(stack.api.get(None, "/admin/stats"), 401)
     expect_status(stack.api.get("op", "/admin/stats"), 200)
 

@@ -673,3 +673,35 @@ def test_numbers_read_as_typed(api, fname):
     assert "0.3333333333333333" in raw and "0.33333333333333331" not in raw, raw
     assert '"two":2.0' in raw.replace(" ", ""), raw
     assert r.json()["result"]["sum"] == 0.1 + 0.2
+
+
+def test_artifacts_in_folders(api, fname):
+    """A file in a folder of outputs/ is an artifact named by its path ("sub/x.csv"), served
+    at its URL (the name escaped); a symlinked file or folder is not one, and a name that
+    climbs out of a folder, or is not the whole path, finds nothing."""
+    code = ("from pathlib import Path\n"
+            "def main() -> str:\n"
+            "    Path('outputs/sub/deeper').mkdir(parents=True, exist_ok=True)\n"
+            "    Path('outputs/sub/x.csv').write_text('a,b\\n1,2\\n')\n"
+            "    Path('outputs/sub/deeper/y.txt').write_text('y')\n"
+            "    Path('outputs/etc').symlink_to('/etc')\n"
+            "    Path('outputs/sub/passwd').symlink_to('/etc/passwd')\n"
+            "    return 'ok'\n")
+    f = api.create_function("alice", fname + "-folders", code)
+    t = api.execute("alice", f["id"], {})
+    assert t["status"] == "completed", t
+    arts = {a["name"]: a for a in t["artifacts"]}
+    assert set(arts) == {"sub/x.csv", "sub/deeper/y.txt"}, t["artifacts"]
+    assert arts["sub/x.csv"]["url"] == f"/api/v1/tasks/{t['id']}/artifacts/sub%2Fx.csv", arts
+    r = api.get("alice", arts["sub/x.csv"]["url"])
+    expect_status(r, 200)
+    assert r.content == b"a,b\n1,2\n"
+    assert r.headers["Content-Type"].startswith("text/csv"), r.headers
+    expect_status(api.get("alice", arts["sub/deeper/y.txt"]["url"]), 200)
+    # the path written with its slashes is the same name
+    r = api.get("alice", f"/tasks/{t['id']}/artifacts/sub/deeper/y.txt")
+    expect_status(r, 200)
+    assert r.content == b"y"
+    for name in ("x.csv", "sub%2F..%2Fsub%2Fx.csv", "..%2Fsub%2Fx.csv", "sub%2Fpasswd",
+                 "etc%2Fpasswd", "etc/passwd", "sub/deeper", "sub%2Fx.csv%2F..", "..%2F..%2F..%2Fmecapy.db"):
+        assert_problem(api.get("alice", f"/tasks/{t['id']}/artifacts/{name}"), 404)

@@ -381,3 +381,30 @@ def test_bad_query_parameters_400(api, baseline):
                            params={"version": "one"}), 400)
     assert_problem(api.get("alice", f"/tasks/{baseline['task']['id']}",
                            params={"wait": "forever"}), 400)
+
+
+def test_inputs_deeper_than_a_call_takes_422_at_inputs(api):
+    """Inputs the executor could not take are refused at execute, a 422 at `inputs` as for a
+    workflow, never a task that fails in the sandbox; the deepest a call takes runs."""
+    f = api.create_function("alice", api.unique("deep"), "def main(x) -> int:\n    return 1\n")
+
+    def nested(depth):
+        v = 0
+        for _ in range(depth):
+            v = [v]
+        return v
+
+    deepest = None
+    for depth in range(70, 50, -1):
+        r = api.post("alice", f"/functions/{f['id']}/execute", params={"wait": "30"},
+                     json={"inputs": {"x": nested(depth)}}, timeout=60)
+        if r.status_code == 422:
+            p = assert_problem(r, 422)
+            assert "inputs" in error_paths(p) and "deeper" in json.dumps(p), p
+            continue
+        expect_status(r, 200)
+        deepest = depth
+        t = r.json()
+        assert t["status"] == "completed" and t["result"] == 1, t
+        break
+    assert deepest is not None and deepest < 70, "no depth between 51 and 70 runs"

@@ -129,6 +129,65 @@ def test_without_one_or_with_a_bad_one_the_server_makes_one(stack, fid):
         check_trail(wait_for_trail(stack.server.log_path, rid, tid), rid, tid)
 
 
+def worker_lines_for(path: Path, rid: str, tids: list[str]) -> list[dict]:
+    """Once the executor wrote its line for each task: the worker's and the executor's
+    lines about those tasks."""
+    def pred_all(lines):
+        return all(any(o.get("task_id") == t and o["msg"].startswith("exec: call") for o in lines) for t in tids)
+    deadline = time.monotonic() + 60
+    while True:
+        lines = json_lines(path)
+        if pred_all(lines) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return [o for o in lines if o.get("task_id") in tids]
+
+
+def test_a_study_and_a_runs_tasks_carry_the_request_that_started_them(stack, fid):
+    api = stack.api
+    # a study of two points: its tasks start later, in the worker, each with the id
+    rid = "study-" + uuid.uuid4().hex
+    r = api.post("alice", "/studies", headers={"X-Request-Id": rid}, json={
+        "target": {"function": fid}, "design": {"type": "list", "points": [{"x": 1}, {"x": 2}]},
+        "outputs": ["result"], "concurrency": 1})
+    harness.expect_status(r, 201)
+    sid = r.json()["id"]
+    assert "request_id" not in r.json(), r.json()
+    deadline = time.monotonic() + 60
+    while True:
+        st = harness.expect_status(api.get("alice", f"/studies/{sid}", params={"wait": "5"}), 200).json()
+        if st["status"] != "running" or time.monotonic() > deadline:
+            break
+    assert st["status"] == "completed", st
+    pts = harness.expect_status(api.get("alice", f"/studies/{sid}/results"), 200).json()["items"]
+    tids = [p["task_id"] for p in pts]
+    assert len(tids) == 2 and all(tids), pts
+    about = worker_lines_for(stack.server.log_path, rid, tids)
+    for t in tids:
+        mine = [o for o in about if o["task_id"] == t]
+        assert any(o["msg"].startswith("exec: call") for o in mine), mine
+        assert mine and all(o.get("request_id") == rid for o in mine), mine
+
+    # a workflow run of two nodes: the second node's task is made after the first ends
+    wf = harness.expect_status(api.post("alice", "/workflows", json={
+        "name": api.unique("twice"),
+        "nodes": [{"id": "a", "function": fid, "inputs": {"x": {"param": "x"}}},
+                  {"id": "b", "function": fid, "inputs": {"x": {"from": "a"}}}],
+        "outputs": {"y": {"from": "b"}}}), 201).json()
+    rid = "run-" + uuid.uuid4().hex
+    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"wait": "30"}, json={"inputs": {"x": 1}},
+                 headers={"X-Request-Id": rid}, timeout=60)
+    harness.expect_status(r, 200)
+    run = r.json()
+    assert run["status"] == "completed" and run["outputs"] == {"y": 4}, run
+    tids = [n["task_id"] for n in run["nodes"]]
+    about = worker_lines_for(stack.server.log_path, rid, tids)
+    for t in tids:
+        mine = [o for o in about if o["task_id"] == t]
+        assert any(o["msg"].startswith("exec: call") for o in mine), mine
+        assert mine and all(o.get("request_id") == rid for o in mine), mine
+
+
 def test_every_answer_carries_one(stack):
     # A problem answer, an unknown route, and a public page: each has its id.
     for path in ("/api/v1/nope", "/healthz", "/api/v1/functions/" + "0" * 36):

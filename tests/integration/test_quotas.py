@@ -313,3 +313,31 @@ def test_operator_limits_a_user_of_no_company(qs):
     assert_problem(api.get("lone", "/company/quotas"), 404)
     r = admin(qs, "quota")
     assert r.returncode == 2 and "--company or --user" in r.stderr, r.stderr
+
+
+BIG = ("from pathlib import Path\n"
+       "def main(n: int = 1) -> int:\n"
+       "    Path('outputs').mkdir(exist_ok=True)\n"
+       "    Path('outputs/blob.bin').write_bytes(b'x' * 1100000)\n"
+       "    return n\n")
+
+
+def test_deleting_a_task_gives_its_storage_back(qs):
+    """A user at the storage quota calls again once they delete tasks: a deleted task's
+    bytes leave what the quota counts."""
+    api = qs.api
+    fn = api.create_function("solo", harness.Api.unique("big"), BIG)
+    t = api.execute("solo", fn["id"], {"n": 1})
+    assert t["status"] == "completed", t
+    expect_status(put(api, "solo", storage_mb=1), 200)
+    try:
+        quota_problem(api.execute_raw("solo", fn["id"], {"n": 2}), 403, "storage_mb", 1)
+        used = expect_status(api.get("solo", "/company/quotas"), 200).json()["used"]["stored_bytes"]
+        assert used >= 1100000, used
+        expect_status(api.delete("solo", f"/tasks/{t['id']}"), 204)
+        after = expect_status(api.get("solo", "/company/quotas"), 200).json()["used"]["stored_bytes"]
+        assert after <= used - 1100000, (used, after)
+        t2 = api.execute("solo", fn["id"], {"n": 3})
+        assert t2["status"] == "completed", t2
+    finally:
+        clear(api, "solo")

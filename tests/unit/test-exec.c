@@ -145,6 +145,33 @@ TEST(run_artifact) {
         mp_exec_result_clear(&r);
 }
 
+/* Files in folders of outputs/ are artifacts named by their path; a symlinked file or
+ * folder, and folders past MP_MAX_ARTIFACT_DEPTH, are not collected. */
+TEST(run_artifact_folders) {
+        struct mp_exec_result r;
+        REQUIRE(run("import os\n"
+                    "def main():\n"
+                    "    os.makedirs('outputs/sub/deeper')\n"
+                    "    open('outputs/sub/x.csv', 'w').write('a,b')\n"
+                    "    open('outputs/sub/deeper/y.txt', 'w').write('y')\n"
+                    "    open('outputs/top.txt', 'w').write('t')\n"
+                    "    os.symlink('/etc', 'outputs/etc')\n"
+                    "    os.symlink('/etc/passwd', 'outputs/sub/passwd')\n"
+                    "    os.makedirs('outputs/' + '/'.join('d' * 9))\n"
+                    "    open('outputs/' + '/'.join('d' * 9) + '/far.txt', 'w').write('f')\n"
+                    "    open('outputs/' + '/'.join('d' * 8) + '/near.txt', 'w').write('n')\n"
+                    "    return 'done'\n",
+                    NULL, &r) == 0);
+        CHECK_INT(r.status, ==, MP_EXEC_OK);
+        REQUIRE(r.n_artifacts == 4);
+        CHECK_STR(r.artifacts[0].name, "d/d/d/d/d/d/d/d/near.txt"); /* 8 folders: kept */
+        CHECK_STR(r.artifacts[1].name, "sub/deeper/y.txt");
+        CHECK_STR(r.artifacts[2].name, "sub/x.csv");
+        CHECK_INT(r.artifacts[2].size, ==, 3);
+        CHECK_STR(r.artifacts[3].name, "top.txt");
+        mp_exec_result_clear(&r);
+}
+
 TEST(run_missing_handler) {
         struct mp_exec_result r;
         REQUIRE(run("def other():\n    return 1\n", NULL, &r) == 0);
@@ -637,6 +664,7 @@ static const struct check_case cases[] = {
         CASE(run_exception_user_traceback),
         CASE(run_stdout_captured),
         CASE(run_artifact),
+        CASE(run_artifact_folders),
         CASE(run_missing_handler),
         CASE(run_syntax_error),
         CASE(run_bad_request_rejected),

@@ -2762,6 +2762,55 @@ TEST(usage_and_quotas) {
         done(s);
 }
 
+/* Deleting a task gives its stored bytes back to the owner's and the company's storage
+ * (a user at the storage quota can call again), while the day's calls stay counted. */
+TEST(usage_storage_given_back) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f1[MP_ID_LEN + 1], t1[MP_ID_LEN + 1], t2[MP_ID_LEN + 1];
+        int64_t now = mp_now_ms(), today = now / DAY;
+        json_t *used = NULL, *rows, *q;
+
+        make_world(s, &w);
+        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "company", 1) == 0);
+        /* two calls that keep 512 KiB each: 1 MiB, u1's storage quota */
+        for (int i = 0; i < 2; i++) {
+                char *id = i ? t2 : t1;
+                usage_task(s, f1, w.u1, w.company_a, now, false, NULL, 0, 0, 0, id, NULL);
+                CHECK_INT(ops->task_start(s, id, "w/1", now + 1, NULL), ==, 1);
+                q = json_pack("{s:s,s:I,s:I}", "status", i ? "failed" : "completed", "finished_at",
+                              (json_int_t) (now + 2), "stored_bytes", (json_int_t) 524288);
+                CHECK_INT(ops->task_finish(s, id, q, NULL), ==, 1);
+                json_decref(q);
+        }
+        q = json_pack("{s:s,s:s,s:i}", "company_id", w.company_a, "user_id", w.u1, "storage_mb", 1);
+        CHECK_INT(ops->quota_set(s, q, &err), ==, 0);
+        json_decref(q);
+        CHECK_INT(usage_task(s, f1, w.u1, w.company_a, now, true, NULL, 0, 0, 0, NULL, &err), ==, -EDQUOT);
+        CHECK_STR(str(err.errors, "quota"), "storage_mb");
+        mp_error_clear(&err);
+
+        CHECK_INT(ops->task_delete(s, t1, &err), ==, 1);
+        CHECK_INT(ops->quota_used(s, w.u1, NULL, now, &used, &err), ==, 0);
+        CHECK_INT(num(used, "stored_bytes"), ==, 524288);
+        json_decref(used);
+        /* below the quota again: u1 may call */
+        CHECK_INT(usage_task(s, f1, w.u1, w.company_a, now, true, NULL, 0, 0, 0, NULL, &err), ==, 0);
+        mp_error_clear(&err);
+        CHECK_INT(ops->task_delete(s, t2, &err), ==, 1);
+        CHECK_INT(ops->quota_used(s, NULL, w.company_a, now, &used, &err), ==, 0);
+        CHECK_INT(num(used, "stored_bytes"), ==, 0);
+        json_decref(used);
+        rows = usage_rows(s, "owner_id", w.u1, today, today, "day");
+        REQUIRE(json_array_size(rows) == 1);
+        CHECK_INT(num(json_array_get(rows, 0), "calls"), ==, 2);
+        CHECK_INT(num(json_array_get(rows, 0), "failed"), ==, 1);
+        json_decref(rows);
+        done(s);
+}
+
 #define QUOTA_THREADS 16
 
 struct quota_call {
@@ -2924,6 +2973,7 @@ static const struct check_case cases[] = {
         CASE(retention),
         CASE(task_live),
         CASE(usage_and_quotas),
+        CASE(usage_storage_given_back),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line

@@ -44,6 +44,9 @@ MAX_PROGRESS_MESSAGE = 256           # MP_MAX_PROGRESS_MESSAGE: characters of a 
 MAX_PROGRESS_FRAME = 2048            # MP_MAX_PROGRESS_FRAME: bytes of one progress frame
 PROGRESS_INTERVAL_S = 0.2            # at most one progress frame this often
 PROGRESS_FLAG = 0x80000000
+MAX_ARTIFACT_DEPTH = 8               # MP_MAX_ARTIFACT_DEPTH: folders an artifact may be in
+MAX_ARTIFACT_NAME = 1024             # MP_MAX_ARTIFACT_NAME_LEN: bytes of its path under outputs/
+MAX_ARTIFACT_ENTRIES = 4096          # MP_MAX_ARTIFACT_ENTRIES: files and folders looked at
 
 _write = os.write
 _dumps = json.dumps
@@ -353,32 +356,67 @@ def error_reply(exc, status="error", limit=None):
 
 
 def collect_artifacts(req):
-    out_dir = os.path.join(req.get("workdir", "."), "outputs")
-    arts, total = [], 0
+    """The regular files of outputs/ and of its folders (MAX_ARTIFACT_DEPTH deep), named by
+    their path under outputs/ ("sub/x.csv"), in name order. Opened relative to their
+    folder's descriptor, never through a symlink (a symlinked file or folder is not
+    listed); folders deeper than the bound and names longer than MAX_ARTIFACT_NAME bytes
+    are left out."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    arts, state = [], {"total": 0, "seen": 0}
     try:
-        entries = sorted(os.scandir(out_dir), key=lambda e: e.name)
+        top = os.open(os.path.join(req.get("workdir", "."), "outputs"), flags | os.O_DIRECTORY)
     except OSError:
         return []
-    for e in entries:
-        # Regular files only, never through a symlink.
-        if not e.is_file(follow_symlinks=False) or "/" in e.name:
-            continue
-        if len(arts) >= req["max_artifacts"]:
-            raise OverflowError("more than %d files in outputs/" % req["max_artifacts"])
-        fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
+
+    def read_file(dfd, name):
+        fd = os.open(name, flags, dir_fd=dfd)
         try:
             data = b""
             while True:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
-                    break
+                    return data
                 data += chunk
-                if total + len(data) > req["max_artifact_bytes"]:
+                if state["total"] + len(data) > req["max_artifact_bytes"]:
                     raise OverflowError("outputs/ holds more than %d bytes" % req["max_artifact_bytes"])
         finally:
             os.close(fd)
-        total += len(data)
-        arts.append({"name": e.name, "data": base64.b64encode(data).decode()})
+
+    def walk(dfd, prefix, depth):
+        with os.scandir(dfd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            state["seen"] += 1
+            if state["seen"] > MAX_ARTIFACT_ENTRIES:
+                raise OverflowError("outputs/ holds more than %d files and folders" % MAX_ARTIFACT_ENTRIES)
+            name = prefix + e.name
+            if "/" in e.name or len(name.encode("utf-8", "surrogateescape")) > MAX_ARTIFACT_NAME:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                if depth >= MAX_ARTIFACT_DEPTH:
+                    continue
+                try:
+                    sub = os.open(e.name, flags | os.O_DIRECTORY, dir_fd=dfd)
+                except OSError:
+                    continue  # replaced meanwhile (by a symlink, say): not followed
+                try:
+                    walk(sub, name + "/", depth + 1)
+                finally:
+                    os.close(sub)
+                continue
+            # Regular files only, never through a symlink.
+            if not e.is_file(follow_symlinks=False):
+                continue
+            if len(arts) >= req["max_artifacts"]:
+                raise OverflowError("more than %d files in outputs/" % req["max_artifacts"])
+            data = read_file(dfd, e.name)
+            state["total"] += len(data)
+            arts.append({"name": name, "data": base64.b64encode(data).decode()})
+
+    try:
+        walk(top, "", 0)
+    finally:
+        os.close(top)
     return arts
 
 
