@@ -694,8 +694,7 @@ static const char SQL_FUNCTION_DELETE[] =
         " logs_truncated, artifacts, queued_at, started_at, finished_at, execution_ms,"        \
         " cpu_ms, peak_memory_kb, attempts, worker_id, idempotency_key, workflow_run_id,"  \
         " node_id, element_index, study_id, point_index, cache_key, cached_from, request_id, progress," \
-        " verification_of, verification_case"
-        " inputs_given, checks"
+        " verification_of, verification_case, inputs_given, checks"
 /* A task in a list: a summary, which reads none of inputs, result, error, logs and
  * artifacts (company_id: core keeps a company's tasks apart). */
 #define TASK_SUMMARY_COLUMNS                                                                   \
