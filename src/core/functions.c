@@ -138,15 +138,15 @@ static json_t *read_requirements(json_t *v, struct mp_error *err) {
                 return NULL;
         }
         json_array_foreach(v, i, item) {
-                const char *s = json_string_value(item);
-                if (!s || !*s || strlen(s) > 200 || strpbrk(s, " \t\r\n;|&$`")) {
+                if (!mp_core_requirement_ok(json_string_value(item))) {
                         char path[48];
                         snprintf(path, sizeof(path), "requirements[%zu]", i);
-                        mp_error_add_field(err, path, "must be a requirement like \"numpy>=1.24\"");
+                        mp_error_add_field(err, path, "must be a requirement like \"beamlib==1.0\" or "
+                                           "\"numpy>=1.24\": a project name, optional [extras], version "
+                                           "specifiers and --hash=sha256:HEX options (no URL, path or marker)");
                 }
         }
-        /* Environments (installing requirements) come with the warm pool's environments;
-         * until then only what the base image provides can be imported. */
+        /* Installed into the version's environment (core/environments.c). */
         return json_incref(v);
 }
 
@@ -275,16 +275,22 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
                 return mp_error_set(err, EINVAL, 422, "validation", "code is not valid UTF-8");
         if ((r = analyze(core, code, handler, &analysis, err)) < 0)
                 return r;
+        /* Its environment: resolved now, built in the background (core/environments.c). */
+        _cleanup_json_ json_t *env = NULL;
+        if ((r = mp_core_env_prepare(core, reqs, &env, err)) < 0)
+                return r;
         *ret = json_pack("{s:s,s:s,s:O,s:O,s:O,s:s,s:I}", "code", code, "handler", handler,
                          "requirements", reqs, "input_schema", json_object_get(analysis, "input_schema"),
                          "limits", limits, "isolation", isolation, "created_at", (json_int_t) mp_now_ms());
         json_object_set_new(*ret, "cache", json_integer(cached));
         json_object_set(*ret, "solvers", solvers);
+        if (env)
+                json_object_set(*ret, "environment_id", json_object_get(env, "id"));
         return 0;
 }
 
 /* The function as the API shows it: metadata and one version. */
-static json_t *render(json_t *fn, json_t *ver, bool with_code) {
+static json_t *render(struct mp_core *core, json_t *fn, json_t *ver, bool with_code) {
         json_t *out = json_deep_copy(fn);
         static const char *const keys[] = { "handler", "input_schema", "requirements", "limits",
                                             "isolation", NULL };
@@ -296,6 +302,8 @@ static json_t *render(json_t *fn, json_t *ver, bool with_code) {
         json_object_set_new(out, "cache", json_boolean(json_integer_value(json_object_get(ver, "cache")) != 0));
         json_t *solvers = json_object_get(ver, "solvers");
         json_object_set_new(out, "solvers", json_is_array(solvers) ? json_incref(solvers) : json_array());
+        json_object_set_new(out, "environment", mp_core_env_brief(core, ver));
+        json_object_del(out, "environment_id");
         mp_core_shape(out, fn_times, fn_drop);
         return out;
 }
@@ -360,7 +368,7 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         if (r < 0)
                 return r;
         json_object_set_new(ver, "version", json_integer(1));
-        *ret = render(fn, ver, false);
+        *ret = render(core, fn, ver, false);
         return 0;
 }
 
@@ -418,7 +426,7 @@ int mp_core_function_get(struct mp_core *core, const struct mp_principal *p, con
                                     version);
         if (r < 0)
                 return r;
-        *ret = render(fn, ver, true);
+        *ret = render(core, fn, ver, true);
         return 0;
 }
 
@@ -443,7 +451,7 @@ int mp_core_function_list(struct mp_core *core, const struct mp_principal *p,
         items = json_array();
         /* The store's rows carry the latest version's fields too. */
         json_array_foreach(list.items, i, fn)
-                json_array_append_new(items, render(fn, fn, false));
+                json_array_append_new(items, render(core, fn, fn, false));
         *ret = mp_core_page(TAKE_PTR(items), &list);
         return *ret ? 0 : -ENOMEM;
 }

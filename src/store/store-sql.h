@@ -350,6 +350,21 @@ static const char *const migrations[] = {
         "  WHERE cached_from IS NULL"
         "  GROUP BY queued_at / 86400000, owner_id, COALESCE(company_id, '');"
         "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at);",
+        /* 17 (envs; per-function requirements, docs/functions.md#requirements): an
+         * environment is a resolved set of wheels, its id the sha256 of its canonical lock
+         * (resolved: [{"name","version","sha256"}]); status queued -> building -> ready |
+         * failed, with the build's log, error and build_ms. A version that declares
+         * requirements names its environment (function_versions.environment_id). */
+        "CREATE TABLE IF NOT EXISTS environments ("
+        "  id TEXT PRIMARY KEY,"
+        "  status TEXT NOT NULL,"
+        "  requirements TEXT NOT NULL,"
+        "  resolved TEXT,"
+        "  log TEXT NOT NULL DEFAULT '',"
+        "  build_error TEXT,"
+        "  build_ms BIGINT,"
+        "  created_at BIGINT NOT NULL);"
+        "ALTER TABLE function_versions ADD COLUMN environment_id TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -362,6 +377,7 @@ static inline bool is_json_column(const char *name) {
                 "target", "fixed", "design", /* studies, study_points */
                 "solvers", /* function_versions */
                 "progress", /* tasks (events) */
+                "resolved", /* environments (the lock) */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -451,6 +467,7 @@ static const struct col version_cols[] = {
         { "created_at", COL_INT, COL_NOW, NULL, NULL },
         { "cache", COL_INT, 0, NULL, NULL }, /* 1: calls answered from the result cache */
         { "solvers", COL_JSON, 0, NULL, NULL }, /* ["calculix", "gmsh"]: the solver environment */
+        { "environment_id", COL_TEXT, 0, NULL, NULL }, /* its requirements' environment, NULL: base */
 };
 
 static const struct col function_update_cols[] = {
@@ -624,6 +641,7 @@ static const char SQL_FUNCTION_LIST[] =
         "SELECT f.*, v.version, v.handler, v.requirements, v.input_schema, v.limits, v.isolation,"
         " v.cache"
         ", v.solvers"
+        ", v.environment_id"
         " FROM functions f JOIN function_versions v"
         "   ON v.function_id = f.id AND v.version = f.latest_version"
         " WHERE f.deleted_at = 0"
@@ -1227,3 +1245,20 @@ static const char SQL_CACHE_COPY_NODE[] =
         " SELECT ?1, function_id, version, owner_id, ?2, 'completed', ?3, result, result_blob,"
         " '', 0, artifacts, ?4, ?4, ?4, 0, 0, 0, 0, ?5, ?6, ?7, cache_key, id"
         " FROM tasks WHERE id = ?8";
+
+/* ---- environments (core/environments.c, migration 17) ---- */
+static const char SQL_ENV_INSERT[] =
+        "INSERT INTO environments (id, status, requirements, resolved, log, build_error, build_ms, created_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING";
+static const char SQL_ENV_GET[] = "SELECT * FROM environments WHERE id = ?1";
+static const char SQL_ENV_SET[] =
+        "UPDATE environments SET status = ?1, log = ?2, build_error = ?3, build_ms = ?4 WHERE id = ?5";
+/* A failed environment asked for again is built again (the operator may have added the
+ * missing wheel meanwhile): 1 row when it was failed. */
+static const char SQL_ENV_REQUEUE[] =
+        "UPDATE environments SET status = 'queued', log = '', build_error = NULL, build_ms = NULL,"
+        " requirements = ?2, resolved = ?3 WHERE id = ?1 AND status = 'failed'";
+/* Those left queued or building by a server that stopped. */
+static const char SQL_ENV_UNFINISHED[] =
+        "SELECT * FROM environments WHERE status IN ('queued', 'building') AND (?1 IS NULL OR id = ?1)"
+        " ORDER BY created_at, id";

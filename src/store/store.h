@@ -447,6 +447,23 @@ struct mp_store_ops {
                            struct mp_error *err);
         /* The company of that name ({id, name, created_at}); -ENOENT when none. */
         int (*company_find)(struct mp_store *s, const char *name, json_t **ret, struct mp_error *err);
+        /* --- environments (core/environments.c, migration 17) ---
+         * environments(id, status queued|building|ready|failed, requirements (json),
+         * resolved (json lock), log, build_error, build_ms, created_at). */
+        /* Store env ({id, status, requirements, resolved?, log?, build_error?, build_ms?,
+         * created_at}) unless one of that id exists: 1 stored, 0 it existed. */
+        int (*env_create)(struct mp_store *s, json_t *env, struct mp_error *err);
+        /* *ret the row; -ENOENT when none. */
+        int (*env_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
+        /* Set status, log (NULL: ''), build_error (NULL: none) and build_ms (< 0: NULL). */
+        int (*env_set)(struct mp_store *s, const char *id, const char *status, const char *log,
+                       const char *build_error, int64_t build_ms, struct mp_error *err);
+        /* A failed environment back to queued with these requirements and lock (JSON
+         * texts): 1 when it was failed, else 0 (unchanged). */
+        int (*env_requeue)(struct mp_store *s, const char *id, const char *requirements, const char *resolved,
+                           struct mp_error *err);
+        /* Every environment queued or building, oldest first. */
+        int (*env_unfinished)(struct mp_store *s, json_t **ret, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in
