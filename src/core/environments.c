@@ -492,9 +492,21 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                 rm_tree(work);
                 return r;
         }
-        const char *args[] = { "download", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
-                               "--no-input", "--progress-bar", "off", "--only-binary=:all:", "--no-index", "-d",
-                               dl, "-r", file, NULL };
+        /* The requirements as arguments, so that pip's messages name them; a file only
+         * when one carries --hash (an option pip reads in files only). */
+        const char *args[16 + MP_MAX_REQUIREMENTS] = { "download", "--isolated", "--no-cache-dir",
+                                                       "--disable-pip-version-check", "--no-input", "--progress-bar",
+                                                       "off", "--only-binary=:all:", "--no-index", "-d", dl };
+        size_t k = 11;
+        if (strstr(text, "--hash=")) {
+                args[k++] = "-r";
+                args[k++] = file;
+        } else {
+                json_array_foreach(reqs, i, item)
+                        if (k < ELEMENTSOF(args) - 1)
+                                args[k++] = json_string_value(item);
+        }
+        args[k] = NULL;
         r = pip_run(core, args, work, ret_log);
         if (r > 0) {
                 *ret_error = error_lines(*ret_log);
@@ -768,6 +780,17 @@ json_t *mp_core_env_brief(struct mp_core *core, json_t *ver) {
         return json_pack("{s:s,s:O}", "id", id, "status", json_object_get(row, "status"));
 }
 
+/* Does this node build layers, and is id's missing? */
+static bool layer_missing(struct mp_core *core, const char *id) {
+        char path[PATH_MAX + 80];
+        struct stat st;
+
+        if (!core->envs || !core->envs->layers[0])
+                return false;
+        snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
+        return stat(path, &st) < 0 && errno == ENOENT;
+}
+
 int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err) {
         _cleanup_json_ json_t *row = NULL;
         const char *id = env_id_of(ver);
@@ -778,6 +801,15 @@ int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err) {
         if ((r = MP_STORE(core->store)->env_get(core->store, id, &row, err)) < 0)
                 return r;
         const char *status = json_string_value(json_object_get(row, "status"));
+        if (status && !strcmp(status, "ready") && layer_missing(core, id)) {
+                /* Ready, but its layer is gone from this node (removed by hand, a new
+                 * data folder): built again from its lock, which must give the same
+                 * bytes. */
+                if ((r = MP_STORE(core->store)->env_set(core->store, id, "queued", "", NULL, -1, err)) < 0)
+                        return r;
+                enqueue(core, id);
+                status = "queued";
+        }
         if (status && !strcmp(status, "ready"))
                 return 0;
         const char *why = json_string_value(json_object_get(row, "build_error"));
