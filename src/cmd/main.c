@@ -177,6 +177,9 @@ static int cmd_admin_gc(int argc, char **argv) {
                JSON_INTEGER_FORMAT " deleted task(s)\n",
                json_integer_value(json_object_get(report, "tasks_deleted")),
                json_integer_value(json_object_get(report, "orphans_deleted")));
+        if (cfg->wheelhouse)
+                printf("removed the layers of %" JSON_INTEGER_FORMAT " unused environment(s)\n",
+                       json_integer_value(json_object_get(report, "layers_deleted")));
         json_decref(report);
         rc = 0;
 out:

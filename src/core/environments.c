@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <dirent.h>
@@ -51,6 +52,7 @@
 #define ENV_ERROR_MAX 1500        /* bytes of its error lines kept as the error */
 #define ENV_PIP_TIMEOUT_MS (300 * 1000)
 #define ENV_ID_HEX 64
+#define ENV_GC_GRACE_MS (3600 * 1000)
 
 struct mp_envs {
         pthread_mutex_t lock;
@@ -248,7 +250,13 @@ static int run_offline(char *const argv[], char **ret_out) {
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         pid = fork();
         if (pid == 0) {
-                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0)
+                sigset_t none;
+                sigemptyset(&none);
+                /* The server's threads block SIGINT and SIGTERM and ignore SIGPIPE: pip
+                 * gets the defaults, and dies with the thread that started it. */
+                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0 ||
+                    sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
+                    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
                         _exit(126);
                 if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0 && unshare(CLONE_NEWNET) < 0) {
                         (void) !write(2, no_ns, sizeof(no_ns) - 1);
@@ -852,5 +860,34 @@ int mp_core_environment_get(struct mp_core *core, const struct mp_principal *p, 
                 return -ENOMEM;
         mp_core_shape(out, times, drop);
         *ret = out;
+        return 0;
+}
+
+int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count, struct mp_error *err) {
+        _cleanup_json_ json_t *rows = NULL;
+        size_t i;
+        json_t *row;
+        int r;
+
+        *ret_count = 0;
+        if (!core->envs || !core->envs->layers[0])
+                return 0;
+        /* An hour's grace: an environment resolved a moment ago may not be named by its
+         * version yet. A layer removed while a version still comes to use it is built
+         * again from its lock by that version's next call (mp_core_env_check). */
+        if ((r = MP_STORE(core->store)->env_unused(core->store, now_ms - ENV_GC_GRACE_MS, &rows, err)) < 0)
+                return r;
+        json_array_foreach(rows, i, row) {
+                char path[PATH_MAX + 80];
+                struct stat st;
+                snprintf(path, sizeof(path), "%s/%s", core->envs->layers,
+                         json_string_value(json_object_get(row, "id")));
+                if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                (void) nftw(path, rw_one, 16, FTW_PHYS);
+                rm_tree(path);
+                if (lstat(path, &st) < 0)
+                        (*ret_count)++;
+        }
         return 0;
 }

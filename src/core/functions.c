@@ -529,7 +529,8 @@ int mp_core_function_versions(struct mp_core *core, const struct mp_principal *p
                 return r;
         json_array_foreach(items, i, v) {
                 static const char *const times[] = { "created_at", NULL };
-                static const char *const drop[] = { "code", "function_id", NULL };
+                static const char *const drop[] = { "code", "function_id", "environment_id", NULL };
+                json_object_set_new(v, "environment", mp_core_env_brief(core, v));
                 mp_core_shape(v, times, drop);
         }
         *ret = json_pack("{s:O}", "items", items);

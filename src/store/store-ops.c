@@ -2969,9 +2969,44 @@ static int ops_env_unfinished(struct mp_store *s, json_t **ret, struct mp_error 
         return n < 0 ? n : 0;
 }
 
+struct env_unused_args {
+        int64_t before;
+        json_t *arr;
+};
+
+static int env_unused_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct env_unused_args *a = ctx;
+        json_t *arr = json_array();
+        int n;
+
+        if (!arr)
+                return -ENOMEM;
+        n = q_all(c, SQL_ENV_UNUSED, PARAMS(PI(a->before)), arr, "listing unused environments", err);
+        if (n < 0) {
+                json_decref(arr);
+                return n;
+        }
+        json_decref(a->arr);
+        a->arr = arr;
+        return 0;
+}
+
+static int ops_env_unused(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err) {
+        struct env_unused_args a = { before_ms, NULL };
+        int r = s->drv->run(s, MP_RUN_READ, env_unused_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.arr);
+                return r;
+        }
+        *ret = a.arr;
+        return 0;
+}
+
 #define ENV_OPS                                                                          \
         .env_create = ops_env_create, .env_get = ops_env_get, .env_set = ops_env_set,   \
-        .env_requeue = ops_env_requeue, .env_unfinished = ops_env_unfinished,
+        .env_requeue = ops_env_requeue, .env_unfinished = ops_env_unfinished,           \
+        .env_unused = ops_env_unused,
 
 /* One table per scheme, the same operations in each. */
 #define OPS_TABLE(scheme_, open_)                                                        \

@@ -1258,6 +1258,13 @@ static const char SQL_ENV_SET[] =
 static const char SQL_ENV_REQUEUE[] =
         "UPDATE environments SET status = 'queued', log = '', build_error = NULL, build_ms = NULL,"
         " requirements = ?2, resolved = ?3 WHERE id = ?1 AND status = 'failed'";
+/* Environments built before ?1 that no version of a live function names (the
+ * collector removes their layers). */
+static const char SQL_ENV_UNUSED[] =
+        "SELECT e.id FROM environments e WHERE e.created_at < ?1 AND e.status = 'ready'"
+        " AND NOT EXISTS (SELECT 1 FROM function_versions v JOIN functions f ON f.id = v.function_id"
+        "   WHERE v.environment_id = e.id AND f.deleted_at = 0)"
+        " ORDER BY e.created_at, e.id";
 /* Those left queued or building by a server that stopped. */
 static const char SQL_ENV_UNFINISHED[] =
         "SELECT * FROM environments WHERE status IN ('queued', 'building') AND (?1 IS NULL OR id = ?1)"

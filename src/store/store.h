@@ -464,6 +464,9 @@ struct mp_store_ops {
                            struct mp_error *err);
         /* Every environment queued or building, oldest first. */
         int (*env_unfinished)(struct mp_store *s, json_t **ret, struct mp_error *err);
+        /* [{"id"}] of the ready environments created before before_ms that no version of
+         * a function not deleted names, oldest first. */
+        int (*env_unused)(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

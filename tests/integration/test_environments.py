@@ -13,7 +13,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -81,6 +81,8 @@ def env_stack(wheelhouses):
     a, b = wheelhouses
     s = harness.start_stack("envs", extra_args=["--wheelhouse", str(a), "--wheelhouse", str(b)])
     yield s
+    for dirpath, _, _ in os.walk(s.data_dir / "layers"):  # read-only layers: removable again
+        os.chmod(dirpath, 0o700)
     s.close()
 
 
@@ -271,3 +273,39 @@ def test_a_layer_rebuilt_from_its_lock_is_byte_identical(api, env_stack):
     for dirpath, _, _ in os.walk(aside):
         os.chmod(dirpath, 0o700)
     shutil.rmtree(aside)
+
+
+def test_admin_gc_removes_the_layers_no_function_uses(api, env_stack, wheelhouses):
+    if env_stack.backends:
+        pytest.skip("sets an environment's age in the SQLite store")
+    a, b = wheelhouses
+    keep = api.create_function("alice", api.unique("kept"), USES_BEAMLIB, requirements=["beamlib==2.0"])
+    gone = api.create_function("alice", api.unique("dropped"), USES_BEAMLIB,
+                               requirements=["beamlib==1.0", "units-helper==2.1"])
+    assert keep["environment"]["id"] != gone["environment"]["id"]
+    for f in (keep, gone):
+        assert wait_env(api, f["environment"]["id"])["status"] == "ready"
+    # Every function using that environment (the tests above made some) is deleted.
+    dropped = gone["environment"]["id"]
+    for user in ("alice", "bob"):
+        fns = api.get(user, "/functions", params={"limit": 100}).json()["items"]
+        for f in fns:
+            if (f.get("environment") or {}).get("id") == dropped:
+                expect_status(api.delete(user, f"/functions/{f['id']}"), 204, 403)
+    layers = env_stack.data_dir / "layers"
+    gc = ["admin", "gc", "--data-dir", str(env_stack.data_dir), "--wheelhouse", str(a), "--wheelhouse", str(b)]
+    # Within the hour's grace nothing goes.
+    r = harness.run_cli(gc, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (layers / gone["environment"]["id"]).is_dir()
+    db = sqlite3.connect(env_stack.data_dir / "mecapy.db")
+    with db:
+        db.execute("UPDATE environments SET created_at = created_at - 7200000")
+    db.close()
+    r = harness.run_cli(gc, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not (layers / gone["environment"]["id"]).exists(), r.stdout
+    assert (layers / keep["environment"]["id"]).is_dir()
+    assert "removed the layers of" in r.stdout, r.stdout
+    t = api.execute("alice", keep["id"], {"F": 1.0})
+    assert t["status"] == "completed" and t["result"]["beamlib"] == "2.0", t
