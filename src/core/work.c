@@ -400,7 +400,7 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
 
         json_t *lim = json_object_get(ver, "limits");
         /* Warm path: instances are keyed by function version and tenant; the zygote
-         * by environment (a content hash of the sorted requirements, "base" when none). */
+         * by environment (the id of the version's environment, "base" when none). */
         char fkey[160], env[80];
         /* Its environment must be built (a call is refused before; a workflow's or a
          * study's task may be queued while it builds). */
