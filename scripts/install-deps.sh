@@ -19,6 +19,9 @@ pkgs+=(python3-matplotlib python3-pandas python3-sympy python3-pint python3-open
 pkgs+=(calculix-ccx gmsh python3-gmsh python3-meshio)
 # PDF calculation sheets (docs/sheets.md): weasyprint renders the sheet's HTML.
 pkgs+=(weasyprint)
+# Per-function requirements (docs/operations.md#environments-functions-requirements):
+# pip resolves and installs wheels from the operator's wheelhouse.
+pkgs+=(python3-pip)
 if [ "$what" = test ]; then
   # The real servers the suites start: PostgreSQL, Redis (S3 is s3rver from npm).
   pkgs+=(python3-pytest python3-requests python3-boto3 python3-cryptography python3-prometheus-client curl procps iproute2

@@ -15,6 +15,7 @@
 #include "api/api-company.h"
 #include "api/api-retention.h"
 #include "api/api-review.h"
+#include "api/api-envs.h"
 #include "api/api-events.h"
 #include "api/api-web.h"
 #include "api/api-workflows.h"
@@ -602,10 +603,23 @@ static enum MHD_Result function_execute(struct mp_route_ctx *c) {
 
         if (mp_route_query_int(c, "wait", 0, MP_MAX_WAIT_S, 0, &wait) < 0 ||
             mp_route_query_int(c, "version", 1, 1L << 30, 0, &version) < 0 || body_json(c, false, &body) < 0 ||
-            mp_route_cache_refresh(c, &refresh) < 0 ||
-            mp_core_execute_cache(core, &c->principal, c->param[0], (int) version, body,
-                                  mp_route_header(c, "Idempotency-Key"), refresh, &task, &c->err) < 0)
+            mp_route_cache_refresh(c, &refresh) < 0)
                 return mp_route_problem(c);
+        /* ?wait=S while the version's environment is being built (409 EnvironmentNotReady):
+         * on a slow-work thread the call is made again every 200 ms until it is accepted
+         * or S seconds pass; what is left of S then waits for the result. */
+        int64_t start = mp_mono_ms();
+        while (mp_core_execute_cache(core, &c->principal, c->param[0], (int) version, body,
+                                     mp_route_header(c, "Idempotency-Key"), refresh, &task, &c->err) < 0) {
+                if (wait > 0 && !c->req->offloaded && mp_api_env_pending(c)) {
+                        mp_error_clear(&c->err);
+                        return mp_api_offload(c->api, c->req, function_execute);
+                }
+                if (!c->req->offloaded || !mp_api_env_wait_more(c, start, wait))
+                        return mp_route_problem(c);
+        }
+        if (wait > 0)
+                wait = MP_MAX(1, wait - (long) ((mp_mono_ms() - start) / 1000));
         bool ended = mp_core_status_ended(json_string_value(json_object_get(task, "status")));
         if (wait == 0 || ended)
                 return mp_api_send_task(c->conn, ended ? 200 : 202, task);
@@ -825,6 +839,9 @@ const struct mp_api_route mp_api_routes[] = {
         MP_ROUTE("GET", "/api/v1/workflow-runs/{id}/sheet", MP_SCOPE_TASKS_READ, SLOW, mp_api_run_sheet),
         MP_ROUTE("POST", "/api/v1/tasks/{id}/rerun", MP_SCOPE_EXECUTE, 0, mp_api_task_rerun),
         MP_ROUTE("GET", "/api/v1/tasks/{a}/diff/{b}", MP_SCOPE_TASKS_READ, 0, mp_api_task_diff),
+        /* Environments of functions' requirements (docs/functions.md#requirements): read
+         * with the functions' scope. */
+        MP_ROUTE("GET", "/api/v1/environments/{id}", MP_SCOPE_FUNCTIONS_READ, 0, mp_api_environment_get),
 };
 const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
 

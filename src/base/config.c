@@ -1,6 +1,8 @@
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/config.h"
 #include "base/limits.h"
@@ -77,7 +79,9 @@ const char mp_config_usage[] =
         "                         SIGHUP (MECAPY_TLS_CERT; needs --tls-key)\n"
         "  --tls-key FILE         serve: the certificate's PEM private key (MECAPY_TLS_KEY)\n"
         "  --worker-hour-cost EUR what an hour of one worker slot costs, for the operators'\n"
-        "                         cost per call (MECAPY_WORKER_HOUR_COST, unset: none)\n";
+        "                         cost per call (MECAPY_WORKER_HOUR_COST, unset: none)\n"
+        "  --wheelhouse DIR       a folder of wheels that functions' requirements are built\n"
+        "                         from, offline; repeatable (MECAPY_WHEELHOUSE, ':' between)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -93,6 +97,7 @@ enum {
         OPT_DURABILITY = 1600,
         OPT_WEB_DIR = 1700,
         OPT_GC_INTERVAL = 1800, OPT_LOG_FORMAT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_WORKER_HOUR_COST,
+        OPT_WHEELHOUSE = 1900,
 };
 
 static const struct {
@@ -147,6 +152,7 @@ static const struct {
         { OPT_TLS_CERT, "tls-cert", "MECAPY_TLS_CERT" },
         { OPT_TLS_KEY, "tls-key", "MECAPY_TLS_KEY" },
         { OPT_WORKER_HOUR_COST, "worker-hour-cost", "MECAPY_WORKER_HOUR_COST" },
+        { OPT_WHEELHOUSE, "wheelhouse", "MECAPY_WHEELHOUSE" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -166,6 +172,33 @@ static int set_int(int *dst, const char *v, long min, long max, const char *name
                                     "--%s must be a whole number from %ld to %ld, not \"%s\"",
                                     name, min, max, v);
         *dst = (int) n;
+        return 0;
+}
+
+/* --wheelhouse DIR, once per folder (the variable: folders separated by ':'): each
+ * must be an existing folder; kept absolute, one a line, in the order given. */
+static int add_wheelhouse(struct mp_config *c, const char *v, struct mp_error *err) {
+        for (const char *p = v; *p;) {
+                const char *e = strchr(p, ':');
+                size_t n = e ? (size_t) (e - p) : strlen(p);
+                _cleanup_free_ char *dir = strndup(p, n), *abs = NULL;
+                struct stat st;
+                char *joined;
+                if (!dir)
+                        return -ENOMEM;
+                if (n > 0) {
+                        abs = realpath(dir, NULL);
+                        if (!abs || stat(abs, &st) < 0 || !S_ISDIR(st.st_mode) || strchr(abs, '\n'))
+                                return mp_error_set(err, EINVAL, 400, "config",
+                                                    "--wheelhouse %.200s is not a folder", dir);
+                        if (asprintf(&joined, "%s%s%s", c->wheelhouse ? c->wheelhouse : "",
+                                     c->wheelhouse ? "\n" : "", abs) < 0)
+                                return -ENOMEM;
+                        free(c->wheelhouse);
+                        c->wheelhouse = joined;
+                }
+                p = e ? e + 1 : p + n;
+        }
         return 0;
 }
 
@@ -248,6 +281,7 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
                 c->worker_hour_cost = d;
                 return 0;
         }
+        case OPT_WHEELHOUSE: return add_wheelhouse(c, v, err);
         }
         return 0;
 }
@@ -438,6 +472,7 @@ void mp_config_free(struct mp_config *c) {
         free(c->cgroup_root);
         free(c->web_dir);
         free(c->tls_cert);
+        free(c->wheelhouse);
         free(c->tls_key);
         free(c);
 }

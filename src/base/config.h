@@ -78,7 +78,10 @@ struct mp_config {
         char *tls_key;            /* --tls-key FILE: ... and this key; both or neither */
         /* The operators' figures (docs/operations.md#cost-per-call). */
         double worker_hour_cost;  /* --worker-hour-cost EUR: an hour of one worker slot; -1
-                                   * when unset */
+                                   * when unset */        /* Per-function requirements (docs/operations.md#environments). */
+        char *wheelhouse;         /* --wheelhouse DIR (repeatable): folders of wheels the
+                                   * environments are built from, absolute, one a line;
+                                   * MECAPY_WHEELHOUSE: folders separated by ':'. NULL none */
 };
 
 /* Parse the server options of `serve`, `worker`, `migrate` and `admin` from argv

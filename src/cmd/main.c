@@ -1,5 +1,6 @@
 /* mecapy: one binary, many roles (see docs/architecture.md). */
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -176,6 +177,9 @@ static int cmd_admin_gc(int argc, char **argv) {
                JSON_INTEGER_FORMAT " deleted task(s)\n",
                json_integer_value(json_object_get(report, "tasks_deleted")),
                json_integer_value(json_object_get(report, "orphans_deleted")));
+        if (cfg->wheelhouse)
+                printf("removed the layers of %" JSON_INTEGER_FORMAT " unused environment(s)\n",
+                       json_integer_value(json_object_get(report, "layers_deleted")));
         json_decref(report);
         rc = 0;
 out:
@@ -360,6 +364,13 @@ out:
  * forked from it, never from the threaded server (see docs/architecture.md). */
 static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
                           struct mp_executor **ret, struct mp_error *err) {
+        /* Environments' layers (core/environments.c): DATA_DIR/layers, where serve
+         * builds them and its executor (or a worker's on the same data folder) reads. */
+        char layers[PATH_MAX] = "";
+        int r;
+        if (cfg->wheelhouse && (r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0)
+                return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
+                                    cfg->data_dir, strerror(-r));
         struct mp_exec_config xcfg = {
                 .sandbox = cfg->sandbox,
                 .python = cfg->python,
@@ -372,6 +383,7 @@ static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
                 .preload = cfg->preload,
                 .cgroup_root = cfg->cgroup_root,
                 .allow_unlimited = cfg->allow_unlimited_sandbox,
+                .layers_dir = layers[0] ? layers : NULL,
         };
         if (!cfg->sandbox)
                 mp_warn("--no-sandbox: USER CODE RUNS WITHOUT ISOLATION. For development only; never "
@@ -412,6 +424,10 @@ static int start_node(const struct mp_config *cfg, unsigned extra_channels, bool
         sigaddset(ret_sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, ret_sigs, NULL);
         signal(SIGPIPE, SIG_IGN);
+        /* Environments a stopped node left queued or building are built again from their
+         * locks (on the build thread, started now that the signals are blocked). */
+        if (mp_core_envs_recover(*ret_core, &err) < 0)
+                mp_warn("environments to build: %s", err.message);
         return 0;
 }
 

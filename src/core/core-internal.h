@@ -133,7 +133,7 @@ int mp_verify_publish_check(struct mp_core *core, const char *function_id, json_
 /* --- review (review.c) --- */
 /* A function and one of its versions (store rows) as GET /api/v1/functions/{id} shows
  * them (functions.c); a new reference. */
-json_t *mp_core_function_render(json_t *fn, json_t *ver);
+json_t *mp_core_function_render(struct mp_core *core, json_t *fn, json_t *ver);
 /* The version's "review" as the API shows it ({"status": "draft"} before any). */
 json_t *mp_review_render(json_t *ver);
 

@@ -54,6 +54,8 @@ int mp_core_open(const struct mp_config *config, struct mp_core **ret, struct mp
                 if ((r = mp_oidc_new(&os, &c->oidc, err)) < 0)
                         goto fail;
         }
+        if ((r = mp_core_envs_open(c, err)) < 0)
+                goto fail;
         c->policy = json_pack("{s:o,s:o}", "forbidden_imports", split_list(config->forbidden_imports),
                               "forbidden_calls", split_list(config->forbidden_calls));
         *ret = c;
@@ -66,6 +68,7 @@ fail:
 void mp_core_close(struct mp_core *c) {
         if (!c)
                 return;
+        mp_core_envs_close(c);
         mp_queue_close(c->queue);
         mp_blobs_close(c->blobs);
         mp_store_close(c->store);

@@ -105,6 +105,7 @@ struct mp_core {
         void (*on_task_end)(void *userdata, const char *task_id);
         void *on_task_end_userdata;
         struct mp_core_stats stats;
+        struct mp_envs *envs; /* environments' build queue (core/environments.c) */
 };
 
 /* Open the store, blobs and queue named by the config. The executor is attached by the
@@ -550,3 +551,37 @@ int mp_core_study_xlsx(struct mp_core *core, const struct mp_principal *p, const
  * parser: strings quoted, numbers and booleans as they are. 422 naming the cause for a
  * formula, macros, an external link, an error cell, or a file over the caps. */
 int mp_xlsx_to_csv(const char *data, size_t len, char **ret, size_t *ret_len, struct mp_error *err);
+
+/* --- environments: per-function requirements (core/environments.c) --- */
+/* Is s one requirement line we install: a project name, optional [extras], version
+ * specifiers (==, !=, <=, >=, ~=, ===, <, >, comma separated) and --hash=sha256:HEX
+ * options; no URL, marker, path or other option. */
+bool mp_core_requirement_ok(const char *s);
+/* DATA_DIR/layers, made and absolute, into buf (serve passes it to the executor
+ * before the core opens). 0 or -errno. */
+int mp_core_layers_dir(const struct mp_config *config, char *buf, size_t size);
+/* Set up (mp_core_open) and stop (mp_core_close: joins the build thread). */
+int mp_core_envs_open(struct mp_core *core, struct mp_error *err);
+void mp_core_envs_close(struct mp_core *core);
+/* Queue again the environments a stopped server left queued or building (serve). */
+int mp_core_envs_recover(struct mp_core *core, struct mp_error *err);
+/* Resolve reqs (non-empty) into an environment, made (and its build queued) unless
+ * one with that lock exists: *ret {"id","status"}; a resolution that fails makes a
+ * failed one (not an error). *ret NULL without requirements. 422 on requirements when
+ * the server has no wheelhouse. Runs pip (a second or so): not for the event loop. */
+int mp_core_env_prepare(struct mp_core *core, json_t *reqs, json_t **ret, struct mp_error *err);
+/* A version's environment id into buf, NULL when it has none (the base one). */
+const char *mp_core_version_env(json_t *ver, char *buf, size_t size);
+/* {"id","status"} of a version's environment, or JSON null (new reference). */
+json_t *mp_core_env_brief(struct mp_core *core, json_t *ver);
+/* 0 when the version's environment is ready (or it has none); else 409
+ * EnvironmentNotReady, errors {"environment": {"id","status"}}. */
+int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err);
+/* The collector's part (mp_core_gc): remove the layers of the ready environments that
+ * no live function's version names, created an hour or more before now_ms; how many
+ * into *ret_count. 0 (nothing to do on a node without --wheelhouse) or -errno. */
+int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count, struct mp_error *err);
+/* GET /api/v1/environments/{id}: {"id","status","requirements","lock","log","error",
+ * "build_ms","created_at"}; 404 when none. */
+int mp_core_environment_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                            struct mp_error *err);

@@ -138,15 +138,15 @@ static json_t *read_requirements(json_t *v, struct mp_error *err) {
                 return NULL;
         }
         json_array_foreach(v, i, item) {
-                const char *s = json_string_value(item);
-                if (!s || !*s || strlen(s) > 200 || strpbrk(s, " \t\r\n;|&$`")) {
+                if (!mp_core_requirement_ok(json_string_value(item))) {
                         char path[48];
                         snprintf(path, sizeof(path), "requirements[%zu]", i);
-                        mp_error_add_field(err, path, "must be a requirement like \"numpy>=1.24\"");
+                        mp_error_add_field(err, path, "must be a requirement like \"beamlib==1.0\" or "
+                                           "\"numpy>=1.24\": a project name, optional [extras], version "
+                                           "specifiers and --hash=sha256:HEX options (no URL, path or marker)");
                 }
         }
-        /* Environments (installing requirements) come with the warm pool's environments;
-         * until then only what the base image provides can be imported. */
+        /* Installed into the version's environment (core/environments.c). */
         return json_incref(v);
 }
 
@@ -286,6 +286,10 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
         } else if (prev && !json_object_get(body, "verification")) {
                 cases = json_incref(json_object_get(prev, "verification_cases"));
         }
+        /* Its environment: resolved now, built in the background (core/environments.c). */
+        _cleanup_json_ json_t *env = NULL;
+        if ((r = mp_core_env_prepare(core, reqs, &env, err)) < 0)
+                return r;
         *ret = json_pack("{s:s,s:s,s:O,s:O,s:O,s:s,s:I}", "code", code, "handler", handler,
                          "requirements", reqs, "input_schema", json_object_get(analysis, "input_schema"),
                          "limits", limits, "isolation", isolation, "created_at", (json_int_t) mp_now_ms());
@@ -295,11 +299,13 @@ static int read_version(struct mp_core *core, json_t *body, json_t *prev, json_t
         json_object_set_new(*ret, "verification", mp_verify_initial(cases));
         json_t *out_schema = json_object_get(analysis, "output_schema");
         json_object_set(*ret, "output_schema", out_schema ? out_schema : json_null());
+        if (env)
+                json_object_set(*ret, "environment_id", json_object_get(env, "id"));
         return 0;
 }
 
 /* The function as the API shows it: metadata and one version. */
-static json_t *render(json_t *fn, json_t *ver, bool with_code) {
+static json_t *render(struct mp_core *core, json_t *fn, json_t *ver, bool with_code) {
         json_t *out = json_deep_copy(fn);
         static const char *const keys[] = { "handler", "input_schema", "requirements", "limits",
                                             "isolation", "output_schema", NULL };
@@ -317,6 +323,8 @@ static json_t *render(json_t *fn, json_t *ver, bool with_code) {
         }
         json_object_set_new(out, "verification", mp_verify_render(ver));
         json_object_set_new(out, "review", mp_review_render(ver));
+        json_object_set_new(out, "environment", mp_core_env_brief(core, ver));
+        json_object_del(out, "environment_id");
         mp_core_shape(out, fn_times, fn_drop);
         return out;
 }
@@ -386,12 +394,13 @@ int mp_core_function_create(struct mp_core *core, const struct mp_principal *p, 
         if (json_array_size(json_object_get(ver, "verification_cases")) &&
             (r = mp_verify_start(core, p, id, 1, json_object_get(ver, "verification_cases"), err)) < 0)
                 return r;
-        *ret = render(fn, ver, false);
+        json_object_set_new(ver, "version", json_integer(1));
+        *ret = render(core, fn, ver, false);
         return 0;
 }
 
-json_t *mp_core_function_render(json_t *fn, json_t *ver) {
-        return render(fn, ver, true);
+json_t *mp_core_function_render(struct mp_core *core, json_t *fn, json_t *ver) {
+        return render(core, fn, ver, true);
 }
 
 /* A live function the principal may see, else 404 (never 403: existence is private). */
@@ -449,7 +458,7 @@ int mp_core_function_get(struct mp_core *core, const struct mp_principal *p, con
         if (r < 0)
                 return r;
         mp_verify_refresh(core, id, ver);
-        *ret = render(fn, ver, true);
+        *ret = render(core, fn, ver, true);
         return 0;
 }
 
@@ -474,7 +483,7 @@ int mp_core_function_list(struct mp_core *core, const struct mp_principal *p,
         items = json_array();
         /* The store's rows carry the latest version's fields too. */
         json_array_foreach(list.items, i, fn)
-                json_array_append_new(items, render(fn, fn, false));
+                json_array_append_new(items, render(core, fn, fn, false));
         *ret = mp_core_page(TAKE_PTR(items), &list);
         return *ret ? 0 : -ENOMEM;
 }
@@ -567,7 +576,8 @@ int mp_core_function_versions(struct mp_core *core, const struct mp_principal *p
                 return r;
         json_array_foreach(items, i, v) {
                 static const char *const times[] = { "created_at", NULL };
-                static const char *const drop[] = { "code", "function_id", NULL };
+                static const char *const drop[] = { "code", "function_id", "environment_id", NULL };
+                json_object_set_new(v, "environment", mp_core_env_brief(core, v));
                 mp_core_shape(v, times, drop);
                 json_object_set_new(v, "verification", mp_verify_render(v));
                 json_object_set_new(v, "review", mp_review_render(v));

@@ -117,7 +117,7 @@ int mp_core_version_review(struct mp_core *core, const struct mp_principal *p, c
                          function_id, json_pack("{s:I,s:s?}", "version", (json_int_t) version, "comment", comment));
         json_object_set(ver, "review", review);
         mp_verify_refresh(core, function_id, ver);
-        *ret = mp_core_function_render(fn, ver);
+        *ret = mp_core_function_render(core, fn, ver);
         return *ret ? 0 : -ENOMEM;
 }
 

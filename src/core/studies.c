@@ -135,7 +135,7 @@ static const char *cache_version_key(json_t *ver, const char *function_id, char 
                 return NULL;
         snprintf(buf, size, "%s:%" JSON_INTEGER_FORMAT, function_id,
                  json_integer_value(json_object_get(ver, "version")));
-        if (!mp_core_env_key(json_object_get(ver, "requirements"), env, env_size))
+        if (!mp_core_version_env(ver, env, env_size))
                 snprintf(env, env_size, "base");
         return buf;
 }

@@ -246,7 +246,7 @@ static int cache_lookup(struct mp_core *core, const struct mp_principal *p, cons
                 return 0;
         snprintf(vkey, sizeof(vkey), "%s:%" JSON_INTEGER_FORMAT, function_id,
                  json_integer_value(json_object_get(ver, "version")));
-        if (!mp_core_env_key(json_object_get(ver, "requirements"), env, sizeof(env)))
+        if (!mp_core_version_env(ver, env, sizeof(env)))
                 snprintf(env, sizeof(env), "base");
         if ((r = mp_cache_key(vkey, env, inputs, ret_key, err)) < 0)
                 return r;
@@ -288,6 +288,9 @@ int mp_core_execute_cache(struct mp_core *core, const struct mp_principal *p, co
                 return mp_error_set(err, EINVAL, 400, "bad_request",
                                     "the Idempotency-Key header must be 1 to %d printable ASCII characters",
                                     MP_MAX_IDEMPOTENCY_KEY_LEN);
+        /* 409 EnvironmentNotReady while its requirements are being installed (or failed). */
+        if ((r = mp_core_env_check(core, ver, err)) < 0)
+                return r;
         if ((r = cache_lookup(core, p, function_id, ver, inputs, idempotency_key, cache_refresh, cache_key, ret,
                               err)) != 0)
                 return r < 0 ? r : 0;

@@ -292,9 +292,9 @@ static int cmp_str(const void *a, const void *b) {
         return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-/* The environment a version runs in: NULL (the base one) without requirements, else
- * "req-" and a content hash of the sorted requirement strings, so versions asking for
- * the same set share one zygote. */
+/* The former environment key (before environments had ids): NULL without
+ * requirements, else "req-" and a content hash of the sorted requirement strings. Calls
+ * now run in mp_core_version_env's environment. */
 static const char *env_key_of(json_t *reqs, char *buf, size_t size) {
         const char *names[MP_MAX_REQUIREMENTS];
         size_t n = 0, i;
@@ -405,11 +405,21 @@ static int work_claimed(struct mp_core *core, const char *worker_id, const char 
 
         json_t *lim = json_object_get(ver, "limits");
         /* Warm path: instances are keyed by function version and tenant; the zygote
-         * by environment (a content hash of the sorted requirements, "base" when none). */
+         * by environment (the id of the version's environment, "base" when none). */
         char fkey[160], env[80];
+        /* Its environment must be built (a call is refused before; a workflow's or a
+         * study's task may be queued while it builds). */
+        _cleanup_error_ struct mp_error eerr = { 0 };
+        if (mp_core_env_check(core, ver, &eerr) < 0) {
+                if (eerr.status != 409)
+                        return mp_error_set(err, EIO, 503, "storage", "%s", eerr.message);
+                if ((r = fail_task(core, task_id, task, "EnvironmentNotReady", eerr.message, err)) < 0)
+                        return r;
+                return 1;
+        }
         snprintf(fkey, sizeof(fkey), "%s:%d", json_string_value(json_object_get(task, "function_id")) ?: "",
                  (int) json_integer_value(json_object_get(task, "version")));
-        const char *env_key = env_key_of(json_object_get(ver, "requirements"), env, sizeof(env));
+        const char *env_key = mp_core_version_env(ver, env, sizeof(env));
         const char *isolation = json_string_value(json_object_get(ver, "isolation"));
         struct mp_exec_request req = {
                 .function_key = fkey,

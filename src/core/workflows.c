@@ -495,7 +495,7 @@ static int make_task(struct mp_core *core, json_t *run, json_t *state, json_t *s
                 _cleanup_error_ struct mp_error kerr = { 0 };
                 snprintf(vkey, sizeof(vkey), "%s:%" JSON_INTEGER_FORMAT, fid,
                          json_integer_value(json_object_get(ver, "version")));
-                if (!mp_core_env_key(json_object_get(ver, "requirements"), env, sizeof(env)))
+                if (!mp_core_version_env(ver, env, sizeof(env)))
                         snprintf(env, sizeof(env), "base");
                 if (mp_cache_key(vkey, env, inputs, key, &kerr) >= 0) {
                         json_object_set_new(task, "cache_key", json_string(key));

@@ -27,6 +27,8 @@
 /* A zygote's cache, read-only once built (matplotlib's font list), and the private
  * matplotlib config and cache dir of every sandbox (MPLCONFIGDIR). */
 #define MP_SANDBOX_CACHEDIR "/run/mecapy"
+/* Where an environment's zygote sees its layer (read-only, first on sys.path). */
+#define MP_SANDBOX_LAYERDIR "/layer"
 #define MP_SANDBOX_MPLDIR "/tmp/matplotlib"
 
 /* ---- seccomp (exec-seccomp.c) ---- */
@@ -152,6 +154,9 @@ struct mp_spawn {
          * instances, and applies them to each instance (mp_sandbox_instance_*). */
         int zygote_exe_fd;
         char *const *zygote_argv;
+        /* Zygote mode: an environment's layer (host folder), bound read-only at
+         * MP_SANDBOX_LAYERDIR; NULL: none. */
+        const char *layer;
 };
 
 /* Clone the sandbox (user, pid, mount, ipc, uts, net namespaces), write its id maps,

@@ -25,7 +25,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -116,6 +118,7 @@ struct mp_pool {
         unsigned max_instances, max_per_fn, max_calls;
         int64_t max_mem_kb, idle_ms, growth_kb;
         char python[256], preload[512];
+        char layers[PATH_MAX];     /* cfg->layers_dir, "" without */
         int exe_fd;
         mp_pool_reply_fn reply;
         mp_pool_live_fn live;
@@ -278,6 +281,19 @@ static struct zyg *zyg_find(struct mp_pool *p, const char *key) {
         return NULL;
 }
 
+/* The layer folder of environment key (64 hex digits, checked here again: the key
+ * comes from a request) into buf; false when key is no environment id or its layer is
+ * not a folder on this node. */
+static bool env_layer(struct mp_pool *p, const char *key, char *buf, size_t size) {
+        struct stat st;
+        size_t n = strlen(key);
+
+        if (!p->layers[0] || n != 64 || strspn(key, "0123456789abcdef") != n)
+                return false;
+        snprintf(buf, size, "%s/%s", p->layers, key);
+        return stat(buf, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static struct zyg *zyg_start(struct mp_pool *p, const char *key, char *msg, size_t msz) {
         _cleanup_error_ struct mp_error err = { 0 };
         int ctl[2];
@@ -294,7 +310,18 @@ static struct zyg *zyg_start(struct mp_pool *p, const char *key, char *msg, size
                 free(z);
                 return NULL;
         }
-        char *argv[] = { mp_zygote_argv0, p->python, p->preload, NULL };
+        /* An environment's zygote (key: its id) sees its layer; the base one none. */
+        char layer[PATH_MAX + 80];
+        bool env = env_layer(p, key, layer, sizeof(layer));
+        if (strcmp(key, "base") && !env) {
+                snprintf(msg, msz, "exec: environment %.80s has no layer on this node", key);
+                close(ctl[0]);
+                close(ctl[1]);
+                free(z);
+                return NULL;
+        }
+        char *argv[] = { mp_zygote_argv0, p->python, p->preload, env ? (char *) MP_SANDBOX_LAYERDIR : NULL,
+                         NULL };
         struct mp_spawn sp = {
                 .sandbox = true,
                 .python = p->python,
@@ -303,6 +330,7 @@ static struct zyg *zyg_start(struct mp_pool *p, const char *key, char *msg, size
                 .log_fd = STDERR_FILENO,
                 .zygote_exe_fd = p->exe_fd,
                 .zygote_argv = argv,
+                .layer = env ? layer : NULL,
         };
         int r = mp_sandbox_spawn(&sp, &z->pid, &z->pidfd, &err);
         close(ctl[1]);
@@ -935,6 +963,7 @@ int mp_pool_new(const struct mp_exec_config *cfg, const char *python, int exe_fd
                                            : (pages > 0 && psz > 0 ? (int64_t) pages * (psz / 1024) / 4 : 1 << 20);
         snprintf(p->python, sizeof(p->python), "%s", python);
         snprintf(p->preload, sizeof(p->preload), "%s", cfg->preload ? cfg->preload : "numpy,scipy,scipy.optimize");
+        snprintf(p->layers, sizeof(p->layers), "%s", cfg->layers_dir ? cfg->layers_dir : "");
         p->exe_fd = exe_fd;
         p->reply = reply;
         p->live = live_fn;

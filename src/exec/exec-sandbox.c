@@ -66,6 +66,8 @@ struct step {
         long size_mb;       /* TMPFS */
         mode_t mode;        /* TMPFS, DIR */
         uid_t uid;          /* TMPFS owner */
+        bool early;         /* BIND_RO: opened before the uid switch (open_early) */
+        int fd;             /* that fd, bound as /proc/self/fd/N */
 };
 
 #define MAX_STEPS 64
@@ -172,6 +174,12 @@ static int plan_root(struct plan *p, const struct mp_spawn *sp) {
                 /* The zygote's own cache, built once at its start (matplotlib's font
                  * list, exec-zygote.c) and then made read-only: its instances copy
                  * from it rather than rebuild it on their first plot. */
+                if (sp->layer) {
+                        plan_add(p, STEP_DIR, NULL, MP_SANDBOX_LAYERDIR + 1);
+                        s = plan_add(p, STEP_BIND_RO, sp->layer, MP_SANDBOX_LAYERDIR + 1);
+                        if (s)
+                                s->early = true;
+                }
                 plan_add(p, STEP_DIR, NULL, "run");
                 plan_add(p, STEP_DIR, NULL, MP_SANDBOX_CACHEDIR + 1);
                 s = plan_add(p, STEP_TMPFS, NULL, MP_SANDBOX_CACHEDIR + 1);
@@ -235,8 +243,14 @@ static void apply_steps(const struct plan *p, int errfd) {
                                 child_fail(errfd, errno, "sandbox: cannot create %s", s->dest);
                         break;
                 case STEP_BIND_RO:
-                case STEP_BIND_DEV:
-                        if (stat(s->src, &st) < 0)
+                case STEP_BIND_DEV: {
+                        char fdpath[32];
+                        const char *src = s->src;
+                        if (s->early) {
+                                snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", s->fd);
+                                src = fdpath;
+                        }
+                        if (stat(src, &st) < 0)
                                 child_fail(errfd, errno, "sandbox: cannot find %s on the host", s->src);
                         if (S_ISDIR(st.st_mode)) {
                                 if (mkdir(path, 0755) < 0 && errno != EEXIST)
@@ -246,9 +260,12 @@ static void apply_steps(const struct plan *p, int errfd) {
                         }
                         /* Not MS_REC: whatever is mounted below a bound host directory
                          * stays invisible. MS_NOSUID: no set-uid binary gains anything. */
-                        if (mount(s->src, path, NULL, MS_BIND | MS_NOSUID, NULL) < 0)
+                        if (mount(src, path, NULL, MS_BIND | MS_NOSUID, NULL) < 0)
                                 child_fail(errfd, errno, "sandbox: cannot bind %s", s->src);
+                        if (s->early)
+                                close(s->fd);
                         break;
+                }
                 case STEP_SYMLINK:
                         if (symlink(s->src, path) < 0 && errno != EEXIST)
                                 child_fail(errfd, errno, "sandbox: cannot link %s", s->dest);
@@ -468,6 +485,14 @@ static _noreturn_ void child_sandbox(const struct mp_spawn *sp, const struct pla
          * design (and there are none worth keeping). */
         if (p->root_mode && setgroups(0, NULL) < 0)
                 child_fail(errfd, errno, "sandbox: cannot drop supplementary groups");
+        /* An environment's layer lives in the server's private data folder, which the
+         * namespace's root (below) may not traverse: opened now, with the executor's
+         * host uid still ours; this clone's copy of the plan keeps the fd. */
+        for (size_t i = 0; i < p->n; i++) {
+                struct step *s = (struct step *) &p->steps[i];
+                if (s->early && (s->fd = open(s->src, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+                        child_fail(errfd, errno, "sandbox: cannot open the environment's layer");
+        }
         /* Become the namespace's root (a host uid that owns nothing) for the setup. */
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                 child_fail(errfd, errno, "sandbox: cannot become root of the user namespace");

@@ -320,6 +320,15 @@ static void font_cache_finish(pid_t pid) {
                 zlog("mecapy-zygote: cannot make %s read-only: %s", MP_SANDBOX_CACHEDIR, strerror(errno));
 }
 
+/* sys.path.insert(0, dir): an environment's packages come before the base image's. */
+static int add_layer(const char *dir) {
+        PyObject *path = PySys_GetObject("path"); /* borrowed */
+        PyObject *d = PyUnicode_FromString(dir);
+        int r = path && d ? PyList_Insert(path, 0, d) : -1;
+        Py_XDECREF(d);
+        return r;
+}
+
 static void preload(const char *list) {
         char name[256];
         for (const char *p = list; p && *p;) {
@@ -400,6 +409,12 @@ static _noreturn_ void zygote_main(char **argv) {
                 PyErr_Print();
                 _exit(1);
         }
+        /* An environment's zygote: its layer (bound read-only) first on sys.path, before
+         * the preloads, so that a version it pins wins over the base image's. */
+        if (argv[3] && add_layer(argv[3]) < 0) {
+                PyErr_Print();
+                _exit(1);
+        }
         preload(argv[2]);
         font_cache_finish(fonts);
         /* Freeze what the imports made: a GC pass in an instance would otherwise touch
@@ -437,9 +452,10 @@ static _noreturn_ void zygote_main(char **argv) {
 }
 
 /* glibc calls constructors with (argc, argv, envp). Our binary started as the zygote
- * (argv: "mecapy-zygote", interpreter, preload list) never reaches main(). */
+ * (argv: "mecapy-zygote", interpreter, preload list, and for an environment the
+ * folder of its layer) never reaches main(). */
 static void zygote_ctor(int argc, char **argv, char **envp) __attribute__((constructor));
 static void zygote_ctor(int argc, char **argv, char **envp) {
-        if (argc == 3 && argv && argv[0] && strcmp(argv[0], MP_ZYGOTE_ARGV0) == 0)
+        if ((argc == 3 || argc == 4) && argv && argv[0] && strcmp(argv[0], MP_ZYGOTE_ARGV0) == 0)
                 zygote_main(argv);
 }

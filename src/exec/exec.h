@@ -52,6 +52,11 @@ struct mp_exec_config {
                                    * usable, else our own cgroup v2 (systemd Delegate=yes) */
         bool allow_unlimited;     /* run on rlimits alone when no cgroup limit can be
                                    * applied (a loud warning) instead of refusing to start */
+        /* Per-function requirements (core/environments.c): the folder holding one
+         * read-only layer per environment, named by its id (64 hex digits). A request's
+         * env_key of that form runs in a zygote of its own that sees LAYERS/<id>
+         * read-only at MP_SANDBOX_LAYERDIR, first on sys.path. NULL: no layers. */
+        const char *layers_dir;
 };
 
 enum mp_exec_op {
@@ -80,7 +85,8 @@ struct mp_exec_request {
         /* Warm path (RUN only, sandbox mode). NULL function_key: a cold, one-off sandbox. */
         const char *function_key; /* e.g. "<function_id>:<version>": what an instance loads */
         const char *tenant;       /* the calling user: an instance never serves two tenants */
-        const char *env_key;      /* environment (zygote) key; NULL = "base" */
+        const char *env_key;      /* environment (zygote) key; NULL = "base"; an environment
+                                   * id (64 hex digits) adds its layer (layers_dir) */
         bool per_call;            /* a fresh (pre-forked) instance for every call */
         /* What mp_executor_cancel names this call by (the task id); NULL: it cannot be
          * cancelled. At most MP_EXEC_CALL_ID_MAX bytes. */

@@ -2956,6 +2956,109 @@ static int ops_company_set_settings(struct mp_store *s, const char *company_id, 
 #define VERIFY_OPS                                                                       \
         .version_set_meta = ops_version_set_meta, .verification_tasks = ops_verification_tasks, \
         .company_settings = ops_company_settings, .company_set_settings = ops_company_set_settings,
+/* ---- environments (core/environments.c, migration 17) ---- */
+
+struct env_insert_args {
+        struct mp_store_param p[8];
+};
+
+static int env_insert_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct env_insert_args *a = ctx;
+        struct mp_store_param p[ELEMENTSOF(a->p)];
+
+        memcpy(p, a->p, sizeof(p)); /* the driver consumes them; a retry needs them again */
+        return q_exec(c, SQL_ENV_INSERT, p, ELEMENTSOF(p), "storing an environment", err);
+}
+
+static int ops_env_create(struct mp_store *s, json_t *env, struct mp_error *err) {
+        json_t *lock = json_object_get(env, "resolved"), *ms = json_object_get(env, "build_ms");
+        _cleanup_free_ char *reqs = json_dumps(json_object_get(env, "requirements"), JSON_COMPACT);
+        _cleanup_free_ char *locked = json_is_array(lock) ? json_dumps(lock, JSON_COMPACT) : NULL;
+        const char *id = json_string_value(json_object_get(env, "id"));
+        const char *status = json_string_value(json_object_get(env, "status"));
+        const char *log = json_string_value(json_object_get(env, "log"));
+
+        if (!id || !status || !reqs)
+                return invalid(err, "an environment needs an id, a status and its requirements");
+        struct env_insert_args a = { {
+                PT(id), PT(status), PT(reqs), PT(locked), PT(log ? log : ""),
+                PT(json_string_value(json_object_get(env, "build_error"))),
+                json_is_integer(ms) ? PI(json_integer_value(ms)) : PI_NULL,
+                PI(json_integer_value(json_object_get(env, "created_at"))),
+        } };
+        return s->drv->run(s, MP_RUN_WRITE, env_insert_fn, &a, err);
+}
+
+static int ops_env_get(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err) {
+        struct get_args a = { SQL_ENV_GET, id, "reading an environment", NULL };
+        int r = get_run(s, &a, ret, err);
+
+        if (r == -ENOENT)
+                return not_found(err, "no environment with id '%s'", id ? id : "");
+        return r;
+}
+
+static int ops_env_set(struct mp_store *s, const char *id, const char *status, const char *log,
+                       const char *build_error, int64_t build_ms, struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_ENV_SET, "updating an environment", "environment", id, PT(status),
+                                      PT(log ? log : ""), PT(build_error), build_ms < 0 ? PI_NULL : PI(build_ms),
+                                      PT(id));
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+static int ops_env_requeue(struct mp_store *s, const char *id, const char *requirements, const char *resolved,
+                           struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_ENV_REQUEUE, "building an environment again", "environment", id,
+                                      PT(id), PT(requirements), PT(resolved));
+        a.none_ok = true;
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
+static int ops_env_unfinished(struct mp_store *s, json_t **ret, struct mp_error *err) {
+        struct all_args a = { SQL_ENV_UNFINISHED, NULL, "listing the environments to build", NULL };
+        int n = all_run(s, &a, ret, err);
+
+        return n < 0 ? n : 0;
+}
+
+struct env_unused_args {
+        int64_t before;
+        json_t *arr;
+};
+
+static int env_unused_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
+        struct env_unused_args *a = ctx;
+        json_t *arr = json_array();
+        int n;
+
+        if (!arr)
+                return -ENOMEM;
+        n = q_all(c, SQL_ENV_UNUSED, PARAMS(PI(a->before)), arr, "listing unused environments", err);
+        if (n < 0) {
+                json_decref(arr);
+                return n;
+        }
+        json_decref(a->arr);
+        a->arr = arr;
+        return 0;
+}
+
+static int ops_env_unused(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err) {
+        struct env_unused_args a = { before_ms, NULL };
+        int r = s->drv->run(s, MP_RUN_READ, env_unused_fn, &a, err);
+
+        if (r < 0) {
+                json_decref(a.arr);
+                return r;
+        }
+        *ret = a.arr;
+        return 0;
+}
+
+#define ENV_OPS                                                                          \
+        .env_create = ops_env_create, .env_get = ops_env_get, .env_set = ops_env_set,   \
+        .env_requeue = ops_env_requeue, .env_unfinished = ops_env_unfinished,           \
+        .env_unused = ops_env_unused,
 
 /* One table per scheme, the same operations in each. */
 #define OPS_TABLE(scheme_, open_)                                                        \
@@ -2995,6 +3098,7 @@ static int ops_company_set_settings(struct mp_store *s, const char *company_id, 
                 .task_live = ops_task_live, .task_live_logs = ops_task_live_logs,       \
                 USAGE_OPS                                                                \
                 VERIFY_OPS                                                               \
+                ENV_OPS                                                                  \
         }
 
 /* Retention and deletion's operations, in one block of the table. */

@@ -374,6 +374,21 @@ static const char *const migrations[] = {
          * the tasks it makes later (tasks.request_id), so their log lines name it. */
         "ALTER TABLE workflow_runs ADD COLUMN request_id TEXT;"
         "ALTER TABLE studies ADD COLUMN request_id TEXT;",
+        /* 17 (envs; per-function requirements, docs/functions.md#requirements): an
+         * environment is a resolved set of wheels, its id the sha256 of its canonical lock
+         * (resolved: [{"name","version","sha256"}]); status queued -> building -> ready |
+         * failed, with the build's log, error and build_ms. A version that declares
+         * requirements names its environment (function_versions.environment_id). */
+        "CREATE TABLE IF NOT EXISTS environments ("
+        "  id TEXT PRIMARY KEY,"
+        "  status TEXT NOT NULL,"
+        "  requirements TEXT NOT NULL,"
+        "  resolved TEXT,"
+        "  log TEXT NOT NULL DEFAULT '',"
+        "  build_error TEXT,"
+        "  build_ms BIGINT,"
+        "  created_at BIGINT NOT NULL);"
+        "ALTER TABLE function_versions ADD COLUMN environment_id TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -389,6 +404,7 @@ static inline bool is_json_column(const char *name) {
                 "verification_cases", "verification", "review", /* function_versions (verify) */
                 "settings", /* companies (review) */
                 "output_schema", "inputs_given", "checks", /* units */
+                "resolved", /* environments (the lock) */
         };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -483,6 +499,7 @@ static const struct col version_cols[] = {
         { "verification", COL_JSON, 0, NULL, NULL },
         { "review", COL_JSON, 0, NULL, NULL },
         { "output_schema", COL_JSON, 0, NULL, NULL }, /* the result's fields and units */
+        { "environment_id", COL_TEXT, 0, NULL, NULL }, /* its requirements' environment, NULL: base */
 };
 
 static const struct col function_update_cols[] = {
@@ -664,6 +681,7 @@ static const char SQL_FUNCTION_LIST[] =
         " v.cache"
         ", v.solvers"
         ", v.verification, v.review"
+        ", v.environment_id"
         " FROM functions f JOIN function_versions v"
         "   ON v.function_id = f.id AND v.version = f.latest_version"
         " WHERE f.deleted_at = 0"
@@ -1290,3 +1308,26 @@ static const char SQL_VERIFICATION_TASKS[] =
         "SELECT " TASK_ROW_COLUMNS " FROM tasks WHERE verification_of = ?1 ORDER BY verification_case, queued_at";
 static const char SQL_COMPANY_SETTINGS_GET[] = "SELECT settings FROM companies WHERE id = ?1";
 static const char SQL_COMPANY_SETTINGS_SET[] = "UPDATE companies SET settings = ?1 WHERE id = ?2";
+/* ---- environments (core/environments.c, migration 17) ---- */
+static const char SQL_ENV_INSERT[] =
+        "INSERT INTO environments (id, status, requirements, resolved, log, build_error, build_ms, created_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING";
+static const char SQL_ENV_GET[] = "SELECT * FROM environments WHERE id = ?1";
+static const char SQL_ENV_SET[] =
+        "UPDATE environments SET status = ?1, log = ?2, build_error = ?3, build_ms = ?4 WHERE id = ?5";
+/* A failed environment asked for again is built again (the operator may have added the
+ * missing wheel meanwhile): 1 row when it was failed. */
+static const char SQL_ENV_REQUEUE[] =
+        "UPDATE environments SET status = 'queued', log = '', build_error = NULL, build_ms = NULL,"
+        " requirements = ?2, resolved = ?3 WHERE id = ?1 AND status = 'failed'";
+/* Environments built before ?1 that no version of a live function names (the
+ * collector removes their layers). */
+static const char SQL_ENV_UNUSED[] =
+        "SELECT e.id FROM environments e WHERE e.created_at < ?1 AND e.status = 'ready'"
+        " AND NOT EXISTS (SELECT 1 FROM function_versions v JOIN functions f ON f.id = v.function_id"
+        "   WHERE v.environment_id = e.id AND f.deleted_at = 0)"
+        " ORDER BY e.created_at, e.id";
+/* Those left queued or building by a server that stopped. */
+static const char SQL_ENV_UNFINISHED[] =
+        "SELECT * FROM environments WHERE status IN ('queued', 'building') AND (?1 IS NULL OR id = ?1)"
+        " ORDER BY created_at, id";

@@ -459,6 +459,26 @@ struct mp_store_ops {
         int (*company_settings)(struct mp_store *s, const char *company_id, json_t **ret, struct mp_error *err);
         int (*company_set_settings)(struct mp_store *s, const char *company_id, json_t *settings,
                                     struct mp_error *err);
+        /* --- environments (core/environments.c, migration 17) ---
+         * environments(id, status queued|building|ready|failed, requirements (json),
+         * resolved (json lock), log, build_error, build_ms, created_at). */
+        /* Store env ({id, status, requirements, resolved?, log?, build_error?, build_ms?,
+         * created_at}) unless one of that id exists: 1 stored, 0 it existed. */
+        int (*env_create)(struct mp_store *s, json_t *env, struct mp_error *err);
+        /* *ret the row; -ENOENT when none. */
+        int (*env_get)(struct mp_store *s, const char *id, json_t **ret, struct mp_error *err);
+        /* Set status, log (NULL: ''), build_error (NULL: none) and build_ms (< 0: NULL). */
+        int (*env_set)(struct mp_store *s, const char *id, const char *status, const char *log,
+                       const char *build_error, int64_t build_ms, struct mp_error *err);
+        /* A failed environment back to queued with these requirements and lock (JSON
+         * texts): 1 when it was failed, else 0 (unchanged). */
+        int (*env_requeue)(struct mp_store *s, const char *id, const char *requirements, const char *resolved,
+                           struct mp_error *err);
+        /* Every environment queued or building, oldest first. */
+        int (*env_unfinished)(struct mp_store *s, json_t **ret, struct mp_error *err);
+        /* [{"id"}] of the ready environments created before before_ms that no version of
+         * a function not deleted names, oldest first. */
+        int (*env_unused)(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

@@ -2950,6 +2950,74 @@ TEST(task_live) {
         done(s);
 }
 
+
+/* Environments (migration 17): stored once per id, their state changed, a failed one
+ * queued again, the unfinished ones listed; a version names its environment. */
+TEST(environments) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        json_t *row = NULL, *rows = NULL;
+        const char *id = "6064b8ffa5240ca0a36d045c431de65cc520267c7b3263f72ca4010c12223ed9";
+        json_t *env = json_pack("{s:s,s:s,s:[s],s:[{s:s,s:s,s:s}],s:s,s:I}", "id", id, "status", "queued",
+                                "requirements", "beamlib==1.0", "resolved", "name", "beamlib", "version", "1.0",
+                                "sha256", "8c6ca3e5", "log", "resolved\n", "created_at", (json_int_t) 1000);
+
+        CHECK_INT(ops->env_create(s, env, &err), ==, 1);
+        CHECK_INT(ops->env_create(s, env, &err), ==, 0); /* the same lock: one environment */
+        CHECK_INT(ops->env_get(s, id, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "queued");
+        CHECK(json_equal(json_object_get(row, "resolved"), json_object_get(env, "resolved")));
+        CHECK(json_equal(json_object_get(row, "requirements"), json_object_get(env, "requirements")));
+        CHECK(json_is_null(json_object_get(row, "build_ms")) || !json_object_get(row, "build_ms"));
+        json_decref(row);
+        CHECK_INT(ops->env_unfinished(s, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 1);
+        json_decref(rows);
+        CHECK_INT(ops->env_requeue(s, id, "[]", "[]", &err), ==, 0); /* not failed: unchanged */
+        CHECK_INT(ops->env_set(s, id, "failed", "pip said no\n", "No matching distribution found for beamlib==1.0",
+                               1234, &err), ==, 0);
+        CHECK_INT(ops->env_get(s, id, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "failed");
+        CHECK_STR(str(row, "build_error"), "No matching distribution found for beamlib==1.0");
+        CHECK_STR(str(row, "log"), "pip said no\n");
+        CHECK_INT(num(row, "build_ms"), ==, 1234);
+        json_decref(row);
+        CHECK_INT(ops->env_unfinished(s, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 0);
+        json_decref(rows);
+        CHECK_INT(ops->env_requeue(s, id, "[\"beamlib\"]", "[]", &err), ==, 1);
+        CHECK_INT(ops->env_get(s, id, &row, &err), ==, 0);
+        CHECK_STR(str(row, "status"), "queued");
+        CHECK(json_is_null(json_object_get(row, "build_error")) || !json_object_get(row, "build_error"));
+        CHECK_STR(json_string_value(json_array_get(json_object_get(row, "requirements"), 0)), "beamlib");
+        json_decref(row);
+        CHECK_INT(ops->env_set(s, id, "ready", "ok\n", NULL, 2000, &err), ==, 0);
+        CHECK_INT(ops->env_get(s, "0000000000000000000000000000000000000000000000000000000000000000", &row, &err),
+                  ==, -ENOENT);
+        CHECK_INT(ops->env_set(s, "nope", "ready", NULL, NULL, -1, &err), ==, -ENOENT);
+
+        /* A version carries its environment id. */
+        struct world w;
+        char f1[MP_ID_LEN + 1];
+        make_world(s, &w);
+        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1) == 0);
+        json_t *ver = json_pack("{s:s,s:s,s:s,s:[s],s:{},s:{},s:s}", "code", "def main():\n    return 1\n", "handler",
+                                "main", "isolation", "warm", "requirements", "beamlib==1.0", "input_schema", "limits",
+                                "environment_id", id);
+        json_t *fields = json_pack("{s:s}", "visibility", "private");
+        int latest = 0;
+        CHECK_INT(ops->function_update(s, f1, fields, ver, 3000, &latest, &err), ==, 0);
+        json_decref(fields);
+        CHECK_INT(ops->function_get_version(s, f1, latest, &row, &err), ==, 0);
+        CHECK_STR(str(row, "environment_id"), id);
+        json_decref(row);
+        json_decref(ver);
+        json_decref(env);
+        mp_error_clear(&err);
+        mp_store_close(s);
+}
+
 static const struct check_case cases[] = {
         CASE(open_bad_urls),
         CASE(identity),
@@ -2974,6 +3042,7 @@ static const struct check_case cases[] = {
         CASE(task_live),
         CASE(usage_and_quotas),
         CASE(usage_storage_given_back),
+        CASE(environments),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line

@@ -1,0 +1,893 @@
+/* core/: per-function requirements (docs/functions.md#requirements,
+ * docs/operations.md#environments).
+ *
+ * A version that declares requirements runs in an environment: the set of wheels they
+ * resolve to, installed into a read-only layer folder. Nothing of anyone's code runs to
+ * build one: wheels only (never a source distribution, whose build would run its
+ * setup.py), from the operator's wheelhouse folders, by pip in a process with its own
+ * user and network namespaces (no network at all).
+ *
+ *   resolve (at upload, in the request): pip download --only-binary=:all: --no-index
+ *           --find-links WHEELHOUSE... of the requirements; the lock is every wheel it
+ *           took, [{"name","version","sha256"}] sorted by name, and the environment's
+ *           id the sha256 of the lock's canonical JSON: two versions whose requirements
+ *           resolve to the same wheels share one environment (and one zygote).
+ *   build (a background thread, queued -> building -> ready | failed): pip install
+ *           --no-index --no-deps --require-hashes --target of the locked wheels, every
+ *           file's hash checked against the lock, into LAYERS/.work/build-*, made
+ *           read-only and renamed to LAYERS/<id>. --no-compile: no .pyc is written, so
+ *           the layer is the wheels' files and pip's metadata only, the same bytes each
+ *           time the same lock is built.
+ *
+ * A resolution that fails (no wheel, a conflict, a hash that does not match) still
+ * makes an environment, failed, with pip's log and its error lines, under an id that
+ * hashes the requirements themselves ("unresolved"), so that the upload answers with a
+ * state that says why. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "base/limits.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "core/core-internal.h"
+
+#define ENV_LOG_MAX (64 * 1024)   /* bytes of pip's output kept as the build log */
+#define ENV_ERROR_MAX 1500        /* bytes of its error lines kept as the error */
+#define ENV_PIP_TIMEOUT_MS (300 * 1000)
+#define ENV_ID_HEX 64
+#define ENV_GC_GRACE_MS (3600 * 1000)
+
+struct mp_envs {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        pthread_t thread;
+        bool started, stop;
+        json_t *todo; /* ids to build, in order */
+        char layers[PATH_MAX];
+};
+
+/* ---- requirements ---- */
+
+static bool name_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
+}
+
+static bool alnum_char(char c) {
+        return name_char(c) && c != '.' && c != '_' && c != '-';
+}
+
+static const char *skip_spaces(const char *p) {
+        while (*p == ' ')
+                p++;
+        return p;
+}
+
+/* A project name (PEP 508: letters and digits, '.', '_', '-' inside): its end, NULL. */
+static const char *read_name(const char *p) {
+        const char *s = p;
+        if (!alnum_char(*p))
+                return NULL;
+        while (name_char(*p))
+                p++;
+        return alnum_char(p[-1]) && p - s <= 100 ? p : NULL;
+}
+
+bool mp_core_requirement_ok(const char *s) {
+        static const char *const ops[] = { "===", "==", "!=", "<=", ">=", "~=", "<", ">" };
+        const char *p = s ? read_name(s) : NULL;
+
+        if (!p || strlen(s) > 300)
+                return false;
+        if (*p == '[') { /* extras: [a,b] */
+                do {
+                        p = read_name(skip_spaces(p + 1));
+                        if (!p)
+                                return false;
+                        p = skip_spaces(p);
+                } while (*p == ',');
+                if (*p++ != ']')
+                        return false;
+        }
+        p = skip_spaces(p);
+        /* version specifiers: op version [, op version]... */
+        while (*p && *p != '-') {
+                size_t k, n = 0;
+                for (k = 0; k < ELEMENTSOF(ops); k++)
+                        if (!strncmp(p, ops[k], strlen(ops[k])))
+                                break;
+                if (k == ELEMENTSOF(ops))
+                        return false;
+                p = skip_spaces(p + strlen(ops[k]));
+                while (name_char(p[n]) || p[n] == '*' || p[n] == '+' || p[n] == '!')
+                        n++;
+                if (n == 0)
+                        return false;
+                p = skip_spaces(p + n);
+                if (*p == ',')
+                        p = skip_spaces(p + 1);
+                else if (*p && *p != '-')
+                        return false;
+        }
+        /* hashes the wheel must have: --hash=sha256:<64 hex>, after a space */
+        while (*p) {
+                if (p[-1] != ' ' || strncmp(p, "--hash=sha256:", 14))
+                        return false;
+                p += 14;
+                if (strspn(p, "0123456789abcdef") != ENV_ID_HEX)
+                        return false;
+                p = skip_spaces(p + ENV_ID_HEX);
+        }
+        return true;
+}
+
+/* ---- files ---- */
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *f) {
+        (void) st, (void) f;
+        if (flag == FTW_DP)
+                return rmdir(path) < 0 ? -errno : 0;
+        return unlink(path) < 0 ? -errno : 0;
+}
+
+static void rm_tree(const char *path) {
+        (void) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Directories r-x, files r-- (r-x when executable): the layer never changes. */
+static int ro_one(const char *path, const struct stat *st, int flag, struct FTW *f) {
+        (void) f;
+        if (flag == FTW_SL)
+                return 0;
+        mode_t m = flag == FTW_DP || flag == FTW_D || (st->st_mode & 0111) ? 0555 : 0444;
+        return chmod(path, m) < 0 ? -errno : 0;
+}
+
+static int rw_one(const char *path, const struct stat *st, int flag, struct FTW *f) {
+        (void) st, (void) f;
+        if (flag == FTW_D || flag == FTW_DP)
+                (void) chmod(path, 0700);
+        return 0;
+}
+
+static int write_text(const char *path, const char *text) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        return mp_write_all(fd, text, strlen(text));
+}
+
+static int sha256_file(const char *path, char hex[static 2 * crypto_hash_sha256_BYTES + 1]) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        crypto_hash_sha256_state st;
+        unsigned char buf[65536], h[crypto_hash_sha256_BYTES];
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        crypto_hash_sha256_init(&st);
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+                crypto_hash_sha256_update(&st, buf, (unsigned long long) n);
+        if (n < 0)
+                return -errno;
+        crypto_hash_sha256_final(&st, h);
+        sodium_bin2hex(hex, 2 * crypto_hash_sha256_BYTES + 1, h, sizeof(h));
+        return 0;
+}
+
+static void sha256_text(const char *text, char hex[static 2 * crypto_hash_sha256_BYTES + 1]) {
+        unsigned char h[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(h, (const unsigned char *) text, strlen(text));
+        sodium_bin2hex(hex, 2 * crypto_hash_sha256_BYTES + 1, h, sizeof(h));
+}
+
+/* ---- pip, without network ---- */
+
+/* Replace every `from` in *s by `to` (the host's folders are not the user's to see). */
+static void replace_all(char **s, const char *from, const char *to) {
+        size_t fl = strlen(from), tl = strlen(to), n = 0;
+        char *p, *out, *o;
+
+        if (!*s || fl == 0)
+                return;
+        for (p = strstr(*s, from); p; p = strstr(p + fl, from))
+                n++;
+        if (n == 0 || !(out = malloc(strlen(*s) + n * tl + 1)))
+                return;
+        o = out;
+        for (const char *q = *s; (p = strstr(q, from)); q = p + fl) {
+                memcpy(o, q, (size_t) (p - q));
+                o += p - q;
+                memcpy(o, to, tl);
+                o += tl;
+                if (!strstr(p + fl, from)) {
+                        strcpy(o, p + fl); /* sized above */
+                        break;
+                }
+        }
+        free(*s);
+        *s = out;
+}
+
+/* Run argv[0] (an absolute path) in its own user and network namespaces (root: a
+ * network namespace alone), stdin /dev/null, stdout and stderr into *ret_out (the first
+ * ENV_LOG_MAX bytes, NUL-terminated). The exit status (0: success), or -errno when it
+ * could not run. The child only makes system calls between fork and exec: this runs in
+ * the threaded server. */
+static int run_offline(char *const argv[], char **ret_out) {
+        static char *const envp[] = { "PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "HOME=/nonexistent",
+                                      "PIP_CONFIG_FILE=/dev/null", "PYTHONDONTWRITEBYTECODE=1",
+                                      "PIP_NO_COLOR=1", NULL };
+        static const char no_ns[] = "cannot make a build without network (user and network namespaces)\n";
+        int pfd[2], status = 0;
+        size_t len = 0;
+        char *out = malloc(ENV_LOG_MAX + 1);
+        pid_t pid;
+
+        if (!out)
+                return -ENOMEM;
+        if (pipe2(pfd, O_CLOEXEC) < 0) {
+                free(out);
+                return -errno;
+        }
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        pid = fork();
+        if (pid == 0) {
+                sigset_t none;
+                sigemptyset(&none);
+                /* The server's threads block SIGINT and SIGTERM and ignore SIGPIPE: pip
+                 * gets the defaults, and dies with the thread that started it. */
+                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0 ||
+                    sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
+                    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+                        _exit(126);
+                if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0 && unshare(CLONE_NEWNET) < 0) {
+                        (void) !write(2, no_ns, sizeof(no_ns) - 1);
+                        _exit(126);
+                }
+                execve(argv[0], argv, envp);
+                _exit(127);
+        }
+        int saved = errno;
+        close(pfd[1]);
+        if (devnull >= 0)
+                close(devnull);
+        if (pid < 0) {
+                close(pfd[0]);
+                free(out);
+                return -saved;
+        }
+        int64_t deadline = mp_mono_ms() + ENV_PIP_TIMEOUT_MS;
+        for (;;) {
+                struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+                int64_t left = deadline - mp_mono_ms();
+                if (left <= 0) {
+                        kill(pid, SIGKILL);
+                        break;
+                }
+                int n = poll(&p, 1, (int) MP_MIN(left, 1000));
+                if (n < 0 && errno != EINTR)
+                        break;
+                if (n <= 0)
+                        continue;
+                char buf[4096];
+                ssize_t k = read(pfd[0], buf, sizeof(buf));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                size_t take = MP_MIN((size_t) k, (size_t) ENV_LOG_MAX - len);
+                memcpy(out + len, buf, take);
+                len += take;
+        }
+        close(pfd[0]);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        out[len] = 0;
+        if (!mp_utf8_valid(out, len))
+                for (size_t i = 0; i < len; i++)
+                        if ((unsigned char) out[i] >= 0x80)
+                                out[i] = '?';
+        *ret_out = out;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* pip's error lines ("ERROR: ..." and the indented lines after them): what the user
+ * reads first. */
+static char *error_lines(const char *out) {
+        char *e = calloc(1, ENV_ERROR_MAX + 1);
+        size_t n = 0;
+        bool in_error = false;
+
+        if (!e)
+                return NULL;
+        for (const char *l = out; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                size_t ll = nl ? (size_t) (nl - l) : strlen(l);
+                if (!strncmp(l, "ERROR: ", 7))
+                        in_error = true;
+                else if (*l != ' ')
+                        in_error = false;
+                if (in_error && ll > 0 && n < ENV_ERROR_MAX)
+                        n += (size_t) snprintf(e + n, ENV_ERROR_MAX + 1 - n, "%s%.*s", n ? "\n" : "",
+                                               (int) ll, !strncmp(l, "ERROR: ", 7) ? l + 7 : l);
+                l = nl ? nl + 1 : NULL;
+        }
+        if (n == 0)
+                snprintf(e, ENV_ERROR_MAX + 1, "pip failed without an error line (see the log)");
+        if (strstr(e, "Could not find a version that satisfies") && n < ENV_ERROR_MAX)
+                snprintf(e + n, ENV_ERROR_MAX + 1 - n,
+                         "\nOnly wheels from the server's wheelhouse are installed; a source distribution is "
+                         "never built: ask the operator for a wheel of it.");
+        return e;
+}
+
+/* The pip command line: python -m pip VERB [fixed options] --find-links D... */
+static char **pip_argv(struct mp_core *core, const char *const *args) {
+        const char *wh = core->config->wheelhouse;
+        size_t n = 0, k = 0;
+        for (const char *p = wh; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+                n++;
+        for (const char *const *a = args; *a; a++)
+                n++;
+        char **argv = calloc(2 * n + 8, sizeof(char *));
+        if (!argv)
+                return NULL;
+        argv[k++] = strdup(core->config->python);
+        argv[k++] = strdup("-m");
+        argv[k++] = strdup("pip");
+        for (const char *const *a = args; *a; a++)
+                argv[k++] = strdup(*a);
+        for (const char *p = wh; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                argv[k++] = strdup("--find-links");
+                argv[k++] = nl ? strndup(p, (size_t) (nl - p)) : strdup(p);
+                p = nl ? nl + 1 : NULL;
+        }
+        for (size_t i = 0; i < k; i++)
+                if (!argv[i]) {
+                        for (size_t j = 0; j < k; j++)
+                                free(argv[j]);
+                        free(argv);
+                        return NULL;
+                }
+        return argv;
+}
+
+static void argv_free(char **argv) {
+        for (size_t i = 0; argv && argv[i]; i++)
+                free(argv[i]);
+        free(argv);
+}
+
+/* Run pip; its output (host folders hidden) into *ret_out. The exit status or -errno. */
+static int pip_run(struct mp_core *core, const char *const *args, const char *work, char **ret_out) {
+        char **argv = pip_argv(core, args);
+        char *out = NULL;
+        int r;
+
+        if (!argv)
+                return -ENOMEM;
+        r = run_offline(argv, &out);
+        argv_free(argv);
+        if (r < 0)
+                return r;
+        for (const char *p = core->config->wheelhouse; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                _cleanup_free_ char *dir = nl ? strndup(p, (size_t) (nl - p)) : strdup(p);
+                if (dir)
+                        replace_all(&out, dir, "<wheelhouse>");
+                p = nl ? nl + 1 : NULL;
+        }
+        replace_all(&out, work, "<build>");
+        *ret_out = out;
+        return r;
+}
+
+/* A private folder under LAYERS/.work for one resolution or build. */
+static int work_dir(struct mp_core *core, const char *kind, char *buf, size_t size) {
+        char parent[PATH_MAX + 8];
+        snprintf(parent, sizeof(parent), "%s/.work", core->envs->layers);
+        if (mkdir(parent, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        if ((size_t) snprintf(buf, size, "%s/%s-XXXXXX", parent, kind) >= size)
+                return -ENAMETOOLONG;
+        return mkdtemp(buf) ? 0 : -errno;
+}
+
+/* ---- resolution ---- */
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+static int cmp_lock(const void *a, const void *b) {
+        json_t *x = *(json_t *const *) a, *y = *(json_t *const *) b;
+        return strcmp(json_string_value(json_object_get(x, "name")), json_string_value(json_object_get(y, "name")));
+}
+
+/* The wheels pip took into dir: the lock, sorted by name; -EINVAL with *ret_error when
+ * something there is not a wheel. */
+static int lock_of(const char *dir, json_t **ret, char **ret_error) {
+        _cleanup_json_ json_t *lock = json_array();
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        json_t *items[MP_MAX_REQUIREMENTS * 8];
+        size_t n = 0;
+
+        if (!d || !lock) {
+                if (d)
+                        closedir(d);
+                return -ENOMEM;
+        }
+        while ((de = readdir(d))) {
+                char path[PATH_MAX + 300], hex[2 * crypto_hash_sha256_BYTES + 1], name[128], version[128];
+                const char *f = de->d_name, *dash = strchr(f, '-'), *dash2 = dash ? strchr(dash + 1, '-') : NULL;
+                size_t fl = strlen(f);
+                if (f[0] == '.')
+                        continue;
+                if (fl < 5 || strcmp(f + fl - 4, ".whl") || !dash || !dash2 || (size_t) (dash - f) >= sizeof(name) ||
+                    (size_t) (dash2 - dash - 1) >= sizeof(version) || n >= ELEMENTSOF(items)) {
+                        closedir(d);
+                        for (size_t i = 0; i < n; i++)
+                                json_decref(items[i]);
+                        return asprintf(ret_error, "%.200s is not a wheel: only wheels are installed", f) < 0
+                                       ? -ENOMEM : -EINVAL;
+                }
+                snprintf(path, sizeof(path), "%s/%s", dir, f);
+                int r = sha256_file(path, hex);
+                if (r < 0) {
+                        closedir(d);
+                        for (size_t i = 0; i < n; i++)
+                                json_decref(items[i]);
+                        return r;
+                }
+                /* The wheel's file name spells the project with '_' (PEP 427); the lock
+                 * keeps the normalized name (PEP 503): lower case, '-'. */
+                snprintf(name, sizeof(name), "%.*s", (int) (dash - f), f);
+                for (char *c = name; *c; c++)
+                        *c = *c == '_' || *c == '.' ? '-' : (char) (*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+                snprintf(version, sizeof(version), "%.*s", (int) (dash2 - dash - 1), dash + 1);
+                items[n++] = json_pack("{s:s,s:s,s:s}", "name", name, "version", version, "sha256", hex);
+        }
+        closedir(d);
+        qsort(items, n, sizeof(items[0]), cmp_lock);
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(lock, items[i]);
+        *ret = TAKE_PTR(lock);
+        return 0;
+}
+
+/* Resolve reqs: 0 with *ret_lock, or 1 (it failed: *ret_error), with pip's log. */
+static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char **ret_log, char **ret_error) {
+        char work[PATH_MAX + 32], file[PATH_MAX + 64], dl[PATH_MAX + 64];
+        _cleanup_free_ char *text = NULL;
+        size_t i, len = 0;
+        json_t *item;
+        int r;
+
+        if ((r = work_dir(core, "resolve", work, sizeof(work))) < 0)
+                return r;
+        json_array_foreach(reqs, i, item)
+                len += strlen(json_string_value(item)) + 1;
+        if (!(text = calloc(1, len + 1))) {
+                rm_tree(work);
+                return -ENOMEM;
+        }
+        len = 0;
+        json_array_foreach(reqs, i, item)
+                len += (size_t) sprintf(text + len, "%s\n", json_string_value(item)); /* sized above */
+        snprintf(file, sizeof(file), "%s/requirements.txt", work);
+        snprintf(dl, sizeof(dl), "%s/wheels", work);
+        if ((r = write_text(file, text)) < 0) {
+                rm_tree(work);
+                return r;
+        }
+        /* The requirements as arguments, so that pip's messages name them; a file only
+         * when one carries --hash (an option pip reads in files only). */
+        const char *args[16 + MP_MAX_REQUIREMENTS] = { "download", "--isolated", "--no-cache-dir",
+                                                       "--disable-pip-version-check", "--no-input", "--progress-bar",
+                                                       "off", "--only-binary=:all:", "--no-index", "-d", dl };
+        size_t k = 11;
+        if (strstr(text, "--hash=")) {
+                args[k++] = "-r";
+                args[k++] = file;
+        } else {
+                json_array_foreach(reqs, i, item)
+                        if (k < ELEMENTSOF(args) - 1)
+                                args[k++] = json_string_value(item);
+        }
+        args[k] = NULL;
+        r = pip_run(core, args, work, ret_log);
+        if (r > 0) {
+                *ret_error = error_lines(*ret_log);
+                r = 1;
+        } else if (r == 0) {
+                r = lock_of(dl, ret_lock, ret_error);
+                if (r == -EINVAL)
+                        r = 1;
+        }
+        rm_tree(work);
+        return r;
+}
+
+/* ---- the build queue ---- */
+
+static int set_state(struct mp_core *core, const char *id, const char *status, const char *log,
+                     const char *error, int64_t ms) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        int r = MP_STORE(core->store)->env_set(core->store, id, status, log, error, ms, &err);
+        if (r < 0)
+                mp_warn("environment %.16s: cannot store its state %s: %s", id, status, err.message);
+        return r;
+}
+
+/* Install the lock of env (its row) into LAYERS/<id>. */
+static void build(struct mp_core *core, json_t *env) {
+        const char *id = json_string_value(json_object_get(env, "id"));
+        char work[PATH_MAX + 32], file[PATH_MAX + 64], target[PATH_MAX + 64], layer[PATH_MAX + 80];
+        _cleanup_free_ char *log = NULL, *error = NULL, *text = NULL;
+        size_t i, len = 0;
+        json_t *item;
+        struct stat st;
+        int64_t t0 = mp_mono_ms();
+        int r;
+
+        snprintf(layer, sizeof(layer), "%s/%s", core->envs->layers, id);
+        if (stat(layer, &st) == 0) { /* built before (a restart between the rename and the row) */
+                set_state(core, id, "ready", "the layer was already built\n", NULL, 0);
+                return;
+        }
+        if (set_state(core, id, "building", "", NULL, -1) < 0)
+                return;
+        json_t *lock = json_object_get(env, "resolved");
+        text = calloc(1, json_array_size(lock) * 400 + 1);
+        if (!text || (r = work_dir(core, "build", work, sizeof(work))) < 0) {
+                set_state(core, id, "failed", "", "the server could not make a build folder", -1);
+                return;
+        }
+        json_array_foreach(lock, i, item)
+                len += (size_t) snprintf(text + len, 400, "%.100s==%.100s --hash=sha256:%.64s\n",
+                                         json_string_value(json_object_get(item, "name")),
+                                         json_string_value(json_object_get(item, "version")),
+                                         json_string_value(json_object_get(item, "sha256")));
+        snprintf(file, sizeof(file), "%s/lock.txt", work);
+        snprintf(target, sizeof(target), "%s/layer", work);
+        const char *args[] = { "install", "--isolated", "--no-cache-dir", "--disable-pip-version-check", "--no-input",
+                               "--progress-bar", "off", "--only-binary=:all:", "--no-index", "--no-deps",
+                               "--no-compile", "--require-hashes", "--target", target, "-r", file, NULL };
+        if ((r = write_text(file, text)) < 0 || (r = pip_run(core, args, work, &log)) != 0) {
+                error = r > 0 && log ? error_lines(log) : strdup("the server could not run pip");
+        } else if (nftw(target, ro_one, 16, FTW_PHYS) != 0 || (rename(target, layer) < 0 && errno != EEXIST &&
+                                                                errno != ENOTEMPTY)) {
+                error = strdup("the server could not store the layer");
+        }
+        if (r < 0 && !error)
+                error = strdup("the server could not run pip");
+        /* A layer not renamed (built twice at once) is ours to remove: writable again. */
+        (void) nftw(work, rw_one, 16, FTW_PHYS);
+        rm_tree(work);
+        set_state(core, id, error ? "failed" : "ready", log ? log : "", error, mp_mono_ms() - t0);
+        mp_info("environment %.16s: %s in %" PRId64 " ms", id, error ? "failed" : "ready", mp_mono_ms() - t0);
+}
+
+static void *builder(void *arg) {
+        struct mp_core *core = arg;
+        struct mp_envs *e = core->envs;
+
+        pthread_mutex_lock(&e->lock);
+        for (;;) {
+                while (!e->stop && json_array_size(e->todo) == 0)
+                        pthread_cond_wait(&e->cond, &e->lock);
+                if (e->stop)
+                        break;
+                _cleanup_free_ char *id = strdup(json_string_value(json_array_get(e->todo, 0)));
+                json_array_remove(e->todo, 0);
+                pthread_mutex_unlock(&e->lock);
+                _cleanup_error_ struct mp_error err = { 0 };
+                _cleanup_json_ json_t *env = NULL;
+                if (id && MP_STORE(core->store)->env_get(core->store, id, &env, &err) == 0 &&
+                    !strcmp(json_string_value(json_object_get(env, "status")) ?: "", "queued"))
+                        build(core, env);
+                pthread_mutex_lock(&e->lock);
+        }
+        pthread_mutex_unlock(&e->lock);
+        return NULL;
+}
+
+static void enqueue(struct mp_core *core, const char *id) {
+        struct mp_envs *e = core->envs;
+
+        pthread_mutex_lock(&e->lock);
+        json_array_append_new(e->todo, json_string(id));
+        if (!e->started && pthread_create(&e->thread, NULL, builder, core) == 0)
+                e->started = true;
+        pthread_cond_signal(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+}
+
+/* ---- the core's side ---- */
+
+int mp_core_layers_dir(const struct mp_config *config, char *buf, size_t size) {
+        char dir[PATH_MAX + 16];
+        int r;
+
+        snprintf(dir, sizeof(dir), "%s/layers", config->data_dir);
+        if ((r = mp_mkdir_p(dir, 0700)) < 0)
+                return r;
+        if (!realpath(dir, buf) || strlen(buf) >= size)
+                return -errno ?: -ENAMETOOLONG;
+        return 0;
+}
+
+int mp_core_envs_open(struct mp_core *core, struct mp_error *err) {
+        struct mp_envs *e = calloc(1, sizeof(*e));
+        char path[PATH_MAX];
+        int r;
+
+        if (!e || !(e->todo = json_array())) {
+                free(e);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&e->lock, NULL);
+        pthread_cond_init(&e->cond, NULL);
+        core->envs = e;
+        if (!core->config->wheelhouse)
+                return 0;
+        if ((r = mp_core_layers_dir(core->config, path, sizeof(path))) < 0)
+                return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
+                                    core->config->data_dir, strerror(-r));
+        snprintf(e->layers, sizeof(e->layers), "%s", path);
+        return 0;
+}
+
+void mp_core_envs_close(struct mp_core *core) {
+        struct mp_envs *e = core ? core->envs : NULL;
+
+        if (!e)
+                return;
+        pthread_mutex_lock(&e->lock);
+        e->stop = true;
+        pthread_cond_signal(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        if (e->started)
+                pthread_join(e->thread, NULL);
+        json_decref(e->todo);
+        pthread_mutex_destroy(&e->lock);
+        pthread_cond_destroy(&e->cond);
+        free(e);
+        core->envs = NULL;
+}
+
+int mp_core_envs_recover(struct mp_core *core, struct mp_error *err) {
+        _cleanup_json_ json_t *rows = NULL;
+        size_t i;
+        json_t *row;
+        int r;
+
+        if (!core->envs || !core->envs->layers[0])
+                return 0;
+        if ((r = MP_STORE(core->store)->env_unfinished(core->store, &rows, err)) < 0)
+                return r;
+        json_array_foreach(rows, i, row) {
+                const char *id = json_string_value(json_object_get(row, "id"));
+                /* A build cut short starts again from its lock. */
+                if ((r = MP_STORE(core->store)->env_set(core->store, id, "queued", "", NULL, -1, err)) < 0)
+                        return r;
+                enqueue(core, id);
+        }
+        return 0;
+}
+
+int mp_core_env_prepare(struct mp_core *core, json_t *reqs, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *lock = NULL, *env = NULL, *row = NULL;
+        _cleanup_free_ char *log = NULL, *error = NULL, *canon = NULL, *reqs_text = NULL;
+        char id[2 * crypto_hash_sha256_BYTES + 1];
+        int r;
+
+        *ret = NULL;
+        if (json_array_size(reqs) == 0)
+                return 0;
+        if (!core->envs || !core->envs->layers[0]) {
+                mp_error_add_field(err, "requirements", "cannot be installed: this server has no package source "
+                                   "(its operator starts it with --wheelhouse DIR)");
+                return mp_core_validation_done(err, "fields");
+        }
+        if ((r = resolve(core, reqs, &lock, &log, &error)) < 0)
+                return mp_error_set(err, -r, 500, "internal", "the requirements could not be resolved: %s",
+                                    strerror(-r));
+        if (lock) {
+                canon = json_dumps(lock, JSON_COMPACT | JSON_SORT_KEYS);
+        } else {
+                /* Unresolved: named by the sorted requirements, so that asking again for
+                 * the same set finds (and retries) the same failed environment. */
+                size_t n = json_array_size(reqs);
+                const char *names[MP_MAX_REQUIREMENTS];
+                for (size_t i = 0; i < n && i < ELEMENTSOF(names); i++)
+                        names[i] = json_string_value(json_array_get(reqs, i));
+                qsort(names, MP_MIN(n, ELEMENTSOF(names)), sizeof(names[0]), cmp_str);
+                size_t len = 16;
+                for (size_t i = 0; i < n && i < ELEMENTSOF(names); i++)
+                        len += strlen(names[i]) + 1;
+                canon = calloc(1, len);
+                if (canon) {
+                        size_t k = (size_t) snprintf(canon, len, "unresolved\n");
+                        for (size_t i = 0; i < n && i < ELEMENTSOF(names); i++)
+                                k += (size_t) snprintf(canon + k, len - k, "%s\n", names[i]);
+                }
+        }
+        reqs_text = json_dumps(reqs, JSON_COMPACT);
+        if (!canon || !reqs_text)
+                return -ENOMEM;
+        sha256_text(canon, id);
+        env = json_pack("{s:s,s:s,s:O,s:s,s:I}", "id", id, "status", lock ? "queued" : "failed", "requirements", reqs,
+                        "log", log ? log : "", "created_at", (json_int_t) mp_now_ms());
+        if (!env)
+                return -ENOMEM;
+        json_object_set(env, "resolved", lock ? lock : json_null());
+        json_object_set_new(env, "build_error", error ? json_string(error) : json_null());
+        if ((r = MP_STORE(core->store)->env_create(core->store, env, err)) < 0)
+                return r;
+        if (r == 1 && lock) {
+                enqueue(core, id);
+        } else if (r == 0 && !lock) {
+                /* Failed again: the latest log and reason. */
+                if ((r = MP_STORE(core->store)->env_set(core->store, id, "failed", log, error, -1, err)) < 0)
+                        return r;
+        } else if (r == 0) {
+                if ((r = MP_STORE(core->store)->env_requeue(core->store, id, reqs_text, canon, err)) < 0)
+                        return r;
+                if (r == 1)
+                        enqueue(core, id);
+        }
+        if ((r = MP_STORE(core->store)->env_get(core->store, id, &row, err)) < 0)
+                return r;
+        *ret = json_pack("{s:s,s:O}", "id", id, "status", json_object_get(row, "status"));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static const char *env_id_of(json_t *ver) {
+        const char *id = json_string_value(json_object_get(ver, "environment_id"));
+        return id && *id ? id : NULL;
+}
+
+const char *mp_core_version_env(json_t *ver, char *buf, size_t size) {
+        const char *id = env_id_of(ver);
+        if (!id)
+                return NULL;
+        snprintf(buf, size, "%s", id);
+        return buf;
+}
+
+json_t *mp_core_env_brief(struct mp_core *core, json_t *ver) {
+        _cleanup_error_ struct mp_error err = { 0 };
+        _cleanup_json_ json_t *row = NULL;
+        const char *id = env_id_of(ver);
+
+        if (!id)
+                return json_null();
+        if (MP_STORE(core->store)->env_get(core->store, id, &row, &err) < 0)
+                return json_pack("{s:s,s:n}", "id", id, "status");
+        return json_pack("{s:s,s:O}", "id", id, "status", json_object_get(row, "status"));
+}
+
+/* Does this node build layers, and is id's missing? */
+static bool layer_missing(struct mp_core *core, const char *id) {
+        char path[PATH_MAX + 80];
+        struct stat st;
+
+        if (!core->envs || !core->envs->layers[0])
+                return false;
+        snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
+        return stat(path, &st) < 0 && errno == ENOENT;
+}
+
+int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        const char *id = env_id_of(ver);
+        int r;
+
+        if (!id)
+                return 0;
+        if ((r = MP_STORE(core->store)->env_get(core->store, id, &row, err)) < 0)
+                return r;
+        const char *status = json_string_value(json_object_get(row, "status"));
+        if (status && !strcmp(status, "ready") && layer_missing(core, id)) {
+                /* Ready, but its layer is gone from this node (removed by hand, a new
+                 * data folder): built again from its lock, which must give the same
+                 * bytes. */
+                if ((r = MP_STORE(core->store)->env_set(core->store, id, "queued", "", NULL, -1, err)) < 0)
+                        return r;
+                enqueue(core, id);
+                status = "queued";
+        }
+        if (status && !strcmp(status, "ready"))
+                return 0;
+        const char *why = json_string_value(json_object_get(row, "build_error"));
+        bool failed = status && !strcmp(status, "failed");
+        r = mp_error_set(err, EAGAIN, 409, "EnvironmentNotReady",
+                         failed ? "the environment of this function version failed to build: %.600s"
+                                : "the environment of this function version is %.600s: call again once it is "
+                                  "ready (GET /api/v1/environments/{id}), or wait with ?wait=S",
+                         failed ? (why ? why : "see its log") : status ? status : "unknown");
+        json_decref(err->errors);
+        err->errors = json_pack("{s:{s:s,s:s?}}", "environment", "id", id, "status", status);
+        return r;
+}
+
+int mp_core_environment_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
+                            struct mp_error *err) {
+        _cleanup_json_ json_t *row = NULL;
+        int r;
+
+        (void) p; /* any signed-in user: an environment holds published packages only */
+        if (!id || strlen(id) != ENV_ID_HEX || strspn(id, "0123456789abcdef") != ENV_ID_HEX)
+                return mp_core_not_found(err, "environment", id ? id : "");
+        r = MP_STORE(core->store)->env_get(core->store, id, &row, err);
+        if (r == -ENOENT)
+                return mp_core_not_found(err, "environment", id);
+        if (r < 0)
+                return r;
+        json_t *lock = json_object_get(row, "resolved"), *ms = json_object_get(row, "build_ms");
+        _cleanup_json_ json_t *empty = json_string(""), *none = json_array();
+        json_t *out = json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "id", json_object_get(row, "id"), "status",
+                                json_object_get(row, "status"), "requirements", json_object_get(row, "requirements"),
+                                "lock", json_is_array(lock) ? lock : none, "log",
+                                json_object_get(row, "log") ?: empty, "error",
+                                json_object_get(row, "build_error") ?: json_null(), "build_ms",
+                                json_is_integer(ms) ? ms : json_null(), "created_at",
+                                json_object_get(row, "created_at"));
+        static const char *const times[] = { "created_at", NULL };
+        static const char *const drop[] = { NULL };
+        if (!out)
+                return -ENOMEM;
+        mp_core_shape(out, times, drop);
+        *ret = out;
+        return 0;
+}
+
+int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count, struct mp_error *err) {
+        _cleanup_json_ json_t *rows = NULL;
+        size_t i;
+        json_t *row;
+        int r;
+
+        *ret_count = 0;
+        if (!core->envs || !core->envs->layers[0])
+                return 0;
+        /* An hour's grace: an environment resolved a moment ago may not be named by its
+         * version yet. A layer removed while a version still comes to use it is built
+         * again from its lock by that version's next call (mp_core_env_check). */
+        if ((r = MP_STORE(core->store)->env_unused(core->store, now_ms - ENV_GC_GRACE_MS, &rows, err)) < 0)
+                return r;
+        json_array_foreach(rows, i, row) {
+                char path[PATH_MAX + 80];
+                struct stat st;
+                snprintf(path, sizeof(path), "%s/%s", core->envs->layers,
+                         json_string_value(json_object_get(row, "id")));
+                if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                (void) nftw(path, rw_one, 16, FTW_PHYS);
+                rm_tree(path);
+                if (lstat(path, &st) < 0)
+                        (*ret_count)++;
+        }
+        return 0;
+}
