@@ -30,7 +30,7 @@ SECTIONS = [
     ("Collections (`client.functions`, `client.tasks`, ...)",
      ["FunctionsAPI", "TasksAPI", "WorkflowsAPI", "WorkflowRunsAPI", "StudiesAPI",
       "TokensAPI"]),
-    ("Inside a function", ["progress"]),
+    ("Inside a function", ["progress", "check"]),
     ("Errors", ["MecapyError", "APIError", "FieldError", "BadRequest", "Unauthorized",
                 "Forbidden", "NotFound", "Conflict", "ValidationError", "RateLimited",
                 "QuotaExceeded", "ServerError", "TransportError", "WaitTimeout",

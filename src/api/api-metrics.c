@@ -279,7 +279,7 @@ static void ops_metrics(FILE *f, const struct mp_core *core, const struct mp_api
 }
 
 /* What wave 2 added: workflow runs and their nodes, study points, result cache hits and
- * quotas, as this process recorded them (environment builds do not exist yet). */
+ * quotas, and environment builds, as this process recorded them. */
 static void counter_series(FILE *f, const char *name, const char *help, const char *label,
                            const char *const *names, const atomic_uint_fast64_t *counts, int n) {
         head(f, name, "counter", help);
@@ -309,6 +309,13 @@ static void wave2_metrics(FILE *f, struct mp_core *core) {
         one(f, "mecapy_quota_held_starts_total", "counter",
             "Starts of workflow or study calls this process's workers held back by a quota (tried again).",
             (double) atomic_load_explicit(&st->quota_held, memory_order_relaxed));
+        static const char *const env_states[] = { "ready", "failed" };
+        counter_series(f, "mecapy_environment_builds_total",
+                       "Environment builds (per-function requirements) this process ended, by outcome.", "status",
+                       env_states, st->env_builds, 2);
+        one(f, "mecapy_environment_build_seconds_total", "counter",
+            "Time this process spent building environments, in seconds.",
+            (double) atomic_load_explicit(&st->env_build_ms, memory_order_relaxed) / 1000.0);
 }
 
 int mp_metrics_render(struct mp_core *core, const struct mp_api_metrics *http, char **ret,

@@ -41,6 +41,8 @@ void mp_core_count_member_end(struct mp_core *core, json_t *task);
 void mp_core_count_cache_hit(struct mp_core *core);
 void mp_core_count_quota_refused(struct mp_core *core, const struct mp_error *err);
 void mp_core_count_quota_held(struct mp_core *core);
+/* An environment build ended (environments.c): ready (ok) or failed, after ms. */
+void mp_core_count_env_build(struct mp_core *core, bool ok, int64_t ms);
 /* Can this principal see (call) this function row? */
 bool mp_core_can_see_function(const struct mp_principal *p, json_t *fn);
 /* A function the principal may call, and its version (0 = latest); 404 otherwise. */

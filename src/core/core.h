@@ -88,6 +88,8 @@ struct mp_core_stats {
         atomic_uint_fast64_t cache_hits;                    /* calls answered by the result cache */
         atomic_uint_fast64_t quota_refused[MP_QUOTA_N];     /* calls refused, by quota */
         atomic_uint_fast64_t quota_held;                    /* starts held back by a quota */
+        atomic_uint_fast64_t env_builds[2];                 /* environment builds: ready, failed */
+        atomic_uint_fast64_t env_build_ms;                  /* their time, summed */
 };
 
 struct mp_core {

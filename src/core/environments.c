@@ -561,6 +561,7 @@ static void build(struct mp_core *core, json_t *env) {
         text = calloc(1, json_array_size(lock) * 400 + 1);
         if (!text || (r = work_dir(core, "build", work, sizeof(work))) < 0) {
                 set_state(core, id, "failed", "", "the server could not make a build folder", -1);
+                mp_core_count_env_build(core, false, mp_mono_ms() - t0);
                 return;
         }
         json_array_foreach(lock, i, item)
@@ -585,6 +586,7 @@ static void build(struct mp_core *core, json_t *env) {
         (void) nftw(work, rw_one, 16, FTW_PHYS);
         rm_tree(work);
         set_state(core, id, error ? "failed" : "ready", log ? log : "", error, mp_mono_ms() - t0);
+        mp_core_count_env_build(core, !error, mp_mono_ms() - t0);
         mp_info("environment %.16s: %s in %" PRId64 " ms", id, error ? "failed" : "ready", mp_mono_ms() - t0);
 }
 

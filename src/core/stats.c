@@ -45,6 +45,9 @@ void mp_core_stats_init(struct mp_core_stats *st) {
                 atomic_init(&st->quota_refused[i], 0);
         atomic_init(&st->cache_hits, 0);
         atomic_init(&st->quota_held, 0);
+        for (int i = 0; i < 2; i++)
+                atomic_init(&st->env_builds[i], 0);
+        atomic_init(&st->env_build_ms, 0);
 }
 
 void mp_core_count_created(struct mp_core *core) {
@@ -114,4 +117,9 @@ void mp_core_count_quota_refused(struct mp_core *core, const struct mp_error *er
 
 void mp_core_count_quota_held(struct mp_core *core) {
         bump(&core->stats.quota_held);
+}
+
+void mp_core_count_env_build(struct mp_core *core, bool ok, int64_t ms) {
+        bump(&core->stats.env_builds[ok ? 0 : 1]);
+        atomic_fetch_add_explicit(&core->stats.env_build_ms, (uint_fast64_t) (ms > 0 ? ms : 0), memory_order_relaxed);
 }

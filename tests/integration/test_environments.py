@@ -166,6 +166,14 @@ def test_a_function_imports_its_package_once_its_environment_is_ready(api, wheel
     # The function object shows it too.
     r = api.get("alice", f"/functions/{fn['id']}")
     assert r.json()["environment"] == {"id": env["id"], "status": "ready"}
+    # The build is counted on /metrics (ready builds, and their time).
+    import re
+    import requests
+    text = requests.get(api.base + "/metrics", timeout=harness.HTTP_TIMEOUT_S).text
+    m = re.search(r'^mecapy_environment_builds_total\{status="ready"\} (\d+)$', text, re.M)
+    assert m and int(m.group(1)) >= 1, text[-2000:]
+    m = re.search(r"^mecapy_environment_build_seconds_total (\S+)$", text, re.M)
+    assert m and float(m.group(1)) > 0, text[-2000:]
 
 
 def test_the_same_resolved_set_shares_one_environment(api):

@@ -130,6 +130,9 @@ def test_installed_copy_is_typed(mecapy):
     """pip installed the package with its py.typed marker (PEP 561)."""
     assert (Path(mecapy.__file__).parent / "py.typed").is_file()
     assert mecapy.progress(0.5, "outside a sandbox it does nothing") is None
+    assert abs(mecapy.check("bending stress", 182e6, 235e6, "Pa") - 182e6 / 235e6) < 1e-15
+    with pytest.raises(TypeError):
+        mecapy.check("", 1, 2)
 
 
 def test_push_call_and_new_version(client, mecapy, tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._progress import progress  # noqa: E402
+from ._progress import check, progress  # noqa: E402
 from .client import Client, TokensAPI  # noqa: E402
 from .errors import (  # noqa: E402
     APIError, BadRequest, Conflict, FieldError, Forbidden, MecapyError, NotFound,
@@ -26,7 +26,7 @@ from .tasks import Artifact, Event, Progress, Task, TasksAPI  # noqa: E402
 from .workflows import Workflow, WorkflowRun, WorkflowRunsAPI, WorkflowsAPI  # noqa: E402
 
 __all__ = [
-    "Client", "progress", "Function", "Task", "Artifact", "Progress", "Event", "Workflow",
+    "Client", "progress", "check", "Function", "Task", "Artifact", "Progress", "Event", "Workflow",
     "WorkflowRun", "Study", "Results", "FunctionsAPI", "TasksAPI", "WorkflowsAPI",
     "WorkflowRunsAPI", "StudiesAPI", "TokensAPI", "MecapyError", "APIError", "FieldError",
     "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "ValidationError",
