@@ -104,6 +104,20 @@ static size_t on_body(char *p, size_t size, size_t n, void *userdata) {
         return size * n;
 }
 
+/* What every request to the server sets: its address and headers, the client's name,
+ * only http(s) and never a redirect (a token must not travel to another place), no
+ * signals, and the time limits (timeout_s 0: none). */
+static void set_common(CURL *curl, const char *url, struct curl_slist *headers, long timeout_s) {
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(curl, CURLOPT_USERAGENT, "mecapy-cli");
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long) MP_CLI_CONNECT_TIMEOUT_S);
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT, timeout_s);
+}
+
 int mp_cli_request(struct mp_cli *c, const char *method, const char *path, json_t *body,
                    const char *idempotency_key, int wait_s, struct mp_cli_reply *ret) {
         _cleanup_free_ char *url = NULL, *auth = NULL, *idem = NULL, *payload = NULL;
@@ -147,21 +161,13 @@ int mp_cli_request(struct mp_cli *c, const char *method, const char *path, json_
         }
         headers = h;
 
-        curl_easy_setopt(c->curl, CURLOPT_URL, url);
+        set_common(c->curl, url, headers, (long) (MP_MAX(wait_s, 0) + MP_CLI_SLACK_TIMEOUT_S));
         curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
         if (strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0) {
                 curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, payload ? payload : "");
                 curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
                                  (curl_off_t) (payload ? strlen(payload) : 0));
         }
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "mecapy-cli");
-        /* Only http(s), never redirects: a token must not travel to another place. */
-        curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, (long) MP_CLI_CONNECT_TIMEOUT_S);
-        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, (long) (MP_MAX(wait_s, 0) + MP_CLI_SLACK_TIMEOUT_S));
         curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) reply.body.cap);
         curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &reply.body);
@@ -225,14 +231,7 @@ int mp_cli_stream(struct mp_cli *c, const char *path, long timeout_s,
         }
         if (!headers)
                 return -ENOMEM;
-        curl_easy_setopt(c->curl, CURLOPT_URL, url);
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "mecapy-cli");
-        curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, (long) MP_CLI_CONNECT_TIMEOUT_S);
-        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, timeout_s > 0 ? timeout_s : 0L);
+        set_common(c->curl, url, headers, timeout_s > 0 ? timeout_s : 0L);
         /* The server sends a heartbeat every 15 s: a minute of silence is a lost link. */
         curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 60L);
