@@ -11,6 +11,7 @@
  * result when a point starts (study_start), keyed by the cache_key computed here. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -1074,10 +1075,6 @@ static int points_by_inputs(struct mp_core *core, const char *id, json_t **ret, 
         return 0;
 }
 
-static double absd_(double x) {
-        return x < 0 ? -x : x;
-}
-
 int mp_core_study_diff(struct mp_core *core, const struct mp_principal *p, const char *a_id, const char *b_id,
                        json_t **ret, struct mp_error *err) {
         _cleanup_json_ json_t *a = NULL, *b = NULL, *pa = NULL, *pb = NULL;
@@ -1120,7 +1117,7 @@ int mp_core_study_diff(struct mp_core *core, const struct mp_principal *p, const
                                        (json_is_integer(vb) || json_is_real(vb));
                         if (numbers) {
                                 double x = json_number_value(va), y = json_number_value(vb);
-                                double ad = absd_(y - x), scale = absd_(x) > absd_(y) ? absd_(x) : absd_(y);
+                                double ad = fabs(y - x), scale = fabs(x) > fabs(y) ? fabs(x) : fabs(y);
                                 double rd = scale > 0 ? ad / scale : 0;
                                 d = json_pack("{s:O,s:O,s:f,s:f}", "a", va, "b", vb, "abs_diff", ad, "rel_diff", rd);
                                 json_t *m = json_object_get(sum, "max_rel_diff");
