@@ -842,6 +842,10 @@ const struct mp_api_route mp_api_routes[] = {
         /* Environments of functions' requirements (docs/functions.md#requirements): read
          * with the functions' scope. */
         MP_ROUTE("GET", "/api/v1/environments/{id}", MP_SCOPE_FUNCTIONS_READ, 0, mp_api_environment_get),
+        /* A study re-run on another version, and two studies compared (docs/api.md#studies):
+         * both read every point of a study: slow work. */
+        MP_ROUTE("POST", "/api/v1/studies/{id}/rerun", MP_SCOPE_EXECUTE, SLOW, mp_api_study_rerun),
+        MP_ROUTE("GET", "/api/v1/studies/{a}/diff/{b}", MP_SCOPE_TASKS_READ, SLOW, mp_api_study_diff),
 };
 const size_t mp_api_n_routes = ELEMENTSOF(mp_api_routes);
 

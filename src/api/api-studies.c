@@ -451,3 +451,21 @@ enum MHD_Result mp_api_study_cancel(struct mp_route_ctx *c) {
                 return mp_route_problem(c);
         return mp_route_send_owned(c, 200, out);
 }
+
+enum MHD_Result mp_api_study_rerun(struct mp_route_ctx *c) {
+        _cleanup_json_ json_t *body = NULL;
+        json_t *out = NULL;
+
+        if (mp_api_body_json(c->conn, c->req, true, &body, &c->err) < 0 ||
+            mp_core_study_rerun(c->api->core, &c->principal, c->param[0], body, &out, &c->err) < 0)
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 201, out);
+}
+
+enum MHD_Result mp_api_study_diff(struct mp_route_ctx *c) {
+        json_t *out = NULL;
+
+        if (mp_core_study_diff(c->api->core, &c->principal, c->param[0], c->param[1], &out, &c->err) < 0)
+                return mp_route_problem(c);
+        return mp_route_send_owned(c, 200, out);
+}

@@ -12,3 +12,5 @@ enum MHD_Result mp_api_study_extend(struct mp_route_ctx *c);
 enum MHD_Result mp_api_study_retry(struct mp_route_ctx *c);
 enum MHD_Result mp_api_study_members(struct mp_route_ctx *c);
 enum MHD_Result mp_api_study_cancel(struct mp_route_ctx *c);
+enum MHD_Result mp_api_study_rerun(struct mp_route_ctx *c);
+enum MHD_Result mp_api_study_diff(struct mp_route_ctx *c);

@@ -545,6 +545,15 @@ json_t *mp_xlsx_header_cell(const char *name, const char *unit);
  * when the result is not a list of objects; 404 as mp_core_task_get. */
 int mp_core_task_xlsx(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,
                       size_t *ret_len, struct mp_error *err);
+/* A new study with s's points, fixed inputs and outputs on version body.version (default:
+ * the latest) of the same target: *ret as mp_core_study_create's. */
+int mp_core_study_rerun(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
+                        json_t **ret, struct mp_error *err);
+/* Two studies' results point by point (matched by inputs), per output of a: {"a", "b",
+ * "outputs", "summary": {output: {max_abs_diff, max_rel_diff, different}}, "points":
+ * [{inputs, outputs: {output: {a, b, abs_diff, rel_diff}}}], "only_in_a", "only_in_b"}. */
+int mp_core_study_diff(struct mp_core *core, const struct mp_principal *p, const char *a_id, const char *b_id,
+                       json_t **ret, struct mp_error *err);
 /* A study's results as .xlsx: index, inputs (units from the input schema), outputs
  * (units from the output schema), status, error; as the CSV export. */
 int mp_core_study_xlsx(struct mp_core *core, const struct mp_principal *p, const char *id, char **ret,

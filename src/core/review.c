@@ -108,7 +108,10 @@ int mp_core_version_review(struct mp_core *core, const struct mp_principal *p, c
         json_object_set_new(review, "status", json_string(new_status));
         json_object_set_new(review, "reviewer_id", submit ? json_null() : json_string(p->user_id));
         json_object_set_new(review, "at", submit ? json_null() : json_string(at));
-        r = MP_STORE(core->store)->version_set_meta(core->store, function_id, (int) version, "review", review, err);
+        /* Compare-and-set against the review read above: of two simultaneous steps, the
+         * second finds the column changed and answers 409 rather than erasing the first. */
+        r = MP_STORE(core->store)->version_swap_review(core->store, function_id, (int) version,
+                                                       json_object_get(ver, "review"), review, err);
         if (r == -ENOENT)
                 return mp_core_not_found(err, "function", function_id);
         if (r < 0)

@@ -11,11 +11,13 @@
  * result when a point starts (study_start), keyed by the cache_key computed here. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "blobs/blobs.h"
@@ -997,4 +999,144 @@ int mp_core_study_column_units(struct mp_core *core, const struct mp_principal *
                 *ret_checks = json_object_get(json_object_get(json_object_get(ver, "output_schema"), "properties"),
                                               "checks") != NULL;
         return *ret ? 0 : -ENOMEM;
+}
+
+/* --- a study re-run on another version, and two studies compared --- */
+
+int mp_core_study_rerun(struct mp_core *core, const struct mp_principal *p, const char *id, json_t *body,
+                        json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *s = NULL, *rows = NULL, *list = NULL, *req = NULL;
+        json_t *v = NULL, *row, *fixed, *target;
+        const char *key, *wf, *fn;
+        size_t i;
+        int r;
+
+        if (body && !json_is_null(body) && !json_is_object(body))
+                return mp_error_set(err, EINVAL, 422, "validation", "the body must be a JSON object {\"version\"}");
+        json_object_foreach(body, key, v)
+                if (strcmp(key, "version"))
+                        mp_error_add_field(err, key, "is not a field of a re-run (only \"version\")");
+        v = json_object_get(body, "version");
+        if (v && !json_is_null(v) &&
+            (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (1 << 30)))
+                mp_error_add_field(err, "version", "must be a version number (1 or more); leave it out for the "
+                                   "latest");
+        if ((r = mp_core_validation_done(err, "fields")) < 0)
+                return r;
+        if ((r = load_study(core, p, id, &s, err)) < 0)
+                return r;
+        target = json_object_get(s, "target");
+        wf = str_of(target, "workflow_id");
+        fn = str_of(target, "function_id");
+        if (!wf && !fn)
+                return mp_error_set(err, EINVAL, 409, "conflict",
+                                    "study %s groups tasks and runs: only a study with a target can be re-run", id);
+        /* The same points: the inputs each point ran with, less the fixed ones given apart. */
+        if ((r = MP_STORE(core->store)->study_points(core->store, id, -1, MP_MAX_STUDY_POINTS, &rows, err)) < 0)
+                return r;
+        fixed = json_object_get(s, "fixed");
+        list = json_array();
+        json_array_foreach(rows, i, row) {
+                json_t *in = json_deep_copy(json_object_get(row, "inputs"));
+                json_t *fv;
+                if (!in)
+                        return -ENOMEM;
+                json_object_foreach(fixed, key, fv)
+                        json_object_del(in, key);
+                json_array_append_new(list, in);
+        }
+        req = json_pack("{s:s,s:{s:s,s:O},s:O,s:{s:s,s:O},s:O,s:O}", "name", str_of(s, "name") ?: "", "target",
+                        wf ? "workflow" : "function", wf ? wf : fn, "version", v ? v : json_null(), "fixed",
+                        json_is_object(fixed) ? fixed : json_null(), "design", "type", "list", "points", list,
+                        "outputs", json_object_get(s, "outputs"), "concurrency", json_object_get(s, "concurrency"));
+        if (!req)
+                return -ENOMEM;
+        if (!json_is_integer(json_object_get(req, "concurrency")))
+                json_object_del(req, "concurrency");
+        return mp_core_study_create(core, p, req, NULL, 0, false, ret, err);
+}
+
+/* The points of a study by their inputs (canonical text): {key: point row}. */
+static int points_by_inputs(struct mp_core *core, const char *id, json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *rows = NULL;
+        json_t *row;
+        size_t i;
+        int r;
+
+        if ((r = MP_STORE(core->store)->study_points(core->store, id, -1, MP_MAX_STUDY_POINTS, &rows, err)) < 0)
+                return r;
+        *ret = json_object();
+        json_array_foreach(rows, i, row) {
+                _cleanup_free_ char *k = mp_json_dumps(json_object_get(row, "inputs"), JSON_COMPACT | JSON_SORT_KEYS);
+                if (!k || !*ret)
+                        return -ENOMEM;
+                json_object_set(*ret, k, row);
+        }
+        return 0;
+}
+
+int mp_core_study_diff(struct mp_core *core, const struct mp_principal *p, const char *a_id, const char *b_id,
+                       json_t **ret, struct mp_error *err) {
+        _cleanup_json_ json_t *a = NULL, *b = NULL, *pa = NULL, *pb = NULL;
+        json_t *outputs, *points, *only_a, *only_b, *summary, *ra, *rb, *o;
+        const char *key;
+        size_t j;
+        int r;
+
+        if ((r = load_study(core, p, a_id, &a, err)) < 0 || (r = load_study(core, p, b_id, &b, err)) < 0 ||
+            (r = points_by_inputs(core, a_id, &pa, err)) < 0 || (r = points_by_inputs(core, b_id, &pb, err)) < 0)
+                return r;
+        outputs = json_object_get(a, "outputs");
+        *ret = json_pack("{s:s,s:s,s:O,s:{},s:[],s:[],s:[]}", "a", a_id, "b", b_id, "outputs", outputs, "summary",
+                         "points", "only_in_a", "only_in_b");
+        if (!*ret)
+                return -ENOMEM;
+        summary = json_object_get(*ret, "summary");
+        points = json_object_get(*ret, "points");
+        only_a = json_object_get(*ret, "only_in_a");
+        only_b = json_object_get(*ret, "only_in_b");
+        json_array_foreach(outputs, j, o)
+                json_object_set_new(summary, json_string_value(o), json_pack("{s:n,s:n,s:i}", "max_abs_diff",
+                                                                             "max_rel_diff", "different", 0));
+        json_object_foreach(pb, key, rb)
+                if (!json_object_get(pa, key))
+                        json_array_append(only_b, json_object_get(rb, "inputs"));
+        json_object_foreach(pa, key, ra) {
+                rb = json_object_get(pb, key);
+                if (!rb) {
+                        json_array_append(only_a, json_object_get(ra, "inputs"));
+                        continue;
+                }
+                json_t *diff = json_object();
+                json_array_foreach(outputs, j, o) {
+                        const char *name = json_string_value(o);
+                        json_t *va = json_object_get(json_object_get(ra, "outputs"), name);
+                        json_t *vb = json_object_get(json_object_get(rb, "outputs"), name);
+                        json_t *sum = json_object_get(summary, name), *d;
+                        bool numbers = (json_is_integer(va) || json_is_real(va)) &&
+                                       (json_is_integer(vb) || json_is_real(vb));
+                        if (numbers) {
+                                double x = json_number_value(va), y = json_number_value(vb);
+                                double ad = fabs(y - x), scale = fabs(x) > fabs(y) ? fabs(x) : fabs(y);
+                                double rd = scale > 0 ? ad / scale : 0;
+                                d = json_pack("{s:O,s:O,s:f,s:f}", "a", va, "b", vb, "abs_diff", ad, "rel_diff", rd);
+                                json_t *m = json_object_get(sum, "max_rel_diff");
+                                if (!json_is_real(m) || json_real_value(m) < rd)
+                                        json_object_set_new(sum, "max_rel_diff", json_real(rd));
+                                m = json_object_get(sum, "max_abs_diff");
+                                if (!json_is_real(m) || json_real_value(m) < ad)
+                                        json_object_set_new(sum, "max_abs_diff", json_real(ad));
+                        } else {
+                                d = json_pack("{s:O,s:O,s:n,s:n}", "a", va ? va : json_null(), "b",
+                                              vb ? vb : json_null(), "abs_diff", "rel_diff");
+                        }
+                        if (!(va && vb && json_equal(va, vb)))
+                                json_object_set_new(sum, "different",
+                                                    json_integer(json_integer_value(json_object_get(sum, "different")) + 1));
+                        json_object_set_new(diff, name, d);
+                }
+                json_array_append_new(points, json_pack("{s:O,s:o}", "inputs", json_object_get(ra, "inputs"), "outputs",
+                                                        diff));
+        }
+        return 0;
 }

@@ -150,30 +150,73 @@ static void version_key(const char *function_id, json_int_t version, char *buf, 
         snprintf(buf, size, "%s:%" JSON_INTEGER_FORMAT, function_id, version);
 }
 
+/* Store and queue the task of case i, keyed (idempotency key "verification:<key>:<i>")
+ * so that queueing it again, after a gap or by two readers at once, finds the first. */
+static int queue_case(struct mp_core *core, const char *owner_id, const char *company_id, const char *function_id,
+                      json_int_t version, const char *key, size_t i, json_t *c, struct mp_error *err) {
+        _cleanup_json_ json_t *task = NULL, *existing = NULL;
+        char id[MP_ID_LEN + 1], ikey[MP_ID_LEN + 64];
+        int r;
+
+        mp_id_new(id);
+        snprintf(ikey, sizeof(ikey), "verification:%s:%zu", key, i);
+        task = json_pack("{s:s,s:s,s:I,s:s,s:O,s:I,s:s,s:I,s:s}", "id", id, "function_id", function_id, "version",
+                         version, "owner_id", owner_id, "inputs", json_object_get(c, "inputs"), "queued_at",
+                         (json_int_t) mp_now_ms(), "verification_of", key, "verification_case", (json_int_t) i,
+                         "idempotency_key", ikey);
+        if (!task)
+                return -ENOMEM;
+        json_object_set_new(task, "company_id", company_id && *company_id ? json_string(company_id) : json_null());
+        r = MP_STORE(core->store)->task_create(core->store, task, &existing, err);
+        if (r == -EEXIST) {
+                mp_error_clear(err);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        mp_core_count_created(core);
+        MP_QUEUE(core->queue)->push(core->queue, id, function_id, NULL);
+        return 0;
+}
+
 int mp_verify_start(struct mp_core *core, const struct mp_principal *p, const char *function_id,
                     json_int_t version, json_t *cases, struct mp_error *err) {
         char key[MP_ID_LEN + 32];
         size_t i;
         json_t *c;
+        int r;
 
         version_key(function_id, version, key, sizeof(key));
-        json_array_foreach(cases, i, c) {
-                _cleanup_json_ json_t *task = NULL, *existing = NULL;
-                char id[MP_ID_LEN + 1];
-                int r;
-
-                mp_id_new(id);
-                task = json_pack("{s:s,s:s,s:I,s:s,s:O,s:I,s:s,s:I}", "id", id, "function_id", function_id,
-                                 "version", version, "owner_id", p->user_id, "inputs",
-                                 json_object_get(c, "inputs"), "queued_at", (json_int_t) mp_now_ms(),
-                                 "verification_of", key, "verification_case", (json_int_t) i);
-                if (!task)
-                        return -ENOMEM;
-                json_object_set_new(task, "company_id", p->company_id[0] ? json_string(p->company_id) : json_null());
-                if ((r = MP_STORE(core->store)->task_create(core->store, task, &existing, err)) < 0)
+        json_array_foreach(cases, i, c)
+                if ((r = queue_case(core, p->user_id, p->company_id, function_id, version, key, i, c, err)) < 0)
                         return r;
-                mp_core_count_created(core);
-                MP_QUEUE(core->queue)->push(core->queue, id, function_id, NULL);
+        return 0;
+}
+
+/* A version still running with fewer case tasks than cases (stored, then the process
+ * stopped or the queueing failed): queue the missing cases again, as the function's
+ * owner. Keyed, so two readers doing it at once make one task per case. */
+static int requeue_missing(struct mp_core *core, const char *function_id, json_int_t version, const char *key,
+                           json_t *cases, json_t *tasks, struct mp_error *err) {
+        _cleanup_json_ json_t *fn = NULL;
+        json_t *c, *task;
+        size_t i, k;
+        int r;
+
+        if ((r = MP_STORE(core->store)->function_get(core->store, function_id, &fn, err)) < 0)
+                return r;
+        json_array_foreach(cases, i, c) {
+                bool have = false;
+                json_array_foreach(tasks, k, task)
+                        have = have || json_integer_value(json_object_get(task, "verification_case")) == (json_int_t) i;
+                if (have)
+                        continue;
+                mp_warn("function %s: verification case %zu of version %" JSON_INTEGER_FORMAT
+                        " had no task; queued again", function_id, i, version);
+                if ((r = queue_case(core, json_string_value(json_object_get(fn, "owner_id")),
+                                    json_string_value(json_object_get(fn, "company_id")), function_id, version, key,
+                                    i, c, err)) < 0)
+                        return r;
         }
         return 0;
 }
@@ -264,7 +307,7 @@ int mp_verify_settle(struct mp_core *core, const char *function_id, json_t *ver,
         if ((r = MP_STORE(core->store)->verification_tasks(core->store, key, &tasks, err)) < 0)
                 return r;
         if (json_array_size(tasks) < json_array_size(cases))
-                return 0;
+                return requeue_missing(core, function_id, version, key, cases, tasks, err);
         json_array_foreach(tasks, i, task)
                 if (!mp_core_status_ended(json_string_value(json_object_get(task, "status"))))
                         return 0;

@@ -2926,6 +2926,25 @@ static int ops_version_set_meta(struct mp_store *s, const char *function_id, int
         return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
 }
 
+static int ops_version_swap_review(struct mp_store *s, const char *function_id, int version, json_t *expected,
+                                   json_t *value, struct mp_error *err) {
+        _cleanup_free_ char *text = mp_json_dumps(value, JSON_COMPACT);
+        _cleanup_free_ char *was = expected && !json_is_null(expected) ? mp_json_dumps(expected, JSON_COMPACT)
+                                                                       : strdup("");
+
+        if (!text || !was)
+                return -ENOMEM;
+        struct change_args a = CHANGE(SQL_VERSION_SWAP_REVIEW, "setting a version's review", "function version",
+                                      function_id, PT(text), PT(function_id), PI(version), PT(was));
+        a.none_ok = true;
+        int r = s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+        if (r == 0)
+                return mp_error_set(err, ESTALE, 409, "conflict",
+                                    "the review of version %d of function %s changed meanwhile; read it again",
+                                    version, function_id);
+        return r < 0 ? r : 0;
+}
+
 static int ops_verification_tasks(struct mp_store *s, const char *key, json_t **ret, struct mp_error *err) {
         struct all_args a = { SQL_VERIFICATION_TASKS, key, "listing a version's verification tasks", NULL };
         int n = all_run(s, &a, ret, err);
@@ -2955,6 +2974,7 @@ static int ops_company_set_settings(struct mp_store *s, const char *company_id, 
 
 #define VERIFY_OPS                                                                       \
         .version_set_meta = ops_version_set_meta, .verification_tasks = ops_verification_tasks, \
+        .version_swap_review = ops_version_swap_review,                                  \
         .company_settings = ops_company_settings, .company_set_settings = ops_company_set_settings,
 /* ---- environments (core/environments.c, migration 17) ---- */
 

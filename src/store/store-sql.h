@@ -1306,6 +1306,10 @@ static const char SQL_VERSION_SET_REVIEW[] =
         "UPDATE function_versions SET review = ?1 WHERE function_id = ?2 AND version = ?3";
 static const char SQL_VERIFICATION_TASKS[] =
         "SELECT " TASK_ROW_COLUMNS " FROM tasks WHERE verification_of = ?1 ORDER BY verification_case, queued_at";
+/* compare-and-set of a version's review (review.c): only while it still holds ?4 ('' for unset) */
+static const char SQL_VERSION_SWAP_REVIEW[] =
+        "UPDATE function_versions SET review = ?1 WHERE function_id = ?2 AND version = ?3"
+        " AND COALESCE(review, '') = ?4";
 static const char SQL_COMPANY_SETTINGS_GET[] = "SELECT settings FROM companies WHERE id = ?1";
 static const char SQL_COMPANY_SETTINGS_SET[] = "UPDATE companies SET settings = ?1 WHERE id = ?2";
 /* ---- environments (core/environments.c, migration 17) ---- */

@@ -455,6 +455,11 @@ struct mp_store_ops {
         /* The whole rows (as task_get's) of the tasks run as cases of key
          * ("function_id:version"), by case index: *ret a new array. */
         int (*verification_tasks)(struct mp_store *s, const char *key, json_t **ret, struct mp_error *err);
+        /* version_set_meta's "review" as a compare-and-set: written only while the column
+         * still holds expected (NULL: unset), 0; -ESTALE (409 conflict) when it changed
+         * meanwhile (or the version is gone), so that of two simultaneous steps one loses. */
+        int (*version_swap_review)(struct mp_store *s, const char *function_id, int version, json_t *expected,
+                                   json_t *value, struct mp_error *err);
         /* A company's settings: *ret {"settings": object or null}; -ENOENT for no company. */
         int (*company_settings)(struct mp_store *s, const char *company_id, json_t **ret, struct mp_error *err);
         int (*company_set_settings)(struct mp_store *s, const char *company_id, json_t *settings,

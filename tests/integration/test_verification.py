@@ -202,3 +202,28 @@ def test_a_workflow_may_require_verified_versions(api):
     expect_status(save([node(fn["name"])]), 201)
     r = api.post("alice", f"/workflows/{wf['id']}/execute", json={"inputs": {"W": 3.0}})
     expect_status(r, 200, 201, 202)
+
+
+@pytest.mark.skipif(harness.scaleout_requested(), reason="edits the embedded SQLite store")
+def test_a_version_whose_case_tasks_were_lost_settles(stack, api):
+    """The version is stored but its case tasks are not (the queueing failed, or the
+    process stopped in between; made by deleting them from the stopped server's store):
+    a read queues the missing cases again and the version settles rather than staying
+    running for ever."""
+    import sqlite3
+    slow = CANTILEVER.replace('"""Tip', 'import time; time.sleep(1)\n    """Tip')
+    fn = api.create_function("alice", harness.Api.unique("lost"), slow, verification=CASES)
+    assert fn["verification"]["status"] == "running"
+    stack.server.stop()
+    db = sqlite3.connect(str(stack.data_dir / "mecapy.db"))
+    with db:
+        key = f"{fn['id']}:1"
+        db.execute("DELETE FROM jobs WHERE task_id IN (SELECT id FROM tasks WHERE verification_of = ?)", (key,))
+        gone = db.execute("DELETE FROM tasks WHERE verification_of = ?", (key,)).rowcount
+    db.close()
+    assert gone == len(CASES)
+    stack.server.start()
+    api.login_all()
+    fn = wait_verified(api, "alice", fn["id"])
+    assert fn["verification"]["status"] == "passed", fn["verification"]
+    assert [c["name"] for c in fn["verification"]["cases"]] == [c["name"] for c in CASES]

@@ -3018,6 +3018,51 @@ TEST(environments) {
         mp_store_close(s);
 }
 
+/* A review step is a compare-and-set on the version's review: two steps that read the
+ * same review both try to write; the second, stale, is refused with 409. */
+TEST(review_compare_and_set) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f1[MP_ID_LEN + 1];
+        json_t *row = NULL, *read = NULL;
+
+        make_world(s, &w);
+        CHECK_INT(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1000), ==, 0);
+        json_t *submitted = json_pack("{s:s,s:n,s:n,s:[]}", "status", "submitted", "reviewer_id", "at", "comments");
+        json_t *approved = json_pack("{s:s,s:s,s:n,s:[]}", "status", "approved", "reviewer_id", w.u2, "at",
+                                     "comments");
+        json_t *rejected = json_pack("{s:s,s:s,s:n,s:[]}", "status", "rejected", "reviewer_id", w.u2, "at",
+                                     "comments");
+
+        /* unset: only a writer that read it unset wins */
+        CHECK_INT(ops->version_swap_review(s, f1, 1, submitted, approved, &err), ==, -ESTALE);
+        CHECK_INT(err.status, ==, 409);
+        mp_error_clear(&err);
+        CHECK_INT(ops->version_swap_review(s, f1, 1, NULL, submitted, &err), ==, 0);
+        /* two steps read "submitted"; the approval lands, the rejection finds it changed */
+        CHECK_INT(ops->function_get_version(s, f1, 1, &read, &err), ==, 0);
+        json_t *seen = json_object_get(read, "review");
+        CHECK(json_equal(seen, submitted));
+        CHECK_INT(ops->version_swap_review(s, f1, 1, seen, approved, &err), ==, 0);
+        CHECK_INT(ops->version_swap_review(s, f1, 1, seen, rejected, &err), ==, -ESTALE);
+        CHECK_INT(err.status, ==, 409);
+        mp_error_clear(&err);
+        CHECK_INT(ops->function_get_version(s, f1, 1, &row, &err), ==, 0);
+        CHECK_STR(str(json_object_get(row, "review"), "status"), "approved");
+        json_decref(row);
+        /* a missing version is never written */
+        CHECK_INT(ops->version_swap_review(s, f1, 7, NULL, submitted, &err), ==, -ESTALE);
+        mp_error_clear(&err);
+        json_decref(read);
+        json_decref(submitted);
+        json_decref(approved);
+        json_decref(rejected);
+        mp_error_clear(&err);
+        done(s);
+}
+
 static const struct check_case cases[] = {
         CASE(open_bad_urls),
         CASE(identity),
@@ -3043,6 +3088,7 @@ static const struct check_case cases[] = {
         CASE(usage_and_quotas),
         CASE(usage_storage_given_back),
         CASE(environments),
+        CASE(review_compare_and_set),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line
