@@ -184,6 +184,10 @@ describe('function page', () => {
     await bi.getByRole('button', { name: 'Approve version 1' }).click();
     await bi.getByRole('alert').filter({ hasText: '409' }).waitFor();
     await shot(stack, bob, 'function-review');
+    await bob.reload();
+    await bi.locator('[data-review]').filter({ hasText: 'approved' }).waitFor();
+    assert.match(await bi.textContent(), /approved by member [0-9a-f]{8}, /);
+    assert.equal(await bi.getByRole('button', { name: /Approve|Reject|Submit/ }).count(), 0);
     assert.deepEqual(await audit(bob), []);
     await noProblems(bob);
     await bob.context().close();
