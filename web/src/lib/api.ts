@@ -163,9 +163,33 @@ export interface Fn {
   version: number;
   handler?: string;
   input_schema: JSONSchema;
+  output_schema?: JSONSchema | null;
   code?: string;
   created_at?: string;
   updated_at: string;
+  verification?: Verification;
+  review?: Review;
+}
+
+// A version's verification cases and their outcome, and its review (docs/api.md).
+export interface VerificationCase {
+  name: string;
+  passed: boolean | null;
+  got?: unknown;
+  expected?: unknown;
+  source?: string | null;
+  task_id?: string | null;
+  error?: string | null;
+}
+export interface Verification {
+  status: 'none' | 'running' | 'passed' | 'failed' | string;
+  cases: VerificationCase[];
+}
+export interface Review {
+  status: 'draft' | 'submitted' | 'approved' | 'rejected' | string;
+  reviewer_id?: string | null;
+  at?: string | null;
+  comments?: { by: string; at: string; action: string; comment?: string }[];
 }
 
 export interface Version {
@@ -173,6 +197,8 @@ export interface Version {
   handler: string;
   input_schema: JSONSchema;
   created_at: string;
+  verification?: Verification;
+  review?: Review;
 }
 
 export interface Artifact {
@@ -210,6 +236,37 @@ export interface Task {
   result_size?: number; // with ?result=omit
   result_omitted?: boolean;
   progress?: { fraction: number; message?: string; at?: string } | null;
+  inputs_given?: Record<string, unknown> | null;
+  checks?: Check[] | null;
+  provenance?: Provenance | null;
+}
+
+// A check the result declared, with its utilisation (value over limit) and outcome.
+export interface Check {
+  name: string;
+  value: number;
+  limit: number;
+  unit?: string | null;
+  utilisation: number | null;
+  passed: boolean | null;
+}
+export interface Provenance {
+  code_sha256: string | null;
+  environment: string;
+  inputs_sha256: string;
+  platform_version: string;
+}
+export interface Rerun {
+  identical: boolean | null;
+  task: Task;
+}
+export interface TaskDiff {
+  a: { id: string; function_id: string; version: number; status: string };
+  b: { id: string; function_id: string; version: number; status: string };
+  fields: { path: string; a?: unknown; b?: unknown; equal: boolean; abs_diff?: number; rel_diff?: number; unit?: string | null }[];
+  differences: number;
+  truncated: boolean;
+  identical_results: boolean | null;
 }
 
 export interface Page<T> {

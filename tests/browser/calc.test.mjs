@@ -1,0 +1,222 @@
+// Calculations engineers can sign, as the dashboard shows them: a task's checks, its
+// results with units, the inputs as given, the calculation sheet, the re-run and the
+// comparison of two tasks; a function version's verification cases and its review; a
+// study's units, governing check and Excel download. In a real browser against a real
+// server, asserting what the page shows. Run: node --test tests/browser/.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { startStack, newPage, signIn, shot, apiLogin, OTHER, ADMIN } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const HOSTILE = '<img src=x onerror=window.__pwned=1>';
+
+// A cantilever with units, two checks (one passes at 50 %, one fails at 150 %), the first
+// named with markup that must stay text.
+const BEAM = `from typing import Annotated, TypedDict
+
+
+class Result(TypedDict):
+    deflection: Annotated[float, "mm"]
+    checks: list
+
+
+def main(L: Annotated[float, "m"], F: Annotated[float, "kN"]) -> Result:
+    return {"deflection": F * L ** 3 / 3.0,
+            "checks": [{"name": "${HOSTILE}", "value": F * 10.0, "limit": 100.0, "unit": "kN"},
+                       {"name": "tip", "value": 150.0, "limit": 100.0, "unit": "mm"}]}
+`;
+
+let stack;
+let api;
+let n = 0;
+const unique = (s) => `${s}-${++n}`;
+
+before(async () => {
+  stack = await startStack();
+  api = await apiLogin(stack);
+});
+after(async () => {
+  await stack?.close();
+});
+
+async function noProblems(page) {
+  assert.deepEqual(page.problems, [], 'the page reported errors or CSP refusals');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a hostile string ran as script');
+}
+async function audit(page) {
+  await page.evaluate(AXE);
+  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return res.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((x) => x.target.join(' ')) }));
+}
+async function open(page, path) {
+  await page.goto('/functions');
+  await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();
+  await page.evaluate((u) => {
+    history.pushState(null, '', u);
+    dispatchEvent(new PopStateEvent('popstate'));
+  }, path);
+}
+const beam = (extra = {}) => api('POST', '/functions', { name: unique('beam'), code: BEAM, ...extra });
+const run = async (f, inputs) => {
+  const t = await api('POST', `/functions/${f.id}/execute?wait=60`, { inputs });
+  assert.equal(t.status, 'completed', JSON.stringify(t.error));
+  return t;
+};
+
+describe('task page', () => {
+  test('checks, units, inputs as given, the sheet, the re-run and the comparison', async () => {
+    const f = await beam();
+    const t = await run(f, { L: '2000 mm', F: 5 });
+    const t2 = await run(f, { L: 2, F: 6 });
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, `/tasks/${t.id}`);
+
+    const checks = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Utilisation' }) });
+    await checks.waitFor();
+    const first = checks.getByRole('row').filter({ has: page.getByRole('rowheader', { name: HOSTILE }) });
+    assert.match(await first.textContent(), /50%/);
+    assert.match(await first.textContent(), /✓ pass/);
+    const tip = checks.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'tip' }) });
+    assert.match(await tip.textContent(), /150%/);
+    assert.match(await tip.textContent(), /✗ fail/);
+
+    const units = page.getByRole('table', { name: 'Results with units' });
+    const row = await units.getByRole('row').filter({ hasText: 'deflection' }).textContent();
+    assert.match(row, /deflection\s*13\.3333\s*mm/);
+
+    await page.getByText('Inputs', { exact: true }).click();
+    await page.getByText('(given as 2000 mm)').waitFor();
+
+    const sheet = await page.getByRole('link', { name: 'Calculation sheet' }).getAttribute('href');
+    assert.equal(sheet, `/api/v1/tasks/${t.id}/sheet`);
+    const html = await page.request.get(sheet);
+    assert.equal(html.status(), 200);
+    assert.match(html.headers()['content-type'], /text\/html/);
+    assert.equal(await page.getByRole('link', { name: 'PDF' }).getAttribute('href'), `/api/v1/tasks/${t.id}/sheet?format=pdf`);
+
+    await page.getByRole('button', { name: 'Re-run', exact: true }).click();
+    await page.locator('.rerun-outcome').filter({ hasText: 'identical result' }).waitFor({ timeout: 60000 });
+
+    await page.getByLabel("Other task's id").fill(`/tasks/${t2.id}`);
+    await page.getByRole('button', { name: 'Compare' }).click();
+    const diff = page.getByRole('table', { name: 'Differences' });
+    await diff.waitFor();
+    const fRow = await diff.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'inputs.F' }) }).textContent();
+    assert.match(fRow, /5\s*6\s*kN/);
+    assert.match(await page.getByRole('status').filter({ hasText: /differences?/ }).textContent(), /[1-9]\d* difference/);
+
+    await page.getByLabel("Other task's id").fill('00000000-0000-0000-0000-000000000000');
+    await page.getByRole('button', { name: 'Compare' }).click();
+    await page.getByRole('alert').first().waitFor();
+
+    await shot(stack, page, 'task-checks');
+    assert.deepEqual(await audit(page), []);
+    await noProblems(page);
+    await page.context().close();
+  });
+});
+
+describe('function page', () => {
+  test('verification cases; submit, the 409 shown, reject with a comment', async () => {
+    const f = await beam({
+      visibility: 'company',
+      verification: [
+        { name: 'textbook', inputs: { L: 2, F: 5 }, expected: { deflection: 40 / 3 }, rel_tol: 1e-6, source: 'Roark 7th ed., table 8.1 case 1a' },
+        { name: HOSTILE, inputs: { L: 1, F: 3 }, expected: { deflection: 2 }, source: HOSTILE },
+      ],
+    });
+    let v;
+    for (let i = 0; i < 120; i++) {
+      v = (await api('GET', `/functions/${f.id}/versions`)).items[0];
+      if (!['none', 'running'].includes(v.verification.status)) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(v.verification.status, 'failed');
+
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, `/functions/${f.id}`);
+    const item = page.locator('li[data-version="1"]');
+    await item.locator('[data-verification]').filter({ hasText: 'failed' }).waitFor();
+    assert.equal(await item.locator('[data-review]').textContent(), 'draft');
+    await item.getByText('Verification cases of version 1').click();
+    const cases = item.getByRole('table');
+    const ok = await cases.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'textbook' }) }).textContent();
+    assert.match(ok, /deflection = 13\.3333.*deflection = 13\.3333/);
+    assert.match(ok, /✓ passed/);
+    assert.match(ok, /Roark 7th ed\., table 8\.1 case 1a/);
+    const bad = await cases.getByRole('row').filter({ has: page.getByRole('rowheader', { name: HOSTILE }) }).textContent();
+    assert.match(bad, /✗ failed/);
+    assert.match(bad, /deflection = 2.*deflection = 1/);
+    // The author may submit, never approve.
+    assert.equal(await item.getByRole('button', { name: 'Approve version 1' }).count(), 0);
+    await item.getByRole('button', { name: 'Submit version 1 for review' }).click();
+    await item.locator('[data-review]').filter({ hasText: 'submitted' }).waitFor();
+    assert.equal(await item.getByRole('button', { name: 'Submit version 1 for review' }).count(), 0);
+    assert.deepEqual(await audit(page), []);
+    await noProblems(page);
+    await page.context().close();
+
+    // Another member reviews; meanwhile the admin approves, so the member's approval is a 409.
+    const bob = await newPage(stack);
+    await signIn(bob, OTHER);
+    await open(bob, `/functions/${f.id}`);
+    const bi = bob.locator('li[data-version="1"]');
+    await bi.getByRole('button', { name: 'Approve version 1' }).waitFor();
+    await bi.getByRole('button', { name: 'Reject version 1' }).click();
+    await bi.getByRole('alert').filter({ hasText: 'comment' }).waitFor();
+    await bi.getByLabel('Comment on version 1').fill(HOSTILE);
+    await bi.getByRole('button', { name: 'Reject version 1' }).click();
+    await bi.locator('[data-review]').filter({ hasText: 'rejected' }).waitFor();
+    await bi.getByRole('list', { name: 'Review of version 1' }).getByText(HOSTILE, { exact: false }).waitFor();
+
+    const admin = await apiLogin(stack, ADMIN);
+    await api('POST', `/functions/${f.id}/versions/1/review`, {});
+    await bob.reload();
+    await bi.getByRole('button', { name: 'Approve version 1' }).waitFor();
+    await admin('POST', `/functions/${f.id}/versions/1/approve`, {});
+    await bi.getByRole('button', { name: 'Approve version 1' }).click();
+    await bi.getByRole('alert').filter({ hasText: '409' }).waitFor();
+    await shot(stack, bob, 'function-review');
+    await bob.reload();
+    await bi.locator('[data-review]').filter({ hasText: 'approved' }).waitFor();
+    assert.match(await bi.textContent(), /approved by member [0-9a-f]{8}, /);
+    assert.equal(await bi.getByRole('button', { name: /Approve|Reject|Submit/ }).count(), 0);
+    assert.deepEqual(await audit(bob), []);
+    await noProblems(bob);
+    await bob.context().close();
+  });
+});
+
+describe('study page', () => {
+  test('units in the header, the governing check, the Excel download', async () => {
+    const f = await beam();
+    const st = await api('POST', '/studies', { name: unique('beams'), target: { function: f.name },
+      design: { type: 'grid', params: { L: [1, 2] } }, fixed: { F: 5 }, outputs: ['result.deflection'] });
+    await api('GET', `/studies/${st.id}?wait=60`);
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, `/studies/${st.id}`);
+    const table = page.getByRole('region', { name: 'Results' });
+    await table.getByRole('columnheader', { name: 'L [m]' }).waitFor({ timeout: 60000 });
+    await table.getByRole('columnheader', { name: 'result.deflection [mm]' }).waitFor();
+    await table.getByRole('columnheader', { name: /check\.governing/ }).waitFor();
+    await table.getByRole('cell', { name: 'tip' }).first().waitFor();
+    await table.getByRole('cell', { name: 'fail', exact: true }).first().waitFor();
+    const xlsx = page.getByRole('link', { name: 'Excel' });
+    assert.equal(await xlsx.getAttribute('href'), `/api/v1/studies/${st.id}/results?format=xlsx`);
+    const r = await page.request.get(await xlsx.getAttribute('href'));
+    assert.equal(r.status(), 200);
+    assert.equal((await r.body()).subarray(0, 2).toString(), 'PK');
+    await shot(stack, page, 'study-units');
+    assert.deepEqual(await audit(page), []);
+    await noProblems(page);
+    await page.context().close();
+  });
+});
