@@ -96,11 +96,13 @@ describe('company administration and audit', () => {
     await shot(stack, page, 'company-member');
     await page.getByRole('button', { name: `Revoke token ${HOSTILE_IMG}` }).click();
     await page.getByText(/was revoked/).waitFor();
+    await tokens.waitFor({ state: 'detached' }); // the list is drawn again after the notice
     assert.equal(await tokens.count(), 0, 'no live token left');
     assert.equal((await admin('GET', `/company/members/${me.id}/tokens`)).items.length, 0);
 
     await page.getByRole('button', { name: 'Remove dave@acme.test' }).click();
     await page.getByText('dave@acme.test was removed.').waitFor();
+    await members.getByRole('link', { name: 'dave@acme.test' }).waitFor({ state: 'detached' });
     assert.equal(await members.getByRole('link', { name: 'dave@acme.test' }).count(), 0);
     // The admin's own row has no Remove (the API refuses the last admin anyway).
     assert.equal(await page.getByRole('button', { name: `Remove ${ADMIN.email}` }).count(), 0);
