@@ -9,9 +9,7 @@ what=${1:-run}
 pkgs=(gcc pkg-config meson ninja-build python3 python3-dev python3-numpy python3-scipy
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev
       libseccomp-dev libcap-dev libcurl4-gnutls-dev librhonabwy-dev libyaml-dev ca-certificates
-      libgnutls28-dev libarchive-dev)
-# .xlsx downloads (core/xlsx.c).
-pkgs+=(libxlsxwriter-dev)
+      libgnutls28-dev libarchive-dev libxlsxwriter-dev)
 # The base environment every function imports from without requirements
 # (docs/functions.md): the engineering stack beside numpy and scipy.
 pkgs+=(python3-matplotlib python3-pandas python3-sympy python3-pint python3-openpyxl)
