@@ -456,11 +456,19 @@ static size_t on_data(char *p, size_t size, size_t n, void *userdata) {
         return mp_write_all(k->fd, p, len) < 0 ? 0 : len;
 }
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void) {
+        /* Not thread-safe in libcurl 7.88: once, before this module's first transfer. */
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 /* GET url into the sink: no redirect followed, http and https only, bounded in size
  * and time. 0 or -EIO with a line in *flog. */
 static int fetch(const char *url, struct sink *k, long long max, struct mp_buf *flog) {
-        CURL *h = curl_easy_init();
         long status = 0;
+        pthread_once(&curl_once, curl_init_once);
+        CURL *h = curl_easy_init();
         CURLcode rc;
         char line[600];
 
