@@ -81,7 +81,10 @@ const char mp_config_usage[] =
         "  --worker-hour-cost EUR what an hour of one worker slot costs, for the operators'\n"
         "                         cost per call (MECAPY_WORKER_HOUR_COST, unset: none)\n"
         "  --wheelhouse DIR       a folder of wheels that functions' requirements are built\n"
-        "                         from, offline; repeatable (MECAPY_WHEELHOUSE, ':' between)\n";
+        "                         from, offline; repeatable (MECAPY_WHEELHOUSE, ':' between)\n"
+        "  --package-index URL    a PEP 503 simple index (http or https) whose wheels the\n"
+        "                         server fetches for functions' requirements; repeatable\n"
+        "                         (MECAPY_PACKAGE_INDEX, spaces between)\n";
 
 enum {
         OPT_HOST = 1000, OPT_PORT, OPT_DATA_DIR, OPT_DB, OPT_QUEUE, OPT_BLOBS, OPT_WORKERS,
@@ -97,7 +100,7 @@ enum {
         OPT_DURABILITY = 1600,
         OPT_WEB_DIR = 1700,
         OPT_GC_INTERVAL = 1800, OPT_LOG_FORMAT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_WORKER_HOUR_COST,
-        OPT_WHEELHOUSE = 1900,
+        OPT_WHEELHOUSE = 1900, OPT_PACKAGE_INDEX,
 };
 
 static const struct {
@@ -153,6 +156,7 @@ static const struct {
         { OPT_TLS_KEY, "tls-key", "MECAPY_TLS_KEY" },
         { OPT_WORKER_HOUR_COST, "worker-hour-cost", "MECAPY_WORKER_HOUR_COST" },
         { OPT_WHEELHOUSE, "wheelhouse", "MECAPY_WHEELHOUSE" },
+        { OPT_PACKAGE_INDEX, "package-index", "MECAPY_PACKAGE_INDEX" },
 };
 
 static int set_str(char **dst, const char *v) {
@@ -198,6 +202,39 @@ static int add_wheelhouse(struct mp_config *c, const char *v, struct mp_error *e
                         c->wheelhouse = joined;
                 }
                 p = e ? e + 1 : p + n;
+        }
+        return 0;
+}
+
+/* --package-index URL, once per index (the variable: URLs separated by spaces): http://
+ * or https://, no spaces or control characters; kept one a line, without a trailing
+ * '/', in the order given. */
+static int add_package_index(struct mp_config *c, const char *v, struct mp_error *err) {
+        for (const char *p = v; *p;) {
+                size_t n = strcspn(p, " ");
+                if (n > 0) {
+                        _cleanup_free_ char *url = strndup(p, n);
+                        char *joined;
+                        if (!url)
+                                return -ENOMEM;
+                        bool ok = n < 1024 && (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8));
+                        for (size_t i = 0; ok && i < n; i++)
+                                ok = (unsigned char) url[i] > ' ' && url[i] != 0x7f && url[i] != '#' && url[i] != '?';
+                        if (!ok)
+                                return mp_error_set(err, EINVAL, 400, "config",
+                                                    "--package-index %.200s is not an http:// or https:// URL "
+                                                    "(without a query or fragment)", url);
+                        for (size_t e = n; e > 8 && url[e - 1] == '/';)
+                                url[--e] = 0;
+                        if (asprintf(&joined, "%s%s%s", c->package_index ? c->package_index : "",
+                                     c->package_index ? "\n" : "", url) < 0)
+                                return -ENOMEM;
+                        free(c->package_index);
+                        c->package_index = joined;
+                }
+                p += n;
+                while (*p == ' ')
+                        p++;
         }
         return 0;
 }
@@ -282,6 +319,7 @@ static int apply(struct mp_config *c, int opt, const char *name, const char *v,
                 return 0;
         }
         case OPT_WHEELHOUSE: return add_wheelhouse(c, v, err);
+        case OPT_PACKAGE_INDEX: return add_package_index(c, v, err);
         }
         return 0;
 }
@@ -473,6 +511,7 @@ void mp_config_free(struct mp_config *c) {
         free(c->web_dir);
         free(c->tls_cert);
         free(c->wheelhouse);
+        free(c->package_index);
         free(c->tls_key);
         free(c);
 }

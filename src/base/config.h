@@ -82,6 +82,9 @@ struct mp_config {
         char *wheelhouse;         /* --wheelhouse DIR (repeatable): folders of wheels the
                                    * environments are built from, absolute, one a line;
                                    * MECAPY_WHEELHOUSE: folders separated by ':'. NULL none */
+        char *package_index;      /* --package-index URL (repeatable): PEP 503 simple indexes
+                                   * whose wheels the server fetches itself into
+                                   * LAYERS/.wheels, one a line, no trailing '/'. NULL none */
 };
 
 /* Parse the server options of `serve`, `worker`, `migrate` and `admin` from argv

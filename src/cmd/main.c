@@ -177,7 +177,7 @@ static int cmd_admin_gc(int argc, char **argv) {
                JSON_INTEGER_FORMAT " deleted task(s)\n",
                json_integer_value(json_object_get(report, "tasks_deleted")),
                json_integer_value(json_object_get(report, "orphans_deleted")));
-        if (cfg->wheelhouse)
+        if (cfg->wheelhouse || cfg->package_index)
                 printf("removed the layers of %" JSON_INTEGER_FORMAT " unused environment(s)\n",
                        json_integer_value(json_object_get(report, "layers_deleted")));
         json_decref(report);
@@ -368,7 +368,7 @@ static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
          * builds them and its executor (or a worker's on the same data folder) reads. */
         char layers[PATH_MAX] = "";
         int r;
-        if (cfg->wheelhouse && (r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0)
+        if ((cfg->wheelhouse || cfg->package_index) && (r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0)
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
                                     cfg->data_dir, strerror(-r));
         struct mp_exec_config xcfg = {

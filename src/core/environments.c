@@ -18,6 +18,12 @@
  *           read-only and renamed to LAYERS/<id>. --no-compile: no .pyc is written, so
  *           the layer is the wheels' files and pip's metadata only, the same bytes each
  *           time the same lock is built.
+ *   index   (--package-index URL): pip itself never reaches a network. Before pip runs,
+ *           the server fetches the PEP 503 page of each project named (no redirect
+ *           followed, pages and files bounded in size and time) and every wheel it
+ *           links with a #sha256= fragment, checked, into LAYERS/.wheels, a wheelhouse
+ *           like the operator's; a project pip then reports missing (a dependency) is
+ *           fetched in turn and pip runs again, at most ENV_INDEX_ROUNDS times.
  *
  * A resolution that fails (no wheel, a conflict, a hash that does not match) still
  * makes an environment, failed, with pip's log and its error lines, under an id that
@@ -42,6 +48,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
@@ -53,6 +61,12 @@
 #define ENV_PIP_TIMEOUT_MS (300 * 1000)
 #define ENV_ID_HEX 64
 #define ENV_GC_GRACE_MS (3600 * 1000)
+/* Package indexes: what the server fetches itself, bounded (docs/operations.md). */
+#define ENV_INDEX_PAGE_MAX (4 << 20)          /* bytes of one project page */
+#define ENV_INDEX_WHEEL_MAX (256LL << 20)     /* bytes of one wheel */
+#define ENV_INDEX_FILES_MAX 64                /* wheels taken from one project page */
+#define ENV_INDEX_ROUNDS 32                   /* projects discovered one pip run at a time */
+#define ENV_INDEX_TIMEOUT_S 300L              /* one transfer */
 
 struct mp_envs {
         pthread_mutex_t lock;
@@ -334,7 +348,7 @@ static char *error_lines(const char *out) {
                 snprintf(e, ENV_ERROR_MAX + 1, "pip failed without an error line (see the log)");
         if (strstr(e, "Could not find a version that satisfies") && n < ENV_ERROR_MAX)
                 snprintf(e + n, ENV_ERROR_MAX + 1 - n,
-                         "\nOnly wheels from the server's wheelhouse are installed; a source distribution is "
+                         "\nOnly wheels from the server's wheelhouse or package index are installed; a source distribution is "
                          "never built: ask the operator for a wheel of it.");
         return e;
 }
@@ -360,6 +374,13 @@ static char **pip_argv(struct mp_core *core, const char *const *args) {
                 argv[k++] = strdup("--find-links");
                 argv[k++] = nl ? strndup(p, (size_t) (nl - p)) : strdup(p);
                 p = nl ? nl + 1 : NULL;
+        }
+        if (core->config->package_index) {
+                argv[k++] = strdup("--find-links");
+                argv[k] = NULL;
+                if (asprintf(&argv[k], "%s/.wheels", core->envs->layers) < 0)
+                        argv[k] = NULL;
+                k++;
         }
         for (size_t i = 0; i < k; i++)
                 if (!argv[i]) {
@@ -397,6 +418,7 @@ static int pip_run(struct mp_core *core, const char *const *args, const char *wo
                 p = nl ? nl + 1 : NULL;
         }
         replace_all(&out, work, "<build>");
+        replace_all(&out, core->envs->layers, "<layers>");
         *ret_out = out;
         return r;
 }
@@ -410,6 +432,199 @@ static int work_dir(struct mp_core *core, const char *kind, char *buf, size_t si
         if ((size_t) snprintf(buf, size, "%s/%s-XXXXXX", parent, kind) >= size)
                 return -ENAMETOOLONG;
         return mkdtemp(buf) ? 0 : -errno;
+}
+
+/* ---- package indexes (fetched by the server, never by pip) ---- */
+
+struct sink {
+        struct mp_buf *page; /* a project page, or */
+        int fd;              /* a wheel being written */
+        crypto_hash_sha256_state st;
+        long long left;
+};
+
+static size_t on_data(char *p, size_t size, size_t n, void *userdata) {
+        struct sink *k = userdata;
+        size_t len = size * n;
+        /* Past a bound the transfer stops, whatever the index announced. */
+        if ((long long) len > k->left)
+                return 0;
+        k->left -= (long long) len;
+        if (k->page)
+                return mp_buf_append(k->page, p, len) < 0 ? 0 : len;
+        crypto_hash_sha256_update(&k->st, (const unsigned char *) p, len);
+        return mp_write_all(k->fd, p, len) < 0 ? 0 : len;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void) {
+        /* Not thread-safe in libcurl 7.88: once, before this module's first transfer. */
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* GET url into the sink: no redirect followed, http and https only, bounded in size
+ * and time. 0 or -EIO with a line in *flog. */
+static int fetch(const char *url, struct sink *k, long long max, struct mp_buf *flog) {
+        long status = 0;
+        pthread_once(&curl_once, curl_init_once);
+        CURL *h = curl_easy_init();
+        CURLcode rc;
+        char line[600];
+
+        if (!h)
+                return -ENOMEM;
+        k->left = max;
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, ENV_INDEX_TIMEOUT_S);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) max);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, k);
+        rc = curl_easy_perform(h);
+        if (rc == CURLE_OK)
+                curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(h);
+        if (rc == CURLE_OK && status == 200)
+                return 0;
+        snprintf(line, sizeof(line), "index: %.400s: %s\n", url,
+                 rc != CURLE_OK ? (rc == CURLE_WRITE_ERROR || rc == CURLE_FILESIZE_EXCEEDED ? "too large"
+                                                                                            : curl_easy_strerror(rc))
+                 : status >= 300 && status < 400 ? "a redirect (not followed)" : "not found or refused");
+        mp_buf_append_trunc(flog, line, strlen(line));
+        return -EIO;
+}
+
+/* One wheel linked from a page: into LAYERS/.wheels/FILE when its sha256 is the
+ * link's. A file already there with that hash is kept. */
+static void fetch_wheel(const char *wheels, const char *url, const char *file, const char *want,
+                        struct mp_buf *flog) {
+        char path[PATH_MAX + 300], tmp[PATH_MAX + 32], hex[2 * crypto_hash_sha256_BYTES + 1], line[700];
+        unsigned char h[crypto_hash_sha256_BYTES];
+        struct sink k = { .page = NULL };
+
+        snprintf(path, sizeof(path), "%s/%s", wheels, file);
+        if (sha256_file(path, hex) == 0 && !strcmp(hex, want))
+                return;
+        snprintf(tmp, sizeof(tmp), "%s/.fetch-XXXXXX", wheels);
+        if ((k.fd = mkostemp(tmp, O_CLOEXEC)) < 0)
+                return;
+        crypto_hash_sha256_init(&k.st);
+        int r = fetch(url, &k, ENV_INDEX_WHEEL_MAX, flog);
+        close(k.fd);
+        crypto_hash_sha256_final(&k.st, h);
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        if (r == 0 && strcmp(hex, want)) {
+                snprintf(line, sizeof(line), "index: %.200s: its sha256 is not the index's, not taken\n", file);
+                mp_buf_append_trunc(flog, line, strlen(line));
+                r = -EBADMSG;
+        }
+        if (r < 0 || rename(tmp, path) < 0)
+                unlink(tmp);
+}
+
+/* The wheels of one project (its name normalized) from every index. */
+static void fetch_project(struct mp_core *core, const char *wheels, const char *name, struct mp_buf *flog) {
+        for (const char *ix = core->config->package_index; ix && *ix;) {
+                size_t il = strcspn(ix, "\n"), taken = 0;
+                _cleanup_free_ char *page_url = NULL;
+                struct mp_buf page = { .cap = ENV_INDEX_PAGE_MAX };
+                struct sink k = { .page = &page };
+
+                if (asprintf(&page_url, "%.*s/%s/", (int) il, ix, name) < 0)
+                        return;
+                ix = ix[il] ? ix + il + 1 : NULL;
+                if (fetch(page_url, &k, ENV_INDEX_PAGE_MAX, flog) < 0 || !page.data) {
+                        mp_buf_free(&page);
+                        continue;
+                }
+                for (char *a = strstr(page.data, "href=\""); a && taken < ENV_INDEX_FILES_MAX;
+                     a = strstr(a, "href=\"")) {
+                        a += 6;
+                        char *end = strchr(a, '"'), *frag, *file;
+                        if (!end)
+                                break;
+                        *end = 0;
+                        frag = strstr(a, "#sha256=");
+                        if (frag)
+                                *frag = 0;
+                        file = strrchr(a, '/');
+                        file = file ? file + 1 : a;
+                        size_t fl = strlen(file);
+                        bool ok = frag && strlen(frag + 8) == 2 * crypto_hash_sha256_BYTES && fl > 4 && fl < 250 &&
+                                  !strcmp(file + fl - 4, ".whl") && file[0] != '.';
+                        for (size_t i = 0; ok && i < fl; i++)
+                                ok = name_char(file[i]) || file[i] == '+' || file[i] == '!';
+                        for (const char *x = frag ? frag + 8 : ""; ok && *x; x++)
+                                ok = (*x >= '0' && *x <= '9') || (*x >= 'a' && *x <= 'f');
+                        CURLU *u = ok ? curl_url() : NULL;
+                        char *abs = NULL;
+                        if (u && curl_url_set(u, CURLUPART_URL, page_url, 0) == CURLUE_OK &&
+                            curl_url_set(u, CURLUPART_URL, a, 0) == CURLUE_OK &&
+                            curl_url_get(u, CURLUPART_URL, &abs, 0) == CURLUE_OK &&
+                            (!strncmp(abs, "http://", 7) || !strncmp(abs, "https://", 8))) {
+                                fetch_wheel(wheels, abs, file, frag + 8, flog);
+                                taken++;
+                        }
+                        curl_free(abs);
+                        curl_url_cleanup(u);
+                        a = end + 1;
+                }
+                mp_buf_free(&page);
+        }
+}
+
+/* PEP 503's name: lower case, each run of '-', '_', '.' one '-'. */
+static void normalize_name(const char *s, size_t n, char *out, size_t size) {
+        size_t o = 0;
+        for (size_t i = 0; i < n && name_char(s[i]) && o + 1 < size; i++) {
+                char c = s[i];
+                if (c == '-' || c == '_' || c == '.') {
+                        if (o > 0 && out[o - 1] == '-')
+                                continue;
+                        c = '-';
+                }
+                out[o++] = (char) (c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        out[o] = 0;
+}
+
+/* Fetch the projects in `names` not yet in `done` (both JSON: an array, an object). */
+static void fetch_missing(struct mp_core *core, json_t *names, json_t *done, struct mp_buf *flog) {
+        char wheels[PATH_MAX + 16];
+        size_t i;
+        json_t *n;
+
+        snprintf(wheels, sizeof(wheels), "%s/.wheels", core->envs->layers);
+        if (mkdir(wheels, 0700) < 0 && errno != EEXIST)
+                return;
+        json_array_foreach(names, i, n) {
+                const char *name = json_string_value(n);
+                if (!name[0] || json_object_get(done, name))
+                        continue;
+                json_object_set_new(done, name, json_true());
+                fetch_project(core, wheels, name, flog);
+        }
+}
+
+/* The project pip could not find ("No matching distribution found for NAME..."), not
+ * yet fetched: added to names, true; else false. */
+static bool missing_project(const char *log, json_t *names, json_t *done) {
+        static const char mark[] = "No matching distribution found for ";
+        char name[128];
+        const char *p = log ? strstr(log, mark) : NULL;
+
+        if (!p)
+                return false;
+        p += strlen(mark);
+        normalize_name(p, strlen(p), name, sizeof(name));
+        if (!name[0] || json_object_get(done, name))
+                return false;
+        json_array_append_new(names, json_string(name));
+        return true;
 }
 
 /* ---- resolution ---- */
@@ -515,7 +730,33 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                                 args[k++] = json_string_value(item);
         }
         args[k] = NULL;
-        r = pip_run(core, args, work, ret_log);
+        _cleanup_json_ json_t *names = json_array(), *done = json_object();
+        struct mp_buf flog = { .cap = ENV_LOG_MAX / 4 };
+        if (core->config->package_index && names && done)
+                json_array_foreach(reqs, i, item) {
+                        char name[128];
+                        const char *t = json_string_value(item);
+                        normalize_name(t, strlen(t), name, sizeof(name));
+                        json_array_append_new(names, json_string(name));
+                }
+        for (int round = 0;; round++) {
+                if (core->config->package_index && names && done)
+                        fetch_missing(core, names, done, &flog);
+                r = pip_run(core, args, work, ret_log);
+                if (r <= 0 || !core->config->package_index || !names || !done || round + 1 >= ENV_INDEX_ROUNDS ||
+                    !missing_project(*ret_log, names, done))
+                        break;
+                free(*ret_log);
+                *ret_log = NULL;
+        }
+        if (r >= 0 && flog.len > 0 && *ret_log) {
+                char *both = NULL;
+                if (asprintf(&both, "%s%s", flog.data, *ret_log) >= 0) {
+                        free(*ret_log);
+                        *ret_log = both;
+                }
+        }
+        mp_buf_free(&flog);
         if (r > 0) {
                 *ret_error = error_lines(*ret_log);
                 r = 1;
@@ -651,7 +892,7 @@ int mp_core_envs_open(struct mp_core *core, struct mp_error *err) {
         pthread_mutex_init(&e->lock, NULL);
         pthread_cond_init(&e->cond, NULL);
         core->envs = e;
-        if (!core->config->wheelhouse)
+        if (!core->config->wheelhouse && !core->config->package_index)
                 return 0;
         if ((r = mp_core_layers_dir(core->config, path, sizeof(path))) < 0)
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
@@ -709,7 +950,7 @@ int mp_core_env_prepare(struct mp_core *core, json_t *reqs, json_t **ret, struct
                 return 0;
         if (!core->envs || !core->envs->layers[0]) {
                 mp_error_add_field(err, "requirements", "cannot be installed: this server has no package source "
-                                   "(its operator starts it with --wheelhouse DIR)");
+                                   "(its operator starts it with --wheelhouse DIR or --package-index URL)");
                 return mp_core_validation_done(err, "fields");
         }
         if ((r = resolve(core, reqs, &lock, &log, &error)) < 0)

@@ -317,3 +317,107 @@ def test_admin_gc_removes_the_layers_no_function_uses(api, env_stack, wheelhouse
     assert "removed the layers of" in r.stdout, r.stdout
     t = api.execute("alice", keep["id"], {"F": 1.0})
     assert t["status"] == "completed" and t["result"]["beamlib"] == "2.0", t
+
+
+# ---- --package-index URL: a PEP 503 simple index the server fetches itself ----
+
+@pytest.fixture(scope="module")
+def index(wheelhouses):
+    """A loopback index (python3 -m http.server over /simple/<name>/ pages linking the
+    fixture wheels with #sha256= fragments): beamlib 1.0 and units-helper 2.1, and
+    beamlib 2.0 linked with a hash that is not its own."""
+    import time
+    a, b = wheelhouses
+    root = Path(tempfile.mkdtemp(prefix="index-", dir=harness.tmp_root()))
+    files = root / "files"
+    files.mkdir()
+    links = {"beamlib": [], "units-helper": []}
+    for w, project, good in ((a / "beamlib-1.0-py3-none-any.whl", "beamlib", True),
+                             (b / "beamlib-2.0-py3-none-any.whl", "beamlib", False),
+                             (a / "units_helper-2.1-py3-none-any.whl", "units-helper", True)):
+        shutil.copy(w, files / w.name)
+        digest = sha256(w) if good else "0" * 64
+        links[project].append(f'<a href="../../files/{w.name}#sha256={digest}">{w.name}</a>')
+    for project, anchors in links.items():
+        page = root / "simple" / project
+        page.mkdir(parents=True)
+        (page / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "<br>\n".join(anchors)
+                                         + "\n</body></html>\n")
+    port = harness.free_port()
+    server = subprocess.Popen([PY, "-m", "http.server", "--bind", "127.0.0.1", str(port), "-d", str(root)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not harness.port_open(port):
+        assert server.poll() is None and time.monotonic() < deadline, "the index server did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/simple/"
+    server.terminate()
+    server.wait(timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def index_stack(label: str, args: list[str]):
+    return harness.start_stack(label, extra_args=args)
+
+
+def close_stack(s) -> None:
+    for dirpath, _, _ in os.walk(s.data_dir / "layers"):
+        os.chmod(dirpath, 0o700)
+    s.close()
+
+
+def test_requirements_resolve_from_a_package_index_alone(index, wheelhouses):
+    a, _ = wheelhouses
+    s = index_stack("envs-index", ["--package-index", index])
+    try:
+        api = s.api
+        # units-helper from its page, then its dependency beamlib<2 from beamlib's page.
+        fn = api.create_function("alice", api.unique("indexed"), USES_HELPER, requirements=["units-helper==2.1"])
+        e = wait_env(api, fn["environment"]["id"])
+        assert e["status"] == "ready", e
+        assert e["lock"] == [
+            {"name": "beamlib", "version": "1.0", "sha256": sha256(a / "beamlib-1.0-py3-none-any.whl")},
+            {"name": "units-helper", "version": "2.1",
+             "sha256": sha256(a / "units_helper-2.1-py3-none-any.whl")},
+        ], e
+        t = api.execute("alice", fn["id"], {"F": 1000.0}, wait=60)
+        assert t["status"] == "completed", t
+        assert t["result"]["beamlib"] == "1.0" and t["result"]["helper"] == "2.1", t
+        # The wheel whose bytes are not what the index says is never taken.
+        bad = api.create_function("alice", api.unique("bad-hash"), USES_BEAMLIB, requirements=["beamlib==2.0"])
+        e = wait_env(api, bad["environment"]["id"])
+        assert e["status"] == "failed", e
+        assert "beamlib==2.0" in e["error"], e
+        assert "beamlib-2.0-py3-none-any.whl: its sha256 is not the index's" in e["log"], e
+        assert not list((s.data_dir / "layers" / ".wheels").glob("beamlib-2.0*")), "a wheel with a wrong hash was kept"
+    finally:
+        close_stack(s)
+
+
+def test_requirements_resolve_from_an_index_and_a_wheelhouse_together(index, wheelhouses, tmp_path):
+    a, _ = wheelhouses
+    only_beamlib = tmp_path / "wheelhouse"
+    only_beamlib.mkdir()
+    shutil.copy(a / "beamlib-1.0-py3-none-any.whl", only_beamlib)
+    # The projects named are fetched first; beamlib, the dependency, is then found in the
+    # wheelhouse, so its index page is never needed.
+    s = index_stack("envs-both", ["--wheelhouse", str(only_beamlib), "--package-index", index])
+    try:
+        api = s.api
+        fn = api.create_function("alice", api.unique("both"), USES_HELPER, requirements=["units-helper==2.1"])
+        e = wait_env(api, fn["environment"]["id"])
+        assert e["status"] == "ready", e
+        assert [(x["name"], x["version"]) for x in e["lock"]] == [("beamlib", "1.0"), ("units-helper", "2.1")]
+        # beamlib came from the wheelhouse (pip found it there), units-helper from the index.
+        wheels = sorted(p.name for p in (s.data_dir / "layers" / ".wheels").iterdir())
+        assert wheels == ["units_helper-2.1-py3-none-any.whl"], wheels
+        t = api.execute("alice", fn["id"], {"F": 2.0}, wait=60)
+        assert t["status"] == "completed" and t["result"]["helper"] == "2.1", t
+    finally:
+        close_stack(s)
+
+
+def test_a_package_index_must_be_an_http_url():
+    r = harness.run_cli(["serve", "--package-index", "file:///etc", "--port", "1"], timeout=30)
+    assert r.returncode != 0
+    assert "--package-index file:///etc is not an http:// or https:// URL" in r.stderr, r.stderr

@@ -107,6 +107,22 @@ TEST(config_defaults_and_options) {
         mp_config_free(c);
 }
 
+TEST(config_package_indexes_one_a_line_without_trailing_slash) {
+        char *argv[] = { "serve", "--package-index", "http://127.0.0.1:8080/simple/", "--package-index",
+                         "https://pypi.org/simple", NULL };
+        char *bad[] = { "serve", "--package-index", "file:///etc/", NULL };
+        struct mp_config *c = NULL;
+        struct mp_error err = { 0 };
+        REQUIRE(mp_config_parse(5, argv, &c, &err) == 0);
+        CHECK_STR(c->package_index, "http://127.0.0.1:8080/simple\nhttps://pypi.org/simple");
+        mp_config_free(c);
+        c = NULL;
+        CHECK_INT(mp_config_parse(3, bad, &c, &err), ==, -EINVAL);
+        CHECK(strstr(err.message, "--package-index file:///etc/") != NULL);
+        CHECK(c == NULL);
+        mp_error_clear(&err);
+}
+
 TEST(config_refuses_bad_numbers_naming_the_option) {
         char *argv[] = { "serve", "--port", "http", NULL };
         struct mp_config *c = NULL;
@@ -252,5 +268,6 @@ static const struct check_case cases[] = {
         CASE(log_request_ids_are_checked),
         CASE(log_json_lines_parse),
         CASE(config_redacts_passwords_and_pairs_tls_options),
+        CASE(config_package_indexes_one_a_line_without_trailing_slash),
 };
 CHECK_MAIN(cases)
