@@ -442,6 +442,73 @@ static const char *email_of(struct mp_core *core, const char *user_id, char *buf
         return buf;
 }
 
+/* The version's verification cases and review (verify.c, review.c), as the function's
+ * page shows them: what a reader of a design report needs to know it was checked. */
+static void verification_and_review(struct mp_core *core, struct sheet *s, json_t *ver) {
+        _cleanup_json_ json_t *v = mp_verify_render(ver), *rv = mp_review_render(ver);
+        char when[64], email[320];
+        json_t *c;
+        size_t i;
+
+        put(s, "<h2>Verification</h2>\n");
+        const char *st = json_string_value(json_object_get(v, "status")) ?: "none";
+        json_t *cases = json_object_get(v, "cases");
+        if (!strcmp(st, "none") || !json_array_size(cases)) {
+                put(s, "<p class=\"note\">This version has no reference cases.</p>\n");
+        } else {
+                put(s, "<p>Reference cases: ");
+                put(s, !strcmp(st, "passed") ? "<span class=\"pass\">passed</span>"
+                       : !strcmp(st, "failed") ? "<span class=\"fail\">FAILED</span>" : "still running");
+                put(s, "</p>\n<table><tr><th>case</th><th>source</th><th>expected</th><th>got</th>"
+                       "<th>result</th></tr>\n");
+                json_array_foreach(cases, i, c) {
+                        put(s, "<tr><td>");
+                        value(s, json_object_get(c, "name"));
+                        put(s, "</td><td>");
+                        esc(s, json_string_value(json_object_get(c, "source")) ?: "");
+                        put(s, "</td><td>");
+                        value(s, json_object_get(c, "expected"));
+                        put(s, "</td><td>");
+                        value(s, json_object_get(c, "got") ?: json_object_get(c, "error"));
+                        put(s, "</td><td>");
+                        put(s, json_is_true(json_object_get(c, "passed")) ? "<span class=\"pass\">pass</span>"
+                                                                          : "<span class=\"fail\">FAIL</span>");
+                        put(s, "</td></tr>\n");
+                }
+                put(s, "</table>\n");
+        }
+        put(s, "<h2>Review</h2>\n<p>");
+        const char *rs = json_string_value(json_object_get(rv, "status")) ?: "draft";
+        if (!strcmp(rs, "approved")) {
+                time_of(json_object_get(rv, "at"), when, sizeof(when));
+                put(s, "<span class=\"pass\">Approved</span> by ");
+                esc(s, email_of(core, json_string_value(json_object_get(rv, "reviewer_id")), email, sizeof(email)) ?: "-");
+                put(s, " on ");
+                esc(s, when);
+        } else {
+                put(s, "Not approved: ");
+                esc(s, rs);
+        }
+        put(s, ".</p>\n");
+        json_t *comments = json_object_get(rv, "comments");
+        if (json_array_size(comments)) {
+                put(s, "<table><tr><th>when</th><th>who</th><th>step</th><th>comment</th></tr>\n");
+                json_array_foreach(comments, i, c) {
+                        time_of(json_object_get(c, "at"), when, sizeof(when));
+                        put(s, "<tr><td>");
+                        esc(s, when);
+                        put(s, "</td><td>");
+                        esc(s, email_of(core, json_string_value(json_object_get(c, "by")), email, sizeof(email)) ?: "-");
+                        put(s, "</td><td>");
+                        esc(s, json_string_value(json_object_get(c, "action")) ?: "");
+                        put(s, "</td><td>");
+                        esc(s, json_string_value(json_object_get(c, "comment")) ?: "");
+                        put(s, "</td></tr>\n");
+                }
+                put(s, "</table>\n");
+        }
+}
+
 /* The body of one task's sheet; level 2 (a whole page) or 3 (a node of a run). */
 static int task_part(struct mp_core *core, const struct mp_principal *p, struct sheet *s, const char *id,
                      bool whole, struct mp_error *err) {
@@ -519,6 +586,8 @@ static int task_part(struct mp_core *core, const struct mp_principal *p, struct 
         }
         json_t *ch = json_object_get(task, "checks");
         checks(s, json_is_array(ch) ? ch : json_object_get(result, "checks"));
+        if (ver)
+                verification_and_review(core, s, ver);
         figures(core, s, row);
         _cleanup_free_ char *whole_doc = docstring_of(json_string_value(json_object_get(ver, "code")),
                                                       json_string_value(json_object_get(ver, "handler")) ?: "main");

@@ -136,3 +136,31 @@ def test_workflow_run_sheet(api):
         assert n["task_id"] in html, f"node {n['id']} is not on the sheet"
     assert html.count("<section>") == len(run["nodes"])
     assert_problem(api.get("carol", f"/workflow-runs/{run['id']}/sheet"), 404)
+
+
+DOUBLE = "def main(x: float) -> dict:\n    return {'y': 2 * x}\n"
+
+
+def test_sheet_shows_verification_and_review(api):
+    """The version's reference cases and who approved it are on the sheet of its tasks."""
+    f = api.create_function("alice", api.unique("sheet-verified"), DOUBLE, verification=[
+        {"name": "doubling <b>case</b>", "inputs": {"x": 1.5}, "expected": {"y": 3.0},
+         "source": "Roark 7th ed., table 8.1 case 1a"}])
+    fid = f["id"]
+    # The case runs as a task of the version; wait for its outcome.
+    import time
+    deadline = time.monotonic() + 60
+    while api.get("alice", f"/functions/{fid}").json()["verification"]["status"] == "running":
+        assert time.monotonic() < deadline, "the verification case did not end"
+        time.sleep(0.2)
+    unreviewed = api.execute("alice", fid, {"x": 2.0})
+    html = api.get("alice", f"/tasks/{unreviewed['id']}/sheet").text
+    assert "Reference cases: <span class=\"pass\">passed</span>" in html, html
+    assert "Roark 7th ed., table 8.1 case 1a" in html and "doubling &lt;b&gt;case&lt;/b&gt;" in html
+    assert "Not approved: draft" in html
+    expect_status(api.post("alice", f"/functions/{fid}/versions/1/review", json={"comment": "please"}), 200)
+    expect_status(api.post("bob", f"/functions/{fid}/versions/1/approve",
+                           json={"comment": "checked <i>by hand</i>"}), 200)
+    html = api.get("alice", f"/tasks/{unreviewed['id']}/sheet").text
+    assert "Approved</span> by bob@acme.test on " in html, html
+    assert "checked &lt;i&gt;by hand&lt;/i&gt;" in html and "alice@acme.test" in html
