@@ -959,6 +959,102 @@ def bench_imports(R, procs, args):
         m.stop()
 
 
+ENVS_N = max(2, scaled(3))
+
+
+def _bench_wheels(tmp, k):
+    """Three tiny pure-Python wheels (benchpkg_a/b/c, version 1.0.k), built here with pip
+    wheel from generated sources, so each round is a new lock (a new environment)."""
+    out = os.path.join(tmp, f"wheels-{k}")
+    os.makedirs(out, exist_ok=True)
+    for name in ("a", "b", "c"):
+        src = os.path.join(tmp, f"src-{k}-{name}")
+        os.makedirs(os.path.join(src, f"benchpkg_{name}"), exist_ok=True)
+        with open(os.path.join(src, "pyproject.toml"), "w") as f:
+            f.write(f'[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+                    f'[project]\nname = "benchpkg-{name}"\nversion = "1.0.{k}"\n')
+        with open(os.path.join(src, f"benchpkg_{name}", "__init__.py"), "w") as f:
+            f.write(f"VALUE = {k}\n")
+        subprocess.run([PY, "-m", "pip", "wheel", "--isolated", "--no-deps", "--no-build-isolation",
+                        "--no-cache-dir", "-q", "-w", out, src], check=True, capture_output=True, timeout=120)
+    return out, sorted(os.path.join(out, w) for w in os.listdir(out))
+
+
+def bench_envs(R, procs, args):
+    """Per-function requirements (docs/functions.md#requirements): an environment of three
+    small wheels resolved at upload and built in the background (upload to ready), against
+    `pip install --no-index --no-deps --target` of the same wheels; then the first call of
+    a function in that new environment, against `python3 -c "import ..."` of the installed
+    copy. Each round is a new set of versions, so a new environment and a new zygote."""
+    if subprocess.run([PY, "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        note("envs part not measured: python3 -m pip is not installed")
+        return
+    house = os.path.join(args.tmp, "envs-wheelhouse")
+    os.makedirs(house, exist_ok=True)
+    rounds = [_bench_wheels(os.path.join(args.tmp, "envs-src"), k) for k in range(ENVS_N)]
+    for folder, wheels in rounds:
+        for w in wheels:
+            shutil.copy(w, house)
+    data = os.path.join(args.tmp, "data-envs")
+    m = MecaPy(procs, args.bin, data, extra=["--wheelhouse", house])
+    m.create_user()
+    m.start()
+    out = {"upload_ms": [], "ready_ms": [], "build_ms": [], "first_call_ms": [], "pip_target_ms": [],
+           "python_import_ms": [], "errors": 0}
+    try:
+        c = HttpClient(m.port)
+        m.login(c)
+        src = ("import benchpkg_a, benchpkg_b, benchpkg_c\n\n"
+               "def main(k: int) -> int:\n    return benchpkg_a.VALUE + benchpkg_b.VALUE + benchpkg_c.VALUE + k\n")
+        for k, (folder, wheels) in enumerate(rounds):
+            if time_left() < 60:
+                break
+            reqs = [f"benchpkg-{n}==1.0.{k}" for n in ("a", "b", "c")]
+            t0 = time.perf_counter()
+            f = m.create_function(c, f"bench_env_{k}", src, requirements=reqs)
+            t1 = time.perf_counter()
+            env_id = f["environment"]["id"]
+            while True:
+                st, b = c.request("GET", f"{API}/environments/{env_id}", None, m.auth())
+                e = json.loads(b) if st == 200 else {}
+                if e.get("status") in ("ready", "failed") or time.perf_counter() - t1 > 120:
+                    break
+                time.sleep(0.01)
+            t2 = time.perf_counter()
+            if e.get("status") != "ready":
+                out["errors"] += 1
+                continue
+            st, b = c.request("POST", f"{API}/functions/{f['id']}/execute?wait=60", {"inputs": {"k": 1}}, m.auth())
+            t3 = time.perf_counter()
+            if st != 200 or not task_ok(b, lambda r, k=k: r == 3 * k + 1):
+                out["errors"] += 1
+                continue
+            out["upload_ms"].append((t1 - t0) * 1000)
+            out["ready_ms"].append((t2 - t1) * 1000)
+            out["build_ms"].append(e.get("build_ms") or 0)
+            out["first_call_ms"].append((t3 - t2) * 1000)
+            target = os.path.join(args.tmp, f"envs-target-{k}")
+            t0 = time.perf_counter()
+            subprocess.run([PY, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile",
+                            "--disable-pip-version-check", "-q", "--target", target, *wheels],
+                           check=True, capture_output=True, timeout=120)
+            out["pip_target_ms"].append((time.perf_counter() - t0) * 1000)
+            env = dict(os.environ, PYTHONPATH=target)
+            t0 = time.perf_counter()
+            subprocess.run([PY, "-c", "import benchpkg_a, benchpkg_b, benchpkg_c"], check=True, env=env,
+                           capture_output=True, timeout=60)
+            out["python_import_ms"].append((time.perf_counter() - t0) * 1000)
+        c.close()
+    finally:
+        m.stop()
+    R["envs"] = {key: (r3(statistics.median(v)) if isinstance(v, list) and v else v) for key, v in out.items()}
+    R["envs"]["rounds"] = len(out["ready_ms"])
+    e = R["envs"]
+    log(f"  envs: upload (resolution) {e['upload_ms']} ms, upload to ready {e['ready_ms']} ms "
+        f"(build {e['build_ms']} ms) vs pip install --target {e['pip_target_ms']} ms; first call "
+        f"{e['first_call_ms']} ms vs python3 -c import {e['python_import_ms']} ms")
+
+
 def bench_dashboard(R, procs, args):
     """The dashboard's time to interactive in chromium (bench/dashboard.mjs: the first
     page, and a task page whose result is 100,000 rows), against a server serving web/dist.
@@ -1153,6 +1249,7 @@ def build_results(R, machine):
         "ccx_warm_call_p50_ms": g("ccx_warm", "p50_ms"),
         "ccx_direct_p50_ms": R.get("ccx_direct_p50_ms"),
         "dashboard": R.get("dashboard"),
+        "envs": R.get("envs"),
         "durability": {mode: {"warm_p50_ms": g("durability", mode, "warm", "p50_ms"),
                               "warm_p99_ms": g("durability", mode, "warm", "p99_ms"),
                               "throughput_per_s": g("durability", mode, "throughput", "ok_per_s"),
@@ -1242,6 +1339,12 @@ def table(res):
           for mod, v in (res.get("first_import") or {}).items()],
         ("solver: warm call running ccx (achtel2) p50 / ccx directly",
          fmt(res.get("ccx_warm_call_p50_ms"), " ms") + " / " + fmt(res.get("ccx_direct_p50_ms"), " ms"), "-", None),
+        ("environment of 3 wheels: upload (resolution) / upload to ready / pip install --target",
+         fmt(_get(res, "envs", "upload_ms"), " ms") + " / " + fmt(_get(res, "envs", "ready_ms"), " ms") + " / "
+         + fmt(_get(res, "envs", "pip_target_ms"), " ms"), "-", None),
+        ("first call in a new environment / python3 -c import",
+         fmt(_get(res, "envs", "first_call_ms"), " ms") + " / " + fmt(_get(res, "envs", "python_import_ms"), " ms"),
+         "-", None),
         ("dashboard: first page interactive (chromium, cold)", fmt(_get(res, "dashboard", "first_page_tti_ms"), " ms"), "-", None),
         ("dashboard: first page script, compressed", fmt(_get(res, "dashboard", "first_page_script_bytes"), " B"),
          "<= 300000 B", le(_get(res, "dashboard", "first_page_script_bytes"), 300000)),
@@ -1310,7 +1413,7 @@ def main():
     try:
         parts = (("mecapy", bench_mecapy), ("durability", bench_durability), ("workflow", bench_workflow),
                  ("studies", bench_studies), ("dashboard", bench_dashboard),
-                 ("imports", bench_imports),
+                 ("imports", bench_imports), ("envs", bench_envs),
                  ("bwrap", bench_bwrap),
                  ("fastapi", bench_fastapi), ("celery", bench_celery))
         # BENCH_PARTS=mecapy,durability runs only those parts (the others: not measured).
