@@ -41,6 +41,9 @@ void mp_core_count_member_end(struct mp_core *core, json_t *task);
 void mp_core_count_cache_hit(struct mp_core *core);
 void mp_core_count_quota_refused(struct mp_core *core, const struct mp_error *err);
 void mp_core_count_quota_held(struct mp_core *core);
+/* An ended task row's result, parsed from its stored text or its object (studies.c); NULL
+ * when it has none, and *ret_unreadable (may be NULL) set when its object cannot be read. */
+json_t *mp_core_task_result(struct mp_core *core, json_t *task, bool *ret_unreadable);
 /* An environment build ended (environments.c): ready (ok) or failed, after ms. */
 void mp_core_count_env_build(struct mp_core *core, bool ok, int64_t ms);
 /* Can this principal see (call) this function row? */

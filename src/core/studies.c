@@ -666,7 +666,7 @@ int mp_core_study_cancel(struct mp_core *core, const struct mp_principal *p, con
 }
 
 /* The task's result as a tree (NULL when it has none). */
-static json_t *task_result(struct mp_core *core, json_t *task) {
+json_t *mp_core_task_result(struct mp_core *core, json_t *task, bool *ret_unreadable) {
         json_t *text = json_object_get(task, "result_json");
         const char *blob = str_of(task, "result_blob");
 
@@ -676,8 +676,11 @@ static json_t *task_result(struct mp_core *core, json_t *task) {
                 _cleanup_free_ char *data = NULL;
                 _cleanup_error_ struct mp_error berr = { 0 };
                 size_t len = 0;
-                if (MP_BLOBS(core->blobs)->get(core->blobs, blob, MP_MAX_RESULT_BYTES + 1, &data, &len, &berr) < 0)
+                if (MP_BLOBS(core->blobs)->get(core->blobs, blob, MP_MAX_RESULT_BYTES + 1, &data, &len, &berr) < 0) {
+                        if (ret_unreadable)
+                                *ret_unreadable = true;
                         return NULL;
+                }
                 return json_loadb(data, len, JSON_DECODE_ANY, NULL);
         }
         return NULL;
@@ -782,7 +785,7 @@ void mp_study_task_ended(struct mp_core *core, const char *task_id) {
                         }
                 }
                 if (!strcmp(status, "completed")) {
-                        result = task_result(core, task);
+                        result = mp_core_task_result(core, task, NULL);
                         if (!result && json_array_size(json_object_get(study, "outputs"))) {
                                 mp_warn("study %s: the result of task %s cannot be read now; its point is "
                                         "recorded on recovery", sid, tid);

@@ -236,24 +236,6 @@ static bool close_enough(json_t *got, json_t *expected, double rel_tol, double a
 
 /* The task's result as a tree, or NULL (none, or the object store cannot be read:
  * *ret_again is then set, to settle on a later read). */
-static json_t *task_result(struct mp_core *core, json_t *task, bool *ret_again) {
-        json_t *text = json_object_get(task, "result_json");
-        const char *blob = json_string_value(json_object_get(task, "result_blob"));
-
-        if (json_is_string(text))
-                return json_loadb(json_string_value(text), json_string_length(text), JSON_DECODE_ANY, NULL);
-        if (blob) {
-                _cleanup_free_ char *data = NULL;
-                _cleanup_error_ struct mp_error berr = { 0 };
-                size_t len = 0;
-                if (MP_BLOBS(core->blobs)->get(core->blobs, blob, MP_MAX_RESULT_BYTES + 1, &data, &len, &berr) < 0) {
-                        *ret_again = true;
-                        return NULL;
-                }
-                return json_loadb(data, len, JSON_DECODE_ANY, NULL);
-        }
-        return NULL;
-}
 
 /* One case's outcome from its task (ended). */
 static json_t *case_outcome(struct mp_core *core, json_t *c, json_t *task, bool *ret_again) {
@@ -268,7 +250,7 @@ static json_t *case_outcome(struct mp_core *core, json_t *c, json_t *task, bool 
         bool passed = status && !strcmp(status, "completed");
 
         if (passed)
-                result = task_result(core, task, ret_again);
+                result = mp_core_task_result(core, task, ret_again);
         json_object_foreach(expected, path, ev) {
                 _cleanup_error_ struct mp_error perr = { 0 };
                 json_t *value = NULL;
