@@ -1,7 +1,9 @@
 /* Provenance and comparison (docs/api.md#provenance): what produced a task's result (the
  * code's hash, its environment, the canonical inputs' hash, the server's version), a
  * re-run of exactly that, and a field-by-field comparison of two tasks. */
+#include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/json.h"
@@ -33,12 +35,67 @@ static json_t *environment_of(json_t *ver) {
         return json_string(out);
 }
 
+/* What a version contributes to provenance (its code's hash, its environment) never
+ * changes, and every rendered task needs it (each warm call's answer, each read, each
+ * event-stream tick): it is kept here, by function id and version, so a render reads no
+ * version and hashes no code. Direct-mapped: a collision replaces the older entry. */
+#define PROV_SLOTS 512
+struct prov_slot {
+        char function_id[MP_ID_LEN + 1];
+        int version;
+        char code_sha256[2 * crypto_hash_sha256_BYTES + 1]; /* "" when the version has no code */
+        char environment[512];
+};
+static struct prov_slot prov_slots[PROV_SLOTS];
+static pthread_mutex_t prov_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t prov_index(const char *fid, int version) {
+        size_t h = 5381;
+        for (const char *c = fid; *c; c++)
+                h = h * 33 + (unsigned char) *c;
+        return (h * 31 + (size_t) version) % PROV_SLOTS;
+}
+
+/* The version's part of provenance into slot (0), from the cache or the store; -1 when
+ * the version cannot be read now (not kept: the next render tries again). */
+static int version_part(struct mp_core *core, const char *fid, int version, struct prov_slot *out) {
+        size_t i = prov_index(fid, version);
+        bool hit;
+
+        pthread_mutex_lock(&prov_lock);
+        hit = prov_slots[i].version == version && !strcmp(prov_slots[i].function_id, fid);
+        if (hit)
+                *out = prov_slots[i];
+        pthread_mutex_unlock(&prov_lock);
+        if (hit)
+                return 0;
+
+        _cleanup_error_ struct mp_error err = { 0 };
+        _cleanup_json_ json_t *ver = NULL, *env = NULL;
+        if (strlen(fid) > MP_ID_LEN ||
+            MP_STORE(core->store)->function_get_version(core->store, fid, version, &ver, &err) < 0)
+                return -1;
+        memset(out, 0, sizeof(*out));
+        snprintf(out->function_id, sizeof(out->function_id), "%s", fid);
+        out->version = version;
+        const char *code = json_string_value(json_object_get(ver, "code"));
+        if (code)
+                sha256_hex(code, strlen(code), out->code_sha256);
+        env = environment_of(ver);
+        snprintf(out->environment, sizeof(out->environment), "%s", json_string_value(env) ?: "");
+        pthread_mutex_lock(&prov_lock);
+        prov_slots[i] = *out;
+        pthread_mutex_unlock(&prov_lock);
+        return 0;
+}
+
 void mp_core_task_add_provenance(struct mp_core *core, json_t *task) {
         _cleanup_error_ struct mp_error err = { 0 };
-        _cleanup_json_ json_t *ver = NULL, *prov = NULL;
+        _cleanup_json_ json_t *prov = NULL;
         _cleanup_free_ char *canon = NULL;
         char hex[2 * crypto_hash_sha256_BYTES + 1];
         const char *fid = json_string_value(json_object_get(task, "function_id"));
+        struct prov_slot vp;
         size_t len;
 
         prov = json_pack("{s:n,s:n,s:n,s:s}", "code_sha256", "environment", "inputs_sha256",
@@ -51,15 +108,10 @@ void mp_core_task_add_provenance(struct mp_core *core, json_t *task) {
         }
         /* A version that is gone (or cannot be read now) leaves its fields null. */
         if (fid && json_is_integer(json_object_get(task, "version")) &&
-            MP_STORE(core->store)->function_get_version(core->store, fid,
-                                                         (int) json_integer_value(json_object_get(task, "version")),
-                                                         &ver, &err) >= 0) {
-                const char *code = json_string_value(json_object_get(ver, "code"));
-                if (code) {
-                        sha256_hex(code, strlen(code), hex);
-                        json_object_set_new(prov, "code_sha256", json_string(hex));
-                }
-                json_object_set_new(prov, "environment", environment_of(ver));
+            version_part(core, fid, (int) json_integer_value(json_object_get(task, "version")), &vp) == 0) {
+                if (vp.code_sha256[0])
+                        json_object_set_new(prov, "code_sha256", json_string(vp.code_sha256));
+                json_object_set_new(prov, "environment", json_string(vp.environment));
         }
         json_object_set_new(task, "provenance", TAKE_PTR(prov));
 }
