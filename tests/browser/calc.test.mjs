@@ -5,12 +5,8 @@
 // server, asserting what the page shows. Run: node --test tests/browser/.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { startStack, newPage, signIn, shot, apiLogin, OTHER, ADMIN } from './harness.mjs';
+import { startStack, newPage, signIn, shot, apiLogin, OTHER, ADMIN, audit, noProblems } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const HOSTILE = '<img src=x onerror=window.__pwned=1>';
 
 // A cantilever with units, two checks (one passes at 50 %, one fails at 150 %), the first
@@ -42,17 +38,6 @@ after(async () => {
   await stack?.close();
 });
 
-async function noProblems(page) {
-  assert.deepEqual(page.problems, [], 'the page reported errors or CSP refusals');
-  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a hostile string ran as script');
-}
-async function audit(page) {
-  await page.evaluate(AXE);
-  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return res.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((x) => x.target.join(' ')) }));
-}
 async function open(page, path) {
   await page.goto('/functions');
   await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();

@@ -3,12 +3,8 @@
 // a screenshot. Run: node --test tests/browser/ (tests/run.sh runs it in `make test`).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { startStack, newPage, signIn, shot, apiLogin, USER } from './harness.mjs';
+import { startStack, newPage, signIn, shot, apiLogin, USER, audit, noProblems } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const HOSTILE_IMG = '<img src=x onerror="window.__pwned=1">';
 const HOSTILE_SCRIPT = '<script>window.__pwned=2</script>';
@@ -23,11 +19,6 @@ before(async () => {
 after(async () => {
   await stack?.close();
 });
-
-async function noProblems(page) {
-  assert.deepEqual(page.problems, [], 'the page reported errors or CSP refusals');
-  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a hostile string ran as script');
-}
 
 async function createFunction(name, code, extra = {}) {
   return api('POST', '/functions', { name, code, ...extra });
@@ -442,11 +433,3 @@ def main(note: str = '${HOSTILE_IMG}') -> dict:
   });
 });
 
-async function audit(page) {
-  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
-  await page.evaluate(AXE);
-  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return res.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-}

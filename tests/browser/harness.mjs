@@ -7,6 +7,8 @@ import { mkdtempSync, mkdirSync, existsSync, readFileSync, openSync, rmSync } fr
 import { createServer } from 'node:net';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -127,4 +129,22 @@ export async function apiLogin(stack, user = USER) {
     if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
     return text ? JSON.parse(text) : null;
   };
+}
+
+// What every flow asserts on a page it drove: no error or CSP refusal reported, and no
+// hostile string ran as script (a payload sets window.__pwned).
+export async function noProblems(page) {
+  assert.deepEqual(page.problems, [], 'the page reported errors or CSP refusals');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a hostile string ran as script');
+}
+
+// axe-core's serious and critical violations on the page, evaluated through the
+// DevTools protocol (which the page's CSP does not govern).
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+export async function audit(page) {
+  await page.evaluate(AXE);
+  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return res.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((x) => x.target.join(' ')) }));
 }

@@ -7,7 +7,7 @@
 // long polls, which the other files' flows cover.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, newPage, signIn, shot, apiLogin } from './harness.mjs';
+import { startStack, newPage, signIn, shot, apiLogin, noProblems } from './harness.mjs';
 
 const SLOW = `import time
 from mecapy import progress
@@ -34,10 +34,6 @@ before(async () => {
 after(async () => {
   await stack?.close();
 });
-
-async function noProblems(page) {
-  assert.deepEqual(page.problems, [], 'the page reported errors or CSP refusals');
-}
 
 // The requests the page makes to the API, to tell a stream from long polls.
 function recordApi(page) {

@@ -4,12 +4,8 @@
 // against a real server, asserting what the page shows. Run: node --test tests/browser/.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { startStack, newPage, signIn, shot, apiLogin, USER, ADMIN } from './harness.mjs';
+import { startStack, newPage, signIn, shot, apiLogin, USER, ADMIN, audit, noProblems } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const HOSTILE_IMG = '<img src=x onerror="window.__pwned=1">';
 
 const GEN = 'def main(n: int) -> dict:\n    return {"values": [float(i) for i in range(1, n + 1)]}\n';
@@ -32,19 +28,7 @@ after(async () => {
   await stack?.close();
 });
 
-async function noProblems(page) {
-  assert.deepEqual(page.problems, [], 'the page reported errors or CSP refusals');
-  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a hostile string ran as script');
-}
 const fn = (name, code) => api('POST', '/functions', { name: unique(name), code });
-
-async function audit(page) {
-  await page.evaluate(AXE);
-  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return res.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((x) => x.target.join(' ')) }));
-}
 
 // A drag with the mouse, in steps (pointer events, as a person's hand makes them).
 async function drag(page, from, to) {
