@@ -225,10 +225,15 @@ static int insert_row(struct mp_store_conn *c, struct table *t, json_t *row, con
                 cols[i] = &t->cols[i];
         TRY(cols_params(cols, t->n_cols, row, what, p, err));
         r = q_exec(c, t->sql, p, t->n_cols, what, err);
-        /* Every stored task is a call of its day (the daily quota's count, usage.c). */
-        if (r >= 0 && t == &tasks_table)
-                r = q_exec(c, SQL_CALLS_ADD, PARAMS(PT(json_string_value(json_object_get(row, "id")))),
-                           "counting a call", err);
+        return r < 0 ? r : 0;
+}
+
+/* INSERT a task: every stored task (not a cache copy) is a call of its day, the daily
+ * quota's count (usage.c), counted in the same transaction. */
+static int insert_task(struct mp_store_conn *c, json_t *task, const char *what, struct mp_error *err) {
+        TRY(insert_row(c, &tasks_table, task, what, err));
+        int r = q_exec(c, SQL_CALLS_ADD, PARAMS(PT(json_string_value(json_object_get(task, "id")))),
+                       "counting a call", err);
         return r < 0 ? r : 0;
 }
 
@@ -1051,7 +1056,7 @@ static int task_create_fn(struct mp_store_conn *c, void *ctx, struct mp_error *e
                 if (r != -ENOENT)
                         return r;
         }
-        r = insert_row(c, &tasks_table, a->task, "creating a task", err);
+        r = insert_task(c, a->task, "creating a task", err);
         a->raced = r == -EEXIST && a->key;
         if (r == -EEXIST)
                 return mp_error_set(err, EEXIST, 409, "conflict", "a task with id '%s' already exists",
@@ -1507,7 +1512,7 @@ static int insert_node_task(struct mp_store_conn *c, json_t *t, struct mp_error 
                         return 0;
                 }
         }
-        r = insert_row(c, &tasks_table, t, "creating a task", err);
+        r = insert_task(c, t, "creating a task", err);
         if (r == -ENOENT)
                 return not_found(err, "creating a task: its function or owner does not exist");
         if (r < 0)
@@ -2065,7 +2070,7 @@ static int study_start_locked(struct mp_store_conn *c, json_t *study, json_t *st
                         json_object_set(task, "company_id", json_object_get(study, "company_id"));
                         json_object_set(task, "cache_key", json_object_get(row, "cache_key"));
                         json_object_set(task, "request_id", json_object_get(study, "request_id") ?: json_null());
-                        TRY(insert_row(c, &tasks_table, task, "creating a study's task", err));
+                        TRY(insert_task(c, task, "creating a study's task", err));
                         TRY(q_exec(c, SQL_JOB_PUSH, PARAMS(PT(tid)), "queueing a task", err));
                 }
                 TRY(q_exec(c, SQL_POINT_SET_TASK, PARAMS(PT(tid), PT(id), PI(index)), "starting a study point",
