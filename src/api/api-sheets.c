@@ -46,7 +46,7 @@ static enum MHD_Result send_sheet(struct mp_route_ctx *c, char *html, size_t len
 
         if (!pdf)
                 return send_owned(c->conn, 200, "text/html; charset=utf-8", NULL, MP_CSP_SHEET, html, len);
-        int r = mp_core_sheet_pdf(html, len, &body, &body_len, &c->err);
+        int r = mp_core_sheet_pdf(c->api->core, html, len, &body, &body_len, &c->err);
         free(html);
         if (r < 0)
                 return mp_route_problem(c);

@@ -1,5 +1,11 @@
 #include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "auth/auth.h"
 #include "base/limits.h"
@@ -22,6 +28,35 @@ static json_t *split_list(const char *csv) {
         return a;
 }
 
+/* Temporary files of answers (a PDF sheet, a workbook, an export) go in the data folder's
+ * tmp/, not /tmp: they may be large, and /tmp may be a small tmpfs. What a crash left
+ * there an hour ago or more is removed at start (the folder may be shared by a server
+ * and workers on one machine, whose files are younger). */
+#define SCRATCH_STALE_S 3600
+static int scratch_open(struct mp_core *c, struct mp_error *err) {
+        int r;
+
+        if (asprintf(&c->scratch, "%s/tmp", c->config->data_dir) < 0) {
+                c->scratch = NULL;
+                return -ENOMEM;
+        }
+        if ((r = mp_mkdir_p(c->scratch, 0700)) < 0)
+                return mp_error_set(err, -r, 500, "config", "cannot create the temporary folder %s: %s", c->scratch,
+                                    strerror(-r));
+        DIR *d = opendir(c->scratch);
+        struct dirent *de;
+        time_t now = time(NULL);
+        while (d && (de = readdir(d))) {
+                struct stat st;
+                if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISREG(st.st_mode) && st.st_mtime + SCRATCH_STALE_S < now)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        }
+        if (d)
+                closedir(d);
+        return 0;
+}
+
 int mp_core_open(const struct mp_config *config, struct mp_core **ret, struct mp_error *err) {
         struct mp_core *c = calloc(1, sizeof(*c));
         int r;
@@ -39,6 +74,8 @@ int mp_core_open(const struct mp_config *config, struct mp_core **ret, struct mp
                              config->data_dir, strerror(-r));
                 goto fail;
         }
+        if ((r = scratch_open(c, err)) < 0)
+                goto fail;
         if ((r = mp_store_open(config->db_url, &c->store, err)) < 0)
                 goto fail;
         if ((r = mp_blobs_open(config->blobs_url, &c->blobs, err)) < 0)
@@ -75,6 +112,7 @@ void mp_core_close(struct mp_core *c) {
         mp_oidc_free(c->oidc);
         if (c->policy)
                 json_decref(c->policy);
+        free(c->scratch);
         free(c);
 }
 

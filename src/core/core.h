@@ -108,6 +108,7 @@ struct mp_core {
         void *on_task_end_userdata;
         struct mp_core_stats stats;
         struct mp_envs *envs; /* environments' build queue (core/environments.c) */
+        char *scratch;        /* <data dir>/tmp: temporary files of answers (PDF, .xlsx, export) */
 };
 
 /* Open the store, blobs and queue named by the config. The executor is attached by the
@@ -525,12 +526,14 @@ int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const 
                       size_t *ret_len, struct mp_error *err);
 /* The sheet html as PDF, by weasyprint in a child process (at most 60 s): *ret malloc'ed.
  * 503 when weasyprint cannot be started or takes too long. */
-int mp_core_sheet_pdf(const char *html, size_t len, char **ret, size_t *ret_len, struct mp_error *err);
+int mp_core_sheet_pdf(struct mp_core *core, const char *html, size_t len, char **ret, size_t *ret_len,
+                      struct mp_error *err);
 
 /* --- spreadsheets (xlsx.c, xlsx-tables.c; docs/sheets.md#spreadsheets) ------------------ */
 struct mp_xlsx;
-/* A workbook of one worksheet named sheet_name, written row by row. */
-int mp_xlsx_new(const char *sheet_name, struct mp_xlsx **ret);
+/* A workbook of one worksheet named sheet_name, written row by row; its files are in
+ * dir (core->scratch). */
+int mp_xlsx_new(const char *dir, const char *sheet_name, struct mp_xlsx **ret);
 /* The next row: values (an array) as cells: numbers as numbers, booleans as booleans,
  * strings as text (bold when header), null as empty, others as their JSON text. -EFBIG
  * past Excel's rows, -EIO when the library failed. */

@@ -244,14 +244,13 @@ static int export_functions(struct zip *z, struct mp_core *core, const struct mp
         return 0;
 }
 
-/* A file that vanishes with its descriptor, in the data folder (not /tmp: it may be
- * far larger than a tmpfs). */
+/* A file that vanishes with its descriptor, in the data folder's tmp/ (not /tmp: it may
+ * be far larger than a tmpfs). */
 static int tmp_file(struct mp_core *core, struct mp_error *err) {
-        const char *dir = core->config && core->config->data_dir ? core->config->data_dir : "/tmp";
+        const char *dir = core->scratch;
         char path[4200];
         int fd;
 
-        (void) mp_mkdir_p(dir, 0700);
         fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
         if (fd >= 0)
                 return fd;

@@ -707,13 +707,17 @@ static int read_all_fd(int fd, size_t max, char **ret, size_t *ret_len) {
         return *ret ? 0 : -ENOMEM;
 }
 
-int mp_core_sheet_pdf(const char *html, size_t len, char **ret, size_t *ret_len, struct mp_error *err) {
-        char in_path[] = "/tmp/mecapy-sheet-XXXXXX.html", out_path[] = "/tmp/mecapy-sheet-XXXXXX.pdf";
+int mp_core_sheet_pdf(struct mp_core *core, const char *html, size_t len, char **ret, size_t *ret_len,
+                      struct mp_error *err) {
+        char in_path[4200], out_path[4200];
         _cleanup_close_ int in_fd = -1, out_fd = -1;
         posix_spawn_file_actions_t fa;
         pid_t pid;
         int r, status = 0;
 
+        if ((size_t) snprintf(in_path, sizeof(in_path), "%s/sheet-XXXXXX.html", core->scratch) >= sizeof(in_path) ||
+            (size_t) snprintf(out_path, sizeof(out_path), "%s/sheet-XXXXXX.pdf", core->scratch) >= sizeof(out_path))
+                return mp_error_set(err, ENAMETOOLONG, 500, "internal", "the data folder's path is too long");
         in_fd = mkostemps(in_path, 5, O_CLOEXEC);
         if (in_fd < 0)
                 return mp_error_set(err, errno, 500, "internal", "the sheet cannot be written for the PDF renderer");

@@ -67,7 +67,7 @@ int mp_core_task_xlsx(struct mp_core *core, const struct mp_principal *p, const 
         json_array_foreach(columns, i, v)
                 json_array_append_new(header, mp_xlsx_header_cell(json_string_value(v),
                                                                   unit_in(items, json_string_value(v))));
-        if ((r = mp_xlsx_new("result", &x)) < 0)
+        if ((r = mp_xlsx_new(core->scratch, "result", &x)) < 0)
                 return r;
         r = mp_xlsx_row(x, header, true);
         json_array_foreach(result, i, row) {
@@ -135,7 +135,7 @@ int mp_core_study_xlsx(struct mp_core *core, const struct mp_principal *p, const
         }
         json_array_append_new(header, json_string("status"));
         json_array_append_new(header, json_string("error"));
-        if ((r = mp_xlsx_new("results", &x)) < 0)
+        if ((r = mp_xlsx_new(core->scratch, "results", &x)) < 0)
                 return r;
         r = mp_xlsx_row(x, header, true);
         after = -1;

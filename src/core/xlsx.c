@@ -19,7 +19,7 @@ struct mp_xlsx {
         lxw_workbook *wb;
         lxw_worksheet *ws;
         lxw_format *bold;
-        char path[64];
+        char path[4200];
         uint32_t row;
         bool failed;
 };
@@ -35,11 +35,14 @@ struct mp_xlsx *mp_xlsx_free(struct mp_xlsx *x) {
         return NULL;
 }
 
-int mp_xlsx_new(const char *sheet_name, struct mp_xlsx **ret) {
+int mp_xlsx_new(const char *dir, const char *sheet_name, struct mp_xlsx **ret) {
         struct mp_xlsx *x = calloc(1, sizeof(*x));
         if (!x)
                 return -ENOMEM;
-        snprintf(x->path, sizeof(x->path), "/tmp/mecapy-xlsx-XXXXXX");
+        if ((size_t) snprintf(x->path, sizeof(x->path), "%s/xlsx-XXXXXX", dir) >= sizeof(x->path)) {
+                free(x);
+                return -ENAMETOOLONG;
+        }
         int fd = mkostemp(x->path, O_CLOEXEC);
         if (fd < 0) {
                 x->path[0] = 0;
@@ -47,7 +50,7 @@ int mp_xlsx_new(const char *sheet_name, struct mp_xlsx **ret) {
                 return -errno;
         }
         close(fd);
-        lxw_workbook_options opts = { .constant_memory = LXW_TRUE, .tmpdir = "/tmp" };
+        lxw_workbook_options opts = { .constant_memory = LXW_TRUE, .tmpdir = (char *) dir };
         x->wb = workbook_new_opt(x->path, &opts);
         x->ws = x->wb ? workbook_add_worksheet(x->wb, sheet_name) : NULL;
         x->bold = x->wb ? workbook_add_format(x->wb) : NULL;

@@ -131,3 +131,16 @@ def test_xlsx_upload_refusals(api, fname):
     p = assert_problem(upload(api, f["name"], b"PK\x03\x04 not really a zip"), 422)
     assert p["errors"][0]["path"] == "xlsx", p
     p = assert_problem(upload(api, f["name"], b""), 422)
+
+
+def test_answers_leave_no_temporary_files(stack, api, fname):
+    """Workbooks (and PDF sheets) are written in the data folder's tmp/ and removed once
+    read back: downloads leave nothing behind there (nor in /tmp, which may be small)."""
+    f = api.create_function("alice", fname, TABLE)
+    t = api.execute("alice", f["id"], {"n": 2})
+    scratch = stack.data_dir / "tmp"
+    assert scratch.is_dir(), "the server keeps its temporary files in the data folder"
+    before = set(scratch.iterdir())
+    for _ in range(3):
+        workbook(api.get("alice", f"/tasks/{t['id']}", headers={"Accept": XLSX}))
+    assert set(scratch.iterdir()) == before
