@@ -301,7 +301,7 @@ static void wave2_metrics(FILE *f, struct mp_core *core) {
                        "Tasks of study points whose end this process handled, by final state.", "status",
                        mp_task_end_names, st->points_ended, MP_END_N);
         one(f, "mecapy_result_cache_hits_total", "counter",
-            "Calls answered from the result cache by this process (no run).",
+            "Tasks answered from the result cache by this process (no run): calls, workflow nodes, study points.",
             (double) atomic_load_explicit(&st->cache_hits, memory_order_relaxed));
         counter_series(f, "mecapy_quota_refusals_total",
                        "Calls this process refused because a quota was used up, by quota.", "quota",
@@ -354,7 +354,7 @@ int mp_metrics_render(struct mp_core *core, const struct mp_api_metrics *http, c
                 }
         }
 
-        one(f, "mecapy_tasks_created_total", "counter", "Tasks created by execute calls in this process.",
+        one(f, "mecapy_tasks_created_total", "counter", "Tasks this process stored: calls, workflow nodes, study points, verification cases.",
             (double) atomic_load_explicit(&core->stats.tasks_created, memory_order_relaxed));
         head(f, "mecapy_tasks_ended_total", "counter",
              "Tasks whose end this process recorded (its workers' runs, its cancels), by status.");

@@ -78,7 +78,7 @@ extern const char *const mp_quota_names[MP_QUOTA_N];
 /* This process's counts, for GET /metrics: relaxed atomics, no lock on the call path. */
 struct mp_core_stats {
         int64_t start_ms;                     /* when the core opened (epoch ms) */
-        atomic_uint_fast64_t tasks_created;   /* new tasks stored by execute here */
+        atomic_uint_fast64_t tasks_created;   /* new tasks stored here: calls, nodes, points, cases */
         atomic_uint_fast64_t tasks_ended[MP_END_N]; /* ends recorded by this process */
         struct mp_hist execution;             /* execution_ms of runs this process's workers ended */
         /* What wave 2 added (docs/operations.md#metrics): ends this process recorded. */

@@ -81,6 +81,18 @@ static json_t *render(json_t *row) {
 
 static void run_ends(struct mp_core *core, json_t *study, json_t *todo);
 
+/* A point's task was stored: it counts as created (mecapy_tasks_created_total, as a call's
+ * or a workflow node's); a cached one's end goes on the work list todo, the others to
+ * the queue. */
+static void start_task(struct mp_core *core, const char *function_id, json_t *s, json_t *todo) {
+        mp_core_count_created(core);
+        if (json_is_true(json_object_get(s, "cached"))) {
+                mp_core_count_cache_hit(core);
+                json_array_append(todo, json_object_get(s, "task_id"));
+        } else
+                MP_QUEUE(core->queue)->push(core->queue, str_of(s, "task_id"), function_id, NULL);
+}
+
 /* Hand the uncached tasks of a start to the queue, and record the ends of the cached
  * ones (each may start more points: a work list, not recursion). A workflow's points
  * become runs; a run that ended as it was made (every node failed in place) is
@@ -103,10 +115,8 @@ static void started(struct mp_core *core, json_t *study, json_t *list) {
                                         json_integer_value(json_object_get(s, "point_index")), err.message);
                         else if (json_integer_value(json_object_get(run, "finished_at")) != 0)
                                 json_array_append(runs, run);
-                } else if (json_is_true(json_object_get(s, "cached")))
-                        json_array_append(todo, json_object_get(s, "task_id"));
-                else
-                        MP_QUEUE(core->queue)->push(core->queue, tid, function_id, NULL);
+                } else
+                        start_task(core, function_id, s, todo);
         }
         json_array_foreach(todo, i, s)
                 mp_study_task_ended(core, json_string_value(s));
@@ -822,14 +832,8 @@ void mp_study_task_ended(struct mp_core *core, const char *task_id) {
                 }
                 size_t i;
                 json_t *s;
-                json_array_foreach(start, i, s) {
-                        if (json_is_true(json_object_get(s, "cached")))
-                                json_array_append(todo, json_object_get(s, "task_id"));
-                        else
-                                MP_QUEUE(core->queue)->push(core->queue, str_of(s, "task_id"),
-                                                            str_of(json_object_get(study, "target"), "function_id"),
-                                                            NULL);
-                }
+                json_array_foreach(start, i, s)
+                        start_task(core, str_of(json_object_get(study, "target"), "function_id"), s, todo);
         }
 }
 

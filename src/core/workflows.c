@@ -542,8 +542,10 @@ static int schedule(struct mp_core *core, json_t *run, json_t *def, json_t *stat
  * result cache (cached_from: completed, no job). */
 static void push_task(struct mp_core *core, json_t *t) {
         mp_core_count_created(core);
-        if (json_object_get(t, "cached_from"))
+        if (json_object_get(t, "cached_from")) {
+                mp_core_count_cache_hit(core);
                 return;
+        }
         MP_QUEUE(core->queue)->push(core->queue, json_string_value(json_object_get(t, "id")),
                                     json_string_value(json_object_get(t, "function_id")), NULL);
 }

@@ -274,3 +274,19 @@ def test_wave2_counters_move(stack):
     assert delta("mecapy_workflow_runs_ended_total", status="completed") == 1
     assert delta("mecapy_workflow_nodes_ended_total", status="completed") == 2
     assert delta("mecapy_study_points_ended_total", status="completed") == 3
+    # Every task stored counts as created, whatever made it: two calls (one a cache
+    # hit), two workflow nodes, three study points (the queue alert compares this
+    # with the ends).
+    assert delta("mecapy_tasks_created_total") == 7
+    # The same study again: its points are answered from the cache, and counted so
+    # (created and cache hits move together: no backlog for the queue alert).
+    s2 = api.post("alice", "/studies", json={"target": {"function": f["id"]},
+                                             "design": {"type": "grid", "params": {"a": [10, 11, 12]}}})
+    assert s2.status_code == 201, s2.text
+    deadline = time.monotonic() + 60
+    while api.get("alice", f"/studies/{s2.json()['id']}").json()["status"] == "running":
+        assert time.monotonic() < deadline, "the study did not end"
+        time.sleep(0.2)
+    again = samples(scrape(stack.server.base).text)
+    assert value(again, "mecapy_result_cache_hits_total") - value(after, "mecapy_result_cache_hits_total") == 3
+    assert value(again, "mecapy_tasks_created_total") - value(after, "mecapy_tasks_created_total") == 3
