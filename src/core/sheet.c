@@ -4,17 +4,11 @@
  * stays text. The page references nothing outside itself (figures are data: URIs, the
  * style is inline), so the PDF renderer has nothing to fetch. */
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <sodium.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "base/json.h"
 #include "base/limits.h"
@@ -37,12 +31,16 @@ static const char STYLE[] =
         "text-align:left;vertical-align:top}th{background:#eee}td.num{text-align:right;font-family:monospace}"
         "code,pre{font-family:'DejaVu Sans Mono',monospace;font-size:9pt}pre{white-space:pre-wrap;"
         "background:#f6f6f6;padding:4pt}.pass{color:#060}.fail{color:#a00;font-weight:bold}.note{color:#555;"
-        "font-size:9pt}img{max-width:100%}@page{size:A4;margin:15mm;@bottom-right{content:counter(page) ' / ' "
+        "font-size:9pt}img{max-width:100%}img.formula{vertical-align:middle}img.formula.display{display:block;"
+        "margin:4pt auto}@page{size:A4;margin:15mm;@bottom-right{content:counter(page) ' / ' "
         "counter(pages);font-size:8pt}}";
 
 struct sheet {
         struct mp_buf b;
         size_t figure_bytes;
+        json_t *formulas; /* collecting the docstring's formulas: [{"tex", "display"}] */
+        json_t *typeset;  /* then showing them: mp_core_formulas' answer */
+        bool untypeset;   /* one was shown as its source */
 };
 
 static void put(struct sheet *s, const char *text) {
@@ -155,13 +153,73 @@ static void values_table(struct sheet *s, json_t *obj, json_t *schema) {
 /* --- Markdown: a small, safe subset ------------------------------------------------
  * Headings (#), bullet lists (- or *), fenced code (```), paragraphs, and inline `code`,
  * **strong** and *emphasis*. Nothing else becomes markup: links, images and raw HTML stay
- * text, escaped. Formulas between $ signs are kept as written. */
+ * text, escaped. Formulas between $ signs ($$ for one shown on its own line), on one line,
+ * are typeset (formulas.c): "$5 and $6" is no formula, as in pandoc (no space inside
+ * the signs, no digit right after the closing one). */
+
+/* The formula at t[i] == '$': its length with the signs (0: none), its text and kind. */
+static size_t formula_at(const char *t, size_t n, size_t i, const char **tex, size_t *tex_len, bool *display) {
+        *display = i + 1 < n && t[i + 1] == '$';
+        size_t open = *display ? 2 : 1;
+        if (i > 0 && t[i - 1] == '\\')
+                return 0;
+        if (i + open >= n || t[i + open] == ' ' || t[i + open] == '$')
+                return 0;
+        for (size_t j = i + open + 1; j + open <= n; j++) {
+                if (t[j] != '$' || t[j - 1] == ' ' || t[j - 1] == '\\')
+                        continue;
+                if (*display ? (j + 1 >= n || t[j + 1] != '$') : (j + 1 < n && t[j + 1] >= '0' && t[j + 1] <= '9'))
+                        return 0;
+                *tex = t + i + open;
+                *tex_len = j - (i + open);
+                return j + open - i;
+        }
+        return 0;
+}
+
+static void formula(struct sheet *s, const char *tex, size_t tex_len, bool display) {
+        _cleanup_free_ char *key = malloc(tex_len + 2);
+        json_t *img = NULL;
+        if (!key)
+                return;
+        key[0] = display ? 'D' : 'I';
+        memcpy(key + 1, tex, tex_len);
+        key[tex_len + 1] = 0;
+        if (s->formulas && !s->typeset) {
+                if (tex_len <= MP_FORMULA_MAX_CHARS && strlen(key) == tex_len + 1 &&
+                    json_array_size(s->formulas) < MP_FORMULAS_MAX)
+                        json_array_append_new(s->formulas, json_pack("{s:s,s:b}", "tex", key + 1, "display", display));
+        } else if (s->typeset)
+                img = json_object_get(s->typeset, key);
+        if (json_is_string(img)) {
+                put(s, display ? "<img class=\"formula display\" alt=\"" : "<img class=\"formula\" alt=\"");
+                esc_n(s, tex, tex_len);
+                put(s, "\" src=\"");
+                put(s, json_string_value(img)); /* data:image/svg+xml;base64,... */
+                put(s, "\">");
+                return;
+        }
+        s->untypeset = true;
+        put(s, "<code class=\"tex\">");
+        esc_n(s, display ? "$$" : "$", display ? 2 : 1);
+        esc_n(s, tex, tex_len);
+        esc_n(s, display ? "$$" : "$", display ? 2 : 1);
+        put(s, "</code>");
+}
 
 static void inline_md(struct sheet *s, const char *t, size_t n) {
         size_t i = 0, start = 0;
         while (i < n) {
-                const char *mark = NULL, *tag = NULL;
-                size_t mlen = 0;
+                const char *mark = NULL, *tag = NULL, *tex;
+                size_t mlen = 0, tex_len, span;
+                bool display;
+                if (t[i] == '$' && (span = formula_at(t, n, i, &tex, &tex_len, &display))) {
+                        esc_n(s, t + start, i - start);
+                        formula(s, tex, tex_len, display);
+                        i += span;
+                        start = i;
+                        continue;
+                }
                 if (t[i] == '`')
                         mark = "`", mlen = 1, tag = "code";
                 else if (i + 1 < n && t[i] == '*' && t[i + 1] == '*')
@@ -244,9 +302,22 @@ static void markdown(struct sheet *s, const char *text) {
                 line = nl ? nl + 1 : NULL;
         }
         put(s, state == PARA ? "</p>\n" : state == LIST ? "</ul>\n" : state == CODE ? "</pre>\n" : "");
-        if (strchr(text, '$'))
-                put(s, "<p class=\"note\">Formulas between $ signs are shown as written (LaTeX source), "
-                       "not typeset.</p>\n");
+}
+
+/* The docstring: read once for its formulas, which are typeset together, then shown. */
+static void docstring(struct mp_core *core, struct sheet *s, const char *text) {
+        struct sheet probe = { .formulas = json_array() };
+        markdown(&probe, text);
+        mp_buf_free(&probe.b);
+        s->typeset = json_array_size(probe.formulas) ? mp_core_formulas(core, probe.formulas) : NULL;
+        json_decref(probe.formulas);
+        s->untypeset = false;
+        markdown(s, text);
+        json_decref(s->typeset);
+        s->typeset = NULL;
+        if (s->untypeset)
+                put(s, "<p class=\"note\">Formulas shown as LaTeX source could not be typeset (matplotlib's "
+                       "mathtext reads a subset of LaTeX).</p>\n");
 }
 
 /* The handler's whole docstring, read from its code (the schema keeps its first paragraph
@@ -594,7 +665,7 @@ static int task_part(struct mp_core *core, const struct mp_principal *p, struct 
         const char *doc = whole_doc ? whole_doc : json_string_value(json_object_get(schema, "description"));
         if (doc && *doc) {
                 put(s, "<h2>Method</h2>\n<div class=\"doc\">");
-                markdown(s, doc);
+                docstring(core, s, doc);
                 put(s, "</div>\n");
         }
         put(s, "<h2>Provenance</h2>\n<table>\n");
@@ -684,97 +755,23 @@ int mp_core_run_sheet(struct mp_core *core, const struct mp_principal *p, const 
 
 /* --- PDF ---------------------------------------------------------------------------- */
 
-static int read_all_fd(int fd, size_t max, char **ret, size_t *ret_len) {
-        struct mp_buf b = { 0 };
-        char chunk[65536];
-        ssize_t n;
-        while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
-                if (b.len + (size_t) n > max) {
-                        mp_buf_free(&b);
-                        return -EFBIG;
-                }
-                if (mp_buf_append(&b, chunk, (size_t) n) < 0) {
-                        mp_buf_free(&b);
-                        return -ENOMEM;
-                }
-        }
-        if (n < 0) {
-                mp_buf_free(&b);
-                return -errno;
-        }
-        *ret_len = b.len;
-        *ret = mp_buf_steal(&b);
-        return *ret ? 0 : -ENOMEM;
-}
-
 int mp_core_sheet_pdf(struct mp_core *core, const char *html, size_t len, char **ret, size_t *ret_len,
                       struct mp_error *err) {
-        char in_path[4200], out_path[4200];
-        _cleanup_close_ int in_fd = -1, out_fd = -1;
-        posix_spawn_file_actions_t fa;
-        pid_t pid;
-        int r, status = 0;
-
-        if ((size_t) snprintf(in_path, sizeof(in_path), "%s/sheet-XXXXXX.html", core->scratch) >= sizeof(in_path) ||
-            (size_t) snprintf(out_path, sizeof(out_path), "%s/sheet-XXXXXX.pdf", core->scratch) >= sizeof(out_path))
-                return mp_error_set(err, ENAMETOOLONG, 500, "internal", "the data folder's path is too long");
-        in_fd = mkostemps(in_path, 5, O_CLOEXEC);
-        if (in_fd < 0)
-                return mp_error_set(err, errno, 500, "internal", "the sheet cannot be written for the PDF renderer");
-        out_fd = mkostemps(out_path, 4, O_CLOEXEC);
-        if (out_fd < 0) {
-                r = -errno;
-                unlink(in_path);
-                return mp_error_set(err, -r, 500, "internal", "the sheet cannot be written for the PDF renderer");
-        }
-        if (write(in_fd, html, len) != (ssize_t) len) {
-                unlink(in_path);
-                unlink(out_path);
-                return mp_error_set(err, EIO, 500, "internal", "the sheet cannot be written for the PDF renderer");
-        }
-        /* The page references nothing but itself (data: figures, inline style): the base
-         * URL is the file, and weasyprint has nothing to fetch. */
-        char *argv[] = { "weasyprint", "--quiet", "--base-url", in_path, in_path, out_path, NULL };
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-        r = posix_spawnp(&pid, "weasyprint", &fa, NULL, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        if (r != 0) {
-                unlink(in_path);
-                unlink(out_path);
-                return mp_error_set(err, r, 503, "unavailable",
+        /* The page references nothing but itself (data: figures, inline style), so
+         * weasyprint has nothing to fetch; it reads the page on stdin, writes the PDF
+         * on stdout. */
+        const char *argv[] = { "weasyprint", "--quiet", "--base-url", core->scratch, "-", "-", NULL };
+        int r = mp_core_tool(core, argv, (const char *const *) environ, html, len, SHEET_PDF_TIMEOUT_S,
+                             SHEET_MAX_BYTES, ret, ret_len);
+        switch (r) {
+        case 0: return 0;
+        case -ENOENT:
+                return mp_error_set(err, ENOENT, 503, "unavailable",
                                     "PDF sheets need weasyprint on the server, which cannot be started");
+        case -ETIMEDOUT:
+                return mp_error_set(err, ETIMEDOUT, 503, "unavailable", "the PDF renderer took more than %d s",
+                                    SHEET_PDF_TIMEOUT_S);
+        case -EIO: return mp_error_set(err, EIO, 500, "internal", "the PDF renderer failed on this sheet");
+        default: return mp_error_set(err, -r, 500, "internal", "the PDF renderer could not be run: %s", strerror(-r));
         }
-        int64_t deadline = mp_mono_ms() + SHEET_PDF_TIMEOUT_S * 1000;
-        bool done = false;
-        while (!done) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                if (w == pid)
-                        done = true;
-                else if (w < 0 && errno != EINTR)
-                        break;
-                else if (mp_mono_ms() > deadline) {
-                        kill(pid, SIGKILL);
-                        (void) waitpid(pid, &status, 0);
-                        unlink(in_path);
-                        unlink(out_path);
-                        return mp_error_set(err, ETIMEDOUT, 503, "unavailable",
-                                            "the PDF renderer took more than %d s", SHEET_PDF_TIMEOUT_S);
-                } else
-                        usleep(20000);
-        }
-        unlink(in_path);
-        if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                unlink(out_path);
-                mp_err("weasyprint failed on a sheet (status %d)", status);
-                return mp_error_set(err, EIO, 500, "internal", "the PDF renderer failed on this sheet");
-        }
-        _cleanup_close_ int pdf_fd = open(out_path, O_RDONLY | O_CLOEXEC);
-        r = pdf_fd < 0 ? -errno : read_all_fd(pdf_fd, SHEET_MAX_BYTES, ret, ret_len);
-        unlink(out_path);
-        if (r < 0)
-                return mp_error_set(err, -r, 500, "internal", "the rendered PDF cannot be read back");
-        return 0;
 }

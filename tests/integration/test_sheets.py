@@ -37,6 +37,9 @@ def main(L: float, F: float = 1000.0, label: str = "beam") -> dict:
     - `E` = 210 GPa
     - `I` = 8e-6 m4
 
+    $$M = F L$$
+    Not typeset: $\\begin{matrix} a \\end{matrix}$; not formulas: a bolt costs $5 and a nut $6.
+
     <script>alert("docstring")</script> [a link](http://example.invalid/x.png)
     """
     Path("outputs").mkdir(exist_ok=True)
@@ -72,7 +75,17 @@ def test_html_sheet_content(api, beam_task):
         assert text in html, f"the sheet lacks {text!r}"
     assert "<strong>tip deflection</strong>" in html, "the docstring is rendered as Markdown"
     assert "<li><code>E</code> = 210 GPa</li>" in html
-    assert "$\\delta = F L^3 / (3 E I)$" in html and "not typeset" in html, "formulas are kept as text"
+    # Formulas are typeset (matplotlib's mathtext, as SVG) and inlined, their source as alt text.
+    m = re.search(r'<img class="formula" alt="\\delta = F L\^3 / \(3 E I\)" src="data:image/svg\+xml;base64,([^"]+)">',
+                  html)
+    assert m, "the inline formula is typeset"
+    svg = base64.b64decode(m.group(1)).decode()
+    assert "<svg" in svg and "<path" in svg and "<script" not in svg, svg[:300]
+    assert re.search(r'<img class="formula display" alt="M = F L" src="data:image/svg\+xml;base64,', html)
+    # What mathtext cannot read is shown as its source, and the sheet says so.
+    assert '<code class="tex">$\\begin{matrix} a \\end{matrix}$</code>' in html
+    assert "could not be typeset" in html
+    assert "a bolt costs $5 and a nut $6." in html
     # The figure is inlined; the text artifact is not a figure.
     assert "data:image/png;base64," + base64.b64encode(PNG).decode() in html
     assert "notes.txt" not in html
@@ -164,3 +177,38 @@ def test_sheet_shows_verification_and_review(api):
     html = api.get("alice", f"/tasks/{unreviewed['id']}/sheet").text
     assert "Approved</span> by bob@acme.test on " in html, html
     assert "checked &lt;i&gt;by hand&lt;/i&gt;" in html and "alice@acme.test" in html
+
+
+HOSTILE_FORMULAS = '''\
+def main(x: float = 1.0) -> dict:
+    """Formulas made to hurt the typesetter.
+
+    Deep: $%s$
+    Braces: $$%s$$
+    Long: $%s$
+    Files: $\\\\input{/etc/passwd}$ and $\\\\includegraphics{/etc/shadow}$
+    Many: %s
+    """
+    return {"x": x}
+''' % ("\\\\frac{" * 150 + "x" + "}{y}" * 150, "{" * 400 + "x" + "}" * 400, "x+" * 600 + "1",
+       " ".join("$x_{%d}$" % i for i in range(80)))
+
+
+def test_hostile_formulas_are_shown_as_text(api):
+    """Formulas the typesetter cannot read (too deep, too long, asking for files) come back
+    as their source: the sheet answers, names no host file's content, and the server goes on."""
+    f = api.create_function("alice", api.unique("sheet-hostile-tex"), HOSTILE_FORMULAS)
+    t = api.execute("alice", f["id"], {})
+    assert t["status"] == "completed", t
+    r = api.get("alice", f"/tasks/{t['id']}/sheet", timeout=120)
+    expect_status(r, 200)
+    html = r.text
+    assert "could not be typeset" in html and "root:" not in html
+    # Over 1,000 characters (deep, long) nothing is sent to the typesetter; the braces and
+    # the two file commands are refused by it; then 61 small ones fill the 64 a sheet
+    # typesets, and the last 19 are shown as written.
+    assert "$" + "x+" * 600 + "1$" in html and "$\\input{/etc/passwd}$" in html
+    assert html.count('<img class="formula"') == 61, html.count('<img class="formula"')
+    assert html.count('<code class="tex">') == 2 + 3 + 19
+    assert '<code class="tex">$x_{79}$</code>' in html and 'alt="x_{60}"' in html
+    assert api.execute("alice", f["id"], {"x": 2})["status"] == "completed"
