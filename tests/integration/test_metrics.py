@@ -12,6 +12,7 @@ import pytest
 import requests
 
 import harness
+from studyutil import create_study, wait_study
 
 parser = pytest.importorskip(
     "prometheus_client.parser",
@@ -258,13 +259,8 @@ def test_wave2_counters_move(stack):
     run = api.post("alice", f"/workflows/{wf.json()['id']}/execute", params={"wait": "30"},
                    json={"inputs": {"a": 5}}, timeout=60)
     assert run.status_code == 200 and run.json()["status"] == "completed", run.text
-    s = api.post("alice", "/studies", json={"target": {"function": f["id"]},
-                                            "design": {"type": "grid", "params": {"a": [10, 11, 12]}}})
-    assert s.status_code == 201, s.text
-    deadline = time.monotonic() + 60
-    while api.get("alice", f"/studies/{s.json()['id']}").json()["status"] == "running":
-        assert time.monotonic() < deadline, "the study did not end"
-        time.sleep(0.2)
+    grid = {"target": {"function": f["id"]}, "design": {"type": "grid", "params": {"a": [10, 11, 12]}}}
+    wait_study(api, "alice", create_study(api, "alice", grid)["id"], timeout=60)
     after = samples(scrape(stack.server.base).text)
 
     def delta(name, **labels):
@@ -280,13 +276,7 @@ def test_wave2_counters_move(stack):
     assert delta("mecapy_tasks_created_total") == 7
     # The same study again: its points are answered from the cache, and counted so
     # (created and cache hits move together: no backlog for the queue alert).
-    s2 = api.post("alice", "/studies", json={"target": {"function": f["id"]},
-                                             "design": {"type": "grid", "params": {"a": [10, 11, 12]}}})
-    assert s2.status_code == 201, s2.text
-    deadline = time.monotonic() + 60
-    while api.get("alice", f"/studies/{s2.json()['id']}").json()["status"] == "running":
-        assert time.monotonic() < deadline, "the study did not end"
-        time.sleep(0.2)
+    wait_study(api, "alice", create_study(api, "alice", grid)["id"], timeout=60)
     again = samples(scrape(stack.server.base).text)
     assert value(again, "mecapy_result_cache_hits_total") - value(after, "mecapy_result_cache_hits_total") == 3
     assert value(again, "mecapy_tasks_created_total") - value(after, "mecapy_tasks_created_total") == 3
