@@ -122,10 +122,12 @@
 #define MP_LIVE_MAX_LOG_CHUNK        (64u * 1024) /* bytes of logs in one forward; the rest next time */
 /* Usage and quotas (docs/api.md#usage): the days one usage query or the operators'
  * figures may span, and the largest quota value. A start held by a quota is tried again
- * after MP_QUOTA_HOLD_MS. */
+ * when the quota says it may pass (a call ends: MP_QUOTA_HOLD_MS), but at least every
+ * MP_QUOTA_HOLD_MAX_MS (a quota raised, storage given back, a day or month begun). */
 #define MP_MAX_USAGE_DAYS            366
 #define MP_MAX_QUOTA_VALUE           1000000000000LL
 #define MP_QUOTA_HOLD_MS             1000
+#define MP_QUOTA_HOLD_MAX_MS         10000
 /* Verification cases and review (docs/functions.md#verification-cases): the cases one
  * version carries, the length of a case's source and of a review comment, and the
  * comments one version's review keeps. */

@@ -262,12 +262,16 @@ static int start(struct mp_core *core, const char *worker_id, const char *task_i
         const char *status = json_string_value(json_object_get(task, "status"));
 
         /* Within the quotas of its owner and company (the calls running, the month's
-         * CPU): -EDQUOT holds it, and the caller gives its job back for a while. */
-        if (!strcmp(status, "queued"))
+         * CPU; for a run's or a study's task, never admitted, the day's calls and the
+         * storage too): -EDQUOT holds it, and the caller gives its job back for a while. */
+        if (!strcmp(status, "queued")) {
+                bool admitted = !json_is_string(json_object_get(task, "workflow_run_id")) &&
+                                !json_is_string(json_object_get(task, "study_id"));
                 return MP_STORE(core->store)->task_start_quota(core->store, task_id, worker_id, mp_now_ms(),
                                                                json_string_value(json_object_get(task, "owner_id")),
                                                                json_string_value(json_object_get(task, "company_id")),
-                                                               err);
+                                                               admitted, err);
+        }
         if (strcmp(status, "running"))
                 return 0;
         /* Running but claimable: the process that ran it died. Retry, a bounded number of
@@ -494,10 +498,14 @@ int mp_core_work_one_counted(struct mp_core *core, const char *worker_id, int64_
                 atomic_fetch_sub(busy, 1);
         if (r == -EDQUOT) {
                 /* Held by a quota (a run's or a study's call: throttled, not refused): its
-                 * job goes back, claimable again after a short while. */
+                 * job goes back, claimable again when the quota may let it pass. */
+                json_t *retry = json_object_get(err->errors, "retry_after");
+                int64_t hold = json_is_integer(retry) ? json_integer_value(retry) * 1000 : MP_QUOTA_HOLD_MAX_MS;
                 mp_core_count_quota_held(core);
                 mp_error_clear(err);
-                (void) MP_QUEUE(core->queue)->release(core->queue, task_id, worker_id, MP_QUOTA_HOLD_MS, NULL);
+                (void) MP_QUEUE(core->queue)->release(core->queue, task_id, worker_id,
+                                                      MP_MAX(MP_QUOTA_HOLD_MS, MP_MIN(hold, MP_QUOTA_HOLD_MAX_MS)),
+                                                      NULL);
                 return 1;
         }
         if (r < 0) {

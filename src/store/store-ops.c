@@ -2601,8 +2601,14 @@ static int quota_count(struct mp_store_conn *c, const char *sql, const char *who
  * and the month's CPU. With row locks the user's row, and the company's when it has a
  * quota, are locked first: admissions on several API nodes are counted one after the
  * other. 0 within the quotas, -EDQUOT (err filled) over one. */
+/* When a quota is checked: a direct call as it is stored (admitted or refused); then its
+ * start; a run's or a study's task, never admitted (it is throttled, not refused), only
+ * at its start, where the day's calls and the storage hold it too. */
+enum quota_when { QUOTA_ADMIT, QUOTA_START, QUOTA_START_UNADMITTED };
+
 static int quota_check(struct mp_store_conn *c, const char *owner, const char *company, int64_t now,
-                       bool starting, struct mp_error *err) {
+                       enum quota_when when, struct mp_error *err) {
+        bool starting = when != QUOTA_ADMIT, holding_all = when != QUOTA_START;
         _cleanup_json_ json_t *rows = json_array();
         bool company_quota = false;
         size_t i;
@@ -2634,8 +2640,17 @@ static int quota_check(struct mp_store_conn *c, const char *owner, const char *c
                         if (n >= json_integer_value(v))
                                 return quota_refused(err, "concurrent_calls", scope, json_integer_value(v), 0, now);
                 }
-                if (!starting && json_is_integer(v = json_object_get(q, "calls_per_day"))) {
-                        TRY(quota_count(c, SQL_QUOTA_DAY[k], who, day0 / DAY_MS, &n, err));
+                if (holding_all && json_is_integer(v = json_object_get(q, "calls_per_day"))) {
+                        /* Admitting: the calls made today. Starting a task never admitted:
+                         * those that ran today (ended, and running now), since its own
+                         * and its study's queued ones are among the calls made. */
+                        if (starting) {
+                                int64_t running;
+                                TRY(quota_count(c, SQL_QUOTA_RAN[k], who, day0 / DAY_MS, &n, err));
+                                TRY(quota_count(c, SQL_QUOTA_ACTIVE[k], who, 1, &running, err));
+                                n += running;
+                        } else
+                                TRY(quota_count(c, SQL_QUOTA_DAY[k], who, day0 / DAY_MS, &n, err));
                         if (n >= json_integer_value(v))
                                 return quota_refused(err, "calls_per_day", scope, json_integer_value(v),
                                                      day0 + DAY_MS, now);
@@ -2646,7 +2661,7 @@ static int quota_check(struct mp_store_conn *c, const char *owner, const char *c
                                 return quota_refused(err, "cpu_seconds_per_month", scope, json_integer_value(v),
                                                      month1, now);
                 }
-                if (!starting && json_is_integer(v = json_object_get(q, "storage_mb"))) {
+                if (holding_all && json_is_integer(v = json_object_get(q, "storage_mb"))) {
                         TRY(quota_count(c, SQL_QUOTA_STORAGE[k], who, 0, &n, err));
                         if (n >= json_integer_value(v) * 1048576)
                                 return quota_refused(err, "storage_mb", scope, json_integer_value(v), 0, now);
@@ -2659,7 +2674,7 @@ static int quota_admit(struct mp_store_conn *c, json_t *task, struct mp_error *e
         json_t *q = json_object_get(task, "queued_at");
 
         return quota_check(c, str_of(task, "owner_id") ?: "", str_of(task, "company_id"),
-                           json_is_integer(q) ? json_integer_value(q) : mp_now_ms(), false, err);
+                           json_is_integer(q) ? json_integer_value(q) : mp_now_ms(), QUOTA_ADMIT, err);
 }
 
 struct usage_args {
@@ -2668,6 +2683,7 @@ struct usage_args {
         const char *owner, *company, *group, *id;
         int64_t now;
         json_t *quota;
+        bool admitted;
 };
 
 static void usage_args_set_out(struct usage_args *a, json_t *out) {
@@ -2801,7 +2817,7 @@ static int task_start_quota_fn(struct mp_store_conn *c, void *ctx, struct mp_err
         /* Not queued (started by another claim, cancelled): nothing to hold. */
         if (r <= 0)
                 return r < 0 ? r : moved_or_missing(c, 0, a->id, err);
-        TRY(quota_check(c, a->owner, a->company, a->now, true, err));
+        TRY(quota_check(c, a->owner, a->company, a->now, a->admitted ? QUOTA_START : QUOTA_START_UNADMITTED, err));
         return moved_or_missing(c, q_exec(c, SQL_TASK_START, PARAMS(PI(a->now), PT(a->group), PT(a->id)),
                                           "starting a task", err),
                                 a->id, err);
@@ -2810,9 +2826,9 @@ static int task_start_quota_fn(struct mp_store_conn *c, void *ctx, struct mp_err
 /* A start without quota is task_start (lossy, see there); with one, the count and the
  * start are one transaction. */
 static int ops_task_start_quota(struct mp_store *s, const char *id, const char *worker_id, int64_t now,
-                                const char *owner_id, const char *company_id, struct mp_error *err) {
+                                const char *owner_id, const char *company_id, bool admitted, struct mp_error *err) {
         struct usage_args a = { .id = id, .group = worker_id, .owner = owner_id ? owner_id : "",
-                                .company = company_id ? company_id : "", .now = now };
+                                .company = company_id ? company_id : "", .now = now, .admitted = admitted };
         _cleanup_json_ json_t *rows = NULL;
         int r;
 
@@ -2827,7 +2843,9 @@ static int ops_task_start_quota(struct mp_store *s, const char *id, const char *
                 const char *u = str_of(row, "user_id") ?: "";
                 if ((!*u && *a.company) || !strcmp(u, a.owner))
                         applies |= json_is_integer(json_object_get(row, "concurrent_calls")) ||
-                                   json_is_integer(json_object_get(row, "cpu_seconds_per_month"));
+                                   json_is_integer(json_object_get(row, "cpu_seconds_per_month")) ||
+                                   (!admitted && (json_is_integer(json_object_get(row, "calls_per_day")) ||
+                                                  json_is_integer(json_object_get(row, "storage_mb"))));
         }
         if (!applies)
                 return ops_task_start(s, id, worker_id, now, err);

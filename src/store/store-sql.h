@@ -1247,13 +1247,17 @@ static const char SQL_QUOTA_UPSERT[] =
 static const char SQL_QUOTA_LOCK_USER[] = "SELECT id FROM users WHERE id = ?1 FOR UPDATE";
 static const char SQL_QUOTA_LOCK_COMPANY[] = "SELECT id FROM companies WHERE id = ?1 FOR UPDATE";
 /* What a quota counts, for an owner ([0]) or a company ([1]). Calls not ended (?2 = 1:
- * running only, the count a start is held by); the calls made on day ?2; the CPU of the
+ * running only, the count a start is held by); the calls made on day ?2; the calls ended
+ * on day ?2; the CPU of the
  * days since day ?2; what tasks keep. */
 #define SQL_QUOTA_ACTIVE_OF(col)                                                                \
         "SELECT COUNT(*) AS n FROM tasks WHERE " col " = ?1 AND status IN ('queued', 'running')" \
         " AND (?2 = 0 OR status = 'running')"
 #define SQL_QUOTA_DAY_OF(col)                                                                   \
         "SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS n FROM calls_daily WHERE " col " = ?1" \
+        " AND day = ?2"
+#define SQL_QUOTA_RAN_OF(col)                                                                   \
+        "SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS n FROM usage_daily WHERE " col " = ?1" \
         " AND day = ?2"
 #define SQL_QUOTA_CPU_OF(col)                                                                   \
         "SELECT CAST(COALESCE(SUM(cpu_ms), 0) AS BIGINT) AS n FROM usage_daily WHERE " col " = ?1" \
@@ -1264,6 +1268,7 @@ static const char SQL_QUOTA_LOCK_COMPANY[] = "SELECT id FROM companies WHERE id 
 static const char *const SQL_QUOTA_ACTIVE[2] = { SQL_QUOTA_ACTIVE_OF("owner_id"),
                                                  SQL_QUOTA_ACTIVE_OF("company_id") };
 static const char *const SQL_QUOTA_DAY[2] = { SQL_QUOTA_DAY_OF("owner_id"), SQL_QUOTA_DAY_OF("company_id") };
+static const char *const SQL_QUOTA_RAN[2] = { SQL_QUOTA_RAN_OF("owner_id"), SQL_QUOTA_RAN_OF("company_id") };
 static const char *const SQL_QUOTA_CPU[2] = { SQL_QUOTA_CPU_OF("owner_id"), SQL_QUOTA_CPU_OF("company_id") };
 static const char *const SQL_QUOTA_STORAGE[2] = { SQL_QUOTA_STORAGE_OF("owner_id"),
                                                   SQL_QUOTA_STORAGE_OF("company_id") };

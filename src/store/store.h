@@ -433,10 +433,13 @@ struct mp_store_ops {
                           json_t **ret, struct mp_error *err);
         /* task_start, held by the quotas of owner_id and company_id ("" none): the
          * concurrent calls (counting those running) and the month's CPU, checked and the
-         * task started in one transaction. 1 started, 0 not queued, -EDQUOT held (err
-         * says by which quota). */
+         * task started in one transaction; a task not admitted when it was stored (a
+         * run's or a study's: admitted false) is held by the day's calls (those that ran)
+         * and the storage too. 1 started, 0 not queued, -EDQUOT held (err says by which
+         * quota, with its retry_after). */
         int (*task_start_quota)(struct mp_store *s, const char *id, const char *worker_id, int64_t now,
-                                const char *owner_id, const char *company_id, struct mp_error *err);
+                                const char *owner_id, const char *company_id, bool admitted,
+                                struct mp_error *err);
         int (*user_set_operator)(struct mp_store *s, const char *user_id, int operator_flag,
                                  struct mp_error *err);
         /* The operators' raw figures of the window [from_ms, to_ms): {"functions_created",

@@ -209,6 +209,46 @@ def test_a_study_under_a_concurrency_quota_completes_every_point(qs):
     assert held and float(held[0].split()[1]) > 0, held
 
 
+def wait_progress(api, who, sid, until, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        s = expect_status(api.get(who, f"/studies/{sid}"), 200).json()
+        if until(s):
+            return s
+        assert time.monotonic() < deadline, s
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("quota", ["calls_per_day", "storage_mb"])
+def test_a_study_is_held_by_the_day_and_storage_quotas_until_they_allow(qs, quota):
+    """A study's calls are never refused, but they do not pass the day's calls or the
+    storage either: past the quota its points wait (queued), and go on once it is raised."""
+    api = qs.api
+    solo = uid(api, "solo")
+    fn = api.create_function("solo", harness.Api.unique("held"), STEP)
+    used = expect_status(api.get("solo", "/company/quotas", params={"user_id": solo}), 200).json()["used"]
+    limit = used["calls_today"] + 3 if quota == "calls_per_day" else 0
+    expect_status(put(api, "solo", user_id=solo, **{quota: limit}), 200)
+    try:
+        s = expect_status(api.post("solo", "/studies", json={
+            "target": {"function": fn["id"]}, "concurrency": 2,
+            "design": {"type": "grid", "params": {"i": list(range(6))}}}), 201).json()
+        if quota == "calls_per_day":
+            # At most three run; the others wait.
+            s = wait_progress(api, "solo", s["id"], lambda s: s["progress"]["completed"] >= 1)
+            time.sleep(3)
+        else:
+            time.sleep(3)  # storage used up from the start: nothing may start
+        s = expect_status(api.get("solo", f"/studies/{s['id']}"), 200).json()
+        assert s["status"] == "running", s
+        assert s["progress"]["completed"] <= (3 if quota == "calls_per_day" else 0), s
+        assert s["progress"]["queued"] >= 1 and s["progress"]["failed"] == 0, s
+    finally:
+        clear(api, "solo", solo)
+    s = wait_progress(api, "solo", s["id"], lambda s: s["status"] != "running")
+    assert s["status"] == "completed" and s["progress"]["completed"] == 6, s
+
+
 def test_refusals_are_counted_by_quota(qs):
     m = requests.get(qs.server.base + "/metrics", timeout=10).text
     lines = {ln.split()[0]: float(ln.split()[1]) for ln in m.splitlines()

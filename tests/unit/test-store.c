@@ -2714,20 +2714,20 @@ TEST(usage_and_quotas) {
         mp_error_clear(&err);
         /* unchecked (a run's or a study's) calls are stored; their starts are held */
         CHECK_INT(usage_task(s, f1, w.u2, w.company_a, now, false, NULL, 0, 0, 0, t, &err), ==, 0);
-        CHECK_INT(ops->task_start_quota(s, q1, "w/1", now, w.u2, w.company_a, &err), ==, 1);
-        CHECK_INT(ops->task_start_quota(s, q2, "w/1", now, w.u2, w.company_a, &err), ==, 1);
-        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, &err), ==, -EDQUOT);
+        CHECK_INT(ops->task_start_quota(s, q1, "w/1", now, w.u2, w.company_a, true, &err), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, q2, "w/1", now, w.u2, w.company_a, true, &err), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, true, &err), ==, -EDQUOT);
         mp_error_clear(&err);
         q = json_pack("{s:s,s:I}", "status", "completed", "finished_at", (json_int_t) now);
         CHECK_INT(ops->task_finish(s, q1, q, NULL), ==, 1);
-        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, &err), ==, 1);
-        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, &err), ==, 0); /* running */
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, true, &err), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u2, w.company_a, true, &err), ==, 0); /* running */
         CHECK_INT(ops->task_finish(s, q2, q, NULL), ==, 1);
         CHECK_INT(ops->task_finish(s, t, q, NULL), ==, 1);
         json_decref(q);
         /* a company without quotas starts as task_start does */
         CHECK_INT(usage_task(s, f1, w.u3, w.company_b, now, true, NULL, 0, 0, 0, t, &err), ==, 0);
-        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u3, w.company_b, &err), ==, 1);
+        CHECK_INT(ops->task_start_quota(s, t, "w/1", now, w.u3, w.company_b, true, &err), ==, 1);
         CHECK_INT(ops->quota_used(s, NULL, w.company_a, now, &used, &err), ==, 0);
         CHECK_INT(num(used, "concurrent_calls"), ==, 0);
         CHECK_INT(num(used, "cpu_ms_this_month") >= 909, ==, 1); /* today's, and yesterday's when in this month */
