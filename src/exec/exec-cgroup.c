@@ -155,6 +155,20 @@ int64_t mp_cgroup_cpu_us(const struct mp_cgroup *cg) {
         return cg->ops ? cg->ops->cpu_us(cg) : -1;
 }
 
+/* Append pid to the growing array *a (n used, cap allocated). 0 or -ENOMEM. */
+static int push_pid(pid_t **a, size_t *n, size_t *cap, pid_t pid) {
+        if (*n == *cap) {
+                size_t nc = *cap ? *cap * 2 : 16;
+                pid_t *d = realloc(*a, nc * sizeof(*d));
+                if (!d)
+                        return -ENOMEM;
+                *a = d;
+                *cap = nc;
+        }
+        (*a)[(*n)++] = pid;
+        return 0;
+}
+
 int mp_cgroup_procs(const struct mp_cgroup *cg, pid_t **ret, size_t *ret_n) {
         _cleanup_free_ char *s = NULL;
         _cleanup_free_ pid_t *pids = NULL;
@@ -172,17 +186,8 @@ int mp_cgroup_procs(const struct mp_cgroup *cg, pid_t **ret, size_t *ret_n) {
                 long v;
                 if (nl)
                         *nl = 0;
-                if (mp_parse_long(l, 1, INT32_MAX, &v) == 0) {
-                        if (n == cap) {
-                                size_t nc = cap ? cap * 2 : 16;
-                                pid_t *d = realloc(pids, nc * sizeof(*d));
-                                if (!d)
-                                        return -ENOMEM;
-                                pids = d;
-                                cap = nc;
-                        }
-                        pids[n++] = (pid_t) v;
-                }
+                if (mp_parse_long(l, 1, INT32_MAX, &v) == 0 && push_pid(&pids, &n, &cap, (pid_t) v) < 0)
+                        return -ENOMEM;
                 l = nl ? nl + 1 : NULL;
         }
         *ret = pids;
@@ -218,15 +223,8 @@ int mp_cgroup_kill_others(const struct mp_cgroup *cg, pid_t keep, dev_t pidns_de
                         pid_t pid = pids[i];
                         if (pid == keep || seen(done, n_done, pid))
                                 continue;
-                        if (n_done == cap) {
-                                size_t nc = cap ? cap * 2 : 16;
-                                pid_t *d = realloc(done, nc * sizeof(*d));
-                                if (!d)
-                                        return -ENOMEM;
-                                done = d;
-                                cap = nc;
-                        }
-                        done[n_done++] = pid;
+                        if (push_pid(&done, &n_done, &cap, pid) < 0)
+                                return -ENOMEM;
                         fresh = true;
                         /* The pidfd pins the process the pid names now; the namespace
                          * is checked after: if the pid was recycled by a process
