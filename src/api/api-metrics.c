@@ -248,6 +248,7 @@ static void pool_metrics(FILE *f, struct mp_core *core) {
                 { "queued", "mecapy_pool_queued", "gauge", "Calls waiting for an instance.", 1 },
                 { "zygotes", "mecapy_pool_zygotes", "gauge", "Zygotes (one per environment).", 1 },
                 { "memory_kb", "mecapy_pool_memory_bytes", "gauge", "Private memory of the warm instances in bytes.", 1024 },
+                { "zygotes_retired", "mecapy_pool_zygotes_retired_total", "counter", "Environments' zygotes retired (idle).", 1 },
         };
         _cleanup_json_ json_t *st = NULL;
 

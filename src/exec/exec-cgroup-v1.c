@@ -181,6 +181,17 @@ static int v1_kill(const struct mp_cgroup *cg) {
         return mp_cg_kill_procs(cg->path[MP_CG_PIDS]);
 }
 
+/* cpuacct.usage (ns), where cpuacct is mounted with cpu ("cpu,cpuacct", the usual
+ * layout); else unknown and the pool counts the instance's own CPU clock. */
+static int64_t v1_cpu_us(const struct mp_cgroup *cg) {
+        int64_t ns = mp_cg_read_i64(cg->path[MP_CG_CPU], "cpuacct.usage");
+        return ns < 0 ? -1 : ns / 1000;
+}
+
+static const char *v1_procs_dir(const struct mp_cgroup *cg) {
+        return cg->path[MP_CG_PIDS];
+}
+
 const struct mp_cgroup_ops mp_cgroup_v1_ops = {
         .name = "cgroup v1",
         .create = v1_create,
@@ -191,4 +202,6 @@ const struct mp_cgroup_ops mp_cgroup_v1_ops = {
         .usage = v1_usage,
         .kill = v1_kill,
         .destroy = v1_destroy,
+        .cpu_us = v1_cpu_us,
+        .procs_dir = v1_procs_dir,
 };

@@ -8,7 +8,8 @@
  *   cpu.max          "<quota> <period>" in microseconds
  *   memory.events    "oom_kill N": the OOM verdict
  *   memory.current, memory.peak (5.19+): usage; the peak covers the cgroup's life
- *   cgroup.kill      1: SIGKILL everything in it (5.14+; else cgroup.procs one by one) */
+ *   cgroup.kill      1: SIGKILL everything in it (5.14+; else cgroup.procs one by one)
+ *   cpu.stat         "usage_usec N": CPU of everything that ran in it, children too */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,6 +96,15 @@ static void v2_usage(const struct mp_cgroup *cg, int64_t *ret_peak_kb, bool *ret
         *ret_oom = mp_cg_read_key(cg->path[0], "memory.events", "oom_kill") > 0;
 }
 
+static int64_t v2_cpu_us(const struct mp_cgroup *cg) {
+        /* cpu.stat's usage_usec is kept by every cgroup v2, cpu controller or not. */
+        return mp_cg_read_key(cg->path[0], "cpu.stat", "usage_usec");
+}
+
+static const char *v2_procs_dir(const struct mp_cgroup *cg) {
+        return cg->path[0];
+}
+
 const struct mp_cgroup_ops mp_cgroup_v2_ops = {
         .name = "cgroup v2",
         .create = v2_create,
@@ -105,4 +115,6 @@ const struct mp_cgroup_ops mp_cgroup_v2_ops = {
         .usage = v2_usage,
         .kill = v2_kill,
         .destroy = v2_destroy,
+        .cpu_us = v2_cpu_us,
+        .procs_dir = v2_procs_dir,
 };

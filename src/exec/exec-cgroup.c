@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/limits.h"
@@ -148,6 +149,103 @@ void mp_cgroup_usage(const struct mp_cgroup *cg, int64_t *ret_peak_kb, bool *ret
 
 int mp_cgroup_kill(const struct mp_cgroup *cg) {
         return cg->ops ? cg->ops->kill(cg) : 0;
+}
+
+int64_t mp_cgroup_cpu_us(const struct mp_cgroup *cg) {
+        return cg->ops ? cg->ops->cpu_us(cg) : -1;
+}
+
+/* Append pid to the growing array *a (n used, cap allocated). 0 or -ENOMEM. */
+static int push_pid(pid_t **a, size_t *n, size_t *cap, pid_t pid) {
+        if (*n == *cap) {
+                size_t nc = *cap ? *cap * 2 : 16;
+                pid_t *d = realloc(*a, nc * sizeof(*d));
+                if (!d)
+                        return -ENOMEM;
+                *a = d;
+                *cap = nc;
+        }
+        (*a)[(*n)++] = pid;
+        return 0;
+}
+
+int mp_cgroup_procs(const struct mp_cgroup *cg, pid_t **ret, size_t *ret_n) {
+        _cleanup_free_ char *s = NULL;
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0, cap = 0;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (!cg->ops)
+                return -EOPNOTSUPP;
+        int r = read_small(cg->ops->procs_dir(cg), "cgroup.procs", 1 << 20, &s);
+        if (r < 0)
+                return r;
+        for (char *l = s; l && *l;) {
+                char *nl = strchr(l, '\n');
+                long v;
+                if (nl)
+                        *nl = 0;
+                if (mp_parse_long(l, 1, INT32_MAX, &v) == 0 && push_pid(&pids, &n, &cap, (pid_t) v) < 0)
+                        return -ENOMEM;
+                l = nl ? nl + 1 : NULL;
+        }
+        *ret = pids;
+        pids = NULL;
+        *ret_n = n;
+        return 0;
+}
+
+#define KILL_ROUNDS 8
+
+static bool seen(const pid_t *pids, size_t n, pid_t pid) {
+        for (size_t i = 0; i < n; i++)
+                if (pids[i] == pid)
+                        return true;
+        return false;
+}
+
+int mp_cgroup_kill_others(const struct mp_cgroup *cg, pid_t keep, dev_t pidns_dev, ino_t pidns_ino,
+                          unsigned *ret_killed) {
+        _cleanup_free_ pid_t *done = NULL;
+        size_t n_done = 0, cap = 0;
+
+        if (ret_killed)
+                *ret_killed = 0;
+        for (int round = 0; round < KILL_ROUNDS; round++) {
+                _cleanup_free_ pid_t *pids = NULL;
+                size_t n = 0;
+                bool fresh = false;
+                int r = mp_cgroup_procs(cg, &pids, &n);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < n; i++) {
+                        pid_t pid = pids[i];
+                        if (pid == keep || seen(done, n_done, pid))
+                                continue;
+                        if (push_pid(&done, &n_done, &cap, pid) < 0)
+                                return -ENOMEM;
+                        fresh = true;
+                        /* The pidfd pins the process the pid names now; the namespace
+                         * is checked after: if the pid was recycled by a process
+                         * elsewhere, the check fails; if that one died too and the pid
+                         * came back in the sandbox, the pidfd still names the dead one
+                         * (ESRCH). A pid gone already is simply done. */
+                        _cleanup_close_ int fd = (int) syscall(SYS_pidfd_open, pid, 0);
+                        if (fd < 0)
+                                continue;
+                        char path[64];
+                        struct stat st;
+                        snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int) pid);
+                        if (stat(path, &st) < 0 || st.st_dev != pidns_dev || st.st_ino != pidns_ino)
+                                continue;
+                        if (syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) == 0 && ret_killed)
+                                (*ret_killed)++;
+                }
+                if (!fresh)
+                        return 0;
+        }
+        return -EAGAIN;
 }
 
 int mp_cgroup_destroy(struct mp_cgroup *cg) {

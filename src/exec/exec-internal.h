@@ -75,6 +75,10 @@ struct mp_cgroup_ops {
         void (*usage)(const struct mp_cgroup *cg, int64_t *ret_peak_kb, bool *ret_oom);
         int (*kill)(const struct mp_cgroup *cg);
         int (*destroy)(struct mp_cgroup *cg); /* rmdir; -EBUSY while tasks leave */
+        /* CPU (user+system, us) of everything that ran in cg, -1 where not counted. */
+        int64_t (*cpu_us)(const struct mp_cgroup *cg);
+        /* The directory whose cgroup.procs lists its processes. */
+        const char *(*procs_dir)(const struct mp_cgroup *cg);
 };
 extern const struct mp_cgroup_ops mp_cgroup_v1_ops, mp_cgroup_v2_ops;
 
@@ -125,6 +129,23 @@ int mp_cgroup_reset_peak(const struct mp_cgroup *cg);
 int mp_cgroup_kill(const struct mp_cgroup *cg);
 /* rmdir cg; when tasks are still in it, kill them and return -EBUSY (retry later). */
 int mp_cgroup_destroy(struct mp_cgroup *cg);
+/* CPU time (us, user+system) charged to cg since it was made, its processes' children
+ * included: v2 cpu.stat usage_usec, v1 cpuacct.usage where cpuacct shares the cpu
+ * hierarchy. -1 without a cgroup or where the backend cannot say. */
+int64_t mp_cgroup_cpu_us(const struct mp_cgroup *cg);
+/* The processes of cg (pids as this process sees them) into *ret (the caller frees
+ * it). 0 or -errno (-EOPNOTSUPP without a cgroup). */
+int mp_cgroup_procs(const struct mp_cgroup *cg, pid_t **ret, size_t *ret_n);
+/* SIGKILL every process of cg except keep, and only those in the pid namespace
+ * (pidns_dev, pidns_ino: a stat of /proc/<keep>/ns/pid) of keep. Each pid read from
+ * cgroup.procs is opened as a pidfd first and its namespace checked after: a pid
+ * recycled meanwhile by a process elsewhere is never signalled. Repeated until a read
+ * of cgroup.procs shows no process not signalled yet (a child forked between a read
+ * and its parent's kill is in the next read), at most a few rounds. 0 when nothing else
+ * is left running, -EAGAIN when new processes kept appearing, -errno when cgroup.procs
+ * cannot be read. *ret_killed (may be NULL): how many were signalled. */
+int mp_cgroup_kill_others(const struct mp_cgroup *cg, pid_t keep, dev_t pidns_dev, ino_t pidns_ino,
+                          unsigned *ret_killed);
 
 /* v1: find and create the parent of every controller (mp_cgroup_host.v1_parent). */
 int mp_cgroup_v1_setup(struct mp_error *err);

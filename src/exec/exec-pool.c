@@ -59,6 +59,8 @@ struct zyg {
         pid_t pid;
         int pidfd, ctl;
         bool ready, dead;
+        bool retiring;             /* killed for idleness: its pidfd says when it is gone */
+        int64_t used_ms;           /* its last call began or ended (or it started) */
         unsigned spawning, need, fails;
         char last_error[256];
 };
@@ -78,6 +80,9 @@ struct inst {
         int64_t cpu_end_ns;        /* its CPU clock when its last call or load ended */
         bool setup_failed;         /* its cgroup or limits could not be applied */
         bool cg_peak;              /* this call's peak is its cgroup's (else VmHWM) */
+        enum { CPU_CLOCK, CPU_CGROUP, CPU_TREE } cpu_src; /* see inst_cpu_ns() */
+        dev_t ns_dev;              /* its pid namespace (a solver instance's, else 0) */
+        ino_t ns_ino;
         pid_t pid;
         int pidfd, gfd, lfd;
         clockid_t clk;
@@ -137,6 +142,7 @@ struct mp_pool {
         size_t n_stale;
         struct {
                 uint64_t hits, misses, cold_starts, evictions, retired, crashes, per_call;
+                uint64_t zygotes_retired;
         } st;
 };
 
@@ -149,6 +155,56 @@ static int64_t cpu_ns(clockid_t clk) {
         if (clock_gettime(clk, &ts) < 0)
                 return -1;
         return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* From /proc/<pid>/stat, in ns: utime + stime into *own, cutime + cstime (the
+ * children it reaped, with theirs) into *reaped. 0 or -1. */
+static int proc_cpu_ns(pid_t pid, int64_t *own, int64_t *reaped) {
+        char path[64];
+        _cleanup_free_ char *s = NULL;
+        unsigned long long t[4];
+        long hz = sysconf(_SC_CLK_TCK);
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        if (hz <= 0 || mp_read_file(path, 4096, &s, NULL) < 0)
+                return -1;
+        char *e = strrchr(s, ')'); /* the name may hold anything but ends there */
+        if (!e || sscanf(e + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &t[0], &t[1],
+                         &t[2], &t[3]) != 4)
+                return -1;
+        int64_t tick = 1000000000 / hz;
+        *own = (int64_t) (t[0] + t[1]) * tick;
+        *reaped = (int64_t) (t[2] + t[3]) * tick;
+        return 0;
+}
+
+/* The CPU an instance has used (ns), -1 unknown. One process (seccomp refuses fork):
+ * its own CPU clock, threads included. A solver instance may have children, whose CPU
+ * is the call's too: its cgroup's usage (cgroup v2 cpu.stat, v1 cpuacct: one small
+ * file read), else (a v1 host whose cpuacct is not mounted with cpu) the sum over its
+ * process tree: its own clock, the children it reaped (cutime), and every other
+ * process of its cgroup (alive or not yet reaped) with the children they reaped. A
+ * child's CPU moves from its own line to its parent's cutime when it is reaped, so the
+ * sum only grows. */
+static int64_t inst_cpu_ns(const struct inst *in) {
+        if (in->cpu_src == CPU_CGROUP) {
+                int64_t us = mp_cgroup_cpu_us(&in->cg);
+                return us < 0 ? -1 : us * 1000;
+        }
+        int64_t own = cpu_ns(in->clk);
+        if (in->cpu_src == CPU_CLOCK || own < 0)
+                return own;
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0;
+        int64_t o, r;
+        if (proc_cpu_ns(in->pid, &o, &r) == 0)
+                own += r;
+        if (mp_cgroup_procs(&in->cg, &pids, &n) < 0)
+                return own;
+        for (size_t i = 0; i < n; i++)
+                if (pids[i] != in->pid && proc_cpu_ns(pids[i], &o, &r) == 0)
+                        own += o + r;
+        return own;
 }
 
 /* "Key:   123 kB" lines of a /proc file, summed over the keys given. */
@@ -219,6 +275,27 @@ static void kill_inst(struct inst *in) {
         in->killed = true;
 }
 
+/* A solver instance may create processes: a solver left running in the background, a
+ * loop. SIGSTOP stops the instance, not them, and its own CPU clock does not count
+ * them. So at the end of each of its calls, when it is stopped, and before a call that
+ * follows it so closely that it was never stopped, every other process of its cgroup
+ * (its pid namespace: the instance is PID 1 there) is killed: nothing a call started
+ * runs while it is idle or survives into the next call. The killed ones wait as zombies
+ * until the instance reaps them (Python's subprocess reaps its own children). Other
+ * instances cannot fork (seccomp): nothing to do, not even a read. If the sweep cannot
+ * be done or does not converge, the instance itself goes. */
+static void kill_children(struct inst *in) {
+        if (!in->lim.solvers || in->killed || in->dead)
+                return;
+        int r = in->ns_ino ? mp_cgroup_kill_others(&in->cg, in->pid, in->ns_dev, in->ns_ino, NULL) : -ENOENT;
+        if (r < 0) {
+                mp_warn("exec: instance %u: cannot stop the processes it started (%s): it retires", in->id,
+                        strerror(-r));
+                kill_inst(in);
+                in->retiring = true;
+        }
+}
+
 /* No user code runs between calls. A call may leave threads spinning, a timer armed
  * (its signal handler then runs user code in the main thread), a thread pool working:
  * an idle instance is stopped, all its threads at once (SIGSTOP stops the whole thread
@@ -237,6 +314,8 @@ static void freeze(struct inst *in) {
                 in->frozen = true;
         else
                 kill_inst(in); /* cannot stop it: it must not run on, unaccounted */
+        /* Stopped, it starts nothing more: what it started in the gap goes now. */
+        kill_children(in);
 }
 
 /* Its cgroup or limits could not be applied: it goes, and the environment counts a
@@ -276,7 +355,7 @@ static bool same_limits(const struct mp_limits *a, const struct mp_limits *b) {
 
 static struct zyg *zyg_find(struct mp_pool *p, const char *key) {
         for (size_t i = 0; i < p->n_zygs; i++)
-                if (!p->zygs[i]->dead && strcmp(p->zygs[i]->key, key) == 0)
+                if (!p->zygs[i]->dead && !p->zygs[i]->retiring && strcmp(p->zygs[i]->key, key) == 0)
                         return p->zygs[i];
         return NULL;
 }
@@ -342,6 +421,7 @@ static struct zyg *zyg_start(struct mp_pool *p, const char *key, char *msg, size
         }
         z->t = (struct tag) { T_ZCTL, z };
         snprintf(z->key, sizeof(z->key), "%s", key);
+        z->used_ms = mp_mono_ms();
         z->ctl = ctl[0];
         (void) fcntl(z->ctl, F_SETFL, O_NONBLOCK);
         p->zygs[p->n_zygs++] = z;
@@ -411,8 +491,8 @@ static json_t *finish_reply(struct mp_pool *p, struct inst *in, bool exited, int
         bool oom = false;
         int64_t pk = -1;
 
-        if (!exited) {
-                int64_t c1 = cpu_ns(in->clk);
+        if (!exited || in->cpu_src == CPU_CGROUP) { /* a cgroup's usage outlives the exit */
+                int64_t c1 = inst_cpu_ns(in);
                 if (c1 >= 0 && in->cpu0_ns >= 0)
                         cpu = (c1 - in->cpu0_ns) / 1000000;
         } else if (in->cpu0_ns >= 0) {
@@ -458,7 +538,10 @@ static void call_done(struct mp_pool *p, struct inst *in) {
         }
         bool complete = in->rep_complete;
         end_call_buffers(in);
-        in->cpu_end_ns = cpu_ns(in->clk);
+        kill_children(in); /* after the answer: the caller does not wait for it */
+        in->cpu_end_ns = inst_cpu_ns(in);
+        if (real && in->z)
+                in->z->used_ms = now;
         p->last_activity = now;
         in->calls += real;
         in->mem_kb = inst_memory_kb(in);
@@ -493,6 +576,7 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
                      const struct mp_limits *lim, json_t *req) {
         _cleanup_json_ json_t *g = NULL;
         bool load = ch < 0;
+        bool ran_on = in->st == I_IDLE && !in->frozen; /* since its last call ended */
 
         if (in->st == I_SPARE) {
                 _cleanup_error_ struct mp_error err = { 0 };
@@ -515,6 +599,16 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
                         return;
                 }
                 (void) mp_buf_append(&in->req, &su, sizeof(su));
+                if (lim->solvers) {
+                        char path[64];
+                        struct stat st;
+                        snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int) in->pid);
+                        if (stat(path, &st) == 0) {
+                                in->ns_dev = st.st_dev;
+                                in->ns_ino = st.st_ino;
+                        }
+                        in->cpu_src = mp_cgroup_cpu_us(&in->cg) >= 0 ? CPU_CGROUP : CPU_TREE;
+                }
         }
         if (load)
                 g = json_pack("{s:s,s:O,s:O}", "op", "load", "code", json_object_get(req, "code"), "handler",
@@ -539,13 +633,17 @@ static void dispatch(struct mp_pool *p, struct inst *in, int ch, const char *key
         in->live.next_ms = in->start_ms + MP_LIVE_INTERVAL_MS;
         in->deadline_ms = in->start_ms + (int64_t) lim->timeout_s * 1000;
         p->last_activity = in->start_ms;
+        if (!load && in->z)
+                in->z->used_ms = in->start_ms;
         if (!s || mp_buf_append(&in->req, &len, 4) < 0 || mp_buf_append(&in->req, s, strlen(s)) < 0) {
                 kill_inst(in);
                 return;
         }
         reset_peak(in);
+        if (ran_on)
+                kill_children(in);
         /* From the end of its last call: what ran since is this call's. */
-        in->cpu0_ns = in->cpu_end_ns >= 0 ? in->cpu_end_ns : cpu_ns(in->clk);
+        in->cpu0_ns = in->cpu_end_ns >= 0 ? in->cpu_end_ns : inst_cpu_ns(in);
         in->freeze_ms = 0;
         /* Try now: most requests fit in the socket buffer, saving a poll round. */
         ssize_t n = send(in->gfd, in->req.data, in->req.len, MSG_NOSIGNAL);
@@ -728,6 +826,52 @@ static void zyg_event(struct mp_pool *p, struct zyg *z) {
         }
 }
 
+/* An environment's zygote (never the base one) that no call has used for the idle
+ * time (--instance-idle): no call running or waiting, none began or ended since. Its
+ * bound instances have retired by then (the same idle time), its spares and
+ * pre-bound per_call instances are all that is left. */
+static bool zyg_idle(const struct mp_pool *p, const struct zyg *z) {
+        if (z->dead || z->retiring || !z->ready || z->spawning || strcmp(z->key, "base") == 0)
+                return false;
+        for (size_t i = 0; i < p->nq; i++)
+                if (strcmp(p->q[i].env, z->key) == 0)
+                        return false;
+        for (size_t i = 0; i < p->n_insts; i++) {
+                const struct inst *in = p->insts[i];
+                if (in->z == z && !in->dead && !in->killed && in->st == I_BUSY && in->ch >= 0)
+                        return false;
+        }
+        return true;
+}
+
+/* Idle environments' zygotes retire: the zygote (an interpreter with the preloads, tens
+ * of MB) and its spares are killed, the per_call functions of the environment stop
+ * being pre-bound (refill drops a wish whose zygote is gone). The next call of the
+ * environment starts a new zygote, as its first call did. */
+static void retire_zygotes(struct mp_pool *p, int64_t now) {
+        for (size_t i = 0; i < p->n_zygs; i++) {
+                struct zyg *z = p->zygs[i];
+                if (!zyg_idle(p, z) || now - z->used_ms < p->idle_ms)
+                        continue;
+                for (size_t k = 0; k < p->n_insts; k++) {
+                        struct inst *in = p->insts[k];
+                        if (in->z == z && !in->dead) {
+                                kill_inst(in);
+                                in->retiring = true;
+                        }
+                }
+                /* Not waited for here: PID 1's exit waits for every process of its
+                 * namespace (ms per instance); its pidfd is watched instead. */
+                if (syscall(SYS_pidfd_send_signal, z->pidfd, SIGKILL, NULL, 0) < 0) {
+                        zyg_dead(p, z);
+                } else {
+                        z->retiring = true;
+                }
+                p->st.zygotes_retired++;
+                mp_info("exec: the zygote of environment %.12s retired (idle)", z->key);
+        }
+}
+
 /* ---------------------------------------------------------------- scheduling */
 
 /* The instance to evict: a spent per_call one first (it is only waiting to die), else
@@ -844,7 +988,7 @@ static void schedule(struct mp_pool *p) {
         /* Requests waiting for a spare: make them now (fork is in the zygote). */
         for (size_t i = 0; i < p->n_zygs; i++) {
                 struct zyg *z = p->zygs[i];
-                while (!z->dead && z->ready && z->need > z->spawning) {
+                while (!z->dead && !z->retiring && z->ready && z->need > z->spawning) {
                         if (live(p) >= p->max_instances && !evict_one(p))
                                 break;
                         if (spawn(p, z) < 0)
@@ -913,7 +1057,7 @@ static void refill(struct mp_pool *p) {
         for (size_t i = 0; i < p->n_zygs; i++) {
                 struct zyg *z = p->zygs[i];
                 unsigned spares = 0;
-                if (z->dead || !z->ready || z->fails >= SPAWN_FAILS_MAX)
+                if (z->dead || z->retiring || !z->ready || z->fails >= SPAWN_FAILS_MAX)
                         continue;
                 for (size_t k = 0; k < p->n_insts; k++)
                         spares += !p->insts[k]->dead && !p->insts[k]->killed && p->insts[k]->z == z &&
@@ -931,7 +1075,7 @@ static bool refill_wanted(const struct mp_pool *p) {
         for (size_t i = 0; i < p->n_zygs; i++) {
                 const struct zyg *z = p->zygs[i];
                 unsigned spares = 0, wishes = 0;
-                if (z->dead || !z->ready || z->fails >= SPAWN_FAILS_MAX)
+                if (z->dead || z->retiring || !z->ready || z->fails >= SPAWN_FAILS_MAX)
                         continue;
                 for (size_t k = 0; k < p->n_insts; k++)
                         spares += !p->insts[k]->dead && !p->insts[k]->killed && p->insts[k]->z == z &&
@@ -1062,20 +1206,28 @@ json_t *mp_pool_stats(struct mp_pool *p) {
                 mem += MP_MAX(in->mem_kb, 0);
         }
         for (size_t i = 0; i < p->n_zygs; i++)
-                zygs += !p->zygs[i]->dead;
-        return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "hits", (json_int_t) p->st.hits,
+                zygs += !p->zygs[i]->dead && !p->zygs[i]->retiring;
+        return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "hits", (json_int_t) p->st.hits,
                          "misses", (json_int_t) p->st.misses, "cold_starts", (json_int_t) p->st.cold_starts,
                          "evictions", (json_int_t) p->st.evictions, "retired", (json_int_t) p->st.retired, "crashes",
                          (json_int_t) p->st.crashes, "per_call", (json_int_t) p->st.per_call, "instances",
                          (json_int_t) inst, "spares", (json_int_t) spares, "busy", (json_int_t) busy, "queued",
-                         (json_int_t) p->nq, "zygotes", (json_int_t) zygs, "memory_kb", (json_int_t) mem);
+                         (json_int_t) p->nq, "zygotes", (json_int_t) zygs, "memory_kb", (json_int_t) mem,
+                         "zygotes_retired", (json_int_t) p->st.zygotes_retired);
 }
 
 void mp_pool_watch(struct mp_pool *p, struct mp_pollset *ps, int64_t now, int64_t *timeout) {
 #define LOWER(t) (*timeout = *timeout < 0 ? MP_MAX((t), 0) : MP_MIN(*timeout, MP_MAX((t), 0)))
-        for (size_t i = 0; i < p->n_zygs; i++)
-                if (!p->zygs[i]->dead)
-                        (void) mp_pollset_add(ps, p->zygs[i]->ctl, POLLIN, &p->zygs[i]->t);
+        for (size_t i = 0; i < p->n_zygs; i++) {
+                struct zyg *z = p->zygs[i];
+                if (z->dead)
+                        continue;
+                /* A retiring zygote's messages no longer matter; its pidfd says when
+                 * it (PID 1 of its pid namespace: with every instance) is gone. */
+                (void) mp_pollset_add(ps, z->retiring ? z->pidfd : z->ctl, POLLIN, &z->t);
+                if (zyg_idle(p, z))
+                        LOWER(z->used_ms + p->idle_ms - now);
+        }
         for (size_t i = 0; i < p->n_insts; i++) {
                 struct inst *in = p->insts[i];
                 if (in->dead || in->st == I_SPAWNING)
@@ -1107,7 +1259,10 @@ void mp_pool_event(struct mp_pool *p, void *tag, short revents) {
         struct tag *t = tag;
         if (t->kind == T_ZCTL) {
                 struct zyg *z = t->obj;
-                if (!z->dead) {
+                if (z->retiring) {
+                        zyg_dead(p, z); /* its pidfd: it has exited, the wait is immediate */
+                        schedule(p);
+                } else if (!z->dead) {
                         zyg_event(p, z);
                         schedule(p);
                 }
@@ -1162,6 +1317,7 @@ void mp_pool_tick(struct mp_pool *p, int64_t now) {
         }
         enforce_memory(p);
         kill_spent(p, now);
+        retire_zygotes(p, now);
         /* per_call functions are re-armed at once (their next instance is forked in the
          * zygote and loads its module while the current call runs); generic spares
          * wait for a quiet gap (pitfall 5). */

@@ -421,3 +421,50 @@ def test_a_package_index_must_be_an_http_url():
     r = harness.run_cli(["serve", "--package-index", "file:///etc", "--port", "1"], timeout=30)
     assert r.returncode != 0
     assert "--package-index file:///etc is not an http:// or https:// URL" in r.stderr, r.stderr
+
+
+def pool_metric(api, name: str) -> float | None:
+    import re
+    import requests
+    text = requests.get(api.base + "/metrics", timeout=harness.HTTP_TIMEOUT_S).text
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_an_idle_environments_zygote_retires_and_comes_back(wheelhouses):
+    # An environment's zygote that no call used for the idle time (--instance-idle)
+    # retires with its spares; the next call of the environment starts it again. The
+    # base environment's zygote stays.
+    import time
+    a, _ = wheelhouses
+    s = harness.start_stack("envs-idle", extra_args=["--wheelhouse", str(a), "--instance-idle", "2"])
+    try:
+        api = s.api
+        fn = api.create_function("alice", api.unique("idle-env"), USES_HELPER, requirements=["units-helper==2.1"])
+        assert wait_env(api, fn["environment"]["id"])["status"] == "ready"
+        t = api.execute("alice", fn["id"], {"F": 1000.0}, wait=60)
+        assert t["status"] == "completed" and t["result"]["helper"] == "2.1", t
+        assert pool_metric(api, "mecapy_pool_zygotes") == 2  # the base one and the environment's
+        assert pool_metric(api, "mecapy_pool_zygotes_retired_total") == 0
+        deadline = time.monotonic() + 60
+        while pool_metric(api, "mecapy_pool_zygotes_retired_total") != 1:
+            assert time.monotonic() < deadline, "the idle environment's zygote never retired"
+            time.sleep(0.25)
+        assert pool_metric(api, "mecapy_pool_zygotes") == 1
+        # Transparent: the next call starts the zygote again and gets the same answer.
+        again = api.execute("alice", fn["id"], {"F": 1000.0}, wait=60)
+        assert again["status"] == "completed", again
+        assert again["result"] == t["result"], (again["result"], t["result"])
+        assert pool_metric(api, "mecapy_pool_zygotes") == 2
+        # The base environment's zygote never retires, however long it is idle.
+        bare = api.create_function("alice", api.unique("idle-base"), "def main() -> int:\n    return 7\n")
+        assert api.execute("alice", bare["id"], {}, wait=60)["result"] == 7
+        deadline = time.monotonic() + 60
+        while pool_metric(api, "mecapy_pool_zygotes_retired_total") != 2:
+            assert time.monotonic() < deadline, "the idle environment's zygote never retired (again)"
+            time.sleep(0.25)
+        time.sleep(2.5)  # past the idle time of the base one's last call too
+        assert pool_metric(api, "mecapy_pool_zygotes") == 1
+        assert pool_metric(api, "mecapy_pool_zygotes_retired_total") == 2
+    finally:
+        close_stack(s)

@@ -239,3 +239,106 @@ def test_network_still_absent_with_solvers(api, sec_stack):
     t = run(api, "carol", "net", NETWORK, {"port": port}, solvers=["calculix", "gmsh"])
     assert t["status"] == "completed", t
     assert all(v.startswith("refused: PermissionError") for v in t["result"].values()), t["result"]
+
+
+# Call 1 leaves two processes running: a fork of the instance spinning, and ccx blocked
+# reading its input from a FIFO nobody writes. Call 2 (the same warm instance: its module
+# state says so) reaps them and lists every process of its pid namespace.
+LEFT_BEHIND = """\
+os = __import__("os")
+subprocess = __import__("subprocess")
+time = __import__("time")
+state = {"calls": 0, "fork": None, "ccx": None}
+
+
+def others() -> list:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            text = open("/proc/%s/stat" % d).read()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:]
+        if rest.split()[0] != "Z":  # a zombie is dead: it only waits to be reaped
+            out.append([int(d), name, rest.split()[0]])
+    return out
+
+
+def main(start: bool) -> dict:
+    state["calls"] += 1
+    out = {"calls": state["calls"]}
+    if start:
+        pid = os.fork()
+        if pid == 0:
+            while True:
+                pass
+        state["fork"] = pid
+        fifo = "/work/loop.inp"
+        os.mkfifo(fifo)
+        state["ccx"] = subprocess.Popen(["/usr/bin/ccx", "-i", "loop"], cwd="/work",
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # ccx is blocked opening its input
+        out["running"] = others()
+        return out
+    # Their end, as their parent (this instance) sees it: a wait status, or still running.
+    ended = {}
+    for _ in range(100):
+        if state["fork"] is not None and "fork" not in ended:
+            pid, status = os.waitpid(state["fork"], os.WNOHANG)
+            if pid:
+                ended["fork"] = os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exit %d" % status
+        if "ccx" not in ended and state["ccx"].poll() is not None:
+            ended["ccx"] = -state["ccx"].returncode
+        if len(ended) == 2:
+            break
+        time.sleep(0.05)
+    out["ended"] = ended
+    out["running"] = others()
+    return out
+"""
+
+
+def test_processes_a_call_leaves_do_not_outlive_it(api):
+    # A solver process left in the background would run on while the instance is idle
+    # (SIGSTOP stops the instance only) and into the next call: each call's end kills
+    # every other process of the instance.
+    f = api.create_function("carol", api.unique("left-behind"), LEFT_BEHIND, solvers=["calculix"])
+    t = api.execute("carol", f["id"], {"start": True}, wait=60, timeout=120)
+    assert t["status"] == "completed", t
+    names = sorted(p[1] for p in t["result"]["running"])
+    assert names == ["ccx", "python3"] or names == ["ccx", "mecapy-zygote"], t["result"]
+    t = api.execute("carol", f["id"], {"start": False}, wait=60, timeout=120)
+    assert t["status"] == "completed", t
+    r = t["result"]
+    assert r["calls"] == 2, f"not the same warm instance: {r}"
+    assert r["ended"] == {"fork": 9, "ccx": 9}, r  # both killed (SIGKILL) when call 1 ended
+    assert r["running"] == [], r
+
+
+BURN_IN_CHILD = """\
+os = __import__("os")
+time = __import__("time")
+
+
+def main(seconds: float) -> dict:
+    pid = os.fork()
+    if pid == 0:
+        while time.process_time() < seconds:
+            pass
+        os._exit(0)
+    _, status, ru = os.wait4(pid, 0)
+    return {"child_cpu_ms": int((ru.ru_utime + ru.ru_stime) * 1000), "status": status}
+"""
+
+
+def test_a_calls_cpu_time_counts_its_child_processes(api):
+    # The parent only waits: before, the call's cpu_ms was its own CPU clock (~0 here).
+    f = api.create_function("carol", api.unique("burn-child"), BURN_IN_CHILD, solvers=["calculix"])
+    for _ in range(2):  # the first call (a fresh instance) and a warm one
+        t = api.execute("carol", f["id"], {"seconds": 1.0}, wait=60, timeout=120)
+        assert t["status"] == "completed" and t["result"]["status"] == 0, t
+        child = t["result"]["child_cpu_ms"]
+        assert child >= 900, t["result"]
+        assert t["cpu_ms"] >= 0.9 * child, (t["cpu_ms"], child)

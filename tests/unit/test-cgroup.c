@@ -200,6 +200,62 @@ TEST(v2_kill_fallback) {
         mp_error_clear(&err);
 }
 
+/* A call's CPU, its children's included: cpu.stat's usage_usec; -1 where absent. */
+TEST(v2_cpu_usage) {
+        struct mp_error err = { 0 };
+        struct mp_cgroup cg;
+        fake_root("cpu memory pids\n");
+        REQUIRE(mp_cgroup_setup_v2(root, &err) == 0);
+        child("inst-4", true);
+        REQUIRE(mp_cgroup_create("inst-4", &lim, &cg, &err) == 0);
+        CHECK_INT(mp_cgroup_cpu_us(&cg), ==, -1);
+        put("inst-4/cpu.stat", "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n");
+        CHECK_INT(mp_cgroup_cpu_us(&cg), ==, 1234567);
+        struct mp_cgroup none = { 0 };
+        CHECK_INT(mp_cgroup_cpu_us(&none), ==, -1);
+        mp_error_clear(&err);
+}
+
+/* What a solver call left running: every process of the cgroup but the one kept, and
+ * only in the kept one's pid namespace. */
+TEST(v2_kill_others) {
+        struct mp_error err = { 0 };
+        struct mp_cgroup cg;
+        struct stat ns;
+        char procs[96];
+        pid_t c[2];
+        unsigned n = 99;
+        int ws = 0;
+        fake_root("cpu memory pids\n");
+        REQUIRE(mp_cgroup_setup_v2(root, &err) == 0);
+        child("inst-5", true);
+        REQUIRE(mp_cgroup_create("inst-5", &lim, &cg, &err) == 0);
+        REQUIRE(stat("/proc/self/ns/pid", &ns) == 0);
+        for (int i = 0; i < 2; i++) {
+                c[i] = fork();
+                REQUIRE(c[i] >= 0);
+                if (c[i] == 0) {
+                        pause();
+                        _exit(0);
+                }
+        }
+        snprintf(procs, sizeof(procs), "%d\n%d\n%d\n", (int) getpid(), (int) c[0], (int) c[1]);
+        put("inst-5/cgroup.procs", procs);
+        /* Another namespace's processes are not its own: nothing is signalled. */
+        CHECK_INT(mp_cgroup_kill_others(&cg, getpid(), ns.st_dev, ns.st_ino + 1, &n), ==, 0);
+        CHECK_INT(n, ==, 0);
+        CHECK_INT(waitpid(c[0], &ws, WNOHANG), ==, 0);
+        CHECK_INT(mp_cgroup_kill_others(&cg, getpid(), ns.st_dev, ns.st_ino, &n), ==, 0);
+        CHECK_INT(n, ==, 2);
+        for (int i = 0; i < 2; i++) {
+                CHECK_INT(waitpid(c[i], &ws, 0), ==, c[i]);
+                CHECK(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+        }
+        struct mp_cgroup none = { 0 };
+        CHECK_INT(mp_cgroup_kill_others(&none, getpid(), ns.st_dev, ns.st_ino, &n), ==, -EOPNOTSUPP);
+        mp_error_clear(&err);
+}
+
 /* A limit that cannot be written fails the sandbox, naming the file; nothing runs. */
 TEST(v2_limit_write_fails_closed) {
         struct mp_error err = { 0 };
@@ -285,6 +341,8 @@ static const struct check_case cases[] = {
         CASE(v2_oom_verdict),
         CASE(v2_kill_writes_cgroup_kill),
         CASE(v2_kill_fallback),
+        CASE(v2_cpu_usage),
+        CASE(v2_kill_others),
         CASE(v2_limit_write_fails_closed),
         CASE(v2_setup_refuses_missing_controller),
         CASE(setup_fails_closed),
