@@ -171,6 +171,20 @@ def _wf_body(api, span, use, path):
             "outputs": {"L": {"from": "b", "path": "L"}}}
 
 
+def _run(api, wf, inputs):
+    """A run of wf with these inputs, once it has ended; it must have completed."""
+    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"wait": "30"},
+                 json={"inputs": inputs}, timeout=60)
+    expect_status(r, 200, 202)
+    run = r.json()
+    for _ in range(60):
+        if run["finished_at"] is not None:
+            break
+        run = expect_status(api.get("alice", f"/workflow-runs/{run['id']}", params={"wait": "5"}), 200).json()
+    assert run["status"] == "completed", run
+    return run
+
+
 def test_workflow_edge_of_another_dimension_is_refused_at_save(api):
     span = api.create_function("alice", api.unique("span"), SPAN)
     use = api.create_function("alice", api.unique("use"), USE)
@@ -187,15 +201,7 @@ def test_workflow_edge_converts_compatible_units_and_params_take_quantities(api)
     expect_status(r, 201)
     wf = r.json()
     assert wf["input_schema"]["properties"]["L"]["x-unit"] == "m"
-    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"wait": "30"},
-                 json={"inputs": {"L": "2500 mm"}}, timeout=60)
-    expect_status(r, 200, 202)
-    run = r.json()
-    for _ in range(60):
-        if run["finished_at"] is not None:
-            break
-        run = expect_status(api.get("alice", f"/workflow-runs/{run['id']}", params={"wait": "5"}), 200).json()
-    assert run["status"] == "completed", run
+    run = _run(api, wf, {"L": "2500 mm"})
     # a's span is 2500 mm; b reads it in m
     assert run["outputs"]["L"] == pytest.approx(2.5, rel=1e-12), run
     p = assert_problem(api.post("alice", f"/workflows/{wf['id']}/execute",
@@ -251,15 +257,7 @@ def test_map_elements_are_converted_one_by_one(api):
     r = api.post("alice", "/workflows", json=_map_body(api, spans, half, "spans"))
     expect_status(r, 201)
     wf = r.json()
-    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"wait": "30"},
-                 json={"inputs": {"n": 3}}, timeout=60)
-    expect_status(r, 200, 202)
-    run = r.json()
-    for _ in range(60):
-        if run["finished_at"] is not None:
-            break
-        run = expect_status(api.get("alice", f"/workflow-runs/{run['id']}", params={"wait": "5"}), 200).json()
-    assert run["status"] == "completed", run
+    run = _run(api, wf, {"n": 3})
     # a gives [1000, 2000, 3000] mm; each element reaches b in m
     got = run["outputs"]["b"]
     assert [e["L"] for e in got] == pytest.approx([1.0, 2.0, 3.0], rel=1e-12), run
