@@ -141,6 +141,10 @@ int mp_verify_start(struct mp_core *core, const struct mp_principal *p, const ch
 int mp_verify_settle(struct mp_core *core, const char *function_id, json_t *ver, struct mp_error *err);
 /* mp_verify_settle, failures logged (for reads). */
 void mp_verify_refresh(struct mp_core *core, const char *function_id, json_t *ver);
+/* At start: every version still running its verification cases is settled as a read
+ * would (the missing case tasks queued again, the outcome written once they all
+ * ended). Failures of one version are logged; < 0 only when the list cannot be read. */
+int mp_verify_recover(struct mp_core *core, struct mp_error *err);
 /* The task-end hook's line: a case's task ended. */
 void mp_verify_task_ended(struct mp_core *core, json_t *task);
 /* May version ver of fn be made public? 409 Unverified (cases failed or still running)

@@ -267,8 +267,12 @@ static int read_outputs(json_t *v, const char *root, struct mp_error *err) {
         return 0;
 }
 
-int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, json_t *body, const char *csv,
-                         size_t csv_len, bool cache_refresh, json_t **ret, struct mp_error *err) {
+/* mp_core_study_create; keep_design (may be NULL) is the design the study is stored
+ * with in place of the body's, whose points it runs (a re-run: the original's design,
+ * its points given as a list). */
+static int create_study(struct mp_core *core, const struct mp_principal *p, json_t *body, const char *csv,
+                        size_t csv_len, bool cache_refresh, json_t *keep_design, json_t **ret,
+                        struct mp_error *err) {
         _cleanup_json_ json_t *fn = NULL, *ver = NULL, *points = NULL, *keyed = NULL, *study = NULL,
                               *design = NULL, *list = NULL, *start = NULL;
         const char *name = NULL, *notes = NULL;
@@ -352,7 +356,10 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
 
         mp_id_new(id);
         /* A list design is stored as its size: the points themselves are the study's rows. */
-        if (!strcmp(str_of(design, "type") ?: "", "list")) {
+        if (keep_design) {
+                json_decref(design);
+                design = json_incref(keep_design);
+        } else if (!strcmp(str_of(design, "type") ?: "", "list")) {
                 json_decref(design);
                 design = json_pack("{s:s,s:I}", "type", "list", "count", (json_int_t) json_array_size(points));
         }
@@ -378,6 +385,11 @@ int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, jso
         mp_error_clear(err);
         started(core, study, start);
         return mp_core_study_get(core, p, id, ret, err);
+}
+
+int mp_core_study_create(struct mp_core *core, const struct mp_principal *p, json_t *body, const char *csv,
+                         size_t csv_len, bool cache_refresh, json_t **ret, struct mp_error *err) {
+        return create_study(core, p, body, csv, csv_len, cache_refresh, NULL, ret, err);
 }
 
 int mp_core_study_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,
@@ -1038,7 +1050,10 @@ int mp_core_study_rerun(struct mp_core *core, const struct mp_principal *p, cons
         if (!wf && !fn)
                 return mp_error_set(err, EINVAL, 409, "conflict",
                                     "study %s groups tasks and runs: only a study with a target can be re-run", id);
-        /* The same points: the inputs each point ran with, less the fixed ones given apart. */
+        /* The same points, in the same order: the inputs each point ran with, less the
+         * fixed ones given apart; the study keeps the original's design (a grid stays a
+         * grid), its points not made again from it (the new version's schema might make
+         * others). */
         if ((r = MP_STORE(core->store)->study_points(core->store, id, -1, MP_MAX_STUDY_POINTS, &rows, err)) < 0)
                 return r;
         fixed = json_object_get(s, "fixed");
@@ -1060,7 +1075,7 @@ int mp_core_study_rerun(struct mp_core *core, const struct mp_principal *p, cons
                 return -ENOMEM;
         if (!json_is_integer(json_object_get(req, "concurrency")))
                 json_object_del(req, "concurrency");
-        return mp_core_study_create(core, p, req, NULL, 0, false, ret, err);
+        return create_study(core, p, req, NULL, 0, false, json_object_get(s, "design"), ret, err);
 }
 
 /* The points of a study by their inputs (canonical text): {key: point row}. */

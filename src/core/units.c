@@ -228,6 +228,46 @@ static const struct {
         { { 0, 1, -1 }, "mass flow" },
 };
 
+static bool dim_is(const signed char *dim, int length, int mass, int time) {
+        for (int k = 3; k < MP_UNIT_NDIMS; k++)
+                if (dim[k])
+                        return false;
+        return dim[0] == length && dim[1] == mass && dim[2] == time;
+}
+
+/* Is the unit text (one that parses) a force times a length: made of forces and lengths
+ * only (N*m, kN*cm, kgf*cm, lbf*ft)? Any other unit in it (J, kWh, cal, kg*m^2/s^2)
+ * makes it an energy. Numbers in it (powers, "1/") are skipped. */
+static bool force_times_length(const char *text) {
+        const char *s = text;
+        bool any = false;
+
+        while (*s) {
+                const char *start = s;
+                const struct mp_unit_def *d;
+                int exp10;
+                size_t len, n;
+
+                for (size_t k; (k = name_char(s)) > 0;)
+                        s += k;
+                if (s == start) {
+                        s++;
+                        continue;
+                }
+                if (*start >= '0' && *start <= '9')
+                        continue;
+                len = n = (size_t) (s - start);
+                while (n > 1 && start[n - 1] >= '0' && start[n - 1] <= '9') /* "m2" */
+                        n--;
+                if (lookup(start, len, &d, &exp10) < 0 && lookup(start, n, &d, &exp10) < 0)
+                        return false;
+                if (!dim_is(d->dim, 1, 1, -2) && !dim_is(d->dim, 1, 0, 0))
+                        return false;
+                any = true;
+        }
+        return any;
+}
+
 void mp_units_dimension_name(const struct mp_unit *u, const char *text, char *buf, size_t size) {
         static const char *const base[] = { "length", "mass", "time", "current", "temperature",
                                             "substance", "luminosity", "angle" };
@@ -239,9 +279,10 @@ void mp_units_dimension_name(const struct mp_unit *u, const char *text, char *bu
                         same &= dimension_names[i].dim[k] == u->dim[k];
                 if (!same)
                         continue;
-                /* A force times a length is a moment; a joule, a calorie or a watt hour an energy. */
-                if (!strcmp(dimension_names[i].name, "energy") && text && !strpbrk(text, "JWce") &&
-                    !strstr(text, "Btu"))
+                /* A force times a length is a moment; a joule, a calorie or a watt hour an
+                 * energy. Told by the units named, not by letters in the text: kN*cm and
+                 * kgf*cm are moments. */
+                if (!strcmp(dimension_names[i].name, "energy") && text && force_times_length(text))
                         snprintf(buf, size, "moment");
                 else
                         snprintf(buf, size, "%s", dimension_names[i].name);

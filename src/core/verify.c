@@ -5,9 +5,10 @@
  * last one ends the version's "verification" column gets its outcome.
  *
  * The outcome is written only once every case's task has ended, and it is computed from
- * the tasks alone: two ends racing both compute the same answer, and a process that
- * stopped before writing it is made good by the next read (mp_verify_refresh), so the
- * state survives a restart without a sweep of its own. */
+ * the tasks alone: two ends racing both compute the same answer. A process that stopped
+ * before writing it, or before its case tasks were stored, is made good at the next
+ * start (mp_verify_recover, with the queue's and the studies' recovery) and by any read
+ * of the version meanwhile (mp_verify_refresh). */
 #include <stdio.h>
 #include <string.h>
 
@@ -325,6 +326,34 @@ void mp_verify_refresh(struct mp_core *core, const char *function_id, json_t *ve
                 mp_warn("function %s: the outcome of the verification cases of version %" JSON_INTEGER_FORMAT
                         " could not be stored now: %s", function_id,
                         json_integer_value(json_object_get(ver, "version")), err.message);
+}
+
+int mp_verify_recover(struct mp_core *core, struct mp_error *err) {
+        _cleanup_json_ json_t *rows = NULL;
+        json_t *row;
+        size_t i;
+        int r, n = 0;
+
+        if ((r = MP_STORE(core->store)->verification_running(core->store, &rows, err)) < 0)
+                return r;
+        json_array_foreach(rows, i, row) {
+                _cleanup_json_ json_t *ver = NULL;
+                _cleanup_error_ struct mp_error verr = { 0 };
+                const char *function_id = json_string_value(json_object_get(row, "function_id"));
+                int version = (int) json_integer_value(json_object_get(row, "version"));
+
+                if (MP_STORE(core->store)->function_get_version(core->store, function_id, version, &ver, &verr) < 0) {
+                        mp_warn("function %s: version %d could not be read to settle its verification cases: %s",
+                                function_id, version, verr.message);
+                        continue;
+                }
+                mp_verify_refresh(core, function_id, ver);
+                n += strcmp(json_string_value(json_object_get(json_object_get(ver, "verification"), "status")) ?: "",
+                            "running") != 0;
+        }
+        if (n)
+                mp_info("%d version(s) whose verification cases had ended were settled", n);
+        return 0;
 }
 
 void mp_verify_task_ended(struct mp_core *core, json_t *task) {

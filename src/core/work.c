@@ -31,6 +31,9 @@ int mp_core_recover(struct mp_core *core, struct mp_error *err) {
                 mp_warn("workflow runs could not be taken up again now: %s", werr.message);
         if (mp_study_recover(core, &werr) < 0)
                 mp_warn("studies could not be taken up again now: %s", werr.message);
+        mp_error_clear(&werr);
+        if (mp_verify_recover(core, &werr) < 0)
+                mp_warn("verification cases could not be taken up again now: %s", werr.message);
         return 0;
 }
 

@@ -257,10 +257,15 @@ static void check_edge(struct node *src, const char *path, json_t *want_schema, 
 
 /* units: a result field with a unit into an input with a unit. Another dimension is
  * refused (a stress into a length); another unit of the same dimension is converted
- * when the node runs: the node records the unit it reads ("units": {input: unit}). */
+ * when the node runs: the node records the unit it reads ("units": {input: unit}).
+ * over_list: a map's elements, each of the list's items (key: map.as); their unit is the
+ * items' "x-unit", else the list's own (Annotated[list[float], "mm"]). */
 static void check_edge_units(struct node *nd, struct node *src, const char *path, const char *key,
-                             json_t *want_schema, const char *field, struct mp_error *err) {
+                             json_t *want_schema, bool over_list, const char *field, struct mp_error *err) {
         json_t *got_schema = schema_at(json_object_get(src->fn, "result_schema"), path);
+        json_t *items = over_list ? json_object_get(got_schema, "items") : NULL;
+        if (json_is_string(json_object_get(items, "x-unit")))
+                got_schema = items;
         const char *got = json_string_value(json_object_get(got_schema, "x-unit"));
         const char *want = json_string_value(json_object_get(want_schema, "x-unit"));
         struct mp_unit g, w;
@@ -271,8 +276,9 @@ static void check_edge_units(struct node *nd, struct node *src, const char *path
         if (!mp_units_same_dimension(&g, &w)) {
                 mp_units_dimension_name(&g, got, gd, sizeof(gd));
                 mp_units_dimension_name(&w, want, wd, sizeof(wd));
-                mp_error_add_field(err, field, "node \"%s\" gives %s in %s (%s %s); %s is %s %s (%s)", src->id,
-                                   path ? path : "its result", got, strchr("aeiou", gd[0]) ? "an" : "a", gd, key,
+                mp_error_add_field(err, field, "node \"%s\" gives %s%s in %s (%s %s); %s is %s %s (%s)", src->id,
+                                   path ? path : "its result", over_list ? " (each element)" : "", got,
+                                   strchr("aeiou", gd[0]) ? "an" : "a", gd, key,
                                    strchr("aeiou", wd[0]) ? "an" : "a", wd, want);
                 return;
         }
@@ -339,7 +345,7 @@ static void check_inputs(struct parse *ps, struct node *nd, const char *base) {
                                 check_edge(src, json_string_value(json_object_get(in, "path")),
                                            input_schema_of(nd, key), false, field, ps->err);
                                 check_edge_units(nd, src, json_string_value(json_object_get(in, "path")), key,
-                                                 input_schema_of(nd, key), field, ps->err);
+                                                 input_schema_of(nd, key), false, field, ps->err);
                         }
                         break;
                 }
@@ -410,8 +416,12 @@ static void check_map(struct parse *ps, struct node *nd, const char *base) {
         }
         case MP_FLOW_FROM: {
                 struct node *src = check_from(ps, nd, over, field);
-                if (src && src->fn && nd->fn)
+                if (src && src->fn && nd->fn) {
                         check_edge(src, json_string_value(json_object_get(over, "path")), elem, true, field, ps->err);
+                        if (as)
+                                check_edge_units(nd, src, json_string_value(json_object_get(over, "path")), as, elem,
+                                                 true, field, ps->err);
+                }
                 break;
         }
         default:

@@ -80,6 +80,17 @@ static int resolve_ref(json_t *ref, json_t *inputs, json_t *state, json_t **ret,
         return r;
 }
 
+/* The value v (borrowed) an input key of node is given, as a new reference: a number
+ * read from a result in another unit than the input's goes as a quantity, which the
+ * input's validation converts (core/schema.c); the node's "units" (workflow-def.c) names
+ * that unit, for a map's elements under map.as. */
+static json_t *with_unit(json_t *node, const char *key, json_t *v) {
+        json_t *unit = json_object_get(json_object_get(node, "units"), key);
+        if (json_is_number(v) && json_is_string(unit))
+                return json_pack("{s:O,s:O}", "value", v, "unit", unit);
+        return json_deep_copy(v);
+}
+
 /* A node's inputs, every reference resolved, as a new object. */
 static int resolve_inputs(json_t *node, json_t *inputs, json_t *state, json_t **ret, char *msg, size_t size) {
         _cleanup_json_ json_t *out = json_object();
@@ -94,13 +105,7 @@ static int resolve_inputs(json_t *node, json_t *inputs, json_t *state, json_t **
                         snprintf(msg, size, "input \"%s\": %s", key, why);
                         return -ENOENT;
                 }
-                /* units: a result in another unit than the input's goes as a quantity,
-                 * which the input's validation converts (core/schema.c) */
-                json_t *unit = json_object_get(json_object_get(node, "units"), key);
-                if (v && json_is_number(v) && json_is_string(unit)) {
-                        if (json_object_set_new(out, key, json_pack("{s:O,s:O}", "value", v, "unit", unit)) < 0)
-                                return -ENOMEM;
-                } else if (v && json_object_set_new(out, key, json_deep_copy(v)) < 0)
+                if (v && json_object_set_new(out, key, with_unit(node, key, v)) < 0)
                         return -ENOMEM;
         }
         *ret = TAKE_PTR(out);
@@ -266,7 +271,7 @@ static int map_step(json_t *node, json_t *ns, json_t *inputs, json_t *state, jso
                         if (!is(el, "pending"))
                                 continue;
                         json_t *in = json_deep_copy(base);
-                        json_object_set_new(in, as, json_deep_copy(json_array_get(over, next)));
+                        json_object_set_new(in, as, with_unit(node, as, json_array_get(over, next)));
                         json_t *s = start_new(node, (int) next, in);
                         if (!s || json_array_append_new(starts, s) < 0)
                                 return -ENOMEM;

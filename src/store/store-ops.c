@@ -2995,10 +2995,33 @@ static int ops_company_set_settings(struct mp_store *s, const char *company_id, 
         return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
 }
 
+static int ops_verification_running(struct mp_store *s, json_t **ret, struct mp_error *err) {
+        struct all_args a = { SQL_VERIFICATION_RUNNING, "%\"status\":\"running\"%",
+                              "listing the versions running their verification cases", NULL };
+        json_t *rows = NULL, *row;
+        int n = all_run(s, &a, &rows, err);
+        size_t i;
+
+        if (n < 0)
+                return n;
+        /* the pattern also matches a settled outcome whose cases hold the text */
+        for (i = json_array_size(rows); i-- > 0;) {
+                row = json_array_get(rows, i);
+                const char *st = str_of(json_object_get(row, "verification"), "status");
+                if (!st || strcmp(st, "running"))
+                        json_array_remove(rows, i);
+                else
+                        json_object_del(row, "verification");
+        }
+        *ret = rows;
+        return 0;
+}
+
 #define VERIFY_OPS                                                                       \
         .version_set_meta = ops_version_set_meta, .verification_tasks = ops_verification_tasks, \
         .version_swap_review = ops_version_swap_review,                                  \
-        .company_settings = ops_company_settings, .company_set_settings = ops_company_set_settings,
+        .company_settings = ops_company_settings, .company_set_settings = ops_company_set_settings, \
+        .verification_running = ops_verification_running,
 /* ---- environments (core/environments.c, migration 17) ---- */
 
 struct env_insert_args {

@@ -1340,3 +1340,10 @@ static const char SQL_ENV_UNUSED[] =
 static const char SQL_ENV_UNFINISHED[] =
         "SELECT * FROM environments WHERE status IN ('queued', 'building') AND (?1 IS NULL OR id = ?1)"
         " ORDER BY created_at, id";
+/* Versions whose verification may still be running (verify.c's sweep at start); ?1 is
+ * the pattern '%"status":"running"%' (the column holds compact JSON): a superset, which
+ * the caller narrows by the column's status. */
+static const char SQL_VERIFICATION_RUNNING[] =
+        "SELECT v.function_id, v.version, v.verification FROM function_versions v"
+        " JOIN functions f ON f.id = v.function_id"
+        " WHERE f.deleted_at = 0 AND v.verification LIKE ?1 ORDER BY v.function_id, v.version";

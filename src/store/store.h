@@ -487,6 +487,9 @@ struct mp_store_ops {
         /* [{"id"}] of the ready environments created before before_ms that no version of
          * a function not deleted names, oldest first. */
         int (*env_unused)(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err);
+        /* [{"function_id", "version"}] of the versions of functions not deleted whose
+         * verification is still running (core/verify.c's sweep at start): *ret a new array. */
+        int (*verification_running)(struct mp_store *s, json_t **ret, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

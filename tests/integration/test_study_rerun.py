@@ -5,7 +5,7 @@ import pytest
 
 import harness
 from harness import assert_problem, error_paths, expect_status
-from studyutil import create_study, wait_study
+from studyutil import all_results, create_study, wait_study
 
 V1 = '''\
 def main(x: float, k: float) -> dict:
@@ -87,6 +87,41 @@ def test_points_missing_on_either_side(api, fn, first):
     assert d["points"][0]["outputs"]["result.y"]["rel_diff"] == 0
     # result.k is not an output of the second study: no value there
     assert d["points"][0]["outputs"]["result.k"]["b"] is None
+
+
+@pytest.mark.parametrize("design", [
+    {"type": "grid", "params": {"x": [3, 1, 2], "k": [7, 5]}},
+    {"type": "lhs", "params": {"x": {"min": 0, "max": 4}, "k": {"min": 1, "max": 2}}, "count": 5, "seed": 11},
+], ids=["grid", "lhs"])
+def test_a_rerun_keeps_the_design_and_its_points(api, fn, design):
+    """The re-run shows the original's design (a grid stays a grid, not a list of its
+    points), and runs the same points in the same order."""
+    s = create_study(api, "alice", {"target": {"function": fn["id"], "version": 1}, "design": design,
+                                    "outputs": ["result.y"]})
+    s = wait_study(api, "alice", s["id"])
+    r = rerun(api, s["id"])
+    expect_status(r, 201)
+    again = r.json()
+    assert again["design"] == s["design"] == design
+    assert again["target"]["version"] == 2
+    wait_study(api, "alice", again["id"])
+    before = [(it["index"], it["inputs"]) for it in all_results(api, "alice", s["id"])]
+    after = [(it["index"], it["inputs"]) for it in all_results(api, "alice", again["id"])]
+    assert len(before) == (6 if design["type"] == "grid" else 5)
+    assert after == before
+
+
+def test_a_rerun_of_a_list_keeps_its_points(api, fn):
+    points = [{"x": 2, "k": 1}, {"x": 0.5, "k": 3}, {"x": 1, "k": 2}]
+    s = create_study(api, "alice", {"target": {"function": fn["id"], "version": 1},
+                                    "design": {"type": "list", "points": points}})
+    assert s["design"] == {"type": "list", "count": 3}
+    r = rerun(api, s["id"])
+    expect_status(r, 201)
+    again = r.json()
+    assert again["design"] == {"type": "list", "count": 3}
+    wait_study(api, "alice", again["id"])
+    assert [it["inputs"] for it in all_results(api, "alice", again["id"])] == points
 
 
 def test_bad_reruns_and_strangers(api, first):

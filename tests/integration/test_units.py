@@ -171,6 +171,20 @@ def _wf_body(api, span, use, path):
             "outputs": {"L": {"from": "b", "path": "L"}}}
 
 
+def _run(api, wf, inputs):
+    """A run of wf with these inputs, once it has ended; it must have completed."""
+    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"wait": "30"},
+                 json={"inputs": inputs}, timeout=60)
+    expect_status(r, 200, 202)
+    run = r.json()
+    for _ in range(60):
+        if run["finished_at"] is not None:
+            break
+        run = expect_status(api.get("alice", f"/workflow-runs/{run['id']}", params={"wait": "5"}), 200).json()
+    assert run["status"] == "completed", run
+    return run
+
+
 def test_workflow_edge_of_another_dimension_is_refused_at_save(api):
     span = api.create_function("alice", api.unique("span"), SPAN)
     use = api.create_function("alice", api.unique("use"), USE)
@@ -187,17 +201,67 @@ def test_workflow_edge_converts_compatible_units_and_params_take_quantities(api)
     expect_status(r, 201)
     wf = r.json()
     assert wf["input_schema"]["properties"]["L"]["x-unit"] == "m"
-    r = api.post("alice", f"/workflows/{wf['id']}/execute", params={"wait": "30"},
-                 json={"inputs": {"L": "2500 mm"}}, timeout=60)
-    expect_status(r, 200, 202)
-    run = r.json()
-    for _ in range(60):
-        if run["finished_at"] is not None:
-            break
-        run = expect_status(api.get("alice", f"/workflow-runs/{run['id']}", params={"wait": "5"}), 200).json()
-    assert run["status"] == "completed", run
+    run = _run(api, wf, {"L": "2500 mm"})
     # a's span is 2500 mm; b reads it in m
     assert run["outputs"]["L"] == pytest.approx(2.5, rel=1e-12), run
     p = assert_problem(api.post("alice", f"/workflows/{wf['id']}/execute",
                                 json={"inputs": {"L": "3 kg"}}), 422)
     assert {e["path"]: e["message"] for e in p["errors"]}["inputs.L"] == "3 kg is a mass; L is a length (m)"
+
+
+# ---- map elements along an edge: each element's unit is checked at save and converted
+
+SPANS = '''\
+from typing import Annotated, TypedDict
+
+
+class Out(TypedDict):
+    spans: Annotated[list[float], "mm"]
+    stresses: Annotated[list[float], "MPa"]
+
+
+def main(n: int) -> Out:
+    return {"spans": [1000.0 * (i + 1) for i in range(n)], "stresses": [100.0] * n}
+'''
+
+HALF = '''\
+from typing import Annotated
+
+
+def main(L: Annotated[float, "m"], k: float = 0.5):
+    return {"half": k * L, "L": L}
+'''
+
+
+def _map_body(api, spans, half, path):
+    return {"name": api.unique("wf-map-units"),
+            "nodes": [{"id": "a", "function": spans["name"], "inputs": {"n": {"param": "n"}}},
+                      {"id": "b", "function": half["name"],
+                       "map": {"over": {"from": "a", "path": path}, "as": "L"}}],
+            "outputs": {"b": {"from": "b"}}}
+
+
+def test_map_elements_of_another_dimension_are_refused_at_save(api):
+    spans = api.create_function("alice", api.unique("spans"), SPANS)
+    half = api.create_function("alice", api.unique("half"), HALF)
+    assert spans["output_schema"]["properties"]["spans"]["x-unit"] == "mm"
+    p = assert_problem(api.post("alice", "/workflows", json=_map_body(api, spans, half, "stresses")), 422)
+    errs = {e["path"]: e["message"] for e in p["errors"]}
+    assert errs == {"nodes[1].map.over":
+                    'node "a" gives stresses (each element) in MPa (a pressure); L is a length (m)'}, p
+
+
+def test_map_elements_are_converted_one_by_one(api):
+    spans = api.create_function("alice", api.unique("spans"), SPANS)
+    half = api.create_function("alice", api.unique("half"), HALF)
+    r = api.post("alice", "/workflows", json=_map_body(api, spans, half, "spans"))
+    expect_status(r, 201)
+    wf = r.json()
+    run = _run(api, wf, {"n": 3})
+    # a gives [1000, 2000, 3000] mm; each element reaches b in m
+    got = run["outputs"]["b"]
+    assert [e["L"] for e in got] == pytest.approx([1.0, 2.0, 3.0], rel=1e-12), run
+    assert [e["half"] for e in got] == pytest.approx([0.5, 1.0, 1.5], rel=1e-12), run
+    # each element's task ran with its value converted
+    node = next(n for n in run["nodes"] if n["id"] == "b")
+    assert api.task("alice", node["task_ids"][1])["inputs"]["L"] == pytest.approx(2.0)

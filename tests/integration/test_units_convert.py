@@ -40,6 +40,8 @@ CASES = [
     (1, "gal", "L"), (7850, "kg/m^3", "g/cm^3"), (100, "kph", "m/s"), (1, "knot", "m/s"),
     (1, "g0", "m/s^2"), (3000, "rpm", "rad/s"), (50, "Hz", "1/min"), (1, "m^4", "mm^4"),
     (210, "GPa", "N/mm^2"), (5, "kN/m", "N/mm"), (1, "um", "nm"), (1, "mN*m", "N*m"),
+    # a moment and an energy share a dimension: pint converts one into the other, so do we
+    (5, "J", "N*m"), (3, "kN*cm", "J"),
 ]
 
 

@@ -227,3 +227,88 @@ def test_a_version_whose_case_tasks_were_lost_settles(stack, api):
     fn = wait_verified(api, "alice", fn["id"])
     assert fn["verification"]["status"] == "passed", fn["verification"]
     assert [c["name"] for c in fn["verification"]["cases"]] == [c["name"] for c in CASES]
+
+
+# A version's verification as a new version is stored with (core/verify.c).
+RUNNING = '{"status":"running","cases":[]}'
+
+
+def wait_listed(api, user, fid, version, timeout=90.0) -> dict:
+    """Version `version` as GET /functions/{id}/versions lists it, once its verification is
+    no longer running. That list shows what is stored and settles nothing, unlike a read
+    of the function: what it sees settled was settled by the server itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api.get(user, f"/functions/{fid}/versions")
+        expect_status(r, 200)
+        v = next(x for x in r.json()["items"] if x["version"] == version)
+        if v["verification"]["status"] != "running":
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"verification of {fid} v{version} still running after {timeout} s "
+                        f"(listed, never read): {v['verification']}")
+        time.sleep(0.2)
+
+
+def store_sql(stack, sql: str, *params) -> int:
+    """Run one statement on the stopped stack's store (SQLite, or the suite's PostgreSQL
+    database in scale-out): the number of rows it changed."""
+    if stack.backends:
+        import subprocess
+        text = sql
+        for i, p in enumerate(params, 1):
+            text = text.replace(f"?{i}", "'" + str(p).replace("'", "''") + "'")
+        r = subprocess.run(["psql", stack.backends.args[1], "-v", "ON_ERROR_STOP=1", "-qtAc", text],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return -1
+    import sqlite3
+    db = sqlite3.connect(str(stack.data_dir / "mecapy.db"))
+    with db:
+        n = db.execute(sql, params).rowcount
+    db.close()
+    return n
+
+
+@pytest.mark.skipif(harness.scaleout_requested(), reason="edits the embedded SQLite store and its queue")
+def test_lost_case_tasks_are_queued_again_at_start(stack, api):
+    """As above, but nothing reads the version: the server's start finds it running
+    without its case tasks, queues them again, and the version settles by itself. (The
+    state is made in the stopped server's store: the tasks and their jobs deleted, the
+    version set back to running, as a process stopped between storing the version and
+    its tasks leaves it.)"""
+    fn = api.create_function("alice", harness.Api.unique("swept"), CANTILEVER, verification=CASES)
+    assert wait_listed(api, "alice", fn["id"], 1)["verification"]["status"] == "passed"
+    stack.server.stop()
+    key = f"{fn['id']}:1"
+    store_sql(stack, "DELETE FROM jobs WHERE task_id IN (SELECT id FROM tasks WHERE verification_of = ?1)", key)
+    assert store_sql(stack, "DELETE FROM tasks WHERE verification_of = ?1", key) == len(CASES)
+    assert store_sql(stack, "UPDATE function_versions SET verification = ?1 WHERE function_id = ?2 AND version = 1",
+                     RUNNING, fn["id"]) == 1
+    stack.server.start()
+    api.login_all()
+    v = wait_listed(api, "alice", fn["id"], 1)
+    assert v["verification"]["status"] == "passed", v["verification"]
+    assert [c["name"] for c in v["verification"]["cases"]] == [c["name"] for c in CASES]
+    assert all(c["passed"] for c in v["verification"]["cases"])
+    # the cases really ran again: new tasks of the version
+    r = api.get("alice", "/tasks", params={"function_id": fn["id"]})
+    expect_status(r, 200)
+    assert len(r.json()["items"]) == len(CASES)
+
+
+def test_an_outcome_left_unwritten_is_written_at_start(stack, api):
+    """Every case task ended but the process stopped before the version's outcome was
+    written (made by setting it back to running in the stopped server's store): the next
+    start writes it, with no read of the version."""
+    fn = api.create_function("alice", harness.Api.unique("unwritten"), CANTILEVER, verification=CASES)
+    assert wait_listed(api, "alice", fn["id"], 1)["verification"]["status"] == "passed"
+    stack.server.stop()
+    n = store_sql(stack, "UPDATE function_versions SET verification = ?1 WHERE function_id = ?2 AND version = 1",
+                  RUNNING, fn["id"])
+    assert n in (1, -1)
+    stack.server.start()
+    api.login_all()
+    v = wait_listed(api, "alice", fn["id"], 1)
+    assert v["verification"]["status"] == "passed", v["verification"]
+    assert [c["passed"] for c in v["verification"]["cases"]] == [True, True]

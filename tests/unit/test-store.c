@@ -3063,6 +3063,42 @@ TEST(review_compare_and_set) {
         done(s);
 }
 
+/* The versions whose verification is still running (the sweep at start): only those,
+ * and only of functions not deleted; the outcome's cases may hold "running" as a value
+ * and are still not listed once it has settled. */
+TEST(verification_running) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        struct world w;
+        char f1[MP_ID_LEN + 1], f2[MP_ID_LEN + 1], f3[MP_ID_LEN + 1];
+        json_t *rows = NULL;
+        json_t *running = json_pack("{s:s,s:[]}", "status", "running", "cases");
+        json_t *passed = json_pack("{s:s,s:[{s:s,s:{s:s}}]}", "status", "passed", "cases", "name", "a", "got",
+                                   "status", "running");
+
+        make_world(s, &w);
+        CHECK_INT(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1000), ==, 0);
+        CHECK_INT(make_function(s, f2, w.u1, w.company_a, "plate", "private", 1000), ==, 0);
+        CHECK_INT(make_function(s, f3, w.u1, w.company_a, "shell", "private", 1000), ==, 0);
+        CHECK_INT(ops->verification_running(s, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 0);
+        json_decref(rows);
+        CHECK_INT(ops->version_set_meta(s, f1, 1, "verification", running, &err), ==, 0);
+        CHECK_INT(ops->version_set_meta(s, f2, 1, "verification", passed, &err), ==, 0);
+        CHECK_INT(ops->version_set_meta(s, f3, 1, "verification", running, &err), ==, 0);
+        CHECK_INT(ops->function_delete(s, f3, 2000, &err), ==, 0);
+        CHECK_INT(ops->verification_running(s, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 1);
+        CHECK_STR(str(json_array_get(rows, 0), "function_id"), f1);
+        CHECK_INT(json_integer_value(json_object_get(json_array_get(rows, 0), "version")), ==, 1);
+        json_decref(rows);
+        json_decref(running);
+        json_decref(passed);
+        mp_error_clear(&err);
+        done(s);
+}
+
 static const struct check_case cases[] = {
         CASE(open_bad_urls),
         CASE(identity),
@@ -3089,6 +3125,7 @@ static const struct check_case cases[] = {
         CASE(usage_storage_given_back),
         CASE(environments),
         CASE(review_compare_and_set),
+        CASE(verification_running),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line

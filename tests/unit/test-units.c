@@ -92,6 +92,10 @@ TEST(dimension_names) {
                 { "kg/m^3", "density" }, { "m/s", "velocity" }, { "m/s^2", "acceleration" },
                 { "Hz", "frequency" },  { "mm^4", "second moment of area" }, { "kN/m", "force per length" },
                 { "m/m", "dimensionless" }, { "A*s/kg", "[mass]^-1*[time]*[current]" },
+                /* a moment is told from an energy by the units named, not by their letters */
+                { "kN*cm", "moment" },  { "kgf*cm", "moment" }, { "lbf*ft", "moment" }, { "N·mm", "moment" },
+                { "daN m", "moment" },  { "kcal", "energy" }, { "erg", "energy" },  { "eV", "energy" },
+                { "Btu", "energy" },    { "W*s", "energy" },  { "kg*m^2/s^2", "energy" }, { "mJ", "energy" },
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 struct mp_unit u;
