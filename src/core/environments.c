@@ -19,9 +19,10 @@
  *           the layer is the wheels' files and pip's metadata only, the same bytes each
  *           time the same lock is built.
  *   index   (--package-index URL): pip itself never reaches a network. Before pip runs,
- *           the server fetches the PEP 503 page of each project named (no redirect
- *           followed, pages and files bounded in size and time) and every wheel it
- *           links with a #sha256= fragment, checked, into LAYERS/.wheels, a wheelhouse
+ *           the server fetches the page of each project named, PEP 691 JSON when the
+ *           index serves it, else PEP 503 HTML (no redirect followed, pages and files
+ *           bounded in size and time), and every wheel it lists with a sha256 (not
+ *           yanked, unless pinned), checked, into LAYERS/.wheels, a wheelhouse
  *           like the operator's; a project pip then reports missing (a dependency) is
  *           fetched in turn and pip runs again, at most ENV_INDEX_ROUNDS times.
  *
@@ -464,16 +465,27 @@ static void curl_init_once(void) {
 }
 
 /* GET url into the sink: no redirect followed, http and https only, bounded in size
- * and time. 0 or -EIO with a line in *flog. */
-static int fetch(const char *url, struct sink *k, long long max, struct mp_buf *flog) {
+ * and time; with accept, that Accept header, and the answer's Content-Type (its media
+ * type, lower case) into ret_type. 0 or -EIO with a line in *flog. */
+static int fetch(const char *url, const char *accept, struct sink *k, long long max, char *ret_type,
+                 size_t type_size, struct mp_buf *flog) {
         long status = 0;
         pthread_once(&curl_once, curl_init_once);
         CURL *h = curl_easy_init();
+        struct curl_slist *headers = NULL;
         CURLcode rc;
         char line[600];
 
         if (!h)
                 return -ENOMEM;
+        if (accept) {
+                snprintf(line, sizeof(line), "Accept: %s", accept);
+                if (!(headers = curl_slist_append(NULL, line))) {
+                        curl_easy_cleanup(h);
+                        return -ENOMEM;
+                }
+                curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        }
         k->left = max;
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -487,7 +499,16 @@ static int fetch(const char *url, struct sink *k, long long max, struct mp_buf *
         rc = curl_easy_perform(h);
         if (rc == CURLE_OK)
                 curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (rc == CURLE_OK && ret_type) {
+                const char *type = NULL;
+                size_t n = 0;
+                curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &type);
+                for (; type && type[n] && type[n] != ';' && type[n] != ' ' && n + 1 < type_size; n++)
+                        ret_type[n] = (char) (type[n] >= 'A' && type[n] <= 'Z' ? type[n] + 32 : type[n]);
+                ret_type[n] = 0;
+        }
         curl_easy_cleanup(h);
+        curl_slist_free_all(headers);
         if (rc == CURLE_OK && status == 200)
                 return 0;
         snprintf(line, sizeof(line), "index: %.400s: %s\n", url,
@@ -513,7 +534,7 @@ static void fetch_wheel(const char *wheels, const char *url, const char *file, c
         if ((k.fd = mkostemp(tmp, O_CLOEXEC)) < 0)
                 return;
         crypto_hash_sha256_init(&k.st);
-        int r = fetch(url, &k, ENV_INDEX_WHEEL_MAX, flog);
+        int r = fetch(url, NULL, &k, ENV_INDEX_WHEEL_MAX, NULL, 0, flog);
         close(k.fd);
         crypto_hash_sha256_final(&k.st, h);
         sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
@@ -526,53 +547,116 @@ static void fetch_wheel(const char *wheels, const char *url, const char *file, c
                 unlink(tmp);
 }
 
-/* The wheels of one project (its name normalized) from every index. */
-static void fetch_project(struct mp_core *core, const char *wheels, const char *name, struct mp_buf *flog) {
+/* One file a project page lists (href: its URL, relative to the page; file: its name;
+ * sha256: the index's hash of it): fetched into wheels when it is a wheel whose name
+ * and hash are well formed and its URL http(s). True when it was tried. */
+static bool take_file(const char *wheels, const char *page_url, const char *href, const char *file,
+                      const char *sha256, struct mp_buf *flog) {
+        size_t fl = file ? strlen(file) : 0;
+        bool ok = sha256 && strlen(sha256) == 2 * crypto_hash_sha256_BYTES && fl > 4 && fl < 250 &&
+                  !strcmp(file + fl - 4, ".whl") && file[0] != '.';
+        for (size_t i = 0; ok && i < fl; i++)
+                ok = name_char(file[i]) || file[i] == '+' || file[i] == '!';
+        for (const char *x = ok ? sha256 : ""; ok && *x; x++)
+                ok = (*x >= '0' && *x <= '9') || (*x >= 'a' && *x <= 'f');
+        CURLU *u = ok ? curl_url() : NULL;
+        char *abs = NULL;
+        bool taken = false;
+        if (u && curl_url_set(u, CURLUPART_URL, page_url, 0) == CURLUE_OK &&
+            curl_url_set(u, CURLUPART_URL, href, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_URL, &abs, 0) == CURLUE_OK &&
+            (!strncmp(abs, "http://", 7) || !strncmp(abs, "https://", 8))) {
+                fetch_wheel(wheels, abs, file, sha256, flog);
+                taken = true;
+        }
+        curl_free(abs);
+        curl_url_cleanup(u);
+        return taken;
+}
+
+/* The version a wheel's file name carries (NAME-VERSION-...), into buf. */
+static void wheel_version(const char *file, char *buf, size_t size) {
+        const char *dash = strchr(file, '-'), *dash2 = dash ? strchr(dash + 1, '-') : NULL;
+        snprintf(buf, size, "%.*s", dash2 ? (int) (dash2 - dash - 1) : 0, dash2 ? dash + 1 : "");
+}
+
+/* A PEP 691 JSON page: its "files", each {"filename","url","hashes":{"sha256"}}. A
+ * yanked file (PEP 592) is taken only when the requirements pin its version with ==
+ * (pin: that version, or NULL). */
+static void take_json_page(const char *wheels, const char *page_url, const struct mp_buf *page, const char *pin,
+                           struct mp_buf *flog) {
+        _cleanup_json_ json_t *doc = json_loadb(page->data, page->len, JSON_REJECT_DUPLICATES, NULL);
+        json_t *files = json_object_get(doc, "files"), *f;
+        size_t i, taken = 0;
+        char line[400];
+
+        if (!json_is_array(files)) {
+                snprintf(line, sizeof(line), "index: %.300s: not a PEP 691 project page (no \"files\")\n", page_url);
+                mp_buf_append_trunc(flog, line, strlen(line));
+                return;
+        }
+        json_array_foreach(files, i, f) {
+                const char *file = json_string_value(json_object_get(f, "filename"));
+                const char *url = json_string_value(json_object_get(f, "url"));
+                json_t *yanked = json_object_get(f, "yanked");
+                char version[128];
+                if (taken >= ENV_INDEX_FILES_MAX || !file || !url)
+                        break;
+                if (yanked && !json_is_false(yanked)) {
+                        wheel_version(file, version, sizeof(version));
+                        if (!pin || strcmp(pin, version))
+                                continue;
+                }
+                if (take_file(wheels, page_url, url, file,
+                              json_string_value(json_object_get(json_object_get(f, "hashes"), "sha256")), flog))
+                        taken++;
+        }
+}
+
+/* A PEP 503 HTML page: its links, each with a #sha256= fragment. */
+static void take_html_page(const char *wheels, const char *page_url, struct mp_buf *page, struct mp_buf *flog) {
+        size_t taken = 0;
+
+        for (char *a = strstr(page->data, "href=\""); a && taken < ENV_INDEX_FILES_MAX; a = strstr(a, "href=\"")) {
+                a += 6;
+                char *end = strchr(a, '"'), *frag, *file;
+                if (!end)
+                        break;
+                *end = 0;
+                frag = strstr(a, "#sha256=");
+                if (frag)
+                        *frag = 0;
+                file = strrchr(a, '/');
+                file = file ? file + 1 : a;
+                if (frag && take_file(wheels, page_url, a, file, frag + 8, flog))
+                        taken++;
+                a = end + 1;
+        }
+}
+
+/* The wheels of one project (its name normalized) from every index: its PEP 691 JSON
+ * page when the index serves one, else its PEP 503 HTML page. */
+static void fetch_project(struct mp_core *core, const char *wheels, const char *name, const char *pin,
+                          struct mp_buf *flog) {
+        static const char accept[] = "application/vnd.pypi.simple.v1+json, text/html;q=0.1";
         for (const char *ix = core->config->package_index; ix && *ix;) {
-                size_t il = strcspn(ix, "\n"), taken = 0;
+                size_t il = strcspn(ix, "\n");
                 _cleanup_free_ char *page_url = NULL;
                 struct mp_buf page = { .cap = ENV_INDEX_PAGE_MAX };
                 struct sink k = { .page = &page };
+                char type[80] = "";
 
                 if (asprintf(&page_url, "%.*s/%s/", (int) il, ix, name) < 0)
                         return;
                 ix = ix[il] ? ix + il + 1 : NULL;
-                if (fetch(page_url, &k, ENV_INDEX_PAGE_MAX, flog) < 0 || !page.data) {
+                if (fetch(page_url, accept, &k, ENV_INDEX_PAGE_MAX, type, sizeof(type), flog) < 0 || !page.data) {
                         mp_buf_free(&page);
                         continue;
                 }
-                for (char *a = strstr(page.data, "href=\""); a && taken < ENV_INDEX_FILES_MAX;
-                     a = strstr(a, "href=\"")) {
-                        a += 6;
-                        char *end = strchr(a, '"'), *frag, *file;
-                        if (!end)
-                                break;
-                        *end = 0;
-                        frag = strstr(a, "#sha256=");
-                        if (frag)
-                                *frag = 0;
-                        file = strrchr(a, '/');
-                        file = file ? file + 1 : a;
-                        size_t fl = strlen(file);
-                        bool ok = frag && strlen(frag + 8) == 2 * crypto_hash_sha256_BYTES && fl > 4 && fl < 250 &&
-                                  !strcmp(file + fl - 4, ".whl") && file[0] != '.';
-                        for (size_t i = 0; ok && i < fl; i++)
-                                ok = name_char(file[i]) || file[i] == '+' || file[i] == '!';
-                        for (const char *x = frag ? frag + 8 : ""; ok && *x; x++)
-                                ok = (*x >= '0' && *x <= '9') || (*x >= 'a' && *x <= 'f');
-                        CURLU *u = ok ? curl_url() : NULL;
-                        char *abs = NULL;
-                        if (u && curl_url_set(u, CURLUPART_URL, page_url, 0) == CURLUE_OK &&
-                            curl_url_set(u, CURLUPART_URL, a, 0) == CURLUE_OK &&
-                            curl_url_get(u, CURLUPART_URL, &abs, 0) == CURLUE_OK &&
-                            (!strncmp(abs, "http://", 7) || !strncmp(abs, "https://", 8))) {
-                                fetch_wheel(wheels, abs, file, frag + 8, flog);
-                                taken++;
-                        }
-                        curl_free(abs);
-                        curl_url_cleanup(u);
-                        a = end + 1;
-                }
+                if (!strcmp(type, "application/vnd.pypi.simple.v1+json"))
+                        take_json_page(wheels, page_url, &page, pin, flog);
+                else
+                        take_html_page(wheels, page_url, &page, flog);
                 mp_buf_free(&page);
         }
 }
@@ -592,8 +676,9 @@ static void normalize_name(const char *s, size_t n, char *out, size_t size) {
         out[o] = 0;
 }
 
-/* Fetch the projects in `names` not yet in `done` (both JSON: an array, an object). */
-static void fetch_missing(struct mp_core *core, json_t *names, json_t *done, struct mp_buf *flog) {
+/* Fetch the projects in `names` not yet in `done` (both JSON: an array, an object);
+ * pins: {name: version} of the requirements that pin one with == or ===. */
+static void fetch_missing(struct mp_core *core, json_t *names, json_t *done, json_t *pins, struct mp_buf *flog) {
         char wheels[PATH_MAX + 16];
         size_t i;
         json_t *n;
@@ -606,8 +691,29 @@ static void fetch_missing(struct mp_core *core, json_t *names, json_t *done, str
                 if (!name[0] || json_object_get(done, name))
                         continue;
                 json_object_set_new(done, name, json_true());
-                fetch_project(core, wheels, name, flog);
+                fetch_project(core, wheels, name, json_string_value(json_object_get(pins, name)), flog);
         }
+}
+
+/* The version a requirement pins with == or === (one exact version, no wildcard, no
+ * other specifier), into pins under its normalized name. */
+static void add_pin(const char *req, json_t *pins) {
+        const char *end = read_name(req), *p;
+        char name[128], version[128];
+        size_t n;
+
+        if (!end || *end == '[')
+                return;
+        normalize_name(req, (size_t) (end - req), name, sizeof(name));
+        p = skip_spaces(end);
+        if (strncmp(p, "==", 2))
+                return;
+        p = skip_spaces(p + (p[2] == '=' ? 3 : 2));
+        n = strcspn(p, " ,*");
+        if (n == 0 || n >= sizeof(version) || *skip_spaces(p + n) == ',' || p[n] == '*')
+                return;
+        snprintf(version, sizeof(version), "%.*s", (int) n, p);
+        json_object_set_new(pins, name, json_string(version));
 }
 
 /* The project pip could not find ("No matching distribution found for NAME..."), not
@@ -730,7 +836,7 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                                 args[k++] = json_string_value(item);
         }
         args[k] = NULL;
-        _cleanup_json_ json_t *names = json_array(), *done = json_object();
+        _cleanup_json_ json_t *names = json_array(), *done = json_object(), *pins = json_object();
         struct mp_buf flog = { .cap = ENV_LOG_MAX / 4 };
         if (core->config->package_index && names && done)
                 json_array_foreach(reqs, i, item) {
@@ -738,10 +844,11 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                         const char *t = json_string_value(item);
                         normalize_name(t, strlen(t), name, sizeof(name));
                         json_array_append_new(names, json_string(name));
+                        add_pin(t, pins);
                 }
         for (int round = 0;; round++) {
                 if (core->config->package_index && names && done)
-                        fetch_missing(core, names, done, &flog);
+                        fetch_missing(core, names, done, pins, &flog);
                 r = pip_run(core, args, work, ret_log);
                 if (r <= 0 || !core->config->package_index || !names || !done || round + 1 >= ENV_INDEX_ROUNDS ||
                     !missing_project(*ret_log, names, done))
