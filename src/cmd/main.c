@@ -180,6 +180,11 @@ static int cmd_admin_gc(int argc, char **argv) {
         if (cfg->wheelhouse || cfg->package_index)
                 printf("removed the layers of %" JSON_INTEGER_FORMAT " unused environment(s)\n",
                        json_integer_value(json_object_get(report, "layers_deleted")));
+        if (cfg->package_index)
+                printf("removed %" JSON_INTEGER_FORMAT " cached wheel(s) no environment uses (%" JSON_INTEGER_FORMAT
+                       " bytes)\n",
+                       json_integer_value(json_object_get(report, "wheels_deleted")),
+                       json_integer_value(json_object_get(report, "wheel_bytes_deleted")));
         json_decref(report);
         rc = 0;
 out:

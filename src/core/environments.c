@@ -528,8 +528,10 @@ static void fetch_wheel(const char *wheels, const char *url, const char *file, c
         struct sink k = { .page = NULL };
 
         snprintf(path, sizeof(path), "%s/%s", wheels, file);
-        if (sha256_file(path, hex) == 0 && !strcmp(hex, want))
+        if (sha256_file(path, hex) == 0 && !strcmp(hex, want)) {
+                (void) utimensat(AT_FDCWD, path, NULL, 0); /* used now: the collector's grace */
                 return;
+        }
         snprintf(tmp, sizeof(tmp), "%s/.fetch-XXXXXX", wheels);
         if ((k.fd = mkostemp(tmp, O_CLOEXEC)) < 0)
                 return;
@@ -796,6 +798,24 @@ static int lock_of(const char *dir, json_t **ret, char **ret_error) {
         return 0;
 }
 
+/* The cached wheels (LAYERS/.wheels) that pip took into dir are used now: their time
+ * is renewed, so that the collector's grace covers them until their environment is
+ * stored. */
+static void touch_cached(struct mp_core *core, const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                char path[PATH_MAX + 300];
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "%s/.wheels/%s", core->envs->layers, de->d_name);
+                (void) utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW);
+        }
+        if (d)
+                closedir(d);
+}
+
 /* Resolve reqs: 0 with *ret_lock, or 1 (it failed: *ret_error), with pip's log. */
 static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char **ret_log, char **ret_error) {
         char work[PATH_MAX + 32], file[PATH_MAX + 64], dl[PATH_MAX + 64];
@@ -868,6 +888,8 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                 *ret_error = error_lines(*ret_log);
                 r = 1;
         } else if (r == 0) {
+                if (core->config->package_index)
+                        touch_cached(core, dl);
                 r = lock_of(dl, ret_lock, ret_error);
                 if (r == -EINVAL)
                         r = 1;
@@ -1239,5 +1261,52 @@ int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count,
                 if (lstat(path, &st) < 0)
                         (*ret_count)++;
         }
+        return 0;
+}
+
+int mp_core_wheels_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count, json_int_t *ret_bytes,
+                      struct mp_error *err) {
+        _cleanup_json_ json_t *rows = NULL, *keep = json_object();
+        char dir[PATH_MAX + 16];
+        struct dirent *de;
+        size_t i, j;
+        json_t *row, *item;
+        DIR *d;
+        int r;
+
+        *ret_count = *ret_bytes = 0;
+        if (!core->envs || !core->envs->layers[0])
+                return 0;
+        if (!keep)
+                return -ENOMEM;
+        snprintf(dir, sizeof(dir), "%s/.wheels", core->envs->layers);
+        /* The same hour's grace as the layers', on the environments and on the files: a
+         * wheel fetched or used by a resolution a moment ago may not be in a stored lock
+         * yet. */
+        if ((r = MP_STORE(core->store)->env_in_use(core->store, now_ms - ENV_GC_GRACE_MS, &rows, err)) < 0)
+                return r;
+        json_array_foreach(rows, i, row)
+                json_array_foreach(json_object_get(row, "resolved"), j, item)
+                        if (json_string_value(json_object_get(item, "sha256")))
+                                json_object_set_new(keep, json_string_value(json_object_get(item, "sha256")),
+                                                    json_true());
+        if (!(d = opendir(dir)))
+                return errno == ENOENT ? 0 : mp_error_set(err, errno, 500, "storage", "cannot read %s: %s", dir,
+                                                          strerror(errno));
+        while ((de = readdir(d))) {
+                char path[PATH_MAX + 300], hex[2 * crypto_hash_sha256_BYTES + 1];
+                struct stat st;
+                snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+                /* Dot files: "." and "..", and transfers under way (.fetch-*). */
+                if (de->d_name[0] == '.' || lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+                    (int64_t) st.st_mtim.tv_sec * 1000 >= now_ms - ENV_GC_GRACE_MS ||
+                    sha256_file(path, hex) < 0 || json_object_get(keep, hex))
+                        continue;
+                if (unlink(path) == 0) {
+                        (*ret_count)++;
+                        *ret_bytes += (json_int_t) st.st_size;
+                }
+        }
+        closedir(d);
         return 0;
 }

@@ -389,6 +389,10 @@ static const char *const migrations[] = {
         "  build_ms BIGINT,"
         "  created_at BIGINT NOT NULL);"
         "ALTER TABLE function_versions ADD COLUMN environment_id TEXT;",
+        /* 18 (layers; environments on every node, docs/operations.md#environments): the
+         * sha256 of the environment's layer archive in the object store
+         * (environments/<id>.tar), NULL until its builder stored one. */
+        "ALTER TABLE environments ADD COLUMN archive_sha256 TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -1335,3 +1339,12 @@ static const char SQL_ENV_UNUSED[] =
 static const char SQL_ENV_UNFINISHED[] =
         "SELECT * FROM environments WHERE status IN ('queued', 'building') AND (?1 IS NULL OR id = ?1)"
         " ORDER BY created_at, id";
+/* The locks of the environments the collector keeps (layers): those made at ?1 or after,
+ * or named by a version of a live function; their wheels stay in the cache. */
+static const char SQL_ENV_IN_USE[] =
+        "SELECT e.id, e.resolved FROM environments e WHERE e.resolved IS NOT NULL AND (e.created_at >= ?1"
+        " OR EXISTS (SELECT 1 FROM function_versions v JOIN functions f ON f.id = v.function_id"
+        "   WHERE v.environment_id = e.id AND f.deleted_at = 0))"
+        " ORDER BY e.created_at, e.id";
+/* The sha256 of its layer's archive in the object store, or NULL (layers). */
+static const char SQL_ENV_SET_ARCHIVE[] = "UPDATE environments SET archive_sha256 = ?1 WHERE id = ?2";

@@ -484,6 +484,13 @@ struct mp_store_ops {
         /* [{"id"}] of the ready environments created before before_ms that no version of
          * a function not deleted names, oldest first. */
         int (*env_unused)(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err);
+        /* [{"id","resolved"}] of the environments with a lock that the collector keeps:
+         * created at before_ms or after, or named by a version of a function not deleted
+         * (the wheels of their locks stay in the wheel cache). */
+        int (*env_in_use)(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err);
+        /* Record (or, NULL, forget) the sha256 of an environment's layer archive in the
+         * object store; -ENOENT when no environment has that id. */
+        int (*env_set_archive)(struct mp_store *s, const char *id, const char *sha256, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

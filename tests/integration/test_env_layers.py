@@ -8,15 +8,19 @@ a beamlib 1.5 built here from beamlib 1.0's sources, which the JSON index marks 
 Run: MECAPY_BIN=build/mecapy python3 -m pytest -q tests/integration/test_env_layers.py
 """
 import json
+import os
 import shutil
+import sqlite3
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import harness
+from harness import expect_status
 from test_environments import (FIXTURES, USES_BEAMLIB, USES_HELPER, build_wheel, close_stack, sha256,
                                wait_env, wheelhouses)  # noqa: F401 (a fixture)
 
@@ -141,5 +145,48 @@ def test_requirements_resolve_from_a_json_index(json_index, wheelhouses):  # noq
         assert "beamlib==2.0" in e["error"], e
         assert "beamlib-2.0-py3-none-any.whl: its sha256 is not the index's" in e["log"], e
         assert not list((s.data_dir / "layers" / ".wheels").glob("beamlib-2.0*")), "a wheel with a wrong hash was kept"
+    finally:
+        close_stack(s)
+
+
+def test_admin_gc_removes_the_cached_wheels_no_environment_uses(json_index, wheelhouses):  # noqa: F811
+    a, _ = wheelhouses
+    s = harness.start_stack("envs-wheels-gc", extra_args=["--package-index", json_index.url])
+    try:
+        if s.backends:
+            pytest.skip("sets an environment's age in the SQLite store")
+        api = s.api
+        keep = api.create_function("alice", api.unique("kept"), USES_BEAMLIB, requirements=["beamlib==1.0"])
+        gone = api.create_function("alice", api.unique("dropped"), USES_HELPER,
+                                   requirements=["units-helper==2.1"])
+        for f in (keep, gone):
+            assert wait_env(api, f["environment"]["id"])["status"] == "ready"
+        wheels = s.data_dir / "layers" / ".wheels"
+        helper = wheels / "units_helper-2.1-py3-none-any.whl"
+        beamlib = wheels / "beamlib-1.0-py3-none-any.whl"
+        assert helper.is_file() and beamlib.is_file()
+        size = helper.stat().st_size
+        expect_status(api.delete("alice", f"/functions/{gone['id']}"), 204)
+        gc = ["admin", "gc", "--data-dir", str(s.data_dir), "--package-index", json_index.url]
+        # Within the hour's grace nothing goes.
+        r = harness.run_cli(gc, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "removed 0 cached wheel(s) no environment uses (0 bytes)" in r.stdout, r.stdout
+        assert helper.is_file()
+        # An hour later: the environments and the files are older than the grace.
+        db = sqlite3.connect(s.data_dir / "mecapy.db")
+        with db:
+            db.execute("UPDATE environments SET created_at = created_at - 7200000")
+        db.close()
+        past = time.time() - 7200
+        for w in wheels.iterdir():
+            os.utime(w, (past, past))
+        r = harness.run_cli(gc, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert f"removed 1 cached wheel(s) no environment uses ({size} bytes)" in r.stdout, r.stdout
+        assert not helper.exists()
+        assert beamlib.is_file() and sha256(beamlib) == sha256(a / beamlib.name)
+        t = api.execute("alice", keep["id"], {"F": 1.0})
+        assert t["status"] == "completed" and t["result"]["beamlib"] == "1.0", t
     finally:
         close_stack(s)
