@@ -370,10 +370,11 @@ out:
 static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
                           struct mp_executor **ret, struct mp_error *err) {
         /* Environments' layers (core/environments.c): DATA_DIR/layers, where serve
-         * builds them and its executor (or a worker's on the same data folder) reads. */
+         * builds them (or any node brings them from the object store) and its executor
+         * reads. */
         char layers[PATH_MAX] = "";
         int r;
-        if ((cfg->wheelhouse || cfg->package_index) && (r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0)
+        if ((r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0)
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
                                     cfg->data_dir, strerror(-r));
         struct mp_exec_config xcfg = {

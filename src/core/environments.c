@@ -49,12 +49,15 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <curl/curl.h>
 
 #include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "blobs/blobs.h"
 #include "core/core-internal.h"
 
 #define ENV_LOG_MAX (64 * 1024)   /* bytes of pip's output kept as the build log */
@@ -68,6 +71,9 @@
 #define ENV_INDEX_FILES_MAX 64                /* wheels taken from one project page */
 #define ENV_INDEX_ROUNDS 32                   /* projects discovered one pip run at a time */
 #define ENV_INDEX_TIMEOUT_S 300L              /* one transfer */
+/* Layers in the object store (environments/<id>.tar), for the nodes that did not build
+ * them: an uncompressed tar held in memory while it is written or read. */
+#define ENV_ARCHIVE_MAX (512LL << 20)
 
 struct mp_envs {
         pthread_mutex_t lock;
@@ -76,6 +82,7 @@ struct mp_envs {
         bool started, stop;
         json_t *todo; /* ids to build, in order */
         char layers[PATH_MAX];
+        bool builds; /* --wheelhouse or --package-index: this node resolves and builds */
 };
 
 /* ---- requirements ---- */
@@ -898,6 +905,288 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
         return r;
 }
 
+/* ---- layers in the object store ----
+ *
+ * A layer exists in the layers folder of the node that built it. So that any node
+ * sharing the store and the object store runs its environment, the builder also stores
+ * it as a tar (environments/<id>.tar), its sha256 recorded with the environment; a node
+ * that must run an environment whose layer it lacks fetches the archive, checks that
+ * hash, unpacks it into a private folder and renames it into place, read-only as the
+ * builder leaves it. The archive is deterministic (entries sorted, no times, no owners),
+ * so two builders of one lock store the same bytes. */
+
+static void archive_key(const char *id, char *buf, size_t size) {
+        snprintf(buf, size, "environments/%s.tar", id);
+}
+
+static la_ssize_t tar_write(struct archive *a, void *ud, const void *p, size_t n) {
+        if (mp_buf_append(ud, p, n) < 0) {
+                archive_set_error(a, EFBIG, "the layer is over %lld MiB", ENV_ARCHIVE_MAX >> 20);
+                return -1;
+        }
+        return (la_ssize_t) n;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b) {
+        return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* One entry of the layer root/rel (rel "" the root itself, not written) and, for a
+ * folder, what it holds, in name order. 0 or -errno. */
+static int tar_add(struct archive *a, const char *root, const char *rel) {
+        char path[PATH_MAX];
+        struct stat st;
+        int r = 0;
+
+        if ((size_t) snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel) >= sizeof(path))
+                return -ENAMETOOLONG;
+        if (lstat(path, &st) < 0)
+                return -errno;
+        if (rel[0]) {
+                struct archive_entry *e = archive_entry_new();
+                char target[PATH_MAX];
+                ssize_t tl = 0;
+                if (!e)
+                        return -ENOMEM;
+                archive_entry_set_pathname(e, rel);
+                archive_entry_set_perm(e, st.st_mode & 0777);
+                if (S_ISDIR(st.st_mode)) {
+                        archive_entry_set_filetype(e, AE_IFDIR);
+                } else if (S_ISREG(st.st_mode)) {
+                        archive_entry_set_filetype(e, AE_IFREG);
+                        archive_entry_set_size(e, st.st_size);
+                } else if (S_ISLNK(st.st_mode) && (tl = readlink(path, target, sizeof(target) - 1)) > 0) {
+                        target[tl] = 0;
+                        archive_entry_set_filetype(e, AE_IFLNK);
+                        archive_entry_set_symlink(e, target);
+                } else {
+                        r = -EINVAL; /* nothing else is in a layer pip made */
+                }
+                if (r == 0 && archive_write_header(a, e) != ARCHIVE_OK)
+                        r = -EIO;
+                archive_entry_free(e);
+                if (r == 0 && S_ISREG(st.st_mode)) {
+                        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                        char buf[65536];
+                        ssize_t n = 0;
+                        if (fd < 0)
+                                return -errno;
+                        while (r == 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+                                if (archive_write_data(a, buf, (size_t) n) != n)
+                                        r = -EIO;
+                        if (n < 0)
+                                r = -errno;
+                }
+        }
+        if (r < 0 || !S_ISDIR(st.st_mode))
+                return r;
+        struct dirent **names = NULL;
+        int n = scandir(path, &names, NULL, by_name);
+        if (n < 0)
+                return -errno;
+        for (int i = 0; i < n; i++) {
+                char child[PATH_MAX];
+                const char *f = names[i]->d_name;
+                if (r == 0 && strcmp(f, ".") && strcmp(f, "..")) {
+                        if ((size_t) snprintf(child, sizeof(child), "%s%s%s", rel, rel[0] ? "/" : "", f) >=
+                            sizeof(child))
+                                r = -ENAMETOOLONG;
+                        else
+                                r = tar_add(a, root, child);
+                }
+                free(names[i]);
+        }
+        free(names);
+        return r;
+}
+
+/* The layer at dir as a tar into *out (its cap set by the caller). 0 or -errno, with
+ * libarchive's reason in why. */
+static int layer_pack(const char *dir, struct mp_buf *out, char *why, size_t why_size) {
+        struct archive *a = archive_write_new();
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+            archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+            archive_write_open(a, out, NULL, tar_write, NULL) != ARCHIVE_OK)
+                r = -EIO;
+        else
+                r = tar_add(a, dir, "");
+        if (archive_write_close(a) != ARCHIVE_OK && r == 0)
+                r = -EIO;
+        snprintf(why, why_size, "%s", r == -EIO && archive_error_string(a) ? archive_error_string(a)
+                                      : strerror(-r));
+        archive_write_free(a);
+        return r;
+}
+
+/* Store the layer LAYERS/<id> in the object store and its sha256 with the environment.
+ * 0, or -errno with the reason in err. */
+static int layer_store(struct mp_core *core, const char *id, struct mp_error *err) {
+        char layer[PATH_MAX + 80], key[128], why[200];
+        unsigned char h[crypto_hash_sha256_BYTES];
+        char hex[2 * crypto_hash_sha256_BYTES + 1];
+        struct mp_buf tar = { .cap = (size_t) ENV_ARCHIVE_MAX };
+        int r;
+
+        snprintf(layer, sizeof(layer), "%s/%s", core->envs->layers, id);
+        archive_key(id, key, sizeof(key));
+        if ((r = layer_pack(layer, &tar, why, sizeof(why))) < 0 || !tar.data) {
+                mp_buf_free(&tar);
+                return mp_error_set(err, r < 0 ? -r : EIO, 500, "storage", "cannot archive the layer: %s", why);
+        }
+        crypto_hash_sha256(h, (const unsigned char *) tar.data, tar.len);
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        r = MP_BLOBS(core->blobs)->put(core->blobs, key, tar.data, tar.len, err);
+        mp_buf_free(&tar);
+        if (r < 0)
+                return r;
+        return MP_STORE(core->store)->env_set_archive(core->store, id, hex, err);
+}
+
+/* Is rel (an archive entry's name) a relative path that stays inside its folder, and,
+ * for a link (target not NULL), does the link too? */
+static bool entry_inside(const char *rel, const char *target) {
+        int depth = 0;
+
+        if (!rel || !rel[0] || rel[0] == '/')
+                return false;
+        for (const char *p = rel; *p;) {
+                size_t n = strcspn(p, "/");
+                if ((n == 2 && !strncmp(p, "..", 2)))
+                        return false;
+                depth += n > 0 && !(n == 1 && *p == '.');
+                p += n + (p[n] == '/');
+        }
+        if (!target)
+                return true;
+        depth--; /* a link resolves from the folder that holds it */
+        if (!target[0] || target[0] == '/')
+                return false;
+        for (const char *p = target; *p;) {
+                size_t n = strcspn(p, "/");
+                if (n == 2 && !strncmp(p, "..", 2))
+                        depth--;
+                else if (n > 0 && !(n == 1 && *p == '.'))
+                        depth++;
+                if (depth < 0)
+                        return false;
+                p += n + (p[n] == '/');
+        }
+        return true;
+}
+
+/* Unpack the tar data into dest (an empty folder): folders, regular files and links
+ * that stay inside only; no absolute name, no "..", no hard link, no device, fifo or
+ * socket, no set-id bit. 0, or -EBADMSG with the reason in why, or -errno. */
+static int layer_unpack(const char *data, size_t len, const char *dest, char *why, size_t why_size) {
+        struct archive *a = archive_read_new(), *w = archive_write_disk_new();
+        struct archive_entry *e;
+        int r = 0, k;
+
+        why[0] = 0;
+        if (!a || !w) {
+                archive_read_free(a);
+                archive_write_free(w);
+                return -ENOMEM;
+        }
+        archive_read_support_format_tar(a);
+        archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                                  ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_NO_OVERWRITE);
+        if (archive_read_open_memory(a, data, len) != ARCHIVE_OK)
+                r = -EBADMSG;
+        while (r == 0 && (k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                mode_t type = archive_entry_filetype(e);
+                char full[PATH_MAX];
+                if (archive_entry_hardlink(e) || (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)) {
+                        snprintf(why, why_size, "%.200s is not a file, a folder or a link", name ? name : "?");
+                        r = -EBADMSG;
+                } else if (!entry_inside(name, type == AE_IFLNK ? archive_entry_symlink(e) ?: "" : NULL)) {
+                        snprintf(why, why_size, "%.200s points outside the layer", name ? name : "?");
+                        r = -EBADMSG;
+                } else if ((size_t) snprintf(full, sizeof(full), "%s/%s", dest, name) >= sizeof(full)) {
+                        r = -ENAMETOOLONG;
+                } else {
+                        archive_entry_set_pathname(e, full);
+                        archive_entry_set_perm(e, archive_entry_perm(e) & 0755);
+                        if (archive_write_header(w, e) != ARCHIVE_OK)
+                                r = -EBADMSG;
+                        const void *buf;
+                        size_t n;
+                        la_int64_t off;
+                        while (r == 0 && type == AE_IFREG &&
+                               (k = archive_read_data_block(a, &buf, &n, &off)) == ARCHIVE_OK)
+                                if (archive_write_data_block(w, buf, n, off) != ARCHIVE_OK)
+                                        r = -EIO;
+                        if (r == 0 && type == AE_IFREG && k != ARCHIVE_EOF)
+                                r = -EBADMSG;
+                        if (r == 0 && archive_write_finish_entry(w) != ARCHIVE_OK)
+                                r = -EIO;
+                        if (r < 0 && !why[0])
+                                snprintf(why, why_size, "%.200s: %.200s", name,
+                                         archive_error_string(w) ?: archive_error_string(a) ?: "unreadable");
+                }
+        }
+        if (r == 0 && k != ARCHIVE_EOF) {
+                snprintf(why, why_size, "%.300s", archive_error_string(a) ?: "not a tar");
+                r = -EBADMSG;
+        }
+        archive_read_free(a);
+        archive_write_free(w);
+        return r;
+}
+
+/* Bring the layer of env (its row, ready) from the object store into LAYERS/<id>:
+ * 0; -ENOENT when no archive of it is recorded or stored; -EBADMSG when the archive is
+ * not the one recorded or is refused; other -errno (the object store is down); err
+ * says which. */
+static int layer_fetch(struct mp_core *core, json_t *env, struct mp_error *err) {
+        const char *id = json_string_value(json_object_get(env, "id"));
+        const char *want = json_string_value(json_object_get(env, "archive_sha256"));
+        char key[128], work[PATH_MAX + 32], dest[PATH_MAX + 64], layer[PATH_MAX + 80], why[420];
+        char hex[2 * crypto_hash_sha256_BYTES + 1];
+        unsigned char h[crypto_hash_sha256_BYTES];
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!want)
+                return mp_error_set(err, ENOENT, 409, "EnvironmentNotReady", "no archive of its layer is stored");
+        archive_key(id, key, sizeof(key));
+        if ((r = MP_BLOBS(core->blobs)->get(core->blobs, key, (size_t) ENV_ARCHIVE_MAX, &data, &len, err)) < 0)
+                return r;
+        crypto_hash_sha256(h, (const unsigned char *) data, len);
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        if (strcmp(hex, want))
+                return mp_error_set(err, EBADMSG, 409, "EnvironmentNotReady",
+                                    "the archive of its layer (%s) does not have the sha256 recorded", key);
+        if ((r = work_dir(core, "fetch", work, sizeof(work))) < 0)
+                return mp_error_set(err, -r, 500, "storage", "cannot make a folder for its layer: %s", strerror(-r));
+        snprintf(dest, sizeof(dest), "%s/layer", work);
+        snprintf(layer, sizeof(layer), "%s/%s", core->envs->layers, id);
+        if (mkdir(dest, 0700) < 0)
+                r = -errno;
+        else
+                r = layer_unpack(data, len, dest, why, sizeof(why));
+        if (r == 0 && (nftw(dest, ro_one, 16, FTW_PHYS) != 0 ||
+                       (rename(dest, layer) < 0 && errno != EEXIST && errno != ENOTEMPTY)))
+                r = -EIO;
+        /* What was not renamed (another thread brought it first) is ours to remove. */
+        (void) nftw(work, rw_one, 16, FTW_PHYS);
+        rm_tree(work);
+        if (r == -EBADMSG)
+                return mp_error_set(err, EBADMSG, 409, "EnvironmentNotReady", "the archive of its layer is refused: %s",
+                                    why);
+        if (r < 0)
+                return mp_error_set(err, -r, 500, "storage", "cannot unpack its layer: %s",
+                                    why[0] && r != -EIO ? why : strerror(-r));
+        mp_info("environment %.16s: its layer was brought from the object store", id);
+        return 0;
+}
+
 /* ---- the build queue ---- */
 
 static int set_state(struct mp_core *core, const char *id, const char *status, const char *log,
@@ -922,6 +1211,9 @@ static void build(struct mp_core *core, json_t *env) {
 
         snprintf(layer, sizeof(layer), "%s/%s", core->envs->layers, id);
         if (stat(layer, &st) == 0) { /* built before (a restart between the rename and the row) */
+                _cleanup_error_ struct mp_error aerr = { 0 };
+                if (!json_is_string(json_object_get(env, "archive_sha256")) && layer_store(core, id, &aerr) < 0)
+                        mp_warn("environment %.16s: its layer is not in the object store: %s", id, aerr.message);
                 set_state(core, id, "ready", "the layer was already built\n", NULL, 0);
                 return;
         }
@@ -955,6 +1247,20 @@ static void build(struct mp_core *core, json_t *env) {
         /* A layer not renamed (built twice at once) is ours to remove: writable again. */
         (void) nftw(work, rw_one, 16, FTW_PHYS);
         rm_tree(work);
+        if (!error) {
+                /* For the other nodes (before it is ready, so that a node that sees it
+                 * ready finds its archive); without it this node alone can run it. */
+                _cleanup_error_ struct mp_error aerr = { 0 };
+                if (layer_store(core, id, &aerr) < 0) {
+                        char *more = NULL;
+                        mp_warn("environment %.16s: its layer is not in the object store: %s", id, aerr.message);
+                        if (asprintf(&more, "%sthe layer could not be stored in the object store (%s): only this node "
+                                     "can run it\n", log ? log : "", aerr.message) >= 0) {
+                                free(log);
+                                log = more;
+                        }
+                }
+        }
         set_state(core, id, error ? "failed" : "ready", log ? log : "", error, mp_mono_ms() - t0);
         mp_core_count_env_build(core, !error, mp_mono_ms() - t0);
         mp_info("environment %.16s: %s in %" PRId64 " ms", id, error ? "failed" : "ready", mp_mono_ms() - t0);
@@ -1021,8 +1327,9 @@ int mp_core_envs_open(struct mp_core *core, struct mp_error *err) {
         pthread_mutex_init(&e->lock, NULL);
         pthread_cond_init(&e->cond, NULL);
         core->envs = e;
-        if (!core->config->wheelhouse && !core->config->package_index)
-                return 0;
+        /* Every node has a layers folder: one that does not build brings the layers it
+         * runs from the object store. */
+        e->builds = core->config->wheelhouse || core->config->package_index;
         if ((r = mp_core_layers_dir(core->config, path, sizeof(path))) < 0)
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
                                     core->config->data_dir, strerror(-r));
@@ -1054,7 +1361,7 @@ int mp_core_envs_recover(struct mp_core *core, struct mp_error *err) {
         json_t *row;
         int r;
 
-        if (!core->envs || !core->envs->layers[0])
+        if (!core->envs || !core->envs->builds)
                 return 0;
         if ((r = MP_STORE(core->store)->env_unfinished(core->store, &rows, err)) < 0)
                 return r;
@@ -1077,7 +1384,7 @@ int mp_core_env_prepare(struct mp_core *core, json_t *reqs, json_t **ret, struct
         *ret = NULL;
         if (json_array_size(reqs) == 0)
                 return 0;
-        if (!core->envs || !core->envs->layers[0]) {
+        if (!core->envs || !core->envs->builds) {
                 mp_error_add_field(err, "requirements", "cannot be installed: this server has no package source "
                                    "(its operator starts it with --wheelhouse DIR or --package-index URL)");
                 return mp_core_validation_done(err, "fields");
@@ -1160,12 +1467,12 @@ json_t *mp_core_env_brief(struct mp_core *core, json_t *ver) {
         return json_pack("{s:s,s:O}", "id", id, "status", json_object_get(row, "status"));
 }
 
-/* Does this node build layers, and is id's missing? */
+/* Does this node run calls, and is id's layer missing from it? */
 static bool layer_missing(struct mp_core *core, const char *id) {
         char path[PATH_MAX + 80];
         struct stat st;
 
-        if (!core->envs || !core->envs->layers[0])
+        if (!core->envs || !core->envs->layers[0] || core->config->workers <= 0)
                 return false;
         snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
         return stat(path, &st) < 0 && errno == ENOENT;
@@ -1181,10 +1488,27 @@ int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err) {
         if ((r = MP_STORE(core->store)->env_get(core->store, id, &row, err)) < 0)
                 return r;
         const char *status = json_string_value(json_object_get(row, "status"));
-        if (status && !strcmp(status, "ready") && layer_missing(core, id)) {
-                /* Ready, but its layer is gone from this node (removed by hand, a new
-                 * data folder): built again from its lock, which must give the same
-                 * bytes. */
+        _cleanup_error_ struct mp_error ferr = { 0 };
+        if (status && !strcmp(status, "ready") && layer_missing(core, id) &&
+            (r = layer_fetch(core, row, &ferr)) < 0) {
+                /* Ready, but its layer is not on this node (another node built it, or it
+                 * was removed by hand) nor to be had from the object store. */
+                if (r != -ENOENT && r != -EBADMSG)
+                        return mp_error_set(err, -r, 503, "storage", "the layer of this function version's "
+                                            "environment cannot be brought to this node now: %s", ferr.message);
+                if (!core->envs->builds) {
+                        r = mp_error_set(err, EAGAIN, 409, "EnvironmentNotReady",
+                                         "the environment of this function version is ready, but its layer is not "
+                                         "on this node and cannot be brought from the object store (%.400s): a node "
+                                         "with its operator's --wheelhouse or --package-index builds it again when "
+                                         "one of its calls reaches it",
+                                         ferr.message);
+                        json_decref(err->errors);
+                        err->errors = json_pack("{s:{s:s,s:s}}", "environment", "id", id, "status", status);
+                        return r;
+                }
+                /* A builder builds it again from its lock, which gives the same bytes. */
+                mp_warn("environment %.16s: %s: building its layer again from its lock", id, ferr.message);
                 if ((r = MP_STORE(core->store)->env_set(core->store, id, "queued", "", NULL, -1, err)) < 0)
                         return r;
                 enqueue(core, id);
@@ -1250,10 +1574,17 @@ int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count,
         if ((r = MP_STORE(core->store)->env_unused(core->store, now_ms - ENV_GC_GRACE_MS, &rows, err)) < 0)
                 return r;
         json_array_foreach(rows, i, row) {
-                char path[PATH_MAX + 80];
+                char path[PATH_MAX + 80], key[128];
                 struct stat st;
-                snprintf(path, sizeof(path), "%s/%s", core->envs->layers,
-                         json_string_value(json_object_get(row, "id")));
+                const char *id = json_string_value(json_object_get(row, "id"));
+                /* Its archive goes with it (whichever node collects); recorded gone
+                 * first, so that no node fetches what is being deleted. */
+                archive_key(id, key, sizeof(key));
+                if (json_is_string(json_object_get(row, "archive_sha256")) &&
+                    ((r = MP_STORE(core->store)->env_set_archive(core->store, id, NULL, err)) < 0 ||
+                     (r = MP_BLOBS(core->blobs)->del(core->blobs, key, err)) < 0))
+                        return r;
+                snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
                 if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
                         continue;
                 (void) nftw(path, rw_one, 16, FTW_PHYS);

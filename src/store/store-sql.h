@@ -1331,7 +1331,7 @@ static const char SQL_ENV_REQUEUE[] =
 /* Environments built before ?1 that no version of a live function names (the
  * collector removes their layers). */
 static const char SQL_ENV_UNUSED[] =
-        "SELECT e.id FROM environments e WHERE e.created_at < ?1 AND e.status = 'ready'"
+        "SELECT e.id, e.archive_sha256 FROM environments e WHERE e.created_at < ?1 AND e.status = 'ready'"
         " AND NOT EXISTS (SELECT 1 FROM function_versions v JOIN functions f ON f.id = v.function_id"
         "   WHERE v.environment_id = e.id AND f.deleted_at = 0)"
         " ORDER BY e.created_at, e.id";

@@ -190,3 +190,142 @@ def test_admin_gc_removes_the_cached_wheels_no_environment_uses(json_index, whee
         assert t["status"] == "completed" and t["result"]["beamlib"] == "1.0", t
     finally:
         close_stack(s)
+
+
+# ---- layers on other nodes: a worker with its own data folder and no wheelhouse ----
+
+@pytest.mark.slow
+def test_a_worker_on_another_data_folder_runs_a_layer_it_never_built(wheelhouses):  # noqa: F811
+    """Scale-out as in test_scaleout.py: the API server (no workers) builds, a `mecapy
+    worker` with another data folder and no package source runs the call, sharing
+    PostgreSQL, Redis and the object store (a folder both name with --blobs)."""
+    a, b = wheelhouses
+    harness.require_binary()
+    svc = Path(tempfile.mkdtemp(prefix="layers-svc-"))
+    svc.chmod(0o755)  # the postgres user must enter it
+    (svc / "pg").mkdir()
+    (svc / "redis").mkdir()
+    pg = redis = stack = worker = root = None
+    try:
+        pg = harness.service("postgres", "start", svc / "pg", skip_if_unavailable=True)
+        redis = harness.service("redis", "start", svc / "redis", skip_if_unavailable=True)
+        root = Path(tempfile.mkdtemp(prefix="layers-scaleout-", dir=harness.tmp_root()))
+        blobs = f"file:{root / 'objects'}"
+        shared = ["--db", pg, "--queue", redis, "--blobs", blobs]
+        stack = harness.start_stack("layers-scaleout", workers=0, admin_args=["--db", pg],
+                                    extra_args=[*shared, "--wheelhouse", str(a), "--wheelhouse", str(b)])
+        (root / "w1").mkdir()
+        worker = harness.Worker(root / "w1", [*shared, "--workers", "1"], name="worker1")
+        worker.start()
+        api = stack.api
+        fn = api.create_function("alice", api.unique("remote"), USES_HELPER, requirements=["units-helper==2.1"])
+        env_id = fn["environment"]["id"]
+        assert wait_env(api, env_id)["status"] == "ready"
+        archive = root / "objects" / "environments" / f"{env_id}.tar"
+        assert archive.is_file(), "the builder stored no archive of the layer"
+        remote_layer = root / "w1" / "layers" / env_id
+        assert not remote_layer.exists()
+        t = api.execute("alice", fn["id"], {"F": 1000.0}, wait=120)
+        assert t["status"] == "completed", t
+        assert t["result"]["helper"] == "2.1" and t["result"]["beamlib"] == "1.0", t
+        assert t["result"]["tip_mm"] == pytest.approx(1000.0 * 1000.0 * 2.0 ** 3 / (3 * 210e9 * 8e-6)), t
+        assert t["result"]["where"].startswith("/layer/"), t
+        # The worker unpacked it into its own layers folder, read-only as the builder's.
+        assert (remote_layer / "units_helper" / "__init__.py").is_file()
+        for dirpath, dirnames, filenames in os.walk(remote_layer):
+            for n in [dirpath, *(os.path.join(dirpath, f) for f in dirnames + filenames)]:
+                assert os.lstat(n).st_mode & 0o222 == 0, n
+        # A second call finds it there.
+        t = api.execute("alice", fn["id"], {"F": 2000.0}, wait=120)
+        assert t["status"] == "completed" and t["result"]["helper"] == "2.1", t
+    finally:
+        if worker and worker.proc and worker.proc.poll() is None:
+            worker.stop()
+        if stack:
+            close_stack(stack)
+        if redis:
+            harness.service("redis", "stop", svc / "redis")
+        if pg:
+            harness.service("postgres", "stop", svc / "pg")
+        if root and not os.environ.get("MECAPY_KEEP_TEST_DATA"):
+            for dirpath, _, _ in os.walk(root):  # read-only layers: removable again
+                os.chmod(dirpath, 0o700)
+            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(svc, ignore_errors=True)
+
+
+def hostile_tar(kind: str) -> bytes:
+    """A layer archive that must never be unpacked: an entry named out of the folder,
+    an absolute name, a link pointing out of it, a device file."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        ok = tarfile.TarInfo("beamlib")
+        ok.type, ok.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(ok)
+        data = b"ESCAPED = True\n"
+        if kind == "dotdot":
+            e = tarfile.TarInfo("../../../escaped.py")
+        elif kind == "absolute":
+            e = tarfile.TarInfo(str(Path(tempfile.gettempdir()) / "mecapy-escaped.py"))
+        elif kind == "link":
+            e = tarfile.TarInfo("beamlib/up")
+            e.type, e.linkname = tarfile.SYMTYPE, "../../../.."
+            data = None
+        else:
+            e = tarfile.TarInfo("beamlib/null")
+            e.type, e.devmajor, e.devminor = tarfile.CHRTYPE, 1, 3
+            data = None
+        if data is not None:
+            e.size = len(data)
+            t.addfile(e, io.BytesIO(data))
+        else:
+            t.addfile(e)
+    return buf.getvalue()
+
+
+def test_a_hostile_layer_archive_is_refused(wheelhouses):  # noqa: F811
+    """An archive in the object store that is not what the builder wrote (its recorded
+    sha256 changed to match, as by someone with write access to both) is refused entry
+    by entry; a builder then builds the layer again from its lock."""
+    import hashlib
+    a, b = wheelhouses
+    s = harness.start_stack("envs-hostile", extra_args=["--wheelhouse", str(a), "--wheelhouse", str(b)])
+    try:
+        if s.backends:
+            pytest.skip("writes the archive in the file object store and its hash in the SQLite store")
+        api = s.api
+        fn = api.create_function("alice", api.unique("hostile"), USES_BEAMLIB, requirements=["beamlib==2.0"])
+        env_id = fn["environment"]["id"]
+        assert wait_env(api, env_id)["status"] == "ready"
+        layers = s.data_dir / "layers"
+        layer = layers / env_id
+        archive = s.data_dir / "objects" / "environments" / f"{env_id}.tar"
+        for kind in ("dotdot", "absolute", "link", "device"):
+            data = hostile_tar(kind)
+            os.chmod(archive, 0o600)
+            archive.write_bytes(data)
+            db = sqlite3.connect(s.data_dir / "mecapy.db")
+            with db:
+                db.execute("UPDATE environments SET archive_sha256 = ? WHERE id = ?",
+                           (hashlib.sha256(data).hexdigest(), env_id))
+            db.close()
+            for dirpath, _, _ in os.walk(layer):
+                os.chmod(dirpath, 0o700)
+            shutil.rmtree(layer)
+            r = api.execute_raw("alice", fn["id"], {"F": 1.0})
+            assert r.status_code == 409, (kind, r.status_code, r.text)
+            assert not list(s.data_dir.rglob("escaped.py")), kind
+            assert not (Path(tempfile.gettempdir()) / "mecapy-escaped.py").exists(), kind
+            assert wait_env(api, env_id)["status"] == "ready", kind
+            t = api.execute("alice", fn["id"], {"F": 1.0}, wait=60)
+            assert t["status"] == "completed" and t["result"]["beamlib"] == "2.0", (kind, t)
+            assert not (layer / "beamlib" / "null").exists() and not (layer / "beamlib" / "up").exists(), kind
+            # Rebuilt, the builder stored a good archive again.
+            assert sha256(archive) != hashlib.sha256(data).hexdigest(), kind
+        log = s.server.log_path.read_text()
+        for why in ("points outside the layer", "is not a file, a folder or a link"):
+            assert why in log, why
+    finally:
+        close_stack(s)

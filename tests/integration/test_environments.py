@@ -269,15 +269,28 @@ def test_a_layer_rebuilt_from_its_lock_is_byte_identical(api, env_stack):
     # Read-only: no file or folder of the layer is writable.
     assert all(int(mode, 8) & 0o222 == 0 for mode, _ in before.values()), before
     assert not any(p.endswith(".pyc") for p in before)
-    # Gone from this node: the next call builds it again from the lock.
+    # Gone from this node: the next call brings it back from its archive in the object
+    # store, the same files and modes.
     aside = layer.parent / ".work" / ("aside-" + env_id)
     os.rename(layer, aside)
-    r = api.execute_raw("alice", fn["id"], {"F": 5.0})
-    assert_problem(r, 409)
     t = api.execute("alice", fn["id"], {"F": 5.0}, wait=120)
     assert t["status"] == "completed", t
-    assert environment(api, env_id)["status"] == "ready"
     assert tree(layer) == before
+    archive = env_stack.data_dir / "objects" / "environments" / f"{env_id}.tar"
+    if not env_stack.backends:
+        # Gone from the object store too: the next call builds it again from the lock.
+        assert archive.is_file()
+        for dirpath, _, _ in os.walk(layer):
+            os.chmod(dirpath, 0o700)
+        shutil.rmtree(layer)
+        archive.unlink()
+        r = api.execute_raw("alice", fn["id"], {"F": 5.0})
+        assert_problem(r, 409)
+        t = api.execute("alice", fn["id"], {"F": 5.0}, wait=120)
+        assert t["status"] == "completed", t
+        assert environment(api, env_id)["status"] == "ready"
+        assert tree(layer) == before
+        assert archive.is_file()
     for dirpath, _, _ in os.walk(aside):
         os.chmod(dirpath, 0o700)
     shutil.rmtree(aside)
@@ -314,6 +327,10 @@ def test_admin_gc_removes_the_layers_no_function_uses(api, env_stack, wheelhouse
     assert r.returncode == 0, r.stderr
     assert not (layers / gone["environment"]["id"]).exists(), r.stdout
     assert (layers / keep["environment"]["id"]).is_dir()
+    # Their archives in the object store go with them.
+    archives = env_stack.data_dir / "objects" / "environments"
+    assert not (archives / f"{gone['environment']['id']}.tar").exists()
+    assert (archives / f"{keep['environment']['id']}.tar").is_file()
     assert "removed the layers of" in r.stdout, r.stdout
     t = api.execute("alice", keep["id"], {"F": 1.0})
     assert t["status"] == "completed" and t["result"]["beamlib"] == "2.0", t
