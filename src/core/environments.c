@@ -25,6 +25,10 @@
  *           yanked, unless pinned), checked, into LAYERS/.wheels, a wheelhouse
  *           like the operator's; a project pip then reports missing (a dependency) is
  *           fetched in turn and pip runs again, at most ENV_INDEX_ROUNDS times.
+ *   archive (every node): the builder also stores the layer in the object store
+ *           (environments/<id>.tar, its sha256 with the environment); a node that runs
+ *           an environment whose layer it lacks brings it from there (see "layers in
+ *           the object store" below).
  *
  * A resolution that fails (no wheel, a conflict, a hash that does not match) still
  * makes an environment, failed, with pip's log and its error lines, under an id that
