@@ -374,9 +374,11 @@ static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
          * reads. */
         char layers[PATH_MAX] = "";
         int r;
-        if ((r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0)
+        if ((r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0 && (cfg->wheelhouse || cfg->package_index))
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
                                     cfg->data_dir, strerror(-r));
+        if (r < 0)
+                layers[0] = 0; /* the base environment only (core/environments.c says why) */
         struct mp_exec_config xcfg = {
                 .sandbox = cfg->sandbox,
                 .python = cfg->python,

@@ -1334,9 +1334,13 @@ int mp_core_envs_open(struct mp_core *core, struct mp_error *err) {
         /* Every node has a layers folder: one that does not build brings the layers it
          * runs from the object store. */
         e->builds = core->config->wheelhouse || core->config->package_index;
-        if ((r = mp_core_layers_dir(core->config, path, sizeof(path))) < 0)
+        if ((r = mp_core_layers_dir(core->config, path, sizeof(path))) < 0 && e->builds)
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
                                     core->config->data_dir, strerror(-r));
+        if (r < 0) { /* this node then runs the base environment only */
+                mp_warn("cannot create the layers folder under %s: %s", core->config->data_dir, strerror(-r));
+                return 0;
+        }
         snprintf(e->layers, sizeof(e->layers), "%s", path);
         return 0;
 }
@@ -1581,12 +1585,13 @@ int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count,
                 char path[PATH_MAX + 80], key[128];
                 struct stat st;
                 const char *id = json_string_value(json_object_get(row, "id"));
-                /* Its archive goes with it (whichever node collects); recorded gone
-                 * first, so that no node fetches what is being deleted. */
+                /* Its archive goes with it (whichever node collects), then its record:
+                 * a pass cut short between the two deletes it again. A node that
+                 * comes to fetch it meanwhile finds none (as if never stored). */
                 archive_key(id, key, sizeof(key));
                 if (json_is_string(json_object_get(row, "archive_sha256")) &&
-                    ((r = MP_STORE(core->store)->env_set_archive(core->store, id, NULL, err)) < 0 ||
-                     (r = MP_BLOBS(core->blobs)->del(core->blobs, key, err)) < 0))
+                    ((r = MP_BLOBS(core->blobs)->del(core->blobs, key, err)) < 0 ||
+                     (r = MP_STORE(core->store)->env_set_archive(core->store, id, NULL, err)) < 0))
                         return r;
                 snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
                 if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
