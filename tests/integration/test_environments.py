@@ -383,30 +383,38 @@ def close_stack(s) -> None:
     s.close()
 
 
+def resolves_units_helper_from_the_index(api, a: Path) -> None:
+    """units-helper from its page, then its dependency beamlib<2 (1.0) from beamlib's
+    page; a call uses both."""
+    fn = api.create_function("alice", api.unique("indexed"), USES_HELPER, requirements=["units-helper==2.1"])
+    e = wait_env(api, fn["environment"]["id"])
+    assert e["status"] == "ready", e
+    assert e["lock"] == [
+        {"name": "beamlib", "version": "1.0", "sha256": sha256(a / "beamlib-1.0-py3-none-any.whl")},
+        {"name": "units-helper", "version": "2.1",
+         "sha256": sha256(a / "units_helper-2.1-py3-none-any.whl")},
+    ], e
+    t = api.execute("alice", fn["id"], {"F": 1000.0}, wait=60)
+    assert t["status"] == "completed", t
+    assert t["result"]["beamlib"] == "1.0" and t["result"]["helper"] == "2.1", t
+
+
+def refuses_the_wheel_with_a_wrong_hash(api, data_dir: Path) -> None:
+    """The index lists beamlib 2.0 with a sha256 that is not its bytes': never taken."""
+    bad = api.create_function("alice", api.unique("bad-hash"), USES_BEAMLIB, requirements=["beamlib==2.0"])
+    e = wait_env(api, bad["environment"]["id"])
+    assert e["status"] == "failed", e
+    assert "beamlib==2.0" in e["error"], e
+    assert "beamlib-2.0-py3-none-any.whl: its sha256 is not the index's" in e["log"], e
+    assert not list((data_dir / "layers" / ".wheels").glob("beamlib-2.0*")), "a wheel with a wrong hash was kept"
+
+
 def test_requirements_resolve_from_a_package_index_alone(index, wheelhouses):
     a, _ = wheelhouses
     s = index_stack("envs-index", ["--package-index", index])
     try:
-        api = s.api
-        # units-helper from its page, then its dependency beamlib<2 from beamlib's page.
-        fn = api.create_function("alice", api.unique("indexed"), USES_HELPER, requirements=["units-helper==2.1"])
-        e = wait_env(api, fn["environment"]["id"])
-        assert e["status"] == "ready", e
-        assert e["lock"] == [
-            {"name": "beamlib", "version": "1.0", "sha256": sha256(a / "beamlib-1.0-py3-none-any.whl")},
-            {"name": "units-helper", "version": "2.1",
-             "sha256": sha256(a / "units_helper-2.1-py3-none-any.whl")},
-        ], e
-        t = api.execute("alice", fn["id"], {"F": 1000.0}, wait=60)
-        assert t["status"] == "completed", t
-        assert t["result"]["beamlib"] == "1.0" and t["result"]["helper"] == "2.1", t
-        # The wheel whose bytes are not what the index says is never taken.
-        bad = api.create_function("alice", api.unique("bad-hash"), USES_BEAMLIB, requirements=["beamlib==2.0"])
-        e = wait_env(api, bad["environment"]["id"])
-        assert e["status"] == "failed", e
-        assert "beamlib==2.0" in e["error"], e
-        assert "beamlib-2.0-py3-none-any.whl: its sha256 is not the index's" in e["log"], e
-        assert not list((s.data_dir / "layers" / ".wheels").glob("beamlib-2.0*")), "a wheel with a wrong hash was kept"
+        resolves_units_helper_from_the_index(s.api, a)
+        refuses_the_wheel_with_a_wrong_hash(s.api, s.data_dir)
     finally:
         close_stack(s)
 
