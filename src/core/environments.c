@@ -1475,6 +1475,17 @@ json_t *mp_core_env_brief(struct mp_core *core, json_t *ver) {
         return json_pack("{s:s,s:O}", "id", id, "status", json_object_get(row, "status"));
 }
 
+/* Does this node build layers, and has it id's? */
+static bool layer_here(struct mp_core *core, const char *id) {
+        char path[PATH_MAX + 80];
+        struct stat st;
+
+        if (!core->envs || !core->envs->builds || !core->envs->layers[0])
+                return false;
+        snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
+        return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* Does this node run calls, and is id's layer missing from it? */
 static bool layer_missing(struct mp_core *core, const char *id) {
         char path[PATH_MAX + 80];
@@ -1497,6 +1508,13 @@ int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err) {
                 return r;
         const char *status = json_string_value(json_object_get(row, "status"));
         _cleanup_error_ struct mp_error ferr = { 0 };
+        if (status && !strcmp(status, "ready") && !json_is_string(json_object_get(row, "archive_sha256")) &&
+            layer_here(core, id) && layer_store(core, id, &ferr) < 0) {
+                /* Built here before layers were stored (or the object store was down
+                 * then): stored now, for the other nodes; this node runs it anyway. */
+                mp_warn("environment %.16s: its layer is not in the object store: %s", id, ferr.message);
+                mp_error_clear(&ferr);
+        }
         if (status && !strcmp(status, "ready") && layer_missing(core, id) &&
             (r = layer_fetch(core, row, &ferr)) < 0) {
                 /* Ready, but its layer is not on this node (another node built it, or it

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import tempfile
 import threading
 import time
@@ -224,6 +225,21 @@ def test_a_worker_on_another_data_folder_runs_a_layer_it_never_built(wheelhouses
         # A second call finds it there.
         t = api.execute("alice", fn["id"], {"F": 2000.0}, wait=120)
         assert t["status"] == "completed" and t["result"]["helper"] == "2.1", t
+        # A layer built with no archive stored (before layers were stored, or with the
+        # object store down): the builder stores it when a call reaches it.
+        old = api.create_function("alice", api.unique("older"), USES_BEAMLIB, requirements=["beamlib==2.0"])
+        old_id = old["environment"]["id"]
+        assert wait_env(api, old_id)["status"] == "ready"
+        (root / "objects" / "environments" / f"{old_id}.tar").unlink()
+        psql = shutil.which("psql") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))), None)
+        assert psql, "psql is needed to change the store"
+        r = subprocess.run([str(psql), pg, "-c", f"UPDATE environments SET archive_sha256 = NULL WHERE id = '{old_id}'"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        t = api.execute("alice", old["id"], {"F": 1.0}, wait=120)
+        assert t["status"] == "completed" and t["result"]["beamlib"] == "2.0", t
+        assert (root / "objects" / "environments" / f"{old_id}.tar").is_file()
+        assert (root / "w1" / "layers" / old_id / "beamlib").is_dir()
     finally:
         if worker and worker.proc and worker.proc.poll() is None:
             worker.stop()
