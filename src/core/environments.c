@@ -613,9 +613,11 @@ static void take_json_page(const char *wheels, const char *page_url, const struc
                 const char *url = json_string_value(json_object_get(f, "url"));
                 json_t *yanked = json_object_get(f, "yanked");
                 char version[128];
-                if (taken >= ENV_INDEX_FILES_MAX || !file || !url)
+                if (taken >= ENV_INDEX_FILES_MAX)
                         break;
-                if (yanked && !json_is_false(yanked)) {
+                if (!file || !url)
+                        continue;
+                if (yanked && !json_is_false(yanked) && !json_is_null(yanked)) {
                         wheel_version(file, version, sizeof(version));
                         if (!pin || strcmp(pin, version))
                                 continue;
@@ -970,12 +972,15 @@ static int tar_add(struct archive *a, const char *root, const char *rel) {
                         r = -EIO;
                 archive_entry_free(e);
                 if (r == 0 && S_ISREG(st.st_mode)) {
+                        /* On the heap: this function recurses, once per folder level. */
                         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-                        char buf[65536];
+                        _cleanup_free_ char *buf = malloc(65536);
                         ssize_t n = 0;
                         if (fd < 0)
                                 return -errno;
-                        while (r == 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+                        if (!buf)
+                                return -ENOMEM;
+                        while (r == 0 && (n = read(fd, buf, 65536)) > 0)
                                 if (archive_write_data(a, buf, (size_t) n) != n)
                                         r = -EIO;
                         if (n < 0)
@@ -1051,8 +1056,11 @@ static int layer_store(struct mp_core *core, const char *id, struct mp_error *er
 }
 
 /* Is rel (an archive entry's name) a relative path that stays inside its folder, and,
- * for a link (target not NULL), does the link too? */
+ * for a link (target not NULL), does the link too? A link's ".." may only lead its
+ * target: after a name, which may itself be a link to anywhere inside, ".." would go
+ * up from where that link leads, which no count of names here can tell. */
 static bool entry_inside(const char *rel, const char *target) {
+        bool named = false;
         int depth = 0;
 
         if (!rel || !rel[0] || rel[0] == '/')
@@ -1074,8 +1082,8 @@ static bool entry_inside(const char *rel, const char *target) {
                 if (n == 2 && !strncmp(p, "..", 2))
                         depth--;
                 else if (n > 0 && !(n == 1 && *p == '.'))
-                        depth++;
-                if (depth < 0)
+                        depth++, named = true;
+                if (depth < 0 || (named && n == 2 && !strncmp(p, "..", 2)))
                         return false;
                 p += n + (p[n] == '/');
         }

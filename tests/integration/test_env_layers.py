@@ -275,6 +275,14 @@ def hostile_tar(kind: str) -> bytes:
             e = tarfile.TarInfo("beamlib/up")
             e.type, e.linkname = tarfile.SYMTYPE, "../../../.."
             data = None
+        elif kind == "link-through-link":
+            # "s" is the layer itself; "s/.." counts as inside, but is its parent.
+            here = tarfile.TarInfo("s")
+            here.type, here.linkname = tarfile.SYMTYPE, "."
+            t.addfile(here)
+            e = tarfile.TarInfo("beamlib/up")
+            e.type, e.linkname = tarfile.SYMTYPE, "../s/.."
+            data = None
         else:
             e = tarfile.TarInfo("beamlib/null")
             e.type, e.devmajor, e.devminor = tarfile.CHRTYPE, 1, 3
@@ -304,7 +312,7 @@ def test_a_hostile_layer_archive_is_refused(wheelhouses):  # noqa: F811
         layers = s.data_dir / "layers"
         layer = layers / env_id
         archive = s.data_dir / "objects" / "environments" / f"{env_id}.tar"
-        for kind in ("dotdot", "absolute", "link", "device"):
+        for kind in ("dotdot", "absolute", "link", "link-through-link", "device"):
             data = hostile_tar(kind)
             os.chmod(archive, 0o600)
             archive.write_bytes(data)
@@ -323,7 +331,8 @@ def test_a_hostile_layer_archive_is_refused(wheelhouses):  # noqa: F811
             assert wait_env(api, env_id)["status"] == "ready", kind
             t = api.execute("alice", fn["id"], {"F": 1.0}, wait=60)
             assert t["status"] == "completed" and t["result"]["beamlib"] == "2.0", (kind, t)
-            assert not (layer / "beamlib" / "null").exists() and not (layer / "beamlib" / "up").exists(), kind
+            assert not (layer / "beamlib" / "null").exists() and not (layer / "beamlib" / "up").is_symlink(), kind
+            assert not (layer / "s").is_symlink(), kind
             # Rebuilt, the builder stored a good archive again.
             assert sha256(archive) != hashlib.sha256(data).hexdigest(), kind
         log = s.server.log_path.read_text()
