@@ -2951,6 +2951,26 @@ TEST(task_live) {
 }
 
 
+/* A function (id into f1, in a fresh world) whose new version names the environment
+ * env_id: that version. */
+static int function_in_env(struct mp_store *s, char f1[static MP_ID_LEN + 1], const char *env_id) {
+        struct mp_error err = { 0 };
+        struct world w;
+        int latest = 0;
+
+        make_world(s, &w);
+        CHECK_INT(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1), ==, 0);
+        json_t *ver = json_pack("{s:s,s:s,s:s,s:[s],s:{},s:{},s:s}", "code", "def main():\n    return 1\n", "handler",
+                                "main", "isolation", "warm", "requirements", "beamlib==1.0", "input_schema", "limits",
+                                "environment_id", env_id);
+        json_t *fields = json_pack("{s:s}", "visibility", "private");
+        CHECK_INT(MP_STORE(s)->function_update(s, f1, fields, ver, 3000, &latest, &err), ==, 0);
+        json_decref(fields);
+        json_decref(ver);
+        mp_error_clear(&err);
+        return latest;
+}
+
 /* Environments (migration 17): stored once per id, their state changed, a failed one
  * queued again, the unfinished ones listed; a version names its environment. */
 TEST(environments) {
@@ -2998,21 +3018,11 @@ TEST(environments) {
         CHECK_INT(ops->env_set(s, "nope", "ready", NULL, NULL, -1, &err), ==, -ENOENT);
 
         /* A version carries its environment id. */
-        struct world w;
         char f1[MP_ID_LEN + 1];
-        make_world(s, &w);
-        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1) == 0);
-        json_t *ver = json_pack("{s:s,s:s,s:s,s:[s],s:{},s:{},s:s}", "code", "def main():\n    return 1\n", "handler",
-                                "main", "isolation", "warm", "requirements", "beamlib==1.0", "input_schema", "limits",
-                                "environment_id", id);
-        json_t *fields = json_pack("{s:s}", "visibility", "private");
-        int latest = 0;
-        CHECK_INT(ops->function_update(s, f1, fields, ver, 3000, &latest, &err), ==, 0);
-        json_decref(fields);
+        int latest = function_in_env(s, f1, id);
         CHECK_INT(ops->function_get_version(s, f1, latest, &row, &err), ==, 0);
         CHECK_STR(str(row, "environment_id"), id);
         json_decref(row);
-        json_decref(ver);
         json_decref(env);
         mp_error_clear(&err);
         mp_store_close(s);
@@ -3038,18 +3048,8 @@ TEST(environments_in_use_and_archive) {
                 CHECK_INT(ops->env_create(s, env, &err), ==, 1);
                 json_decref(env);
         }
-        struct world w;
         char f1[MP_ID_LEN + 1];
-        make_world(s, &w);
-        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1) == 0);
-        json_t *ver = json_pack("{s:s,s:s,s:s,s:[s],s:{},s:{},s:s}", "code", "def main():\n    return 1\n", "handler",
-                                "main", "isolation", "warm", "requirements", "beamlib", "input_schema", "limits",
-                                "environment_id", used);
-        json_t *fields = json_pack("{s:s}", "visibility", "private");
-        int latest = 0;
-        CHECK_INT(ops->function_update(s, f1, fields, ver, 3000, &latest, &err), ==, 0);
-        json_decref(fields);
-        json_decref(ver);
+        (void) function_in_env(s, f1, used);
         /* Kept: the one a live version names, and the one made at 5000 or after. */
         CHECK_INT(ops->env_in_use(s, 5000, &rows, &err), ==, 0);
         CHECK_INT(json_array_size(rows), ==, 2);
