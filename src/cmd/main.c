@@ -180,6 +180,11 @@ static int cmd_admin_gc(int argc, char **argv) {
         if (cfg->wheelhouse || cfg->package_index)
                 printf("removed the layers of %" JSON_INTEGER_FORMAT " unused environment(s)\n",
                        json_integer_value(json_object_get(report, "layers_deleted")));
+        if (cfg->package_index)
+                printf("removed %" JSON_INTEGER_FORMAT " cached wheel(s) no environment uses (%" JSON_INTEGER_FORMAT
+                       " bytes)\n",
+                       json_integer_value(json_object_get(report, "wheels_deleted")),
+                       json_integer_value(json_object_get(report, "wheel_bytes_deleted")));
         json_decref(report);
         rc = 0;
 out:
@@ -365,12 +370,15 @@ out:
 static int start_executor(const struct mp_config *cfg, unsigned extra_channels,
                           struct mp_executor **ret, struct mp_error *err) {
         /* Environments' layers (core/environments.c): DATA_DIR/layers, where serve
-         * builds them and its executor (or a worker's on the same data folder) reads. */
+         * builds them (or any node brings them from the object store) and its executor
+         * reads. */
         char layers[PATH_MAX] = "";
         int r;
-        if ((cfg->wheelhouse || cfg->package_index) && (r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0)
+        if ((r = mp_core_layers_dir(cfg, layers, sizeof(layers))) < 0 && (cfg->wheelhouse || cfg->package_index))
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
                                     cfg->data_dir, strerror(-r));
+        if (r < 0)
+                layers[0] = 0; /* the base environment only (core/environments.c says why) */
         struct mp_exec_config xcfg = {
                 .sandbox = cfg->sandbox,
                 .python = cfg->python,

@@ -592,9 +592,18 @@ json_t *mp_core_env_brief(struct mp_core *core, json_t *ver);
  * EnvironmentNotReady, errors {"environment": {"id","status"}}. */
 int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err);
 /* The collector's part (mp_core_gc): remove the layers of the ready environments that
- * no live function's version names, created an hour or more before now_ms; how many
- * into *ret_count. 0 (nothing to do on a node without --wheelhouse) or -errno. */
+ * no live function's version names, created an hour or more before now_ms, from this
+ * node's layers folder and (their archives) from the object store; how many layers
+ * into *ret_count. 0 or -errno. */
 int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count, struct mp_error *err);
+/* The collector's part for the wheel cache (LAYERS/.wheels, filled from package
+ * indexes): remove the cached wheels whose sha256 no lock of an environment it keeps
+ * names (one made within the hour before now_ms, or named by a live function's
+ * version), left unused for an hour; how many and their bytes into *ret_count and
+ * *ret_bytes. 0 (nothing to do on a node without --wheelhouse or --package-index) or
+ * -errno. */
+int mp_core_wheels_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count, json_int_t *ret_bytes,
+                      struct mp_error *err);
 /* GET /api/v1/environments/{id}: {"id","status","requirements","lock","log","error",
  * "build_ms","created_at"}; 404 when none. */
 int mp_core_environment_get(struct mp_core *core, const struct mp_principal *p, const char *id, json_t **ret,

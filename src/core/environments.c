@@ -19,11 +19,16 @@
  *           the layer is the wheels' files and pip's metadata only, the same bytes each
  *           time the same lock is built.
  *   index   (--package-index URL): pip itself never reaches a network. Before pip runs,
- *           the server fetches the PEP 503 page of each project named (no redirect
- *           followed, pages and files bounded in size and time) and every wheel it
- *           links with a #sha256= fragment, checked, into LAYERS/.wheels, a wheelhouse
+ *           the server fetches the page of each project named, PEP 691 JSON when the
+ *           index serves it, else PEP 503 HTML (no redirect followed, pages and files
+ *           bounded in size and time), and every wheel it lists with a sha256 (not
+ *           yanked, unless pinned), checked, into LAYERS/.wheels, a wheelhouse
  *           like the operator's; a project pip then reports missing (a dependency) is
  *           fetched in turn and pip runs again, at most ENV_INDEX_ROUNDS times.
+ *   archive (every node): the builder also stores the layer in the object store
+ *           (environments/<id>.tar, its sha256 with the environment); a node that runs
+ *           an environment whose layer it lacks brings it from there (see "layers in
+ *           the object store" below).
  *
  * A resolution that fails (no wheel, a conflict, a hash that does not match) still
  * makes an environment, failed, with pip's log and its error lines, under an id that
@@ -48,12 +53,15 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <curl/curl.h>
 
 #include "base/json.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "blobs/blobs.h"
 #include "core/core-internal.h"
 
 #define ENV_LOG_MAX (64 * 1024)   /* bytes of pip's output kept as the build log */
@@ -67,6 +75,9 @@
 #define ENV_INDEX_FILES_MAX 64                /* wheels taken from one project page */
 #define ENV_INDEX_ROUNDS 32                   /* projects discovered one pip run at a time */
 #define ENV_INDEX_TIMEOUT_S 300L              /* one transfer */
+/* Layers in the object store (environments/<id>.tar), for the nodes that did not build
+ * them: an uncompressed tar held in memory while it is written or read. */
+#define ENV_ARCHIVE_MAX (512LL << 20)
 
 struct mp_envs {
         pthread_mutex_t lock;
@@ -75,6 +86,7 @@ struct mp_envs {
         bool started, stop;
         json_t *todo; /* ids to build, in order */
         char layers[PATH_MAX];
+        bool builds; /* --wheelhouse or --package-index: this node resolves and builds */
 };
 
 /* ---- requirements ---- */
@@ -464,16 +476,27 @@ static void curl_init_once(void) {
 }
 
 /* GET url into the sink: no redirect followed, http and https only, bounded in size
- * and time. 0 or -EIO with a line in *flog. */
-static int fetch(const char *url, struct sink *k, long long max, struct mp_buf *flog) {
+ * and time; with accept, that Accept header, and the answer's Content-Type (its media
+ * type, lower case) into ret_type. 0 or -EIO with a line in *flog. */
+static int fetch(const char *url, const char *accept, struct sink *k, long long max, char *ret_type,
+                 size_t type_size, struct mp_buf *flog) {
         long status = 0;
         pthread_once(&curl_once, curl_init_once);
         CURL *h = curl_easy_init();
+        struct curl_slist *headers = NULL;
         CURLcode rc;
         char line[600];
 
         if (!h)
                 return -ENOMEM;
+        if (accept) {
+                snprintf(line, sizeof(line), "Accept: %s", accept);
+                if (!(headers = curl_slist_append(NULL, line))) {
+                        curl_easy_cleanup(h);
+                        return -ENOMEM;
+                }
+                curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        }
         k->left = max;
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -487,7 +510,16 @@ static int fetch(const char *url, struct sink *k, long long max, struct mp_buf *
         rc = curl_easy_perform(h);
         if (rc == CURLE_OK)
                 curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (rc == CURLE_OK && ret_type) {
+                const char *type = NULL;
+                size_t n = 0;
+                curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &type);
+                for (; type && type[n] && type[n] != ';' && type[n] != ' ' && n + 1 < type_size; n++)
+                        ret_type[n] = (char) (type[n] >= 'A' && type[n] <= 'Z' ? type[n] + 32 : type[n]);
+                ret_type[n] = 0;
+        }
         curl_easy_cleanup(h);
+        curl_slist_free_all(headers);
         if (rc == CURLE_OK && status == 200)
                 return 0;
         snprintf(line, sizeof(line), "index: %.400s: %s\n", url,
@@ -507,13 +539,15 @@ static void fetch_wheel(const char *wheels, const char *url, const char *file, c
         struct sink k = { .page = NULL };
 
         snprintf(path, sizeof(path), "%s/%s", wheels, file);
-        if (sha256_file(path, hex) == 0 && !strcmp(hex, want))
+        if (sha256_file(path, hex) == 0 && !strcmp(hex, want)) {
+                (void) utimensat(AT_FDCWD, path, NULL, 0); /* used now: the collector's grace */
                 return;
+        }
         snprintf(tmp, sizeof(tmp), "%s/.fetch-XXXXXX", wheels);
         if ((k.fd = mkostemp(tmp, O_CLOEXEC)) < 0)
                 return;
         crypto_hash_sha256_init(&k.st);
-        int r = fetch(url, &k, ENV_INDEX_WHEEL_MAX, flog);
+        int r = fetch(url, NULL, &k, ENV_INDEX_WHEEL_MAX, NULL, 0, flog);
         close(k.fd);
         crypto_hash_sha256_final(&k.st, h);
         sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
@@ -526,53 +560,118 @@ static void fetch_wheel(const char *wheels, const char *url, const char *file, c
                 unlink(tmp);
 }
 
-/* The wheels of one project (its name normalized) from every index. */
-static void fetch_project(struct mp_core *core, const char *wheels, const char *name, struct mp_buf *flog) {
+/* One file a project page lists (href: its URL, relative to the page; file: its name;
+ * sha256: the index's hash of it): fetched into wheels when it is a wheel whose name
+ * and hash are well formed and its URL http(s). True when it was tried. */
+static bool take_file(const char *wheels, const char *page_url, const char *href, const char *file,
+                      const char *sha256, struct mp_buf *flog) {
+        size_t fl = file ? strlen(file) : 0;
+        bool ok = sha256 && strlen(sha256) == 2 * crypto_hash_sha256_BYTES && fl > 4 && fl < 250 &&
+                  !strcmp(file + fl - 4, ".whl") && file[0] != '.';
+        for (size_t i = 0; ok && i < fl; i++)
+                ok = name_char(file[i]) || file[i] == '+' || file[i] == '!';
+        for (const char *x = ok ? sha256 : ""; ok && *x; x++)
+                ok = (*x >= '0' && *x <= '9') || (*x >= 'a' && *x <= 'f');
+        CURLU *u = ok ? curl_url() : NULL;
+        char *abs = NULL;
+        bool taken = false;
+        if (u && curl_url_set(u, CURLUPART_URL, page_url, 0) == CURLUE_OK &&
+            curl_url_set(u, CURLUPART_URL, href, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_URL, &abs, 0) == CURLUE_OK &&
+            (!strncmp(abs, "http://", 7) || !strncmp(abs, "https://", 8))) {
+                fetch_wheel(wheels, abs, file, sha256, flog);
+                taken = true;
+        }
+        curl_free(abs);
+        curl_url_cleanup(u);
+        return taken;
+}
+
+/* The version a wheel's file name carries (NAME-VERSION-...), into buf. */
+static void wheel_version(const char *file, char *buf, size_t size) {
+        const char *dash = strchr(file, '-'), *dash2 = dash ? strchr(dash + 1, '-') : NULL;
+        snprintf(buf, size, "%.*s", dash2 ? (int) (dash2 - dash - 1) : 0, dash2 ? dash + 1 : "");
+}
+
+/* A PEP 691 JSON page: its "files", each {"filename","url","hashes":{"sha256"}}. A
+ * yanked file (PEP 592) is taken only when the requirements pin its version with ==
+ * (pin: that version, or NULL). */
+static void take_json_page(const char *wheels, const char *page_url, const struct mp_buf *page, const char *pin,
+                           struct mp_buf *flog) {
+        _cleanup_json_ json_t *doc = json_loadb(page->data, page->len, JSON_REJECT_DUPLICATES, NULL);
+        json_t *files = json_object_get(doc, "files"), *f;
+        size_t i, taken = 0;
+        char line[400];
+
+        if (!json_is_array(files)) {
+                snprintf(line, sizeof(line), "index: %.300s: not a PEP 691 project page (no \"files\")\n", page_url);
+                mp_buf_append_trunc(flog, line, strlen(line));
+                return;
+        }
+        json_array_foreach(files, i, f) {
+                const char *file = json_string_value(json_object_get(f, "filename"));
+                const char *url = json_string_value(json_object_get(f, "url"));
+                json_t *yanked = json_object_get(f, "yanked");
+                char version[128];
+                if (taken >= ENV_INDEX_FILES_MAX)
+                        break;
+                if (!file || !url)
+                        continue;
+                if (yanked && !json_is_false(yanked) && !json_is_null(yanked)) {
+                        wheel_version(file, version, sizeof(version));
+                        if (!pin || strcmp(pin, version))
+                                continue;
+                }
+                if (take_file(wheels, page_url, url, file,
+                              json_string_value(json_object_get(json_object_get(f, "hashes"), "sha256")), flog))
+                        taken++;
+        }
+}
+
+/* A PEP 503 HTML page: its links, each with a #sha256= fragment. */
+static void take_html_page(const char *wheels, const char *page_url, struct mp_buf *page, struct mp_buf *flog) {
+        size_t taken = 0;
+
+        for (char *a = strstr(page->data, "href=\""); a && taken < ENV_INDEX_FILES_MAX; a = strstr(a, "href=\"")) {
+                a += 6;
+                char *end = strchr(a, '"'), *frag, *file;
+                if (!end)
+                        break;
+                *end = 0;
+                frag = strstr(a, "#sha256=");
+                if (frag)
+                        *frag = 0;
+                file = strrchr(a, '/');
+                file = file ? file + 1 : a;
+                if (frag && take_file(wheels, page_url, a, file, frag + 8, flog))
+                        taken++;
+                a = end + 1;
+        }
+}
+
+/* The wheels of one project (its name normalized) from every index: its PEP 691 JSON
+ * page when the index serves one, else its PEP 503 HTML page. */
+static void fetch_project(struct mp_core *core, const char *wheels, const char *name, const char *pin,
+                          struct mp_buf *flog) {
+        static const char accept[] = "application/vnd.pypi.simple.v1+json, text/html;q=0.1";
         for (const char *ix = core->config->package_index; ix && *ix;) {
-                size_t il = strcspn(ix, "\n"), taken = 0;
+                size_t il = strcspn(ix, "\n");
                 _cleanup_free_ char *page_url = NULL;
                 struct mp_buf page = { .cap = ENV_INDEX_PAGE_MAX };
                 struct sink k = { .page = &page };
+                char type[80] = "";
 
                 if (asprintf(&page_url, "%.*s/%s/", (int) il, ix, name) < 0)
                         return;
                 ix = ix[il] ? ix + il + 1 : NULL;
-                if (fetch(page_url, &k, ENV_INDEX_PAGE_MAX, flog) < 0 || !page.data) {
+                if (fetch(page_url, accept, &k, ENV_INDEX_PAGE_MAX, type, sizeof(type), flog) < 0 || !page.data) {
                         mp_buf_free(&page);
                         continue;
                 }
-                for (char *a = strstr(page.data, "href=\""); a && taken < ENV_INDEX_FILES_MAX;
-                     a = strstr(a, "href=\"")) {
-                        a += 6;
-                        char *end = strchr(a, '"'), *frag, *file;
-                        if (!end)
-                                break;
-                        *end = 0;
-                        frag = strstr(a, "#sha256=");
-                        if (frag)
-                                *frag = 0;
-                        file = strrchr(a, '/');
-                        file = file ? file + 1 : a;
-                        size_t fl = strlen(file);
-                        bool ok = frag && strlen(frag + 8) == 2 * crypto_hash_sha256_BYTES && fl > 4 && fl < 250 &&
-                                  !strcmp(file + fl - 4, ".whl") && file[0] != '.';
-                        for (size_t i = 0; ok && i < fl; i++)
-                                ok = name_char(file[i]) || file[i] == '+' || file[i] == '!';
-                        for (const char *x = frag ? frag + 8 : ""; ok && *x; x++)
-                                ok = (*x >= '0' && *x <= '9') || (*x >= 'a' && *x <= 'f');
-                        CURLU *u = ok ? curl_url() : NULL;
-                        char *abs = NULL;
-                        if (u && curl_url_set(u, CURLUPART_URL, page_url, 0) == CURLUE_OK &&
-                            curl_url_set(u, CURLUPART_URL, a, 0) == CURLUE_OK &&
-                            curl_url_get(u, CURLUPART_URL, &abs, 0) == CURLUE_OK &&
-                            (!strncmp(abs, "http://", 7) || !strncmp(abs, "https://", 8))) {
-                                fetch_wheel(wheels, abs, file, frag + 8, flog);
-                                taken++;
-                        }
-                        curl_free(abs);
-                        curl_url_cleanup(u);
-                        a = end + 1;
-                }
+                if (!strcmp(type, "application/vnd.pypi.simple.v1+json"))
+                        take_json_page(wheels, page_url, &page, pin, flog);
+                else
+                        take_html_page(wheels, page_url, &page, flog);
                 mp_buf_free(&page);
         }
 }
@@ -592,8 +691,9 @@ static void normalize_name(const char *s, size_t n, char *out, size_t size) {
         out[o] = 0;
 }
 
-/* Fetch the projects in `names` not yet in `done` (both JSON: an array, an object). */
-static void fetch_missing(struct mp_core *core, json_t *names, json_t *done, struct mp_buf *flog) {
+/* Fetch the projects in `names` not yet in `done` (both JSON: an array, an object);
+ * pins: {name: version} of the requirements that pin one with == or ===. */
+static void fetch_missing(struct mp_core *core, json_t *names, json_t *done, json_t *pins, struct mp_buf *flog) {
         char wheels[PATH_MAX + 16];
         size_t i;
         json_t *n;
@@ -606,8 +706,29 @@ static void fetch_missing(struct mp_core *core, json_t *names, json_t *done, str
                 if (!name[0] || json_object_get(done, name))
                         continue;
                 json_object_set_new(done, name, json_true());
-                fetch_project(core, wheels, name, flog);
+                fetch_project(core, wheels, name, json_string_value(json_object_get(pins, name)), flog);
         }
+}
+
+/* The version a requirement pins with == or === (one exact version, no wildcard, no
+ * other specifier), into pins under its normalized name. */
+static void add_pin(const char *req, json_t *pins) {
+        const char *end = read_name(req), *p;
+        char name[128], version[128];
+        size_t n;
+
+        if (!end || *end == '[')
+                return;
+        normalize_name(req, (size_t) (end - req), name, sizeof(name));
+        p = skip_spaces(end);
+        if (strncmp(p, "==", 2))
+                return;
+        p = skip_spaces(p + (p[2] == '=' ? 3 : 2));
+        n = strcspn(p, " ,*");
+        if (n == 0 || n >= sizeof(version) || *skip_spaces(p + n) == ',' || p[n] == '*')
+                return;
+        snprintf(version, sizeof(version), "%.*s", (int) n, p);
+        json_object_set_new(pins, name, json_string(version));
 }
 
 /* The project pip could not find ("No matching distribution found for NAME..."), not
@@ -690,6 +811,24 @@ static int lock_of(const char *dir, json_t **ret, char **ret_error) {
         return 0;
 }
 
+/* The cached wheels (LAYERS/.wheels) that pip took into dir are used now: their time
+ * is renewed, so that the collector's grace covers them until their environment is
+ * stored. */
+static void touch_cached(struct mp_core *core, const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                char path[PATH_MAX + 300];
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "%s/.wheels/%s", core->envs->layers, de->d_name);
+                (void) utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW);
+        }
+        if (d)
+                closedir(d);
+}
+
 /* Resolve reqs: 0 with *ret_lock, or 1 (it failed: *ret_error), with pip's log. */
 static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char **ret_log, char **ret_error) {
         char work[PATH_MAX + 32], file[PATH_MAX + 64], dl[PATH_MAX + 64];
@@ -730,7 +869,7 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                                 args[k++] = json_string_value(item);
         }
         args[k] = NULL;
-        _cleanup_json_ json_t *names = json_array(), *done = json_object();
+        _cleanup_json_ json_t *names = json_array(), *done = json_object(), *pins = json_object();
         struct mp_buf flog = { .cap = ENV_LOG_MAX / 4 };
         if (core->config->package_index && names && done)
                 json_array_foreach(reqs, i, item) {
@@ -738,10 +877,11 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                         const char *t = json_string_value(item);
                         normalize_name(t, strlen(t), name, sizeof(name));
                         json_array_append_new(names, json_string(name));
+                        add_pin(t, pins);
                 }
         for (int round = 0;; round++) {
                 if (core->config->package_index && names && done)
-                        fetch_missing(core, names, done, &flog);
+                        fetch_missing(core, names, done, pins, &flog);
                 r = pip_run(core, args, work, ret_log);
                 if (r <= 0 || !core->config->package_index || !names || !done || round + 1 >= ENV_INDEX_ROUNDS ||
                     !missing_project(*ret_log, names, done))
@@ -761,12 +901,302 @@ static int resolve(struct mp_core *core, json_t *reqs, json_t **ret_lock, char *
                 *ret_error = error_lines(*ret_log);
                 r = 1;
         } else if (r == 0) {
+                if (core->config->package_index)
+                        touch_cached(core, dl);
                 r = lock_of(dl, ret_lock, ret_error);
                 if (r == -EINVAL)
                         r = 1;
         }
         rm_tree(work);
         return r;
+}
+
+/* ---- layers in the object store ----
+ *
+ * A layer exists in the layers folder of the node that built it. So that any node
+ * sharing the store and the object store runs its environment, the builder also stores
+ * it as a tar (environments/<id>.tar), its sha256 recorded with the environment; a node
+ * that must run an environment whose layer it lacks fetches the archive, checks that
+ * hash, unpacks it into a private folder and renames it into place, read-only as the
+ * builder leaves it. The archive is deterministic (entries sorted, no times, no owners),
+ * so two builders of one lock store the same bytes. */
+
+static void archive_key(const char *id, char *buf, size_t size) {
+        snprintf(buf, size, "environments/%s.tar", id);
+}
+
+static la_ssize_t tar_write(struct archive *a, void *ud, const void *p, size_t n) {
+        if (mp_buf_append(ud, p, n) < 0) {
+                archive_set_error(a, EFBIG, "the layer is over %lld MiB", ENV_ARCHIVE_MAX >> 20);
+                return -1;
+        }
+        return (la_ssize_t) n;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b) {
+        return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* One entry of the layer root/rel (rel "" the root itself, not written) and, for a
+ * folder, what it holds, in name order. 0 or -errno. */
+static int tar_add(struct archive *a, const char *root, const char *rel) {
+        char path[PATH_MAX];
+        struct stat st;
+        int r = 0;
+
+        if ((size_t) snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel) >= sizeof(path))
+                return -ENAMETOOLONG;
+        if (lstat(path, &st) < 0)
+                return -errno;
+        if (rel[0]) {
+                struct archive_entry *e = archive_entry_new();
+                char target[PATH_MAX];
+                ssize_t tl = 0;
+                if (!e)
+                        return -ENOMEM;
+                archive_entry_set_pathname(e, rel);
+                archive_entry_set_perm(e, st.st_mode & 0777);
+                if (S_ISDIR(st.st_mode)) {
+                        archive_entry_set_filetype(e, AE_IFDIR);
+                } else if (S_ISREG(st.st_mode)) {
+                        archive_entry_set_filetype(e, AE_IFREG);
+                        archive_entry_set_size(e, st.st_size);
+                } else if (S_ISLNK(st.st_mode) && (tl = readlink(path, target, sizeof(target) - 1)) > 0) {
+                        target[tl] = 0;
+                        archive_entry_set_filetype(e, AE_IFLNK);
+                        archive_entry_set_symlink(e, target);
+                } else {
+                        r = -EINVAL; /* nothing else is in a layer pip made */
+                }
+                if (r == 0 && archive_write_header(a, e) != ARCHIVE_OK)
+                        r = -EIO;
+                archive_entry_free(e);
+                if (r == 0 && S_ISREG(st.st_mode)) {
+                        /* On the heap: this function recurses, once per folder level. */
+                        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                        _cleanup_free_ char *buf = malloc(65536);
+                        ssize_t n = 0;
+                        if (fd < 0)
+                                return -errno;
+                        if (!buf)
+                                return -ENOMEM;
+                        while (r == 0 && (n = read(fd, buf, 65536)) > 0)
+                                if (archive_write_data(a, buf, (size_t) n) != n)
+                                        r = -EIO;
+                        if (n < 0)
+                                r = -errno;
+                }
+        }
+        if (r < 0 || !S_ISDIR(st.st_mode))
+                return r;
+        struct dirent **names = NULL;
+        int n = scandir(path, &names, NULL, by_name);
+        if (n < 0)
+                return -errno;
+        for (int i = 0; i < n; i++) {
+                char child[PATH_MAX];
+                const char *f = names[i]->d_name;
+                if (r == 0 && strcmp(f, ".") && strcmp(f, "..")) {
+                        if ((size_t) snprintf(child, sizeof(child), "%s%s%s", rel, rel[0] ? "/" : "", f) >=
+                            sizeof(child))
+                                r = -ENAMETOOLONG;
+                        else
+                                r = tar_add(a, root, child);
+                }
+                free(names[i]);
+        }
+        free(names);
+        return r;
+}
+
+/* The layer at dir as a tar into *out (its cap set by the caller). 0 or -errno, with
+ * libarchive's reason in why. */
+static int layer_pack(const char *dir, struct mp_buf *out, char *why, size_t why_size) {
+        struct archive *a = archive_write_new();
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+            archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+            archive_write_open(a, out, NULL, tar_write, NULL) != ARCHIVE_OK)
+                r = -EIO;
+        else
+                r = tar_add(a, dir, "");
+        if (archive_write_close(a) != ARCHIVE_OK && r == 0)
+                r = -EIO;
+        snprintf(why, why_size, "%s", r == -EIO && archive_error_string(a) ? archive_error_string(a)
+                                      : strerror(-r));
+        archive_write_free(a);
+        return r;
+}
+
+/* Store the layer LAYERS/<id> in the object store and its sha256 with the environment.
+ * 0, or -errno with the reason in err. */
+static int layer_store(struct mp_core *core, const char *id, struct mp_error *err) {
+        char layer[PATH_MAX + 80], key[128], why[200];
+        unsigned char h[crypto_hash_sha256_BYTES];
+        char hex[2 * crypto_hash_sha256_BYTES + 1];
+        struct mp_buf tar = { .cap = (size_t) ENV_ARCHIVE_MAX };
+        int r;
+
+        snprintf(layer, sizeof(layer), "%s/%s", core->envs->layers, id);
+        archive_key(id, key, sizeof(key));
+        if ((r = layer_pack(layer, &tar, why, sizeof(why))) < 0 || !tar.data) {
+                mp_buf_free(&tar);
+                return mp_error_set(err, r < 0 ? -r : EIO, 500, "storage", "cannot archive the layer: %s", why);
+        }
+        crypto_hash_sha256(h, (const unsigned char *) tar.data, tar.len);
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        r = MP_BLOBS(core->blobs)->put(core->blobs, key, tar.data, tar.len, err);
+        mp_buf_free(&tar);
+        if (r < 0)
+                return r;
+        return MP_STORE(core->store)->env_set_archive(core->store, id, hex, err);
+}
+
+/* Is rel (an archive entry's name) a relative path that stays inside its folder, and,
+ * for a link (target not NULL), does the link too? A link's ".." may only lead its
+ * target: after a name, which may itself be a link to anywhere inside, ".." would go
+ * up from where that link leads, which no count of names here can tell. */
+static bool entry_inside(const char *rel, const char *target) {
+        bool named = false;
+        int depth = 0;
+
+        if (!rel || !rel[0] || rel[0] == '/')
+                return false;
+        for (const char *p = rel; *p;) {
+                size_t n = strcspn(p, "/");
+                if ((n == 2 && !strncmp(p, "..", 2)))
+                        return false;
+                depth += n > 0 && !(n == 1 && *p == '.');
+                p += n + (p[n] == '/');
+        }
+        if (!target)
+                return true;
+        depth--; /* a link resolves from the folder that holds it */
+        if (!target[0] || target[0] == '/')
+                return false;
+        for (const char *p = target; *p;) {
+                size_t n = strcspn(p, "/");
+                if (n == 2 && !strncmp(p, "..", 2))
+                        depth--;
+                else if (n > 0 && !(n == 1 && *p == '.'))
+                        depth++, named = true;
+                if (depth < 0 || (named && n == 2 && !strncmp(p, "..", 2)))
+                        return false;
+                p += n + (p[n] == '/');
+        }
+        return true;
+}
+
+/* Unpack the tar data into dest (an empty folder): folders, regular files and links
+ * that stay inside only; no absolute name, no "..", no hard link, no device, fifo or
+ * socket, no set-id bit. 0, or -EBADMSG with the reason in why, or -errno. */
+static int layer_unpack(const char *data, size_t len, const char *dest, char *why, size_t why_size) {
+        struct archive *a = archive_read_new(), *w = archive_write_disk_new();
+        struct archive_entry *e;
+        int r = 0, k;
+
+        why[0] = 0;
+        if (!a || !w) {
+                archive_read_free(a);
+                archive_write_free(w);
+                return -ENOMEM;
+        }
+        archive_read_support_format_tar(a);
+        archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                                  ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_NO_OVERWRITE);
+        if (archive_read_open_memory(a, data, len) != ARCHIVE_OK)
+                r = -EBADMSG;
+        while (r == 0 && (k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                mode_t type = archive_entry_filetype(e);
+                char full[PATH_MAX];
+                if (archive_entry_hardlink(e) || (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)) {
+                        snprintf(why, why_size, "%.200s is not a file, a folder or a link", name ? name : "?");
+                        r = -EBADMSG;
+                } else if (!entry_inside(name, type == AE_IFLNK ? archive_entry_symlink(e) ?: "" : NULL)) {
+                        snprintf(why, why_size, "%.200s points outside the layer", name ? name : "?");
+                        r = -EBADMSG;
+                } else if ((size_t) snprintf(full, sizeof(full), "%s/%s", dest, name) >= sizeof(full)) {
+                        r = -ENAMETOOLONG;
+                } else {
+                        archive_entry_set_pathname(e, full);
+                        archive_entry_set_perm(e, archive_entry_perm(e) & 0755);
+                        if (archive_write_header(w, e) != ARCHIVE_OK)
+                                r = -EBADMSG;
+                        const void *buf;
+                        size_t n;
+                        la_int64_t off;
+                        while (r == 0 && type == AE_IFREG &&
+                               (k = archive_read_data_block(a, &buf, &n, &off)) == ARCHIVE_OK)
+                                if (archive_write_data_block(w, buf, n, off) != ARCHIVE_OK)
+                                        r = -EIO;
+                        if (r == 0 && type == AE_IFREG && k != ARCHIVE_EOF)
+                                r = -EBADMSG;
+                        if (r == 0 && archive_write_finish_entry(w) != ARCHIVE_OK)
+                                r = -EIO;
+                        if (r < 0 && !why[0])
+                                snprintf(why, why_size, "%.200s: %.200s", name,
+                                         archive_error_string(w) ?: archive_error_string(a) ?: "unreadable");
+                }
+        }
+        if (r == 0 && k != ARCHIVE_EOF) {
+                snprintf(why, why_size, "%.300s", archive_error_string(a) ?: "not a tar");
+                r = -EBADMSG;
+        }
+        archive_read_free(a);
+        archive_write_free(w);
+        return r;
+}
+
+/* Bring the layer of env (its row, ready) from the object store into LAYERS/<id>:
+ * 0; -ENOENT when no archive of it is recorded or stored; -EBADMSG when the archive is
+ * not the one recorded or is refused; other -errno (the object store is down); err
+ * says which. */
+static int layer_fetch(struct mp_core *core, json_t *env, struct mp_error *err) {
+        const char *id = json_string_value(json_object_get(env, "id"));
+        const char *want = json_string_value(json_object_get(env, "archive_sha256"));
+        char key[128], work[PATH_MAX + 32], dest[PATH_MAX + 64], layer[PATH_MAX + 80], why[420];
+        char hex[2 * crypto_hash_sha256_BYTES + 1];
+        unsigned char h[crypto_hash_sha256_BYTES];
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!want)
+                return mp_error_set(err, ENOENT, 409, "EnvironmentNotReady", "no archive of its layer is stored");
+        archive_key(id, key, sizeof(key));
+        if ((r = MP_BLOBS(core->blobs)->get(core->blobs, key, (size_t) ENV_ARCHIVE_MAX, &data, &len, err)) < 0)
+                return r;
+        crypto_hash_sha256(h, (const unsigned char *) data, len);
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        if (strcmp(hex, want))
+                return mp_error_set(err, EBADMSG, 409, "EnvironmentNotReady",
+                                    "the archive of its layer (%s) does not have the sha256 recorded", key);
+        if ((r = work_dir(core, "fetch", work, sizeof(work))) < 0)
+                return mp_error_set(err, -r, 500, "storage", "cannot make a folder for its layer: %s", strerror(-r));
+        snprintf(dest, sizeof(dest), "%s/layer", work);
+        snprintf(layer, sizeof(layer), "%s/%s", core->envs->layers, id);
+        if (mkdir(dest, 0700) < 0)
+                r = -errno;
+        else
+                r = layer_unpack(data, len, dest, why, sizeof(why));
+        if (r == 0 && (nftw(dest, ro_one, 16, FTW_PHYS) != 0 ||
+                       (rename(dest, layer) < 0 && errno != EEXIST && errno != ENOTEMPTY)))
+                r = -EIO;
+        /* What was not renamed (another thread brought it first) is ours to remove. */
+        (void) nftw(work, rw_one, 16, FTW_PHYS);
+        rm_tree(work);
+        if (r == -EBADMSG)
+                return mp_error_set(err, EBADMSG, 409, "EnvironmentNotReady", "the archive of its layer is refused: %s",
+                                    why);
+        if (r < 0)
+                return mp_error_set(err, -r, 500, "storage", "cannot unpack its layer: %s",
+                                    why[0] && r != -EIO ? why : strerror(-r));
+        mp_info("environment %.16s: its layer was brought from the object store", id);
+        return 0;
 }
 
 /* ---- the build queue ---- */
@@ -793,6 +1223,9 @@ static void build(struct mp_core *core, json_t *env) {
 
         snprintf(layer, sizeof(layer), "%s/%s", core->envs->layers, id);
         if (stat(layer, &st) == 0) { /* built before (a restart between the rename and the row) */
+                _cleanup_error_ struct mp_error aerr = { 0 };
+                if (!json_is_string(json_object_get(env, "archive_sha256")) && layer_store(core, id, &aerr) < 0)
+                        mp_warn("environment %.16s: its layer is not in the object store: %s", id, aerr.message);
                 set_state(core, id, "ready", "the layer was already built\n", NULL, 0);
                 return;
         }
@@ -826,6 +1259,20 @@ static void build(struct mp_core *core, json_t *env) {
         /* A layer not renamed (built twice at once) is ours to remove: writable again. */
         (void) nftw(work, rw_one, 16, FTW_PHYS);
         rm_tree(work);
+        if (!error) {
+                /* For the other nodes (before it is ready, so that a node that sees it
+                 * ready finds its archive); without it this node alone can run it. */
+                _cleanup_error_ struct mp_error aerr = { 0 };
+                if (layer_store(core, id, &aerr) < 0) {
+                        char *more = NULL;
+                        mp_warn("environment %.16s: its layer is not in the object store: %s", id, aerr.message);
+                        if (asprintf(&more, "%sthe layer could not be stored in the object store (%s): only this node "
+                                     "can run it\n", log ? log : "", aerr.message) >= 0) {
+                                free(log);
+                                log = more;
+                        }
+                }
+        }
         set_state(core, id, error ? "failed" : "ready", log ? log : "", error, mp_mono_ms() - t0);
         mp_core_count_env_build(core, !error, mp_mono_ms() - t0);
         mp_info("environment %.16s: %s in %" PRId64 " ms", id, error ? "failed" : "ready", mp_mono_ms() - t0);
@@ -892,11 +1339,16 @@ int mp_core_envs_open(struct mp_core *core, struct mp_error *err) {
         pthread_mutex_init(&e->lock, NULL);
         pthread_cond_init(&e->cond, NULL);
         core->envs = e;
-        if (!core->config->wheelhouse && !core->config->package_index)
-                return 0;
-        if ((r = mp_core_layers_dir(core->config, path, sizeof(path))) < 0)
+        /* Every node has a layers folder: one that does not build brings the layers it
+         * runs from the object store. */
+        e->builds = core->config->wheelhouse || core->config->package_index;
+        if ((r = mp_core_layers_dir(core->config, path, sizeof(path))) < 0 && e->builds)
                 return mp_error_set(err, -r, 500, "config", "cannot create the layers folder under %s: %s",
                                     core->config->data_dir, strerror(-r));
+        if (r < 0) { /* this node then runs the base environment only */
+                mp_warn("cannot create the layers folder under %s: %s", core->config->data_dir, strerror(-r));
+                return 0;
+        }
         snprintf(e->layers, sizeof(e->layers), "%s", path);
         return 0;
 }
@@ -925,7 +1377,7 @@ int mp_core_envs_recover(struct mp_core *core, struct mp_error *err) {
         json_t *row;
         int r;
 
-        if (!core->envs || !core->envs->layers[0])
+        if (!core->envs || !core->envs->builds)
                 return 0;
         if ((r = MP_STORE(core->store)->env_unfinished(core->store, &rows, err)) < 0)
                 return r;
@@ -948,7 +1400,7 @@ int mp_core_env_prepare(struct mp_core *core, json_t *reqs, json_t **ret, struct
         *ret = NULL;
         if (json_array_size(reqs) == 0)
                 return 0;
-        if (!core->envs || !core->envs->layers[0]) {
+        if (!core->envs || !core->envs->builds) {
                 mp_error_add_field(err, "requirements", "cannot be installed: this server has no package source "
                                    "(its operator starts it with --wheelhouse DIR or --package-index URL)");
                 return mp_core_validation_done(err, "fields");
@@ -1031,12 +1483,23 @@ json_t *mp_core_env_brief(struct mp_core *core, json_t *ver) {
         return json_pack("{s:s,s:O}", "id", id, "status", json_object_get(row, "status"));
 }
 
-/* Does this node build layers, and is id's missing? */
+/* Does this node build layers, and has it id's? */
+static bool layer_here(struct mp_core *core, const char *id) {
+        char path[PATH_MAX + 80];
+        struct stat st;
+
+        if (!core->envs || !core->envs->builds || !core->envs->layers[0])
+                return false;
+        snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
+        return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Does this node run calls, and is id's layer missing from it? */
 static bool layer_missing(struct mp_core *core, const char *id) {
         char path[PATH_MAX + 80];
         struct stat st;
 
-        if (!core->envs || !core->envs->layers[0])
+        if (!core->envs || !core->envs->layers[0] || core->config->workers <= 0)
                 return false;
         snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
         return stat(path, &st) < 0 && errno == ENOENT;
@@ -1052,10 +1515,34 @@ int mp_core_env_check(struct mp_core *core, json_t *ver, struct mp_error *err) {
         if ((r = MP_STORE(core->store)->env_get(core->store, id, &row, err)) < 0)
                 return r;
         const char *status = json_string_value(json_object_get(row, "status"));
-        if (status && !strcmp(status, "ready") && layer_missing(core, id)) {
-                /* Ready, but its layer is gone from this node (removed by hand, a new
-                 * data folder): built again from its lock, which must give the same
-                 * bytes. */
+        _cleanup_error_ struct mp_error ferr = { 0 };
+        if (status && !strcmp(status, "ready") && !json_is_string(json_object_get(row, "archive_sha256")) &&
+            layer_here(core, id) && layer_store(core, id, &ferr) < 0) {
+                /* Built here before layers were stored (or the object store was down
+                 * then): stored now, for the other nodes; this node runs it anyway. */
+                mp_warn("environment %.16s: its layer is not in the object store: %s", id, ferr.message);
+                mp_error_clear(&ferr);
+        }
+        if (status && !strcmp(status, "ready") && layer_missing(core, id) &&
+            (r = layer_fetch(core, row, &ferr)) < 0) {
+                /* Ready, but its layer is not on this node (another node built it, or it
+                 * was removed by hand) nor to be had from the object store. */
+                if (r != -ENOENT && r != -EBADMSG)
+                        return mp_error_set(err, -r, 503, "storage", "the layer of this function version's "
+                                            "environment cannot be brought to this node now: %s", ferr.message);
+                if (!core->envs->builds) {
+                        r = mp_error_set(err, EAGAIN, 409, "EnvironmentNotReady",
+                                         "the environment of this function version is ready, but its layer is not "
+                                         "on this node and cannot be brought from the object store (%.400s): a node "
+                                         "with its operator's --wheelhouse or --package-index builds it again when "
+                                         "one of its calls reaches it",
+                                         ferr.message);
+                        json_decref(err->errors);
+                        err->errors = json_pack("{s:{s:s,s:s}}", "environment", "id", id, "status", status);
+                        return r;
+                }
+                /* A builder builds it again from its lock, which gives the same bytes. */
+                mp_warn("environment %.16s: %s: building its layer again from its lock", id, ferr.message);
                 if ((r = MP_STORE(core->store)->env_set(core->store, id, "queued", "", NULL, -1, err)) < 0)
                         return r;
                 enqueue(core, id);
@@ -1121,10 +1608,18 @@ int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count,
         if ((r = MP_STORE(core->store)->env_unused(core->store, now_ms - ENV_GC_GRACE_MS, &rows, err)) < 0)
                 return r;
         json_array_foreach(rows, i, row) {
-                char path[PATH_MAX + 80];
+                char path[PATH_MAX + 80], key[128];
                 struct stat st;
-                snprintf(path, sizeof(path), "%s/%s", core->envs->layers,
-                         json_string_value(json_object_get(row, "id")));
+                const char *id = json_string_value(json_object_get(row, "id"));
+                /* Its archive goes with it (whichever node collects), then its record:
+                 * a pass cut short between the two deletes it again. A node that
+                 * comes to fetch it meanwhile finds none (as if never stored). */
+                archive_key(id, key, sizeof(key));
+                if (json_is_string(json_object_get(row, "archive_sha256")) &&
+                    ((r = MP_BLOBS(core->blobs)->del(core->blobs, key, err)) < 0 ||
+                     (r = MP_STORE(core->store)->env_set_archive(core->store, id, NULL, err)) < 0))
+                        return r;
+                snprintf(path, sizeof(path), "%s/%s", core->envs->layers, id);
                 if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
                         continue;
                 (void) nftw(path, rw_one, 16, FTW_PHYS);
@@ -1132,5 +1627,52 @@ int mp_core_envs_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count,
                 if (lstat(path, &st) < 0)
                         (*ret_count)++;
         }
+        return 0;
+}
+
+int mp_core_wheels_gc(struct mp_core *core, int64_t now_ms, json_int_t *ret_count, json_int_t *ret_bytes,
+                      struct mp_error *err) {
+        _cleanup_json_ json_t *rows = NULL, *keep = json_object();
+        char dir[PATH_MAX + 16];
+        struct dirent *de;
+        size_t i, j;
+        json_t *row, *item;
+        DIR *d;
+        int r;
+
+        *ret_count = *ret_bytes = 0;
+        if (!core->envs || !core->envs->layers[0])
+                return 0;
+        if (!keep)
+                return -ENOMEM;
+        snprintf(dir, sizeof(dir), "%s/.wheels", core->envs->layers);
+        /* The same hour's grace as the layers', on the environments and on the files: a
+         * wheel fetched or used by a resolution a moment ago may not be in a stored lock
+         * yet. */
+        if ((r = MP_STORE(core->store)->env_in_use(core->store, now_ms - ENV_GC_GRACE_MS, &rows, err)) < 0)
+                return r;
+        json_array_foreach(rows, i, row)
+                json_array_foreach(json_object_get(row, "resolved"), j, item)
+                        if (json_string_value(json_object_get(item, "sha256")))
+                                json_object_set_new(keep, json_string_value(json_object_get(item, "sha256")),
+                                                    json_true());
+        if (!(d = opendir(dir)))
+                return errno == ENOENT ? 0 : mp_error_set(err, errno, 500, "storage", "cannot read %s: %s", dir,
+                                                          strerror(errno));
+        while ((de = readdir(d))) {
+                char path[PATH_MAX + 300], hex[2 * crypto_hash_sha256_BYTES + 1];
+                struct stat st;
+                snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+                /* Dot files: "." and "..", and transfers under way (.fetch-*). */
+                if (de->d_name[0] == '.' || lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+                    (int64_t) st.st_mtim.tv_sec * 1000 >= now_ms - ENV_GC_GRACE_MS ||
+                    sha256_file(path, hex) < 0 || json_object_get(keep, hex))
+                        continue;
+                if (unlink(path) == 0) {
+                        (*ret_count)++;
+                        *ret_bytes += (json_int_t) st.st_size;
+                }
+        }
+        closedir(d);
         return 0;
 }

@@ -241,15 +241,16 @@ static int collect_orphans(struct mp_core *core, json_int_t *ret_n, struct mp_er
 }
 
 int mp_core_gc(struct mp_core *core, json_t **ret, struct mp_error *err) {
-        json_int_t tasks = 0, orphans = 0, layers = 0;
+        json_int_t tasks = 0, orphans = 0, layers = 0, wheels = 0, wheel_bytes = 0;
         int r;
 
         if ((r = collect_expired(core, mp_now_ms(), &tasks, err)) < 0 ||
             (r = collect_orphans(core, &orphans, err)) < 0 ||
-            (r = mp_core_envs_gc(core, mp_now_ms(), &layers, err)) < 0)
+            (r = mp_core_envs_gc(core, mp_now_ms(), &layers, err)) < 0 ||
+            (r = mp_core_wheels_gc(core, mp_now_ms(), &wheels, &wheel_bytes, err)) < 0)
                 return r;
-        *ret = json_pack("{s:I,s:I,s:I}", "tasks_deleted", tasks, "orphans_deleted", orphans, "layers_deleted",
-                         layers);
+        *ret = json_pack("{s:I,s:I,s:I,s:I,s:I}", "tasks_deleted", tasks, "orphans_deleted", orphans,
+                         "layers_deleted", layers, "wheels_deleted", wheels, "wheel_bytes_deleted", wheel_bytes);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -282,6 +283,11 @@ static void *gc_main(void *arg) {
                 else if (json_integer_value(json_object_get(report, "layers_deleted")))
                         mp_info("collector: removed the layers of %" JSON_INTEGER_FORMAT " unused environment(s)",
                                 json_integer_value(json_object_get(report, "layers_deleted")));
+                if (json_integer_value(json_object_get(report, "wheels_deleted")))
+                        mp_info("collector: removed %" JSON_INTEGER_FORMAT " cached wheel(s) no environment uses (%"
+                                JSON_INTEGER_FORMAT " bytes)",
+                                json_integer_value(json_object_get(report, "wheels_deleted")),
+                                json_integer_value(json_object_get(report, "wheel_bytes_deleted")));
                 if (json_integer_value(json_object_get(report, "tasks_deleted")) ||
                     json_integer_value(json_object_get(report, "orphans_deleted")))
                         mp_info("collector: deleted %" JSON_INTEGER_FORMAT " task(s) past their company's "

@@ -3090,6 +3090,7 @@ static int ops_env_unfinished(struct mp_store *s, json_t **ret, struct mp_error 
 struct env_unused_args {
         int64_t before;
         json_t *arr;
+        const char *sql, *what; /* SQL_ENV_UNUSED or SQL_ENV_IN_USE (migration 18) */
 };
 
 static int env_unused_fn(struct mp_store_conn *c, void *ctx, struct mp_error *err) {
@@ -3099,7 +3100,7 @@ static int env_unused_fn(struct mp_store_conn *c, void *ctx, struct mp_error *er
 
         if (!arr)
                 return -ENOMEM;
-        n = q_all(c, SQL_ENV_UNUSED, PARAMS(PI(a->before)), arr, "listing unused environments", err);
+        n = q_all(c, a->sql, PARAMS(PI(a->before)), arr, a->what, err);
         if (n < 0) {
                 json_decref(arr);
                 return n;
@@ -3109,8 +3110,7 @@ static int env_unused_fn(struct mp_store_conn *c, void *ctx, struct mp_error *er
         return 0;
 }
 
-static int ops_env_unused(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err) {
-        struct env_unused_args a = { before_ms, NULL };
+static int env_list(struct mp_store *s, struct env_unused_args a, json_t **ret, struct mp_error *err) {
         int r = s->drv->run(s, MP_RUN_READ, env_unused_fn, &a, err);
 
         if (r < 0) {
@@ -3121,10 +3121,29 @@ static int ops_env_unused(struct mp_store *s, int64_t before_ms, json_t **ret, s
         return 0;
 }
 
+static int ops_env_unused(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err) {
+        return env_list(s, (struct env_unused_args) { before_ms, NULL, SQL_ENV_UNUSED, "listing unused environments" },
+                        ret, err);
+}
+
+/* ---- environments on every node (core/environments.c, migration 18) ---- */
+
+static int ops_env_in_use(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err) {
+        return env_list(s, (struct env_unused_args) { before_ms, NULL, SQL_ENV_IN_USE,
+                                                      "listing the environments in use" }, ret, err);
+}
+
+static int ops_env_set_archive(struct mp_store *s, const char *id, const char *sha256, struct mp_error *err) {
+        struct change_args a = CHANGE(SQL_ENV_SET_ARCHIVE, "recording an environment's layer archive", "environment",
+                                      id, PT(sha256), PT(id));
+        return s->drv->run(s, MP_RUN_WRITE, change_fn, &a, err);
+}
+
 #define ENV_OPS                                                                          \
         .env_create = ops_env_create, .env_get = ops_env_get, .env_set = ops_env_set,   \
         .env_requeue = ops_env_requeue, .env_unfinished = ops_env_unfinished,           \
-        .env_unused = ops_env_unused,
+        .env_unused = ops_env_unused,                                                   \
+        .env_in_use = ops_env_in_use, .env_set_archive = ops_env_set_archive,
 
 /* One table per scheme, the same operations in each. */
 #define OPS_TABLE(scheme_, open_)                                                        \

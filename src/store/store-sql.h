@@ -389,6 +389,10 @@ static const char *const migrations[] = {
         "  build_ms BIGINT,"
         "  created_at BIGINT NOT NULL);"
         "ALTER TABLE function_versions ADD COLUMN environment_id TEXT;",
+        /* 18 (layers; environments on every node, docs/operations.md#environments): the
+         * sha256 of the environment's layer archive in the object store
+         * (environments/<id>.tar), NULL until its builder stored one. */
+        "ALTER TABLE environments ADD COLUMN archive_sha256 TEXT;",
 };
 
 /* Columns whose text is JSON: parsed on the way out. */
@@ -1332,7 +1336,7 @@ static const char SQL_ENV_REQUEUE[] =
 /* Environments built before ?1 that no version of a live function names (the
  * collector removes their layers). */
 static const char SQL_ENV_UNUSED[] =
-        "SELECT e.id FROM environments e WHERE e.created_at < ?1 AND e.status = 'ready'"
+        "SELECT e.id, e.archive_sha256 FROM environments e WHERE e.created_at < ?1 AND e.status = 'ready'"
         " AND NOT EXISTS (SELECT 1 FROM function_versions v JOIN functions f ON f.id = v.function_id"
         "   WHERE v.environment_id = e.id AND f.deleted_at = 0)"
         " ORDER BY e.created_at, e.id";
@@ -1347,3 +1351,12 @@ static const char SQL_VERIFICATION_RUNNING[] =
         "SELECT v.function_id, v.version, v.verification FROM function_versions v"
         " JOIN functions f ON f.id = v.function_id"
         " WHERE f.deleted_at = 0 AND v.verification LIKE ?1 ORDER BY v.function_id, v.version";
+/* The locks of the environments the collector keeps (layers): those made at ?1 or after,
+ * or named by a version of a live function; their wheels stay in the cache. */
+static const char SQL_ENV_IN_USE[] =
+        "SELECT e.id, e.resolved FROM environments e WHERE e.resolved IS NOT NULL AND (e.created_at >= ?1"
+        " OR EXISTS (SELECT 1 FROM function_versions v JOIN functions f ON f.id = v.function_id"
+        "   WHERE v.environment_id = e.id AND f.deleted_at = 0))"
+        " ORDER BY e.created_at, e.id";
+/* The sha256 of its layer's archive in the object store, or NULL (layers). */
+static const char SQL_ENV_SET_ARCHIVE[] = "UPDATE environments SET archive_sha256 = ?1 WHERE id = ?2";

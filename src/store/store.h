@@ -490,6 +490,13 @@ struct mp_store_ops {
         /* [{"function_id", "version"}] of the versions of functions not deleted whose
          * verification is still running (core/verify.c's sweep at start): *ret a new array. */
         int (*verification_running)(struct mp_store *s, json_t **ret, struct mp_error *err);
+        /* [{"id","resolved"}] of the environments with a lock that the collector keeps:
+         * created at before_ms or after, or named by a version of a function not deleted
+         * (the wheels of their locks stay in the wheel cache). */
+        int (*env_in_use)(struct mp_store *s, int64_t before_ms, json_t **ret, struct mp_error *err);
+        /* Record (or, NULL, forget) the sha256 of an environment's layer archive in the
+         * object store; -ENOENT when no environment has that id. */
+        int (*env_set_archive)(struct mp_store *s, const char *id, const char *sha256, struct mp_error *err);
 };
 
 /* Open the backend that the url's scheme names. A sqlite: URL may end in

@@ -269,15 +269,28 @@ def test_a_layer_rebuilt_from_its_lock_is_byte_identical(api, env_stack):
     # Read-only: no file or folder of the layer is writable.
     assert all(int(mode, 8) & 0o222 == 0 for mode, _ in before.values()), before
     assert not any(p.endswith(".pyc") for p in before)
-    # Gone from this node: the next call builds it again from the lock.
+    # Gone from this node: the next call brings it back from its archive in the object
+    # store, the same files and modes.
     aside = layer.parent / ".work" / ("aside-" + env_id)
     os.rename(layer, aside)
-    r = api.execute_raw("alice", fn["id"], {"F": 5.0})
-    assert_problem(r, 409)
     t = api.execute("alice", fn["id"], {"F": 5.0}, wait=120)
     assert t["status"] == "completed", t
-    assert environment(api, env_id)["status"] == "ready"
     assert tree(layer) == before
+    archive = env_stack.data_dir / "objects" / "environments" / f"{env_id}.tar"
+    if not env_stack.backends:
+        # Gone from the object store too: the next call builds it again from the lock.
+        assert archive.is_file()
+        for dirpath, _, _ in os.walk(layer):
+            os.chmod(dirpath, 0o700)
+        shutil.rmtree(layer)
+        archive.unlink()
+        r = api.execute_raw("alice", fn["id"], {"F": 5.0})
+        assert_problem(r, 409)
+        t = api.execute("alice", fn["id"], {"F": 5.0}, wait=120)
+        assert t["status"] == "completed", t
+        assert environment(api, env_id)["status"] == "ready"
+        assert tree(layer) == before
+        assert archive.is_file()
     for dirpath, _, _ in os.walk(aside):
         os.chmod(dirpath, 0o700)
     shutil.rmtree(aside)
@@ -314,6 +327,10 @@ def test_admin_gc_removes_the_layers_no_function_uses(api, env_stack, wheelhouse
     assert r.returncode == 0, r.stderr
     assert not (layers / gone["environment"]["id"]).exists(), r.stdout
     assert (layers / keep["environment"]["id"]).is_dir()
+    # Their archives in the object store go with them.
+    archives = env_stack.data_dir / "objects" / "environments"
+    assert not (archives / f"{gone['environment']['id']}.tar").exists()
+    assert (archives / f"{keep['environment']['id']}.tar").is_file()
     assert "removed the layers of" in r.stdout, r.stdout
     t = api.execute("alice", keep["id"], {"F": 1.0})
     assert t["status"] == "completed" and t["result"]["beamlib"] == "2.0", t
@@ -366,30 +383,38 @@ def close_stack(s) -> None:
     s.close()
 
 
+def resolves_units_helper_from_the_index(api, a: Path) -> None:
+    """units-helper from its page, then its dependency beamlib<2 (1.0) from beamlib's
+    page; a call uses both."""
+    fn = api.create_function("alice", api.unique("indexed"), USES_HELPER, requirements=["units-helper==2.1"])
+    e = wait_env(api, fn["environment"]["id"])
+    assert e["status"] == "ready", e
+    assert e["lock"] == [
+        {"name": "beamlib", "version": "1.0", "sha256": sha256(a / "beamlib-1.0-py3-none-any.whl")},
+        {"name": "units-helper", "version": "2.1",
+         "sha256": sha256(a / "units_helper-2.1-py3-none-any.whl")},
+    ], e
+    t = api.execute("alice", fn["id"], {"F": 1000.0}, wait=60)
+    assert t["status"] == "completed", t
+    assert t["result"]["beamlib"] == "1.0" and t["result"]["helper"] == "2.1", t
+
+
+def refuses_the_wheel_with_a_wrong_hash(api, data_dir: Path) -> None:
+    """The index lists beamlib 2.0 with a sha256 that is not its bytes': never taken."""
+    bad = api.create_function("alice", api.unique("bad-hash"), USES_BEAMLIB, requirements=["beamlib==2.0"])
+    e = wait_env(api, bad["environment"]["id"])
+    assert e["status"] == "failed", e
+    assert "beamlib==2.0" in e["error"], e
+    assert "beamlib-2.0-py3-none-any.whl: its sha256 is not the index's" in e["log"], e
+    assert not list((data_dir / "layers" / ".wheels").glob("beamlib-2.0*")), "a wheel with a wrong hash was kept"
+
+
 def test_requirements_resolve_from_a_package_index_alone(index, wheelhouses):
     a, _ = wheelhouses
     s = index_stack("envs-index", ["--package-index", index])
     try:
-        api = s.api
-        # units-helper from its page, then its dependency beamlib<2 from beamlib's page.
-        fn = api.create_function("alice", api.unique("indexed"), USES_HELPER, requirements=["units-helper==2.1"])
-        e = wait_env(api, fn["environment"]["id"])
-        assert e["status"] == "ready", e
-        assert e["lock"] == [
-            {"name": "beamlib", "version": "1.0", "sha256": sha256(a / "beamlib-1.0-py3-none-any.whl")},
-            {"name": "units-helper", "version": "2.1",
-             "sha256": sha256(a / "units_helper-2.1-py3-none-any.whl")},
-        ], e
-        t = api.execute("alice", fn["id"], {"F": 1000.0}, wait=60)
-        assert t["status"] == "completed", t
-        assert t["result"]["beamlib"] == "1.0" and t["result"]["helper"] == "2.1", t
-        # The wheel whose bytes are not what the index says is never taken.
-        bad = api.create_function("alice", api.unique("bad-hash"), USES_BEAMLIB, requirements=["beamlib==2.0"])
-        e = wait_env(api, bad["environment"]["id"])
-        assert e["status"] == "failed", e
-        assert "beamlib==2.0" in e["error"], e
-        assert "beamlib-2.0-py3-none-any.whl: its sha256 is not the index's" in e["log"], e
-        assert not list((s.data_dir / "layers" / ".wheels").glob("beamlib-2.0*")), "a wheel with a wrong hash was kept"
+        resolves_units_helper_from_the_index(s.api, a)
+        refuses_the_wheel_with_a_wrong_hash(s.api, s.data_dir)
     finally:
         close_stack(s)
 

@@ -2951,6 +2951,26 @@ TEST(task_live) {
 }
 
 
+/* A function (id into f1, in a fresh world) whose new version names the environment
+ * env_id: that version. */
+static int function_in_env(struct mp_store *s, char f1[static MP_ID_LEN + 1], const char *env_id) {
+        struct mp_error err = { 0 };
+        struct world w;
+        int latest = 0;
+
+        make_world(s, &w);
+        CHECK_INT(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1), ==, 0);
+        json_t *ver = json_pack("{s:s,s:s,s:s,s:[s],s:{},s:{},s:s}", "code", "def main():\n    return 1\n", "handler",
+                                "main", "isolation", "warm", "requirements", "beamlib==1.0", "input_schema", "limits",
+                                "environment_id", env_id);
+        json_t *fields = json_pack("{s:s}", "visibility", "private");
+        CHECK_INT(MP_STORE(s)->function_update(s, f1, fields, ver, 3000, &latest, &err), ==, 0);
+        json_decref(fields);
+        json_decref(ver);
+        mp_error_clear(&err);
+        return latest;
+}
+
 /* Environments (migration 17): stored once per id, their state changed, a failed one
  * queued again, the unfinished ones listed; a version names its environment. */
 TEST(environments) {
@@ -2998,22 +3018,65 @@ TEST(environments) {
         CHECK_INT(ops->env_set(s, "nope", "ready", NULL, NULL, -1, &err), ==, -ENOENT);
 
         /* A version carries its environment id. */
-        struct world w;
         char f1[MP_ID_LEN + 1];
-        make_world(s, &w);
-        REQUIRE(make_function(s, f1, w.u1, w.company_a, "beam", "private", 1) == 0);
-        json_t *ver = json_pack("{s:s,s:s,s:s,s:[s],s:{},s:{},s:s}", "code", "def main():\n    return 1\n", "handler",
-                                "main", "isolation", "warm", "requirements", "beamlib==1.0", "input_schema", "limits",
-                                "environment_id", id);
-        json_t *fields = json_pack("{s:s}", "visibility", "private");
-        int latest = 0;
-        CHECK_INT(ops->function_update(s, f1, fields, ver, 3000, &latest, &err), ==, 0);
-        json_decref(fields);
+        int latest = function_in_env(s, f1, id);
         CHECK_INT(ops->function_get_version(s, f1, latest, &row, &err), ==, 0);
         CHECK_STR(str(row, "environment_id"), id);
         json_decref(row);
-        json_decref(ver);
         json_decref(env);
+        mp_error_clear(&err);
+        mp_store_close(s);
+}
+
+/* Environments on every node (migration 18): the locks the collector keeps (recent, or
+ * named by a live function's version) and the sha256 of a layer's archive. */
+TEST(environments_in_use_and_archive) {
+        struct mp_store *s = fresh();
+        const struct mp_store_ops *ops = MP_STORE(s);
+        struct mp_error err = { 0 };
+        json_t *row = NULL, *rows = NULL;
+        const char *used = "1111111111111111111111111111111111111111111111111111111111111111";
+        const char *old = "2222222222222222222222222222222222222222222222222222222222222222";
+        const char *young = "3333333333333333333333333333333333333333333333333333333333333333";
+        const char *ids[] = { used, old, young };
+        const json_int_t at[] = { 1000, 1000, 9000 };
+
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                json_t *env = json_pack("{s:s,s:s,s:[s],s:[{s:s,s:s,s:s}],s:s,s:I}", "id", ids[i], "status", "ready",
+                                        "requirements", "beamlib", "resolved", "name", "beamlib", "version", "1.0",
+                                        "sha256", ids[i], "log", "", "created_at", at[i]);
+                CHECK_INT(ops->env_create(s, env, &err), ==, 1);
+                json_decref(env);
+        }
+        char f1[MP_ID_LEN + 1];
+        (void) function_in_env(s, f1, used);
+        /* Kept: the one a live version names, and the one made at 5000 or after. */
+        CHECK_INT(ops->env_in_use(s, 5000, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 2);
+        CHECK_STR(str(json_array_get(rows, 0), "id"), used);
+        CHECK_STR(str(json_array_get(rows, 1), "id"), young);
+        CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(json_array_get(rows, 1), "resolved"),
+                                                                   0), "sha256")), young);
+        json_decref(rows);
+        /* Its function deleted, the version keeps nothing. */
+        CHECK_INT(ops->function_delete(s, f1, 7000, &err), ==, 0);
+        CHECK_INT(ops->env_in_use(s, 5000, &rows, &err), ==, 0);
+        CHECK_INT(json_array_size(rows), ==, 1);
+        CHECK_STR(str(json_array_get(rows, 0), "id"), young);
+        json_decref(rows);
+
+        CHECK_INT(ops->env_get(s, old, &row, &err), ==, 0);
+        CHECK(!json_is_string(json_object_get(row, "archive_sha256")));
+        json_decref(row);
+        CHECK_INT(ops->env_set_archive(s, old, "abcdef", &err), ==, 0);
+        CHECK_INT(ops->env_get(s, old, &row, &err), ==, 0);
+        CHECK_STR(str(row, "archive_sha256"), "abcdef");
+        json_decref(row);
+        CHECK_INT(ops->env_set_archive(s, old, NULL, &err), ==, 0);
+        CHECK_INT(ops->env_get(s, old, &row, &err), ==, 0);
+        CHECK(!json_is_string(json_object_get(row, "archive_sha256")));
+        json_decref(row);
+        CHECK_INT(ops->env_set_archive(s, "nope", "abcdef", &err), ==, -ENOENT);
         mp_error_clear(&err);
         mp_store_close(s);
 }
@@ -3126,6 +3189,7 @@ static const struct check_case cases[] = {
         CASE(environments),
         CASE(review_compare_and_set),
         CASE(verification_running),
+        CASE(environments_in_use_and_archive),
 };
 
 /* Not CHECK_MAIN: each case runs once per backend, named case[backend]. The last line
