@@ -1,10 +1,12 @@
 // Calculations engineers can sign, as the dashboard shows them: a task's checks, its
 // results with units, the inputs as given, the calculation sheet, the re-run and the
-// comparison of two tasks; a function version's verification cases and its review; a
-// study's units, governing check and Excel download. In a real browser against a real
-// server, asserting what the page shows. Run: node --test tests/browser/.
+// comparison of two tasks; a task's tabular result as .xlsx; a workflow run's sheet; a
+// function version's verification cases and its review; a study's units, governing check
+// and .xlsx download. In a real browser against a real server, asserting what the page
+// shows. Run: node --test tests/browser/.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { startStack, newPage, signIn, shot, apiLogin, OTHER, ADMIN, audit, noProblems } from './harness.mjs';
 
 const HOSTILE = '<img src=x onerror=window.__pwned=1>';
@@ -23,6 +25,11 @@ def main(L: Annotated[float, "m"], F: Annotated[float, "kN"]) -> Result:
     return {"deflection": F * L ** 3 / 3.0,
             "checks": [{"name": "${HOSTILE}", "value": F * 10.0, "limit": 100.0, "unit": "kN"},
                        {"name": "tip", "value": 150.0, "limit": 100.0, "unit": "mm"}]}
+`;
+
+// A tabular result: a list of row objects, one value a hostile string.
+const ROWS = `def main(n: int) -> list:
+    return [{"i": i, "square": i * i, "name": "${HOSTILE}"} for i in range(n)]
 `;
 
 let stack;
@@ -46,6 +53,22 @@ async function open(page, path) {
     dispatchEvent(new PopStateEvent('popstate'));
   }, path);
 }
+// A downloaded .xlsx read back by an independent reader (openpyxl): the first sheet's
+// rows as lists of values.
+function readXlsx(buf) {
+  const py = 'import io, json, sys, openpyxl\n'
+    + 'wb = openpyxl.load_workbook(io.BytesIO(sys.stdin.buffer.read()), read_only=True)\n'
+    + 'print(json.dumps([list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]))';
+  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', py], { input: buf }).toString());
+}
+// A download a link on the page names, fetched with the page's session cookie.
+async function download(page, name) {
+  const href = await page.getByRole('link', { name, exact: true }).getAttribute('href');
+  const r = await page.request.get(href);
+  assert.equal(r.status(), 200, `${href}: ${r.status()}`);
+  return { href, type: r.headers()['content-type'], body: await r.body() };
+}
+
 const beam = (extra = {}) => api('POST', '/functions', { name: unique('beam'), code: BEAM, ...extra });
 const run = async (f, inputs) => {
   const t = await api('POST', `/functions/${f.id}/execute?wait=60`, { inputs });
@@ -78,12 +101,14 @@ describe('task page', () => {
     await page.getByText('Inputs', { exact: true }).click();
     await page.getByText('(given as 2000 mm)').waitFor();
 
-    const sheet = await page.getByRole('link', { name: 'Calculation sheet' }).getAttribute('href');
-    assert.equal(sheet, `/api/v1/tasks/${t.id}/sheet`);
-    const html = await page.request.get(sheet);
-    assert.equal(html.status(), 200);
-    assert.match(html.headers()['content-type'], /text\/html/);
-    assert.equal(await page.getByRole('link', { name: 'PDF' }).getAttribute('href'), `/api/v1/tasks/${t.id}/sheet?format=pdf`);
+    const html = await download(page, 'Calculation sheet');
+    assert.equal(html.href, `/api/v1/tasks/${t.id}/sheet`);
+    assert.match(html.type, /text\/html/);
+    const pdf = await download(page, 'PDF');
+    assert.equal(pdf.href, `/api/v1/tasks/${t.id}/sheet?format=pdf`);
+    assert.equal(pdf.type, 'application/pdf');
+    // Its result is not a table: no .xlsx to offer (the API would answer 406).
+    assert.equal(await page.getByRole('link', { name: 'Download .xlsx' }).count(), 0);
 
     await page.getByRole('button', { name: 'Re-run', exact: true }).click();
     await page.locator('.rerun-outcome').filter({ hasText: 'identical result' }).waitFor({ timeout: 60000 });
@@ -101,6 +126,52 @@ describe('task page', () => {
     await page.getByRole('alert').first().waitFor();
 
     await shot(stack, page, 'task-checks');
+    assert.deepEqual(await audit(page), []);
+    await noProblems(page);
+    await page.context().close();
+  });
+});
+
+describe('task page, tabular result', () => {
+  test('a list of rows downloads as .xlsx, a real workbook', async () => {
+    const f = await api('POST', '/functions', { name: unique('rows'), code: ROWS });
+    const t = await run(f, { n: 3 });
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, `/tasks/${t.id}`);
+    await page.getByRole('link', { name: 'Download .xlsx' }).waitFor();
+    const xlsx = await download(page, 'Download .xlsx');
+    assert.equal(xlsx.href, `/api/v1/tasks/${t.id}?format=xlsx`);
+    assert.equal(xlsx.type, 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet');
+    assert.deepEqual(readXlsx(xlsx.body), [['i', 'square', 'name'], [0, 0, HOSTILE], [1, 1, HOSTILE], [2, 4, HOSTILE]]);
+    await shot(stack, page, 'task-xlsx');
+    assert.deepEqual(await audit(page), []);
+    await noProblems(page);
+    await page.context().close();
+  });
+});
+
+describe('workflow run page', () => {
+  test('the run\'s calculation sheet, as HTML and as PDF', async () => {
+    const f = await beam();
+    const wf = await api('POST', '/workflows', { name: unique('beams'),
+      nodes: [{ id: 'cantilever', function: f.name, inputs: { L: { param: 'L' }, F: 5 } }] });
+    const r = await api('POST', `/workflows/${wf.id}/execute?wait=60`, { inputs: { L: 2 } });
+    assert.equal(r.status, 'completed', JSON.stringify(r.error));
+    const page = await newPage(stack);
+    await signIn(page);
+    await open(page, `/workflow-runs/${r.id}`);
+    await page.getByRole('link', { name: 'Calculation sheet' }).waitFor();
+    const html = await download(page, 'Calculation sheet');
+    assert.equal(html.href, `/api/v1/workflow-runs/${r.id}/sheet`);
+    assert.match(html.type, /^text\/html/);
+    assert.match(html.body.toString(), /cantilever/);
+    const pdf = await download(page, 'PDF');
+    assert.equal(pdf.href, `/api/v1/workflow-runs/${r.id}/sheet?format=pdf`);
+    assert.equal(pdf.type, 'application/pdf');
+    assert.equal(pdf.body.subarray(0, 5).toString(), '%PDF-');
+    assert.equal(await page.getByRole('link', { name: 'PDF' }).getAttribute('download'), `run-${r.id}.pdf`);
+    await shot(stack, page, 'run-sheet');
     assert.deepEqual(await audit(page), []);
     await noProblems(page);
     await page.context().close();
@@ -194,11 +265,12 @@ describe('study page', () => {
     await table.getByRole('columnheader', { name: /check\.governing/ }).waitFor();
     await table.getByRole('cell', { name: 'tip' }).first().waitFor();
     await table.getByRole('cell', { name: 'fail', exact: true }).first().waitFor();
-    const xlsx = page.getByRole('link', { name: 'Excel' });
-    assert.equal(await xlsx.getAttribute('href'), `/api/v1/studies/${st.id}/results?format=xlsx`);
-    const r = await page.request.get(await xlsx.getAttribute('href'));
-    assert.equal(r.status(), 200);
-    assert.equal((await r.body()).subarray(0, 2).toString(), 'PK');
+    const xlsx = await download(page, 'Download .xlsx');
+    assert.equal(xlsx.href, `/api/v1/studies/${st.id}/results?format=xlsx`);
+    assert.equal(xlsx.type, 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet');
+    const sheet = readXlsx(xlsx.body);
+    assert.deepEqual(sheet[0].slice(0, 2), ['index', 'L [m]']);
+    assert.equal(sheet.length, 3);
     await shot(stack, page, 'study-units');
     assert.deepEqual(await audit(page), []);
     await noProblems(page);

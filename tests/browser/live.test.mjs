@@ -75,10 +75,12 @@ describe('live updates', () => {
       { id: 'first', function: f.name, inputs: { s: 2 } },
       { id: 'second', function: f.name, inputs: { s: { from: 'first' } } },
     ] });
-    const run = await api('POST', `/workflows/${wf.id}/execute`, { inputs: {} });
+    // Signed in first: the run must still be running when its page opens, however long
+    // signing in takes on a loaded machine.
     const page = await newPage(stack);
     const urls = recordApi(page);
     await signIn(page);
+    const run = await api('POST', `/workflows/${wf.id}/execute`, { inputs: {} });
     await page.goto(`/workflow-runs/${run.id}`);
     await page.locator('h1 .status').filter({ hasText: 'completed' }).waitFor({ timeout: 60000 });
     assert.ok(urls.some((u) => u === `/api/v1/workflow-runs/${run.id}/events`), urls.join('\n'));
@@ -89,16 +91,47 @@ describe('live updates', () => {
 
   test('the study page follows the study by its event stream', async () => {
     const f = await api('POST', '/functions', { name: unique('nap-study'), code: NAP });
-    const st = await api('POST', '/studies', { name: 'live', target: { function: f.name },
-      design: { type: 'list', points: [{ s: 1 }, { s: 2 }, { s: 3 }] }, outputs: ['result'], concurrency: 1 });
     const page = await newPage(stack);
     const urls = recordApi(page);
     await signIn(page);
+    const st = await api('POST', '/studies', { name: 'live', target: { function: f.name },
+      design: { type: 'list', points: [{ s: 1 }, { s: 2 }, { s: 3 }] }, outputs: ['result'], concurrency: 1 });
     await page.goto(`/studies/${st.id}`);
     await page.locator('h1 .status').filter({ hasText: 'completed' }).waitFor({ timeout: 60000 });
     assert.equal((await page.locator('dd[data-count="completed"]').textContent()).trim(), '3');
     assert.ok(urls.some((u) => u === `/api/v1/studies/${st.id}/events`), urls.join('\n'));
     assert.ok(!urls.some((u) => u.startsWith(`/api/v1/studies/${st.id}?wait=`)), `no long poll while the stream works:\n${urls.join('\n')}`);
+    await noProblems(page);
+    await page.context().close();
+  });
+
+  // A stream refused (too many open, a proxy that will not pass it): the pages follow by
+  // long polls of ?wait= instead, to the end.
+  test('without the stream, the workflow-run and study pages follow by long polls', async () => {
+    const f = await api('POST', '/functions', { name: unique('nap-polled'), code: NAP });
+    const wf = await api('POST', '/workflows', { name: unique('naps-polled'), nodes: [
+      { id: 'first', function: f.name, inputs: { s: 2 } },
+      { id: 'second', function: f.name, inputs: { s: { from: 'first' } } },
+    ] });
+    const page = await newPage(stack);
+    await page.route(/\/api\/v1\/(workflow-runs|studies)\/[^/]+\/events$/, (r) =>
+      r.fulfill({ status: 503, contentType: 'application/problem+json', body: '{"status":503,"title":"no stream"}' }));
+    const urls = recordApi(page);
+    await signIn(page);
+
+    const run = await api('POST', `/workflows/${wf.id}/execute`, { inputs: {} });
+    await page.goto(`/workflow-runs/${run.id}`);
+    await page.locator('h1 .status').filter({ hasText: 'completed' }).waitFor({ timeout: 60000 });
+    await page.locator('tr[data-node="second"]').getByText('completed').waitFor();
+    assert.ok(urls.some((u) => u.startsWith(`/api/v1/workflow-runs/${run.id}?wait=`)), urls.join('\n'));
+
+    const st = await api('POST', '/studies', { name: 'polled', target: { function: f.name },
+      design: { type: 'list', points: [{ s: 1 }, { s: 2 }] }, outputs: ['result'], concurrency: 1 });
+    await page.goto(`/studies/${st.id}`);
+    await page.locator('h1 .status').filter({ hasText: 'completed' }).waitFor({ timeout: 60000 });
+    await page.locator('dd[data-count="completed"]').filter({ hasText: '2' }).waitFor();
+    assert.ok(urls.some((u) => u.startsWith(`/api/v1/studies/${st.id}?wait=`)), urls.join('\n'));
+    await page.getByRole('region', { name: 'Results' }).getByRole('cell', { name: '2', exact: true }).first().waitFor();
     await noProblems(page);
     await page.context().close();
   });

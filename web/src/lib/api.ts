@@ -44,22 +44,19 @@ export function setUnauthorizedHandler(f: () => void): void {
   onUnauthorized = f;
 }
 
-export async function request<T>(method: string, path: string, body?: unknown,
-                                 opts: { raw?: boolean; quiet401?: boolean } = {}): Promise<T> {
+// One call: the session cookie, the CSRF header on a change, and a refusal thrown as an
+// ApiError carrying the problem (a 401 also tells the app, unless quiet401).
+async function send<T>(method: string, path: string, body: string | undefined, contentType: string | undefined,
+                       opts: { raw?: boolean; quiet401?: boolean } = {}): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (contentType) headers['Content-Type'] = contentType;
   if (method !== 'GET' && method !== 'HEAD') {
     const t = cookie('mecapy_csrf');
     if (t) headers['X-CSRF-Token'] = t;
   }
   let r: Response;
   try {
-    r = await fetch(API + path, {
-      method,
-      headers,
-      credentials: 'same-origin',
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    r = await fetch(API + path, { method, headers, credentials: 'same-origin', body });
   } catch (e) {
     throw new ApiError({ status: 0, title: 'Network error', detail: `the server did not answer (${String(e)})` });
   }
@@ -78,29 +75,14 @@ export async function request<T>(method: string, path: string, body?: unknown,
   return (await r.json()) as T;
 }
 
+export const request = <T>(method: string, path: string, body?: unknown,
+                           opts?: { raw?: boolean; quiet401?: boolean }): Promise<T> =>
+  body === undefined ? send<T>(method, path, undefined, undefined, opts)
+    : send<T>(method, path, JSON.stringify(body), 'application/json', opts);
+
 // A body that is not JSON (a CSV upload): the same cookie, CSRF header and errors.
-export async function postText<T>(path: string, body: string, contentType: string): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json', 'Content-Type': contentType };
-  const t = cookie('mecapy_csrf');
-  if (t) headers['X-CSRF-Token'] = t;
-  let r: Response;
-  try {
-    r = await fetch(API + path, { method: 'POST', headers, credentials: 'same-origin', body });
-  } catch (e) {
-    throw new ApiError({ status: 0, title: 'Network error', detail: `the server did not answer (${String(e)})` });
-  }
-  if (!r.ok) {
-    let p: Problem = { status: r.status, title: r.statusText };
-    try {
-      p = { ...p, ...(await r.json()) };
-    } catch {
-      /* not JSON */
-    }
-    if (r.status === 401 && onUnauthorized) onUnauthorized();
-    throw new ApiError(p);
-  }
-  return (await r.json()) as T;
-}
+export const postText = <T>(path: string, body: string, contentType: string): Promise<T> =>
+  send<T>('POST', path, body, contentType);
 
 export const get = <T>(path: string, opts?: { raw?: boolean; quiet401?: boolean }) =>
   request<T>('GET', path, undefined, opts);

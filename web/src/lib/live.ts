@@ -5,7 +5,7 @@
 // `progress` ({fraction, message, at}). A stream that cannot be had or is cut without an
 // `end` (no such route on an older server, too many streams open, a proxy that buffers)
 // is given up once, through `fallback`: the page then follows by long polls.
-import { API } from './api';
+import { API, get } from './api';
 
 export interface TaskProgress {
   fraction: number;
@@ -69,4 +69,70 @@ export function follow<T>(path: string, h: StreamHandlers<T>): () => void {
     }
   });
   return stop;
+}
+
+// A workflow run or a study, followed until it ends: its event stream, else long polls of
+// GET path()?wait= (answered the moment it ends, else after `wait` seconds). `update` is
+// given each new state (its failure, as the stream's or a poll's, goes to `failed`).
+// follow() again after an action (Retry) opens the stream again if it worked once; a stream
+// that never worked is not tried again: the polls go on. stop() ends it for good.
+export function watch<T>(o: {
+  path: () => string;
+  wait: number;
+  current: () => T | null;
+  running: (x: T) => boolean;
+  update: (x: T) => void | Promise<void>;
+  failed: (detail: string) => void;
+}): { follow: () => void; stop: () => void } {
+  let gone = false;
+  let stopStream: (() => void) | null = null;
+  let streamed = false; // the stream worked once
+  let polling = false; // it never did: follow by polls
+  let asking = false; // a poll loop is under way
+  const apply = (x: T) => void Promise.resolve(o.update(x)).catch((e) => o.failed((e as Error).message));
+
+  async function poll() {
+    if (asking) return;
+    asking = true;
+    try {
+      for (let x = o.current(); !gone && x && o.running(x); x = o.current()) {
+        const next = await get<T>(`${o.path()}?wait=${o.wait}`);
+        if (gone) return;
+        await o.update(next);
+      }
+    } catch (e) {
+      o.failed((e as Error).message);
+    } finally {
+      asking = false;
+    }
+  }
+
+  function start() {
+    const x = o.current();
+    if (polling) return void poll();
+    if (!x || !o.running(x)) return;
+    stopStream?.();
+    stopStream = follow<T>(`${o.path()}/events`, {
+      status: (s) => {
+        streamed = true;
+        if (!gone) apply(s);
+      },
+      end: (s) => {
+        if (s && !gone) apply(s);
+      },
+      failed: o.failed,
+      fallback: () => {
+        polling = !streamed;
+        poll();
+      },
+    });
+  }
+
+  return {
+    follow: start,
+    stop: () => {
+      gone = true;
+      stopStream?.();
+    },
+  };
 }
