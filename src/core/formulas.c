@@ -48,11 +48,12 @@ static json_t *data_uri(const char *svg, size_t n) {
         return j;
 }
 
-/* Write path whole or not at all (a temporary name, then rename). */
+/* Write path whole or not at all (a temporary name of its own, then rename: two sheets
+ * drawing one formula at once each rename a whole file). */
 static void cache_put(const char *path, const char *data, size_t n) {
-        char tmp[4300];
-        snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int) getpid());
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        char tmp[4400];
+        snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
+        int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return;
         bool ok = write(fd, data, n) == (ssize_t) n;
