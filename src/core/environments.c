@@ -593,9 +593,16 @@ static void wheel_version(const char *file, char *buf, size_t size) {
         snprintf(buf, size, "%.*s", dash2 ? (int) (dash2 - dash - 1) : 0, dash2 ? dash + 1 : "");
 }
 
-/* A PEP 691 JSON page: its "files", each {"filename","url","hashes":{"sha256"}}. A
- * yanked file (PEP 592) is taken only when the requirements pin its version with ==
+/* A yanked file (PEP 592) is taken only when the requirements pin its version with ==
  * (pin: that version, or NULL). */
+static bool yanked_but_pinned(const char *file, const char *pin) {
+        char version[128];
+        wheel_version(file, version, sizeof(version));
+        return pin && !strcmp(pin, version);
+}
+
+/* A PEP 691 JSON page: its "files", each {"filename","url","hashes":{"sha256"}}, some
+ * "yanked". */
 static void take_json_page(const char *wheels, const char *page_url, const struct mp_buf *page, const char *pin,
                            struct mp_buf *flog) {
         _cleanup_json_ json_t *doc = json_loadb(page->data, page->len, JSON_REJECT_DUPLICATES, NULL);
@@ -612,38 +619,44 @@ static void take_json_page(const char *wheels, const char *page_url, const struc
                 const char *file = json_string_value(json_object_get(f, "filename"));
                 const char *url = json_string_value(json_object_get(f, "url"));
                 json_t *yanked = json_object_get(f, "yanked");
-                char version[128];
                 if (taken >= ENV_INDEX_FILES_MAX)
                         break;
                 if (!file || !url)
                         continue;
-                if (yanked && !json_is_false(yanked) && !json_is_null(yanked)) {
-                        wheel_version(file, version, sizeof(version));
-                        if (!pin || strcmp(pin, version))
-                                continue;
-                }
+                if (yanked && !json_is_false(yanked) && !json_is_null(yanked) && !yanked_but_pinned(file, pin))
+                        continue;
                 if (take_file(wheels, page_url, url, file,
                               json_string_value(json_object_get(json_object_get(f, "hashes"), "sha256")), flog))
                         taken++;
         }
 }
 
-/* A PEP 503 HTML page: its links, each with a #sha256= fragment. */
-static void take_html_page(const char *wheels, const char *page_url, struct mp_buf *page, struct mp_buf *flog) {
+/* A PEP 503 HTML page: its links, each with a #sha256= fragment; a link whose tag has
+ * a data-yanked attribute (PEP 592) is yanked. */
+static void take_html_page(const char *wheels, const char *page_url, struct mp_buf *page, const char *pin,
+                           struct mp_buf *flog) {
         size_t taken = 0;
 
         for (char *a = strstr(page->data, "href=\""); a && taken < ENV_INDEX_FILES_MAX; a = strstr(a, "href=\"")) {
+                char *open = a, *close;
+                while (open > page->data && *open != '<')
+                        open--;
                 a += 6;
                 char *end = strchr(a, '"'), *frag, *file;
                 if (!end)
                         break;
                 *end = 0;
+                close = strchr(end + 1, '>');
                 frag = strstr(a, "#sha256=");
                 if (frag)
                         *frag = 0;
                 file = strrchr(a, '/');
                 file = file ? file + 1 : a;
-                if (frag && take_file(wheels, page_url, a, file, frag + 8, flog))
+                /* The attribute may stand before or after href, in the same tag. */
+                bool yanked = close && (memmem(open, (size_t) (a - open), "data-yanked", 11) ||
+                                        memmem(end + 1, (size_t) (close - end - 1), "data-yanked", 11));
+                if (frag && (!yanked || yanked_but_pinned(file, pin)) &&
+                    take_file(wheels, page_url, a, file, frag + 8, flog))
                         taken++;
                 a = end + 1;
         }
@@ -671,7 +684,7 @@ static void fetch_project(struct mp_core *core, const char *wheels, const char *
                 if (!strcmp(type, "application/vnd.pypi.simple.v1+json"))
                         take_json_page(wheels, page_url, &page, pin, flog);
                 else
-                        take_html_page(wheels, page_url, &page, flog);
+                        take_html_page(wheels, page_url, &page, pin, flog);
                 mp_buf_free(&page);
         }
 }

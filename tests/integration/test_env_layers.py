@@ -31,11 +31,12 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 class JsonIndex:
     """A loopback PEP 691 index: /simple/<project>/ answers JSON when the Accept header
-    asks for it (HTML otherwise), /files/<name> the wheels. Remembers the Accept headers
-    it was sent and the pages it answered in JSON."""
+    asks for it (HTML otherwise, always with serve_json=False: a PEP 503 index), /files/<name>
+    the wheels; yanked files are marked in both (PEP 592). Remembers the Accept headers it
+    was sent and the pages it answered in JSON."""
 
-    def __init__(self, pages: dict, files: Path):
-        self.pages, self.files = pages, files
+    def __init__(self, pages: dict, files: Path, serve_json: bool = True):
+        self.pages, self.files, self.serve_json = pages, files, serve_json
         self.accepts: list[str] = []
         self.json_answers = 0
         index = self
@@ -49,13 +50,14 @@ class JsonIndex:
                 if len(parts) == 2 and parts[0] == "simple" and parts[1] in index.pages:
                     accept = self.headers.get("Accept", "")
                     index.accepts.append(accept)
-                    if JSON_TYPE in accept:
+                    if index.serve_json and JSON_TYPE in accept:
                         index.json_answers += 1
                         body = json.dumps({"meta": {"api-version": "1.0"}, "name": parts[1],
                                            "files": index.pages[parts[1]]}).encode()
                         ctype = JSON_TYPE
                     else:
-                        body = "".join(f'<a href="{f["url"]}#sha256={f["hashes"]["sha256"]}">x</a>'
+                        body = "".join(f'<a href="{f["url"]}#sha256={f["hashes"]["sha256"]}"'
+                                       + (' data-yanked="%s"' % f["yanked"] if f["yanked"] else "") + ">x</a>\n"
                                        for f in index.pages[parts[1]]).encode()
                         ctype = "text/html"
                 elif len(parts) == 2 and parts[0] == "files" and (index.files / parts[1]).is_file():
@@ -134,6 +136,23 @@ def test_requirements_resolve_from_a_json_index(json_index, wheelhouses):  # noq
         refuses_the_wheel_with_a_wrong_hash(api, s.data_dir)
     finally:
         close_stack(s)
+
+
+def test_yanked_files_of_an_html_index_are_skipped_unless_pinned(json_index, wheelhouses):  # noqa: F811
+    """The same rule on a PEP 503 page, where a yanked file's link carries data-yanked."""
+    a, _ = wheelhouses
+    html_index = JsonIndex(json_index.pages, json_index.files, serve_json=False)
+    s = harness.start_stack("envs-html", extra_args=["--package-index", html_index.url])
+    try:
+        api = s.api
+        resolves_units_helper_from_the_index(api, a)  # beamlib<2: 1.0, not the yanked 1.5
+        assert html_index.accepts and html_index.json_answers == 0
+        pinned = api.create_function("alice", api.unique("yanked-html"), USES_BEAMLIB, requirements=["beamlib==1.5"])
+        e = wait_env(api, pinned["environment"]["id"])
+        assert e["status"] == "ready" and [(x["name"], x["version"]) for x in e["lock"]] == [("beamlib", "1.5")], e
+    finally:
+        close_stack(s)
+        html_index.close()
 
 
 def test_admin_gc_removes_the_cached_wheels_no_environment_uses(json_index, wheelhouses):  # noqa: F811
