@@ -33,6 +33,9 @@ void mp_core_task_ended(struct mp_core *core, const char *task_id);
 void mp_core_stats_init(struct mp_core_stats *st);
 void mp_core_count_created(struct mp_core *core);
 
+/* The SHA-256 of data as 64 hex digits and a NUL (provenance.c). */
+void mp_core_sha256_hex(const void *data, size_t len, char out[65]);
+
 /* A trusted helper program (tool.c): argv run with envp, in given on its stdin, its
  * stdout in *ret (malloc'ed, at most max bytes), at most timeout_s seconds. -ENOENT when
  * it cannot be started, -ETIMEDOUT (killed), -EIO when it exits with a failure. */
@@ -40,7 +43,7 @@ int mp_core_tool(struct mp_core *core, const char *const argv[], const char *con
                  size_t in_len, int timeout_s, size_t max, char **ret, size_t *ret_len);
 
 /* A sheet's formulas (formulas.c): list [{"tex", "display"}] -> {"D<tex>" or "I<tex>":
- * a data: URI of the formula as SVG, or null when it cannot be typeset}; NULL: no memory. */
+ * the formula drawn as SVG, or null when it cannot be typeset}; NULL: no memory. */
 #define MP_FORMULA_MAX_CHARS 1000 /* longer is shown as its source */
 #define MP_FORMULAS_MAX 64        /* per sheet; the others are shown as their source */
 json_t *mp_core_formulas(struct mp_core *core, json_t *list);

@@ -218,12 +218,6 @@ static int sha256_file(const char *path, char hex[static 2 * crypto_hash_sha256_
         return 0;
 }
 
-static void sha256_text(const char *text, char hex[static 2 * crypto_hash_sha256_BYTES + 1]) {
-        unsigned char h[crypto_hash_sha256_BYTES];
-        crypto_hash_sha256(h, (const unsigned char *) text, strlen(text));
-        sodium_bin2hex(hex, 2 * crypto_hash_sha256_BYTES + 1, h, sizeof(h));
-}
-
 /* ---- pip, without network ---- */
 
 /* Replace every `from` in *s by `to` (the host's folders are not the user's to see). */
@@ -1048,7 +1042,6 @@ static int layer_pack(const char *dir, struct mp_buf *out, char *why, size_t why
  * 0, or -errno with the reason in err. */
 static int layer_store(struct mp_core *core, const char *id, struct mp_error *err) {
         char layer[PATH_MAX + 80], key[128], why[200];
-        unsigned char h[crypto_hash_sha256_BYTES];
         char hex[2 * crypto_hash_sha256_BYTES + 1];
         struct mp_buf tar = { .cap = (size_t) ENV_ARCHIVE_MAX };
         int r;
@@ -1059,8 +1052,7 @@ static int layer_store(struct mp_core *core, const char *id, struct mp_error *er
                 mp_buf_free(&tar);
                 return mp_error_set(err, r < 0 ? -r : EIO, 500, "storage", "cannot archive the layer: %s", why);
         }
-        crypto_hash_sha256(h, (const unsigned char *) tar.data, tar.len);
-        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        mp_core_sha256_hex(tar.data, tar.len, hex);
         r = MP_BLOBS(core->blobs)->put(core->blobs, key, tar.data, tar.len, err);
         mp_buf_free(&tar);
         if (r < 0)
@@ -1173,7 +1165,6 @@ static int layer_fetch(struct mp_core *core, json_t *env, struct mp_error *err) 
         const char *want = json_string_value(json_object_get(env, "archive_sha256"));
         char key[128], work[PATH_MAX + 32], dest[PATH_MAX + 64], layer[PATH_MAX + 80], why[420];
         char hex[2 * crypto_hash_sha256_BYTES + 1];
-        unsigned char h[crypto_hash_sha256_BYTES];
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
         int r;
@@ -1183,8 +1174,7 @@ static int layer_fetch(struct mp_core *core, json_t *env, struct mp_error *err) 
         archive_key(id, key, sizeof(key));
         if ((r = MP_BLOBS(core->blobs)->get(core->blobs, key, (size_t) ENV_ARCHIVE_MAX, &data, &len, err)) < 0)
                 return r;
-        crypto_hash_sha256(h, (const unsigned char *) data, len);
-        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        mp_core_sha256_hex(data, len, hex);
         if (strcmp(hex, want))
                 return mp_error_set(err, EBADMSG, 409, "EnvironmentNotReady",
                                     "the archive of its layer (%s) does not have the sha256 recorded", key);
@@ -1444,7 +1434,7 @@ int mp_core_env_prepare(struct mp_core *core, json_t *reqs, json_t **ret, struct
         reqs_text = json_dumps(reqs, JSON_COMPACT);
         if (!canon || !reqs_text)
                 return -ENOMEM;
-        sha256_text(canon, id);
+        mp_core_sha256_hex(canon, strlen(canon), id);
         env = json_pack("{s:s,s:s,s:O,s:s,s:I}", "id", id, "status", lock ? "queued" : "failed", "requirements", reqs,
                         "log", log ? log : "", "created_at", (json_int_t) mp_now_ms());
         if (!env)

@@ -1,6 +1,6 @@
 /* A sheet's formulas typeset (docs/sheets.md#markdown-and-formulas): the LaTeX between
  * $ signs of a docstring is drawn by matplotlib's mathtext (tools/formulas.py, run as a
- * trusted child by mp_core_tool) as SVG, shown on the sheet as data: images. A formula is
+ * trusted child by mp_core_tool) as SVG, which the sheet shows as data: images. A formula is
  * drawn once: DATA_DIR/cache/formulas/<sha256>.svg keeps it (.err: mathtext cannot read
  * it), so a sheet already seen starts no process. */
 #include <errno.h>
@@ -21,31 +21,17 @@ extern const char mp_formulas_py[];
 #define FORMULA_SVG_MAX (256u << 10)
 #define FORMULAS_TIMEOUT_S 60 /* the first run also builds matplotlib's font cache */
 
-/* The cache file of a formula: its sha256 (display or inline, and its text). */
-static int cache_path(struct mp_core *core, const char *tex, bool display, const char *ext, char *buf,
-                      size_t size) {
-        unsigned char h[crypto_hash_sha256_BYTES];
+/* The cache file of a formula by its key ("D" or "I", then its text): the key's sha256. */
+static int cache_path(struct mp_core *core, const char *key, const char *ext, char *buf, size_t size) {
         char hex[2 * crypto_hash_sha256_BYTES + 1];
-        crypto_hash_sha256_state st;
-        crypto_hash_sha256_init(&st);
-        crypto_hash_sha256_update(&st, (const unsigned char *) (display ? "D" : "I"), 1);
-        crypto_hash_sha256_update(&st, (const unsigned char *) tex, strlen(tex));
-        crypto_hash_sha256_final(&st, h);
-        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        mp_core_sha256_hex(key, strlen(key), hex);
         return (size_t) snprintf(buf, size, "%s/cache/formulas/%s.%s", core->config->data_dir, hex, ext) < size
                        ? 0 : -ENAMETOOLONG;
 }
 
-static json_t *data_uri(const char *svg, size_t n) {
-        size_t len = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
-        char *b = malloc(sizeof("data:image/svg+xml;base64,") + len);
-        if (!b)
-                return NULL;
-        strcpy(b, "data:image/svg+xml;base64,");
-        sodium_bin2base64(b + strlen(b), len, (const unsigned char *) svg, n, sodium_base64_VARIANT_ORIGINAL);
-        json_t *j = json_string(b);
-        free(b);
-        return j;
+/* A formula's SVG as a JSON string; null when it is too large to show. */
+static json_t *svg_of(const char *svg, size_t n) {
+        return n <= FORMULA_SVG_MAX ? json_stringn(svg, n) : json_null();
 }
 
 /* Write path whole or not at all (a temporary name of its own, then rename: two sheets
@@ -79,20 +65,18 @@ json_t *mp_core_formulas(struct mp_core *core, json_t *list) {
                 return NULL;
         }
         json_array_foreach(list, i, item) {
-                const char *tex = json_string_value(json_object_get(item, "tex"));
-                bool display = json_is_true(json_object_get(item, "display"));
                 char *svg = NULL;
                 size_t n = 0;
-                if (!tex || json_object_get(out, key_of(item, key, sizeof(key))))
+                if (!json_is_string(json_object_get(item, "tex")) || json_object_get(out, key_of(item, key, sizeof(key))))
                         continue;
-                if (cache_path(core, tex, display, "svg", path, sizeof(path)) < 0)
+                if (cache_path(core, key, "svg", path, sizeof(path)) < 0)
                         continue;
                 if (mp_read_file(path, FORMULA_SVG_MAX, &svg, &n) == 0) {
-                        json_object_set_new(out, key, data_uri(svg, n));
+                        json_object_set_new(out, key, svg_of(svg, n));
                         free(svg);
                         continue;
                 }
-                (void) cache_path(core, tex, display, "err", path, sizeof(path));
+                (void) cache_path(core, key, "err", path, sizeof(path));
                 if (access(path, F_OK) == 0) {
                         json_object_set_new(out, key, json_null());
                         continue;
@@ -127,15 +111,14 @@ json_t *mp_core_formulas(struct mp_core *core, json_t *list) {
         }
         json_array_foreach(todo, i, item) {
                 json_t *d = json_array_get(drawn, i);
-                const char *tex = json_string_value(json_object_get(item, "tex"));
-                bool display = json_is_true(json_object_get(item, "display"));
                 const char *svg = json_string_value(json_object_get(d, "svg"));
+                key_of(item, key, sizeof(key));
                 if (svg && json_string_length(json_object_get(d, "svg")) <= FORMULA_SVG_MAX) {
-                        (void) cache_path(core, tex, display, "svg", path, sizeof(path));
+                        (void) cache_path(core, key, "svg", path, sizeof(path));
                         cache_put(path, svg, strlen(svg));
-                        json_object_set_new(out, key_of(item, key, sizeof(key)), data_uri(svg, strlen(svg)));
+                        json_object_set_new(out, key, svg_of(svg, strlen(svg)));
                 } else {
-                        (void) cache_path(core, tex, display, "err", path, sizeof(path));
+                        (void) cache_path(core, key, "err", path, sizeof(path));
                         const char *why = json_string_value(json_object_get(d, "error")) ?: "too large";
                         cache_put(path, why, strlen(why));
                 }

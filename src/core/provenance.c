@@ -13,7 +13,7 @@
 
 #define DIFF_MAX_FIELDS 2000 /* leaves compared and listed; more: "truncated" */
 
-static void sha256_hex(const void *data, size_t len, char out[2 * crypto_hash_sha256_BYTES + 1]) {
+void mp_core_sha256_hex(const void *data, size_t len, char out[2 * crypto_hash_sha256_BYTES + 1]) {
         unsigned char h[crypto_hash_sha256_BYTES];
         crypto_hash_sha256(h, data, len);
         sodium_bin2hex(out, 2 * crypto_hash_sha256_BYTES + 1, h, sizeof(h));
@@ -80,7 +80,7 @@ static int version_part(struct mp_core *core, const char *fid, int version, stru
         out->version = version;
         const char *code = json_string_value(json_object_get(ver, "code"));
         if (code)
-                sha256_hex(code, strlen(code), out->code_sha256);
+                mp_core_sha256_hex(code, strlen(code), out->code_sha256);
         env = environment_of(ver);
         snprintf(out->environment, sizeof(out->environment), "%s", json_string_value(env) ?: "");
         pthread_mutex_lock(&prov_lock);
@@ -103,7 +103,7 @@ void mp_core_task_add_provenance(struct mp_core *core, json_t *task) {
         if (!prov)
                 return;
         if (mp_canonical_dump(json_object_get(task, "inputs"), &canon, &len, &err) >= 0) {
-                sha256_hex(canon, len, hex);
+                mp_core_sha256_hex(canon, len, hex);
                 json_object_set_new(prov, "inputs_sha256", json_string(hex));
         }
         /* A version that is gone (or cannot be read now) leaves its fields null. */

@@ -177,6 +177,20 @@ static size_t formula_at(const char *t, size_t n, size_t i, const char **tex, si
         return 0;
 }
 
+/* src="data:type;base64,..." of data, then the tag's end. */
+static void put_data_src(struct sheet *s, const char *type, const void *data, size_t len) {
+        size_t b64 = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+        _cleanup_free_ char *enc = malloc(b64);
+        if (!enc) {
+                put(s, ">");
+                return;
+        }
+        sodium_bin2base64(enc, b64, data, len, sodium_base64_VARIANT_ORIGINAL);
+        putf(s, " src=\"data:%s;base64,", type);
+        put(s, enc);
+        put(s, "\">");
+}
+
 static void formula(struct sheet *s, const char *tex, size_t tex_len, bool display) {
         _cleanup_free_ char *key = malloc(tex_len + 2);
         json_t *img = NULL;
@@ -194,9 +208,8 @@ static void formula(struct sheet *s, const char *tex, size_t tex_len, bool displ
         if (json_is_string(img)) {
                 put(s, display ? "<img class=\"formula display\" alt=\"" : "<img class=\"formula\" alt=\"");
                 esc_n(s, tex, tex_len);
-                put(s, "\" src=\"");
-                put(s, json_string_value(img)); /* data:image/svg+xml;base64,... */
-                put(s, "\">");
+                put(s, "\"");
+                put_data_src(s, "image/svg+xml", json_string_value(img), json_string_length(img));
                 return;
         }
         s->untypeset = true;
@@ -447,16 +460,9 @@ static void figures(struct mp_core *core, struct sheet *s, json_t *row) {
                         put(s, "<p class=\"note\">(this figure is too large to be included, or cannot be read now; "
                                "it is the task's artifact)</p>");
                 } else {
-                        size_t b64 = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-                        _cleanup_free_ char *enc = malloc(b64);
-                        if (enc) {
-                                sodium_bin2base64(enc, b64, (const unsigned char *) data, len,
-                                                  sodium_base64_VARIANT_ORIGINAL);
-                                putf(s, "<img alt=\"figure\" src=\"data:%s;base64,", type);
-                                put(s, enc);
-                                put(s, "\">");
-                                s->figure_bytes += len;
-                        }
+                        put(s, "<img alt=\"figure\"");
+                        put_data_src(s, type, data, len);
+                        s->figure_bytes += len;
                 }
                 put(s, "<figcaption>");
                 esc(s, name);
