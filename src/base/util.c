@@ -194,11 +194,16 @@ int mp_frame_read(int fd, size_t max, char **ret, size_t *ret_len) {
 
 int mp_read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        struct mp_buf b = { .cap = max };
-        char chunk[65536];
 
         if (fd < 0)
                 return -errno;
+        return mp_read_fd(fd, max, ret, ret_len);
+}
+
+int mp_read_fd(int fd, size_t max, char **ret, size_t *ret_len) {
+        struct mp_buf b = { .cap = max };
+        char chunk[65536];
+
         for (;;) {
                 ssize_t n = read(fd, chunk, sizeof(chunk));
                 if (n < 0) {

@@ -50,8 +50,9 @@ int mp_read_full(int fd, void *p, size_t n);
 int mp_frame_write(int fd, const void *p, size_t n);
 int mp_frame_read(int fd, size_t max, char **ret, size_t *ret_len);
 
-/* Read a whole (small) file; -EFBIG past max. */
+/* Read a whole (small) file, or what is left to read of fd; -EFBIG past max. */
 int mp_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+int mp_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* Create the directory and its parents (mode 0700 for the ones created). */
 int mp_mkdir_p(const char *path, mode_t mode);
 /* Constant-time comparison for secrets. */

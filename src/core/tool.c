@@ -16,29 +16,6 @@
 #include "base/util.h"
 #include "core/core-internal.h"
 
-static int read_all_fd(int fd, size_t max, char **ret, size_t *ret_len) {
-        struct mp_buf b = { 0 };
-        char chunk[65536];
-        ssize_t n;
-        while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
-                if (b.len + (size_t) n > max) {
-                        mp_buf_free(&b);
-                        return -EFBIG;
-                }
-                if (mp_buf_append(&b, chunk, (size_t) n) < 0) {
-                        mp_buf_free(&b);
-                        return -ENOMEM;
-                }
-        }
-        if (n < 0) {
-                mp_buf_free(&b);
-                return -errno;
-        }
-        *ret_len = b.len;
-        *ret = mp_buf_steal(&b);
-        return *ret ? 0 : -ENOMEM;
-}
-
 /* An anonymous file in dir, or a named one removed at once where O_TMPFILE is missing. */
 static int scratch_file(const char *dir) {
         char path[4200];
@@ -91,5 +68,6 @@ int mp_core_tool(struct mp_core *core, const char *const argv[], const char *con
         }
         if (lseek(out_fd, 0, SEEK_SET) < 0)
                 return -errno;
-        return read_all_fd(out_fd, max, ret, ret_len);
+        r = mp_read_fd(out_fd, max, ret, ret_len);
+        return r < 0 ? r : *ret ? 0 : -ENOMEM;
 }
